@@ -1,0 +1,1 @@
+"""virt_migration package."""
