@@ -23,12 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from services.scheduler_bridge.resource_requests import (
-    Requests,
-    compute_vmi_requests,
-    to_bytes,
-    to_millicores,
-)
+from services.scheduler_bridge.resource_requests import Requests, compute_vmi_requests
+from shared.api.quantity import to_bytes, to_millicores
 
 SCHEDULABLE_LABEL = "kubevirt.io/schedulable"
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"

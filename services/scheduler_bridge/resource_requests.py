@@ -1,8 +1,8 @@
 """What a VMI asks of a node: CPU in millicores and memory in bytes.
 
 Owns the translation from a VMI spec (KubeVirt field names) to the requests
-the virt-launcher pod would carry, and the Kubernetes quantity notation
-(``1Gi``, ``500m``) used on both VMIs and Nodes. Placement decisions are in
+the virt-launcher pod would carry, and the formatting of Node capacities
+(parsing of quantities is ``shared.api.quantity``). Placement decisions are in
 ``placement.py``; this module only computes numbers.
 
 Rules (KubeVirt ``pkg/virt-controller/services/renderresources.go``):
@@ -17,54 +17,11 @@ Rules (KubeVirt ``pkg/virt-controller/services/renderresources.go``):
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
-from fractions import Fraction
 
-from shared.errors import BadRequest
+from shared.api.quantity import parse_quantity, to_bytes, to_millicores
 
 CPU_ALLOCATION_RATIO = 10  # KubeVirt default developerConfiguration.cpuAllocationRatio
-
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1),
-            "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
-            "P": Fraction(10**15), "E": Fraction(10**18)}
-_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$")
-
-
-def parse_quantity(value: str | int | float) -> Fraction:
-    """Parse a Kubernetes quantity (``"1Gi"``, ``"500m"``, ``"1.5"``, ``"1e3"``, ``2``) exactly.
-
-    Source: k8s.io/apimachinery ``pkg/api/resource/quantity.go`` (binary SI, decimal SI and
-    decimal-exponent suffixes). Raises ``shared.errors.BadRequest`` for anything else.
-    """
-    if isinstance(value, bool):
-        raise BadRequest(f"quantity {value!r} is not a number")
-    if isinstance(value, int):
-        return Fraction(value)
-    if isinstance(value, float):
-        return Fraction(str(value))
-    match = _QUANTITY.match(str(value).strip())
-    if not match:
-        raise BadRequest(f"quantities must match the regular expression "
-                         f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {value!r}")
-    number, exponent, suffix = match.groups()
-    amount = Fraction(number)
-    if exponent:
-        return amount * Fraction(10) ** int(exponent[1:])
-    if suffix in _BINARY:
-        return amount * _BINARY[suffix]
-    return amount * _DECIMAL[suffix or ""]
-
-
-def to_millicores(value: str | int | float) -> int:
-    """A CPU quantity in millicores, rounded up as Kubernetes does (``"1"`` -> 1000, ``"0.1"`` -> 100)."""
-    return math.ceil(parse_quantity(value) * 1000)
-
-
-def to_bytes(value: str | int | float) -> int:
-    """A memory quantity in bytes, rounded up (``"1Gi"`` -> 1073741824, ``"128M"`` -> 128000000)."""
-    return math.ceil(parse_quantity(value))
 
 
 def format_millicores(millicores: int) -> str:

@@ -8,39 +8,8 @@ from services.scheduler_bridge.resource_requests import (
     compute_vmi_requests,
     format_bytes,
     format_millicores,
-    parse_quantity,
-    to_bytes,
-    to_millicores,
 )
-from shared.errors import BadRequest
-
-
-@pytest.mark.parametrize("text, expected_bytes", [
-    pytest.param("1Gi", 2**30, id="binary-giga"),
-    pytest.param("128M", 128_000_000, id="decimal-mega"),
-    pytest.param("1.5Gi", 3 * 2**29, id="fractional-binary"),
-    pytest.param("1e3", 1000, id="exponent"),
-    pytest.param(2048, 2048, id="plain-int"),
-    pytest.param("3145728Ki", 3 * 2**30, id="kubelet-style"),
-])
-def test_memory_quantities_parse_to_bytes(text, expected_bytes):
-    assert to_bytes(text) == expected_bytes
-
-
-@pytest.mark.parametrize("text, expected", [
-    pytest.param("1", 1000, id="one-cpu"),
-    pytest.param("500m", 500, id="millicores"),
-    pytest.param("0.1", 100, id="decimal"),
-    pytest.param("1.0001", 1001, id="rounded-up"),
-])
-def test_cpu_quantities_parse_to_millicores(text, expected):
-    assert to_millicores(text) == expected
-
-
-@pytest.mark.parametrize("bad", ["", "1GB", "abc", "1..2", True])
-def test_bad_quantities_are_rejected_with_a_readable_error(bad):
-    with pytest.raises(BadRequest, match="quantit"):
-        parse_quantity(bad)
+from shared.api.quantity import to_bytes
 
 
 @pytest.mark.parametrize("value, expected", [(2000, "2"), (1500, "1500m")])
