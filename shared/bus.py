@@ -1,0 +1,155 @@
+"""The one wrapper around a nats-py connection (with :mod:`shared.store`, the only importer of ``nats``).
+
+Owns: connecting with explicit limits (fail fast at start — a dead server gives one readable
+``ServiceUnavailable`` line instead of nats-py's default minute of retries and tracebacks, see
+ecosystem-notes §1.6 — then reconnect patiently once running), one-line error logging, and mapping
+nats-py failures into :mod:`shared.errors`. Subjects, payload schemas and tracing live elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+
+from shared.errors import ServiceUnavailable
+
+log = logging.getLogger("kubevirt.bus")
+
+#: Initial connect: tries per server before giving up (with ``CONNECT_RETRY_WAIT`` s between).
+CONNECT_ATTEMPTS = 2
+CONNECT_RETRY_WAIT = 0.2
+#: After the first connect: -1 = never stop reconnecting (a control plane outlives a server restart).
+RECONNECT_ATTEMPTS = -1
+RECONNECT_WAIT = 0.5
+
+
+class Bus:
+    """A connected NATS client. Messages are ``nats.aio.msg.Msg`` (``.subject``, ``.data``,
+    ``.headers: dict[str, str] | None``, ``await .respond(bytes)``)."""
+
+    def __init__(self, nc: Client, name: str) -> None:
+        self._nc = nc
+        self.name = name
+
+    @property
+    def client(self) -> Client:
+        """The raw nats-py client, for :mod:`shared.store` only."""
+        return self._nc
+
+    @property
+    def is_connected(self) -> bool:
+        return self._nc.is_connected
+
+    async def publish(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        """Fire-and-forget publish (buffered while reconnecting, up to nats-py's pending size)."""
+        try:
+            await self._nc.publish(subject, payload, headers=headers)
+        except nats.errors.Error as err:
+            raise ServiceUnavailable(f"NATS publish to {subject} failed: {describe_nats_error(err)}") from err
+
+    async def subscribe(
+        self,
+        subject: str,
+        queue: str | None = None,
+        cb: Callable[[Msg], Awaitable[None]] | None = None,
+        *,
+        pending_msgs_limit: int = 65536,
+    ) -> Subscription:
+        """Subscribe (optionally in a queue group). Without ``cb`` iterate ``sub.messages`` or
+        ``await sub.next_msg(timeout)``; ``await sub.unsubscribe()`` to stop."""
+        return await self._nc.subscribe(subject, queue=queue or "", cb=cb, pending_msgs_limit=pending_msgs_limit)
+
+    async def request(
+        self, subject: str, payload: bytes, timeout: float = 2.0, headers: dict[str, str] | None = None
+    ) -> Msg:
+        """Request/reply. Raises ServiceUnavailable when nobody answers or on timeout (seconds)."""
+        try:
+            return await self._nc.request(subject, payload, timeout=timeout, headers=headers)
+        except nats.errors.NoRespondersError as err:
+            raise ServiceUnavailable(f"no service answers on {subject}") from err
+        except (nats.errors.TimeoutError, asyncio.TimeoutError) as err:
+            raise ServiceUnavailable(f"request on {subject} timed out after {timeout}s") from err
+
+    def jetstream(self, timeout: float = 5.0) -> JetStreamContext:
+        """JetStream context (``timeout`` s per JetStream API call)."""
+        return self._nc.jetstream(timeout=timeout)
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        await self._nc.flush(timeout=timeout)
+
+    async def close(self) -> None:
+        """Close the connection (pending outbound messages are flushed first)."""
+        if not self._nc.is_closed:
+            await self._nc.close()
+
+
+def describe_nats_error(err: BaseException) -> str:
+    """A one-line description of a nats-py exception (its class name when the message is empty)."""
+    text = str(err).strip().replace("\n", " ")
+    return text if text and text != "nats: " else type(err).__name__
+
+
+async def connect(
+    servers: list[str],
+    *,
+    name: str,
+    connect_timeout: float = 2.0,
+    reconnect_attempts: int = RECONNECT_ATTEMPTS,
+    reconnect_wait: float = RECONNECT_WAIT,
+    on_reconnected: Callable[[], Awaitable[None]] | None = None,
+) -> Bus:
+    """Connect to NATS; ``name`` is the client name shown by the server (``/connz``).
+
+    Fails fast: each server is tried ``CONNECT_ATTEMPTS`` times, each attempt bounded by
+    ``connect_timeout`` seconds, then ``ServiceUnavailable("cannot connect to NATS at ...")``.
+    Once connected, reconnects up to ``reconnect_attempts`` times (-1 = forever) every
+    ``reconnect_wait`` s; subscriptions are restored by nats-py. Errors are logged as one line.
+    """
+    if not servers:
+        raise ServiceUnavailable("no NATS server URL given")
+
+    async def error_cb(err: Exception) -> None:
+        log.warning("nats %s: %s", name, describe_nats_error(err))
+
+    async def disconnected_cb() -> None:
+        log.info("nats %s: disconnected", name)
+
+    async def reconnected_cb() -> None:
+        log.info("nats %s: reconnected to %s", name, nc.connected_url.netloc if nc.connected_url else "?")
+        if on_reconnected is not None:
+            await on_reconnected()
+
+    nc = Client()
+    try:
+        await nc.connect(
+            servers=servers,
+            name=name,
+            connect_timeout=connect_timeout,
+            max_reconnect_attempts=CONNECT_ATTEMPTS,
+            reconnect_time_wait=CONNECT_RETRY_WAIT,
+            error_cb=error_cb,
+            disconnected_cb=disconnected_cb,
+            reconnected_cb=reconnected_cb,
+            allow_reconnect=True,
+        )
+    except (nats.errors.Error, OSError, asyncio.TimeoutError) as err:
+        try:
+            await nc.close()
+        except Exception:  # noqa: BLE001 - already failing; the close is best effort
+            pass
+        raise ServiceUnavailable(
+            f"cannot connect to NATS at {', '.join(servers)}: {describe_nats_error(err)}"
+        ) from err
+    # From now on a lost server is waited for, not given up on after a second.
+    nc.options["max_reconnect_attempts"] = reconnect_attempts
+    nc.options["reconnect_time_wait"] = reconnect_wait
+    return Bus(nc, name)

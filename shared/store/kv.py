@@ -1,0 +1,356 @@
+"""The JetStream KV layer: raw records of one bucket per resource, with CAS, snapshots and tails.
+
+Owns every nats-py call of the store (``shared.store`` and ``shared.bus`` are the only importers of
+``nats``). Buckets are ordinary KV buckets (stream ``KV_<bucket>``, subjects ``$KV.<bucket>.<key>``,
+``allow_direct`` off so reads go to the stream leader: read-your-writes, ecosystem-notes §2.2), but
+writes are published directly so that
+
+* every write carries ``Nats-Expected-Last-Subject-Sequence`` (create = 0 or the delete marker's
+  revision, update = the revision read) — the server-side compare-and-swap — and that header is
+  stored with the message, so each record knows its predecessor (``prev_revision``); a watcher uses
+  it to notice a revision it never saw (history compacted under it);
+* a delete marker (``KV-Operation: DEL``, as nats-py and other KV clients read it) carries the last
+  state of the object as payload, so DELETED watch events can show it;
+* every write has a ``Nats-Msg-Id``: a write retried after a timeout (server restart, leader
+  election) is de-duplicated by the server and answers with the first write's revision.
+
+Object semantics (metadata, resourceVersion strings, errors in Kubernetes' words) are in
+:mod:`shared.store.objectstore`; this module speaks revisions (``int``) and bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import nats.errors
+import nats.js.errors
+from nats.js import api
+
+from shared.bus import Bus, describe_nats_error
+from shared.errors import ServiceUnavailable
+from shared.store.keys import stream_name, subject_prefix
+
+log = logging.getLogger("kubevirt.store.kv")
+
+KV_OP = "KV-Operation"
+EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+MSG_ID = "Nats-Msg-Id"
+CREATE_MARK = "Kvpy-Create"  # set on object creations, so watchers tell ADDED from MODIFIED
+MARKER_REASON = "Nats-Marker-Reason"  # server-made marker (per-key TTL expiry): the key is gone
+_DELETE_OPS = ("DEL", "PURGE")
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+
+T = TypeVar("T")
+
+
+class WrongLastRevision(Exception):
+    """The CAS failed: the key's latest revision is not the expected one."""
+
+
+class Compacted(Exception):
+    """Revisions the caller asked for are no longer in the stream.
+
+    ``requested`` is the first revision wanted, ``oldest`` the first still held.
+    """
+
+    def __init__(self, requested: int, oldest: int) -> None:
+        super().__init__(f"revision {requested} compacted, oldest is {oldest}")
+        self.requested = requested
+        self.oldest = oldest
+
+
+@dataclass(frozen=True)
+class KvRecord:
+    """One stored message: ``revision`` is its stream sequence, ``prev_revision`` the revision the
+    writer expected to replace (0 = none), ``deleted`` for delete/purge markers (``value`` then
+    holds the object's last state, possibly empty when another client wrote the marker)."""
+
+    key: str
+    revision: int
+    prev_revision: int
+    deleted: bool
+    value: bytes
+    created: bool = False
+
+
+def _record(prefix: str, subject: str, seq: int, headers: dict[str, str] | None, data: bytes) -> KvRecord:
+    headers = headers or {}
+    try:
+        prev = int(headers.get(EXPECTED_LAST) or 0)
+    except ValueError:
+        prev = 0
+    deleted = headers.get(KV_OP) in _DELETE_OPS or MARKER_REASON in headers
+    return KvRecord(subject[len(prefix) :], seq, prev, deleted, data or b"", CREATE_MARK in headers)
+
+
+class KvLayer:
+    """Record-level access to the store's buckets over one :class:`shared.bus.Bus`.
+
+    ``op_timeout`` (s) bounds each call including retries after timeouts; a call still failing
+    then raises ``ServiceUnavailable``. ``replicas``/``history`` apply to buckets made here.
+    """
+
+    def __init__(self, bus: Bus, *, replicas: int = 1, history: int = 10, op_timeout: float = 10.0,
+                 request_timeout: float = 2.0) -> None:
+        self.bus = bus
+        self.replicas = replicas
+        self.history = history
+        self.op_timeout = op_timeout
+        self.request_timeout = request_timeout
+        self._js = bus.jetstream(timeout=request_timeout)
+        self._ready: set[str] = set()
+        self._ready_lock = asyncio.Lock()
+
+    # -- helpers -----------------------------------------------------------------------------
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call``; retry transient failures (timeouts, no responders, leader elections)
+        until ``op_timeout``. The last failure becomes ServiceUnavailable."""
+        deadline = time.monotonic() + self.op_timeout
+        delay = 0.05
+        while True:
+            try:
+                return await call()
+            except (nats.errors.TimeoutError, asyncio.TimeoutError, nats.errors.NoRespondersError,
+                    nats.js.errors.ServiceUnavailableError, nats.js.errors.NoStreamResponseError,
+                    nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
+                    nats.errors.OutboundBufferLimitError) as err:
+                failure = err
+            except nats.js.errors.APIError as err:
+                if err.code != 503:
+                    raise
+                failure = err
+            if self.bus.client.is_closed:
+                raise ServiceUnavailable(f"NATS connection closed during {what}") from failure
+            if time.monotonic() + delay > deadline:
+                raise ServiceUnavailable(
+                    f"NATS JetStream unavailable during {what}: {describe_nats_error(failure)}"
+                ) from failure
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    # -- buckets -----------------------------------------------------------------------------
+    async def ensure_bucket(self, bucket: str) -> None:
+        """Create the bucket if missing (idempotent, cached per process)."""
+        if bucket in self._ready:
+            return
+        async with self._ready_lock:
+            if bucket in self._ready:
+                return
+
+            async def make() -> None:
+                try:
+                    await self._js.stream_info(stream_name(bucket))
+                    return
+                except nats.js.errors.NotFoundError:
+                    pass
+                try:
+                    await self._js.create_key_value(
+                        bucket=bucket, history=self.history, replicas=self.replicas, direct=False
+                    )
+                except nats.js.errors.BadRequestError:
+                    # made concurrently by another process with the same name
+                    await self._js.stream_info(stream_name(bucket))
+
+            await self._retrying(f"create bucket {bucket}", make)
+            self._ready.add(bucket)
+
+    async def list_buckets(self, prefix: str) -> list[str]:
+        """Names of existing buckets starting with ``prefix``."""
+        names: list[str] = []
+
+        async def fetch() -> None:
+            names.clear()
+            offset = 0
+            while True:
+                infos = await self._js.streams_info(offset=offset)
+                if not infos:
+                    return
+                for info in infos:
+                    if info.config.name and info.config.name.startswith(f"KV_{prefix}"):
+                        names.append(info.config.name[3:])
+                offset += len(infos)
+
+        await self._retrying("list buckets", fetch)
+        return names
+
+    async def stream_bounds(self, bucket: str) -> tuple[int, int]:
+        """``(first_seq, last_seq)`` of the bucket's stream (first = last + 1 when empty)."""
+        info = await self._retrying(f"info {bucket}", lambda: self._js.stream_info(stream_name(bucket)))
+        return info.state.first_seq, info.state.last_seq
+
+    # -- reads -------------------------------------------------------------------------------
+    async def get(self, bucket: str, key: str) -> KvRecord | None:
+        """Latest record of ``key`` (a delete marker included), or None if the key never existed
+        or its history was purged."""
+        prefix = subject_prefix(bucket)
+
+        async def fetch() -> KvRecord | None:
+            try:
+                msg = await self._js.get_msg(stream_name(bucket), subject=prefix + key, direct=False)
+            except nats.js.errors.NotFoundError:
+                return None
+            return _record(prefix, msg.subject or prefix + key, msg.seq or 0, msg.headers, msg.data or b"")
+
+        return await self._retrying(f"get {bucket}/{key}", fetch)
+
+    async def get_revision(self, bucket: str, revision: int) -> KvRecord | None:
+        """The record stored at ``revision`` (any key), None if it is gone."""
+        prefix = subject_prefix(bucket)
+
+        async def fetch() -> KvRecord | None:
+            try:
+                msg = await self._js.get_msg(stream_name(bucket), seq=revision, direct=False)
+            except nats.js.errors.NotFoundError:
+                return None
+            return _record(prefix, msg.subject or "", msg.seq or revision, msg.headers, msg.data or b"")
+
+        return await self._retrying(f"get {bucket}@{revision}", fetch)
+
+    # -- writes ------------------------------------------------------------------------------
+    async def write(self, bucket: str, key: str, value: bytes, *, expected: int | None, delete: bool = False,
+                    create: bool = False) -> int:
+        """Store ``value`` under ``key`` only if its latest revision is ``expected`` (0 = the key
+        has no message at all; None = unconditional). ``delete=True`` writes a delete marker
+        carrying ``value``; ``create=True`` marks an object creation. Returns the new revision;
+        raises WrongLastRevision when the CAS fails."""
+        headers = {MSG_ID: uuid.uuid4().hex}
+        if expected is not None:
+            headers[EXPECTED_LAST] = str(expected)
+        if delete:
+            headers[KV_OP] = "DEL"
+        if create:
+            headers[CREATE_MARK] = "1"
+        subject = subject_prefix(bucket) + key
+
+        async def publish() -> int:
+            try:
+                ack = await self._js.publish(subject, value, headers=dict(headers))
+            except nats.js.errors.APIError as err:
+                if err.err_code in _WRONG_LAST_SEQUENCE:
+                    raise WrongLastRevision(err.description or "wrong last sequence") from err
+                raise
+            return ack.seq
+
+        return await self._retrying(f"write {bucket}/{key}", publish)
+
+    # -- consumers ---------------------------------------------------------------------------
+    async def _open(self, bucket: str, filter_subject: str, policy: api.DeliverPolicy,
+                    start: int | None, heartbeat: float | None):
+        nc = self.bus.client
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024)
+        config = api.ConsumerConfig(
+            deliver_subject=inbox,
+            deliver_policy=policy,
+            opt_start_seq=start,
+            ack_policy=api.AckPolicy.NONE,
+            filter_subject=filter_subject,
+            mem_storage=True,
+            num_replicas=1,
+            inactive_threshold=30.0,
+            idle_heartbeat=heartbeat,
+        )
+        try:
+            info = await self._js._jsm.add_consumer(stream_name(bucket), config, timeout=self.request_timeout)
+        except BaseException:
+            await sub.unsubscribe()
+            raise
+        return sub, info
+
+    async def _close(self, bucket: str, sub, consumer: str | None) -> None:
+        try:
+            await sub.unsubscribe()
+        except nats.errors.Error:
+            pass
+        if consumer and self.bus.is_connected:
+            try:
+                await self.bus.client.request(
+                    f"$JS.API.CONSUMER.DELETE.{stream_name(bucket)}.{consumer}", b"", timeout=0.5
+                )
+            except (nats.errors.Error, asyncio.TimeoutError):
+                pass  # an ephemeral consumer also vanishes after its inactive threshold
+
+    async def snapshot(self, bucket: str, filter_subject: str) -> tuple[list[KvRecord], int]:
+        """The latest record of every key under ``filter_subject`` (delete markers included) and
+        a revision at which exactly this set was the bucket's state (for list-then-watch)."""
+        prefix = subject_prefix(bucket)
+
+        async def attempt() -> tuple[list[KvRecord], int] | None:
+            _, last_before = await self.stream_bounds(bucket)
+            sub, info = await self._open(bucket, filter_subject, api.DeliverPolicy.LAST_PER_SUBJECT, None, None)
+            try:
+                records: list[KvRecord] = []
+                for expected_cseq in range(1, (info.num_pending or 0) + 1):
+                    msg = await sub.next_msg(timeout=self.request_timeout)
+                    md = msg.metadata
+                    if md.sequence.consumer != expected_cseq:
+                        return None  # a message was dropped client-side: start over
+                    records.append(_record(prefix, msg.subject, md.sequence.stream, msg.headers, msg.data))
+            finally:
+                await self._close(bucket, sub, info.name)
+            # Nothing under the filter changed between the snapshot's newest record and
+            # last_before (it would be in the set), so the larger of the two is a valid revision.
+            revision = max([last_before] + [r.revision for r in records])
+            return records, revision
+
+        deadline = time.monotonic() + self.op_timeout
+        while True:
+            result = await self._retrying(f"list {bucket}", attempt)
+            if result is not None:
+                return result
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"list of {bucket} kept losing messages; try again")
+
+    async def tail(self, bucket: str, filter_subject: str, start: int, *,
+                   heartbeat: float = 1.0) -> AsyncIterator[KvRecord]:
+        """Every record under ``filter_subject`` from revision ``start`` on, in order, forever.
+
+        Survives server restarts and dropped messages: the consumer is re-created from the next
+        revision when a message is missing, heartbeats stop, or the connection drops. Raises
+        Compacted when revisions from ``start`` on are no longer in the stream.
+        """
+        prefix = subject_prefix(bucket)
+        next_rev = start
+        while True:
+            try:
+                first, last = await self.stream_bounds(bucket)
+                if next_rev < first and next_rev <= last:
+                    raise Compacted(next_rev, first)
+                sub, info = await self._retrying(
+                    f"watch {bucket}",
+                    lambda: self._open(bucket, filter_subject, api.DeliverPolicy.BY_START_SEQUENCE,
+                                       max(next_rev, 1), heartbeat),
+                )
+            except ServiceUnavailable as err:
+                log.info("watch %s: %s; retrying", bucket, err)
+                await asyncio.sleep(0.5)
+                continue
+            expected_cseq = 1
+            try:
+                while True:
+                    try:
+                        msg = await sub.next_msg(timeout=heartbeat * 3)
+                    except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                        break  # heartbeats stopped: consumer lost (server restart?) -> re-create
+                    except nats.errors.ConnectionClosedError as err:
+                        raise ServiceUnavailable("NATS connection closed under a watch") from err
+                    if not msg.reply:
+                        # idle heartbeat / status: check no data message went missing meanwhile
+                        last_cseq = (msg.headers or {}).get("Nats-Last-Consumer")
+                        if last_cseq is not None and int(last_cseq) != expected_cseq - 1:
+                            break
+                        continue
+                    md = msg.metadata
+                    if md.sequence.consumer != expected_cseq:
+                        break
+                    expected_cseq += 1
+                    next_rev = md.sequence.stream + 1
+                    yield _record(prefix, msg.subject, md.sequence.stream, msg.headers, msg.data)
+            finally:
+                await self._close(bucket, sub, info.name)

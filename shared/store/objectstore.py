@@ -1,0 +1,396 @@
+"""Kubernetes object semantics on JetStream KV: the ObjectStore every service uses.
+
+Owns create-if-absent, compare-and-swap updates, ``resourceVersion`` (= KV revision, a string),
+server-set metadata (:mod:`shared.store.metadata`), graceful deletion through finalizers, cascading
+deletion through ``ownerReferences``, consistent lists and resumable watches. Record access is
+:mod:`shared.store.kv`, selector grammar :mod:`shared.store.selectors`, key naming
+:mod:`shared.store.keys`. HTTP, admission and defaulting are virt-api's.
+
+Dependents are found through an owner index (bucket ``<prefix>_owners``, key
+``<owner-uid>.<plural>.<namespace>.<name>``) written before the dependent itself, so an index hint
+may be stale but is never missing; every hint is checked against the dependent's current
+``ownerReferences``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from shared.bus import Bus, connect as bus_connect
+from shared.errors import BadRequest, Conflict
+from shared.store import metadata as md
+from shared.store.keys import compute_bucket, compute_filter_subject, compute_key, encode_token, parse_key
+from shared.store.kv import Compacted, KvLayer, KvRecord, WrongLastRevision
+from shared.store.selectors import parse_field_selector, parse_label_selector
+from shared.store.watch import EventComputer, WatchEvent, decode_object, gone
+
+log = logging.getLogger("kubevirt.store")
+
+_OWNERS = "_owners"
+_GENERATE_NAME_TRIES = 8
+_PROPAGATION = ("Background", "Foreground", "Orphan")
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _parse_rv(resource_version: str | None, what: str = "resourceVersion") -> int | None:
+    if resource_version in (None, ""):
+        return None
+    try:
+        value = int(resource_version)
+    except (TypeError, ValueError):
+        raise BadRequest(f'{what} "{resource_version}" is not a valid resource version') from None
+    if value < 0:
+        raise BadRequest(f'{what} "{resource_version}" is not a valid resource version')
+    return value
+
+
+class ObjectStore:
+    """Kubernetes-style objects (plain dicts) in one KV bucket per resource plural.
+
+    Create with :meth:`connect`. ``bucket_prefix`` keeps separate installations (or tests) apart
+    on one server. Errors are :mod:`shared.errors` (NotFound, AlreadyExists, Conflict, Gone,
+    BadRequest, Invalid, ServiceUnavailable when NATS cannot be reached within ``op_timeout`` s).
+    """
+
+    def __init__(self, bus: Bus, *, replicas: int = 1, history: int = 10, bucket_prefix: str = "kv_",
+                 op_timeout: float = 10.0, owns_bus: bool = True) -> None:
+        self.bus = bus
+        self.prefix = bucket_prefix
+        self.kv = KvLayer(bus, replicas=replicas, history=history, op_timeout=op_timeout)
+        self._owns_bus = owns_bus
+
+    @classmethod
+    async def connect(cls, servers: list[str], *, replicas: int = 1, history: int = 10,
+                      bucket_prefix: str = "kv_", op_timeout: float = 10.0,
+                      name: str = "kubevirt-store") -> "ObjectStore":
+        """Connect to NATS (fails fast with ServiceUnavailable). ``history`` = revisions kept per
+        key (≤ 64); ``replicas`` for buckets made by this store (1 local, 3 on a cluster)."""
+        if not 1 <= history <= 64:
+            raise ValueError("history must be between 1 and 64 (JetStream KV limit)")
+        bus = await bus_connect(servers, name=name)
+        return cls(bus, replicas=replicas, history=history, bucket_prefix=bucket_prefix, op_timeout=op_timeout)
+
+    async def close(self) -> None:
+        if self._owns_bus:
+            await self.bus.close()
+
+    # -- helpers -----------------------------------------------------------------------------
+    async def _bucket(self, plural: str) -> str:
+        bucket = compute_bucket(self.prefix, plural)
+        await self.kv.ensure_bucket(bucket)
+        return bucket
+
+    @staticmethod
+    def _decode(rec: KvRecord) -> dict[str, Any]:
+        obj = decode_object(rec.value)
+        if obj is None:
+            raise ValueError(f"record {rec.key}@{rec.revision} holds no object")
+        return md.with_resource_version(obj, rec.revision)
+
+    async def _current(self, bucket: str, plural: str, namespace: str | None, name: str,
+                       group: str | None) -> tuple[KvRecord, dict[str, Any]]:
+        rec = await self.kv.get(bucket, compute_key(namespace, name))
+        if rec is None or rec.deleted or not rec.value:
+            raise md.not_found(plural, name, group)
+        return rec, self._decode(rec)
+
+    @staticmethod
+    def _kind_label(obj: dict[str, Any], plural: str) -> str:
+        return str(obj.get("kind") or plural)
+
+    # -- create ------------------------------------------------------------------------------
+    async def create(self, plural: str, obj: dict, *, namespaced: bool = True, group: str | None = None) -> dict:
+        """Store a new object; returns it with uid, creationTimestamp, generation 1 and
+        resourceVersion. ``metadata.generateName`` fills a missing name (retrying collisions).
+        Raises AlreadyExists (409) when the name is taken, Invalid (422) without a name."""
+        bucket = await self._bucket(plural)
+        meta = obj.get("metadata") or {}
+        generate = meta.get("generateName") if not meta.get("name") else None
+        kind = self._kind_label(obj, plural)
+        for _ in range(_GENERATE_NAME_TRIES if generate else 1):
+            candidate = obj
+            if generate:
+                candidate = {**obj, "metadata": {**meta, "name": md.compute_generated_name(generate)}}
+            stored = md.compute_created(candidate, namespaced=namespaced, kind_label=kind)
+            name = stored["metadata"]["name"]
+            namespace = stored["metadata"].get("namespace") if namespaced else None
+            try:
+                revision = await self._create_record(bucket, plural, namespace, name, stored)
+            except WrongLastRevision:
+                if generate:
+                    continue
+                raise md.already_exists(plural, name, group) from None
+            return md.with_resource_version(stored, revision)
+        raise md.already_exists(plural, name, group)
+
+    async def _create_record(self, bucket: str, plural: str, namespace: str | None, name: str,
+                             stored: dict[str, Any]) -> int:
+        key = compute_key(namespace, name)
+        await self._index_owners(plural, namespace, name, stored)
+        payload = _encode(stored)
+        try:
+            return await self.kv.write(bucket, key, payload, expected=0, create=True)
+        except WrongLastRevision:
+            # The key has history: allowed only if its latest record is a delete marker.
+            latest = await self.kv.get(bucket, key)
+            if latest is None or not latest.deleted:
+                raise
+            return await self.kv.write(bucket, key, payload, expected=latest.revision, create=True)
+
+    # -- get / list --------------------------------------------------------------------------
+    async def get(self, plural: str, namespace: str | None, name: str, *, group: str | None = None) -> dict:
+        """The latest state of one object. Raises NotFound (404)."""
+        bucket = await self._bucket(plural)
+        _, obj = await self._current(bucket, plural, namespace, name, group)
+        return obj
+
+    async def list(self, plural: str, namespace: str | None = None, *, label_selector: str | None = None,
+                   field_selector: str | None = None) -> tuple[list[dict], str]:
+        """Every object (in ``namespace``, or all) matching the selectors, sorted by namespace
+        and name, plus the list resourceVersion: a watch from it misses nothing and repeats
+        nothing. Raises BadRequest for a malformed selector."""
+        labels = parse_label_selector(label_selector)
+        fields = parse_field_selector(field_selector)
+        bucket = await self._bucket(plural)
+        ns = fields.wanted("metadata.namespace") if namespace is None else namespace
+        name = fields.wanted("metadata.name")
+        subject = compute_filter_subject(bucket, ns, name if ns is not None else None)
+        records, revision = await self.kv.snapshot(bucket, subject)
+        items = []
+        for rec in records:
+            if rec.deleted or not rec.value:
+                continue
+            obj = self._decode(rec)
+            if labels.matches(obj) and fields.matches(obj):
+                items.append(obj)
+        items.sort(key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
+        return items, str(revision)
+
+    # -- update ------------------------------------------------------------------------------
+    async def update(self, plural: str, obj: dict, *, subresource: str | None = None,
+                     has_status_subresource: bool = True, group: str | None = None) -> dict:
+        """Replace an object. With ``metadata.resourceVersion`` set this is a compare-and-swap
+        (Conflict 409 when stale; nothing written); without it the latest state is replaced.
+        Returns the stored object (unchanged, same resourceVersion, when nothing changed).
+        An object being deleted whose finalizers are now empty is removed (and its dependents).
+        Raises NotFound, Conflict, Invalid."""
+        if subresource not in (None, "status"):
+            raise BadRequest(f'subresource "{subresource}" cannot be updated in the store')
+        bucket = await self._bucket(plural)
+        meta = obj.get("metadata") or {}
+        name = meta.get("name")
+        if not name:
+            raise BadRequest("metadata.name is required for an update")
+        namespace = meta.get("namespace")
+        wanted_rv = _parse_rv(meta.get("resourceVersion"), "metadata.resourceVersion")
+        while True:
+            rec, current = await self._current(bucket, plural, namespace, name, group)
+            if wanted_rv is not None and wanted_rv != rec.revision:
+                raise md.conflict(plural, name, group)
+            old = md.stored_form(current)
+            stored = md.compute_updated(old, obj, subresource=subresource,
+                                        has_status_subresource=has_status_subresource,
+                                        kind_label=self._kind_label(current, plural))
+            if stored == old:
+                return current
+            try:
+                if md.is_finalized(stored):
+                    await self._remove(bucket, plural, namespace, name, rec, stored)
+                    return md.with_resource_version(stored, rec.revision)
+                await self._index_owners(plural, namespace, name, stored)
+                revision = await self.kv.write(bucket, compute_key(namespace, name), _encode(stored),
+                                               expected=rec.revision)
+            except WrongLastRevision:
+                if wanted_rv is not None:
+                    raise md.conflict(plural, name, group) from None
+                continue  # unconditional update: re-read and apply again
+            return md.with_resource_version(stored, revision)
+
+    # -- delete ------------------------------------------------------------------------------
+    async def delete(self, plural: str, namespace: str | None, name: str, *,
+                     precondition_rv: str | None = None, grace_period_seconds: int | None = None,
+                     propagation_policy: str = "Background", group: str | None = None) -> dict:
+        """Delete an object. With finalizers it only gets ``deletionTimestamp`` (graceful deletion;
+        removed once an update empties the finalizers) and is returned as stored; otherwise it is
+        removed and returned with the deletion's resourceVersion. Dependents (ownerReferences to
+        its uid, any resource) are deleted (Background, Foreground — done synchronously, dependents
+        first) or released (Orphan). Raises NotFound, Conflict (precondition), BadRequest."""
+        if propagation_policy not in _PROPAGATION:
+            raise BadRequest(
+                f'propagationPolicy "{propagation_policy}" is not one of "Background", "Foreground", "Orphan"'
+            )
+        wanted_rv = _parse_rv(precondition_rv, "preconditions.resourceVersion")
+        bucket = await self._bucket(plural)
+        while True:
+            rec, current = await self._current(bucket, plural, namespace, name, group)
+            if wanted_rv is not None and wanted_rv != rec.revision:
+                raise md.conflict(
+                    plural, name, group,
+                    why=f"the ResourceVersion in the precondition ({wanted_rv}) does not match the "
+                        f"ResourceVersion in record ({rec.revision}). The object might have been modified",
+                )
+            uid = current["metadata"].get("uid")
+            if propagation_policy == "Orphan" and uid:
+                await self._release_dependents(uid)
+            elif propagation_policy == "Foreground" and uid:
+                await self._delete_dependents(uid)
+            old = md.stored_form(current)
+            try:
+                if old["metadata"].get("finalizers"):
+                    if old["metadata"].get("deletionTimestamp"):
+                        return current  # already being deleted
+                    stored = md.compute_deleting(old, grace_period_seconds=grace_period_seconds)
+                    revision = await self.kv.write(bucket, compute_key(namespace, name), _encode(stored),
+                                                   expected=rec.revision)
+                    return md.with_resource_version(stored, revision)
+                revision = await self._remove(bucket, plural, namespace, name, rec, old)
+            except WrongLastRevision:
+                if wanted_rv is not None:
+                    raise md.conflict(plural, name, group) from None
+                continue
+            return md.with_resource_version(old, revision)
+
+    async def _remove(self, bucket: str, plural: str, namespace: str | None, name: str,
+                      rec: KvRecord, last: dict[str, Any]) -> int:
+        """Write the delete marker (carrying the last state) by CAS, then cascade."""
+        revision = await self.kv.write(bucket, compute_key(namespace, name), _encode(last),
+                                       expected=rec.revision, delete=True)
+        uid = last["metadata"].get("uid")
+        if uid:
+            await self._delete_dependents(uid)
+        return revision
+
+    # -- owner index and cascading -----------------------------------------------------------
+    async def _index_owners(self, plural: str, namespace: str | None, name: str, stored: dict[str, Any]) -> None:
+        uids = md.owner_uids(stored)
+        if not uids:
+            return
+        bucket = await self._bucket(_OWNERS)
+        target = f"{encode_token(plural)}.{compute_key(namespace, name)}"
+        for uid in uids:
+            await self.kv.write(bucket, f"{encode_token(uid)}.{target}", b"", expected=None)
+
+    async def _dependents(self, uid: str) -> list[tuple[str, str | None, str]]:
+        bucket = await self._bucket(_OWNERS)
+        records, _ = await self.kv.snapshot(bucket, f"$KV.{bucket}.{encode_token(uid)}.>")
+        out = []
+        for rec in records:
+            if rec.deleted:
+                continue
+            _, plural_token, rest = rec.key.split(".", 2)
+            namespace, name = parse_key(rest)
+            out.append((plural_token, namespace, name))
+        return out
+
+    async def _forget_dependent_hints(self, uid: str) -> None:
+        bucket = await self._bucket(_OWNERS)
+        records, _ = await self.kv.snapshot(bucket, f"$KV.{bucket}.{encode_token(uid)}.>")
+        for rec in records:
+            if not rec.deleted:
+                try:
+                    await self.kv.write(bucket, rec.key, b"", expected=rec.revision, delete=True)
+                except WrongLastRevision:
+                    pass  # re-indexed meanwhile: keep it
+
+    async def _delete_dependents(self, uid: str) -> None:
+        """Delete objects owned by ``uid``; one with other owners only loses this reference
+        (the garbage collector keeps objects that still have an owner)."""
+        for plural, namespace, name in await self._dependents(uid):
+            try:
+                dependent = await self.get(plural, namespace, name)
+            except md.NotFound:
+                continue
+            if uid not in md.owner_uids(dependent):
+                continue
+            try:
+                if set(md.owner_uids(dependent)) - {uid}:
+                    await self._drop_owner(plural, dependent, uid)
+                else:
+                    await self.delete(plural, namespace, name, precondition_rv=None)
+            except (md.NotFound, Conflict):
+                continue  # deleted or changed concurrently; whoever did it owns the outcome
+        await self._forget_dependent_hints(uid)
+
+    async def _release_dependents(self, uid: str) -> None:
+        """Orphan: remove the ownerReference to ``uid`` from every dependent."""
+        for plural, namespace, name in await self._dependents(uid):
+            try:
+                dependent = await self.get(plural, namespace, name)
+                if uid in md.owner_uids(dependent):
+                    await self._drop_owner(plural, dependent, uid)
+            except md.NotFound:
+                continue
+        await self._forget_dependent_hints(uid)
+
+    async def _drop_owner(self, plural: str, dependent: dict[str, Any], uid: str) -> None:
+        while True:
+            try:
+                await self.update(plural, md.compute_without_owner(dependent, uid), has_status_subresource=False)
+                return
+            except Conflict:
+                meta = dependent["metadata"]
+                dependent = await self.get(plural, meta.get("namespace"), meta["name"])
+                if uid not in md.owner_uids(dependent):
+                    return
+
+    # -- watch -------------------------------------------------------------------------------
+    def watch(self, plural: str, namespace: str | None = None, *, resource_version: str | None = None,
+              label_selector: str | None = None, field_selector: str | None = None
+              ) -> AsyncIterator[WatchEvent]:
+        """Stream changes as :class:`WatchEvent`. ``resource_version`` None/"0"/"" = current state
+        as ADDED events first; otherwise every change after it exactly once, in order (including
+        deletions; objects leaving the selector arrive as DELETED). Selector errors raise
+        BadRequest here; Gone (410) is raised by the iterator when history no longer reaches back.
+        Survives nats-server restarts (resumes from the last revision seen)."""
+        labels = parse_label_selector(label_selector)
+        fields = parse_field_selector(field_selector)
+        start_rv = _parse_rv(resource_version)
+        return self._watch(plural, namespace, start_rv or None, labels, fields)
+
+    async def _watch(self, plural, namespace, start_rv, labels, fields) -> AsyncIterator[WatchEvent]:
+        bucket = await self._bucket(plural)
+        ns = fields.wanted("metadata.namespace") if namespace is None else namespace
+        name = fields.wanted("metadata.name")
+        subject = compute_filter_subject(bucket, ns, name if ns is not None else None)
+
+        def passes(obj: dict[str, Any]) -> bool:
+            return labels.matches(obj) and fields.matches(obj)
+
+        initial: list[WatchEvent] = []
+        snapshot_keys: list[tuple[str, dict[str, Any], int]] = []
+        if start_rv is None:
+            records, revision = await self.kv.snapshot(bucket, subject)
+            for rec in sorted(records, key=lambda r: r.revision):
+                if rec.deleted or not rec.value:
+                    continue
+                obj = self._decode(rec)
+                if passes(obj):
+                    initial.append(WatchEvent("ADDED", obj))
+                    snapshot_keys.append((rec.key, obj, rec.revision))
+            start = revision + 1
+        else:
+            start = start_rv + 1
+
+        computer = EventComputer(
+            start, passes, needs_previous=not labels.is_everything,
+            fetch_previous=lambda rev: self.kv.get_revision(bucket, rev),
+        )
+        for key, obj, rev in snapshot_keys:
+            computer.remember(key, obj, rev)
+        for event in initial:
+            yield event
+        try:
+            async for rec in self.kv.tail(bucket, subject, start):
+                event = await computer.compute(rec)
+                if event is not None:
+                    yield event
+        except Compacted as err:
+            raise gone(err.requested - 1, err.oldest) from None
+        except asyncio.CancelledError:
+            raise
