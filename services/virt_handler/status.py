@@ -1,0 +1,174 @@
+"""VMI status as virt-handler reports it, computed from the libvirt domain (pure).
+
+Owns KubeVirt's rules for turning a domain's state and reason into a VMI phase
+(``pkg/virt-handler``: ``calculateVmPhaseForStatusReason``) and the conditions the
+handler keeps (``Ready``, ``Paused``, ``AgentConnected``, ``Synchronized``).
+The agent (``agent.py``) reads the domain, calls these functions and writes the
+result only when it differs from the stored status.
+
+Phase rules:
+- domain ``Running``/``Blocked``/``PMSuspended``, or ``Paused`` (except reason
+  ``PostCopyFailed``) -> ``Running``;
+- ``Shutoff``/``Crashed`` with reason ``Crashed``/``Panicked``/``Failed`` -> ``Failed``;
+  ``Destroyed`` -> ``Failed`` when the guest has ACPI (a graceful shutdown was possible
+  and did not finish within the grace period, or something killed the guest), else
+  ``Succeeded``; ``Shutdown``/``Saved``/``FromSnapshot`` -> ``Succeeded``;
+- no domain while the VMI was ``Running`` -> ``Failed`` (the guest vanished).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+RUNNING = "Running"
+SCHEDULED = "Scheduled"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+FINAL_PHASES = frozenset({SUCCEEDED, FAILED})
+
+COND_READY = "Ready"
+COND_PAUSED = "Paused"
+COND_AGENT_CONNECTED = "AgentConnected"
+COND_SYNCHRONIZED = "Synchronized"
+
+PAUSED_READINESS_GATE = "kubevirt.io/virtual-machine-unpaused"
+_PAUSE_REASONS = {"User": ("PausedByUser", "VMI was paused by user"),
+                  "IOError": ("PausedIOError", "VMI was paused, low-level IO error detected")}
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 UTC with seconds (Kubernetes ``metav1.Time``): conditions."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_precise_timestamp(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds: phase transitions, so start-up latency can be
+    measured below one second from the objects themselves."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def is_final_phase(phase: str | None) -> bool:
+    """Succeeded or Failed."""
+    return phase in FINAL_PHASES
+
+
+def is_acpi_enabled(vmi: dict) -> bool:
+    """ACPI is on unless ``spec.domain.features.acpi.enabled`` is false (KubeVirt default)."""
+    acpi = ((((vmi.get("spec") or {}).get("domain") or {}).get("features") or {}).get("acpi"))
+    if acpi is None:
+        return True
+    return acpi.get("enabled", True) is not False
+
+
+def compute_phase(state: str, reason: str, *, acpi_enabled: bool) -> str:
+    """The VMI phase for a domain in ``state`` with ``reason`` (KubeVirt names, see
+    ``hypervisor.DOMAIN_STATES``/``STATE_REASONS``); rules in the module docstring."""
+    if state in ("Running", "Blocked", "PMSuspended", "Shutdown"):
+        return RUNNING
+    if state == "Paused":
+        return FAILED if reason == "PostCopyFailed" else RUNNING
+    if reason in ("Shutdown", "Saved", "FromSnapshot", "Migrated"):
+        return SUCCEEDED
+    if reason == "Destroyed":
+        return FAILED if acpi_enabled else SUCCEEDED
+    return FAILED  # Crashed, Panicked, Failed, Unknown, NoState
+
+
+def _condition(ctype: str, status: str, now: str, reason: str = "", message: str = "") -> dict[str, Any]:
+    cond: dict[str, Any] = {"type": ctype, "status": status, "lastProbeTime": None, "lastTransitionTime": now}
+    if reason:
+        cond["reason"] = reason
+    if message:
+        cond["message"] = message
+    return cond
+
+
+def with_conditions(conditions: list[dict] | None, wanted: dict[str, dict | None]) -> list[dict]:
+    """``conditions`` with each type in ``wanted`` replaced (or removed when None); a condition
+    whose status, reason and message are unchanged keeps its old timestamps, so re-applying
+    the same facts produces an equal list (and no store write)."""
+    out: list[dict] = []
+    seen = set()
+    for cond in conditions or []:
+        ctype = cond.get("type")
+        if ctype not in wanted:
+            out.append(cond)
+            continue
+        seen.add(ctype)
+        new = wanted[ctype]
+        if new is None:
+            continue
+        same = all(cond.get(k) == new.get(k) for k in ("status", "reason", "message"))
+        out.append(cond if same else new)
+    out.extend(c for t, c in wanted.items() if t not in seen and c is not None)
+    return out
+
+
+def with_phase(status: dict, phase: str, precise_now: str) -> dict:
+    """``status`` in ``phase``; ``phaseTransitionTimestamps`` gains an entry only on a change."""
+    new = dict(status)
+    if new.get("phase") == phase:
+        return new
+    new["phase"] = phase
+    new["phaseTransitionTimestamps"] = [*(new.get("phaseTransitionTimestamps") or []),
+                                        {"phase": phase, "phaseTransitionTimestamp": precise_now}]
+    return new
+
+
+def compute_live_status(vmi: dict, state: str, reason: str, *, now: datetime,
+                        agent_connected: bool = False, extra: dict | None = None) -> dict:
+    """The VMI status for a domain that exists in ``state``/``reason``.
+
+    Sets the phase (with transition timestamp), ``Ready`` (True while running; False while
+    paused, as the launcher pod's ``kubevirt.io/virtual-machine-unpaused`` readiness gate
+    makes it in KubeVirt), ``Paused`` (only while paused), ``AgentConnected`` (only while the
+    guest agent is connected) and removes a failed ``Synchronized`` condition. ``extra`` is
+    merged into the status (e.g. ``guestOSInfo``, ``interfaces``, ``machine``).
+    """
+    status = dict(vmi.get("status") or {})
+    stamp = format_timestamp(now)
+    phase = compute_phase(state, reason, acpi_enabled=is_acpi_enabled(vmi))
+    if is_final_phase(phase):
+        return compute_final_status(vmi, phase, now=now)
+    status = with_phase(status, phase, format_precise_timestamp(now))
+    paused = state == "Paused"
+    if paused:
+        ready = _condition(COND_READY, "False", stamp, "ReadinessGatesNotReady",
+                           f'the status of pod readiness gate "{PAUSED_READINESS_GATE}" is not "True", but False')
+        pause_reason, pause_message = _PAUSE_REASONS.get(reason, ("PausedByUser", "VMI was paused by user"))
+        paused_cond = _condition(COND_PAUSED, "True", stamp, pause_reason, pause_message)
+    else:
+        ready, paused_cond = _condition(COND_READY, "True", stamp), None
+    agent = _condition(COND_AGENT_CONNECTED, "True", stamp) if agent_connected else None
+    status["conditions"] = with_conditions(status.get("conditions"), {
+        COND_READY: ready, COND_PAUSED: paused_cond, COND_AGENT_CONNECTED: agent, COND_SYNCHRONIZED: None})
+    if extra:
+        status.update(extra)
+    return status
+
+
+def compute_final_status(vmi: dict, phase: str, *, now: datetime) -> dict:
+    """The status of a VMI whose guest is gone for good: ``phase`` Succeeded or Failed,
+    ``Ready`` False (``GuestNotRunning``), no ``Paused``/``AgentConnected``."""
+    status = with_phase(dict(vmi.get("status") or {}), phase, format_precise_timestamp(now))
+    stamp = format_timestamp(now)
+    status["conditions"] = with_conditions(status.get("conditions"), {
+        COND_READY: _condition(COND_READY, "False", stamp, "GuestNotRunning", "Guest VM is not reported as running"),
+        COND_PAUSED: None, COND_AGENT_CONNECTED: None})
+    return status
+
+
+def compute_sync_failure_status(vmi: dict, reason: str, message: str, *, now: datetime) -> dict:
+    """The status after a failed attempt to create the domain: condition ``Synchronized``
+    False with ``reason`` (e.g. ``ErrImagePull``, ``ImagePullBackOff``, ``FailedPvcNotFound``,
+    ``SyncFailed``) and ``message``; the phase is left as it was (KubeVirt retries)."""
+    status = dict(vmi.get("status") or {})
+    status["conditions"] = with_conditions(status.get("conditions"), {
+        COND_SYNCHRONIZED: _condition(COND_SYNCHRONIZED, "False", format_timestamp(now), reason, message)})
+    return status
+
+
+def is_status_changed(old: dict | None, new: dict) -> bool:
+    """Whether writing ``new`` would change the stored status."""
+    return (old or {}) != new

@@ -1,0 +1,137 @@
+"""Typed messages between services and the NATS subjects that carry them.
+
+Every message is a msgspec Struct in a tagged union whose tag field is ``kind``
+(never dropped by ``omit_defaults``); subjects are versioned
+``kubevirt.v1.<family>.<...>`` so a payload change gets a new version. What is
+state lives in the store; these are commands a caller waits on (request/reply)
+and notifications a receiver may miss without harm (a level-triggered receiver
+re-reads the store).
+
+Families:
+
+``kubevirt.v1.handler.<node>.command`` - request/reply to the virt-handler of
+  ``<node>``: ``Pause``, ``Unpause``, ``SoftReboot`` (virt-api's ``pause``,
+  ``unpause``, ``softreboot`` subresources). The reply is a ``CommandResult``
+  whose ``code``/``reason``/``message`` are those of the Kubernetes Status
+  virt-api should answer with (200 on success). Idempotent: pausing a paused
+  VMI succeeds.
+``kubevirt.v1.domain.<node>.<namespace>.<name>`` - ``DomainEvent``
+  notifications published by the handler when a domain changes (after it wrote
+  the VMI status); informational for other services and tests.
+
+Tokens: node, namespace and object names are DNS names that may contain dots,
+which NATS uses as token separators; dots become ``_`` (never part of a DNS
+name, so the mapping is reversible).
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+SUBJECT_PREFIX = "kubevirt.v1"
+
+
+def encode_token(name: str) -> str:
+    """A DNS name as one NATS subject token (``node1.example.com`` -> ``node1_example_com``)."""
+    return name.replace(".", "_")
+
+
+def decode_token(token: str) -> str:
+    """Inverse of ``encode_token``."""
+    return token.replace("_", ".")
+
+
+def handler_command_subject(node_name: str) -> str:
+    """Subject on which the virt-handler of ``node_name`` answers lifecycle commands."""
+    return f"{SUBJECT_PREFIX}.handler.{encode_token(node_name)}.command"
+
+
+def domain_event_subject(node_name: str, namespace: str, name: str) -> str:
+    """Subject of ``DomainEvent`` notifications for one VMI on one node."""
+    return f"{SUBJECT_PREFIX}.domain.{encode_token(node_name)}.{encode_token(namespace)}.{encode_token(name)}"
+
+
+def domain_event_wildcard(node_name: str | None = None) -> str:
+    """Subscription subject for every domain event (of one node when given)."""
+    node = encode_token(node_name) if node_name else "*"
+    return f"{SUBJECT_PREFIX}.domain.{node}.>"
+
+
+class _Command(msgspec.Struct, tag_field="kind", kw_only=True, omit_defaults=True):
+    """Addresses one VMI; ``uid`` (when set) must match, so a command never reaches a newer
+    VMI of the same name."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+
+
+class Pause(_Command, tag="Pause"):
+    """Pause the VMI's guest (libvirt suspend); the handler sets condition Paused/PausedByUser."""
+
+
+class Unpause(_Command, tag="Unpause"):
+    """Resume a paused guest; the handler removes the Paused condition."""
+
+
+class SoftReboot(_Command, tag="SoftReboot"):
+    """Ask the guest to reboot (guest agent or ACPI), keeping the VMI."""
+
+
+HandlerCommand = Union[Pause, Unpause, SoftReboot]
+
+
+class CommandResult(msgspec.Struct, tag="CommandResult", tag_field="kind", kw_only=True, omit_defaults=True):
+    """Reply to a ``HandlerCommand``: ``code`` is the HTTP status virt-api returns (200 OK,
+    404 NotFound, 409 Conflict, 500 InternalError), ``reason`` the Kubernetes StatusReason."""
+
+    code: int = 200
+    reason: str = ""
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code < 300
+
+
+class DomainEvent(msgspec.Struct, tag="DomainEvent", tag_field="kind", kw_only=True, omit_defaults=True):
+    """A domain changed on ``node``: libvirt ``event`` (``Started``, ``Stopped``, ``Suspended``,
+    ``Resumed``, ``Undefined``, ...) and the resulting domain ``state``/``reason`` in KubeVirt's
+    names; ``timestamp`` RFC 3339 UTC with microseconds."""
+
+    node: str
+    namespace: str
+    name: str
+    uid: str = ""
+    event: str = ""
+    detail: str = ""
+    state: str = ""
+    reason: str = ""
+    timestamp: str = ""
+
+
+_command_decoder = msgspec.json.Decoder(HandlerCommand)
+_result_decoder = msgspec.json.Decoder(CommandResult)
+_domain_event_decoder = msgspec.json.Decoder(DomainEvent)
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    """JSON bytes of any message in this module."""
+    return msgspec.json.encode(message)
+
+
+def decode_command(data: bytes) -> HandlerCommand:
+    """Decode a handler command; raises ``msgspec.ValidationError``/``DecodeError`` on bad input."""
+    return _command_decoder.decode(data)
+
+
+def decode_command_result(data: bytes) -> CommandResult:
+    """Decode a ``CommandResult`` reply."""
+    return _result_decoder.decode(data)
+
+
+def decode_domain_event(data: bytes) -> DomainEvent:
+    """Decode a ``DomainEvent`` notification."""
+    return _domain_event_decoder.decode(data)
