@@ -1,0 +1,116 @@
+"""Kubeconfig files: writing the one ``virtctl up`` produces and reading any for client commands.
+
+Owns: the kubeconfig document (one cluster with the server URL and the CA as
+``certificate-authority-data``, one user with a bearer ``token``, one context, current), written
+atomically with mode 0600 because it carries the token; and resolving the current context of a
+kubeconfig into what a client needs (:class:`ClusterAccess`). Format: Kubernetes'
+``clientcmd/api/v1`` ``Config``; kubectl and the ``kubernetes`` client read it unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_NAME = "kubevirt-py"
+
+
+def compute_kubeconfig(server: str, ca_pem: bytes | None, token: str, *, name: str = DEFAULT_NAME,
+                       namespace: str = "default") -> dict[str, Any]:
+    """A kubeconfig with one cluster/user/context named ``name``. ``ca_pem`` None = plain HTTP
+    server (no CA)."""
+    cluster: dict[str, Any] = {"server": server}
+    if ca_pem is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": cluster}],
+        "users": [{"name": f"{name}-admin", "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin", "namespace": namespace}}],
+        "current-context": name,
+        "preferences": {},
+    }
+
+
+def apply_kubeconfig(path: Path, config: dict[str, Any]) -> bool:
+    """Write ``config`` to ``path`` (0600, atomic rename). Returns False without touching the
+    file when it already holds exactly this content."""
+    text = yaml.safe_dump(config, sort_keys=False)
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kubeconfig-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    """Where and how to reach the API: ``server`` URL, bearer ``token`` (may be None), the SSL
+    context to use (None for http), and the context's default ``namespace``."""
+
+    server: str
+    token: str | None
+    ssl_context: ssl.SSLContext | None
+    namespace: str
+
+
+def load_cluster_access(path: Path, context: str | None = None) -> ClusterAccess:
+    """Resolve ``context`` (default: current-context) of the kubeconfig at ``path``.
+
+    Raises FileNotFoundError (with a hint to run ``virtctl up``) or ValueError naming what is
+    missing; supports ``certificate-authority(-data)``, ``insecure-skip-tls-verify``, ``token``
+    and ``tokenFile``.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"kubeconfig {path} not found; run 'virtctl up' or pass --kubeconfig")
+    doc = yaml.safe_load(path.read_text()) or {}
+    name = context or doc.get("current-context")
+    if not name:
+        raise ValueError(f"kubeconfig {path} has no current-context")
+    ctx = _named(doc, "contexts", name, path)["context"]
+    cluster = _named(doc, "clusters", ctx.get("cluster"), path)["cluster"]
+    user = _named(doc, "users", ctx.get("user"), path).get("user", {}) if ctx.get("user") else {}
+    server = cluster.get("server")
+    if not server:
+        raise ValueError(f"kubeconfig {path}: cluster {ctx.get('cluster')!r} has no server")
+    ssl_ctx = None
+    if server.startswith("https://"):
+        if cluster.get("insecure-skip-tls-verify"):
+            ssl_ctx = ssl.create_default_context()
+            ssl_ctx.check_hostname = False
+            ssl_ctx.verify_mode = ssl.CERT_NONE
+        elif cluster.get("certificate-authority-data"):
+            ssl_ctx = ssl.create_default_context(
+                cadata=base64.b64decode(cluster["certificate-authority-data"]).decode()
+            )
+        elif cluster.get("certificate-authority"):
+            ssl_ctx = ssl.create_default_context(cafile=str(path.parent / cluster["certificate-authority"]))
+        else:
+            ssl_ctx = ssl.create_default_context()
+    token = user.get("token")
+    if not token and user.get("tokenFile"):
+        token = Path(user["tokenFile"]).read_text().strip()
+    return ClusterAccess(server.rstrip("/"), token, ssl_ctx, ctx.get("namespace") or "default")
+
+
+def _named(doc: dict[str, Any], section: str, name: str | None, path: Path) -> dict[str, Any]:
+    for entry in doc.get(section) or []:
+        if entry.get("name") == name:
+            return entry
+    raise ValueError(f"kubeconfig {path}: no {section[:-1]} named {name!r}")

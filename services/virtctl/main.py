@@ -1,0 +1,168 @@
+"""virtctl: the command line of kubevirt-py.
+
+Owns: the click command tree and its error policy (a failure is one readable line on stderr and
+exit code 1, never a traceback). Commands: ``up`` / ``down`` / ``status`` for the embedded
+installation (:mod:`services.virtctl.installation`); client commands talk to virt-api through
+:mod:`services.virtctl.client` using ``--kubeconfig`` (default ``$KUBECONFIG``, else
+``<state-dir>/kubeconfig``). Other helpers add client commands (start, stop, console, ...) with
+``@cli.command()`` in their own module, listed in :data:`COMMAND_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from services.virtctl import installation as inst
+from services.virtctl.kubeconfig import apply_kubeconfig, compute_kubeconfig
+
+#: Modules that add commands to :data:`cli` when imported (one line per module).
+COMMAND_MODULES: list[str] = []
+
+
+def default_state_dir() -> Path:
+    """``$KUBEVIRT_PY_STATE`` or ``./.state``."""
+    return Path(os.environ.get("KUBEVIRT_PY_STATE") or ".state")
+
+
+def default_kubeconfig(state_dir: Path) -> Path:
+    """``$KUBECONFIG`` (first entry) or ``<state-dir>/kubeconfig``."""
+    env = os.environ.get("KUBECONFIG")
+    return Path(env.split(os.pathsep)[0]) if env else state_dir / "kubeconfig"
+
+
+class OneLineErrors(click.Group):
+    """A click group that turns any exception into ``virtctl: error: <message>`` and exit 1."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("virtctl: interrupted", err=True)
+            sys.exit(130)
+        except Exception as err:  # noqa: BLE001 - the policy: one line, no traceback
+            message = str(err) or type(err).__name__
+            click.echo(f"virtctl: error: {message}", err=True)
+            sys.exit(1)
+
+
+state_dir_option = click.option(
+    "--state-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+    help="Installation state directory [default: $KUBEVIRT_PY_STATE or ./.state]",
+)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Kubeconfig for client commands [default: $KUBECONFIG or <state-dir>/kubeconfig]")
+@click.option("-n", "--namespace", default=None, help="Namespace for client commands [default: the context's]")
+@click.pass_context
+def cli(ctx: click.Context, kubeconfig: Path | None, namespace: str | None) -> None:
+    """virtctl for kubevirt-py: run the embedded installation and work with virtual machines."""
+    ctx.ensure_object(dict)
+    ctx.obj["kubeconfig"] = kubeconfig
+    ctx.obj["namespace"] = namespace
+
+
+def resolve_kubeconfig(ctx: click.Context, state_dir: Path | None = None) -> Path:
+    """The kubeconfig a client command uses (``--kubeconfig``, ``$KUBECONFIG``, or the state dir's)."""
+    explicit = (ctx.find_root().obj or {}).get("kubeconfig")
+    return explicit or default_kubeconfig(state_dir or default_state_dir())
+
+
+@cli.command()
+@state_dir_option
+@click.option("--api-port", type=click.IntRange(1, 65535), default=None,
+              help=f"virt-api HTTPS port [default: the recorded one, else {inst.DEFAULT_API_PORT}]")
+def up(state_dir: Path | None, api_port: int | None) -> None:
+    """Start the embedded installation (nats-server, virt-api, ...) and write the kubeconfig.
+
+    Idempotent: services already running and healthy are left alone.
+    """
+    layout = inst.load_layout(state_dir or default_state_dir(), api_port)
+    for spec in inst.SERVICES:
+        record = inst.running_record(layout, spec)
+        if record is not None:
+            inst.wait_healthy(layout, spec, record)
+            click.echo(f"{spec.name:<16} already running (pid {record.pid})")
+            continue
+        record = inst.launch(layout, spec)
+        inst.wait_healthy(layout, spec, record)
+        click.echo(f"{spec.name:<16} started (pid {record.pid})")
+    token = layout.token_file.read_text().strip()
+    config = compute_kubeconfig(layout.api_url, layout.ca_cert.read_bytes(), token)
+    changed = apply_kubeconfig(layout.kubeconfig, config)
+    click.echo("")
+    click.echo(f"API:        {layout.api_url}")
+    click.echo(f"kubeconfig: {layout.kubeconfig}{'' if changed else ' (unchanged)'}")
+    click.echo(f"logs:       {layout.logs_dir}/<service>.log  (NATS data: {layout.nats_dir})")
+    click.echo("")
+    click.echo("Use it with:")
+    click.echo(f"  kubectl --kubeconfig {layout.kubeconfig} get vm,vmi")
+    click.echo(f"  export KUBECONFIG={layout.kubeconfig}")
+    click.echo(f"Stop with:  virtctl down --state-dir {layout.state_dir}   (add --wipe to delete the data)")
+
+
+@cli.command()
+@state_dir_option
+@click.option("--wipe", is_flag=True, help="Also delete the data, TLS material, token, logs and kubeconfig.")
+def down(state_dir: Path | None, wipe: bool) -> None:
+    """Stop the processes 'virtctl up' started (only those); keep the data unless --wipe."""
+    directory = (state_dir or default_state_dir()).resolve()
+    if not (directory / "installation.json").exists():
+        click.echo(f"no installation in {directory}; nothing to stop")
+        return
+    layout = inst.load_layout(directory)
+    for spec in reversed(inst.SERVICES):
+        if inst.stop(layout, spec):
+            click.echo(f"{spec.name:<16} stopped")
+        else:
+            click.echo(f"{spec.name:<16} not running")
+    if wipe:
+        inst.wipe(layout, inst.SERVICES)
+        click.echo(f"wiped {directory}")
+    else:
+        click.echo(f"data kept in {directory}")
+
+
+@cli.command()
+@state_dir_option
+def status(state_dir: Path | None) -> None:
+    """Show which services of the installation run and whether they are healthy (exit 1 if not all)."""
+    directory = (state_dir or default_state_dir()).resolve()
+    if not (directory / "installation.json").exists():
+        raise click.ClickException(f"no installation in {directory}; run 'virtctl up'")
+    layout = inst.load_layout(directory)
+    healthy = True
+    for spec in inst.SERVICES:
+        record = inst.running_record(layout, spec)
+        if record is None:
+            state, healthy = "not running", False
+        elif spec.health(layout):
+            state = f"running (pid {record.pid}), healthy"
+        else:
+            state, healthy = f"running (pid {record.pid}), NOT healthy", False
+        click.echo(f"{spec.name:<16} {state}")
+    if not healthy:
+        sys.exit(1)
+
+
+def _load_command_modules() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _load_command_modules()
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()
