@@ -29,16 +29,31 @@ CONNECT_ATTEMPTS = 2
 CONNECT_RETRY_WAIT = 0.2
 #: After the first connect: -1 = never stop reconnecting (a control plane outlives a server restart).
 RECONNECT_ATTEMPTS = -1
-RECONNECT_WAIT = 0.5
+RECONNECT_WAIT = 0.25
 
 
 class Bus:
     """A connected NATS client. Messages are ``nats.aio.msg.Msg`` (``.subject``, ``.data``,
     ``.headers: dict[str, str] | None``, ``await .respond(bytes)``)."""
 
-    def __init__(self, nc: Client, name: str) -> None:
+    def __init__(self, nc: Client, name: str, reconnect_listeners: list[Callable[[], None]] | None = None) -> None:
         self._nc = nc
         self.name = name
+        self._reconnect_listeners = reconnect_listeners if reconnect_listeners is not None else []
+        #: how many times the connection was re-established (watchers compare it to resubscribe)
+        self.reconnects = 0
+
+    def add_reconnect_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (plain function, must not block) after every reconnect."""
+        self._reconnect_listeners.append(listener)
+
+    def notify_reconnected(self) -> None:
+        self.reconnects += 1
+        for listener in list(self._reconnect_listeners):
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 - a listener must not break the connection callback
+                log.exception("reconnect listener failed")
 
     @property
     def client(self) -> Client:
@@ -105,7 +120,7 @@ async def connect(
     connect_timeout: float = 2.0,
     reconnect_attempts: int = RECONNECT_ATTEMPTS,
     reconnect_wait: float = RECONNECT_WAIT,
-    on_reconnected: Callable[[], Awaitable[None]] | None = None,
+    on_reconnected: Callable[[], None] | None = None,
 ) -> Bus:
     """Connect to NATS; ``name`` is the client name shown by the server (``/connz``).
 
@@ -113,6 +128,8 @@ async def connect(
     ``connect_timeout`` seconds, then ``ServiceUnavailable("cannot connect to NATS at ...")``.
     Once connected, reconnects up to ``reconnect_attempts`` times (-1 = forever) every
     ``reconnect_wait`` s; subscriptions are restored by nats-py. Errors are logged as one line.
+    ``on_reconnected`` (plain function) is called after each reconnect, like listeners added
+    with :meth:`Bus.add_reconnect_listener`.
     """
     if not servers:
         raise ServiceUnavailable("no NATS server URL given")
@@ -123,10 +140,13 @@ async def connect(
     async def disconnected_cb() -> None:
         log.info("nats %s: disconnected", name)
 
+    listeners: list[Callable[[], None]] = [on_reconnected] if on_reconnected else []
+    holder: list[Bus] = []
+
     async def reconnected_cb() -> None:
         log.info("nats %s: reconnected to %s", name, nc.connected_url.netloc if nc.connected_url else "?")
-        if on_reconnected is not None:
-            await on_reconnected()
+        if holder:
+            holder[0].notify_reconnected()
 
     nc = Client()
     try:
@@ -152,4 +172,6 @@ async def connect(
     # From now on a lost server is waited for, not given up on after a second.
     nc.options["max_reconnect_attempts"] = reconnect_attempts
     nc.options["reconnect_time_wait"] = reconnect_wait
-    return Bus(nc, name)
+    bus = Bus(nc, name, listeners)
+    holder.append(bus)
+    return bus

@@ -45,6 +45,7 @@ CREATE_MARK = "Kvpy-Create"  # set on object creations, so watchers tell ADDED f
 MARKER_REASON = "Nats-Marker-Reason"  # server-made marker (per-key TTL expiry): the key is gone
 _DELETE_OPS = ("DEL", "PURGE")
 _WRONG_LAST_SEQUENCE = (10071, 10164)
+_TAIL_POLL = 0.2  # s between checks for a lost consumer while a watch is idle
 
 T = TypeVar("T")
 
@@ -106,6 +107,33 @@ class KvLayer:
         self._js = bus.jetstream(timeout=request_timeout)
         self._ready: set[str] = set()
         self._ready_lock = asyncio.Lock()
+        self._reconnected = asyncio.Event()
+        bus.add_reconnect_listener(self._on_reconnected)
+
+    def _on_reconnected(self) -> None:
+        # the server may have come back without our buckets (new data dir): check them again
+        self._ready.clear()
+        # wake calls whose request went out on the dead connection; they retry at once
+        event, self._reconnected = self._reconnected, asyncio.Event()
+        event.set()
+
+    async def _attempt(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One try of ``call``, abandoned (TimeoutError) if the connection is re-established
+        meanwhile: its request or reply was lost with the old connection."""
+        reconnected = self._reconnected
+        task = asyncio.ensure_future(call())
+        waiter = asyncio.ensure_future(reconnected.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            waiter.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        raise asyncio.TimeoutError
 
     # -- helpers -----------------------------------------------------------------------------
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -115,7 +143,7 @@ class KvLayer:
         delay = 0.05
         while True:
             try:
-                return await call()
+                return await self._attempt(call)
             except (nats.errors.TimeoutError, asyncio.TimeoutError, nats.errors.NoRespondersError,
                     nats.js.errors.ServiceUnavailableError, nats.js.errors.NoStreamResponseError,
                     nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
@@ -332,14 +360,21 @@ class KvLayer:
                 await asyncio.sleep(0.5)
                 continue
             expected_cseq = 1
+            reconnects = self.bus.reconnects
+            last_heard = time.monotonic()
             try:
                 while True:
                     try:
-                        msg = await sub.next_msg(timeout=heartbeat * 3)
+                        msg = await sub.next_msg(timeout=_TAIL_POLL)
                     except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                        break  # heartbeats stopped: consumer lost (server restart?) -> re-create
+                        if self.bus.reconnects != reconnects:
+                            break  # reconnected: the server may have lost our consumer -> re-create
+                        if time.monotonic() - last_heard > heartbeat * 3:
+                            break  # heartbeats stopped: consumer lost -> re-create
+                        continue
                     except nats.errors.ConnectionClosedError as err:
                         raise ServiceUnavailable("NATS connection closed under a watch") from err
+                    last_heard = time.monotonic()
                     if not msg.reply:
                         # idle heartbeat / status: check no data message went missing meanwhile
                         last_cseq = (msg.headers or {}).get("Nats-Last-Consumer")
