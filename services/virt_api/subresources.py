@@ -42,7 +42,9 @@ SUBRESOURCE_VERSIONS = ("v1", "v1alpha3")
 
 #: Modules (import paths) with a ``register(registry)`` function, imported by virt-api's main.
 #: Add one line per service that brings subresources. Missing modules are logged and skipped.
-SUBRESOURCE_MODULES: list[str] = []
+SUBRESOURCE_MODULES: list[str] = [
+    "services.virt_api.lifecycle",
+]
 
 
 @dataclass
