@@ -90,6 +90,27 @@ def _record(prefix: str, subject: str, seq: int, headers: dict[str, str] | None,
     return KvRecord(subject[len(prefix) :], seq, prev, deleted, data or b"", CREATE_MARK in headers)
 
 
+class _Delivery:
+    """Messages of one push consumer, queued by the subscription callback.
+
+    Waiting with a timeout only when the queue is empty keeps the per-message cost low
+    (nats-py's ``next_msg`` starts a task for every message)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.sub = None
+
+    async def put(self, msg) -> None:
+        self.queue.put_nowait(msg)
+
+    async def next(self, timeout: float):
+        """The next message; asyncio.TimeoutError after ``timeout`` s without one."""
+        try:
+            return self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+
+
 class KvLayer:
     """Record-level access to the store's buckets over one :class:`shared.bus.Bus`.
 
@@ -269,10 +290,14 @@ class KvLayer:
 
     # -- consumers ---------------------------------------------------------------------------
     async def _open(self, bucket: str, filter_subject: str, policy: api.DeliverPolicy,
-                    start: int | None, heartbeat: float | None):
+                    start: int | None, heartbeat: float | None) -> tuple["_Delivery", api.ConsumerInfo]:
+        """An ephemeral push consumer (no acks, memory state) delivering into a local queue."""
         nc = self.bus.client
         inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox, pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024)
+        delivery = _Delivery()
+        delivery.sub = await nc.subscribe(
+            inbox, cb=delivery.put, pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024
+        )
         config = api.ConsumerConfig(
             deliver_subject=inbox,
             deliver_policy=policy,
@@ -287,13 +312,13 @@ class KvLayer:
         try:
             info = await self._js._jsm.add_consumer(stream_name(bucket), config, timeout=self.request_timeout)
         except BaseException:
-            await sub.unsubscribe()
+            await delivery.sub.unsubscribe()
             raise
-        return sub, info
+        return delivery, info
 
-    async def _close(self, bucket: str, sub, consumer: str | None) -> None:
+    async def _close(self, bucket: str, delivery: "_Delivery", consumer: str | None) -> None:
         try:
-            await sub.unsubscribe()
+            await delivery.sub.unsubscribe()
         except nats.errors.Error:
             pass
         if consumer and self.bus.is_connected:
@@ -311,17 +336,17 @@ class KvLayer:
 
         async def attempt() -> tuple[list[KvRecord], int] | None:
             _, last_before = await self.stream_bounds(bucket)
-            sub, info = await self._open(bucket, filter_subject, api.DeliverPolicy.LAST_PER_SUBJECT, None, None)
+            delivery, info = await self._open(bucket, filter_subject, api.DeliverPolicy.LAST_PER_SUBJECT, None, None)
             try:
                 records: list[KvRecord] = []
                 for expected_cseq in range(1, (info.num_pending or 0) + 1):
-                    msg = await sub.next_msg(timeout=self.request_timeout)
+                    msg = await delivery.next(self.request_timeout)
                     md = msg.metadata
                     if md.sequence.consumer != expected_cseq:
                         return None  # a message was dropped client-side: start over
                     records.append(_record(prefix, msg.subject, md.sequence.stream, msg.headers, msg.data))
             finally:
-                await self._close(bucket, sub, info.name)
+                await self._close(bucket, delivery, info.name)
             # Nothing under the filter changed between the snapshot's newest record and
             # last_before (it would be in the set), so the larger of the two is a valid revision.
             revision = max([last_before] + [r.revision for r in records])
@@ -350,7 +375,7 @@ class KvLayer:
                 first, last = await self.stream_bounds(bucket)
                 if next_rev < first and next_rev <= last:
                     raise Compacted(next_rev, first)
-                sub, info = await self._retrying(
+                delivery, info = await self._retrying(
                     f"watch {bucket}",
                     lambda: self._open(bucket, filter_subject, api.DeliverPolicy.BY_START_SEQUENCE,
                                        max(next_rev, 1), heartbeat),
@@ -365,15 +390,15 @@ class KvLayer:
             try:
                 while True:
                     try:
-                        msg = await sub.next_msg(timeout=_TAIL_POLL)
-                    except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                        msg = await delivery.next(_TAIL_POLL)
+                    except asyncio.TimeoutError:
+                        if self.bus.client.is_closed:
+                            raise ServiceUnavailable("NATS connection closed under a watch") from None
                         if self.bus.reconnects != reconnects:
                             break  # reconnected: the server may have lost our consumer -> re-create
                         if time.monotonic() - last_heard > heartbeat * 3:
                             break  # heartbeats stopped: consumer lost -> re-create
                         continue
-                    except nats.errors.ConnectionClosedError as err:
-                        raise ServiceUnavailable("NATS connection closed under a watch") from err
                     last_heard = time.monotonic()
                     if not msg.reply:
                         # idle heartbeat / status: check no data message went missing meanwhile
@@ -388,4 +413,4 @@ class KvLayer:
                     next_rev = md.sequence.stream + 1
                     yield _record(prefix, msg.subject, md.sequence.stream, msg.headers, msg.data)
             finally:
-                await self._close(bucket, sub, info.name)
+                await self._close(bucket, delivery, info.name)

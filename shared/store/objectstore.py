@@ -26,6 +26,7 @@ from shared.errors import BadRequest, Conflict
 from shared.store import metadata as md
 from shared.store.keys import compute_bucket, compute_filter_subject, compute_key, encode_token, parse_key
 from shared.store.kv import Compacted, KvLayer, KvRecord, WrongLastRevision
+from shared.store.revcache import RevisionCache
 from shared.store.selectors import parse_field_selector, parse_label_selector
 from shared.store.watch import EventComputer, WatchEvent, decode_object, gone
 
@@ -34,6 +35,7 @@ log = logging.getLogger("kubevirt.store")
 _OWNERS = "_owners"
 _GENERATE_NAME_TRIES = 8
 _PROPAGATION = ("Background", "Foreground", "Orphan")
+_FROM_CACHE = -1  # prev_revision of a record rebuilt from the revision cache
 
 _encode = msgspec.json.Encoder().encode
 
@@ -64,6 +66,7 @@ class ObjectStore:
         self.prefix = bucket_prefix
         self.kv = KvLayer(bus, replicas=replicas, history=history, op_timeout=op_timeout)
         self._owns_bus = owns_bus
+        self._seen = RevisionCache()
 
     @classmethod
     async def connect(cls, servers: list[str], *, replicas: int = 1, history: int = 10,
@@ -86,19 +89,25 @@ class ObjectStore:
         await self.kv.ensure_bucket(bucket)
         return bucket
 
-    @staticmethod
-    def _decode(rec: KvRecord) -> dict[str, Any]:
+    def _decode(self, bucket: str, rec: KvRecord) -> dict[str, Any]:
         obj = decode_object(rec.value)
         if obj is None:
             raise ValueError(f"record {rec.key}@{rec.revision} holds no object")
+        self._seen.remember(bucket, rec.key, rec.revision, rec.value)
         return md.with_resource_version(obj, rec.revision)
 
     async def _current(self, bucket: str, plural: str, namespace: str | None, name: str,
-                       group: str | None) -> tuple[KvRecord, dict[str, Any]]:
-        rec = await self.kv.get(bucket, compute_key(namespace, name))
+                       group: str | None, revision: int | None = None) -> tuple[KvRecord, dict[str, Any]]:
+        """Latest record and object; with ``revision`` the locally cached state at that revision
+        may stand in for it (see :mod:`shared.store.revcache`)."""
+        key = compute_key(namespace, name)
+        if revision is not None and (value := self._seen.at(bucket, key, revision)) is not None:
+            rec = KvRecord(key, revision, _FROM_CACHE, False, value)
+            return rec, self._decode(bucket, rec)
+        rec = await self.kv.get(bucket, key)
         if rec is None or rec.deleted or not rec.value:
             raise md.not_found(plural, name, group)
-        return rec, self._decode(rec)
+        return rec, self._decode(bucket, rec)
 
     @staticmethod
     def _kind_label(obj: dict[str, Any], plural: str) -> str:
@@ -135,13 +144,15 @@ class ObjectStore:
         await self._index_owners(plural, namespace, name, stored)
         payload = _encode(stored)
         try:
-            return await self.kv.write(bucket, key, payload, expected=0, create=True)
+            revision = await self.kv.write(bucket, key, payload, expected=0, create=True)
         except WrongLastRevision:
             # The key has history: allowed only if its latest record is a delete marker.
             latest = await self.kv.get(bucket, key)
             if latest is None or not latest.deleted:
                 raise
-            return await self.kv.write(bucket, key, payload, expected=latest.revision, create=True)
+            revision = await self.kv.write(bucket, key, payload, expected=latest.revision, create=True)
+        self._seen.remember(bucket, key, revision, payload)
+        return revision
 
     # -- get / list --------------------------------------------------------------------------
     async def get(self, plural: str, namespace: str | None, name: str, *, group: str | None = None) -> dict:
@@ -166,7 +177,7 @@ class ObjectStore:
         for rec in records:
             if rec.deleted or not rec.value:
                 continue
-            obj = self._decode(rec)
+            obj = self._decode(bucket, rec)
             if labels.matches(obj) and fields.matches(obj):
                 items.append(obj)
         items.sort(key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
@@ -190,7 +201,7 @@ class ObjectStore:
         namespace = meta.get("namespace")
         wanted_rv = _parse_rv(meta.get("resourceVersion"), "metadata.resourceVersion")
         while True:
-            rec, current = await self._current(bucket, plural, namespace, name, group)
+            rec, current = await self._current(bucket, plural, namespace, name, group, revision=wanted_rv)
             if wanted_rv is not None and wanted_rv != rec.revision:
                 raise md.conflict(plural, name, group)
             old = md.stored_form(current)
@@ -198,18 +209,24 @@ class ObjectStore:
                                         has_status_subresource=has_status_subresource,
                                         kind_label=self._kind_label(current, plural))
             if stored == old:
+                if rec.prev_revision == _FROM_CACHE:
+                    # nothing to write, so no CAS: confirm the cached revision is still current
+                    latest, _ = await self._current(bucket, plural, namespace, name, group)
+                    if latest.revision != rec.revision:
+                        raise md.conflict(plural, name, group)
                 return current
             try:
                 if md.is_finalized(stored):
                     await self._remove(bucket, plural, namespace, name, rec, stored)
                     return md.with_resource_version(stored, rec.revision)
                 await self._index_owners(plural, namespace, name, stored)
-                revision = await self.kv.write(bucket, compute_key(namespace, name), _encode(stored),
-                                               expected=rec.revision)
+                payload = _encode(stored)
+                revision = await self.kv.write(bucket, rec.key, payload, expected=rec.revision)
             except WrongLastRevision:
                 if wanted_rv is not None:
                     raise md.conflict(plural, name, group) from None
                 continue  # unconditional update: re-read and apply again
+            self._seen.remember(bucket, rec.key, revision, payload)
             return md.with_resource_version(stored, revision)
 
     # -- delete ------------------------------------------------------------------------------
@@ -261,6 +278,7 @@ class ObjectStore:
         """Write the delete marker (carrying the last state) by CAS, then cascade."""
         revision = await self.kv.write(bucket, compute_key(namespace, name), _encode(last),
                                        expected=rec.revision, delete=True)
+        self._seen.forget(bucket, rec.key)
         uid = last["metadata"].get("uid")
         if uid:
             await self._delete_dependents(uid)
@@ -369,7 +387,7 @@ class ObjectStore:
             for rec in sorted(records, key=lambda r: r.revision):
                 if rec.deleted or not rec.value:
                     continue
-                obj = self._decode(rec)
+                obj = self._decode(bucket, rec)
                 if passes(obj):
                     initial.append(WatchEvent("ADDED", obj))
                     snapshot_keys.append((rec.key, obj, rec.revision))
@@ -387,6 +405,10 @@ class ObjectStore:
             yield event
         try:
             async for rec in self.kv.tail(bucket, subject, start):
+                if rec.deleted:
+                    self._seen.forget(bucket, rec.key)
+                elif rec.value:
+                    self._seen.remember(bucket, rec.key, rec.revision, rec.value)
                 event = await computer.compute(rec)
                 if event is not None:
                     yield event

@@ -299,3 +299,24 @@ async def test_list_resource_version_is_the_bucket_revision(object_store: Object
     items, rv = await object_store.list(VMS, "default")
     assert [o["metadata"]["name"] for o in items] == ["a"]
     assert int(rv) >= int(a["metadata"]["resourceVersion"]) > int(empty_rv)
+
+
+async def test_no_op_update_from_a_stale_resource_version_conflicts(object_store: ObjectStore):
+    obj = await object_store.create(VMS, make_vm("n"))
+    await object_store.update(VMS, {**obj, "spec": {"running": True}})
+    with pytest.raises(Conflict):
+        await object_store.update(VMS, obj)
+
+
+async def test_stale_update_from_another_client_conflicts(object_store: ObjectStore, nats_server):
+    other = await ObjectStore.connect([nats_server.url], bucket_prefix=object_store.prefix)
+    try:
+        obj = await object_store.create(VMS, make_vm("two"))
+        await other.update(VMS, {**obj, "spec": {"running": True}})
+        with pytest.raises(Conflict):
+            await object_store.update(VMS, {**obj, "spec": {"running": False, "x": 1}})
+        with pytest.raises(Conflict):
+            await object_store.update(VMS, obj)  # a no-op from the stale version too
+        assert (await object_store.get(VMS, "default", "two"))["spec"] == {"running": True}
+    finally:
+        await other.close()
