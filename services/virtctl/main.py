@@ -21,7 +21,9 @@ from services.virtctl import installation as inst
 from services.virtctl.kubeconfig import apply_kubeconfig, compute_kubeconfig
 
 #: Modules that add commands to :data:`cli` when imported (one line per module).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "services.virtctl.lifecycle_commands",
+]
 
 
 def default_state_dir() -> Path:
