@@ -1,0 +1,180 @@
+"""Image build without a container engine: locked packages + accounts + wheels -> OCI image.
+
+Owns the build flow of `kubevirt-build build`: check the lock is fresh, fetch and verify every
+package of the spec's target, unpack payloads without scripts into the packages layer, write
+accounts (/etc/passwd, /etc/group) and declared paths into a second layer, unpack the project's
+wheels into a third, check the image policy (numeric non-root user, entrypoint present, no
+shell or package manager), and write the OCI layout. Layers are reproducible (layer.py), so two
+builds from the same inputs and SOURCE_DATE_EPOCH give the same manifest digest.
+"""
+from __future__ import annotations
+
+import dataclasses
+import email.parser
+import hashlib
+import posixpath
+import zipfile
+from pathlib import Path
+
+from supplychain.errors import SupplyChainError
+from supplychain.fetch import Cache
+from supplychain.layer import DIR, FILE, SYMLINK, LayerEntry, compute_layer, compute_normal_path
+from supplychain.lockfile import check_lock_fresh, compute_target_packages, read_lock
+from supplychain.oci import ImageConfig, Layout, compute_created
+from supplychain.packages import apply_fetch_verified, compute_payload_entries
+from supplychain.spec import ImageSpec, read_spec
+
+
+@dataclasses.dataclass(frozen=True)
+class PythonDist:
+    """A wheel put into the image: distribution `name`, `version`, the wheel `filename` and the
+    `sha256` of the wheel file."""
+
+    name: str
+    version: str
+    filename: str
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildResult:
+    """What a build produced: the tagged manifest `descriptor` (digest = image identity), the
+    lock `kind` and `packages` (lock entries) in the image, and the `python` distributions."""
+
+    spec: ImageSpec
+    layout: Layout
+    tag: str
+    descriptor: dict
+    kind: str
+    packages: list[dict]
+    python: list[PythonDist]
+
+    @property
+    def digest(self) -> str:
+        """The image manifest digest "sha256:<hex>"."""
+        return self.descriptor["digest"]
+
+
+def compute_account_entries(spec: ImageSpec) -> list[LayerEntry]:
+    """/etc/passwd, /etc/group and the spec's `paths` (dirs, symlinks) as layer entries."""
+    users = sorted(({"name": "root", "uid": 0, "gid": 0, "home": "/root"},) +
+                   tuple(u for u in spec.users if u.get("uid") != 0), key=lambda u: u["uid"])
+    groups = sorted(({"name": "root", "gid": 0},) + tuple(g for g in spec.groups if g.get("gid") != 0),
+                    key=lambda g: g["gid"])
+    passwd = "".join(f"{u['name']}:x:{u['uid']}:{u['gid']}::{u.get('home', '/')}:/sbin/nologin\n" for u in users)
+    group = "".join(f"{g['name']}:x:{g['gid']}:\n" for g in groups)
+    entries = [LayerEntry("etc/passwd", FILE, 0o644, data=passwd.encode()),
+               LayerEntry("etc/group", FILE, 0o644, data=group.encode()),
+               LayerEntry("tmp", DIR, 0o1777)]
+    for i, p in enumerate(spec.paths):
+        kind = p.get("type", "dir")
+        if kind == "dir":
+            entries.append(LayerEntry(p["path"], DIR, int(str(p.get("mode", "0755")), 8),
+                                      int(p.get("uid", 0)), int(p.get("gid", 0))))
+        elif kind == "symlink":
+            entries.append(LayerEntry(p["path"], SYMLINK, 0o777, link=p["target"]))
+        else:
+            raise SupplyChainError(f"{spec.path}: paths[{i}].type must be dir or symlink")
+    return entries
+
+
+def compute_wheel_entries(wheel: Path, target: str) -> tuple[list[LayerEntry], PythonDist]:
+    """Unpack a wheel (PEP 427: a zip whose root goes into site-packages) under `target`."""
+    data = Path(wheel).read_bytes()
+    entries, meta = [], None
+    with zipfile.ZipFile(wheel) as zf:
+        for info in sorted(zf.infolist(), key=lambda i: i.filename):
+            if info.is_dir():
+                continue
+            content = zf.read(info)
+            mode = 0o755 if (info.external_attr >> 16) & 0o111 else 0o644
+            entries.append(LayerEntry(posixpath.join(target, info.filename), FILE, mode, data=content))
+            if info.filename.endswith(".dist-info/METADATA") and info.filename.count("/") == 1:
+                meta = email.parser.BytesParser().parsebytes(content)
+    if meta is None:
+        raise SupplyChainError(f"wheel {wheel.name}: no .dist-info/METADATA")
+    return entries, PythonDist(meta["Name"], meta["Version"], Path(wheel).name, hashlib.sha256(data).hexdigest())
+
+
+def compute_resolved(view: dict[str, LayerEntry], path: str) -> LayerEntry | None:
+    """The entry `path` refers to in the merged file system `view`, following symlinks in every
+    component (at most 40 hops, like Linux's MAXSYMLINKS); None if it does not exist."""
+    parts = compute_normal_path(path).split("/")
+    current: list[str] = []
+    hops = 0
+    while parts:
+        current.append(parts.pop(0))
+        entry = view.get("/".join(current))
+        if entry is None:
+            return None
+        if entry.kind == SYMLINK:
+            hops += 1
+            if hops > 40:
+                return None
+            base = "" if entry.link.startswith("/") else "/".join(current[:-1])
+            target = posixpath.normpath(posixpath.join("/", base, entry.link)).lstrip("/")
+            parts = (target.split("/") if target else []) + parts
+            current = []
+    return view.get("/".join(current)) if current else None
+
+
+def check_policy(spec: ImageSpec, view: dict[str, LayerEntry]) -> list[str]:
+    """Image policy: numeric non-root user, entrypoint present and executable, none of the
+    forbidden paths (shells, package managers). Returns one line per check; raises on failure."""
+    lines = [f"user {spec.run_as[0]}:{spec.run_as[1]} is numeric and non-root"]
+    entry = compute_resolved(view, spec.entrypoint[0])
+    if entry is None or entry.kind != FILE or not entry.mode & 0o111:
+        raise SupplyChainError(f"image {spec.name}: entrypoint {spec.entrypoint[0]} is not an executable file")
+    lines.append(f"entrypoint {spec.entrypoint[0]} is an executable file")
+    present = [p for p in spec.forbidden if compute_resolved(view, p) is not None]
+    if present:
+        raise SupplyChainError(f"image {spec.name}: contains forbidden path /{present[0]} (shell or package manager)")
+    lines.append(f"no shell or package manager ({len(spec.forbidden)} paths checked)")
+    return lines
+
+
+def apply_build(spec_path: Path, out: Path, tag: str, cache: Cache, wheels: list[Path], epoch: int) -> BuildResult:
+    """Build the image of `spec_path` into the OCI layout `out`, tagged `tag`.
+
+    `wheels` are the Python wheels to install; `epoch` is SOURCE_DATE_EPOCH (seconds) used for
+    every time stamp. Raises SupplyChainError (one line) on any refusal."""
+    spec = read_spec(spec_path)
+    lock = read_lock(spec.lock)
+    check_lock_fresh(lock, spec.lock)
+    pkgs = compute_target_packages(lock, spec.target)
+    paths = apply_fetch_verified(lock, spec.lock.parent, pkgs, cache)
+    owners = {u["name"]: int(u["uid"]) for u in spec.users}
+    groups = {g["name"]: int(g["gid"]) for g in spec.groups}
+    pkg_entries: list[LayerEntry] = []
+    for path in paths:
+        pkg_entries += compute_payload_entries(lock["kind"], path, owners, groups)
+    layers = [compute_layer(pkg_entries, epoch, f"{lock['kind']} packages of target {spec.target}")]
+    account_entries = compute_account_entries(spec)
+    layers.append(compute_layer(account_entries, epoch, "accounts and paths"))
+    py_entries, dists = [], []
+    for wheel in sorted(wheels, key=lambda w: Path(w).name):
+        entries, dist = compute_wheel_entries(Path(wheel), spec.python_target)
+        py_entries += entries
+        dists.append(dist)
+    if py_entries:
+        layers.append(compute_layer(py_entries, epoch, "python wheels"))
+    view: dict[str, LayerEntry] = {}
+    for entries in (pkg_entries, account_entries, py_entries):
+        for e in entries:
+            path = compute_normal_path(e.path)
+            view[path] = dataclasses.replace(e, path=path)
+            parent = posixpath.dirname(path)
+            while parent and parent not in view:
+                view[parent] = LayerEntry(parent, DIR, 0o755)
+                parent = posixpath.dirname(parent)
+    check_policy(spec, view)
+    layout = Layout(out)
+    config = ImageConfig(user=f"{spec.run_as[0]}:{spec.run_as[1]}", entrypoint=list(spec.entrypoint),
+                         cmd=list(spec.cmd), env=spec.environment, created=epoch, labels=spec.labels,
+                         exposed_ports=list(spec.exposed_ports), architecture=spec.architecture)
+    annotations = {"org.opencontainers.image.title": spec.name,
+                   "org.opencontainers.image.version": tag,
+                   "org.opencontainers.image.created": compute_created(epoch)}
+    desc = layout.apply_image(config, layers, annotations)
+    layout.apply_tag(desc, tag)
+    return BuildResult(spec, layout, tag, desc, lock["kind"], pkgs, dists)

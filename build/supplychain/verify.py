@@ -1,0 +1,183 @@
+"""`kubevirt-build verify`: every check a consumer needs before running an image, failing closed.
+
+Owns the verification pipeline (docs/supply-chain.md §9.4), one result line per check:
+1. layout: every blob's digest and size, the config's diff_ids against the uncompressed layers;
+2. release: the signed release manifest verifies (signer identity/issuer) and maps tag -> digest;
+3. signature: cosign-shaped DSSE bundle(s) verify with sigstore's Verifier against the trusted
+   root and the expected identity/issuer, and their subject is this manifest digest;
+4. sbom: the CycloneDX attestation verifies the same way, validates against the 1.6 schema,
+   names this image digest, and its package set (name, version, arch, sha256) equals the lock's;
+5. provenance: the SLSA v1 attestation verifies, its builder id is allowed, and its
+   resolvedDependencies contain every locked package digest;
+6. policy: numeric non-root user, entrypoint is an executable file, no shell/package manager.
+sigstore-python's verifier does not check statement subjects; this module does.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Iterator
+
+from sigstore.models import Bundle, TrustedRoot
+from sigstore.verify import Verifier, policy
+
+from supplychain.builder import compute_resolved
+from supplychain.errors import SupplyChainError
+from supplychain.layer import compute_entries_from_tar, compute_normal_path
+from supplychain.lockfile import compute_target_packages, read_lock
+from supplychain.oci import Layout, LayoutError
+from supplychain.sbom import check_sbom_schema
+from supplychain.signing import BUNDLE_TYPE, COSIGN_SIGN_PREDICATE, CYCLONEDX_PREDICATE, SLSA_PREDICATE
+from supplychain.spec import DEFAULT_FORBIDDEN
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyRequest:
+    """What to verify and against what: the layout and `tag`, the trusted root JSON file, the
+    expected signer `identity` (certificate SAN) and OIDC `issuer`, the `lock` and its `target`,
+    an optional signed `release_manifest` (its bundle is `<file>.sigstore.json`), and the
+    allowed provenance builder ids."""
+
+    layout: Path
+    tag: str
+    trusted_root: Path
+    identity: str
+    issuer: str
+    lock: Path
+    target: str
+    release_manifest: Path | None = None
+    builder_ids: tuple[str, ...] = ()
+
+
+def _verifier(req: VerifyRequest) -> Verifier:
+    try:
+        return Verifier(trusted_root=TrustedRoot.from_file(str(req.trusted_root)))
+    except Exception as exc:  # a malformed root must stop everything
+        raise SupplyChainError(f"trusted root {req.trusted_root}: {exc}") from None
+
+
+def _dsse_statements(layout: Layout, digest: str, verifier: Verifier, pol) -> list[dict]:
+    """Verify every sigstore bundle referring to `digest`; return their in-toto statements."""
+    out = []
+    for ref in layout.read_referrers(digest, BUNDLE_TYPE):
+        raw = layout.read_blob(ref["layers"][0])
+        try:
+            bundle = Bundle.from_json(raw)
+            payload_type, payload = verifier.verify_dsse(bundle, pol)
+        except Exception as exc:
+            raise SupplyChainError(f"bundle {ref['_descriptor']['digest']} does not verify: {exc}") from None
+        statement = json.loads(payload)
+        if payload_type != "application/vnd.in-toto+json" or statement.get("_type") != STATEMENT_TYPE:
+            raise SupplyChainError(f"bundle {ref['_descriptor']['digest']} is not an in-toto Statement v1")
+        subjects = [s.get("digest", {}).get("sha256") for s in statement.get("subject", [])]
+        if subjects != [digest.split(":", 1)[1]]:
+            raise SupplyChainError(f"bundle {ref['_descriptor']['digest']} is for sha256:{subjects[0] if subjects else '?'}, "
+                                   f"not the image {digest}")
+        out.append(statement)
+    return out
+
+
+def check_all(req: VerifyRequest) -> Iterator[str]:
+    """Yield one "ok <check>: <detail>" line per passed check; raise SupplyChainError with the
+    failing check's line ("<check>: <reason>") on the first failure."""
+    layout = Layout(req.layout)
+    try:
+        desc = layout.read_tagged(req.tag)
+        lines = layout.check_image(desc)
+    except (LayoutError, KeyError, ValueError, OSError) as exc:
+        raise SupplyChainError(f"layout: {exc}") from None
+    digest = desc["digest"]
+    yield f"ok layout: {req.tag} -> {digest}, {len(lines)} blobs match digest and size, diff_ids match"
+    verifier = _verifier(req)
+    pol = policy.Identity(identity=req.identity, issuer=req.issuer)
+
+    if req.release_manifest is not None:
+        data = Path(req.release_manifest).read_bytes()
+        bundle_path = Path(str(req.release_manifest) + ".sigstore.json")
+        try:
+            verifier.verify_artifact(data, Bundle.from_json(bundle_path.read_bytes()), pol)
+        except Exception as exc:
+            raise SupplyChainError(f"release: {req.release_manifest.name} signature does not verify: {exc}") from None
+        images = json.loads(data).get("images", {})
+        match = [n for n, i in images.items() if i.get("tag") == req.tag and i.get("digest") == digest]
+        if not match:
+            listed = sorted({i.get("digest") for i in images.values() if i.get("tag") == req.tag})
+            raise SupplyChainError(f"release: signed manifest maps {req.tag} to {listed or 'nothing'}, layout has {digest}")
+        yield f"ok release: signed release manifest maps {req.tag} ({match[0]}) to {digest}"
+
+    try:
+        statements = _dsse_statements(layout, digest, verifier, pol)
+    except SupplyChainError as exc:
+        raise SupplyChainError(f"signature: {exc}") from None
+    by_type: dict[str, list[dict]] = {}
+    for st in statements:
+        by_type.setdefault(st.get("predicateType"), []).append(st)
+    if not by_type.get(COSIGN_SIGN_PREDICATE):
+        raise SupplyChainError(f"signature: no image signature for {digest} by {req.identity}")
+    yield f"ok signature: {digest} signed by {req.identity} (issuer {req.issuer})"
+
+    lock = read_lock(req.lock)
+    locked = {(p["name"], p["evr"], p["arch"], p["sha256"]) for p in compute_target_packages(lock, req.target)}
+    sboms = by_type.get(CYCLONEDX_PREDICATE, [])
+    if len(sboms) != 1:
+        raise SupplyChainError(f"sbom: expected one signed SBOM attestation, found {len(sboms)}")
+    sbom = sboms[0]["predicate"]
+    try:
+        check_sbom_schema(json.dumps(sbom))
+    except SupplyChainError as exc:
+        raise SupplyChainError(f"sbom: {exc}") from None
+    if sbom.get("metadata", {}).get("component", {}).get("version") != digest:
+        raise SupplyChainError(f"sbom: describes {sbom.get('metadata', {}).get('component', {}).get('version')}, not {digest}")
+    listed = set()
+    for comp in sbom.get("components", []):
+        purl = comp.get("purl", "")
+        if purl.startswith(f"pkg:{lock['kind']}/"):
+            arch = purl.split("arch=", 1)[1].split("&", 1)[0] if "arch=" in purl else ""
+            sha = next((h["content"] for h in comp.get("hashes", []) if h["alg"] == "SHA-256"), "")
+            listed.add((comp["name"], comp["version"], arch, sha))
+    if listed != locked:
+        extra, missing = sorted(listed - locked), sorted(locked - listed)
+        raise SupplyChainError(f"sbom: package set differs from lock target {req.target}: "
+                               f"not in lock {[e[0] for e in extra]}, missing {[m[0] for m in missing]}")
+    yield f"ok sbom: signed CycloneDX 1.6 SBOM valid, {len(listed)} {lock['kind']} packages == lock target {req.target}"
+
+    provs = by_type.get(SLSA_PREDICATE, [])
+    if len(provs) != 1:
+        raise SupplyChainError(f"provenance: expected one signed SLSA provenance, found {len(provs)}")
+    pred = provs[0]["predicate"]
+    builder = pred.get("runDetails", {}).get("builder", {}).get("id", "")
+    if req.builder_ids and builder not in req.builder_ids:
+        raise SupplyChainError(f"provenance: builder {builder!r} is not allowed")
+    resolved = {d.get("digest", {}).get("sha256") for d in pred.get("buildDefinition", {}).get("resolvedDependencies", [])}
+    missing = sorted(p[0] for p in locked if p[3] not in resolved)
+    if missing:
+        raise SupplyChainError(f"provenance: resolvedDependencies lack locked packages {missing}")
+    yield f"ok provenance: SLSA v1 by builder {builder}, all {len(locked)} locked packages in resolvedDependencies"
+
+    yield from _check_policy(layout, desc)
+
+
+def _check_policy(layout: Layout, desc: dict) -> Iterator[str]:
+    manifest = layout.read_json(desc)
+    config = layout.read_json(manifest["config"])["config"]
+    user = config.get("User", "")
+    uid = user.split(":", 1)[0]
+    if not uid.isdigit() or int(uid) == 0 or not all(p.isdigit() for p in user.split(":")):
+        raise SupplyChainError(f"policy: User {user!r} is not a numeric non-root uid[:gid]")
+    view = {}
+    for tar in layout.read_layer_tars(desc):
+        for entry in compute_entries_from_tar(tar):
+            view[compute_normal_path(entry.path)] = entry
+    entrypoint = (config.get("Entrypoint") or [""])[0]
+    if not entrypoint:
+        raise SupplyChainError("policy: no entrypoint")
+    target = compute_resolved(view, entrypoint)
+    if target is None or target.kind != "file" or not target.mode & 0o111:
+        raise SupplyChainError(f"policy: entrypoint {entrypoint} is not an executable file in the image")
+    present = [p for p in DEFAULT_FORBIDDEN if compute_resolved(view, p) is not None]
+    if present:
+        raise SupplyChainError(f"policy: image contains /{present[0]} (shell or package manager)")
+    yield f"ok policy: user {user} numeric non-root, entrypoint {entrypoint} executable, no shell or package manager"

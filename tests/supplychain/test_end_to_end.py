@@ -1,0 +1,213 @@
+"""End to end as a user runs it: lock -> fetch -> verify -> build (twice) -> SBOM -> sign ->
+`kubevirt-build verify`, against real RPMs in a loopback repository and a throw-away sigstore
+instance verified by sigstore-python's real Verifier; then tampering, each refused in one line."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sc_sigstore import TestInstance, identity_token
+from supplychain.oci import Layout
+from supplychain.signing import (COSIGN_SIGN_PREDICATE, CYCLONEDX_PREDICATE, apply_attach_bundle,
+                                 apply_sign_file, apply_sign_image, compute_release_manifest,
+                                 compute_statement)
+
+IDENTITY = "https://github.com/kubevirt-py/kubevirt-py/.github/workflows/release.yml@refs/tags/v0.1.0"
+ISSUER = "https://token.actions.githubusercontent.com"
+BUILDER = "https://github.com/kubevirt-py/kubevirt-py/.github/workflows/release.yml"
+EPOCH = "1700000000"
+KB = [sys.executable, "-c", "from supplychain.cli import main; main()"]
+
+
+def _kb(*args, cwd=None, check=True):
+    proc = subprocess.run([*KB, *args], capture_output=True, text=True, cwd=cwd,
+                          env={"SOURCE_DATE_EPOCH": EPOCH, "PATH": "/usr/bin:/bin"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubevirt-build {args[0]} failed: {proc.stdout}{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def release(rpm_world, served, tmp_path_factory):
+    """A locked, built, signed image and release manifest, shared by this module's tests."""
+    from sc_rpmrepo import apply_createrepo
+
+    work = tmp_path_factory.mktemp("e2e")
+    root, url = served
+    repo_dir = root / "e2e-repo"
+    (repo_dir / "Packages").mkdir(parents=True)
+    for rpm in rpm_world.signed.values():
+        shutil.copy(rpm, repo_dir / "Packages" / rpm.name)
+    apply_createrepo(repo_dir)
+    (work / "repos").mkdir()
+    (work / "repos" / "test.yaml").write_text(yaml.safe_dump({
+        "kind": "rpm",
+        "repositories": [{"name": "test-x86_64", "baseurl": url + "e2e-repo/", "arch": "x86_64",
+                          "keys": [str(rpm_world.keys["repo"])]}],
+        "targets": {"handler": {"install": ["hello", "greeter-data"], "exclude": ["fakeshell"]}}}))
+    (work / "images").mkdir()
+    (work / "images" / "handler.yaml").write_text(yaml.safe_dump({
+        "name": "handler", "repository": "registry.test.invalid/kubevirt-py/handler",
+        "lock": "../locks/test.lock.json", "target": "handler",
+        "accounts": {"groups": [{"name": "qemu", "gid": 107}],
+                     "users": [{"name": "qemu", "uid": 107, "gid": 107, "home": "/home/qemu"}]},
+        "runAs": "107:107", "entrypoint": ["/usr/bin/hello"], "environment": {"PATH": "/usr/bin"},
+        "paths": [{"path": "/home/qemu", "type": "dir", "uid": 107, "gid": 107, "mode": "0700"},
+                  {"path": "/var/run", "type": "symlink", "target": "../run"}]}))
+    (work / "locks").mkdir()
+    lock = work / "locks" / "test.lock.json"
+    _kb("lock", "--config", str(work / "repos" / "test.yaml"), "--out", str(lock), "--cache", str(work / "cache"))
+    outs = []
+    for n in (1, 2):  # second build from an empty cache: fetch + verify again, same digest
+        proc = _kb("build", "--spec", str(work / "images" / "handler.yaml"), "--out", str(work / f"oci{n}"),
+                   "--tag", "v0.1.0", "--cache", str(work / f"cache{n}"), "--sbom-dir", str(work / "sbom"),
+                   "--builder-id", BUILDER)
+        outs.append(proc.stdout.split()[2])
+    instance = TestInstance()
+    layout = Layout(work / "oci1")
+    sbom = json.loads((work / "sbom" / "handler.cdx.json").read_text())
+    prov = json.loads((work / "oci1" / "handler.provenance.json").read_text())
+    token = identity_token(IDENTITY, ISSUER)
+    apply_sign_image(layout, "v0.1.0", "registry.test.invalid/kubevirt-py/handler", instance.signing_context(),
+                     token, sbom, prov)
+    manifest = work / "release.json"
+    manifest.write_bytes(compute_release_manifest("v0.1.0", "0" * 40, {"handler": {
+        "repository": "registry.test.invalid/kubevirt-py/handler", "tag": "v0.1.0", "digest": outs[0]}}))
+    apply_sign_file(manifest, instance.signing_context(), token)
+    trusted_root = instance.apply_trusted_root(work / "trusted_root.json")
+    return {"work": work, "digests": outs, "lock": lock, "instance": instance, "root": trusted_root,
+            "manifest": manifest, "sbom": sbom, "token": token}
+
+
+def _verify(r, layout=None, identity=IDENTITY, manifest=True, trusted_root=None):
+    args = ["verify", "--layout", str(layout or r["work"] / "oci1"), "--tag", "v0.1.0",
+            "--trusted-root", str(trusted_root or r["root"]), "--certificate-identity", identity,
+            "--certificate-oidc-issuer", ISSUER, "--lock", str(r["lock"]), "--target", "handler",
+            "--builder-id", BUILDER]
+    if manifest:
+        args += ["--release-manifest", str(r["manifest"])]
+    return _kb(*args, check=False)
+
+
+def test_two_builds_give_the_same_digest(release):
+    first, second = release["digests"]
+    assert first.startswith("sha256:") and first == second
+
+
+def test_verify_passes_every_check_with_one_line_each(release):
+    proc = _verify(release)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["ok layout", "ok release", "ok signature", "ok sbom",
+                                                      "ok provenance", "ok policy", "verified"]
+    assert f"-> {release['digests'][0]}" in lines[0]
+    assert "3 rpm packages == lock target handler" in lines[3]
+    assert "user 107:107" in lines[5]
+
+
+def test_sbom_lists_every_locked_rpm_with_purl_and_sha256(release):
+    lock = json.loads(release["lock"].read_text())
+    comps = {c["name"]: c for c in release["sbom"]["components"]}
+    for pkg in lock["packages"]:
+        comp = comps[pkg["name"]]
+        assert comp["purl"] == f"pkg:rpm/kubevirt-py/{pkg['name']}@{pkg['evr'].rpartition(':')[2]}?arch=x86_64"
+        assert comp["hashes"] == [{"alg": "SHA-256", "content": pkg["sha256"]}]
+    assert release["sbom"]["metadata"]["component"]["version"] == release["digests"][0]
+    assert "fakeshell" not in comps
+
+
+def _copy_layout(release, tmp_path):
+    dst = tmp_path / "oci"
+    shutil.copytree(release["work"] / "oci1", dst)
+    return dst
+
+
+def test_changed_layer_blob_is_refused(release, tmp_path):
+    dst = _copy_layout(release, tmp_path)
+    layout = Layout(dst)
+    layer = layout.read_json(layout.read_tagged("v0.1.0"))["layers"][0]
+    path = layout.blob_path(layer["digest"])
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    proc = _verify(release, layout=dst)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-1] == f"FAIL layout: blob {layer['digest']} content does not match its digest"
+
+
+def test_wrong_signer_identity_is_refused(release):
+    proc = _verify(release, identity="https://github.com/attacker/fork/.github/workflows/release.yml@refs/tags/v0.1.0",
+                   manifest=False)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-1].startswith("FAIL signature: bundle sha256:")
+    assert "SANs do not match" in proc.stdout.splitlines()[-1]
+
+
+def test_another_sigstore_root_is_refused(release, tmp_path):
+    other = TestInstance("other").apply_trusted_root(tmp_path / "other_root.json")
+    proc = _verify(release, trusted_root=other, manifest=False)
+    assert proc.returncode == 1 and proc.stdout.splitlines()[-1].startswith("FAIL signature: bundle")
+
+
+def test_signature_for_another_digest_is_refused(release, tmp_path):
+    dst = _copy_layout(release, tmp_path)
+    layout = Layout(dst)
+    desc = layout.read_tagged("v0.1.0")
+    for ref in list(layout.read_referrers(desc["digest"])):
+        if ref["_descriptor"].get("annotations", {}).get("dev.sigstore.bundle.predicateType") == COSIGN_SIGN_PREDICATE:
+            index = layout.read_index()
+            index["manifests"] = [m for m in index["manifests"] if m["digest"] != ref["_descriptor"]["digest"]]
+            layout.apply_index(index["manifests"])
+    other = "sha256:" + "ab" * 32
+    with release["instance"].signing_context().signer(release["token"]) as signer:
+        bundle = signer.sign_dsse(compute_statement("registry.test.invalid/kubevirt-py/handler", other,
+                                                    COSIGN_SIGN_PREDICATE, {}))
+    apply_attach_bundle(layout, desc, bundle.to_json(), COSIGN_SIGN_PREDICATE)
+    proc = _verify(release, layout=dst, manifest=False)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-1].endswith(f"is for {other}, not the image {desc['digest']}")
+
+
+def test_sbom_that_does_not_match_the_image_is_refused(release, tmp_path):
+    dst = _copy_layout(release, tmp_path)
+    layout = Layout(dst)
+    desc = layout.read_tagged("v0.1.0")
+    for ref in list(layout.read_referrers(desc["digest"])):
+        if ref["_descriptor"].get("annotations", {}).get("dev.sigstore.bundle.predicateType") == CYCLONEDX_PREDICATE:
+            index = layout.read_index()
+            layout.apply_index([m for m in index["manifests"] if m["digest"] != ref["_descriptor"]["digest"]])
+    sbom = json.loads(json.dumps(release["sbom"]))
+    sbom["components"] = [c for c in sbom["components"] if c["name"] != "libgreet"]
+    with release["instance"].signing_context().signer(release["token"]) as signer:
+        bundle = signer.sign_dsse(compute_statement("registry.test.invalid/kubevirt-py/handler", desc["digest"],
+                                                    CYCLONEDX_PREDICATE, sbom))
+    apply_attach_bundle(layout, desc, bundle.to_json(), CYCLONEDX_PREDICATE)
+    proc = _verify(release, layout=dst, manifest=False)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-1] == ("FAIL sbom: package set differs from lock target handler: "
+                                            "not in lock [], missing ['libgreet']")
+
+
+def test_moved_tag_is_caught_by_the_signed_release_manifest(release, tmp_path):
+    dst = _copy_layout(release, tmp_path)
+    layout = Layout(dst)
+    desc = layout.read_tagged("v0.1.0")
+    other = layout.apply_blob(b'{"schemaVersion":2}', "application/vnd.oci.image.manifest.v1+json")
+    layout.apply_tag(other, "v0.1.0")
+    proc = _verify(release, layout=dst)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-1].startswith("FAIL layout:") or "FAIL release" in proc.stdout
+    # a well-formed image under the tag that is not the signed one
+    shutil.rmtree(dst)
+    shutil.copytree(release["work"] / "oci1", dst)
+    manifest = tmp_path / "release.json"
+    manifest.write_bytes(release["manifest"].read_bytes().replace(desc["digest"].encode(), b"sha256:" + b"cd" * 32))
+    shutil.copy(str(release["manifest"]) + ".sigstore.json", str(manifest) + ".sigstore.json")
+    r = dict(release, manifest=manifest)
+    proc = _verify(r, layout=dst)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-1].startswith("FAIL release: release.json signature does not verify")
