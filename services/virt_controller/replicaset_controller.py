@@ -20,7 +20,7 @@ from typing import Any
 from shared.errors import ApiError, NotFound
 from shared.store import label_selector_from_dict
 from services.virt_controller import phases
-from services.virt_controller.clock import Clock, SystemClock, format_time
+from services.virt_controller.clock import Clock, SystemClock, format_micro_time, format_time
 from services.virt_controller.conditions import has_condition, with_condition, without_condition
 from services.virt_controller.informer import Informer, object_key
 from services.virt_controller.sync_error import FAILED_CREATE, FAILED_DELETE, SyncError
@@ -148,7 +148,7 @@ class ReplicaSetController:
             raise SyncError(f"failed to delete {failed_deletes} VMIs", reason=FAILED_DELETE)
 
     async def _create(self, rs: dict, count: int) -> tuple[list[dict], str | None]:
-        now = format_time(self.clock.now())
+        now = format_micro_time(self.clock.now())
         template = apply_vmi_admission(compute_vmi_for_replica_set(rs, now=now))
 
         async def one() -> dict:

@@ -25,7 +25,7 @@ from typing import Any
 from shared.errors import AlreadyExists, ApiError, Conflict, Invalid, NotFound
 from services.virt_controller import phases
 from services.virt_controller.backoff import compute_start_failure
-from services.virt_controller.clock import Clock, SystemClock, format_time
+from services.virt_controller.clock import Clock, SystemClock, format_micro_time, format_time
 from services.virt_controller.informer import Informer, object_key, split_key
 from services.virt_controller.run_strategy import (
     NOTHING,
@@ -154,7 +154,8 @@ class VMController:
         return vm, vmi, status
 
     async def _create_vmi(self, vm: dict, status: dict, now_text: str) -> dict:
-        desired = compute_vmi_for_vm(vm, start_paused=has_start_paused_request(status), now=now_text)
+        desired = compute_vmi_for_vm(vm, start_paused=has_start_paused_request(status),
+                                     now=format_micro_time(self.clock.now()))
         try:
             desired = apply_vmi_admission(desired)
             created = await self.store.create(VMIS, desired)

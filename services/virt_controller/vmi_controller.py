@@ -15,7 +15,7 @@ from typing import Any
 
 from shared.errors import NotFound
 from services.virt_controller import phases
-from services.virt_controller.clock import Clock, SystemClock, format_time
+from services.virt_controller.clock import Clock, SystemClock
 from services.virt_controller.informer import Informer, object_key
 from services.virt_controller.vmi_lifecycle import (
     DEFAULT_HEARTBEAT_TIMEOUT,
@@ -79,8 +79,7 @@ class VMIController:
         vmi = self.vmis.get(key)
         if vmi is None:
             return
-        wanted = compute_vmi_update(vmi, node_responsive=self._node_responsive(vmi),
-                                    now=format_time(self.clock.now()))
+        wanted = compute_vmi_update(vmi, node_responsive=self._node_responsive(vmi), now=self.clock.now())
         if wanted is None:
             return
         try:

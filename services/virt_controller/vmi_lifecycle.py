@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from services.virt_controller import phases
-from services.virt_controller.clock import parse_time
+from services.virt_controller.clock import format_micro_time, format_time, parse_time
 from services.virt_controller.conditions import find_condition, with_condition
 from services.virt_controller.vmi_template import VMI_CONTROLLER_FINALIZER
 
@@ -77,15 +77,18 @@ def _with_finalizer(meta: dict[str, Any], add: bool) -> dict[str, Any]:
     return new
 
 
-def compute_vmi_update(vmi: dict[str, Any], *, node_responsive: bool, now: str) -> dict[str, Any] | None:
+def compute_vmi_update(vmi: dict[str, Any], *, node_responsive: bool, now: datetime) -> dict[str, Any] | None:
     """The VMI as this controller wants it, or None when there is nothing to write.
 
     Args:
         vmi: the cached VMI.
         node_responsive: for a VMI with ``status.nodeName``, whether that node's heartbeat is
             current (see :func:`is_node_responsive`); ignored otherwise.
-        now: RFC 3339 time for transitions.
+        now: current time; phase transitions are stamped with microseconds (so start-up
+            latency can be measured from the objects), conditions with seconds.
     """
+    precise = format_micro_time(now)
+    stamp = format_time(now)
     phase = phases.phase_of(vmi)
     deleting = phases.is_marked_for_deletion(vmi)
     status = copy.deepcopy(vmi.get("status") or {})
@@ -94,27 +97,27 @@ def compute_vmi_update(vmi: dict[str, Any], *, node_responsive: bool, now: str) 
     if phases.is_final(vmi):
         new_meta = _with_finalizer(meta, add=False)
     elif phase in ("", phases.PENDING, phases.SCHEDULING) and deleting:
-        status = phases.with_phase(status, phases.FAILED, now)
+        status = phases.with_phase(status, phases.FAILED, precise)
         status["reason"] = "DeletedBeforeStart" if phase != phases.SCHEDULING else "DeletedWhileScheduling"
         new_meta = _with_finalizer(meta, add=False)
     elif phase in ("", phases.PENDING):
-        status = phases.with_phase(status, phases.SCHEDULING, now)
+        status = phases.with_phase(status, phases.SCHEDULING, precise)
         status["conditions"] = with_condition(status.get("conditions"), {
             "type": "Ready", "status": "False", "reason": "GuestNotRunning",
-            "message": "Guest VM is not reported as running"}, now)
+            "message": "Guest VM is not reported as running"}, stamp)
         new_meta = _with_finalizer(meta, add=True)
     elif phase in (phases.SCHEDULED, phases.RUNNING, phases.UNKNOWN) and status.get("nodeName") \
             and not node_responsive:
         if deleting:
-            status = phases.with_phase(status, phases.FAILED, now)
+            status = phases.with_phase(status, phases.FAILED, precise)
             status["reason"] = NODE_UNRESPONSIVE
             new_meta = _with_finalizer(meta, add=False)
         elif phase != phases.UNKNOWN:
-            status = phases.with_phase(status, phases.UNKNOWN, now)
+            status = phases.with_phase(status, phases.UNKNOWN, precise)
         if not deleting:
             status["conditions"] = with_condition(status.get("conditions"), {
                 "type": "Ready", "status": "False", "reason": NODE_UNRESPONSIVE,
-                "message": f"node {status['nodeName']} stopped reporting"}, now)
+                "message": f"node {status['nodeName']} stopped reporting"}, stamp)
     if status == (vmi.get("status") or {}) and new_meta == meta:
         return None
     return {**vmi, "metadata": new_meta, "status": status}

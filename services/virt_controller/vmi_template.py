@@ -79,7 +79,7 @@ def compute_vmi_for_vm(vm: dict[str, Any], *, start_paused: bool, now: str) -> d
     ``kubevirt.io/vm``; ``kubevirt.io/vm-generation`` annotation; controller ownerReference to
     the VM; finalizer ``kubevirt.io/virtualMachineControllerFinalize``; spec = template spec
     with ``startStrategy: Paused`` when ``start_paused``, a stable ``firmware.uuid`` when empty
-    and a disk for every volume. ``now`` is the RFC 3339 time for the Pending transition.
+    and a disk for every volume. ``now`` is the RFC 3339 time (microseconds) of the Pending transition.
     """
     meta = vm["metadata"]
     template = (vm.get("spec") or {}).get("template") or {}
