@@ -108,3 +108,12 @@ def format_number(value: int | float) -> str:
     if millis == millis.to_integral_value():
         return f"{int(millis)}m"
     return format(number.normalize(), "f")
+
+
+def format_bytes(value: int) -> str:
+    """A byte count in the largest exact binary unit: ``format_bytes(4 * 2**30) == "4Gi"``,
+    ``format_bytes(1500) == "1500"``."""
+    for suffix, size in (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if value and value % size == 0:
+            return f"{value // size}{suffix}"
+    return str(value)
