@@ -50,6 +50,13 @@ _TAIL_POLL = 0.2  # s between checks for a lost consumer while a watch is idle
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Progress:
+    """A tail's note that every record under its filter up to ``revision`` has been delivered."""
+
+    revision: int
+
+
 class WrongLastRevision(Exception):
     """The CAS failed: the key's latest revision is not the expected one."""
 
@@ -78,16 +85,18 @@ class KvRecord:
     deleted: bool
     value: bytes
     created: bool = False
+    timestamp: float = 0.0  # when the server stored it (epoch s); 0 when not delivered by a consumer
 
 
-def _record(prefix: str, subject: str, seq: int, headers: dict[str, str] | None, data: bytes) -> KvRecord:
+def _record(prefix: str, subject: str, seq: int, headers: dict[str, str] | None, data: bytes,
+            timestamp: float = 0.0) -> KvRecord:
     headers = headers or {}
     try:
         prev = int(headers.get(EXPECTED_LAST) or 0)
     except ValueError:
         prev = 0
     deleted = headers.get(KV_OP) in _DELETE_OPS or MARKER_REASON in headers
-    return KvRecord(subject[len(prefix) :], seq, prev, deleted, data or b"", CREATE_MARK in headers)
+    return KvRecord(subject[len(prefix) :], seq, prev, deleted, data or b"", CREATE_MARK in headers, timestamp)
 
 
 class _Delivery:
@@ -288,6 +297,13 @@ class KvLayer:
 
         return await self._retrying(f"write {bucket}/{key}", publish)
 
+    async def purge_through(self, bucket: str, key: str, revision: int) -> None:
+        """Remove ``key``'s records up to and including ``revision`` (later ones stay)."""
+        await self._retrying(
+            f"purge {bucket}/{key}",
+            lambda: self._js.purge_stream(stream_name(bucket), seq=revision + 1, subject=subject_prefix(bucket) + key),
+        )
+
     # -- consumers ---------------------------------------------------------------------------
     async def _open(self, bucket: str, filter_subject: str, policy: api.DeliverPolicy,
                     start: int | None, heartbeat: float | None) -> tuple["_Delivery", api.ConsumerInfo]:
@@ -344,7 +360,8 @@ class KvLayer:
                     md = msg.metadata
                     if md.sequence.consumer != expected_cseq:
                         return None  # a message was dropped client-side: start over
-                    records.append(_record(prefix, msg.subject, md.sequence.stream, msg.headers, msg.data))
+                    records.append(_record(prefix, msg.subject, md.sequence.stream, msg.headers, msg.data,
+                                           md.timestamp.timestamp()))
             finally:
                 await self._close(bucket, delivery, info.name)
             # Nothing under the filter changed between the snapshot's newest record and
@@ -361,12 +378,13 @@ class KvLayer:
                 raise ServiceUnavailable(f"list of {bucket} kept losing messages; try again")
 
     async def tail(self, bucket: str, filter_subject: str, start: int, *,
-                   heartbeat: float = 1.0) -> AsyncIterator[KvRecord]:
+                   heartbeat: float = 1.0, progress: bool = False) -> AsyncIterator[KvRecord | Progress]:
         """Every record under ``filter_subject`` from revision ``start`` on, in order, forever.
 
         Survives server restarts and dropped messages: the consumer is re-created from the next
         revision when a message is missing, heartbeats stop, or the connection drops. Raises
-        Compacted when revisions from ``start`` on are no longer in the stream.
+        Compacted when revisions from ``start`` on are no longer in the stream. With
+        ``progress`` an idle tail also yields :class:`Progress` about every ``heartbeat`` s.
         """
         prefix = subject_prefix(bucket)
         next_rev = start
@@ -381,6 +399,8 @@ class KvLayer:
                                        max(next_rev, 1), heartbeat),
                 )
             except ServiceUnavailable as err:
+                if self.bus.client.is_closed:
+                    raise
                 log.info("watch %s: %s; retrying", bucket, err)
                 await asyncio.sleep(0.5)
                 continue
@@ -402,15 +422,21 @@ class KvLayer:
                     last_heard = time.monotonic()
                     if not msg.reply:
                         # idle heartbeat / status: check no data message went missing meanwhile
-                        last_cseq = (msg.headers or {}).get("Nats-Last-Consumer")
+                        headers = msg.headers or {}
+                        last_cseq = headers.get("Nats-Last-Consumer")
                         if last_cseq is not None and int(last_cseq) != expected_cseq - 1:
                             break
+                        if progress:
+                            # the consumer has looked at the stream up to Nats-Last-Stream
+                            scanned = int(headers.get("Nats-Last-Stream") or 0)
+                            yield Progress(max(next_rev - 1, scanned))
                         continue
                     md = msg.metadata
                     if md.sequence.consumer != expected_cseq:
                         break
                     expected_cseq += 1
                     next_rev = md.sequence.stream + 1
-                    yield _record(prefix, msg.subject, md.sequence.stream, msg.headers, msg.data)
+                    yield _record(prefix, msg.subject, md.sequence.stream, msg.headers, msg.data,
+                                  md.timestamp.timestamp())
             finally:
                 await self._close(bucket, delivery, info.name)

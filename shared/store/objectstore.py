@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,7 +26,7 @@ from shared.bus import Bus, connect as bus_connect
 from shared.errors import BadRequest, Conflict
 from shared.store import metadata as md
 from shared.store.keys import compute_bucket, compute_filter_subject, compute_key, encode_token, parse_key
-from shared.store.kv import Compacted, KvLayer, KvRecord, WrongLastRevision
+from shared.store.kv import Compacted, KvLayer, KvRecord, Progress, WrongLastRevision
 from shared.store.revcache import RevisionCache
 from shared.store.selectors import parse_field_selector, parse_label_selector
 from shared.store.watch import EventComputer, WatchEvent, decode_object, gone
@@ -33,6 +34,7 @@ from shared.store.watch import EventComputer, WatchEvent, decode_object, gone
 log = logging.getLogger("kubevirt.store")
 
 _OWNERS = "_owners"
+_META = "_meta"  # per-resource compaction watermark: key compact.<plural>
 _GENERATE_NAME_TRIES = 8
 _PROPAGATION = ("Background", "Foreground", "Orphan")
 _FROM_CACHE = -1  # prev_revision of a record rebuilt from the revision cache
@@ -357,21 +359,91 @@ class ObjectStore:
                 if uid not in md.owner_uids(dependent):
                     return
 
+    async def delete_collection(self, plural: str, namespace: str | None = None, *,
+                                label_selector: str | None = None, field_selector: str | None = None,
+                                propagation_policy: str = "Background", group: str | None = None) -> list[dict]:
+        """Delete every object the selectors match (Kubernetes' deletecollection): objects already
+        gone meanwhile are skipped. Returns what :meth:`delete` returned for each."""
+        items, _ = await self.list(plural, namespace, label_selector=label_selector, field_selector=field_selector)
+        out = []
+        for obj in items:
+            meta = obj["metadata"]
+            try:
+                out.append(await self.delete(plural, meta.get("namespace"), meta["name"],
+                                             propagation_policy=propagation_policy, group=group))
+            except md.NotFound:
+                continue
+        return out
+
+    # -- compaction --------------------------------------------------------------------------
+    async def compaction_watermark(self, plural: str) -> int:
+        """Highest revision of ``plural`` whose delete marker may have been purged (0 = none);
+        watches must start at or after it."""
+        rec = await self.kv.get(await self._bucket(_META), f"compact.{encode_token(plural)}")
+        if rec is None or rec.deleted or not rec.value:
+            return 0
+        return int(msgspec.json.decode(rec.value)["revision"])
+
+    async def compact(self, plural: str, *, older_than: float = 3600.0) -> int:
+        """Purge delete markers (they carry the deleted object's last state) written more than
+        ``older_than`` seconds ago, like etcd compaction. The watermark is raised first, so a
+        watch from a revision before a purged marker gets 410 Gone instead of missing the
+        deletion. Returns how many markers were purged."""
+        bucket = await self._bucket(plural)
+        records, _ = await self.kv.snapshot(bucket, compute_filter_subject(bucket, None))
+        cutoff = time.time() - older_than
+        doomed = [r for r in records if r.deleted and r.timestamp and r.timestamp < cutoff]
+        if not doomed:
+            return 0
+        await self._raise_watermark(plural, max(r.revision for r in doomed))
+        for rec in doomed:
+            await self.kv.purge_through(bucket, rec.key, rec.revision)
+        return len(doomed)
+
+    async def compact_all(self, *, older_than: float = 3600.0) -> int:
+        """:meth:`compact` every resource bucket of this store (and the owner index)."""
+        total = 0
+        for bucket in await self.kv.list_buckets(self.prefix):
+            plural = bucket[len(self.prefix):]
+            if plural != _META:
+                total += await self.compact(plural, older_than=older_than)
+        return total
+
+    async def _raise_watermark(self, plural: str, revision: int) -> None:
+        meta_bucket = await self._bucket(_META)
+        key = f"compact.{encode_token(plural)}"
+        while True:
+            rec = await self.kv.get(meta_bucket, key)
+            current = int(msgspec.json.decode(rec.value)["revision"]) if rec and rec.value else 0
+            if current >= revision:
+                return
+            try:
+                await self.kv.write(meta_bucket, key, _encode({"revision": revision}),
+                                    expected=rec.revision if rec else 0)
+                return
+            except WrongLastRevision:
+                continue
+
     # -- watch -------------------------------------------------------------------------------
     def watch(self, plural: str, namespace: str | None = None, *, resource_version: str | None = None,
-              label_selector: str | None = None, field_selector: str | None = None
-              ) -> AsyncIterator[WatchEvent]:
+              label_selector: str | None = None, field_selector: str | None = None,
+              bookmark_interval: float | None = None) -> AsyncIterator[WatchEvent]:
         """Stream changes as :class:`WatchEvent`. ``resource_version`` None/"0"/"" = current state
         as ADDED events first; otherwise every change after it exactly once, in order (including
         deletions; objects leaving the selector arrive as DELETED). Selector errors raise
         BadRequest here; Gone (410) is raised by the iterator when history no longer reaches back.
-        Survives nats-server restarts (resumes from the last revision seen)."""
+        Survives nats-server restarts (resumes from the last revision seen).
+
+        ``bookmark_interval`` (s; None = never) makes an idle watch send BOOKMARK events at most
+        that often, whose object is only ``{"metadata": {"resourceVersion": rv}}`` (the caller adds
+        apiVersion/kind): resuming from rv misses nothing (Kubernetes' allowWatchBookmarks)."""
         labels = parse_label_selector(label_selector)
         fields = parse_field_selector(field_selector)
         start_rv = _parse_rv(resource_version)
-        return self._watch(plural, namespace, start_rv or None, labels, fields)
+        return self._watch(plural, namespace, start_rv or None, labels, fields, bookmark_interval)
 
-    async def _watch(self, plural, namespace, start_rv, labels, fields) -> AsyncIterator[WatchEvent]:
+    async def _watch(self, plural, namespace, start_rv, labels, fields,
+                     bookmark_interval: float | None) -> AsyncIterator[WatchEvent]:
         bucket = await self._bucket(plural)
         ns = fields.wanted("metadata.namespace") if namespace is None else namespace
         name = fields.wanted("metadata.name")
@@ -382,6 +454,10 @@ class ObjectStore:
 
         initial: list[WatchEvent] = []
         snapshot_keys: list[tuple[str, dict[str, Any], int]] = []
+        if start_rv is not None:
+            watermark = await self.compaction_watermark(plural)
+            if start_rv < watermark:
+                raise gone(start_rv, watermark + 1)
         if start_rv is None:
             records, revision = await self.kv.snapshot(bucket, subject)
             for rec in sorted(records, key=lambda r: r.revision):
@@ -403,8 +479,15 @@ class ObjectStore:
             computer.remember(key, obj, rev)
         for event in initial:
             yield event
+        bookmarked_at, bookmarked_rv = time.monotonic(), start - 1
         try:
-            async for rec in self.kv.tail(bucket, subject, start):
+            async for rec in self.kv.tail(bucket, subject, start, progress=bookmark_interval is not None):
+                if isinstance(rec, Progress):
+                    now = time.monotonic()
+                    if now - bookmarked_at >= bookmark_interval and rec.revision > bookmarked_rv:
+                        bookmarked_at, bookmarked_rv = now, rec.revision
+                        yield WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": str(rec.revision)}})
+                    continue
                 if rec.deleted:
                     self._seen.forget(bucket, rec.key)
                 elif rec.value:

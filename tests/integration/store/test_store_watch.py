@@ -176,3 +176,51 @@ async def test_watch_resumes_after_nats_server_restart(fresh_nats_server: NatsSe
         await stream.aclose()
     finally:
         await store.close()
+
+
+async def test_idle_watch_sends_bookmarks_that_resume_without_loss(object_store: ObjectStore):
+    obj = await object_store.create(VMS, make_vm("mine", namespace="a"))
+    stream = object_store.watch(VMS, "a", resource_version=obj["metadata"]["resourceVersion"],
+                                bookmark_interval=0.1)
+    other = await object_store.create(VMS, make_vm("theirs", namespace="b"))
+    async with asyncio.timeout(5):
+        while True:
+            event = await anext(stream)
+            assert event.type == "BOOKMARK"
+            if event.object["metadata"]["resourceVersion"] == other["metadata"]["resourceVersion"]:
+                break
+    await stream.aclose()
+    resumed = object_store.watch(VMS, "a", resource_version=other["metadata"]["resourceVersion"])
+    changed = await object_store.update(VMS, {**obj, "spec": {"running": True}})
+    assert await take(resumed, 1) == [("MODIFIED", "mine", changed["metadata"]["resourceVersion"])]
+    await resumed.aclose()
+
+
+async def test_compaction_purges_old_deletions_and_watches_from_before_it_are_gone(object_store: ObjectStore):
+    a = await object_store.create(VMS, make_vm("a"))
+    deleted = await object_store.delete(VMS, "default", "a")
+    keep = await object_store.create(VMS, make_vm("b"))
+    assert await object_store.compact(VMS, older_than=0) == 1
+    assert await object_store.compaction_watermark(VMS) == int(deleted["metadata"]["resourceVersion"])
+
+    with pytest.raises(Gone):
+        await anext(object_store.watch(VMS, resource_version=a["metadata"]["resourceVersion"]))
+    after = object_store.watch(VMS, resource_version=deleted["metadata"]["resourceVersion"])
+    again = await object_store.create(VMS, make_vm("a"))  # the purged name can be created again
+    assert await take(after, 2) == [
+        ("ADDED", "b", keep["metadata"]["resourceVersion"]),
+        ("ADDED", "a", again["metadata"]["resourceVersion"]),
+    ]
+    await after.aclose()
+    items, _ = await object_store.list(VMS)
+    assert [o["metadata"]["name"] for o in items] == ["a", "b"] and keep in items
+    assert await object_store.compact_all(older_than=0) == 0
+
+
+async def test_delete_collection_deletes_what_the_selector_matches(object_store: ObjectStore):
+    await object_store.create(VMS, make_vm("x", labels={"app": "web"}))
+    await object_store.create(VMS, make_vm("y", labels={"app": "web"}))
+    await object_store.create(VMS, make_vm("z"))
+    gone_objs = await object_store.delete_collection(VMS, "default", label_selector="app=web")
+    assert sorted(o["metadata"]["name"] for o in gone_objs) == ["x", "y"]
+    assert [o["metadata"]["name"] for o in (await object_store.list(VMS))[0]] == ["z"]
