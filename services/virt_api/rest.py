@@ -84,6 +84,19 @@ def parse_int(query: Any, name: str, *, minimum: int | None = None) -> int | Non
     return value
 
 
+def check_kind(body: dict[str, Any], info: ResourceInfo) -> None:
+    """The body must say it is this resource (``apiVersion`` and ``kind``), as kube-apiserver's
+    decoder demands; BadRequest (400) naming what is missing or different."""
+    kind, api_version = body.get("kind"), body.get("apiVersion")
+    if not kind:
+        raise BadRequest("Object 'Kind' is missing in the request body")
+    if not api_version:
+        raise BadRequest("Object 'apiVersion' is missing in the request body")
+    if kind != info.kind or api_version != info.api_version:
+        raise BadRequest(f"the object in the body is {api_version}, Kind={kind} but this URL serves "
+                         f"{info.api_version}, Kind={info.kind}")
+
+
 class ResourceHandlers:
     """The verbs, bound to one store. ``admit`` defaults to
     :func:`services.virt_api.admission.admit` (injectable for tests of this layer)."""
@@ -189,6 +202,7 @@ class ResourceHandlers:
         for attempt in range(PATCH_RETRIES):
             current = await self.store.get(info.plural, target.namespace, target.name)
             patched = apply_patch(current, raw, content_type)
+            check_kind(patched, info)
             metadata = patched.get("metadata")
             if not isinstance(metadata, dict):
                 raise BadRequest("the patch removed or replaced metadata")
@@ -291,6 +305,7 @@ class ResourceHandlers:
         }
 
     def _apply_url_namespace(self, body: dict[str, Any], target: Target) -> None:
+        check_kind(body, target.resource)
         metadata = body.get("metadata")
         if metadata is None:
             metadata = body["metadata"] = {}

@@ -212,14 +212,26 @@ def read_record(layout: Layout, name: str) -> ProcessRecord | None:
         return None
 
 
-def is_our_process(record: ProcessRecord) -> bool:
+def is_our_process(record: ProcessRecord, attempts: int = 3) -> bool:
     """True when ``record.pid`` is alive and its command line is exactly ``record.argv``
-    (so a recycled pid of an unrelated process is never touched)."""
-    try:
-        raw = Path(f"/proc/{record.pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return raw.rstrip(b"\0").split(b"\0") == [a.encode() for a in record.argv]
+    (so a recycled pid of an unrelated process is never touched). Right after exec the kernel
+    may briefly show an empty or stale command line, hence a few reads 20 ms apart."""
+    wanted = [a.encode() for a in record.argv]
+    for attempt in range(attempts):
+        try:
+            raw = Path(f"/proc/{record.pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        if raw.rstrip(b"\0").split(b"\0") == wanted:
+            return True
+        if attempt + 1 < attempts:
+            time.sleep(0.02)
+    return False
+
+
+def is_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    return not _is_zombie(pid)
 
 
 def running_record(layout: Layout, spec: ServiceSpec) -> ProcessRecord | None:
@@ -256,7 +268,7 @@ def wait_healthy(layout: Layout, spec: ServiceSpec, record: ProcessRecord, timeo
     deadline = time.monotonic() + limit
     grace_until = time.monotonic() + (1.0 if spec.health is stays_up else 0.0)
     while True:
-        if not is_our_process(record) or _is_zombie(record.pid):
+        if not is_alive(record.pid):  # just launched by us: the pid is ours, no cmdline check needed
             raise RuntimeError(f"{spec.name} exited during start-up: {tail(log_path(layout, spec.name))}")
         if time.monotonic() >= grace_until and spec.health(layout):
             return
@@ -265,20 +277,20 @@ def wait_healthy(layout: Layout, spec: ServiceSpec, record: ProcessRecord, timeo
         time.sleep(0.1)
 
 
-def stop(layout: Layout, spec: ServiceSpec, timeout: float = 15.0) -> bool:
+def stop(layout: Layout, spec: ServiceSpec, timeout: float = 15.0, *, kill: bool = False) -> bool:
     """Stop ``spec``'s process if (and only if) it is the one this installation started:
-    SIGTERM to its process group, SIGKILL after ``timeout`` s. Removes the record. Returns True
-    when a process was stopped."""
+    SIGTERM, then SIGKILL after ``timeout`` s (``kill=True``: SIGKILL at once, as ``kill -9``).
+    Removes the record. Returns True when a process was stopped."""
     record = read_record(layout, spec.name)
     stopped = False
     if record is not None and is_our_process(record):
-        _signal(record.pid, signal.SIGTERM)
+        _signal(record.pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while is_our_process(record) and not _is_zombie(record.pid) and time.monotonic() < deadline:
+        while is_alive(record.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if is_our_process(record) and not _is_zombie(record.pid):
+        if is_alive(record.pid) and is_our_process(record):  # re-check: never kill a recycled pid
             _signal(record.pid, signal.SIGKILL)
-            while is_our_process(record) and not _is_zombie(record.pid):
+            while is_alive(record.pid):
                 time.sleep(0.05)
         stopped = True
     _record_path(layout, spec.name).unlink(missing_ok=True)
