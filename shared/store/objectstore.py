@@ -23,9 +23,16 @@ from typing import Any
 import msgspec
 
 from shared.bus import Bus, connect as bus_connect
-from shared.errors import BadRequest, Conflict
+from shared.errors import BadRequest, Conflict, NotFound
 from shared.store import metadata as md
-from shared.store.keys import compute_bucket, compute_filter_subject, compute_key, encode_token, parse_key
+from shared.store.keys import (
+    compute_bucket,
+    compute_filter_subject,
+    compute_key,
+    decode_token,
+    encode_token,
+    parse_key,
+)
 from shared.store.kv import Compacted, KvLayer, KvRecord, Progress, WrongLastRevision
 from shared.store.revcache import RevisionCache
 from shared.store.selectors import parse_field_selector, parse_label_selector
@@ -40,6 +47,19 @@ _PROPAGATION = ("Background", "Foreground", "Orphan")
 _FROM_CACHE = -1  # prev_revision of a record rebuilt from the revision cache
 
 _encode = msgspec.json.Encoder().encode
+
+
+def _resource_of(api_version: str, kind: str) -> tuple[str | None, bool]:
+    """(plural, namespaced) of an ownerReference's kind, (None, False) when unknown."""
+    try:
+        from shared.api.resources import resource_for_kind  # owned by the API-types helper
+    except ImportError:
+        return None, False
+    try:
+        res = resource_for_kind(api_version, kind)
+    except NotFound:
+        return None, False
+    return res.plural, res.namespaced
 
 
 def _parse_rv(resource_version: str | None, what: str = "resourceVersion") -> int | None:
@@ -219,9 +239,9 @@ class ObjectStore:
                 return current
             try:
                 if md.is_finalized(stored):
-                    await self._remove(bucket, plural, namespace, name, rec, stored)
-                    return md.with_resource_version(stored, rec.revision)
-                await self._index_owners(plural, namespace, name, stored)
+                    revision = await self._remove(bucket, plural, namespace, name, rec, stored)
+                    return md.with_resource_version(stored, revision)
+                await self._index_owners(plural, namespace, name, stored, already=md.owner_uids(old))
                 payload = _encode(stored)
                 revision = await self.kv.write(bucket, rec.key, payload, expected=rec.revision)
             except WrongLastRevision:
@@ -287,8 +307,11 @@ class ObjectStore:
         return revision
 
     # -- owner index and cascading -----------------------------------------------------------
-    async def _index_owners(self, plural: str, namespace: str | None, name: str, stored: dict[str, Any]) -> None:
-        uids = md.owner_uids(stored)
+    async def _index_owners(self, plural: str, namespace: str | None, name: str, stored: dict[str, Any],
+                            already: list[str] = ()) -> None:
+        """Record ``stored``'s owners in the index (before the object itself is written);
+        ``already`` are owners indexed by an earlier write."""
+        uids = [uid for uid in md.owner_uids(stored) if uid not in already]
         if not uids:
             return
         bucket = await self._bucket(_OWNERS)
@@ -324,7 +347,7 @@ class ObjectStore:
         for plural, namespace, name in await self._dependents(uid):
             try:
                 dependent = await self.get(plural, namespace, name)
-            except md.NotFound:
+            except NotFound:
                 continue
             if uid not in md.owner_uids(dependent):
                 continue
@@ -333,9 +356,48 @@ class ObjectStore:
                     await self._drop_owner(plural, dependent, uid)
                 else:
                     await self.delete(plural, namespace, name, precondition_rv=None)
-            except (md.NotFound, Conflict):
+            except (NotFound, Conflict):
                 continue  # deleted or changed concurrently; whoever did it owns the outcome
         await self._forget_dependent_hints(uid)
+
+    async def collect_garbage(self) -> int:
+        """Finish cascades a crashed process left half done: every indexed dependent whose owner
+        (located through its ownerReference's apiVersion/kind, see shared.api.resources) no
+        longer exists with that uid is deleted, or only loses the reference when it has other
+        owners — the job of Kubernetes' garbage collector. Owners of unknown kinds are left
+        alone. Returns how many owners were found gone."""
+        bucket = await self._bucket(_OWNERS)
+        records, _ = await self.kv.snapshot(bucket, f"$KV.{bucket}.>")
+        owner_tokens = {r.key.split(".", 1)[0] for r in records if not r.deleted}
+        collected = 0
+        for token in sorted(owner_tokens):
+            uid = decode_token(token)
+            if await self._is_owner_gone(uid):
+                await self._delete_dependents(uid)
+                collected += 1
+        return collected
+
+    async def _is_owner_gone(self, uid: str) -> bool:
+        """Look at one dependent's reference to ``uid``; True when that owner object is gone."""
+        for plural, namespace, name in await self._dependents(uid):
+            try:
+                dependent = await self.get(plural, namespace, name)
+            except NotFound:
+                continue
+            ref = next((r for r in dependent["metadata"].get("ownerReferences") or [] if r.get("uid") == uid), None)
+            if ref is None:
+                continue
+            owner_plural, owner_namespaced = _resource_of(ref.get("apiVersion", ""), ref.get("kind", ""))
+            if owner_plural is None:
+                return False
+            try:
+                owner = await self.get(owner_plural, namespace if owner_namespaced else None, ref.get("name", ""))
+            except NotFound:
+                return True
+            return owner["metadata"].get("uid") != uid
+        # no live dependent refers to it: only stale hints are left
+        await self._forget_dependent_hints(uid)
+        return False
 
     async def _release_dependents(self, uid: str) -> None:
         """Orphan: remove the ownerReference to ``uid`` from every dependent."""
@@ -344,7 +406,7 @@ class ObjectStore:
                 dependent = await self.get(plural, namespace, name)
                 if uid in md.owner_uids(dependent):
                     await self._drop_owner(plural, dependent, uid)
-            except md.NotFound:
+            except NotFound:
                 continue
         await self._forget_dependent_hints(uid)
 
@@ -371,7 +433,7 @@ class ObjectStore:
             try:
                 out.append(await self.delete(plural, meta.get("namespace"), meta["name"],
                                              propagation_policy=propagation_policy, group=group))
-            except md.NotFound:
+            except NotFound:
                 continue
         return out
 

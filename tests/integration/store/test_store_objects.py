@@ -320,3 +320,41 @@ async def test_stale_update_from_another_client_conflicts(object_store: ObjectSt
         assert (await object_store.get(VMS, "default", "two"))["spec"] == {"running": True}
     finally:
         await other.close()
+
+
+async def test_removing_the_last_finalizer_returns_the_deletion_revision(object_store: ObjectStore):
+    obj = await object_store.create(VMS, make_vm("f", finalizers=["x"]))
+    deleting = await object_store.delete(VMS, "default", "f")
+    removed = await object_store.update(VMS, {**deleting, "metadata": {**deleting["metadata"], "finalizers": []}})
+    assert int(removed["metadata"]["resourceVersion"]) > int(deleting["metadata"]["resourceVersion"])
+    assert removed["metadata"]["uid"] == obj["metadata"]["uid"]
+
+
+async def test_owner_reference_added_by_update_is_cascaded(object_store: ObjectStore):
+    vm = await object_store.create(VMS, make_vm("owner"))
+    vmi = await object_store.create(VMIS, make_vm("adopted") | {"kind": "VirtualMachineInstance"})
+    adopted = make_vmi_owned_by(vm, name="adopted")
+    adopted["metadata"]["resourceVersion"] = vmi["metadata"]["resourceVersion"]
+    await object_store.update(VMIS, adopted)
+    await object_store.delete(VMS, "default", "owner")
+    with pytest.raises(NotFound):
+        await object_store.get(VMIS, "default", "adopted")
+
+
+async def test_garbage_collection_finishes_a_cascade_a_crash_interrupted(object_store: ObjectStore):
+    from shared.store.keys import compute_bucket, compute_key
+
+    vm = await object_store.create(VMS, make_vm("crashed"))
+    await object_store.create(VMIS, make_vmi_owned_by(vm))
+    alive = await object_store.create(VMS, make_vm("alive"))
+    kept = await object_store.create(VMIS, make_vmi_owned_by(alive))
+    # what a process killed between removing the owner and deleting its dependents leaves behind
+    await object_store.kv.write(compute_bucket(object_store.prefix, VMS), compute_key("default", "crashed"), b"{}",
+                                expected=int(vm["metadata"]["resourceVersion"]), delete=True)
+    await object_store.get(VMIS, "default", "crashed")
+
+    assert await object_store.collect_garbage() == 1
+    with pytest.raises(NotFound):
+        await object_store.get(VMIS, "default", "crashed")
+    assert await object_store.get(VMIS, "default", "alive") == kept
+    assert await object_store.collect_garbage() == 0
