@@ -306,7 +306,8 @@ class KvLayer:
 
     # -- consumers ---------------------------------------------------------------------------
     async def _open(self, bucket: str, filter_subject: str, policy: api.DeliverPolicy,
-                    start: int | None, heartbeat: float | None) -> tuple["_Delivery", api.ConsumerInfo]:
+                    start: int | None, heartbeat: float | None,
+                    flow_control: bool = False) -> tuple["_Delivery", api.ConsumerInfo]:
         """An ephemeral push consumer (no acks, memory state) delivering into a local queue."""
         nc = self.bus.client
         inbox = nc.new_inbox()
@@ -324,6 +325,7 @@ class KvLayer:
             num_replicas=1,
             inactive_threshold=30.0,
             idle_heartbeat=heartbeat,
+            flow_control=flow_control or None,
         )
         try:
             info = await self._js._jsm.add_consumer(stream_name(bucket), config, timeout=self.request_timeout)
@@ -396,7 +398,7 @@ class KvLayer:
                 delivery, info = await self._retrying(
                     f"watch {bucket}",
                     lambda: self._open(bucket, filter_subject, api.DeliverPolicy.BY_START_SEQUENCE,
-                                       max(next_rev, 1), heartbeat),
+                                       max(next_rev, 1), heartbeat, flow_control=True),
                 )
             except ServiceUnavailable as err:
                 if self.bus.client.is_closed:
@@ -420,9 +422,15 @@ class KvLayer:
                             break  # heartbeats stopped: consumer lost -> re-create
                         continue
                     last_heard = time.monotonic()
-                    if not msg.reply:
-                        # idle heartbeat / status: check no data message went missing meanwhile
-                        headers = msg.headers or {}
+                    headers = msg.headers or {}
+                    if headers.get("Status"):
+                        # control message. Flow control: answering tells the server this watcher
+                        # has consumed everything sent so far (keeps a slow watcher's queue short).
+                        if msg.reply:
+                            await self.bus.client.publish(msg.reply, b"")
+                        if stalled := headers.get("Nats-Consumer-Stalled"):
+                            await self.bus.client.publish(stalled, b"")
+                        # idle heartbeat: check no data message went missing meanwhile
                         last_cseq = headers.get("Nats-Last-Consumer")
                         if last_cseq is not None and int(last_cseq) != expected_cseq - 1:
                             break

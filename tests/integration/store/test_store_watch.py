@@ -224,3 +224,25 @@ async def test_delete_collection_deletes_what_the_selector_matches(object_store:
     gone_objs = await object_store.delete_collection(VMS, "default", label_selector="app=web")
     assert sorted(o["metadata"]["name"] for o in gone_objs) == ["x", "y"]
     assert [o["metadata"]["name"] for o in (await object_store.list(VMS))[0]] == ["z"]
+
+
+async def test_a_slow_watcher_replaying_megabytes_gets_everything_in_order(object_store: ObjectStore):
+    first = await object_store.create(VMS, make_vm("first"))
+    sem = asyncio.Semaphore(32)
+    blob = "x" * 4096
+
+    async def create(i: int) -> None:
+        async with sem:
+            await object_store.create(VMS, {**make_vm(f"vm-{i:04d}"), "spec": {"blob": blob}})
+
+    await asyncio.gather(*(create(i) for i in range(800)))  # ~3.5 MB to replay
+    stream = object_store.watch(VMS, resource_version=first["metadata"]["resourceVersion"])
+    revisions = []
+    async with asyncio.timeout(30):
+        while len(revisions) < 800:
+            event = await anext(stream)
+            revisions.append(int(event.object["metadata"]["resourceVersion"]))
+            if len(revisions) % 100 == 0:
+                await asyncio.sleep(0.05)  # a consumer slower than the server
+    assert revisions == sorted(revisions) and len(set(revisions)) == 800
+    await stream.aclose()
