@@ -466,6 +466,18 @@ class Hypervisor:
         """The live XML description of domain ``name``. Raises ``DomainNotFound``."""
         return await self._call(lambda: self._lookup(name).XMLDesc(0))
 
+    async def is_agent_connected(self, name: str) -> bool:
+        """Whether the guest agent channel ``org.qemu.guest_agent.0`` of a running domain is
+        connected (its live XML says ``state='connected'``). False when there is no such channel.
+        Raises ``DomainNotFound``."""
+        def blocking() -> bool:
+            root = ET.fromstring(self._lookup(name).XMLDesc(0))
+            for target in root.findall("./devices/channel/target"):
+                if target.get("name") == "org.qemu.guest_agent.0":
+                    return target.get("state") == "connected"
+            return False
+        return await self._call(blocking)
+
     async def shutdown(self, name: str) -> None:
         """Ask the guest to power off (ACPI power button where the driver supports choosing it).
 

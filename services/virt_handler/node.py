@@ -1,0 +1,174 @@
+"""The handler's core/v1 ``Node``: registration from libvirt's host facts, and the heartbeat.
+
+Owns the Node object's fields the handler is responsible for (KubeVirt's virt-handler
+``heartbeat`` + node labeller, kubelet's capacity and Ready condition):
+
+- ``metadata.labels``: ``kubevirt.io/schedulable=true``, ``kubernetes.io/hostname``,
+  ``kubernetes.io/arch``, ``kubernetes.io/os``, ``cpu-model.node.kubevirt.io/<model>``,
+  ``host-model-cpu.node.kubevirt.io/<model>``, ``cpu-vendor.node.kubevirt.io/<vendor>``,
+  ``cpu-feature.node.kubevirt.io/<feature>`` (all ``"true"``); other labels are kept.
+- ``metadata.annotations["kubevirt.io/heartbeat"]``: RFC 3339 time of the last beat.
+- ``status.capacity`` / ``status.allocatable``: ``cpu`` (logical CPUs), ``memory``
+  (``<n>Ki``), ``pods``; allocatable equals capacity (no system reservation here).
+- ``status.conditions[type=Ready]``: ``True``/``KubeletReady`` with ``lastHeartbeatTime``
+  renewed on every beat; ``lastTransitionTime`` only when the status changes.
+- ``status.nodeInfo`` and ``status.addresses``.
+
+``spec`` (taints, ``unschedulable``) belongs to the administrator and is never touched.
+Who reacts to a silent node (VMIs Unknown/Failed) is virt-controller's node controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import socket
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from services.virt_handler.hypervisor import NodeInfo
+from shared.errors import AlreadyExists, Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+NODES = "nodes"
+HEARTBEAT_ANNOTATION = "kubevirt.io/heartbeat"
+SCHEDULABLE_LABEL = "kubevirt.io/schedulable"
+MAX_PODS = "110"  # kubelet default; VMIs are the only "pods" here
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "s390x": "s390x"}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC, seconds (``metav1.Time``)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_memory(count: int) -> str:
+    """Bytes as kubelet writes memory capacity: ``"<n>Ki"`` (rounded down to KiB)."""
+    return f"{count // 1024}Ki"
+
+
+def compute_node_labels(node_name: str, info: NodeInfo) -> dict[str, str]:
+    """Labels the handler owns on its Node (see module docstring); feature names as libvirt
+    spells them."""
+    labels = {
+        SCHEDULABLE_LABEL: "true",
+        "kubernetes.io/hostname": node_name,
+        "kubernetes.io/arch": _ARCH.get(info.arch, info.arch),
+        "kubernetes.io/os": "linux",
+    }
+    if info.cpu_model:
+        labels[f"cpu-model.node.kubevirt.io/{info.cpu_model}"] = "true"
+        labels[f"host-model-cpu.node.kubevirt.io/{info.cpu_model}"] = "true"
+    if info.cpu_vendor:
+        labels[f"cpu-vendor.node.kubevirt.io/{info.cpu_vendor}"] = "true"
+    for feature in info.cpu_features:
+        labels[f"cpu-feature.node.kubevirt.io/{feature}"] = "true"
+    return labels
+
+
+def compute_node(existing: dict | None, node_name: str, info: NodeInfo, now: datetime,
+                 *, ready: bool = True) -> dict:
+    """The Node to store: ``existing`` (or a new object) with the handler's labels, heartbeat,
+    capacity and Ready condition applied; everything else in ``existing`` is kept."""
+    node = dict(existing or {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name}, "spec": {}})
+    meta = dict(node.get("metadata") or {})
+    labels = {k: v for k, v in (meta.get("labels") or {}).items()
+              if not k.startswith(("cpu-model.node.kubevirt.io/", "host-model-cpu.node.kubevirt.io/",
+                                   "cpu-vendor.node.kubevirt.io/", "cpu-feature.node.kubevirt.io/"))}
+    labels.update(compute_node_labels(node_name, info))
+    meta["labels"] = labels
+    stamp = format_time(now)
+    meta["annotations"] = {**(meta.get("annotations") or {}), HEARTBEAT_ANNOTATION: stamp}
+    node["metadata"] = meta
+    status = dict(node.get("status") or {})
+    capacity = {"cpu": str(info.cpus), "memory": format_memory(info.memory_bytes),
+                "pods": MAX_PODS}
+    status["capacity"] = capacity
+    status["allocatable"] = dict(capacity)
+    old_ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    ready_status = "True" if ready else "False"
+    ready_cond = {
+        "type": "Ready", "status": ready_status,
+        "reason": "KubeletReady" if ready else "KubeletNotReady",
+        "message": "virt-handler is posting ready status" if ready else "virt-handler stopped",
+        "lastHeartbeatTime": stamp,
+        "lastTransitionTime": (old_ready or {}).get("lastTransitionTime", stamp)
+        if (old_ready or {}).get("status") == ready_status else stamp,
+    }
+    status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"] + [ready_cond]
+    status["nodeInfo"] = {"architecture": _ARCH.get(info.arch, info.arch), "operatingSystem": "linux",
+                          "kernelVersion": platform.release(), "osImage": platform.platform(),
+                          "kubeletVersion": "kubevirt-py", "machineID": "", "systemUUID": ""}
+    status["addresses"] = [{"type": "Hostname", "address": node_name},
+                           {"type": "InternalIP", "address": "127.0.0.1"}]
+    node["status"] = status
+    return node
+
+
+async def apply_node_status(store, node_name: str, info: NodeInfo, *, now: datetime | None = None,
+                            ready: bool = True, attempts: int = 5) -> dict:
+    """Create or update the Node (compare-and-swap on its resourceVersion, re-read on conflict).
+    Returns the stored Node. Raises ``shared.errors.Conflict`` after ``attempts`` lost races."""
+    for _ in range(attempts):
+        moment = now or _now()
+        try:
+            existing = await store.get(NODES, None, node_name)
+        except NotFound:
+            try:
+                return await store.create(NODES, compute_node(None, node_name, info, moment, ready=ready),
+                                          namespaced=False)
+            except (AlreadyExists, Conflict):  # someone created it meanwhile
+                continue
+        updated = compute_node(existing, node_name, info, moment, ready=ready)
+        try:
+            return await store.update(NODES, updated, has_status_subresource=False)
+        except Conflict:
+            continue
+    raise Conflict(f"could not update node {node_name}: too many concurrent writers")
+
+
+class NodeHeartbeat:
+    """Registers the Node, then renews its heartbeat every ``interval`` seconds until stopped.
+
+    ``info`` is read again from libvirt at every beat (capacity may change, e.g. memory
+    hot-plug); a failed beat is logged and retried at the next interval.
+    """
+
+    def __init__(self, store, node_name: str, read_info: Callable, *, interval: float = 5.0,
+                 clock: Callable[[], datetime] = _now):
+        self.store = store
+        self.node_name = node_name
+        self.read_info = read_info
+        self.interval = interval
+        self.clock = clock
+        self.beats = 0
+
+    async def register(self) -> dict:
+        """First beat; raises on failure (a handler that cannot register must not start)."""
+        node = await apply_node_status(self.store, self.node_name, await self.read_info(), now=self.clock())
+        self.beats += 1
+        return node
+
+    async def run(self) -> None:
+        """Beat forever (cancel the task to stop)."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await apply_node_status(self.store, self.node_name, await self.read_info(), now=self.clock())
+                self.beats += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # keep beating through transient store/libvirt failures
+                log.warning("heartbeat of node %s failed: %s", self.node_name, err)
+
+
+def default_node_name() -> str:
+    """The host name, as kubelet names its node when nothing else is given."""
+    return os.environ.get("NODE_NAME") or socket.gethostname()
