@@ -1,0 +1,328 @@
+"""B1/B2 control-plane benchmark (performance-anchors.md): create -> Running for many VMIs.
+
+Runs a private nats-server, one ``virt-controller`` process and a node-agent process, then a
+driver creates bare VMIs (as density tests do: 90Mi, 100m CPU) either paced (``--interval``) or
+all at once, and waits until every one is Running. Figures:
+
+* create -> Running p50/p95/p99 from each VMI's own ``phaseTransitionTimestamps`` (Pending, set
+  at create as virt-api's admission does, to Running; microsecond stamps);
+* Running throughput (VMIs/s) from first create to last Running;
+* store writes per VMI (messages added to each KV bucket's stream; leases and nodes listed
+  apart as heartbeats), bus messages per VMI (nats-server ``/varz`` in_msgs);
+* CPU seconds and peak RSS (VmHWM) of each process;
+* deletion: all VMIs deleted, time until the store holds none.
+
+The node agent is a stand-in for scheduler-bridge + virt-handler with the test driver (it
+writes what they write: nodeName + Scheduled, then Running + Ready; Succeeded on deletion):
+it measures the control plane's share. Usage::
+
+    .venv/bin/python bench/control_plane_bench.py              # 100 paced (100 ms) and 1,000 at once
+    .venv/bin/python bench/control_plane_bench.py --count 100 --interval 0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared.errors import Conflict, NotFound  # noqa: E402
+from shared.natsserver import NatsServer  # noqa: E402
+from shared.store import ObjectStore  # noqa: E402
+from shared.store.keys import compute_bucket, stream_name  # noqa: E402
+
+VMIS = "virtualmachineinstances"
+NS = "bench"
+PREFIX = "kvb_"
+NODE = "bench-node"
+
+
+def micro_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+# -- the stand-in node agent (runs in its own process) -------------------------------------------
+async def agent_main(nats_url: str) -> None:
+    store = await ObjectStore.connect([nats_url], bucket_prefix=PREFIX, name="bench-agent")
+    now = micro_now()[:19] + "Z"
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": now}]}}
+    try:
+        await store.create("nodes", node, namespaced=False)
+    except Exception:
+        pass
+    limit = asyncio.Semaphore(64)
+    busy: set[str] = set()
+
+    async def step(name: str) -> None:
+        async with limit:
+            while True:
+                try:
+                    vmi = await store.get(VMIS, NS, name)
+                except NotFound:
+                    return
+                status = dict(vmi.get("status") or {})
+                phase = status.get("phase")
+                deleting = bool(vmi["metadata"].get("deletionTimestamp"))
+                stamps = list(status.get("phaseTransitionTimestamps") or [])
+                if deleting and phase in ("Scheduled", "Running"):
+                    status["phase"] = "Succeeded"
+                    status["conditions"] = [{"type": "Ready", "status": "False", "reason": "GuestNotRunning"}]
+                elif not deleting and phase == "Scheduling":
+                    status["phase"] = "Scheduled"
+                    status["nodeName"] = NODE
+                elif not deleting and phase == "Scheduled":
+                    status["phase"] = "Running"
+                    status["conditions"] = [{"type": "Ready", "status": "True"}]
+                else:
+                    return
+                stamps.append({"phase": status["phase"], "phaseTransitionTimestamp": micro_now()})
+                status["phaseTransitionTimestamps"] = stamps
+                try:
+                    await store.update(VMIS, {**vmi, "status": status}, subresource="status")
+                except Conflict:
+                    continue
+                except NotFound:
+                    return
+                if status["phase"] != "Scheduled":
+                    return  # Scheduled -> Running continues in this loop
+
+    dirty: set[str] = set()
+
+    async def run(name: str) -> None:
+        try:
+            while True:  # an event that arrived while we worked means: look again
+                dirty.discard(name)
+                await step(name)
+                if name not in dirty:
+                    return
+        finally:
+            busy.discard(name)
+
+    async for event in store.watch(VMIS, NS):
+        if event.type == "DELETED":
+            continue
+        name = event.object["metadata"]["name"]
+        if name in busy:
+            dirty.add(name)
+        else:
+            busy.add(name)
+            asyncio.create_task(run(name))
+
+
+# -- measurement helpers --------------------------------------------------------------------------
+def proc_usage(pid: int) -> tuple[float, int]:
+    """(CPU seconds, peak RSS bytes) of a live process from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    peak = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) * 1024
+    return cpu, peak
+
+
+def varz(server: NatsServer) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/varz", timeout=2) as resp:
+        return json.load(resp)
+
+
+async def bucket_writes(store: ObjectStore) -> dict[str, int]:
+    """Messages ever stored per KV bucket (last sequence of its stream)."""
+    js = store.bus.jetstream()
+    out = {}
+    for plural in (VMIS, "virtualmachines", "nodes", "leases"):
+        try:
+            info = await js.stream_info(stream_name(compute_bucket(PREFIX, plural)))
+            out[plural] = info.state.last_seq
+        except Exception:
+            out[plural] = 0
+    return out
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[k]
+
+
+def make_vmi(name: str) -> dict:
+    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+            "metadata": {"name": name, "namespace": NS, "labels": {"bench": "b1"}},
+            "spec": {"domain": {"devices": {"interfaces": [{"name": "default", "masquerade": {}}]},
+                                "resources": {"requests": {"memory": "90Mi", "cpu": "100m"}}},
+                     "networks": [{"name": "default", "pod": {}}]},
+            "status": {"phase": "Pending",
+                       "phaseTransitionTimestamps": [{"phase": "Pending", "phaseTransitionTimestamp": micro_now()}]}}
+
+
+async def scenario(server: NatsServer, pids: dict[str, int], count: int, interval: float,
+                   label: str) -> dict:
+    store = await ObjectStore.connect([server.url], bucket_prefix=PREFIX, name="bench-driver")
+    before_writes = await bucket_writes(store)
+    before_msgs = varz(server)["in_msgs"]
+    before_cpu = {name: proc_usage(pid)[0] for name, pid in pids.items()}
+    running: set[str] = set()
+    done = asyncio.Event()
+    names = [f"{label}-{i:04d}" for i in range(count)]
+    wanted = set(names)
+
+    async def watch() -> None:
+        async for event in store.watch(VMIS, NS):
+            obj = event.object
+            if event.type != "DELETED" and (obj.get("status") or {}).get("phase") == "Running":
+                if obj["metadata"]["name"] in wanted:
+                    running.add(obj["metadata"]["name"])
+                    if running >= wanted:
+                        done.set()
+                        return
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0.2)
+    start = time.monotonic()
+    if interval > 0:
+        for name in names:
+            await store.create(VMIS, make_vmi(name))
+            await asyncio.sleep(interval)
+    else:
+        sem = asyncio.Semaphore(100)
+
+        async def one(name: str) -> None:
+            async with sem:
+                await store.create(VMIS, make_vmi(name))
+        await asyncio.gather(*(one(n) for n in names))
+    created_at = time.monotonic()
+    await asyncio.wait_for(done.wait(), timeout=max(120, count * 0.5))
+    all_running = time.monotonic()
+    watcher.cancel()
+    items, _ = await store.list(VMIS, NS, label_selector="bench=b1")
+    latencies, first_create, last_running = [], None, None
+    for vmi in items:
+        if vmi["metadata"]["name"] not in wanted:
+            continue
+        stamps = {s["phase"]: parse(s["phaseTransitionTimestamp"]) for s in vmi["status"]["phaseTransitionTimestamps"]}
+        latencies.append(stamps["Running"] - stamps["Pending"])
+        first_create = min(first_create or stamps["Pending"], stamps["Pending"])
+        last_running = max(last_running or stamps["Running"], stamps["Running"])
+    after_writes = await bucket_writes(store)
+    after_msgs = varz(server)["in_msgs"]
+    usage = {name: proc_usage(pid) for name, pid in pids.items()}
+    # deletion
+    del_start = time.monotonic()
+    sem = asyncio.Semaphore(100)
+
+    async def delete(name: str) -> None:
+        async with sem:
+            try:
+                await store.delete(VMIS, NS, name)
+            except NotFound:
+                pass
+    await asyncio.gather(*(delete(n) for n in names))
+    while True:
+        left, _ = await store.list(VMIS, NS, label_selector="bench=b1")
+        if not left:
+            break
+        if time.monotonic() - del_start > 120:
+            break
+        await asyncio.sleep(0.05)
+    deleted_in = time.monotonic() - del_start
+    await store.close()
+    writes = {k: after_writes[k] - before_writes[k] for k in after_writes}
+    return {
+        "label": label, "count": count, "interval_s": interval,
+        "p50_s": statistics.median(latencies), "p95_s": pct(latencies, 95), "p99_s": pct(latencies, 99),
+        "max_s": max(latencies),
+        "running_per_s": count / max(last_running - first_create, 1e-6),
+        "create_wall_s": created_at - start, "all_running_wall_s": all_running - start,
+        "vmi_writes_per_vmi": writes[VMIS] / count,
+        "heartbeat_writes": writes["nodes"] + writes["leases"],
+        "bus_msgs_per_vmi": (after_msgs - before_msgs) / count,
+        "cpu_s": {name: round(u[0] - before_cpu[name], 2) for name, u in usage.items()},
+        "peak_rss_mib": {name: round(u[1] / 2**20, 1) for name, u in usage.items()},
+        "delete_all_s": deleted_in,
+    }
+
+
+def report(result: dict) -> None:
+    print(f"\n== {result['label']}: {result['count']} VMIs, interval {result['interval_s']} s ==")
+    print(f"create->Running p50 {result['p50_s']*1000:.0f} ms  p95 {result['p95_s']*1000:.0f} ms  "
+          f"p99 {result['p99_s']*1000:.0f} ms  max {result['max_s']*1000:.0f} ms")
+    print(f"Running throughput {result['running_per_s']:.1f} VMIs/s  (all Running after "
+          f"{result['all_running_wall_s']:.2f} s, creates took {result['create_wall_s']:.2f} s)")
+    print(f"store writes per VMI {result['vmi_writes_per_vmi']:.2f} (VMI bucket; incl. the driver's create)  "
+          f"heartbeat/lease writes {result['heartbeat_writes']}")
+    print(f"bus messages per VMI {result['bus_msgs_per_vmi']:.1f} (nats-server in_msgs, all clients)")
+    print("CPU s  " + "  ".join(f"{k} {v}" for k, v in result["cpu_s"].items()))
+    print("peak RSS MiB  " + "  ".join(f"{k} {v}" for k, v in result["peak_rss_mib"].items()))
+    print(f"delete all -> gone {result['delete_all_s']:.2f} s")
+    if result["interval_s"] > 0:
+        print(f"ratio p95 / 1 s goal = {result['p95_s'] / 1.0:.3f}   p95 / KubeVirt CI p95 38 s = "
+              f"{result['p95_s'] / 38:.4f}")
+    else:
+        print(f"ratio burst throughput / 50 VMIs/s goal = {result['running_per_s'] / 50:.2f}")
+    print(f"ratio writes per VMI / 6 goal = {result['vmi_writes_per_vmi'] / 6:.2f}   "
+          f"/ KubeVirt ~8.5 = {result['vmi_writes_per_vmi'] / 8.5:.2f}")
+
+
+async def bench(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp:
+        server = NatsServer(Path(tmp) / "nats")
+        server.start()
+        procs: dict[str, subprocess.Popen] = {}
+        try:
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            procs["virt-controller"] = subprocess.Popen(
+                [sys.executable, "-m", "services.virt_controller.main", "--nats", server.url, "--id", "bench",
+                 "--bucket-prefix", PREFIX, "--workers", str(args.workers), "--log-level", "WARNING"],
+                cwd=ROOT, env=env)
+            procs["node-agent(stand-in)"] = subprocess.Popen(
+                [sys.executable, __file__, "--agent", server.url], cwd=ROOT, env=env)
+            pids = {name: proc.pid for name, proc in procs.items()}
+            pids["nats-server"] = server.pid or 0
+            await asyncio.sleep(2.0)  # leader election and informers
+            scenarios = [(args.count, args.interval, "paced")] if args.count else \
+                [(100, 0.1, "paced"), (1000, 0.0, "burst")]
+            for count, interval, label in scenarios:
+                report(await scenario(server, pids, count, interval, f"{label}{count}"))
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(10)
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=0, help="VMIs (0 = the two B1 scenarios)")
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between creates (0 = burst)")
+    parser.add_argument("--workers", type=int, default=8, help="controller workers per controller")
+    parser.add_argument("--agent", metavar="NATS_URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.agent:
+        asyncio.run(agent_main(args.agent))
+        return
+    asyncio.run(bench(args))
+
+
+if __name__ == "__main__":
+    main()
