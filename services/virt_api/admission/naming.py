@@ -1,5 +1,4 @@
-"""Kubernetes name syntax checks with Kubernetes' error texts
-(source: k8s.io/apimachinery pkg/util/validation)."""
+"""Kubernetes name syntax checks (rules from k8s.io/apimachinery pkg/util/validation)."""
 
 from __future__ import annotations
 
@@ -26,9 +25,8 @@ def dns1123_label_error(value: str) -> str:
     if len(value) > DNS1123_LABEL_MAX:
         return f"must be no more than {DNS1123_LABEL_MAX} characters"
     return (
-        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
-        "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
-        "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+        "must be a lowercase RFC 1123 label: only a-z, 0-9 and '-', starting and ending with a letter "
+        "or digit, e.g. 'root-disk' (regex '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
     )
 
 
@@ -37,7 +35,6 @@ def dns1123_subdomain_error(value: str) -> str:
     if len(value) > DNS1123_SUBDOMAIN_MAX:
         return f"must be no more than {DNS1123_SUBDOMAIN_MAX} characters"
     return (
-        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-        "and must start and end with an alphanumeric character (e.g. 'example.com', "
-        "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        "must be a lowercase RFC 1123 subdomain: dot-separated labels of a-z, 0-9 and '-', each starting "
+        "and ending with a letter or digit, e.g. 'db.example.com'"
     )

@@ -1,0 +1,157 @@
+"""kubectl get shows KubeVirt's columns: Tables with the CRDs' printer columns."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from services.virt_api.printers import evaluate_path, format_age, to_table
+from shared.api.resources import (
+    LEASE,
+    MIGRATION_POLICY,
+    NODE,
+    VIRTUAL_MACHINE,
+    VIRTUAL_MACHINE_INSTANCE,
+    VIRTUAL_MACHINE_INSTANCE_MIGRATION,
+    VIRTUAL_MACHINE_INSTANCE_REPLICA_SET,
+    VIRTUAL_MACHINE_POOL,
+)
+from shared.errors import BadRequest
+
+NOW = datetime(2026, 12, 2, 8, 0, 0, tzinfo=timezone.utc)
+CREATED = "2026-12-02T07:55:00Z"  # five minutes before NOW
+
+
+def obj(name="x", **parts):
+    return {"metadata": {"name": name, "namespace": "default", "creationTimestamp": CREATED, "uid": "u1"}, **parts}
+
+
+def headers(table):
+    return [(c["name"], c["type"], c["priority"]) for c in table["columnDefinitions"]]
+
+
+def test_vm_columns_and_cells():
+    vm = obj("vm-cirros", status={"printableStatus": "Running",
+                                  "conditions": [{"type": "Paused", "status": "False"},
+                                                 {"type": "Ready", "status": "True"}]})
+    table = to_table(VIRTUAL_MACHINE, [vm, obj("new")], now=NOW)
+    assert headers(table) == [("Name", "string", 0), ("Age", "date", 0), ("Status", "string", 0),
+                              ("Ready", "string", 0)]
+    assert [r["cells"] for r in table["rows"]] == [["vm-cirros", "5m", "Running", "True"], ["new", "5m", None, None]]
+    assert (table["kind"], table["apiVersion"]) == ("Table", "meta.k8s.io/v1")
+
+
+def test_vmi_columns_include_wide_ones():
+    vmi = obj("vmi-1", status={"phase": "Running", "nodeName": "node-1",
+                               "interfaces": [{"name": "default", "ipAddress": "10.0.2.2"}],
+                               "conditions": [{"type": "Ready", "status": "True"},
+                                              {"type": "LiveMigratable", "status": "False"}]})
+    table = to_table(VIRTUAL_MACHINE_INSTANCE, [vmi], now=NOW)
+    assert headers(table) == [("Name", "string", 0), ("Age", "date", 0), ("Phase", "string", 0),
+                              ("IP", "string", 0), ("NodeName", "string", 0), ("Ready", "string", 0),
+                              ("Live-Migratable", "string", 1), ("Paused", "string", 1)]
+    assert table["rows"][0]["cells"] == ["vmi-1", "5m", "Running", "10.0.2.2", "node-1", "True", "False", None]
+
+
+@pytest.mark.parametrize("resource", [VIRTUAL_MACHINE_INSTANCE_REPLICA_SET, VIRTUAL_MACHINE_POOL],
+                         ids=["vmirs", "pool"])
+def test_replica_columns(resource):
+    table = to_table(resource, [obj("rs", spec={"replicas": 3}, status={"replicas": 2, "readyReplicas": 1})], now=NOW)
+    assert [h[0] for h in headers(table)] == ["Name", "Desired", "Current", "Ready", "Age"]
+    assert table["rows"][0]["cells"] == ["rs", 3, 2, 1, "5m"]
+
+
+def test_migration_columns():
+    table = to_table(VIRTUAL_MACHINE_INSTANCE_MIGRATION, [obj("m", spec={"vmiName": "vmi-1"},
+                                                              status={"phase": "Scheduling"})], now=NOW)
+    assert [h[0] for h in headers(table)] == ["Name", "Phase", "VMI"]
+    assert table["rows"][0]["cells"] == ["m", "Scheduling", "vmi-1"]
+
+
+def test_node_lease_and_policy_columns():
+    node = obj("node-1", spec={"unschedulable": True},
+               status={"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v0.1"}})
+    node["metadata"]["labels"] = {"node-role.kubernetes.io/control-plane": "", "node-role.kubernetes.io/worker": ""}
+    table = to_table(NODE, [node, obj("node-2")], now=NOW)
+    assert [h[0] for h in headers(table)] == ["Name", "Status", "Roles", "Age", "Version"]
+    assert table["rows"][0]["cells"] == ["node-1", "Ready,SchedulingDisabled", "control-plane,worker", "5m", "v0.1"]
+    assert table["rows"][1]["cells"] == ["node-2", "Unknown", "<none>", "5m", None]
+    lease = to_table(LEASE, [obj("l", spec={"holderIdentity": "virt-controller-1"})], now=NOW)
+    assert lease["rows"][0]["cells"] == ["l", "virt-controller-1", "5m"]
+    assert to_table(MIGRATION_POLICY, [obj("p")], now=NOW)["rows"][0]["cells"] == ["p", "5m"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        pytest.param("Metadata", {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1"}, id="metadata"),
+        pytest.param("Object", {"spec": {"runStrategy": "Halted"}}, id="object"),
+        pytest.param("None", None, id="none"),
+    ],
+)
+def test_include_object_modes(mode, expected):
+    vm = obj("vm", spec={"runStrategy": "Halted"})
+    row = to_table(VIRTUAL_MACHINE, [vm], include_object=mode, now=NOW)["rows"][0]
+    if expected is None:
+        assert "object" not in row
+    else:
+        for key, value in expected.items():
+            assert row["object"][key] == value
+        assert row["object"]["metadata"] == vm["metadata"]
+
+
+def test_bad_include_object_is_bad_request():
+    with pytest.raises(BadRequest):
+        to_table(VIRTUAL_MACHINE, [], include_object="Everything")
+
+
+def test_empty_list_and_resource_version():
+    table = to_table(VIRTUAL_MACHINE, [], resource_version="42")
+    assert table["rows"] == [] and table["metadata"] == {"resourceVersion": "42"}
+
+
+def test_missing_creation_time_is_unknown_age():
+    vm = {"metadata": {"name": "v"}}
+    assert to_table(VIRTUAL_MACHINE, [vm], now=NOW)["rows"][0]["cells"][1] == "<unknown>"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        pytest.param(-5, "<invalid>", id="future"),
+        pytest.param(-0.5, "0s", id="clock-skew"),
+        pytest.param(59, "59s", id="seconds"),
+        pytest.param(119, "119s", id="under-two-minutes"),
+        pytest.param(330, "5m30s", id="minutes-seconds"),
+        pytest.param(600, "10m", id="ten-minutes"),
+        pytest.param(3 * 3600 + 120, "3h2m", id="hours-minutes"),
+        pytest.param(10 * 3600, "10h", id="hours"),
+        pytest.param(2 * 86400 + 4 * 3600, "2d4h", id="days-hours"),
+        pytest.param(30 * 86400, "30d", id="days"),
+        pytest.param(2 * 365 * 86400 + 20 * 86400, "2y20d", id="years-days"),
+        pytest.param(9 * 365 * 86400, "9y", id="years"),
+    ],
+)
+def test_age_matches_kubernetes_human_duration(seconds, text):
+    assert format_age(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        pytest.param(".status.phase", "Running", id="field"),
+        pytest.param(".status.interfaces[0].ipAddress", "10.0.0.1", id="index"),
+        pytest.param(".status.interfaces[3].ipAddress", None, id="index-missing"),
+        pytest.param(".status.conditions[?(@.type=='Ready')].status", "True", id="filter"),
+        pytest.param(".status.conditions[?(@.type==\"Paused\")].status", None, id="filter-missing"),
+        pytest.param(".spec.nothing.deeper", None, id="missing"),
+    ],
+)
+def test_evaluate_path(path, value):
+    data = {"status": {"phase": "Running", "interfaces": [{"ipAddress": "10.0.0.1"}],
+                       "conditions": [{"type": "Ready", "status": "True"}]}}
+    assert evaluate_path(data, path) == value
+
+
+def test_unsupported_path_raises():
+    with pytest.raises(ValueError):
+        evaluate_path({}, "status.phase")
