@@ -31,6 +31,9 @@ PID_FILES = {
 }
 
 
+KVM_DEVICE = Path("/dev/kvm")
+
+
 class LibvirtdError(RuntimeError):
     """A daemon could not be started or did not become ready; the message says which and why."""
 
@@ -107,15 +110,41 @@ def _wait_for(predicate, what: str, timeout: float) -> None:
     raise LibvirtdError(f"{what} not ready after {timeout:.0f} s")
 
 
+def apply_kvm_device_access(device: Path = KVM_DEVICE) -> bool:
+    """Give ``/dev/kvm`` the owner and mode Debian's udev rules set (group ``kvm``, 0660).
+
+    Without udev the node here is root-only. libvirt then sees KVM in the capabilities it
+    probed as root but not usable by the ``libvirt-qemu`` user, declares its capability cache
+    outdated on *every* lookup ("KVM was enabled when probing ..., but it is not available
+    now") and re-probes QEMU (about 4 s) many times per domain start: a start took ~100 s.
+    Guests still run under TCG (``type='qemu'``); this only keeps libvirt's cache valid.
+    Returns True when the node was changed. No-op without the device or the ``kvm`` group.
+    """
+    import grp
+
+    try:
+        st = device.stat()
+        kvm_gid = grp.getgrnam("kvm").gr_gid
+    except (FileNotFoundError, KeyError):
+        return False
+    if st.st_gid == kvm_gid and st.st_mode & 0o060 == 0o060:
+        return False
+    os.chown(device, -1, kvm_gid)
+    os.chmod(device, 0o660)
+    return True
+
+
 def apply_system_daemons(timeout: float = 15.0) -> DaemonState:
     """Make sure ``virtlogd`` and ``libvirtd`` run; start the missing ones with ``-d``.
 
     Returns which daemons were started here (pass the state to :func:`apply_stop`
     to undo exactly that). Raises :class:`LibvirtdError` when a daemon is not
     installed, refuses to start, or its socket does not appear within ``timeout`` s.
-    Must run as root (the system daemon manages /run/libvirt).
+    Must run as root (the system daemon manages /run/libvirt). Also fixes ``/dev/kvm``
+    access first (:func:`apply_kvm_device_access`).
     """
     state = DaemonState()
+    apply_kvm_device_access()
     for name in ("virtlogd", "libvirtd"):
         pid = _find_running(name)
         if pid is None:

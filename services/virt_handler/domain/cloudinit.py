@@ -79,7 +79,7 @@ def _iso_name(name: str) -> str:
 def apply_cloud_init_iso(path: Path, label: str, files: dict[str, bytes]) -> None:
     """Write ``files`` into an ISO at ``path`` with volume label ``label`` (atomic replace)."""
     iso = pycdlib.PyCdlib()
-    iso.new(interchange=3, joliet=3, rock_ridge="1.09", vol_ident=label)
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=label)
     made_dirs: set[str] = set()
     try:
         for rel, content in sorted(files.items()):

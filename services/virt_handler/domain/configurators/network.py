@@ -32,6 +32,9 @@ QEMU_DEVICE_MODEL = {
 }
 
 
+FORWARDING_NIC_SLOT = "0x1b"
+
+
 def compute_mac(vmi: dict, iface: dict) -> str:
     """``macAddress`` or a stable locally administered 52:54:00 address from the VMI uid/name."""
     if iface.get("macAddress"):
@@ -80,7 +83,10 @@ def _configure_forwarding_nic(vmi: dict, ctx: ConversionContext, domain: Domain,
     forwards = ",".join(
         f"hostfwd={pf.protocol.lower()}:{pf.host_address}:{pf.host_port}-:{pf.guest_port}"
         for pf in ctx.port_forwards)
-    device = [QEMU_DEVICE_MODEL.get(model, model), f"netdev={alias}", f"mac={compute_mac(vmi, iface)}"]
+    # an integrated endpoint in a slot libvirt's own allocation (root ports from 0x1, SATA at 0x1f)
+    # does not reach; without an address QEMU would take slot 1 before libvirt's root ports
+    device = [QEMU_DEVICE_MODEL.get(model, model), f"netdev={alias}", f"mac={compute_mac(vmi, iface)}",
+              f"bus=pcie.0,addr={FORWARDING_NIC_SLOT}"]
     if not iface.get("bootOrder"):
         device.append("romfile=")
     else:
