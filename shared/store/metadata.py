@@ -11,11 +11,12 @@ consonant/digit alphabet).
 
 from __future__ import annotations
 
-import copy
 import random
 import uuid
 from datetime import datetime, timezone
 from typing import Any
+
+import msgspec
 
 from shared.errors import AlreadyExists, Conflict, NotFound, StatusCause, invalid
 
@@ -25,6 +26,12 @@ _GENERATED_SUFFIX = 5
 _MAX_NAME = 63
 #: metadata fields only the server sets; an update cannot change them
 _SERVER_OWNED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
+
+
+def _copy(value: Any) -> Any:
+    """Deep copy of JSON-ready data (a msgspec round trip: several times faster than
+    ``copy.deepcopy`` on object dicts)."""
+    return msgspec.json.decode(msgspec.json.encode(value))
 
 
 def rfc3339_now() -> str:
@@ -101,7 +108,7 @@ def compute_created(obj: dict[str, Any], *, namespaced: bool, kind_label: str, n
     """Stored form of a new object: uid, creationTimestamp, generation 1; a namespace only when
     namespaced; deletion fields dropped. ``metadata.name`` must already be set (see
     :func:`compute_generated_name`). Raises Invalid when name or namespace is missing."""
-    out = copy.deepcopy(obj)
+    out = _copy(obj)
     meta = out.setdefault("metadata", {})
     if not isinstance(meta, dict):
         raise invalid(kind_label, None, [StatusCause("metadata", "must be an object", "FieldValueInvalid")])
@@ -145,13 +152,13 @@ def compute_updated(old: dict[str, Any], new: dict[str, Any], *, subresource: st
     """
     new = stored_form(new)
     if subresource == "status":
-        out = copy.deepcopy(old)
+        out = _copy(old)
         if "status" in new:
-            out["status"] = copy.deepcopy(new["status"])
+            out["status"] = _copy(new["status"])
         else:
             out.pop("status", None)
         return out
-    out = copy.deepcopy(new)
+    out = _copy(new)
     meta = out.setdefault("metadata", {})
     old_meta = old.get("metadata") or {}
     for key in _SERVER_OWNED + ("name", "namespace", "generateName"):
@@ -162,7 +169,7 @@ def compute_updated(old: dict[str, Any], new: dict[str, Any], *, subresource: st
     meta.pop("managedFields", None)
     if has_status_subresource:
         if "status" in old:
-            out["status"] = copy.deepcopy(old["status"])
+            out["status"] = _copy(old["status"])
         else:
             out.pop("status", None)
     if "deletionTimestamp" in old_meta:
@@ -182,7 +189,7 @@ def compute_updated(old: dict[str, Any], new: dict[str, Any], *, subresource: st
 def compute_deleting(old: dict[str, Any], *, grace_period_seconds: int | None, now: str | None = None) -> dict[str, Any]:
     """Stored form of an object entering graceful deletion (it has finalizers): deletionTimestamp,
     deletionGracePeriodSeconds and generation+1, as ``rest.BeforeDelete`` does."""
-    out = copy.deepcopy(old)
+    out = _copy(old)
     meta = out.setdefault("metadata", {})
     meta["deletionTimestamp"] = now or rfc3339_now()
     meta["deletionGracePeriodSeconds"] = int(grace_period_seconds or 0)
@@ -203,7 +210,7 @@ def owner_uids(obj: dict[str, Any]) -> list[str]:
 
 def compute_without_owner(obj: dict[str, Any], uid: str) -> dict[str, Any]:
     """Stored form of ``obj`` with the ownerReference to ``uid`` removed (orphaning)."""
-    out = copy.deepcopy(obj)
+    out = _copy(obj)
     refs = [r for r in out["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
     if refs:
         out["metadata"]["ownerReferences"] = refs
