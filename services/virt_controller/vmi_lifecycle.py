@@ -4,7 +4,8 @@ Embedded installation, no pods (our reading of ``kubevirt/kubevirt:
 pkg/virt-controller/watch/vmi/lifecycle.go`` and ``pkg/virt-controller/watch/node``):
 
 * unset/Pending, not being deleted -> ``Scheduling`` (finalizer
-  ``kubevirt.io/foregroundDeleteVirtualMachine`` added, ``Ready=False/GuestNotRunning``);
+  ``kubevirt.io/foregroundDeleteVirtualMachine`` added; no Ready condition yet, so the VM's
+  mirrored status does not change and costs no write);
   scheduler-bridge then sets ``nodeName`` and ``Scheduled``;
 * unset/Pending/Scheduling and being deleted (never reached a node) -> ``Failed``;
 * Scheduled/Running on a node whose heartbeat stopped -> ``Unknown`` (condition
@@ -102,9 +103,6 @@ def compute_vmi_update(vmi: dict[str, Any], *, node_responsive: bool, now: datet
         new_meta = _with_finalizer(meta, add=False)
     elif phase in ("", phases.PENDING):
         status = phases.with_phase(status, phases.SCHEDULING, precise)
-        status["conditions"] = with_condition(status.get("conditions"), {
-            "type": "Ready", "status": "False", "reason": "GuestNotRunning",
-            "message": "Guest VM is not reported as running"}, stamp)
         new_meta = _with_finalizer(meta, add=True)
     elif phase in (phases.SCHEDULED, phases.RUNNING, phases.UNKNOWN) and status.get("nodeName") \
             and not node_responsive:

@@ -27,9 +27,7 @@ def test_pending_vmi_moves_to_scheduling_with_finalizer_and_a_microsecond_timest
     assert new["status"]["phase"] == "Scheduling"
     assert new["status"]["phaseTransitionTimestamps"] == [
         {"phase": "Scheduling", "phaseTransitionTimestamp": "2026-01-02T03:04:05.250000Z"}]
-    ready = new["status"]["conditions"][0]
-    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "GuestNotRunning")
-    assert ready["lastTransitionTime"] == "2026-01-02T03:04:05Z"
+    assert "conditions" not in new["status"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,71 @@
+"""VMI phases that depend on nodes: unschedulable (scheduler's condition mirrored on the VM) and
+Unknown when a node's heartbeat stops, Running again when its handler reports back."""
+import pytest
+
+from controller_harness import (
+    NS, VMIS, VMS, make_node, make_vm, now_text, running, running_manager, scheduled, update_vmi_status, wait_for,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def printable(store, name):
+    return ((await store.get(VMS, NS, name)).get("status") or {}).get("printableStatus")
+
+
+async def phase(store, name):
+    return ((await store.get(VMIS, NS, name)).get("status") or {}).get("phase")
+
+
+async def _is(coro, value):
+    return (await coro) == value
+
+
+def unschedulable(status):
+    status = dict(status)
+    status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"] + [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/1 nodes are available: 1 Insufficient memory.", "lastTransitionTime": now_text()}]
+    return status
+
+
+async def test_unschedulable_vmi_shows_error_unschedulable_until_placed(object_store):
+    store = object_store
+    await store.create("nodes", make_node("small"), namespaced=False)
+    async with running_manager(store):
+        await store.create(VMS, make_vm("big"))
+        await wait_for(lambda: _is(phase(store, "big"), "Scheduling"), what="Scheduling")
+        await update_vmi_status(store, "big", unschedulable)  # what scheduler-bridge writes
+        await wait_for(lambda: _is(printable(store, "big"), "ErrorUnschedulable"), what="ErrorUnschedulable")
+        vm = await store.get(VMS, NS, "big")
+        cond = [c for c in vm["status"]["conditions"] if c["type"] == "PodScheduled"][0]
+        assert "Insufficient memory" in cond["message"]
+        await update_vmi_status(store, "big", scheduled("small"))
+        await update_vmi_status(store, "big", running)
+        await wait_for(lambda: _is(printable(store, "big"), "Running"), what="Running")
+        vm = await store.get(VMS, NS, "big")
+        assert "PodScheduled" not in {c["type"] for c in vm["status"]["conditions"]}
+
+
+async def test_vmi_becomes_unknown_when_its_node_stops_heartbeating_and_running_when_back(object_store):
+    store = object_store
+    await store.create("nodes", make_node("n1"), namespaced=False)
+    async with running_manager(store, heartbeat_timeout=1.0):
+        await store.create(VMS, make_vm("hb"))
+        await wait_for(lambda: _is(phase(store, "hb"), "Scheduling"))
+        await update_vmi_status(store, "hb", scheduled("n1"))
+        await update_vmi_status(store, "hb", running)
+        await wait_for(lambda: _is(printable(store, "hb"), "Running"))
+        # no heartbeat from n1 any more
+        await wait_for(lambda: _is(phase(store, "hb"), "Unknown"), timeout=10, what="Unknown")
+        await wait_for(lambda: _is(printable(store, "hb"), "Unknown"), what="VM Unknown")
+        vmi = await store.get(VMIS, NS, "hb")
+        ready = [c for c in vmi["status"]["conditions"] if c["type"] == "Ready"][0]
+        assert (ready["status"], ready["reason"]) == ("False", "NodeUnresponsive")
+        # the handler comes back: heartbeat, and it reports the (still running) guest
+        node = await store.get("nodes", None, "n1")
+        node["status"]["conditions"][0]["lastHeartbeatTime"] = now_text()
+        await store.update("nodes", node, subresource="status")
+        await update_vmi_status(store, "hb", running)
+        await wait_for(lambda: _is(printable(store, "hb"), "Running"), what="Running again")
+        assert await phase(store, "hb") == "Running"
