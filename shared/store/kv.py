@@ -33,7 +33,7 @@ import nats.js.errors
 from nats.js import api
 
 from shared.bus import Bus, describe_nats_error
-from shared.errors import ServiceUnavailable
+from shared.errors import InternalError, RequestTooLarge, ServiceUnavailable
 from shared.store.keys import stream_name, subject_prefix
 
 log = logging.getLogger("kubevirt.store.kv")
@@ -179,9 +179,13 @@ class KvLayer:
                     nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
                     nats.errors.OutboundBufferLimitError) as err:
                 failure = err
+            except nats.errors.MaxPayloadError as err:
+                raise RequestTooLarge(
+                    f"the object is larger than the {self.bus.client.max_payload} bytes NATS accepts in one message"
+                ) from err
             except nats.js.errors.APIError as err:
                 if err.code != 503:
-                    raise
+                    raise InternalError(f"JetStream refused {what}: {describe_nats_error(err)}") from err
                 failure = err
             if self.bus.client.is_closed:
                 raise ServiceUnavailable(f"NATS connection closed during {what}") from failure

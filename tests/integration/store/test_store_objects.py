@@ -358,3 +358,14 @@ async def test_garbage_collection_finishes_a_cascade_a_crash_interrupted(object_
         await object_store.get(VMIS, "default", "crashed")
     assert await object_store.get(VMIS, "default", "alive") == kept
     assert await object_store.collect_garbage() == 0
+
+
+async def test_an_object_over_the_message_limit_is_request_too_large(object_store: ObjectStore):
+    from shared.errors import RequestTooLarge
+
+    huge = {**make_vm("huge"), "spec": {"blob": "x" * (9 * 1024 * 1024)}}
+    with pytest.raises(RequestTooLarge) as err:
+        await object_store.create(VMS, huge)
+    assert err.value.code == 413
+    with pytest.raises(NotFound):
+        await object_store.get(VMS, "default", "huge")
