@@ -81,7 +81,10 @@ def check_deb_chain(lock: dict, lock_dir: Path, pkg: dict, cache: Cache) -> str:
     inrelease = (Path(lock_dir) / doc["inRelease"]["path"]).read_bytes()
     if hashlib.sha256(inrelease).hexdigest() != doc["inRelease"]["sha256"]:
         raise SupplyChainError(f"{what}: stored InRelease of {repo.name} differs from the lock")
-    signers, body = check_inrelease(repo, inrelease)
+    key = (repo, hashlib.sha256(inrelease).hexdigest())
+    if key not in _INRELEASE_CACHE:  # one gpgv run per InRelease and process, not per package
+        _INRELEASE_CACHE[key] = check_inrelease(repo, inrelease)
+    signers, body = _INRELEASE_CACHE[key]
     index = doc["index"]
     if compute_index_entry(body, index["path"]) != (index["sha256"], index["size"]):
         raise SupplyChainError(f"{what}: signed InRelease does not list the locked {index['path']}")
@@ -96,6 +99,7 @@ def check_deb_chain(lock: dict, lock_dir: Path, pkg: dict, cache: Cache) -> str:
 
 
 _INDEX_CACHE: dict[Path, dict] = {}
+_INRELEASE_CACHE: dict[tuple, tuple] = {}
 
 
 def _deb_index_entries(path: Path) -> dict:
