@@ -9,7 +9,10 @@ both from the informer caches, decides with the pure functions of :mod:`run_stra
 2. the run strategy's action: create the VMI from the template, delete it, append a Start
    request (written before the delete), or rewrite a Halted VM to Always (start paused);
 3. ``status`` written only when it changed (compare-and-swap on the VM's resourceVersion);
-4. the VM finalizer removed from a final VMI being deleted once the status recorded it.
+   the first write also adds the finalizer ``kubevirt.io/virtualMachineControllerFinalize``
+   to the VM, so a deleted VM stays (``Terminating``) until its VMI has stopped;
+4. the VM finalizer removed from a final VMI being deleted once the status recorded it, and
+   from a VM being deleted once its VMI is gone.
 
 Every write is CAS; a Conflict makes the worker requeue the key, and the next pass reads the
 newer state. Creating a VMI whose name exists answers AlreadyExists, so a second controller
@@ -130,6 +133,8 @@ class VMController:
             vm = await self._write_status(vm, new_status)
         if vmi is not None and phases.is_final(vmi) and phases.is_marked_for_deletion(vmi):
             await self._release_vmi(vmi)
+        if phases.is_marked_for_deletion(vm) and vmi is None:
+            await self._release_vm(vm)
         if sync_error is not None:
             raise sync_error
         if action.requeue_after is not None:
@@ -211,14 +216,39 @@ class VMController:
         return stored
 
     async def _write_status(self, vm: dict, status: dict) -> dict:
+        """Write ``status``; a VM not yet carrying the controller finalizer gets it in the same
+        write (a whole-object CAS update), so adopting a VM costs no extra write."""
         updated = dict(vm)
         updated["status"] = status
+        meta = vm.get("metadata") or {}
+        finalizers = list(meta.get("finalizers") or [])
         try:
-            stored = await self.store.update(VMS, updated, subresource="status")
+            if VM_CONTROLLER_FINALIZER not in finalizers and not phases.is_marked_for_deletion(vm):
+                updated["metadata"] = {**meta, "finalizers": finalizers + [VM_CONTROLLER_FINALIZER]}
+                stored = await self.store.update(VMS, updated, has_status_subresource=False)
+            else:
+                stored = await self.store.update(VMS, updated, subresource="status")
         except NotFound:
             return vm
         self.vms.assume(stored)
         return stored
+
+    async def _release_vm(self, vm: dict) -> None:
+        """Remove the controller finalizer from a VM being deleted whose VMI is gone."""
+        meta = vm.get("metadata") or {}
+        finalizers = list(meta.get("finalizers") or [])
+        if VM_CONTROLLER_FINALIZER not in finalizers:
+            return
+        finalizers.remove(VM_CONTROLLER_FINALIZER)
+        try:
+            stored = await self.store.update(VMS, {**vm, "metadata": {**meta, "finalizers": finalizers}})
+        except NotFound:
+            self.vms.assume_deleted(vm)
+            return
+        if finalizers:
+            self.vms.assume(stored)
+        else:
+            self.vms.assume_deleted(stored)
 
     async def _release_vmi(self, vmi: dict) -> None:
         """Remove the VM finalizer from a VMI being deleted once the VM no longer needs to see

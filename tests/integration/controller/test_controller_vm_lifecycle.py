@@ -64,3 +64,23 @@ async def _gone(store, plural, name):
     except Exception as err:  # NotFound
         return type(err).__name__ == "NotFound"
     return False
+
+
+async def test_deleting_a_vm_shows_terminating_until_its_guest_stopped_then_both_are_gone(object_store):
+    store = object_store
+    agents = SimulatedNodeAgents(store, auto_run=True)
+    await agents.start()
+    recorder = PrintableStatusRecorder(store, "vm2")
+    recorder.start()
+    async with running_manager(store):
+        await store.create(VMS, make_vm("vm2"))
+        await wait_for(lambda: _eq(printable(store, "vm2"), "Running"), what="Running")
+        vm = await store.get(VMS, NS, "vm2")
+        assert vm["metadata"]["finalizers"] == ["kubevirt.io/virtualMachineControllerFinalize"]
+        deleting = await store.delete(VMS, NS, "vm2")
+        assert deleting["metadata"]["deletionTimestamp"]
+        await wait_for(lambda: _gone(store, VMS, "vm2"), what="VM removed")
+        await wait_for(lambda: _gone(store, VMIS, "vm2"), what="VMI removed")
+    await recorder.stop()
+    await agents.stop()
+    assert recorder.seen == ["Starting", "Running", "Terminating"]
