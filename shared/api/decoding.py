@@ -104,6 +104,10 @@ def _clean(value: Any, info: mi.Type, path: str, unknown: list[str]) -> Any:
 
 
 _ERROR = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_TYPE_NAME = re.compile(r"`([^`]+)`")
+_OPENAPI_TYPES = {"int": "integer", "str": "string", "bool": "boolean", "float": "number", "object": "object",
+                  "array": "array", "null": "null", "int | float | str": "quantity (string or integer)",
+                  "int | str": "integer or string"}
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
 
 
@@ -121,7 +125,7 @@ def compute_field_error(error: msgspec.ValidationError, root: str = "") -> Statu
     missing = _MISSING.match(message)
     if missing:
         return StatusCause(field=_join(path, missing["name"]), message="Required value", reason="FieldValueRequired")
-    message = message.replace(" | null`", "`")
+    message = _TYPE_NAME.sub(lambda m: _OPENAPI_TYPES.get(m[1], m[1]), message.replace(" | null`", "`"))
     return StatusCause(field=path, message=f"Invalid value: {message}", reason="FieldValueTypeInvalid")
 
 

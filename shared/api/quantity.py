@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from shared.errors import BadRequest
 
@@ -26,6 +26,8 @@ _DECIMAL = {
     "P": Decimal("1e15"),
     "E": Decimal("1e18"),
 }
+MAX_EXPONENT = 1000
+"""Exponents beyond this are refused (Kubernetes caps quantities far below)."""
 _PATTERN = re.compile(
     r"^(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
     r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
@@ -55,23 +57,26 @@ def parse_quantity(value: str | int | float) -> Decimal:
     match = _PATTERN.match(value.strip())
     if not match:
         raise QuantityError(value)
+    suffix = match["suffix"] or ""
     try:
         number = Decimal(match["number"])
-    except InvalidOperation:  # pragma: no cover - the regex already guarantees a number
+        if suffix in _BINARY:
+            return number * _BINARY[suffix]
+        if suffix in _DECIMAL:
+            return number * _DECIMAL[suffix]
+        exponent = int(suffix[1:])
+        if abs(exponent) > MAX_EXPONENT:
+            raise QuantityError(value)
+        return number * (Decimal(10) ** exponent)
+    except ArithmeticError:  # overflow of an absurd exponent or digit count
         raise QuantityError(value) from None
-    suffix = match["suffix"] or ""
-    if suffix in _BINARY:
-        return number * _BINARY[suffix]
-    if suffix in _DECIMAL:
-        return number * _DECIMAL[suffix]
-    return number * (Decimal(10) ** int(suffix[1:]))
 
 
 def is_quantity(value: object) -> bool:
     """Whether ``value`` parses as a quantity."""
     try:
         parse_quantity(value)  # type: ignore[arg-type]
-    except (QuantityError, TypeError, AttributeError):
+    except (QuantityError, TypeError, AttributeError, ArithmeticError):
         return False
     return True
 
@@ -102,6 +107,8 @@ def to_mebibytes(value: str | int | float) -> int:
 def format_number(value: int | float) -> str:
     """The string form of a quantity given as a JSON number (``2`` -> "2", ``0.5`` -> "500m")."""
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite():
+        return str(value)  # "inf"/"nan": not a quantity, refused by validation
     if number == number.to_integral_value():
         return str(int(number))
     millis = number * 1000

@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from services.virt_api.admission.fields import at, invalid_value
-from shared.api.quantity import is_quantity
+from shared.api.quantity import is_quantity, parse_quantity
 from shared.errors import StatusCause
 
+MAX_QUANTITY = 2**63
+"""Kubernetes quantities are int64-scaled; larger values are refused."""
 QUANTITY_MESSAGE = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
 
 
@@ -35,8 +37,10 @@ def _quantity_fields(spec: dict[str, Any], path: str) -> list[tuple[str, Any]]:
 
 def check_quantities(spec: dict[str, Any], path: str) -> list[StatusCause]:
     """A cause for every malformed quantity in ``spec`` (paths under ``path``)."""
-    return [
-        invalid_value(field, f"Invalid value: {value!r}: {QUANTITY_MESSAGE}")
-        for field, value in _quantity_fields(spec, path)
-        if not is_quantity(value)
-    ]
+    causes: list[StatusCause] = []
+    for field, value in _quantity_fields(spec, path):
+        if not is_quantity(value):
+            causes.append(invalid_value(field, f"Invalid value: {value!r}: {QUANTITY_MESSAGE}"))
+        elif abs(parse_quantity(value)) >= MAX_QUANTITY:
+            causes.append(invalid_value(field, f"Invalid value: {value!r}: quantity too large (at most 2^63-1)"))
+    return causes

@@ -56,7 +56,7 @@ def check_data_volume_templates(spec: dict[str, Any], path: str, cluster: Cluste
         dv_spec = template.get("spec") or {}
         if ("pvc" in dv_spec) == ("storage" in dv_spec):
             causes.append(invalid_value(at(field, "spec"), "DataVolume must have exactly one of pvc or storage set"))
-        sources = [k for k in DV_SOURCE_KEYS if dv_spec.get(k)]
+        sources = [k for k in DV_SOURCE_KEYS if isinstance(dv_spec.get(k), dict) and dv_spec[k]]
         if len(sources) != 1 or ("source" in sources and len(dv_spec["source"]) != 1):
             causes.append(invalid_value(at(field, "spec"), "DataVolume must have exactly one source (source.<type> or sourceRef)"))
     return causes

@@ -87,6 +87,16 @@ def _normalized(spec: Any) -> Any:
         return spec
 
 
+def _is_same_after_defaults(spec: dict[str, Any], stored: dict[str, Any], cluster: ClusterConfig) -> bool:
+    """Whether ``spec`` equals the stored spec once the create-time defaults are applied again
+    (re-applying a manifest with ``kubectl apply`` replaces lists such as ``volumes`` and so
+    drops defaulted fields like ``imagePullPolicy``; that is no change)."""
+    if check_quantities(spec, "spec"):
+        return False
+    stored_uuid = ((stored.get("domain") or {}).get("firmware") or {}).get("uuid") or ""
+    return compute_vmi_spec_defaults(spec, cluster, new_uuid=lambda: stored_uuid) == stored
+
+
 def admit_vmi(obj: dict[str, Any], ctx: AdmissionContext) -> list[StatusCause]:
     """Default (CREATE) and validate a VMI in place; returns the causes (empty = admitted)."""
     metadata = obj.get("metadata") or {}
@@ -101,8 +111,14 @@ def admit_vmi(obj: dict[str, Any], ctx: AdmissionContext) -> list[StatusCause]:
         obj["spec"] = compute_vmi_spec_defaults(obj["spec"], ctx.cluster, new_uuid=ctx.new_uuid)
         obj["status"] = compute_vmi_status_on_create(obj["spec"], obj.get("status"), ctx.now())
         return causes + compute_vmi_spec_causes(obj["spec"], "spec", ctx.cluster)
-    if not ctx.trusted and old.get("spec") is not None and _normalized(old["spec"]) != obj["spec"]:
-        return causes + [forbidden("spec", "update of VMI object is restricted")]
+    if not ctx.trusted and old.get("spec") is not None:
+        stored = _normalized(old["spec"])
+        if stored != obj["spec"] and not _is_same_after_defaults(obj["spec"], stored, ctx.cluster):
+            return causes + [forbidden(
+                "spec", "update of VMI object is restricted: the spec of a VMI cannot change; "
+                "change its VirtualMachine, or delete and re-create the VMI",
+            )]
+        obj["spec"] = stored
     quantity_causes = check_quantities(obj["spec"], "spec")
     if quantity_causes:
         return causes + quantity_causes

@@ -326,3 +326,17 @@ def test_nodes_and_leases_are_only_decoded():
     assert admit(NODE, node, operation="CREATE").obj == {"apiVersion": "v1", "kind": "Node", **node}
     lease = {"metadata": {"name": "virt-controller"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}
     assert admit(LEASE, lease, operation="CREATE").obj["spec"] == lease["spec"]
+
+
+def test_reapplying_the_same_vmi_manifest_is_not_a_spec_change():
+    manifest = make_vmi()
+    old = admit(VIRTUAL_MACHINE_INSTANCE, manifest, operation="CREATE").obj
+    # kubectl apply's merge patch replaces lists wholesale: the volumes lose imagePullPolicy
+    patched = copy.deepcopy(old)
+    patched["spec"]["volumes"] = copy.deepcopy(manifest["spec"]["volumes"])
+    patched["spec"]["domain"]["devices"]["disks"] = copy.deepcopy(manifest["spec"]["domain"]["devices"]["disks"])
+    result = admit(VIRTUAL_MACHINE_INSTANCE, patched, operation="UPDATE", old=old)
+    assert result.obj["spec"] == old["spec"]
+    patched["spec"]["volumes"][0]["containerDisk"]["image"] = "example.org/other:2"
+    with pytest.raises(Invalid):
+        admit(VIRTUAL_MACHINE_INSTANCE, patched, operation="UPDATE", old=old)
