@@ -541,13 +541,16 @@ class ObjectStore:
             computer.remember(key, obj, rev)
         for event in initial:
             yield event
-        bookmarked_at, bookmarked_rv = time.monotonic(), start - 1
+        bookmarked_at = time.monotonic()
+        # idle heartbeats carry the progress bookmarks are made of: beat at least as often
+        heartbeat = 1.0 if bookmark_interval is None else max(0.1, min(1.0, bookmark_interval))
         try:
-            async for rec in self.kv.tail(bucket, subject, start, progress=bookmark_interval is not None):
+            async for rec in self.kv.tail(bucket, subject, start, heartbeat=heartbeat,
+                                          progress=bookmark_interval is not None):
                 if isinstance(rec, Progress):
                     now = time.monotonic()
-                    if now - bookmarked_at >= bookmark_interval and rec.revision > bookmarked_rv:
-                        bookmarked_at, bookmarked_rv = now, rec.revision
+                    if now - bookmarked_at >= bookmark_interval:
+                        bookmarked_at = now
                         yield WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": str(rec.revision)}})
                     continue
                 if rec.deleted:
