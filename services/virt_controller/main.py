@@ -75,10 +75,13 @@ async def run(nats: list[str], identity: str, *, bucket_prefix: str, workers: in
 @click.option("--heartbeat-timeout", default=40.0, show_default=True,
               help="Seconds without node heartbeat before its VMIs become Unknown.")
 @click.option("--health-port", type=int, default=None, help="Serve /healthz and /leader on this port.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Accepted for the embedded installation's uniform command line; the controller keeps "
+                   "no local state (everything is in the store).")
 @click.option("--log-level", default="INFO", show_default=True)
 def main(nats_urls: tuple[str, ...], identity: str | None, bucket_prefix: str, workers: int,
          lease_duration: float, renew_deadline: float, retry_period: float, heartbeat_timeout: float,
-         health_port: int | None, log_level: str) -> None:
+         health_port: int | None, state_dir: str | None, log_level: str) -> None:
     """Run the VirtualMachine, VMI and replica set controllers."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     identity = identity or f"{socket.gethostname()}-{os.getpid()}"
@@ -87,7 +90,7 @@ def main(nats_urls: tuple[str, ...], identity: str | None, bucket_prefix: str, w
                         lease_duration=lease_duration, renew_deadline=renew_deadline,
                         retry_period=retry_period, heartbeat_timeout=heartbeat_timeout,
                         health_port=health_port))
-    except (ApiError, ValueError) as err:
+    except (ApiError, ValueError, OSError) as err:
         click.echo(f"virt-controller: {err}", err=True)
         sys.exit(1)
 

@@ -6,12 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from controller_harness import (
     NS, VMIS, VMS, SimulatedNodeAgents, make_vm, running, running_manager, update_vmi_status, wait_for,
 )
 from shared.errors import NotFound
+from shared.natsserver import pick_free_port
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[3]
@@ -87,13 +89,22 @@ async def test_a_replaced_final_vmi_keeps_the_count(object_store):
     await agents.stop()
 
 
-def start_controller(nats_url, prefix, identity, tmp_path):
+def start_controller(nats_url, prefix, identity, tmp_path, health_port):
     log = open(tmp_path / f"{identity}.log", "w")
     return subprocess.Popen(
         [sys.executable, "-m", "services.virt_controller.main", "--nats", nats_url, "--id", identity,
          "--bucket-prefix", prefix, "--lease-duration", "2", "--renew-deadline", "1.5", "--retry-period", "0.25",
-         "--workers", "2"],
+         "--workers", "2", "--health-port", str(health_port), "--state-dir", str(tmp_path / identity)],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def leader_flag(port):
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/leader") as resp:
+                return (await resp.json())["leader"]
+    except aiohttp.ClientError:
+        return None
 
 
 async def lease_holder(store):
@@ -116,10 +127,13 @@ async def test_kill_9_of_the_leader_mid_start_standby_takes_over_and_the_vm_runs
             uids.add(event.object["metadata"]["uid"])
 
     recorder = asyncio.create_task(record_vmis())
-    procs = {name: start_controller(nats_server.url, store.prefix, name, tmp_path) for name in ("ctl-a", "ctl-b")}
+    ports = {"ctl-a": pick_free_port(), "ctl-b": pick_free_port()}
+    procs = {name: start_controller(nats_server.url, store.prefix, name, tmp_path, ports[name]) for name in ports}
     try:
         leader = await wait_for(lambda: lease_holder(store), timeout=20, what="a leader")
         standby = "ctl-b" if leader == "ctl-a" else "ctl-a"
+        assert await wait_for(lambda: leader_flag(ports[leader]), timeout=10, what="leader's /leader")
+        assert await leader_flag(ports[standby]) is False
         await store.create(VMS, make_vm("ha", run_strategy="Always"))
         await wait_for(lambda: _phase_is(store, "ha", "Scheduled"), timeout=20, what="VMI Scheduled")
         procs[leader].send_signal(signal.SIGKILL)
