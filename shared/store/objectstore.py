@@ -9,7 +9,12 @@ deletion through ``ownerReferences``, consistent lists and resumable watches. Re
 Dependents are found through an owner index (bucket ``<prefix>_owners``, key
 ``<owner-uid>.<plural>.<namespace>.<name>``) written before the dependent itself, so an index hint
 may be stale but is never missing; every hint is checked against the dependent's current
-``ownerReferences``.
+``ownerReferences``. Cascades run inside the deleting call (Kubernetes runs them in its garbage
+collector); :meth:`ObjectStore.collect_garbage` finishes one a crashed process left half done.
+
+Deletions leave a delete marker carrying the object's last state (for DELETED watch events);
+:meth:`ObjectStore.compact` purges old markers like etcd compaction and records a watermark
+(bucket ``<prefix>_meta``) below which watches answer 410 Gone.
 """
 
 from __future__ import annotations
