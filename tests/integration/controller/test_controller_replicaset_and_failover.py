@@ -133,7 +133,7 @@ async def test_kill_9_of_the_leader_mid_start_standby_takes_over_and_the_vm_runs
         leader = await wait_for(lambda: lease_holder(store), timeout=20, what="a leader")
         standby = "ctl-b" if leader == "ctl-a" else "ctl-a"
         assert await wait_for(lambda: leader_flag(ports[leader]), timeout=10, what="leader's /leader")
-        assert await leader_flag(ports[standby]) is False
+        assert await wait_for(lambda: _eq(leader_flag(ports[standby]), False), timeout=10, what="standby's /leader")
         await store.create(VMS, make_vm("ha", run_strategy="Always"))
         await wait_for(lambda: _phase_is(store, "ha", "Scheduled"), timeout=20, what="VMI Scheduled")
         procs[leader].send_signal(signal.SIGKILL)
