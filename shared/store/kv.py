@@ -137,29 +137,29 @@ class KvLayer:
         self._js = bus.jetstream(timeout=request_timeout)
         self._ready: set[str] = set()
         self._ready_lock = asyncio.Lock()
-        self._reconnected = asyncio.Event()
+        self._reconnected: asyncio.Future | None = None
         bus.add_reconnect_listener(self._on_reconnected)
 
     def _on_reconnected(self) -> None:
         # the server may have come back without our buckets (new data dir): check them again
         self._ready.clear()
         # wake calls whose request went out on the dead connection; they retry at once
-        event, self._reconnected = self._reconnected, asyncio.Event()
-        event.set()
+        waiting, self._reconnected = self._reconnected, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     async def _attempt(self, call: Callable[[], Awaitable[T]]) -> T:
         """One try of ``call``, abandoned (TimeoutError) if the connection is re-established
         meanwhile: its request or reply was lost with the old connection."""
+        if self._reconnected is None:
+            self._reconnected = asyncio.get_running_loop().create_future()
         reconnected = self._reconnected
         task = asyncio.ensure_future(call())
-        waiter = asyncio.ensure_future(reconnected.wait())
         try:
-            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, reconnected}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             task.cancel()
             raise
-        finally:
-            waiter.cancel()
         if task.done():
             return task.result()
         task.cancel()
