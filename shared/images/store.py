@@ -163,9 +163,7 @@ class ImageStore:
     def _import(self, ref: str, files: dict[str, Path], labels: dict[str, str]) -> ResolvedImage:
         """Store ``files`` (image path -> local file) as a one-layer image named ``ref``."""
         ref = normalize_ref(ref)
-        for inner, local in files.items():
-            if not Path(local).is_file():
-                raise FileNotFoundError(f"cannot import {ref}: {local} is not a file (for {inner})")
+        _require_files(ref, files.values())
         with self._locked():
             staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".import-"))
             try:
@@ -235,6 +233,7 @@ class ImageStore:
         reference replaces it. Raises FileNotFoundError for a missing input file.
         """
         disk = Path(disk)
+        _require_files(ref, [disk])
         files = {f"/disk/{disk.name}": disk}
         labels = {LABEL_DISK: f"/disk/{disk.name}", LABEL_DISK_FORMAT: detect_disk_format(disk)}
         if kernel is not None:
@@ -322,6 +321,12 @@ class ImageStore:
             index["manifests"] = kept
             self._write_json(self.root / "index.json", index)
             return True
+
+
+def _require_files(ref: str, paths) -> None:
+    for local in paths:
+        if not Path(local).is_file():
+            raise FileNotFoundError(f"cannot import {ref}: {local} is not a file")
 
 
 def _first_file(directory: Path) -> Path | None:

@@ -4,6 +4,7 @@ under the names KubeVirt's examples use, a private libvirt test driver, VMI buil
 from __future__ import annotations
 
 import copy
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -11,8 +12,6 @@ import pytest
 
 from services.virt_handler.domain import ConversionContext
 from shared.images import ImageStore
-
-QCOW2_HEADER = b"QFI\xfb" + b"\0" * 508
 
 # refs used by ../shared/conformance/kubevirt-examples and what stands in for them
 DISK_IMAGES = (
@@ -24,18 +23,19 @@ KERNEL_BOOT_IMAGE = "registry:5000/kubevirt/alpine-ext-kernel-boot-demo:devel"
 DEMO_DISK_IMAGE = "kubevirt-py/demo-guest:latest"
 
 
-@pytest.fixture
-def state_root(tmp_path: Path) -> Path:
-    return tmp_path
+@pytest.fixture(scope="session")
+def state_root(tmp_path_factory) -> Path:
+    """One state dir for the session (images are imported once; tests use distinct names)."""
+    return tmp_path_factory.mktemp("domain-state")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def image_store(state_root: Path) -> ImageStore:
-    """Stand-in images: qcow2 headers as disks, text files as kernels. The demo-guest ref carries
+    """Stand-in images: a 1 MiB qcow2 (made with qemu-img) as disk, text files as kernels. The demo-guest ref carries
     kernel metadata (kubevirt-py's kernel-with-containerDisk arrangement)."""
     files = state_root / "inputs"
     files.mkdir()
-    (files / "disk.qcow2").write_bytes(QCOW2_HEADER)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(files / "disk.qcow2"), "1M"], check=True)
     (files / "vmlinuz").write_bytes(b"kernel")
     (files / "initrd").write_bytes(b"initrd")
     store = ImageStore(state_root / "images")
@@ -48,7 +48,7 @@ def image_store(state_root: Path) -> ImageStore:
     return store
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ovmf_dir(state_root: Path) -> Path:
     """Stand-in OVMF files (the test driver does not read firmware)."""
     d = state_root / "ovmf"

@@ -1,0 +1,40 @@
+"""shared.libvirtd: /dev/kvm access fix and daemon detection (the daemons themselves are
+exercised by tests/e2e/test_demo_guest_boots.py)."""
+
+from __future__ import annotations
+
+import grp
+import os
+
+import pytest
+
+from shared import libvirtd
+
+
+def test_kvm_device_access_gets_group_kvm_and_0660(tmp_path):
+    try:
+        kvm_gid = grp.getgrnam("kvm").gr_gid
+    except KeyError:
+        pytest.skip("no kvm group on this machine")
+    node = tmp_path / "kvm"
+    node.write_bytes(b"")
+    node.chmod(0o600)
+    assert libvirtd.apply_kvm_device_access(node) is True
+    st = node.stat()
+    assert st.st_gid == kvm_gid and st.st_mode & 0o777 == 0o660
+    assert libvirtd.apply_kvm_device_access(node) is False  # already right
+
+
+def test_missing_device_is_left_alone(tmp_path):
+    assert libvirtd.apply_kvm_device_access(tmp_path / "none") is False
+
+
+def test_pid_probe():
+    assert libvirtd.is_pid_alive(os.getpid())
+    assert not libvirtd.is_pid_alive(2**22 + 12345)
+
+
+def test_apply_stop_leaves_daemons_it_did_not_start():
+    state = libvirtd.DaemonState(started=[], pids={"libvirtd": os.getpid()})
+    libvirtd.apply_stop(state)
+    assert libvirtd.is_pid_alive(os.getpid())
