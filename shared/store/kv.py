@@ -421,9 +421,11 @@ class KvLayer:
                         if self.bus.client.is_closed:
                             raise ServiceUnavailable("NATS connection closed under a watch") from None
                         if self.bus.reconnects != reconnects:
-                            break  # reconnected: the server may have lost our consumer -> re-create
+                            log.info("watch %s: reconnected, resuming at %d", bucket, next_rev)
+                            break  # the server may have lost our consumer -> re-create
                         if time.monotonic() - last_heard > heartbeat * 3:
-                            break  # heartbeats stopped: consumer lost -> re-create
+                            log.info("watch %s: heartbeats stopped, resuming at %d", bucket, next_rev)
+                            break  # consumer lost -> re-create
                         continue
                     last_heard = time.monotonic()
                     headers = msg.headers or {}
@@ -437,6 +439,7 @@ class KvLayer:
                         # idle heartbeat: check no data message went missing meanwhile
                         last_cseq = headers.get("Nats-Last-Consumer")
                         if last_cseq is not None and int(last_cseq) != expected_cseq - 1:
+                            log.info("watch %s: messages missed, resuming at %d", bucket, next_rev)
                             break
                         if progress:
                             # the consumer has looked at the stream up to Nats-Last-Stream
@@ -445,6 +448,7 @@ class KvLayer:
                         continue
                     md = msg.metadata
                     if md.sequence.consumer != expected_cseq:
+                        log.info("watch %s: message out of order, resuming at %d", bucket, next_rev)
                         break
                     expected_cseq += 1
                     next_rev = md.sequence.stream + 1
