@@ -212,11 +212,13 @@ class ObjectStore:
 
     # -- update ------------------------------------------------------------------------------
     async def update(self, plural: str, obj: dict, *, subresource: str | None = None,
-                     has_status_subresource: bool = True, group: str | None = None) -> dict:
+                     has_status_subresource: bool = True, group: str | None = None,
+                     namespaced: bool = True) -> dict:
         """Replace an object. With ``metadata.resourceVersion`` set this is a compare-and-swap
         (Conflict 409 when stale; nothing written); without it the latest state is replaced.
         Returns the stored object (unchanged, same resourceVersion, when nothing changed).
         An object being deleted whose finalizers are now empty is removed (and its dependents).
+        ``namespaced=False`` ignores a ``metadata.namespace`` sent for a cluster-scoped object.
         Raises NotFound, Conflict, Invalid."""
         if subresource not in (None, "status"):
             raise BadRequest(f'subresource "{subresource}" cannot be updated in the store')
@@ -225,7 +227,7 @@ class ObjectStore:
         name = meta.get("name")
         if not name:
             raise BadRequest("metadata.name is required for an update")
-        namespace = meta.get("namespace")
+        namespace = meta.get("namespace") if namespaced else None
         wanted_rv = _parse_rv(meta.get("resourceVersion"), "metadata.resourceVersion")
         while True:
             rec, current = await self._current(bucket, plural, namespace, name, group, revision=wanted_rv)

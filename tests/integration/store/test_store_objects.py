@@ -85,6 +85,9 @@ async def test_cluster_scoped_objects_have_no_namespace(object_store: ObjectStor
     assert "namespace" not in created["metadata"]
     assert await object_store.get("nodes", None, "node01") == created
     assert [o["metadata"]["name"] for o in (await object_store.list("nodes"))[0]] == ["node01"]
+    labelled = {**created, "metadata": {**created["metadata"], "namespace": "stray", "labels": {"a": "b"}}}
+    updated = await object_store.update("nodes", labelled, namespaced=False)
+    assert updated["metadata"]["labels"] == {"a": "b"} and "namespace" not in updated["metadata"]
 
 
 async def test_get_of_a_missing_object_is_not_found_in_kubernetes_words(object_store: ObjectStore):
