@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 
 from shared.bus import Bus, connect as bus_connect
-from shared.errors import BadRequest, Conflict, NotFound
+from shared.errors import ApiError, BadRequest, Conflict, NotFound
 from shared.store import metadata as md
 from shared.store.keys import (
     compute_bucket,
@@ -477,6 +477,21 @@ class ObjectStore:
             if plural != _META:
                 total += await self.compact(plural, older_than=older_than)
         return total
+
+    async def run_maintenance(self, *, interval: float = 300.0, keep_deleted: float = 3600.0) -> None:
+        """Forever (until cancelled): every ``interval`` s compact delete markers older than
+        ``keep_deleted`` s and collect garbage left by interrupted cascades. Meant for one
+        process at a time (e.g. the virt-controller leader); failures are logged and retried."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                purged = await self.compact_all(older_than=keep_deleted)
+                collected = await self.collect_garbage()
+                if purged or collected:
+                    log.info("store maintenance: %d delete markers purged, %d dead owners' dependents collected",
+                             purged, collected)
+            except ApiError as err:
+                log.warning("store maintenance failed: %s", err)
 
     async def _raise_watermark(self, plural: str, revision: int) -> None:
         meta_bucket = await self._bucket(_META)

@@ -372,3 +372,18 @@ async def test_an_object_over_the_message_limit_is_request_too_large(object_stor
     assert err.value.code == 413
     with pytest.raises(NotFound):
         await object_store.get(VMS, "default", "huge")
+
+
+async def test_maintenance_loop_compacts_and_collects(object_store: ObjectStore):
+    import asyncio
+
+    await object_store.create(VMS, make_vm("a"))
+    await object_store.delete(VMS, "default", "a")
+    task = asyncio.create_task(object_store.run_maintenance(interval=0.05, keep_deleted=0))
+    try:
+        async with asyncio.timeout(5):
+            while await object_store.compaction_watermark(VMS) == 0:
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert await object_store.compact(VMS, older_than=0) == 0
