@@ -12,9 +12,10 @@ all at once, and waits until every one is Running. Figures:
 * CPU seconds and peak RSS (VmHWM) of each process;
 * deletion: all VMIs deleted, time until the store holds none.
 
-The node agent is a stand-in for scheduler-bridge + virt-handler with the test driver (it
-writes what they write: nodeName + Scheduled, then Running + Ready; Succeeded on deletion):
-it measures the control plane's share. Usage::
+By default the real scheduler-bridge and virt-handler run, the handler on libvirt's test driver
+(a simulated host of ``--node-cpus``/``--node-memory-gib``); ``--agents standin`` replaces both
+by one process writing what they write (nodeName + Scheduled, then Running + Ready; Succeeded on
+deletion), which measures the controller's share alone. Usage::
 
     .venv/bin/python bench/control_plane_bench.py              # 100 paced (100 ms) and 1,000 at once
     .venv/bin/python bench/control_plane_bench.py --count 100 --interval 0.1
@@ -301,11 +302,24 @@ async def bench(args: argparse.Namespace) -> None:
                 [sys.executable, "-m", "services.virt_controller.main", "--nats", server.url, "--id", "bench",
                  "--bucket-prefix", PREFIX, "--workers", str(args.workers), "--log-level", "WARNING"],
                 cwd=ROOT, env=env)
-            procs["node-agent(stand-in)"] = subprocess.Popen(
-                [sys.executable, __file__, "--agent", server.url], cwd=ROOT, env=env)
+            if args.agents == "real":
+                from services.virt_handler.simulated_node import apply_test_node_file
+
+                uri = apply_test_node_file(Path(tmp) / "host.xml", cpus=args.node_cpus,
+                                           memory_bytes=args.node_memory_gib * 2**30)
+                procs["scheduler-bridge"] = subprocess.Popen(
+                    [sys.executable, "-m", "services.scheduler_bridge.main", "--nats", server.url,
+                     "--bucket-prefix", PREFIX, "--log-level", "WARNING"], cwd=ROOT, env=env)
+                procs["virt-handler"] = subprocess.Popen(
+                    [sys.executable, "-m", "services.virt_handler.main", "--nats", server.url, "--node-name", NODE,
+                     "--libvirt-uri", uri, "--state-dir", str(Path(tmp) / "handler"), "--bucket-prefix", PREFIX,
+                     "--workers", str(args.workers), "--log-level", "WARNING"], cwd=ROOT, env=env)
+            else:
+                procs["node-agent(stand-in)"] = subprocess.Popen(
+                    [sys.executable, __file__, "--agent", server.url], cwd=ROOT, env=env)
             pids = {name: proc.pid for name, proc in procs.items()}
             pids["nats-server"] = server.pid or 0
-            await asyncio.sleep(2.0)  # leader election and informers
+            await asyncio.sleep(3.0)  # leader election, informers, node registration
             scenarios = [(args.count, args.interval, "paced" if args.interval > 0 else "burst")] if args.count \
                 else [(100, 0.1, "paced"), (1000, 0.0, "burst")]
             for count, interval, label in scenarios:
@@ -324,6 +338,11 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between creates (0 = burst)")
     parser.add_argument("--workers", type=int, default=8, help="controller workers per controller")
     parser.add_argument("--verbose", action="store_true", help="print the deletion progress")
+    parser.add_argument("--agents", choices=["real", "standin"], default="real",
+                        help="real: scheduler-bridge + virt-handler on libvirt's test driver; "
+                             "standin: one process writing what they write (control plane alone)")
+    parser.add_argument("--node-cpus", type=int, default=256, help="test-driver host CPUs (real agents)")
+    parser.add_argument("--node-memory-gib", type=int, default=256, help="test-driver host memory (real agents)")
     parser.add_argument("--agent", metavar="NATS_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     global args_verbose
