@@ -63,13 +63,15 @@ def lock(config: Path, out: Path, cache: Path) -> None:
 @click.option("--source-date-epoch", type=int, default=None, help="default: $SOURCE_DATE_EPOCH")
 @click.option("--vendor", default=None, help="purl namespace of the packages (default: debian / the rpm config name)")
 @click.option("--builder-id", default=DEFAULT_BUILDER, show_default=True)
+@click.option("--python-env", type=click.Path(path_type=Path), default=None,
+              help="interpreter of the build environment to describe with cyclonedx-py")
 def build(spec: Path, out: Path, tag: str, wheels: tuple[Path, ...], cache: Path, sbom_dir: Path,
-          source_date_epoch: int | None, vendor: str | None, builder_id: str) -> None:
+          source_date_epoch: int | None, vendor: str | None, builder_id: str, python_env: Path | None) -> None:
     """Build the image, write its SBOM and provenance, attach the SBOM as a referrer."""
     from supplychain.builder import apply_build
     from supplychain.fetch import Cache
     from supplychain.provenance import compute_provenance, read_git_commit
-    from supplychain.sbom import SBOM_MEDIA_TYPE, compute_sbom
+    from supplychain.sbom import SBOM_MEDIA_TYPE, apply_python_env_sbom, compute_sbom
 
     epoch = _epoch(source_date_epoch)
     result = apply_build(spec, out, tag, Cache(cache), list(wheels), epoch)
@@ -78,6 +80,8 @@ def build(spec: Path, out: Path, tag: str, wheels: tuple[Path, ...], cache: Path
     sbom_path = sbom_dir / f"{result.spec.name}.cdx.json"
     sbom_path.write_text(sbom_text)
     result.layout.apply_referrer(result.descriptor, SBOM_MEDIA_TYPE, sbom_text.encode(), SBOM_MEDIA_TYPE)
+    if python_env is not None:
+        apply_python_env_sbom(python_env, sbom_dir / f"{result.spec.name}.python-env.cdx.json")
     root = Path(__file__).resolve().parents[2]
     prov = compute_provenance(result, builder_id, "https://github.com/kubevirt-py/kubevirt-py",
                               read_git_commit(root), epoch)

@@ -15,7 +15,7 @@ import posixpath
 import tarfile
 from typing import Iterable
 
-GZIP_LEVEL = 9  # fixed so compressed bytes (and the manifest digest) depend only on zlib's version
+GZIP_LEVEL = 6  # fixed so compressed bytes (and the manifest digest) depend only on zlib's version
 
 FILE, DIR, SYMLINK, HARDLINK = "file", "dir", "symlink", "hardlink"
 

@@ -89,8 +89,7 @@ def check_deb_chain(lock: dict, lock_dir: Path, pkg: dict, cache: Cache) -> str:
     if compute_index_entry(body, index["path"]) != (index["sha256"], index["size"]):
         raise SupplyChainError(f"{what}: signed InRelease does not list the locked {index['path']}")
     raw = cache.apply_fetch(index["urls"], index["sha256"], index["size"], f"repository {repo.name} index")
-    entries = _deb_index_entries(raw)
-    entry = entries.get((pkg["name"], pkg["evr"], pkg["arch"]))
+    entry = _deb_index_lookup(raw, pkg["name"], pkg["evr"], pkg["arch"])
     if entry is None or entry.get("Filename") != pkg["location"]:
         raise SupplyChainError(f"{what}: not listed in the signed {index['path']}")
     if (entry["SHA256"], int(entry["Size"])) != (pkg["sha256"], pkg["size"]):
@@ -103,10 +102,23 @@ _INRELEASE_CACHE: dict[tuple, tuple] = {}
 
 
 def _deb_index_entries(path: Path) -> dict:
+    """(name, version, arch) -> stanza of a Packages index; stanzas are split cheaply by their
+    leading "Package:" line and parsed only when looked up (the index has ~60k stanzas)."""
     if path not in _INDEX_CACHE:
-        stanzas = read_deb_stanzas(lzma.decompress(path.read_bytes()).decode())
-        _INDEX_CACHE[path] = {(s["Package"], s["Version"], s.get("Architecture")): s for s in stanzas}
+        raw: dict[str, list[str]] = {}
+        for block in lzma.decompress(path.read_bytes()).decode().split("\n\n"):
+            if block.startswith("Package: "):
+                raw.setdefault(block[9:block.find("\n")].strip(), []).append(block)
+        _INDEX_CACHE[path] = raw
     return _INDEX_CACHE[path]
+
+
+def _deb_index_lookup(path: Path, name: str, version: str, arch: str) -> dict | None:
+    for block in _deb_index_entries(path).get(name, []):
+        [stanza] = read_deb_stanzas(block)
+        if stanza.get("Version") == version and stanza.get("Architecture") == arch:
+            return stanza
+    return None
 
 
 def check_package(lock: dict, lock_dir: Path, pkg: dict, path: Path, cache: Cache) -> str:
