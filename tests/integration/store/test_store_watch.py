@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from store_objects import make_vm
 
-from shared.errors import Gone
+from shared.errors import AlreadyExists, Conflict, Gone, NotFound
 from shared.natsserver import NatsServer
 from shared.store import ObjectStore, WatchEvent
 
@@ -246,3 +246,68 @@ async def test_a_slow_watcher_replaying_megabytes_gets_everything_in_order(objec
                 await asyncio.sleep(0.05)  # a consumer slower than the server
     assert revisions == sorted(revisions) and len(set(revisions)) == 800
     await stream.aclose()
+
+
+async def test_list_plus_watch_events_rebuild_the_final_state_under_concurrent_writes(nats_server: NatsServer):
+    import random
+    import uuid
+
+    # history 64: the point here is consistency, not compaction (tested above)
+    object_store = await ObjectStore.connect([nats_server.url], bucket_prefix=f"c{uuid.uuid4().hex[:8]}_",
+                                             history=64)
+    try:
+        await _rebuild_under_churn(object_store, random)
+    finally:
+        await object_store.close()
+
+
+async def _rebuild_under_churn(object_store: ObjectStore, random) -> None:
+
+    rng = random.Random(7)
+    names = [f"vm-{i}" for i in range(12)]
+
+    async def churn(writer: int) -> None:
+        for step in range(60):
+            name = rng.choice(names)
+            try:
+                if rng.random() < 0.4:
+                    await object_store.create(VMS, make_vm(name, labels={"w": str(writer)}))
+                elif rng.random() < 0.7:
+                    current = await object_store.get(VMS, "default", name)
+                    current["spec"] = {"step": step, "writer": writer}
+                    await object_store.update(VMS, current)
+                else:
+                    await object_store.delete(VMS, "default", name)
+            except (AlreadyExists, NotFound, Conflict):
+                pass
+
+    writers = [asyncio.create_task(churn(w)) for w in range(3)]
+    await asyncio.sleep(0.05)
+    items, rv = await object_store.list(VMS)  # taken while the writers run
+    state = {o["metadata"]["name"]: o for o in items}
+    stream = object_store.watch(VMS, resource_version=rv, bookmark_interval=0.1)
+    caught_up_to = 0
+
+    async def apply_events() -> None:
+        nonlocal caught_up_to
+        async for event in stream:
+            if event.type == "BOOKMARK":
+                caught_up_to = int(event.object["metadata"]["resourceVersion"])
+                continue
+            name = event.object["metadata"]["name"]
+            if event.type == "DELETED":
+                assert name in state
+                del state[name]
+            else:
+                assert (name in state) == (event.type == "MODIFIED")
+                state[name] = event.object
+
+    reader = asyncio.create_task(apply_events())  # an informer consumes as the changes come
+    await asyncio.gather(*writers)
+    final, final_rv = await object_store.list(VMS)
+    async with asyncio.timeout(10):
+        while caught_up_to < int(final_rv):
+            assert not reader.done(), reader.exception()
+            await asyncio.sleep(0.05)
+    reader.cancel()
+    assert state == {o["metadata"]["name"]: o for o in final}
