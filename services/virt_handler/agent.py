@@ -422,7 +422,7 @@ class VmiAgent:
                 return None
             if phase == vmi_status.SCHEDULED:
                 return await self._start(key, vmi)
-            if phase == vmi_status.RUNNING:
+            if phase in (vmi_status.RUNNING, "Unknown"):
                 log.warning("domain of running VMI %s vanished; marking it Failed", key)
                 await self._write_status(key, vmi, lambda v: vmi_status.compute_final_status(
                     v, vmi_status.FAILED, now=self.clock()))

@@ -3,68 +3,13 @@ test-driver host per test, and a running VmiAgent on it."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-
 import pytest
 
 from services.virt_handler.agent import AgentConfig, VmiAgent
 from services.virt_handler.hypervisor import Hypervisor
 from services.virt_handler.simulated_node import apply_test_node_file
 
-GI = 2**30
-NODE = "node1"
-VMIS = "virtualmachineinstances"
-
-
-async def wait_until(check, timeout=10.0, interval=0.02):
-    """Poll the async or plain callable ``check`` until it returns a truthy value; return it."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
-
-
-def make_vmi(name="vm1", *, namespace="default", node=NODE, phase="Scheduled", memory="64Mi",
-             finalizers=None, volumes=None, disks=None, grace=None, start_strategy=None):
-    """A VMI as the scheduler leaves it: placed on ``node`` in phase ``phase``."""
-    vmi = {
-        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"domain": {"devices": {"disks": disks or []}, "resources": {"requests": {"memory": memory}}},
-                 "volumes": volumes or []},
-        "status": {"phase": phase, "nodeName": node,
-                   "phaseTransitionTimestamps": [{"phase": phase, "phaseTransitionTimestamp": "2026-01-01T00:00:00Z"}]},
-    }
-    if finalizers:
-        vmi["metadata"]["finalizers"] = finalizers
-    if grace is not None:
-        vmi["spec"]["terminationGracePeriodSeconds"] = grace
-    if start_strategy:
-        vmi["spec"]["startStrategy"] = start_strategy
-    return vmi
-
-
-async def get_vmi(store, name, namespace="default"):
-    from shared.errors import NotFound
-    try:
-        return await store.get(VMIS, namespace, name)
-    except NotFound:
-        return None
-
-
-def phase_of(vmi):
-    return ((vmi or {}).get("status") or {}).get("phase")
-
-
-def conditions_of(vmi):
-    return {c["type"]: c for c in ((vmi or {}).get("status") or {}).get("conditions") or []}
+from handler_helpers import GI, NODE
 
 
 @pytest.fixture
@@ -87,7 +32,3 @@ async def agent(object_store, hypervisor, agent_config):
     await running.start()
     yield running
     await running.stop()
-
-
-def new_uid() -> str:
-    return str(uuid.uuid4())

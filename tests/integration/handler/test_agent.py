@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import VMIS, conditions_of, get_vmi, make_vmi, phase_of, wait_until
+from handler_helpers import VMIS, conditions_of, get_vmi, make_vmi, phase_of, wait_until
 
 from services.virt_handler.agent import VmiAgent
 from shared import events
@@ -49,7 +49,7 @@ async def test_a_guest_that_stops_ends_its_vmi_and_leaves_nothing(object_store, 
     final = await wait_until(lambda: _in_phase(object_store, "vm1", expected_phase))
     assert conditions_of(final)["Ready"]["reason"] == "GuestNotRunning"
     await wait_until(lambda: _domain_absent(hypervisor, "default_vm1"))
-    assert not (agent.config.state_dir / "vmis" / vmi["metadata"]["uid"]).exists()
+    await wait_until(lambda: not (agent.config.state_dir / "vmis" / vmi["metadata"]["uid"]).exists())
 
 
 async def _domain_absent(hypervisor, name):
@@ -127,11 +127,21 @@ async def test_commands_for_vmis_not_here_are_refused(object_store, agent, messa
 async def test_a_missing_image_shows_errimagepull_then_backoff(object_store, hypervisor, agent):
     vmi = make_vmi(disks=[{"name": "root", "disk": {"bus": "virtio"}}],
                    volumes=[{"name": "root", "containerDisk": {"image": "example.org/not-imported:latest"}}])
-    await object_store.create(VMIS, vmi)
-    first = await wait_until(lambda: _with_condition(object_store, "Synchronized"))
-    assert conditions_of(first)["Synchronized"]["reason"] == "ErrImagePull"
-    assert "not-imported" in conditions_of(first)["Synchronized"]["message"]
-    later = await wait_until(lambda: _sync_reason(object_store, "ImagePullBackOff"))
+    created = await object_store.create(VMIS, vmi)
+    reasons, messages = [], []
+
+    async def follow():
+        async for event in object_store.watch(VMIS, resource_version=created["metadata"]["resourceVersion"]):
+            cond = conditions_of(event.object).get("Synchronized")
+            if cond and (not reasons or reasons[-1] != cond["reason"]):
+                reasons.append(cond["reason"])
+                messages.append(cond["message"])
+            if "ImagePullBackOff" in reasons:
+                return event.object
+
+    later = await asyncio.wait_for(follow(), 10)
+    assert reasons == ["ErrImagePull", "ImagePullBackOff"]
+    assert "not-imported" in messages[0]
     assert phase_of(later) == "Scheduled"
     assert await hypervisor.list_domains() == []
 

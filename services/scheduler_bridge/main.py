@@ -1,0 +1,64 @@
+"""``scheduler-bridge``: the process placing VMIs on nodes (embedded installation).
+
+Usage: ``scheduler-bridge --nats nats://127.0.0.1:4222``. Reads settings once, connects the
+store (one readable line and exit code 1 when NATS cannot be reached), runs
+``service.SchedulerBridge`` until SIGTERM/SIGINT. Run one per installation: placement is
+crash-safe (CAS) but resource accounting assumes a single bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from datetime import timedelta
+
+import click
+
+from services.scheduler_bridge.service import SchedulerBridge
+from shared.errors import ApiError
+
+log = logging.getLogger("kubevirt.scheduler_bridge")
+
+
+async def run(nats_servers: list[str], *, bucket_prefix: str, heartbeat_timeout: float,
+              stop: asyncio.Event | None = None) -> None:
+    """Run the bridge until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
+    from shared.store import ObjectStore
+
+    store = await ObjectStore.connect(nats_servers, bucket_prefix=bucket_prefix, name="scheduler-bridge")
+    bridge = SchedulerBridge(store, heartbeat_timeout=timedelta(seconds=heartbeat_timeout))
+    try:
+        await bridge.start()
+        log.info("scheduler-bridge placing VMIs (NATS %s)", ",".join(nats_servers))
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await bridge.stop()
+        await store.close()
+
+
+@click.command(name="scheduler-bridge", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--nats", "nats_servers", multiple=True, default=["nats://127.0.0.1:4222"], show_default=True,
+              help="NATS server URL (repeat for a cluster).")
+@click.option("--bucket-prefix", default="kv_", show_default=True, help="Store bucket prefix.")
+@click.option("--heartbeat-timeout", default=40.0, show_default=True,
+              help="Seconds without a node heartbeat before the node is skipped.")
+@click.option("--log-level", default="INFO", show_default=True)
+def main(nats_servers: tuple[str, ...], bucket_prefix: str, heartbeat_timeout: float, log_level: str) -> None:
+    """Place VMIs in phase Scheduling on registered nodes."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run(list(nats_servers), bucket_prefix=bucket_prefix, heartbeat_timeout=heartbeat_timeout))
+    except ApiError as err:
+        click.echo(f"scheduler-bridge: {err}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""``virt-handler``: the per-node process (Node heartbeat + VMI sync loop on one libvirt).
+
+Usage::
+
+    virt-handler --nats nats://127.0.0.1:4222 --node-name node1 \\
+                 --libvirt-uri qemu:///system --state-dir /var/lib/kubevirt-py/node1
+
+Owns reading the settings once, opening libvirt and the store (one readable line and exit
+code 1 when either is unreachable), deciding the domain type (``test`` for ``test://`` URIs,
+``kvm`` when the KVM probe passes, else ``qemu``/TCG), registering the Node, and running the
+heartbeat and the agent until SIGTERM/SIGINT. Stopping leaves every domain running: the next
+handler adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from services.virt_handler.agent import AgentConfig, VmiAgent, compute_domain_type
+from services.virt_handler.hypervisor import Hypervisor, HypervisorError
+from services.virt_handler.node import NodeHeartbeat, default_node_name
+from shared.errors import ApiError
+
+log = logging.getLogger("kubevirt.virt_handler")
+
+
+@dataclass(frozen=True)
+class HandlerSettings:
+    """Everything virt-handler is configured with (seconds for intervals).
+
+    ``domain_type`` ``auto`` decides from the URI and the KVM probe; ``image_dir`` is the local
+    OCI image store for containerDisk/kernelBoot images (default ``<state_dir>/images``).
+    """
+
+    nats_servers: tuple[str, ...]
+    node_name: str
+    libvirt_uri: str
+    state_dir: Path
+    image_dir: Path | None = None
+    bucket_prefix: str = "kv_"
+    domain_type: str = "auto"
+    heartbeat_interval: float = 5.0
+    workers: int = 8
+    connect_timeout: float = 30.0
+
+
+def decide_domain_type(settings: HandlerSettings) -> str:
+    """The ``<domain type>`` for this node (see module docstring)."""
+    if settings.domain_type != "auto":
+        return settings.domain_type
+    if settings.libvirt_uri.startswith("test:"):
+        return "test"
+    try:
+        from services.virt_handler import kvm_probe
+        usable = bool(kvm_probe.is_kvm_usable())
+    except (ImportError, AttributeError):
+        usable = False
+    except Exception as err:  # a probe that fails means no KVM
+        log.info("KVM probe failed (%s); using TCG", err)
+        usable = False
+    return compute_domain_type(settings.libvirt_uri, usable)
+
+
+async def _connect_store(settings: HandlerSettings):
+    from shared.store import ObjectStore
+
+    async for attempt in AsyncRetrying(stop=stop_after_delay(settings.connect_timeout), wait=wait_fixed(0.5),
+                                       retry=retry_if_exception_type(ApiError), reraise=True):
+        with attempt:
+            return await ObjectStore.connect(list(settings.nats_servers), bucket_prefix=settings.bucket_prefix,
+                                             name=f"virt-handler-{settings.node_name}")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def run(settings: HandlerSettings, stop: asyncio.Event | None = None) -> None:
+    """Run the handler until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None).
+
+    Raises ``HypervisorError`` (libvirt unreachable) or ``ApiError`` (NATS unreachable).
+    """
+    from shared.images import ImageStore
+
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    hypervisor = Hypervisor(settings.libvirt_uri)
+    await hypervisor.open()
+    store = None
+    agent = None
+    heartbeat_task = None
+    try:
+        store = await _connect_store(settings)
+        domain_type = decide_domain_type(settings)
+        images = ImageStore(settings.image_dir or settings.state_dir / "images")
+        heartbeat = NodeHeartbeat(store, settings.node_name, hypervisor.node_info,
+                                  interval=settings.heartbeat_interval)
+        await heartbeat.register()
+        agent = VmiAgent(store, hypervisor, AgentConfig(
+            node_name=settings.node_name, state_dir=settings.state_dir, domain_type=domain_type,
+            images=images, workers=settings.workers), bus=store.bus)
+        await agent.start()
+        heartbeat_task = asyncio.get_running_loop().create_task(heartbeat.run(), name="node-heartbeat")
+        log.info("virt-handler for node %s running on %s (domain type %s)", settings.node_name,
+                 settings.libvirt_uri, domain_type)
+        if stop is None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("virt-handler stopping (domains keep running)")
+    finally:
+        if heartbeat_task is not None:
+            heartbeat_task.cancel()
+            await asyncio.gather(heartbeat_task, return_exceptions=True)
+        if agent is not None:
+            await agent.stop()
+        if store is not None:
+            await store.close()
+        await hypervisor.close()
+
+
+@click.command(name="virt-handler", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--nats", "nats_servers", multiple=True, default=["nats://127.0.0.1:4222"], show_default=True,
+              help="NATS server URL (repeat for a cluster).")
+@click.option("--node-name", default=None, help="Name of this node (default: $NODE_NAME or the host name).")
+@click.option("--libvirt-uri", default="qemu:///system", show_default=True,
+              help="libvirt connection (test:///default or test:///<host.xml> for the test driver).")
+@click.option("--state-dir", type=click.Path(path_type=Path), required=True,
+              help="Directory for per-VMI files (overlays, ISOs, console logs).")
+@click.option("--image-dir", type=click.Path(path_type=Path), default=None,
+              help="Local OCI image store (default: <state-dir>/images).")
+@click.option("--bucket-prefix", default="kv_", show_default=True, help="Store bucket prefix.")
+@click.option("--domain-type", type=click.Choice(["auto", "kvm", "qemu", "test"]), default="auto",
+              show_default=True, help="Domain type; auto = test for test://, KVM when usable, else TCG.")
+@click.option("--heartbeat-interval", default=5.0, show_default=True, help="Seconds between Node heartbeats.")
+@click.option("--workers", default=8, show_default=True, help="VMIs reconciled concurrently.")
+@click.option("--log-level", default="INFO", show_default=True)
+def main(nats_servers: tuple[str, ...], node_name: str | None, libvirt_uri: str, state_dir: Path,
+         image_dir: Path | None, bucket_prefix: str, domain_type: str, heartbeat_interval: float, workers: int,
+         log_level: str) -> None:
+    """Run the virt-handler of one node."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = HandlerSettings(nats_servers=nats_servers, node_name=node_name or default_node_name(),
+                               libvirt_uri=libvirt_uri, state_dir=state_dir, image_dir=image_dir,
+                               bucket_prefix=bucket_prefix, domain_type=domain_type,
+                               heartbeat_interval=heartbeat_interval, workers=workers)
+    try:
+        asyncio.run(run(settings))
+    except HypervisorError as err:
+        click.echo(f"virt-handler: cannot use libvirt at {libvirt_uri}: {err.message}", err=True)
+        sys.exit(1)
+    except ApiError as err:
+        click.echo(f"virt-handler: {err}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
