@@ -14,6 +14,7 @@ from typing import Any
 from services.virt_controller.clock import Clock, SystemClock
 from services.virt_controller.informer import Informer
 from services.virt_controller.leader import LeaderElector
+from services.virt_controller.pool_controller import POOLS, PoolController
 from services.virt_controller.replicaset_controller import REPLICA_SETS, ReplicaSetController
 from services.virt_controller.vm_controller import VMS, VMController
 from services.virt_controller.vmi_controller import VMIS, VMIController
@@ -45,14 +46,17 @@ class ControllerManager:
         self.vmi_informer = Informer(store, VMIS)
         self.node_informer = Informer(store, "nodes")
         self.rs_informer = Informer(store, REPLICA_SETS)
+        self.pool_informer = Informer(store, POOLS)
         self.vm_controller = VMController(store, self.vm_informer, self.vmi_informer, clock=self.clock)
         self.vmi_controller = VMIController(store, self.vmi_informer, self.node_informer, clock=self.clock,
                                             heartbeat_timeout=heartbeat_timeout)
         self.rs_controller = ReplicaSetController(store, self.rs_informer, self.vmi_informer, clock=self.clock)
+        self.pool_controller = PoolController(store, self.pool_informer, self.vm_informer, clock=self.clock)
         self.elector = LeaderElector(store, identity, namespace=lease_namespace, lease_duration=lease_duration,
                                      renew_deadline=renew_deadline, retry_period=retry_period, clock=self.clock)
-        self.informers = [self.vm_informer, self.vmi_informer, self.node_informer, self.rs_informer]
-        self.controllers = [self.vm_controller, self.vmi_controller, self.rs_controller]
+        self.informers = [self.vm_informer, self.vmi_informer, self.node_informer, self.rs_informer,
+                          self.pool_informer]
+        self.controllers = [self.vm_controller, self.vmi_controller, self.rs_controller, self.pool_controller]
 
     @property
     def is_leader(self) -> bool:

@@ -24,7 +24,7 @@ from services.virt_controller.clock import Clock, SystemClock, format_micro_time
 from services.virt_controller.conditions import has_condition, with_condition, without_condition
 from services.virt_controller.informer import Informer, object_key
 from services.virt_controller.sync_error import FAILED_CREATE, FAILED_DELETE, SyncError
-from services.virt_controller.vmi_admission import apply_vmi_admission
+from services.virt_controller.admission import apply_vmi_admission
 from services.virt_controller.vmi_template import compute_vmi_for_replica_set, controller_of, is_controlled_by
 from services.virt_controller.workqueue import WorkQueue
 
@@ -65,7 +65,7 @@ def compute_replica_set_status(rs: dict[str, Any], live: list[dict[str, Any]], s
     return status
 
 
-def _selector_text(selector: dict[str, Any] | None) -> str:
+def compute_selector_text(selector: dict[str, Any] | None) -> str:
     parts = [f"{k}={v}" for k, v in sorted(((selector or {}).get("matchLabels") or {}).items())]
     for expr in (selector or {}).get("matchExpressions") or []:
         op = expr.get("operator")
@@ -135,7 +135,7 @@ class ReplicaSetController:
                 gone = {object_key(v) for v in doomed}
                 live = [v for v in live if object_key(v) not in gone]
         now = format_time(self.clock.now())
-        status = compute_replica_set_status(rs, live, _selector_text(spec.get("selector")), error, now)
+        status = compute_replica_set_status(rs, live, compute_selector_text(spec.get("selector")), error, now)
         if status != (rs.get("status") or {}):
             try:
                 stored = await self.store.update(REPLICA_SETS, {**rs, "status": status}, subresource="status")

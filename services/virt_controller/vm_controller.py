@@ -41,7 +41,7 @@ from services.virt_controller.run_strategy import (
 )
 from services.virt_controller.sync_error import FAILED_CREATE, FAILED_DELETE, FAILED_UPDATE, SyncError
 from services.virt_controller.vm_status import compute_vm_status
-from services.virt_controller.vmi_admission import apply_vmi_admission
+from services.virt_controller.admission import apply_vmi_admission
 from services.virt_controller.vmi_template import (
     VM_CONTROLLER_FINALIZER,
     compute_vmi_for_vm,
