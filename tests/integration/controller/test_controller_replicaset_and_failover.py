@@ -1,6 +1,5 @@
 """Replica set scaling, and leader failover by kill -9 of the leading virt-controller process."""
 import asyncio
-import os
 import signal
 import subprocess
 import sys

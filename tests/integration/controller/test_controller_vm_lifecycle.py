@@ -4,8 +4,7 @@ import asyncio
 import pytest
 
 from controller_harness import (
-    NS, VMIS, VMS, PrintableStatusRecorder, SimulatedNodeAgents, final, make_vm, running_manager,
-    running, scheduled, update_vmi_status, wait_for,
+    NS, VMIS, VMS, PrintableStatusRecorder, SimulatedNodeAgents, make_vm, running_manager, wait_for,
 )
 
 pytestmark = pytest.mark.timeout(60)
