@@ -101,12 +101,6 @@ class VMController:
             if vmi is not None:
                 await self._release_vmi(vmi)
             return
-        if vmi is not None and not is_controlled_by(vmi, vm):
-            if controller_of(vmi) is None or phases.is_marked_for_deletion(vmi):
-                # an old VMI of a deleted VM of the same name, or a bare VMI: wait for it to go
-                raise SyncError(f"VMI {key} exists and is not controlled by this VM",
-                                reason=FAILED_CREATE, retry_after=1.0)
-            vmi = None
         now = self.clock.now()
         now_text = format_time(now)
         status = copy.deepcopy(vm.get("status") or {})
@@ -117,10 +111,16 @@ class VMController:
             strategy = compute_run_strategy(vm)
         except SyncError as err:
             sync_error = err
+        foreign = vmi is not None and not is_controlled_by(vmi, vm)
+        if foreign:
+            # e.g. the VMI of a deleted VM of the same name, still stopping: wait for it to go
+            sync_error = SyncError(f"VMI {key} exists and is not controlled by this VM",
+                                   reason=FAILED_CREATE, retry_after=1.0)
+            vmi = None
         if phases.is_marked_for_deletion(vm):
             if vmi is not None and not phases.is_marked_for_deletion(vmi):
                 vmi = await self._delete_vmi(vmi)
-        elif strategy is not None:
+        elif strategy is not None and not foreign:
             status["stateChangeRequests"] = compute_trimmed_requests(status.get("stateChangeRequests"), vmi)
             status["startFailure"] = compute_start_failure(status.get("startFailure"), strategy, vmi, now)
             try:
@@ -153,12 +153,12 @@ class VMController:
         if action.delete and vmi is not None:
             vmi = await self._delete_vmi(vmi)
         if action.create and vmi is None:
-            vmi = await self._create_vmi(vm, status, now_text)
+            vmi = await self._create_vmi(vm, status)
         if action.switch_to_always:
             vm = await self._switch_to_always(vm)
         return vm, vmi, status
 
-    async def _create_vmi(self, vm: dict, status: dict, now_text: str) -> dict:
+    async def _create_vmi(self, vm: dict, status: dict) -> dict:
         desired = compute_vmi_for_vm(vm, start_paused=has_start_paused_request(status),
                                      now=format_micro_time(self.clock.now()))
         try:
@@ -170,6 +170,9 @@ class VMController:
                 created = await self.store.get(VMIS, meta.get("namespace"), meta["name"])
             except NotFound as err:
                 raise SyncError(f"VMI create raced with its deletion: {err}", reason=FAILED_CREATE) from None
+            if not is_controlled_by(created, vm):
+                raise SyncError(f"VMI {meta['name']} exists and is not controlled by this VM",
+                                reason=FAILED_CREATE, retry_after=1.0)
         except Invalid as err:
             raise SyncError(f"failed to create virtual machine instance: {err}", reason=FAILED_CREATE,
                             retryable=False) from None

@@ -83,3 +83,28 @@ async def test_deleting_a_vm_shows_terminating_until_its_guest_stopped_then_both
     await recorder.stop()
     await agents.stop()
     assert recorder.seen == ["Starting", "Running", "Terminating"]
+
+
+async def test_a_vm_never_takes_over_a_vmi_it_does_not_control(object_store):
+    store = object_store
+    agents = SimulatedNodeAgents(store)
+    await agents.start()
+    async with running_manager(store):
+        bare = make_vm("solo")["spec"]["template"]
+        await store.create(VMIS, {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+                                  "metadata": {"name": "solo", "namespace": NS}, "spec": bare["spec"]})
+        await store.create(VMS, make_vm("solo"))
+
+        async def failure():
+            conds = ((await store.get(VMS, NS, "solo")).get("status") or {}).get("conditions") or []
+            return [c for c in conds if c["type"] == "Failure"]
+        cond = (await wait_for(failure, what="Failure condition"))[0]
+        assert (cond["status"], cond["reason"]) == ("True", "FailedCreate")
+        assert "not controlled by this VM" in cond["message"]
+        await store.delete(VMIS, NS, "solo")
+        await wait_for(lambda: _eq(printable(store, "solo"), "Running"), what="own VMI Running")
+        vm = await store.get(VMS, NS, "solo")
+        vmi = await store.get(VMIS, NS, "solo")
+        assert vmi["metadata"]["ownerReferences"][0]["uid"] == vm["metadata"]["uid"]
+        assert "Failure" not in {c["type"] for c in vm["status"]["conditions"]}
+    await agents.stop()
