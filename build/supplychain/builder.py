@@ -22,7 +22,12 @@ from supplychain.layer import DIR, FILE, SYMLINK, LayerEntry, compute_layer, com
 from supplychain.lockfile import check_lock_fresh, compute_target_packages, read_lock
 from supplychain.oci import ImageConfig, Layout, compute_created
 from supplychain.packages import apply_fetch_verified, compute_payload_entries
+from supplychain.pylock import apply_fetch_wheels, check_python_lock_fresh
 from supplychain.spec import ImageSpec, read_spec
+
+
+def _pyproject() -> Path:
+    return Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +93,14 @@ def compute_wheel_entries(wheel: Path, target: str) -> tuple[list[LayerEntry], P
                 continue
             content = zf.read(info)
             mode = 0o755 if (info.external_attr >> 16) & 0o111 else 0o644
-            entries.append(LayerEntry(posixpath.join(target, info.filename), FILE, mode, data=content))
+            name = info.filename
+            top, _, rest = name.partition("/")
+            if top.endswith(".data"):  # PEP 427 "spread": purelib/platlib into site-packages
+                scheme, _, rest = rest.partition("/")
+                if scheme not in ("purelib", "platlib"):
+                    continue  # scripts/headers/data: not needed to import the packages
+                name = rest
+            entries.append(LayerEntry(posixpath.join(target, name), FILE, mode, data=content))
             if info.filename.endswith(".dist-info/METADATA") and info.filename.count("/") == 1:
                 meta = email.parser.BytesParser().parsebytes(content)
     if meta is None:
@@ -152,6 +164,9 @@ def apply_build(spec_path: Path, out: Path, tag: str, cache: Cache, wheels: list
     account_entries = compute_account_entries(spec)
     layers.append(compute_layer(account_entries, epoch, "accounts and paths"))
     py_entries, dists = [], []
+    if spec.python_lock is not None:
+        check_python_lock_fresh(spec.python_lock, _pyproject(), list(spec.python_exclude))
+        wheels = list(wheels) + apply_fetch_wheels(spec.python_lock, cache.root / "wheels")
     for wheel in sorted(wheels, key=lambda w: Path(w).name):
         entries, dist = compute_wheel_entries(Path(wheel), spec.python_target)
         py_entries += entries

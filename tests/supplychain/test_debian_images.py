@@ -1,11 +1,14 @@
 """The project's real images from the committed Debian lock: the InRelease -> Packages -> .deb
 chain verifies with the pinned archive keys, the control-plane image builds reproducibly,
 umoci shows the numeric non-root user and no /bin/sh, and its Python runs as that user from the
-unpacked root file system. Needs deb.debian.org (allowed here) unless the cache is warm."""
+unpacked root file system and answers /healthz. Needs deb.debian.org (allowed here) unless the cache is warm."""
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from supplychain.errors import SupplyChainError
 from supplychain.fetch import Cache
 from supplychain.lockfile import check_lock_fresh, compute_target_packages, read_lock
 from supplychain.packages import check_deb_chain
+from supplychain.pylock import read_python_lock
 from supplychain.sbom import compute_sbom
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,24 +55,70 @@ def test_a_deb_entry_changed_in_the_lock_is_refused():
         check_deb_chain(lock, LOCK.parent, pkg, Cache(CACHE))
 
 
-def test_control_plane_image_builds_reproducibly_runs_as_nonroot_without_shell(tmp_path):
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory):
+    """The control-plane image built from the committed locks plus the project's own wheel."""
+    tmp = tmp_path_factory.mktemp("cp")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(ROOT)],
+                   check=True, capture_output=True)
+    wheels = list((tmp / "dist").glob("kubevirt_py-*.whl"))
     spec = ROOT / "build" / "images" / "control-plane.yaml"
-    first = apply_build(spec, tmp_path / "a", "v0", Cache(CACHE), [], 1_700_000_000)
-    second = apply_build(spec, tmp_path / "b", "v0", Cache(CACHE), [], 1_700_000_000)
+    first = apply_build(spec, tmp / "a", "v0", Cache(CACHE), wheels, 1_700_000_000)
+    return tmp, spec, wheels, first
+
+
+def test_control_plane_image_is_reproducible_and_its_sbom_lists_every_package(control_plane):
+    tmp, spec, wheels, first = control_plane
+    second = apply_build(spec, tmp / "b", "v0", Cache(CACHE), wheels, 1_700_000_000)
     assert first.digest == second.digest
     sbom = json.loads(compute_sbom(first, "debian", 1_700_000_000))
     debs = {c["name"] for c in sbom["components"] if c["purl"].startswith("pkg:deb/debian/")}
     assert debs == {p["name"] for p in compute_target_packages(read_lock(LOCK), "control-plane")}
+    wheels_in_sbom = {c["name"] for c in sbom["components"] if c["purl"].startswith("pkg:pypi/")}
+    _, locked = read_python_lock(ROOT / "build" / "locks" / "python-runtime.txt")
+    assert {n.lower().replace("_", "-") for n in wheels_in_sbom} == {e["name"] for e in locked} | {"kubevirt-py"}
+
+
+def test_control_plane_entrypoint_runs_as_nonroot_from_the_unpacked_rootfs_and_answers_healthz(control_plane, tmp_path):
+    tmp, _, _, first = control_plane
     bundle = tmp_path / "bundle"
-    subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{tmp_path/'a'}:v0", str(bundle)],
-                   check=True, capture_output=True)
-    user = json.loads((bundle / "config.json").read_text())["process"]["user"]
-    assert (user["uid"], user["gid"]) == (65532, 65532)
+    subprocess.run(["umoci", "unpack", "--image", f"{tmp/'a'}:v0", str(bundle)], check=True, capture_output=True)
+    config = json.loads((bundle / "config.json").read_text())["process"]
+    assert (config["user"]["uid"], config["user"]["gid"]) == (65532, 65532)
     rootfs = bundle / "rootfs"
     assert not (rootfs / "bin/sh").exists() and not (rootfs / "usr/bin/sh").exists()
     if os.geteuid() != 0 or not shutil.which("chroot"):
-        pytest.skip("running the entrypoint needs root for chroot --userspec")
-    out = subprocess.run(["chroot", "--userspec=65532:65532", str(rootfs), "/usr/bin/python3.11", "-c",
-                          "import os, ssl, asyncio; print(os.getuid(), os.getgid())"],
-                         capture_output=True, text=True, timeout=30)
-    assert out.stdout.split() == ["65532", "65532"], out.stderr
+        pytest.fail("running the entrypoint needs root for chroot --userspec (CI runs as root)")
+    nats_port, api_port = _free_port(), _free_port()
+    nats = subprocess.Popen([str(Path(sys.executable).parent / "nats-server"), "-js", "-sd", str(tmp_path / "js"),
+                             "-a", "127.0.0.1", "-p", str(nats_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the image's own Entrypoint + Cmd and Env, under its own numeric user, inside its root fs
+    argv = config["args"] + ["--nats", f"nats://127.0.0.1:{nats_port}", "--state-dir", "/home/nonroot/state",
+                             "--insecure-http", "--port", str(api_port)]
+    env = dict(item.split("=", 1) for item in config["env"])
+    api = subprocess.Popen([shutil.which("chroot"), "--userspec=65532:65532", str(rootfs), *argv], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body = None
+        for _ in range(120):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=1).read()
+                break
+            except OSError:
+                if api.poll() is not None:
+                    break
+                time.sleep(0.25)
+        assert body == b"ok", api.stdout.read() if api.poll() is not None else "no answer"
+        uid = (Path("/proc") / str(api.pid) / "status").read_text()
+        assert any(line.split()[:2] == ["Uid:", "65532"] for line in uid.splitlines())
+    finally:
+        api.terminate()
+        nats.terminate()
+        api.wait(10)
+        nats.wait(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
