@@ -105,8 +105,8 @@ class VMIController:
             if node_name not in stale:
                 stale[node_name] = not is_node_responsive(self.nodes.get(node_name), now,
                                                           self.heartbeat_timeout)
-            if stale[node_name] and status.get("phase") != phases.UNKNOWN or \
-                    stale[node_name] and phases.is_marked_for_deletion(vmi):
+            needs_action = status.get("phase") != phases.UNKNOWN or phases.is_marked_for_deletion(vmi)
+            if stale[node_name] and needs_action:
                 self.queue.add(object_key(vmi))
                 queued += 1
         return queued

@@ -1,5 +1,6 @@
 """The whole loop with the real scheduler-bridge and virt-handler (libvirt's test driver) as
-processes and the controller in-process: a VM starts, runs, stops, in KubeVirt's order."""
+processes and the controller in-process: a VM starts, runs, is paused and unpaused through the
+handler's command subject, and stops, in KubeVirt's order."""
 import subprocess
 import sys
 from pathlib import Path
@@ -58,11 +59,15 @@ async def test_vm_runs_on_the_test_driver_and_stops_through_kubevirts_statuses(o
         assert vmi["status"]["nodeName"] == "loop-node"
         assert [p["phase"] for p in vmi["status"]["phaseTransitionTimestamps"]] == \
             ["Pending", "Scheduling", "Scheduled", "Running"]
+        await lifecycle.pause_vmi(store, store.bus, NS, "loop")
+        await wait_for(lambda: _printable_is(store, "loop", "Paused"), timeout=30, what="Paused")
+        await lifecycle.unpause_vmi(store, store.bus, NS, "loop")
+        await wait_for(lambda: _printable_is(store, "loop", "Running"), timeout=30, what="Running again")
         await lifecycle.stop_vm(store, NS, "loop")
         await wait_for(lambda: _printable_is(store, "loop", "Stopped"), timeout=30, what="Stopped")
         await wait_for(lambda: _gone(store, "loop"), timeout=30, what="VMI removed")
     await recorder.stop()
-    assert recorder.seen == ["Starting", "Running", "Stopping", "Stopped"]
+    assert recorder.seen == ["Starting", "Running", "Paused", "Running", "Stopping", "Stopped"]
 
 
 async def _node(store):
