@@ -189,16 +189,29 @@ def _packages_of_libraries(binary: Path) -> list[str]:
     return sorted(packages)
 
 
-def _inputs_digest(versions: dict[str, str]) -> str:
-    h = hashlib.sha256(json.dumps(versions, sort_keys=True).encode())
+def _files_digest() -> str:
+    h = hashlib.sha256()
     for name in ("init.sh", "udhcpc.script", "poweroff.sh", "profile", "os-release", "demo_guest.py"):
         h.update((GUEST_DIR / name).read_bytes())
+    return h.hexdigest()
+
+
+def _inputs_digest(versions: dict[str, str]) -> str:
+    h = hashlib.sha256(json.dumps(versions, sort_keys=True).encode())
+    h.update(_files_digest().encode())
     return h.hexdigest()[:16]
 
 
-def apply_demo_guest_build(state_dir: Path, *, log=None) -> DemoGuest:
+def _load(manifest: Path) -> DemoGuest:
+    data = json.loads(manifest.read_text())
+    return DemoGuest(**{k: Path(v) if k in ("kernel", "initramfs", "disk") else v for k, v in data.items()})
+
+
+def apply_demo_guest_build(state_dir: Path, *, refresh: bool = False, log=None) -> DemoGuest:
     """Build (or reuse) the demo guest under ``<state_dir>/guest-build``.
 
+    A second call with unchanged ``guest/`` files returns the cached outputs without asking
+    apt (``refresh=True`` re-checks the package versions and rebuilds when they changed).
     Returns the :class:`DemoGuest` outputs. Needs root (``mknod`` for ``/dev/console``), the
     Debian tools ``apt-get``, ``dpkg-deb``, ``cpio``, ``gzip``, ``mkfs.ext4``, ``qemu-img``
     and access to the Debian archive on the first run. Raises :class:`GuestBuildError`.
@@ -206,14 +219,22 @@ def apply_demo_guest_build(state_dir: Path, *, log=None) -> DemoGuest:
     say = log or (lambda msg: None)
     build = Path(state_dir) / "guest-build"
     build.mkdir(parents=True, exist_ok=True)
+    current = build / "current.json"
+    if not refresh and current.exists():
+        # fast path without apt queries: same guest/ files as the last build, outputs still there
+        pointer = json.loads(current.read_text())
+        manifest = Path(pointer["manifest"])
+        if pointer.get("files") == _files_digest() and manifest.exists():
+            say(f"demo guest: cached in {manifest.parent}")
+            return _load(manifest)
     kernel_pkg = compute_kernel_package()
     versions = {p: _candidate_version(p) for p in (kernel_pkg, AGENT_PACKAGE, BUSYBOX_PACKAGE)}
     out_dir = build / f"out-{_inputs_digest(versions)}"
     manifest = out_dir / "demo-guest.json"
     if manifest.exists():
-        data = json.loads(manifest.read_text())
         say(f"demo guest: cached in {out_dir}")
-        return DemoGuest(**{k: Path(v) if k in ("kernel", "initramfs", "disk") else v for k, v in data.items()})
+        current.write_text(json.dumps({"files": _files_digest(), "manifest": str(manifest)}))
+        return _load(manifest)
 
     say(f"demo guest: downloading {', '.join(versions)}")
     debs = apply_download(list(versions), build / "debs")
@@ -283,6 +304,10 @@ def apply_demo_guest_build(state_dir: Path, *, log=None) -> DemoGuest:
         (out_tmp / "demo-guest.json").write_text(json.dumps({k: str(v) for k, v in asdict(result).items()}))
         shutil.rmtree(out_dir, ignore_errors=True)
         os.replace(out_tmp, out_dir)
+        current.write_text(json.dumps({"files": _files_digest(), "manifest": str(manifest)}))
+        for old in build.glob("out-*"):
+            if old != out_dir:
+                shutil.rmtree(old, ignore_errors=True)  # superseded builds
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     say(f"demo guest: built in {out_dir}")

@@ -7,7 +7,7 @@ No policy here: configurators decide the values, :mod:`.xmlmodel` renders them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from .xmlmodel import KUBEVIRT_NS, QEMU_NS, attr, child, flag, text
@@ -461,4 +461,3 @@ class Domain:
     on_crash: str | None = child("on_crash")
     devices: Devices = child(factory=Devices)
     qemu_commandline: QemuCommandline | None = child()
-    extras: dict = field(default_factory=dict)  # not rendered: notes configurators pass along
