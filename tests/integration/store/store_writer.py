@@ -41,7 +41,7 @@ async def main(url: str, prefix: str) -> None:
             updated = await store.update("virtualmachines", body)
             print(f"ACK {name} 1 {updated['metadata']['resourceVersion']}", flush=True)
         except ApiError as err:
-            print(f"ERR {name} {err.reason}", flush=True)
+            print(f"ERR {name} {err.reason} {err.message}", flush=True)
         i += 1
 
 
