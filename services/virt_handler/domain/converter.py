@@ -13,7 +13,7 @@ from typing import Callable
 from .configurators.console import configure_guest_agent_channel, configure_serial_console
 from .configurators.controllers import configure_controllers
 from .configurators.cpu import configure_cpu
-from .configurators.devices import configure_memballoon, configure_rng
+from .configurators.devices import configure_inputs, configure_memballoon, configure_rng, configure_watchdog
 from .configurators.disks import configure_disks
 from .configurators.features import configure_clock, configure_features
 from .configurators.firmware import configure_firmware, configure_sysinfo
@@ -39,6 +39,8 @@ CONFIGURATORS: tuple[Configurator, ...] = (
     configure_network,
     configure_serial_console,
     configure_guest_agent_channel,
+    configure_inputs,
+    configure_watchdog,
     configure_memballoon,
     configure_rng,
 )

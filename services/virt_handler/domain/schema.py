@@ -412,6 +412,22 @@ class Rng:
 
 
 @dataclass
+class Input:
+    TAG: ClassVar[str] = "input"
+    type: str = attr()
+    bus: str = attr()
+    alias: Alias | None = child()
+
+
+@dataclass
+class Watchdog:
+    TAG: ClassVar[str] = "watchdog"
+    model: str = attr()
+    action: str = attr()
+    alias: Alias | None = child()
+
+
+@dataclass
 class Devices:
     TAG: ClassVar[str] = "devices"
     emulator: str | None = child("emulator")
@@ -421,6 +437,8 @@ class Devices:
     serials: list[Serial] = child(factory=list)
     consoles: list[Console] = child(factory=list)
     channels: list[Channel] = child(factory=list)
+    inputs: list[Input] = child(factory=list)
+    watchdog: Watchdog | None = child()
     memballoon: Memballoon | None = child()
     rngs: list[Rng] = child(factory=list)
 

@@ -487,12 +487,39 @@ def test_usb_controller(modifiers, usb_model, make_vmi, make_ctx):
     assert root.find("devices/controller[@type='usb']").get("model") == usb_model
 
 
+@pytest.mark.parametrize(("inputs", "expected"), [
+    pytest.param([{"name": "t", "type": "tablet"}], [("tablet", "usb", "ua-t")], id="default-usb"),
+    pytest.param([{"name": "t", "type": "tablet", "bus": "virtio"}], [("tablet", "virtio", "ua-t")], id="virtio"),
+])
+def test_input_devices(inputs, expected, make_vmi, make_ctx):
+    root = convert(make_vmi(with_devices(inputs=inputs)), make_ctx())
+    assert [(i.get("type"), i.get("bus"), i.find("alias").get("name")) for i in root.findall("devices/input")] == \
+        expected
+
+
+def test_input_on_an_unknown_bus_is_invalid(make_vmi, make_ctx):
+    with pytest.raises(DomainConversionError) as err:
+        compute_domain_xml(make_vmi(with_devices(inputs=[{"name": "t", "bus": "ps2"}])), make_ctx())
+    assert err.value.reason == "InvalidSpec" and "inputs[0]" in err.value.message
+
+
+@pytest.mark.parametrize(("watchdog", "action"), [
+    pytest.param({"name": "w", "i6300esb": {}}, "reset", id="default-reset"),
+    pytest.param({"name": "w", "i6300esb": {"action": "poweroff"}}, "poweroff", id="poweroff"),
+])
+def test_watchdog(watchdog, action, make_vmi, make_ctx):
+    element = convert(make_vmi(with_devices(watchdog=watchdog)), make_ctx()).find("devices/watchdog")
+    assert (element.get("model"), element.get("action"), element.find("alias").get("name")) == (
+        "i6300esb", action, "ua-w")
+
+
 def test_every_table_case_domain_is_accepted_by_the_test_driver(make_vmi, make_ctx, libvirt_test_conn):
     vmi = make_vmi(with_disk("a", bus="scsi"), with_disk("b", bus="sata", volume={"emptyDisk": {"capacity": "1Gi"}}),
                    with_disk("c", device="cdrom", volume={"cloudInitNoCloud": {"userData": "x"}}),
                    with_domain(cpu={"cores": 2, "model": "host-passthrough"}, clock={"timer": {"rtc": {}}},
                                firmware={"bootloader": {"efi": {}}}, features={"apic": {}}),
-                   with_devices(rng={}))
+                   with_devices(rng={}, inputs=[{"name": "tab", "type": "tablet"}],
+                                watchdog={"name": "wd", "i6300esb": {}}))
     domain = libvirt_test_conn.defineXML(compute_domain_xml(vmi, make_ctx()))
     try:
         domain.create()
