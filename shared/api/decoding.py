@@ -75,31 +75,65 @@ def _struct_of(info: mi.Type) -> mi.Type:
             return info
 
 
-def _clean(value: Any, info: mi.Type, path: str, unknown: list[str]) -> Any:
+_LEAF = ("leaf",)
+_QUANTITY = ("quantity",)
+
+
+def _plan(info: mi.Type, memo: dict[int, Any]) -> tuple[Any, ...]:
+    """A compiled walk plan for ``info``: ("struct", {json name: plan}), ("list", plan),
+    ("dict", plan), ("quantity",) or ("leaf",). Built once per type."""
     info = _struct_of(info)
-    if isinstance(info, mi.StructType) and isinstance(value, dict):
-        fields = {f.encode_name: f for f in info.fields}
+    key = id(info.cls) if isinstance(info, mi.StructType) else None
+    if key is not None and key in memo:
+        return memo[key]
+    if isinstance(info, mi.StructType):
+        fields: dict[str, Any] = {}
+        plan = ("struct", fields)
+        memo[key] = plan  # before recursing: recursive types terminate
+        for f in info.fields:
+            fields[f.encode_name] = _plan(f.type, memo)
+        return plan
+    if isinstance(info, (mi.ListType, mi.VarTupleType, mi.SetType)):
+        item = _plan(info.item_type, memo)
+        return _LEAF if item is _LEAF else ("list", item)
+    if isinstance(info, mi.DictType):
+        value = _plan(info.value_type, memo)
+        return ("dict", value)
+    if isinstance(info, mi.UnionType) and _is_quantity(info):
+        return _QUANTITY
+    return _LEAF
+
+
+@lru_cache(maxsize=None)
+def _plan_for(typ: type) -> tuple[Any, ...]:
+    return _plan(_type_info(typ), {})
+
+
+def _clean(value: Any, plan: tuple[Any, ...], path: str, unknown: list[str]) -> Any:
+    kind = plan[0]
+    if kind == "struct" and isinstance(value, dict):
+        fields = plan[1]
         out: dict[str, Any] = {}
         for key, item in value.items():
             if item is None:
                 continue
-            spec = fields.get(key)
-            if spec is None:
+            sub = fields.get(key)
+            if sub is None:
                 unknown.append(_join(path, str(key)))
-                continue
-            out[key] = _clean(item, spec.type, _join(path, key), unknown)
+            elif sub is _LEAF:
+                out[key] = item
+            else:
+                out[key] = _clean(item, sub, _join(path, key), unknown)
         return out
-    if isinstance(info, (mi.ListType, mi.VarTupleType, mi.SetType)) and isinstance(value, list):
-        return [_clean(item, info.item_type, f"{path}[{i}]", unknown) for i, item in enumerate(value)]
-    if isinstance(info, mi.DictType) and isinstance(value, dict):
-        return {
-            k: _clean(v, info.value_type, f"{path}[{k}]", unknown)
-            for k, v in value.items()
-            if v is not None
-        }
-    if isinstance(info, mi.UnionType) and _is_quantity(info):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return format_number(value)
+    if kind == "list" and isinstance(value, list):
+        return [_clean(item, plan[1], f"{path}[{i}]", unknown) for i, item in enumerate(value)]
+    if kind == "dict" and isinstance(value, dict):
+        sub = plan[1]
+        if sub is _LEAF:
+            return {k: v for k, v in value.items() if v is not None}
+        return {k: _clean(v, sub, f"{path}[{k}]", unknown) for k, v in value.items() if v is not None}
+    if kind == "quantity" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format_number(value)
     return value
 
 
@@ -135,7 +169,7 @@ def decode_object(body: dict[str, Any], typ: type, *, root: str = "") -> Decoded
     ``root`` prefixes reported paths (for decoding a sub-object). Raises
     :class:`FieldErrors` for a type error or a missing required field."""
     unknown: list[str] = []
-    cleaned = _clean(body, _type_info(typ), root, unknown)
+    cleaned = _clean(body, _plan_for(typ), root, unknown)
     try:
         struct = msgspec.convert(cleaned, typ)
     except msgspec.ValidationError as exc:
@@ -146,5 +180,5 @@ def decode_object(body: dict[str, Any], typ: type, *, root: str = "") -> Decoded
 def find_unknown_fields(body: dict[str, Any], typ: type, *, root: str = "") -> list[str]:
     """Paths of the fields in ``body`` that ``typ`` does not declare."""
     unknown: list[str] = []
-    _clean(body, _type_info(typ), root, unknown)
+    _clean(body, _plan_for(typ), root, unknown)
     return unknown

@@ -15,7 +15,6 @@ are listed, a volume without a disk is rejected by validation (``spec.volumes[i]
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +36,15 @@ HYPERV_FEATURE_KEYS = (
 DEFAULT_SPINLOCK_RETRIES = 4096
 PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
 DISK_TARGETS = ("disk", "lun", "cdrom")
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON-ready data (dicts, lists, scalars); much faster than copy.deepcopy."""
+    if isinstance(value, dict):
+        return {k: copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_json(v) for v in value]
+    return value
 
 
 def _new_uuid() -> str:
@@ -212,7 +220,7 @@ def compute_vmi_spec_defaults(
     """A copy of the VMI ``spec`` with KubeVirt's create-time defaults (see module doc).
 
     ``spec`` must have passed decoding and the quantity checks (malformed quantities raise)."""
-    spec = copy.deepcopy(spec)
+    spec = copy_json(spec)
     spec.setdefault("architecture", cluster.architecture)
     domain = _child(spec, "domain")
     _child(domain, "machine").setdefault("type", cluster.machine_type(spec["architecture"]))
@@ -235,7 +243,7 @@ def compute_vmi_spec_defaults(
 def compute_vmi_status_on_create(spec: dict[str, Any], status: dict[str, Any] | None, now: str) -> dict[str, Any]:
     """The status a new VMI starts with: phase ``Pending`` (with its transition time ``now``,
     RFC 3339), the memory it boots with and its current CPU topology (§6.1 steps 15, 19)."""
-    status = copy.deepcopy(status or {})
+    status = copy_json(status or {})
     status["phase"] = "Pending"
     status["phaseTransitionTimestamps"] = [{"phase": "Pending", "phaseTransitionTimestamp": now}]
     guest = (spec["domain"].get("memory") or {}).get("guest")
