@@ -47,6 +47,16 @@ def copy_json(value: Any) -> Any:
     return value
 
 
+FIRMWARE_UUID_NAMESPACE = uuid.UUID("6a1a24a1-4061-4607-8bf4-a3963d0c5895")
+"""KubeVirt's UUIDv5 namespace for firmware UUIDs derived from a VM name (kubevirt-api.md §4)."""
+
+
+def compute_stable_firmware_uuid(vm_name: str) -> str:
+    """The firmware UUID KubeVirt's VM controller gives a VMI whose template has none: a
+    UUIDv5 (SHA-1) of the VM name in :data:`FIRMWARE_UUID_NAMESPACE`, stable across restarts."""
+    return str(uuid.uuid5(FIRMWARE_UUID_NAMESPACE, vm_name))
+
+
 def _new_uuid() -> str:
     return str(uuid.uuid4())
 

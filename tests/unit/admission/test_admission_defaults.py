@@ -215,3 +215,15 @@ def test_vm_update_does_not_default_again():
     vm = make_vm()
     result = admit(VIRTUAL_MACHINE, vm, operation="UPDATE", old=vm)
     assert "firmware" not in result.obj["spec"]["template"]["spec"]["domain"]
+
+
+def test_stable_firmware_uuid_is_uuid5_of_the_vm_name():
+    import uuid
+
+    from services.virt_api.admission.vmi_defaults import compute_stable_firmware_uuid
+
+    value = compute_stable_firmware_uuid("vm-cirros")
+    assert value == compute_stable_firmware_uuid("vm-cirros") != compute_stable_firmware_uuid("vm-other")
+    parsed = uuid.UUID(value)
+    assert parsed.version == 5
+    assert parsed == uuid.uuid5(uuid.UUID("6a1a24a1-4061-4607-8bf4-a3963d0c5895"), "vm-cirros")
