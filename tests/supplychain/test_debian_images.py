@@ -122,3 +122,25 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_signed_control_plane_image_verifies_end_to_end(control_plane):
+    """The real image through the same sign -> verify path as releases (throw-away sigstore root)."""
+    from sc_sigstore import TestInstance, identity_token
+    from supplychain.provenance import compute_provenance
+    from supplychain.signing import apply_sign_image
+    from supplychain.verify import VerifyRequest, check_all
+
+    tmp, spec, _, build = control_plane
+    identity = "https://github.com/kubevirt-py/kubevirt-py/.github/workflows/release.yml@refs/tags/v0"
+    issuer = "https://token.actions.githubusercontent.com"
+    builder = "https://github.com/kubevirt-py/kubevirt-py/.github/workflows/release.yml"
+    instance = TestInstance()
+    sbom = json.loads(compute_sbom(build, "debian", 1_700_000_000))
+    prov = compute_provenance(build, builder, "https://github.com/kubevirt-py/kubevirt-py", "0" * 40, 1_700_000_000)
+    apply_sign_image(build.layout, "v0", "registry.example/kubevirt-py/control-plane", instance.signing_context(),
+                     identity_token(identity, issuer), sbom, prov)
+    lines = list(check_all(VerifyRequest(tmp / "a", "v0", instance.apply_trusted_root(tmp / "root.json"),
+                                         identity, issuer, LOCK, "control-plane", None, (builder,))))
+    assert [line.split(":")[0] for line in lines] == ["ok layout", "ok signature", "ok sbom", "ok provenance", "ok policy"]
+    assert f"{len(build.packages)} deb packages == lock target control-plane" in lines[2]
