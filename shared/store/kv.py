@@ -289,17 +289,34 @@ class KvLayer:
         if create:
             headers[CREATE_MARK] = "1"
         subject = subject_prefix(bucket) + key
+        attempts = 0
 
         async def publish() -> int:
+            nonlocal attempts
+            attempts += 1
             try:
                 ack = await self._js.publish(subject, value, headers=dict(headers))
             except nats.js.errors.APIError as err:
-                if err.err_code in _WRONG_LAST_SEQUENCE:
-                    raise WrongLastRevision(err.description or "wrong last sequence") from err
-                raise
+                if err.err_code not in _WRONG_LAST_SEQUENCE:
+                    raise
+                if attempts > 1:
+                    # An earlier attempt may have been stored before its reply was lost; the
+                    # server's de-duplication does not cover a restart, so look for our message.
+                    latest = await self._get_raw(bucket, key)
+                    if latest is not None and latest[1].get(MSG_ID) == headers[MSG_ID]:
+                        return latest[0]
+                raise WrongLastRevision(err.description or "wrong last sequence") from err
             return ack.seq
 
         return await self._retrying(f"write {bucket}/{key}", publish)
+
+    async def _get_raw(self, bucket: str, key: str) -> tuple[int, dict[str, str]] | None:
+        """(revision, headers) of the key's latest message, one attempt."""
+        try:
+            msg = await self._js.get_msg(stream_name(bucket), subject=subject_prefix(bucket) + key, direct=False)
+        except nats.js.errors.NotFoundError:
+            return None
+        return msg.seq or 0, dict(msg.headers or {})
 
     async def purge_through(self, bucket: str, key: str, revision: int) -> None:
         """Remove ``key``'s records up to and including ``revision`` (later ones stay)."""

@@ -98,3 +98,32 @@ async def test_acknowledged_writes_survive_kill_9_of_server_and_client(fresh_nat
             # a write whose outcome the writer never learnt (it failed, or the client died
             # waiting for it) may have landed after the last acknowledgement
             assert stored_rv >= rv, name
+
+
+async def test_a_write_stored_before_a_kill_whose_reply_was_lost_reports_its_revision(fresh_nats_server: NatsServer):
+    """Fault injection: the first publish reaches the server and is stored, then the server is
+    killed before the client sees the reply. The retry must not report a conflict with itself."""
+    store = await ObjectStore.connect([fresh_nats_server.url], bucket_prefix="lost_")
+    try:
+        await store.list("virtualmachines")  # bucket exists
+        real_publish = store.kv._js.publish
+        calls = 0
+
+        async def publish_then_lose_reply(*args, **kwargs):
+            nonlocal calls
+            calls += 1
+            ack = await real_publish(*args, **kwargs)
+            if calls == 1:
+                fresh_nats_server.stop(kill=True)
+                fresh_nats_server.start()
+                raise TimeoutError("reply lost with the server")
+            return ack
+
+        store.kv._js.publish = publish_then_lose_reply
+        created = await store.create("virtualmachines", {"kind": "VirtualMachine",
+                                                          "metadata": {"name": "once", "namespace": "default"}})
+        store.kv._js.publish = real_publish
+        assert calls >= 2
+        assert await store.get("virtualmachines", "default", "once") == created
+    finally:
+        await store.close()
