@@ -12,7 +12,9 @@ writes are published directly so that
 * a delete marker (``KV-Operation: DEL``, as nats-py and other KV clients read it) carries the last
   state of the object as payload, so DELETED watch events can show it;
 * every write has a ``Nats-Msg-Id``: a write retried after a timeout (server restart, leader
-  election) is de-duplicated by the server and answers with the first write's revision.
+  election) is de-duplicated by the server while it runs; across a restart the CAS refuses the
+  retry, and the writer recognises its own earlier message by that id (then answers with its
+  revision instead of a false conflict).
 
 Object semantics (metadata, resourceVersion strings, errors in Kubernetes' words) are in
 :mod:`shared.store.objectstore`; this module speaks revisions (``int``) and bytes.
