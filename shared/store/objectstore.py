@@ -40,7 +40,7 @@ from shared.store.keys import (
 )
 from shared.store.kv import Compacted, KvLayer, KvRecord, Progress, WrongLastRevision
 from shared.store.revcache import RevisionCache
-from shared.store.selectors import parse_field_selector, parse_label_selector
+from shared.store.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 from shared.store.watch import EventComputer, WatchEvent, decode_object, gone
 
 log = logging.getLogger("kubevirt.store")
@@ -526,8 +526,8 @@ class ObjectStore:
         start_rv = _parse_rv(resource_version)
         return self._watch(plural, namespace, start_rv or None, labels, fields, bookmark_interval)
 
-    async def _watch(self, plural, namespace, start_rv, labels, fields,
-                     bookmark_interval: float | None) -> AsyncIterator[WatchEvent]:
+    async def _watch(self, plural: str, namespace: str | None, start_rv: int | None, labels: LabelSelector,
+                     fields: FieldSelector, bookmark_interval: float | None) -> AsyncIterator[WatchEvent]:
         bucket = await self._bucket(plural)
         ns = fields.wanted("metadata.namespace") if namespace is None else namespace
         name = fields.wanted("metadata.name")
@@ -584,5 +584,3 @@ class ObjectStore:
                     yield event
         except Compacted as err:
             raise gone(err.requested - 1, err.oldest) from None
-        except asyncio.CancelledError:
-            raise
