@@ -95,6 +95,25 @@ class TestInstance:
             "timestampAuthorities": [],
         }
 
+    def apply_client_trust_config(self, path: Path) -> Path:
+        """Write a ClientTrustConfig (trusted root + signing config naming this instance's
+        never-contacted service URLs), the form `sigstore --trust-config` reads."""
+        start = {"start": "2020-01-01T00:00:00Z"}
+
+        def service(url):
+            return {"url": url, "majorApiVersion": 1, "validFor": start, "operator": self.name}
+
+        doc = {"mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
+               "trustedRoot": self.trusted_root_json(),
+               "signingConfig": {"mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
+                                 "caUrls": [service("https://fulcio.test.invalid")],
+                                 "oidcUrls": [service("https://oauth2.test.invalid")],
+                                 "rekorTlogUrls": [service("https://rekor.test.invalid")],
+                                 "tsaUrls": [], "rekorTlogConfig": {"selector": "ANY"},
+                                 "tsaConfig": {"selector": "ANY"}}}
+        Path(path).write_text(json.dumps(doc, indent=2))
+        return Path(path)
+
     def apply_trusted_root(self, path: Path) -> Path:
         """Write the trusted root JSON to `path`."""
         Path(path).write_text(json.dumps(self.trusted_root_json(), indent=2))

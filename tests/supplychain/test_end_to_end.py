@@ -211,3 +211,23 @@ def test_moved_tag_is_caught_by_the_signed_release_manifest(release, tmp_path):
     proc = _verify(r, layout=dst)
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[-1].startswith("FAIL release: release.json signature does not verify")
+
+
+def test_sigstores_own_cli_verifies_the_release_manifest_without_network(release, tmp_path):
+    """An independent check of our bundles: sigstore's CLI, with no network at all (unshare -n)."""
+    config = release["instance"].apply_client_trust_config(tmp_path / "trust_config.json")
+    sigstore_cli = str(Path(sys.executable).parent / "sigstore")
+    base = [sigstore_cli, "--trust-config", str(config), "verify", "identity", "--bundle",
+            str(release["manifest"]) + ".sigstore.json", "--cert-identity", IDENTITY, "--cert-oidc-issuer", ISSUER]
+    wrap = ["unshare", "--user", "--map-root-user", "--net"] if shutil.which("unshare") else []
+    ok = subprocess.run([*wrap, *base, str(release["manifest"])], capture_output=True, text=True)
+    if ok.returncode != 0 and "unshare" in ok.stderr:
+        wrap = []  # user namespaces unavailable: still offline by construction (no service is contacted)
+        ok = subprocess.run([*base, str(release["manifest"])], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "OK" in ok.stdout + ok.stderr
+    tampered = tmp_path / "release.json"
+    tampered.write_bytes(release["manifest"].read_bytes().replace(b"v0.1.0", b"v0.1.1"))
+    bad = subprocess.run([*wrap, *base, str(tampered)], capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "FAIL" in bad.stdout + bad.stderr and "digest mismatch" in bad.stdout + bad.stderr
