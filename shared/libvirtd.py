@@ -5,8 +5,9 @@ daemon of libvirt 9.0 on Debian 12) as root when they are not already running,
 waiting until ``qemu:///system`` answers, and remembering which daemons this
 process started so that only those are stopped again.
 
-Deliberately elsewhere: talking to libvirt (``services.virt_handler.hypervisor``)
-and per-node daemons in private namespaces for multi-node setups (later).
+Also: per-node daemons for simulated nodes (:func:`apply_node_daemons`), each in a
+private mount + UTS namespace with its own state and host UUID.
+Deliberately elsewhere: talking to libvirt (``services.virt_handler.hypervisor``).
 
 Facts (../shared/docs/feasibility-on-this-machine.md): no systemd, so nothing
 socket-activates the daemons; ``libvirtd`` needs ``virtlogd`` for serial
@@ -169,3 +170,105 @@ def apply_stop(state: DaemonState, timeout: float = 15.0) -> None:
         os.kill(pid, 15)
         _wait_for(lambda p=pid: not is_pid_alive(p), f"{name} (pid {pid}) exit", timeout)
     state.started.clear()
+
+
+# --- simulated nodes: one privileged libvirtd per node, in its own mount + UTS namespace ------------
+LIBVIRT_DIRS = {  # namespace path -> directory name under the node's base dir
+    "/etc/libvirt": "etc",
+    "/run/libvirt": "run",
+    "/var/lib/libvirt": "lib",
+    "/var/cache/libvirt": "cache",
+    "/var/log/libvirt": "log",
+}
+
+
+@dataclass
+class NodeDaemons:
+    """A simulated node's ``virtlogd`` + ``libvirtd`` (see :func:`apply_node_daemons`).
+
+    ``uri`` reaches its QEMU driver from the root namespace; ``host_uuid`` is what libvirt
+    reports as the host UUID (migration refuses equal UUIDs on both ends).
+    """
+
+    name: str
+    base: Path
+    host_uuid: str
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def socket(self) -> Path:
+        return self.base / "run" / "libvirt-sock"
+
+    @property
+    def uri(self) -> str:
+        return f"qemu+unix:///system?socket={self.socket}"
+
+
+def _copy_dir_skeleton(source: Path, target: Path) -> None:
+    """Recreate ``source``'s directories (owner and mode kept) under ``target``, without files."""
+    for path in [source, *sorted(p for p in source.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        dest = target / path.relative_to(source)
+        dest.mkdir(parents=True, exist_ok=True)
+        st = path.stat()
+        os.chown(dest, st.st_uid, st.st_gid)
+        os.chmod(dest, st.st_mode & 0o7777)
+
+
+def compute_node_config(libvirtd_conf: str, host_uuid: str) -> str:
+    """``libvirtd.conf`` text with ``host_uuid`` set (replacing any earlier setting)."""
+    lines = [line for line in libvirtd_conf.splitlines() if not line.strip().startswith("host_uuid")]
+    return "\n".join([*lines, f'host_uuid = "{host_uuid}"', ""])
+
+
+def apply_node_daemons(base: Path, name: str, host_uuid: str, timeout: float = 20.0) -> NodeDaemons:
+    """Start a simulated node's ``virtlogd`` and ``libvirtd`` (facts: feasibility notes §1).
+
+    The daemons run in a private mount + UTS namespace (hostname ``name``) where per-node
+    directories under ``base`` are bind-mounted over libvirt's config, runtime, state, cache
+    and log directories. The config is a copy of ``/etc/libvirt`` without domain and network
+    definitions, with ``host_uuid`` set. Idempotent: when the node's daemons already run, they
+    are returned as they are. Raises :class:`LibvirtdError` when they do not come up.
+    """
+    base = Path(base)
+    node = NodeDaemons(name=name, base=base, host_uuid=host_uuid)
+    pid_files = {"virtlogd": base / "virtlogd.pid", "libvirtd": base / "libvirtd.pid"}
+    running = {n: _read_pid(p) for n, p in pid_files.items()}
+    if all(running.values()) and node.socket.exists():
+        node.pids = running  # type: ignore[assignment]
+        return node
+    for daemon, pid in running.items():
+        if pid:  # half-running node: start over
+            os.kill(pid, 15)
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)
+    etc = base / "etc"
+    if not etc.exists():
+        shutil.copytree("/etc/libvirt", etc, symlinks=True,
+                        ignore=lambda d, names: names if Path(d) == Path("/etc/libvirt/qemu") else [])
+    conf = etc / "libvirtd.conf"
+    conf.write_text(compute_node_config(conf.read_text() if conf.exists() else "", host_uuid))
+    _copy_dir_skeleton(Path("/var/lib/libvirt"), base / "lib")
+    for sub in ("run", "cache", "log"):
+        (base / sub).mkdir(exist_ok=True)
+    mounts = "; ".join(f"mount --bind {base / sub} {target}" for target, sub in LIBVIRT_DIRS.items())
+    script = (f"set -e; hostname {name}; mkdir -p /run/libvirt /var/cache/libvirt /var/log/libvirt; {mounts}; "
+              f"virtlogd -d --pid-file {pid_files['virtlogd']}; libvirtd -d --pid-file {pid_files['libvirtd']}")
+    result = subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise LibvirtdError(f"node {name}: daemons did not start: {result.stderr.strip()}")
+    _wait_for(lambda: all(_read_pid(p) for p in pid_files.values()) and node.socket.exists(),
+              f"node {name} libvirtd socket {node.socket}", timeout)
+    node.pids = {n: _read_pid(p) for n, p in pid_files.items()}  # type: ignore[misc]
+    return node
+
+
+def apply_stop_node(node: NodeDaemons, timeout: float = 15.0) -> None:
+    """Stop a simulated node's daemons (libvirtd first, SIGTERM). Guests keep running (QEMU
+    outlives libvirtd, as on a real host): destroy them first when the node is to go away."""
+    for daemon in ("libvirtd", "virtlogd"):
+        pid = _read_pid(node.base / f"{daemon}.pid")
+        if pid is None:
+            continue
+        os.kill(pid, 15)
+        _wait_for(lambda p=pid: not is_pid_alive(p), f"node {node.name} {daemon} (pid {pid}) exit", timeout)

@@ -38,3 +38,16 @@ def test_apply_stop_leaves_daemons_it_did_not_start():
     state = libvirtd.DaemonState(started=[], pids={"libvirtd": os.getpid()})
     libvirtd.apply_stop(state)
     assert libvirtd.is_pid_alive(os.getpid())
+
+
+@pytest.mark.parametrize(("conf", "expected_lines"), [
+    pytest.param("", ['host_uuid = "u-1"'], id="empty"),
+    pytest.param('#listen_tls = 0\nhost_uuid = "old"\n', ["#listen_tls = 0", 'host_uuid = "u-1"'], id="replaces"),
+])
+def test_node_config_sets_host_uuid_once(conf, expected_lines):
+    assert libvirtd.compute_node_config(conf, "u-1").splitlines() == expected_lines
+
+
+def test_node_uri_points_at_the_node_socket(tmp_path):
+    node = libvirtd.NodeDaemons(name="n1", base=tmp_path, host_uuid="u")
+    assert node.uri == f"qemu+unix:///system?socket={tmp_path}/run/libvirt-sock"
