@@ -9,7 +9,7 @@ read-only lookups (image store index, PVC and OVMF file existence).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -71,7 +71,6 @@ class ConversionContext:
     smbios_manufacturer: str = "KubeVirt"
     smbios_product: str = "None"
     smbios_family: str = "KubeVirt"
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.domain_type not in ("kvm", "qemu", "test"):

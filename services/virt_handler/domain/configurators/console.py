@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .. import vmi_view
 from ..context import ConversionContext
-from ..schema import Alias, Channel, ChannelSource, ChannelTarget, Console, Domain, Log, Serial
+from ..schema import Channel, ChannelSource, ChannelTarget, Console, Domain, Log, Serial
 
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 CONSOLE_LOG = "console.log"
@@ -23,8 +23,7 @@ def configure_serial_console(vmi: dict, ctx: ConversionContext, domain: Domain) 
     """pty serial port 0 logged to ``<vmi_dir>/console.log`` + its ``<console>``."""
     if not vmi_view.is_enabled(vmi_view.devices(vmi).get("autoattachSerialConsole"), True):
         return
-    domain.devices.serials.append(Serial(type="pty", log=Log(file=str(ctx.vmi_dir / CONSOLE_LOG), append="on"),
-                                         alias=Alias(name="serial0")))
+    domain.devices.serials.append(Serial(type="pty", log=Log(file=str(ctx.vmi_dir / CONSOLE_LOG), append="on")))
     domain.devices.consoles.append(Console(type="pty"))
 
 
