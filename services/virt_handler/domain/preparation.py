@@ -52,14 +52,39 @@ def apply_volume(plan: VolumePlan, vmi: dict) -> None:
     os.chmod(plan.path, 0o644)
 
 
+def compute_untraversable(path: Path) -> Path | None:
+    """The first existing ancestor of ``path`` that others cannot traverse (no ``o+x``), or None.
+
+    QEMU runs as ``libvirt-qemu`` on Debian, so overlays, ISOs and backing files must sit
+    below directories it can enter (pytest's ``/tmp/pytest-of-root`` is 0700, for example).
+    """
+    for directory in reversed(Path(path).absolute().parents):
+        try:
+            if not directory.stat().st_mode & 0o001:
+                return directory
+        except FileNotFoundError:
+            return None
+    return None
+
+
 def apply_disk_preparation(vmi: dict, ctx: ConversionContext) -> None:
     """Make every file the domain XML names; ``ctx.vmi_dir`` is created (mode 0755) if missing.
 
-    Raises DomainConversionError (reasons of the plan, or ``DiskPreparationFailed``).
+    Raises DomainConversionError (reasons of the plan, or ``DiskPreparationFailed``, also when
+    QEMU could not reach the VMI directory or an image's files through a 0700 directory).
     """
     ctx.vmi_dir.mkdir(parents=True, exist_ok=True)
     ctx.vmi_dir.chmod(0o755)
-    for plan in compute_volume_plans(vmi, ctx):
+    plans = compute_volume_plans(vmi, ctx)
+    if ctx.domain_type != "test":
+        for path in [ctx.vmi_dir / "x", *(p.backing for p in plans if p.backing is not None)]:
+            blocked = compute_untraversable(path)
+            if blocked is not None:
+                raise DomainConversionError(
+                    "DiskPreparationFailed",
+                    f"{path.parent} is below {blocked} (mode {blocked.stat().st_mode & 0o777:o}), "
+                    "which the QEMU user cannot enter; use a state directory with o+x on every parent")
+    for plan in plans:
         apply_volume(plan, vmi)
 
 

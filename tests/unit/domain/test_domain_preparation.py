@@ -57,7 +57,7 @@ def vmi_with_everything(make_vmi, tmp_path):
 def test_preparation_makes_every_file_and_cleanup_removes_the_owned_ones(vmi_with_everything, make_ctx, tmp_path,
                                                                           image_store):
     vmi, host_disk = vmi_with_everything
-    ctx = make_ctx(domain_type="qemu", vmi_dir=tmp_path / "vmi")
+    ctx = make_ctx(vmi_dir=tmp_path / "vmi")
     apply_disk_preparation(vmi, ctx)
     xml = compute_domain_xml(vmi, ctx)
 
@@ -100,3 +100,22 @@ def test_direct_io_probe(tmp_path):
     assert isinstance(is_direct_io_supported(tmp_path), bool)
     assert is_direct_io_supported(tmp_path / "missing-dir") is False
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_vmi_dir_qemu_cannot_reach_is_reported(make_vmi, make_ctx, tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    ctx = make_ctx(domain_type="qemu", vmi_dir=private / "vmi")
+    with pytest.raises(Exception) as err:
+        apply_disk_preparation(make_vmi(), ctx)
+    assert err.value.reason == "DiskPreparationFailed" and str(private) in err.value.message
+
+
+def test_untraversable_ancestor_detection(tmp_path):
+    from services.virt_handler.domain.preparation import compute_untraversable
+    open_dir = tmp_path / "open" / "deeper"
+    open_dir.mkdir(parents=True)
+    assert compute_untraversable(open_dir / "file") in (None, *open_dir.parents)
+    (tmp_path / "open").chmod(0o700)
+    assert compute_untraversable(open_dir / "file") in (tmp_path / "open", *tmp_path.parents)
