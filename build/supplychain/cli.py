@@ -175,6 +175,21 @@ def verify(layout: Path, tag: str, trusted_root: Path, certificate_identity: str
     click.echo("verified")
 
 
+@cli.command("verify-tag")
+@click.option("--repo", type=click.Path(path_type=Path), default=Path("."), show_default=True)
+@click.option("--tag", required=True)
+@click.option("--key", "keys", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="pinned release-signer key file (repeatable)")
+@click.option("--commit", default=None, help="the commit the tag must point at (release manifest gitCommit)")
+def verify_tag(repo: Path, tag: str, keys: tuple[Path, ...], commit: str | None) -> None:
+    """Verify a signed git tag against pinned release-signer keys only."""
+    from supplychain.gittag import check_git_tag
+    from supplychain.keys import Keyring
+
+    fpr = check_git_tag(repo, tag, Keyring(list(keys)), commit)
+    click.echo(f"ok tag: {tag} signed by pinned key {fpr}")
+
+
 def main() -> None:
     """Console entry point: run the CLI, turning a SupplyChainError into one line and exit 1."""
     try:

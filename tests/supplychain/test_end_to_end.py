@@ -13,7 +13,7 @@ import yaml
 from sc_sigstore import TestInstance, identity_token
 from supplychain.oci import Layout
 from supplychain.signing import (COSIGN_SIGN_PREDICATE, CYCLONEDX_PREDICATE, apply_attach_bundle,
-                                 apply_sign_file, apply_sign_image, compute_release_manifest,
+                                 apply_sign_file, apply_sign_image,
                                  compute_statement)
 
 IDENTITY = "https://github.com/kubevirt-py/kubevirt-py/.github/workflows/release.yml@refs/tags/v0.1.0"
@@ -75,8 +75,9 @@ def release(rpm_world, served, tmp_path_factory):
     apply_sign_image(layout, "v0.1.0", "registry.test.invalid/kubevirt-py/handler", instance.signing_context(),
                      token, sbom, prov)
     manifest = work / "release.json"
-    manifest.write_bytes(compute_release_manifest("v0.1.0", "0" * 40, {"handler": {
-        "repository": "registry.test.invalid/kubevirt-py/handler", "tag": "v0.1.0", "digest": outs[0]}}))
+    _kb("release", "--out", str(manifest), "--version", "v0.1.0",
+        "--image", f"handler={work / 'oci1'}:v0.1.0:registry.test.invalid/kubevirt-py/handler", cwd=work)
+    assert json.loads(manifest.read_text())["images"]["handler"]["digest"] == outs[0]
     apply_sign_file(manifest, instance.signing_context(), token)
     trusted_root = instance.apply_trusted_root(work / "trusted_root.json")
     return {"work": work, "digests": outs, "lock": lock, "instance": instance, "root": trusted_root,
