@@ -92,7 +92,8 @@ def apply_lock(config_path: Path, lock_path: Path, cache: Cache) -> dict:
                 repo = config.repository(r.repository)
                 packages[pid] = {"id": pid, "name": r.name, "evr": r.evr, "arch": r.arch,
                                  "sha256": r.sha256, "size": r.size, "repository": r.repository,
-                                 "location": r.location, "urls": [repo.baseurl + r.location],
+                                 "location": r.location,
+                                 "urls": [repo.baseurl + r.location] + [m + r.sha256 for m in repo.mirrors],
                                  "requires": list(r.requires)}
         targets[target.name] = sorted(set(ids))
     lock = {"lockVersion": LOCK_VERSION, "kind": config.kind,

@@ -9,6 +9,7 @@ Owns the YAML file (e.g. build/repos/debian-bookworm.yaml) that a lock is resolv
         arch: x86_64
         keys: [../keys/test-repo.asc]   # paths relative to this file
         revokedKeys: []                 # fingerprints withdrawn by the publisher
+        mirrors: [https://cas.example/] # content-addressed mirrors: <mirror><sha256> (KubeVirt's builddeps bucket)
       - name: bookworm-main          # deb: baseurl + suite + component + arch
         baseurl: http://deb.debian.org/debian
         suite: bookworm
@@ -45,6 +46,7 @@ class Repository:
     revoked_keys: tuple[str, ...] = ()
     suite: str = ""
     component: str = ""
+    mirrors: tuple[str, ...] = ()
 
     def keyring(self) -> Keyring:
         """The pinned keyring of this repository."""
@@ -111,7 +113,8 @@ def read_source_config(path: Path) -> SourceConfig:
                 raise SupplyChainError(f"{path}: repositories[{i}].keys: {k} does not exist")
         repos.append(Repository(raw["name"], raw["baseurl"].rstrip("/") + "/", raw["arch"], keys,
                                 tuple(raw.get("revokedKeys") or ()), raw.get("suite", ""),
-                                raw.get("component", "")))
+                                raw.get("component", ""),
+                                tuple(m.rstrip("/") + "/" for m in raw.get("mirrors") or ())))
     if not repos:
         raise SupplyChainError(f"{path}: repositories must list at least one repository")
     targets = {}

@@ -116,3 +116,23 @@ def test_payload_unpacks_without_running_scriptlets_and_maps_owners(rpm_world, t
     motd = next(e for e in entries if e.path.endswith("usr/share/greeter/motd"))
     assert (motd.uid, motd.gid, motd.mode, motd.data) == (107, 107, 0o644, b"hi\n")
     assert not os.path.exists(marker)
+
+
+def test_content_addressed_mirror_serves_packages_when_the_repository_is_gone(rpm_world, served, publish, tmp_path):
+    root, url = served
+    config, repo_dir = publish("mirrored", _good(rpm_world))
+    doc = yaml.safe_load(config.read_text())
+    doc["repositories"][0]["mirrors"] = [url + "cas-" + tmp_path.name]
+    config.write_text(yaml.safe_dump(doc))
+    lock_path = tmp_path / "rpms.lock.json"
+    lock = apply_lock(config, lock_path, Cache(tmp_path / "lockcache"))
+    cas = root / ("cas-" + tmp_path.name)
+    cas.mkdir()
+    for rpm in repo_dir.glob("Packages/*.rpm"):
+        import hashlib
+        shutil.copy(rpm, cas / hashlib.sha256(rpm.read_bytes()).hexdigest())
+    shutil.rmtree(repo_dir)
+    pkgs = compute_target_packages(lock, "app")
+    assert all(p["urls"][1] == f"{url}cas-{tmp_path.name}/{p['sha256']}" for p in pkgs)
+    paths = apply_fetch_verified(lock, lock_path.parent, pkgs, Cache(tmp_path / "fresh"))
+    assert len(paths) == 3
