@@ -3,7 +3,8 @@
 Owns turning a target's `install` list into the closed set of packages to put in an image.
 RPM repositories are loaded from their primary.xml (`Repo.add_rpmmd`); Debian `Packages`
 stanzas are loaded as libsolv solvables built here (the PyPI wheel is compiled without Debian
-support), with Depends/Pre-Depends as requires and Provides. Weak dependencies
+support), with Depends/Pre-Depends as requires and Provides; versions compare with libsolv's rpm order,
+which agrees with dpkg's for the one-version-per-package archive of a stable release. Weak dependencies
 (Recommends/Suggests) are ignored on purpose, as bazeldnf does for minimal images. `exclude`
 names are never installed and requirements that only they satisfy are dropped (bazeldnf's
 --force-ignore-with-dependencies), which is how shells and package managers stay out.

@@ -89,17 +89,19 @@ class RpmWorld:
                                        capture_output=True, text=True).stdout)
         return path
 
-    def apply_rpm(self, name: str, epoch: int | None = None) -> Path:
-        """Build RPM `name` from SPECS reproducibly; returns the .rpm path (unsigned)."""
+    def apply_rpm(self, name: str, epoch: int | None = None, payload: str | None = None) -> Path:
+        """Build RPM `name` from SPECS reproducibly (optionally with an rpm `_binary_payload`
+        such as "w19.zstdio"); returns the .rpm path (unsigned)."""
         version, requires, files = SPECS[name]
-        top = self.root / "rpmbuild" / name
+        top = self.root / "rpmbuild" / f"{name}-{epoch}-{payload}"
         (top / "SPECS").mkdir(parents=True, exist_ok=True)
         spec = top / "SPECS" / f"{name}.spec"
         spec.write_text(_spec_text(name, version, requires, files, epoch))
         subprocess.run(["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {top}",
                         "--define", "use_source_date_epoch_as_buildtime 1",
                         "--define", "clamp_mtime_to_source_date_epoch 1",
-                        "--define", "_buildhost reproducible", str(spec)],
+                        "--define", "_buildhost reproducible",
+                        *(["--define", f"_binary_payload {payload}"] if payload else []), str(spec)],
                        env=self.env, check=True, capture_output=True)
         [rpm] = list((top / "RPMS").rglob("*.rpm"))
         return rpm

@@ -136,3 +136,24 @@ def test_content_addressed_mirror_serves_packages_when_the_repository_is_gone(rp
     assert all(p["urls"][1] == f"{url}cas-{tmp_path.name}/{p['sha256']}" for p in pkgs)
     paths = apply_fetch_verified(lock, lock_path.parent, pkgs, Cache(tmp_path / "fresh"))
     assert len(paths) == 3
+
+
+@pytest.mark.parametrize("payload", [pytest.param("w9.gzdio", id="gzip"), pytest.param("w6.xzdio", id="xz"),
+                                     pytest.param("w19.zstdio", id="zstd")])
+def test_payloads_of_every_compression_unpack_and_rebuilds_are_bit_identical(rpm_world, payload):
+    import hashlib
+    first = rpm_world.apply_rpm("hello", epoch=2, payload=payload)
+    data = first.read_bytes()
+    second = rpm_world.apply_rpm("hello", epoch=2, payload=payload)
+    assert hashlib.sha256(second.read_bytes()).digest() == hashlib.sha256(data).digest()
+    [entry] = [e for e in compute_payload_entries("rpm", second, {}, {}) if e.kind == "file"]
+    assert (entry.path.lstrip("./"), entry.data, entry.mode) == ("usr/bin/hello", b"hello binary\n", 0o755)
+
+
+def test_rpm_purl_carries_a_non_zero_epoch_as_qualifier():
+    from supplychain.sbom import compute_package_purl
+    pkg = {"name": "qemu-kvm", "evr": "17:10.1.0-20.el9", "arch": "x86_64"}
+    assert compute_package_purl("rpm", pkg, "CentOS").to_string() == \
+        "pkg:rpm/centos/qemu-kvm@10.1.0-20.el9?arch=x86_64&epoch=17"
+    pkg0 = {"name": "acl", "evr": "2.4.0-2.el9", "arch": "x86_64"}
+    assert compute_package_purl("rpm", pkg0, "centos").to_string() == "pkg:rpm/centos/acl@2.4.0-2.el9?arch=x86_64"
