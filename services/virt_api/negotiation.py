@@ -136,8 +136,26 @@ def encode_json_line(body: Any) -> bytes:
     return _json_encoder.encode(body) + b"\n"
 
 
+#: Longest warning text sent (kube-apiserver truncates long warnings too).
+MAX_WARNING_CHARS = 512
+
+
 def format_warning(text: str) -> str:
-    """RFC 7234 warning value with code 299 as kube-apiserver writes it: ``299 - "text"``
-    (quotes and backslashes escaped, line breaks folded to spaces)."""
+    """RFC 7234 warning value with code 299 as kube-apiserver writes it: ``299 - "text"``.
+
+    Whitespace runs fold to one space; quotes and backslashes are escaped; control and
+    non-ASCII characters (which may come from a client's unknown field names) become ``\\uXXXX``
+    so a header can never be split or injected; text beyond :data:`MAX_WARNING_CHARS` is cut.
+    """
     clean = " ".join(text.split())
-    return '299 - "' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if len(clean) > MAX_WARNING_CHARS:
+        clean = clean[:MAX_WARNING_CHARS] + "..."
+    out = []
+    for ch in clean:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return '299 - "' + "".join(out) + '"'

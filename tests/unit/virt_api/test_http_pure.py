@@ -109,6 +109,12 @@ def test_warning_header_is_code_299_with_escaped_quotes():
     assert format_warning('unknown field "spec.foo"') == '299 - "unknown field \\"spec.foo\\""'
 
 
+def test_warning_header_never_carries_control_characters():
+    value = format_warning('unknown field "a\x00b\r\nX-Injected: 1\u00e9"')
+    assert value == '299 - "unknown field \\"a\\u0000b X-Injected: 1\\u00e9\\""'
+    assert all(" " <= ch <= "~" for ch in value)
+
+
 @pytest.mark.parametrize(
     "metadata,fields",
     [
