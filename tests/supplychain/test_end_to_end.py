@@ -194,22 +194,29 @@ def test_sbom_that_does_not_match_the_image_is_refused(release, tmp_path):
 
 
 def test_moved_tag_is_caught_by_the_signed_release_manifest(release, tmp_path):
+    from supplychain.layer import FILE, LayerEntry, compute_layer
+    from supplychain.oci import ImageConfig
+
     dst = _copy_layout(release, tmp_path)
     layout = Layout(dst)
-    desc = layout.read_tagged("v0.1.0")
-    other = layout.apply_blob(b'{"schemaVersion":2}', "application/vnd.oci.image.manifest.v1+json")
-    layout.apply_tag(other, "v0.1.0")
+    signed = layout.read_tagged("v0.1.0")["digest"]
+    # a well-formed image of the attacker's, tagged v0.1.0 in place of the signed one
+    layer = compute_layer([LayerEntry("usr/bin/hello", FILE, 0o755, data=b"evil\n")], 1_700_000_000, "evil")
+    evil = layout.apply_image(ImageConfig(user="107:107", entrypoint=["/usr/bin/hello"], env={},
+                                          created=1_700_000_000), [layer], {})
+    layout.apply_tag(evil, "v0.1.0")
     proc = _verify(release, layout=dst)
     assert proc.returncode == 1
-    assert proc.stdout.splitlines()[-1].startswith("FAIL layout:") or "FAIL release" in proc.stdout
-    # a well-formed image under the tag that is not the signed one
-    shutil.rmtree(dst)
-    shutil.copytree(release["work"] / "oci1", dst)
+    assert proc.stdout.splitlines()[-1] == (f"FAIL release: signed manifest maps v0.1.0 to ['{signed}'], "
+                                            f"layout has {evil['digest']}")
+
+
+def test_changed_release_manifest_fails_its_signature(release, tmp_path):
+    desc_digest = release["digests"][0]
     manifest = tmp_path / "release.json"
-    manifest.write_bytes(release["manifest"].read_bytes().replace(desc["digest"].encode(), b"sha256:" + b"cd" * 32))
+    manifest.write_bytes(release["manifest"].read_bytes().replace(desc_digest.encode(), b"sha256:" + b"cd" * 32))
     shutil.copy(str(release["manifest"]) + ".sigstore.json", str(manifest) + ".sigstore.json")
-    r = dict(release, manifest=manifest)
-    proc = _verify(r, layout=dst)
+    proc = _verify(dict(release, manifest=manifest))
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[-1].startswith("FAIL release: release.json signature does not verify")
 
