@@ -18,6 +18,7 @@ from aiohttp import web
 
 from services.virt_api import discovery
 from services.virt_api.auth import bearer_token_middleware
+from services.virt_api.namespaces import NAMESPACES_DISCOVERY
 from services.virt_api.negotiation import MAX_BODY_BYTES, encode_response
 from services.virt_api.rest import ResourceHandlers
 from services.virt_api.routing import ResourceRouter
@@ -167,7 +168,7 @@ class _Endpoints:
             _require_get(request)
             if not tail:
                 return encode_response(discovery.compute_api_versions(self.server_address))
-            return encode_response(discovery.compute_api_resource_list("", "v1", RESOURCES))
+            return encode_response(discovery.compute_api_resource_list("", "v1", RESOURCES, [NAMESPACES_DISCOVERY]))
         return await self.router.handle(request)
 
     async def groups(self, request: web.Request) -> web.StreamResponse:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from services.virt_api.namespaces import handle_namespaces
 from services.virt_api.negotiation import encode_response, read_body
 from services.virt_api.rest import ResourceHandlers, Target
 from services.virt_api.subresources import SUBRESOURCE_GROUP, SubresourceCall, SubresourceRegistry
@@ -71,6 +72,9 @@ class ResourceRouter:
         method = request.method
         if parsed.group == SUBRESOURCE_GROUP:
             return await self._subresource(request, parsed)
+        if (parsed.group, parsed.version, parsed.plural) == ("", "v1", "namespaces") and parsed.namespace is None \
+                and parsed.subresource is None:
+            return await handle_namespaces(request, self.handlers.store, parsed.name)
         info = find_resource(parsed.group, parsed.version, parsed.plural)
         if parsed.namespace is not None and not info.namespaced:
             raise NotFound("the server could not find the requested resource")
