@@ -11,12 +11,12 @@ mkdir -p /dev/pts /run /tmp /mnt /var/run /media/cloud-init
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /run
 
-for m in $(cat /etc/modules); do insmod "/lib/modules/$m" 2>/dev/null; done
-
 hostname demo-guest
 echo
 echo "kubevirt-py demo guest"
 echo "kernel $(uname -r) on $(uname -m)"
+
+for m in $(cat /etc/modules); do insmod "/lib/modules/$m" 2>/dev/null; done
 
 # cloud-init NoCloud/ConfigDrive (best effort): hostname from meta-data, run a #! user-data script
 for dev in /dev/vd? /dev/sd? /dev/sr?; do
