@@ -13,6 +13,7 @@ import dataclasses
 import email.parser
 import hashlib
 import posixpath
+import struct
 import zipfile
 from pathlib import Path
 
@@ -60,8 +61,27 @@ class BuildResult:
         return self.descriptor["digest"]
 
 
+# Linux capability numbers (include/uapi/linux/capability.h) for the names specs may use.
+CAPABILITIES = {"cap_chown": 0, "cap_dac_override": 1, "cap_fowner": 3, "cap_kill": 5, "cap_setgid": 6,
+                "cap_setuid": 7, "cap_net_bind_service": 10, "cap_net_admin": 12, "cap_net_raw": 13,
+                "cap_ipc_lock": 14, "cap_sys_chroot": 18, "cap_sys_ptrace": 19, "cap_sys_admin": 21,
+                "cap_sys_nice": 23, "cap_sys_resource": 24}
+
+
+def compute_capability_xattr(names: tuple[str, ...], where: str) -> str:
+    """security.capability value (struct vfs_cap_data, revision 2, effective bit set) for the
+    capability `names`, as a surrogate-escaped str so tarfile writes it as a binary PAX record."""
+    bits = 0
+    for name in names:
+        if name.lower() not in CAPABILITIES:
+            raise SupplyChainError(f"{where}: unknown capability {name!r}")
+        bits |= 1 << CAPABILITIES[name.lower()]
+    raw = struct.pack("<IIIII", 0x02000000 | 0x1, bits & 0xFFFFFFFF, 0, bits >> 32, 0)
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def compute_account_entries(spec: ImageSpec) -> list[LayerEntry]:
-    """/etc/passwd, /etc/group and the spec's `paths` (dirs, symlinks) as layer entries."""
+    """/etc/passwd, /etc/group, the spec's `files` and `paths` (dirs, symlinks) as layer entries."""
     users = sorted(({"name": "root", "uid": 0, "gid": 0, "home": "/root"},) +
                    tuple(u for u in spec.users if u.get("uid") != 0), key=lambda u: u["uid"])
     groups = sorted(({"name": "root", "gid": 0},) + tuple(g for g in spec.groups if g.get("gid") != 0),
@@ -80,7 +100,26 @@ def compute_account_entries(spec: ImageSpec) -> list[LayerEntry]:
             entries.append(LayerEntry(p["path"], SYMLINK, 0o777, link=p["target"]))
         else:
             raise SupplyChainError(f"{spec.path}: paths[{i}].type must be dir or symlink")
+    for i, f in enumerate(spec.files):
+        if not Path(f["src"]).is_file():
+            raise SupplyChainError(f"{spec.path}: files[{i}].src {f['src']} is not a file")
+        entries.append(LayerEntry(f["dst"], FILE, int(str(f.get("mode", "0644")), 8), int(f.get("uid", 0)),
+                                  int(f.get("gid", 0)), data=Path(f["src"]).read_bytes()))
     return entries
+
+
+def compute_with_capabilities(spec: ImageSpec, view: dict[str, LayerEntry]) -> list[LayerEntry]:
+    """Copies of the files named in `capabilities`, carrying the security.capability xattr
+    (the last layer wins, so they override the package's copy)."""
+    out = []
+    for path, names in sorted(spec.capabilities.items()):
+        entry = view.get(compute_normal_path(path))
+        if entry is None or entry.kind != FILE:
+            raise SupplyChainError(f"{spec.path}: capabilities: {path} is not a file in the image")
+        xattrs = dict(entry.xattrs)
+        xattrs["security.capability"] = compute_capability_xattr(names, f"{spec.path}: capabilities {path}")
+        out.append(dataclasses.replace(entry, xattrs=tuple(sorted(xattrs.items()))))
+    return out
 
 
 def compute_wheel_entries(wheel: Path, target: str) -> tuple[list[LayerEntry], PythonDist]:
@@ -182,6 +221,10 @@ def apply_build(spec_path: Path, out: Path, tag: str, cache: Cache, wheels: list
             while parent and parent not in view:
                 view[parent] = LayerEntry(parent, DIR, 0o755)
                 parent = posixpath.dirname(parent)
+    cap_entries = compute_with_capabilities(spec, view)
+    if cap_entries:
+        layers.append(compute_layer(cap_entries, epoch, "file capabilities"))
+        view.update({e.path: e for e in cap_entries})
     check_policy(spec, view)
     layout = Layout(out)
     config = ImageConfig(user=f"{spec.run_as[0]}:{spec.run_as[1]}", entrypoint=list(spec.entrypoint),

