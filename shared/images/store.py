@@ -194,7 +194,11 @@ class ImageStore:
                     layer_blob.chmod(0o644)
                 rootfs = self.root / "rootfs" / layer_digest.removeprefix("sha256:")
                 if not rootfs.exists():
-                    os.replace(tree, rootfs)
+                    try:
+                        os.replace(tree, rootfs)
+                    except OSError:
+                        if not rootfs.exists():  # else a concurrent resolve() unpacked it first
+                            raise
                 config = {
                     "architecture": "amd64",
                     "os": "linux",
@@ -308,7 +312,12 @@ class ImageStore:
         with tarfile.open(self._blob(layer_digest)) as tar:
             tar.extractall(tmp, filter="data")
         tmp.chmod(0o755)
-        os.replace(tmp, root)
+        try:
+            os.replace(tmp, root)
+        except OSError:
+            if not root.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process unpacked it first
 
     def remove(self, ref: str) -> bool:
         """Forget ``ref`` (blobs stay until :meth:`prune`); True when it was stored."""
