@@ -20,7 +20,7 @@ from shared.images import ImageNotFound
 from .. import vmi_view
 from ..context import ConversionContext
 from ..errors import DomainConversionError
-from ..schema import OS, Bios, BootMenu, Domain, Loader, Nvram, OSType, Smbios, Sysinfo, SysinfoEntry, SysinfoSystem
+from ..schema import Bios, BootMenu, Domain, Loader, Nvram, OSType, Smbios, Sysinfo, SysinfoEntry, SysinfoSystem
 from .identity import compute_domain_uuid
 
 ARCH = {"amd64": "x86_64", "arm64": "aarch64", "s390x": "s390x"}
