@@ -44,6 +44,7 @@ class ExtraResource:
     namespaced: bool
     verbs: tuple[str, ...]
     kind: str = ""
+    short_names: tuple[str, ...] = ()
 
 
 def compute_api_versions(server_address: str) -> dict[str, Any]:
@@ -126,9 +127,11 @@ def compute_api_resource_list(
             found = True
             if not e.name:
                 continue  # a marker that only makes the group version exist
-            entries.append(
-                {"name": e.name, "singularName": "", "namespaced": e.namespaced, "kind": e.kind, "verbs": list(e.verbs)}
-            )
+            entry = {"name": e.name, "singularName": "", "namespaced": e.namespaced, "kind": e.kind,
+                     "verbs": list(e.verbs)}
+            if e.short_names:
+                entry["shortNames"] = list(e.short_names)
+            entries.append(entry)
     if not found:
         raise NotFound("the server could not find the requested resource")
     group_version = f"{group}/{version}" if group else version

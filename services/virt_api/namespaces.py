@@ -20,7 +20,8 @@ from shared.api.resources import RESOURCES
 from shared.errors import MethodNotAllowed, NotFound
 
 #: The discovery entry in ``/api/v1``.
-NAMESPACES_DISCOVERY = ExtraResource("", "v1", "namespaces", False, ("get", "list"), kind="Namespace")
+NAMESPACES_DISCOVERY = ExtraResource("", "v1", "namespaces", False, ("get", "list"), kind="Namespace",
+                                     short_names=("ns",))
 
 
 def compute_namespace(name: str) -> dict[str, Any]:

@@ -278,3 +278,27 @@ async def test_discovery_and_openapi_documents(http):
     async with http.get("/openapi/v2",
                         headers={"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"}) as resp:
         await expect_status(resp, 406, "NotAcceptable")
+
+
+async def test_watch_with_table_accept_streams_one_row_tables(http, namespace):
+    async with http.post(vms_url(namespace), json=make_vm("wt")) as resp:
+        assert resp.status == 201
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    async with http.get(vms_url(namespace), params={"watch": "1", "timeoutSeconds": "1"},
+                        headers={"Accept": accept}) as resp:
+        events = [json.loads(line) for line in (await resp.text()).splitlines() if line.strip()]
+    assert [(e["type"], e["object"]["kind"], [r["cells"][0] for r in e["object"]["rows"]]) for e in events] == [
+        ("ADDED", "Table", ["wt"])]
+
+
+async def test_namespaces_are_synthetic_and_read_only(http, namespace):
+    async with http.get(f"/api/v1/namespaces/{namespace}") as resp:
+        assert (await resp.json())["metadata"]["name"] == namespace
+    async with http.get("/api/v1/namespaces/Not_Valid") as resp:
+        await expect_status(resp, 404, "NotFound")
+    async with http.delete(f"/api/v1/namespaces/{namespace}") as resp:
+        await expect_status(resp, 405, "MethodNotAllowed")
+    async with http.post(vms_url(namespace), json=make_vm("ns-holder")) as resp:
+        assert resp.status == 201
+    async with http.get("/api/v1/namespaces") as resp:
+        assert namespace in [n["metadata"]["name"] for n in (await resp.json())["items"]]
