@@ -11,7 +11,6 @@ environment itself is described by `cyclonedx-py environment` (cyclonedx-bom).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import subprocess
 import sys
 import uuid

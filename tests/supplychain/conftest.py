@@ -1,7 +1,6 @@
 """Fixtures of the supply-chain tests: a session-wide RPM world (keys, RPMs, signatures) and
 a loopback HTTP server; helpers to publish a repository and write its configuration."""
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml

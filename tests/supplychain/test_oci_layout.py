@@ -1,5 +1,4 @@
 """OCI layout writer: reproducible layers and digests, readable by skopeo and umoci."""
-import gzip
 import io
 import json
 import os

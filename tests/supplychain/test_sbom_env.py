@@ -1,7 +1,5 @@
 """cyclonedx-py describes a Python environment; the result validates as CycloneDX 1.6."""
 import json
-import subprocess
-import sys
 import venv
 
 from supplychain.sbom import apply_python_env_sbom
