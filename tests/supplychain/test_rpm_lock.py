@@ -157,3 +157,18 @@ def test_rpm_purl_carries_a_non_zero_epoch_as_qualifier():
         "pkg:rpm/centos/qemu-kvm@10.1.0-20.el9?arch=x86_64&epoch=17"
     pkg0 = {"name": "acl", "evr": "2.4.0-2.el9", "arch": "x86_64"}
     assert compute_package_purl("rpm", pkg0, "centos").to_string() == "pkg:rpm/centos/acl@2.4.0-2.el9?arch=x86_64"
+
+
+def test_cli_refusal_is_one_line_naming_the_package(rpm_world, publish, tmp_path):
+    import subprocess
+    import sys
+    rpms = _good(rpm_world)
+    rpms[rpm_world.signed["hello"].name] = rpm_world.by_stranger
+    config, _ = publish("cli", rpms)
+    proc = subprocess.run([sys.executable, "-c", "from supplychain.cli import main; main()", "lock",
+                           "--config", str(config), "--out", str(tmp_path / "l.json"), "--cache", str(tmp_path / "c")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("kubevirt-build: package hello-0:1.0-1.x86_64: signed by unpinned key ")
+    assert not (tmp_path / "l.json").exists()
