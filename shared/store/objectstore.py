@@ -100,7 +100,9 @@ class ObjectStore:
                       bucket_prefix: str = "kv_", op_timeout: float = 10.0,
                       name: str = "kubevirt-store") -> "ObjectStore":
         """Connect to NATS (fails fast with ServiceUnavailable). ``history`` = revisions kept per
-        key (≤ 64); ``replicas`` for buckets made by this store (1 local, 3 on a cluster)."""
+        key (≤ 64); ``replicas`` for buckets made by this store (1 local, 3 on a cluster);
+        buckets that already exist keep the settings they were made with. ``op_timeout`` (s)
+        bounds each operation including retries while NATS restarts or elects a leader."""
         if not 1 <= history <= 64:
             raise ValueError("history must be between 1 and 64 (JetStream KV limit)")
         bus = await bus_connect(servers, name=name)
