@@ -6,15 +6,9 @@ deletion through ``ownerReferences``, consistent lists and resumable watches. Re
 :mod:`shared.store.kv`, selector grammar :mod:`shared.store.selectors`, key naming
 :mod:`shared.store.keys`. HTTP, admission and defaulting are virt-api's.
 
-Dependents are found through an owner index (bucket ``<prefix>_owners``, key
-``<owner-uid>.<plural>.<namespace>.<name>``) written before the dependent itself, so an index hint
-may be stale but is never missing; every hint is checked against the dependent's current
-``ownerReferences``. Cascades run inside the deleting call (Kubernetes runs them in its garbage
-collector); :meth:`ObjectStore.collect_garbage` finishes one a crashed process left half done.
-
-Deletions leave a delete marker carrying the object's last state (for DELETED watch events);
-:meth:`ObjectStore.compact` purges old markers like etcd compaction and records a watermark
-(bucket ``<prefix>_meta``) below which watches answer 410 Gone.
+Owner index, cascades and garbage collection are :mod:`shared.store.ownership`; purging old
+delete markers and the 410 watermark :mod:`shared.store.compaction`; the revision cache that
+spares a read before a CAS update :mod:`shared.store.revcache`.
 """
 
 from __future__ import annotations
@@ -30,41 +24,21 @@ import msgspec
 from shared.bus import Bus, connect as bus_connect
 from shared.errors import ApiError, BadRequest, Conflict, NotFound
 from shared.store import metadata as md
-from shared.store.keys import (
-    compute_bucket,
-    compute_filter_subject,
-    compute_key,
-    decode_token,
-    encode_token,
-    parse_key,
-)
+from shared.store.keys import compute_bucket, compute_filter_subject, compute_key
 from shared.store.kv import Compacted, KvLayer, KvRecord, Progress, WrongLastRevision
+from shared.store.compaction import Compaction
+from shared.store.ownership import Ownership
 from shared.store.revcache import RevisionCache
 from shared.store.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
 from shared.store.watch import EventComputer, WatchEvent, decode_object, gone
 
 log = logging.getLogger("kubevirt.store")
 
-_OWNERS = "_owners"
-_META = "_meta"  # per-resource compaction watermark: key compact.<plural>
 _GENERATE_NAME_TRIES = 8
 _PROPAGATION = ("Background", "Foreground", "Orphan")
 _FROM_CACHE = -1  # prev_revision of a record rebuilt from the revision cache
 
 _encode = msgspec.json.Encoder().encode
-
-
-def _resource_of(api_version: str, kind: str) -> tuple[str | None, bool]:
-    """(plural, namespaced) of an ownerReference's kind, (None, False) when unknown."""
-    try:
-        from shared.api.resources import resource_for_kind  # owned by the API-types helper
-    except ImportError:
-        return None, False
-    try:
-        res = resource_for_kind(api_version, kind)
-    except NotFound:
-        return None, False
-    return res.plural, res.namespaced
 
 
 def _parse_rv(resource_version: str | None, what: str = "resourceVersion") -> int | None:
@@ -94,6 +68,8 @@ class ObjectStore:
         self.kv = KvLayer(bus, replicas=replicas, history=history, op_timeout=op_timeout)
         self._owns_bus = owns_bus
         self._seen = RevisionCache()
+        self._ownership = Ownership(self)
+        self._compaction = Compaction(self)
 
     @classmethod
     async def connect(cls, servers: list[str], *, replicas: int = 1, history: int = 10,
@@ -113,7 +89,8 @@ class ObjectStore:
             await self.bus.close()
 
     # -- helpers -----------------------------------------------------------------------------
-    async def _bucket(self, plural: str) -> str:
+    async def ensure_bucket(self, plural: str) -> str:
+        """Name of the bucket of ``plural`` (``<prefix><plural>``), created if missing."""
         bucket = compute_bucket(self.prefix, plural)
         await self.kv.ensure_bucket(bucket)
         return bucket
@@ -147,7 +124,7 @@ class ObjectStore:
         """Store a new object; returns it with uid, creationTimestamp, generation 1 and
         resourceVersion. ``metadata.generateName`` fills a missing name (retrying collisions).
         Raises AlreadyExists (409) when the name is taken, Invalid (422) without a name."""
-        bucket = await self._bucket(plural)
+        bucket = await self.ensure_bucket(plural)
         meta = obj.get("metadata") or {}
         generate = meta.get("generateName") if not meta.get("name") else None
         kind = self._kind_label(obj, plural)
@@ -170,7 +147,7 @@ class ObjectStore:
     async def _create_record(self, bucket: str, plural: str, namespace: str | None, name: str,
                              stored: dict[str, Any]) -> int:
         key = compute_key(namespace, name)
-        await self._index_owners(plural, namespace, name, stored)
+        await self._ownership.index(plural, namespace, name, stored)
         payload = _encode(stored)
         try:
             revision = await self.kv.write(bucket, key, payload, expected=0, create=True)
@@ -186,7 +163,7 @@ class ObjectStore:
     # -- get / list --------------------------------------------------------------------------
     async def get(self, plural: str, namespace: str | None, name: str, *, group: str | None = None) -> dict:
         """The latest state of one object. Raises NotFound (404)."""
-        bucket = await self._bucket(plural)
+        bucket = await self.ensure_bucket(plural)
         _, obj = await self._current(bucket, plural, namespace, name, group)
         return obj
 
@@ -197,7 +174,7 @@ class ObjectStore:
         nothing. Raises BadRequest for a malformed selector."""
         labels = parse_label_selector(label_selector)
         fields = parse_field_selector(field_selector)
-        bucket = await self._bucket(plural)
+        bucket = await self.ensure_bucket(plural)
         ns = fields.wanted("metadata.namespace") if namespace is None else namespace
         name = fields.wanted("metadata.name")
         subject = compute_filter_subject(bucket, ns, name if ns is not None else None)
@@ -224,7 +201,7 @@ class ObjectStore:
         Raises NotFound, Conflict, Invalid."""
         if subresource not in (None, "status"):
             raise BadRequest(f'subresource "{subresource}" cannot be updated in the store')
-        bucket = await self._bucket(plural)
+        bucket = await self.ensure_bucket(plural)
         meta = obj.get("metadata") or {}
         name = meta.get("name")
         if not name:
@@ -250,7 +227,7 @@ class ObjectStore:
                 if md.is_finalized(stored):
                     revision = await self._remove(bucket, plural, namespace, name, rec, stored)
                     return md.with_resource_version(stored, revision)
-                await self._index_owners(plural, namespace, name, stored, already=md.owner_uids(old))
+                await self._ownership.index(plural, namespace, name, stored, already=md.owner_uids(old))
                 payload = _encode(stored)
                 revision = await self.kv.write(bucket, rec.key, payload, expected=rec.revision)
             except WrongLastRevision:
@@ -274,7 +251,7 @@ class ObjectStore:
                 f'propagationPolicy "{propagation_policy}" is not one of "Background", "Foreground", "Orphan"'
             )
         wanted_rv = _parse_rv(precondition_rv, "preconditions.resourceVersion")
-        bucket = await self._bucket(plural)
+        bucket = await self.ensure_bucket(plural)
         while True:
             rec, current = await self._current(bucket, plural, namespace, name, group)
             if wanted_rv is not None and wanted_rv != rec.revision:
@@ -285,9 +262,9 @@ class ObjectStore:
                 )
             uid = current["metadata"].get("uid")
             if propagation_policy == "Orphan" and uid:
-                await self._release_dependents(uid)
+                await self._ownership.release_dependents(uid)
             elif propagation_policy == "Foreground" and uid:
-                await self._delete_dependents(uid)
+                await self._ownership.delete_dependents(uid)
             old = md.stored_form(current)
             try:
                 if old["metadata"].get("finalizers"):
@@ -312,123 +289,8 @@ class ObjectStore:
         self._seen.forget(bucket, rec.key)
         uid = last["metadata"].get("uid")
         if uid:
-            await self._delete_dependents(uid)
+            await self._ownership.delete_dependents(uid)
         return revision
-
-    # -- owner index and cascading -----------------------------------------------------------
-    async def _index_owners(self, plural: str, namespace: str | None, name: str, stored: dict[str, Any],
-                            already: list[str] = ()) -> None:
-        """Record ``stored``'s owners in the index (before the object itself is written);
-        ``already`` are owners indexed by an earlier write."""
-        uids = [uid for uid in md.owner_uids(stored) if uid not in already]
-        if not uids:
-            return
-        bucket = await self._bucket(_OWNERS)
-        target = f"{encode_token(plural)}.{compute_key(namespace, name)}"
-        for uid in uids:
-            await self.kv.write(bucket, f"{encode_token(uid)}.{target}", b"", expected=None)
-
-    async def _dependents(self, uid: str) -> list[tuple[str, str | None, str]]:
-        bucket = await self._bucket(_OWNERS)
-        records, _ = await self.kv.snapshot(bucket, f"$KV.{bucket}.{encode_token(uid)}.>")
-        out = []
-        for rec in records:
-            if rec.deleted:
-                continue
-            _, plural_token, rest = rec.key.split(".", 2)
-            namespace, name = parse_key(rest)
-            out.append((plural_token, namespace, name))
-        return out
-
-    async def _forget_dependent_hints(self, uid: str) -> None:
-        bucket = await self._bucket(_OWNERS)
-        records, _ = await self.kv.snapshot(bucket, f"$KV.{bucket}.{encode_token(uid)}.>")
-        for rec in records:
-            if not rec.deleted:
-                try:
-                    await self.kv.write(bucket, rec.key, b"", expected=rec.revision, delete=True)
-                except WrongLastRevision:
-                    pass  # re-indexed meanwhile: keep it
-
-    async def _delete_dependents(self, uid: str) -> None:
-        """Delete objects owned by ``uid``; one with other owners only loses this reference
-        (the garbage collector keeps objects that still have an owner)."""
-        for plural, namespace, name in await self._dependents(uid):
-            try:
-                dependent = await self.get(plural, namespace, name)
-            except NotFound:
-                continue
-            if uid not in md.owner_uids(dependent):
-                continue
-            try:
-                if set(md.owner_uids(dependent)) - {uid}:
-                    await self._drop_owner(plural, dependent, uid)
-                else:
-                    await self.delete(plural, namespace, name, precondition_rv=None)
-            except (NotFound, Conflict):
-                continue  # deleted or changed concurrently; whoever did it owns the outcome
-        await self._forget_dependent_hints(uid)
-
-    async def collect_garbage(self) -> int:
-        """Finish cascades a crashed process left half done: every indexed dependent whose owner
-        (located through its ownerReference's apiVersion/kind, see shared.api.resources) no
-        longer exists with that uid is deleted, or only loses the reference when it has other
-        owners — the job of Kubernetes' garbage collector. Owners of unknown kinds are left
-        alone. Returns how many owners were found gone."""
-        bucket = await self._bucket(_OWNERS)
-        records, _ = await self.kv.snapshot(bucket, f"$KV.{bucket}.>")
-        owner_tokens = {r.key.split(".", 1)[0] for r in records if not r.deleted}
-        collected = 0
-        for token in sorted(owner_tokens):
-            uid = decode_token(token)
-            if await self._is_owner_gone(uid):
-                await self._delete_dependents(uid)
-                collected += 1
-        return collected
-
-    async def _is_owner_gone(self, uid: str) -> bool:
-        """Look at one dependent's reference to ``uid``; True when that owner object is gone."""
-        for plural, namespace, name in await self._dependents(uid):
-            try:
-                dependent = await self.get(plural, namespace, name)
-            except NotFound:
-                continue
-            ref = next((r for r in dependent["metadata"].get("ownerReferences") or [] if r.get("uid") == uid), None)
-            if ref is None:
-                continue
-            owner_plural, owner_namespaced = _resource_of(ref.get("apiVersion", ""), ref.get("kind", ""))
-            if owner_plural is None:
-                return False
-            try:
-                owner = await self.get(owner_plural, namespace if owner_namespaced else None, ref.get("name", ""))
-            except NotFound:
-                return True
-            return owner["metadata"].get("uid") != uid
-        # no live dependent refers to it: only stale hints are left
-        await self._forget_dependent_hints(uid)
-        return False
-
-    async def _release_dependents(self, uid: str) -> None:
-        """Orphan: remove the ownerReference to ``uid`` from every dependent."""
-        for plural, namespace, name in await self._dependents(uid):
-            try:
-                dependent = await self.get(plural, namespace, name)
-                if uid in md.owner_uids(dependent):
-                    await self._drop_owner(plural, dependent, uid)
-            except NotFound:
-                continue
-        await self._forget_dependent_hints(uid)
-
-    async def _drop_owner(self, plural: str, dependent: dict[str, Any], uid: str) -> None:
-        while True:
-            try:
-                await self.update(plural, md.compute_without_owner(dependent, uid), has_status_subresource=False)
-                return
-            except Conflict:
-                meta = dependent["metadata"]
-                dependent = await self.get(plural, meta.get("namespace"), meta["name"])
-                if uid not in md.owner_uids(dependent):
-                    return
 
     async def delete_collection(self, plural: str, namespace: str | None = None, *,
                                 label_selector: str | None = None, field_selector: str | None = None,
@@ -446,39 +308,22 @@ class ObjectStore:
                 continue
         return out
 
-    # -- compaction --------------------------------------------------------------------------
+    # -- ownership and compaction (see shared.store.ownership / shared.store.compaction) -----
+    async def collect_garbage(self) -> int:
+        """Finish cascades a crashed process left half done (:meth:`Ownership.collect_garbage`)."""
+        return await self._ownership.collect_garbage()
+
     async def compaction_watermark(self, plural: str) -> int:
-        """Highest revision of ``plural`` whose delete marker may have been purged (0 = none);
-        watches must start at or after it."""
-        rec = await self.kv.get(await self._bucket(_META), f"compact.{encode_token(plural)}")
-        if rec is None or rec.deleted or not rec.value:
-            return 0
-        return int(msgspec.json.decode(rec.value)["revision"])
+        """Highest revision of ``plural`` whose delete marker may have been purged (0 = none)."""
+        return await self._compaction.watermark(plural)
 
     async def compact(self, plural: str, *, older_than: float = 3600.0) -> int:
-        """Purge delete markers (they carry the deleted object's last state) written more than
-        ``older_than`` seconds ago, like etcd compaction. The watermark is raised first, so a
-        watch from a revision before a purged marker gets 410 Gone instead of missing the
-        deletion. Returns how many markers were purged."""
-        bucket = await self._bucket(plural)
-        records, _ = await self.kv.snapshot(bucket, compute_filter_subject(bucket, None))
-        cutoff = time.time() - older_than
-        doomed = [r for r in records if r.deleted and r.timestamp and r.timestamp < cutoff]
-        if not doomed:
-            return 0
-        await self._raise_watermark(plural, max(r.revision for r in doomed))
-        for rec in doomed:
-            await self.kv.purge_through(bucket, rec.key, rec.revision)
-        return len(doomed)
+        """Purge delete markers older than ``older_than`` s (:meth:`Compaction.compact`)."""
+        return await self._compaction.compact(plural, older_than=older_than)
 
     async def compact_all(self, *, older_than: float = 3600.0) -> int:
-        """:meth:`compact` every resource bucket of this store (and the owner index)."""
-        total = 0
-        for bucket in await self.kv.list_buckets(self.prefix):
-            plural = bucket[len(self.prefix):]
-            if plural != _META:
-                total += await self.compact(plural, older_than=older_than)
-        return total
+        """:meth:`compact` every bucket of this store; returns the number of markers purged."""
+        return await self._compaction.compact_all(older_than=older_than)
 
     async def run_maintenance(self, *, interval: float = 300.0, keep_deleted: float = 3600.0) -> None:
         """Forever (until cancelled): every ``interval`` s compact delete markers older than
@@ -494,21 +339,6 @@ class ObjectStore:
                              purged, collected)
             except ApiError as err:
                 log.warning("store maintenance failed: %s", err)
-
-    async def _raise_watermark(self, plural: str, revision: int) -> None:
-        meta_bucket = await self._bucket(_META)
-        key = f"compact.{encode_token(plural)}"
-        while True:
-            rec = await self.kv.get(meta_bucket, key)
-            current = int(msgspec.json.decode(rec.value)["revision"]) if rec and rec.value else 0
-            if current >= revision:
-                return
-            try:
-                await self.kv.write(meta_bucket, key, _encode({"revision": revision}),
-                                    expected=rec.revision if rec else 0)
-                return
-            except WrongLastRevision:
-                continue
 
     # -- watch -------------------------------------------------------------------------------
     def watch(self, plural: str, namespace: str | None = None, *, resource_version: str | None = None,
@@ -530,7 +360,7 @@ class ObjectStore:
 
     async def _watch(self, plural: str, namespace: str | None, start_rv: int | None, labels: LabelSelector,
                      fields: FieldSelector, bookmark_interval: float | None) -> AsyncIterator[WatchEvent]:
-        bucket = await self._bucket(plural)
+        bucket = await self.ensure_bucket(plural)
         ns = fields.wanted("metadata.namespace") if namespace is None else namespace
         name = fields.wanted("metadata.name")
         subject = compute_filter_subject(bucket, ns, name if ns is not None else None)
