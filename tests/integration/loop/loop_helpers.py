@@ -49,3 +49,79 @@ def make_scheduling_vmi(name, *, memory="256Mi", namespace="default", **spec_ext
 
 def conditions_of(vmi):
     return {c["type"]: c for c in ((vmi or {}).get("status") or {}).get("conditions") or []}
+
+
+VMS = "virtualmachines"
+NS = "default"
+
+
+def make_vm(name, *, run_strategy="Always", memory="64Mi", grace=30):
+    """A VirtualMachine as a user applies it (after admission: runStrategy set)."""
+    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"runStrategy": run_strategy,
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"domain": {"devices": {}, "resources": {"requests": {"memory": memory}}},
+                                           "terminationGracePeriodSeconds": grace}}}}
+
+
+async def get_or_none(store, plural, name, namespace=NS):
+    from shared.errors import NotFound
+    try:
+        return await store.get(plural, namespace, name)
+    except NotFound:
+        return None
+
+
+def printable_status(vm):
+    return ((vm or {}).get("status") or {}).get("printableStatus")
+
+
+def phase_of(vmi):
+    return ((vmi or {}).get("status") or {}).get("phase")
+
+
+class InProcessNode:
+    """One node's virt-handler (heartbeat + agent) in this process on a private test-driver host
+    of the given size; ``stop()`` leaves domains running, as a killed handler would."""
+
+    def __init__(self, store, name, directory, *, cpus=4, memory_bytes=4 * GI):
+        from services.virt_handler.simulated_node import apply_test_node_file
+        self.store = store
+        self.name = name
+        self.directory = directory
+        self.uri = apply_test_node_file(directory / f"{name}.xml", cpus=cpus, memory_bytes=memory_bytes)
+        self.hypervisor = None
+        self.agent = None
+        self._beat = None
+
+    async def start(self, hypervisor=None):
+        from services.virt_handler.agent import AgentConfig, VmiAgent
+        from services.virt_handler.hypervisor import Hypervisor
+        from services.virt_handler.node import NodeHeartbeat
+        if hypervisor is None:
+            hypervisor = Hypervisor(self.uri)
+            await hypervisor.open()
+        self.hypervisor = hypervisor
+        heartbeat = NodeHeartbeat(self.store, self.name, hypervisor.node_info, interval=1.0)
+        await heartbeat.register()
+        self._beat = asyncio.get_running_loop().create_task(heartbeat.run())
+        self.agent = VmiAgent(self.store, hypervisor, AgentConfig(
+            node_name=self.name, state_dir=self.directory / self.name, domain_type="test",
+            resync_interval=2.0, shutdown_poll_interval=0.1, base_retry_delay=0.1, max_retry_delay=1.0),
+            bus=self.store.bus)
+        await self.agent.start()
+        return self
+
+    async def stop_agent(self):
+        """Stop heartbeat and agent; the hypervisor (and its domains) stays."""
+        if self._beat is not None:
+            self._beat.cancel()
+            await asyncio.gather(self._beat, return_exceptions=True)
+        if self.agent is not None:
+            await self.agent.stop()
+
+    async def close(self):
+        await self.stop_agent()
+        if self.hypervisor is not None:
+            await self.hypervisor.close()
