@@ -144,3 +144,24 @@ def test_signed_control_plane_image_verifies_end_to_end(control_plane):
                                          identity, issuer, LOCK, "control-plane", None, (builder,))))
     assert [line.split(":")[0] for line in lines] == ["ok layout", "ok signature", "ok sbom", "ok provenance", "ok policy"]
     assert f"{len(build.packages)} deb packages == lock target control-plane" in lines[2]
+
+
+def test_handler_image_runs_as_qemu_107_and_drives_libvirt(control_plane, tmp_path):
+    """The handler image: Debian's libvirt client + python3-libvirt, the project's wheel, uid 107."""
+    _, _, wheels, _ = control_plane
+    build = apply_build(ROOT / "build" / "images" / "handler.yaml", tmp_path / "oci", "v0", Cache(CACHE), wheels,
+                        1_700_000_000)
+    bundle = tmp_path / "bundle"
+    subprocess.run(["umoci", "unpack", "--image", f"{tmp_path/'oci'}:v0", str(bundle)], check=True, capture_output=True)
+    process = json.loads((bundle / "config.json").read_text())["process"]
+    assert (process["user"]["uid"], process["user"]["gid"]) == (107, 107)
+    assert process["args"][:3] == ["/usr/bin/python3.11", "-m", "services.virt_handler.main"]
+    if os.geteuid() != 0 or not shutil.which("chroot"):
+        pytest.fail("running the image needs root for chroot --userspec (CI runs as root)")
+    env = dict(item.split("=", 1) for item in process["env"])
+    code = ("import os, libvirt, services.virt_handler; c = libvirt.open('test:///default'); "
+            "print(os.getuid(), [d.name() for d in c.listAllDomains()])")
+    out = subprocess.run([shutil.which("chroot"), "--userspec=107:107", str(bundle / "rootfs"),
+                          "/usr/bin/python3.11", "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "107 ['test']", out.stderr
+    assert any(p["name"] == "libvirt0" for p in build.packages)
