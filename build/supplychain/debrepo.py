@@ -10,12 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import lzma
-import subprocess
-import tempfile
-from pathlib import Path
 
 from supplychain.errors import SupplyChainError
 from supplychain.fetch import read_url
+from supplychain.keys import check_gpgv
 from supplychain.repoconfig import Repository
 from supplychain.solver import read_deb_stanzas
 
@@ -41,25 +39,8 @@ def check_inrelease(repo: Repository, inrelease: bytes) -> tuple[tuple[str, ...]
 
     Refused (SupplyChainError): no good signature from a pinned key, or a signer that is revoked
     or expired per the pinned key files."""
-    keyring = repo.keyring()
-    with tempfile.TemporaryDirectory(prefix="kvb-gpgv-") as tmp:
-        src = Path(tmp) / "InRelease"
-        src.write_bytes(inrelease)
-        args = ["gpgv", "--status-fd", "1", "--output", str(Path(tmp) / "body")]
-        for key in repo.keys:
-            args += ["--keyring", str(key)]
-        proc = subprocess.run(args + [str(src)], capture_output=True, text=True)
-        body = (Path(tmp) / "body").read_text() if (Path(tmp) / "body").exists() else ""
-    signers = []
-    for line in proc.stdout.splitlines():
-        parts = line.split()
-        if len(parts) > 2 and parts[1] == "VALIDSIG":
-            signers.append(parts[-1])
-    if not signers:
-        raise SupplyChainError(f"repository {repo.name}: InRelease has no good signature from a pinned key")
-    for fpr in signers:
-        keyring.check_usable(fpr, f"repository {repo.name} InRelease")
-    return tuple(sorted(set(signers))), body
+    signers, body = check_gpgv(repo.keyring(), inrelease, None, f"repository {repo.name} InRelease")
+    return signers, body.decode()
 
 
 def compute_index_entry(body: str, index_path: str) -> tuple[str, int]:

@@ -111,3 +111,37 @@ class Keyring:
                 raise SupplyChainError(f"{what}: signing key {k.fingerprint} expired at "
                                        f"{time.strftime('%Y-%m-%d', time.gmtime(k.expires))}")
         return key
+
+
+def check_gpgv(keyring: Keyring, signature: bytes, data: bytes | None, what: str) -> tuple[tuple[str, ...], bytes]:
+    """Verify an OpenPGP signature with `gpgv` and only the pinned key files: a clear-signed
+    document (`data` None, e.g. Debian InRelease) or a detached signature over `data` (e.g.
+    repomd.xml.asc). Returns (primary fingerprints of good signatures, signed bytes).
+
+    Refused (SupplyChainError naming `what`): no good signature by a pinned key, or a signer that
+    is revoked or expired per the pinned key files."""
+    with tempfile.TemporaryDirectory(prefix="kvb-gpgv-") as tmp:
+        args = ["gpgv", "--status-fd", "1"]
+        for i, key in enumerate(keyring.paths):
+            raw = Path(key).read_bytes()
+            if raw.lstrip().startswith(b"-----BEGIN PGP"):  # gpgv reads binary keyrings only
+                dearmored = Path(tmp) / f"key{i}.gpg"
+                subprocess.run(["gpg", "--homedir", tmp, "--batch", "--yes", "--dearmor", "-o", str(dearmored),
+                                str(key)], capture_output=True, check=True)
+                key = dearmored
+            args += ["--keyring", str(key)]
+        sig = Path(tmp) / "signature"
+        sig.write_bytes(signature)
+        if data is None:
+            args += ["--output", str(Path(tmp) / "body"), str(sig)]
+        else:
+            (Path(tmp) / "data").write_bytes(data)
+            args += [str(sig), str(Path(tmp) / "data")]
+        proc = subprocess.run(args, capture_output=True, text=True)
+        body = (Path(tmp) / "body").read_bytes() if data is None and (Path(tmp) / "body").exists() else data
+    signers = sorted({line.split()[-1] for line in proc.stdout.splitlines() if line.split()[1:2] == ["VALIDSIG"]})
+    if not signers:
+        raise SupplyChainError(f"{what}: no good signature from a pinned key")
+    for fpr in signers:
+        keyring.check_usable(fpr, what)
+    return tuple(signers), body or b""

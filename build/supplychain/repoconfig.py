@@ -10,6 +10,7 @@ Owns the YAML file (e.g. build/repos/debian-bookworm.yaml) that a lock is resolv
         keys: [../keys/test-repo.asc]   # paths relative to this file
         revokedKeys: []                 # fingerprints withdrawn by the publisher
         mirrors: [https://cas.example/] # content-addressed mirrors: <mirror><sha256> (KubeVirt's builddeps bucket)
+        signedMetadata: true            # rpm: require repodata/repomd.xml.asc by a pinned key
       - name: bookworm-main          # deb: baseurl + suite + component + arch
         baseurl: http://deb.debian.org/debian
         suite: bookworm
@@ -47,6 +48,7 @@ class Repository:
     suite: str = ""
     component: str = ""
     mirrors: tuple[str, ...] = ()
+    signed_metadata: bool = False
 
     def keyring(self) -> Keyring:
         """The pinned keyring of this repository."""
@@ -78,7 +80,9 @@ class SourceConfig:
         repositories, targets or keys changes it, which marks a lock as stale."""
         doc = {
             "kind": self.kind,
-            "repositories": [{**dataclasses.asdict(r), "keys": [compute_file_sha256(k) for k in r.keys]}
+            # fields at their defaults are left out, so adding an option does not stale old locks
+            "repositories": [{**{k: v for k, v in dataclasses.asdict(r).items() if v not in ((), "", False)},
+                              "keys": [compute_file_sha256(k) for k in r.keys]}
                              for r in self.repositories],
             "targets": {n: dataclasses.asdict(t) for n, t in sorted(self.targets.items())},
         }
@@ -114,7 +118,8 @@ def read_source_config(path: Path) -> SourceConfig:
         repos.append(Repository(raw["name"], raw["baseurl"].rstrip("/") + "/", raw["arch"], keys,
                                 tuple(raw.get("revokedKeys") or ()), raw.get("suite", ""),
                                 raw.get("component", ""),
-                                tuple(m.rstrip("/") + "/" for m in raw.get("mirrors") or ())))
+                                tuple(m.rstrip("/") + "/" for m in raw.get("mirrors") or ()),
+                                bool(raw.get("signedMetadata", False))))
     if not repos:
         raise SupplyChainError(f"{path}: repositories must list at least one repository")
     targets = {}

@@ -2,7 +2,9 @@
 
 Owns reading a createrepo-style repository (createrepo_c layout; namespaces from
 http://linux.duke.edu/metadata/repo): fetch `repodata/repomd.xml`, find the `primary` data entry,
-fetch its file and refuse it unless its checksum matches the one repomd.xml gives.
+fetch its file and refuse it unless its checksum matches the one repomd.xml gives. With
+`signedMetadata: true` repomd.xml must carry a detached OpenPGP signature (repomd.xml.asc) by a
+pinned key (dnf's repo_gpgcheck), which stops a mirror from serving old or chosen metadata.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import xml.etree.ElementTree as ET
 
 from supplychain.errors import SupplyChainError
 from supplychain.fetch import read_url
+from supplychain.keys import check_gpgv
 from supplychain.repoconfig import Repository
 
 REPO_NS = "{http://linux.duke.edu/metadata/repo}"
@@ -33,6 +36,13 @@ class RpmMetadata:
 def read_rpm_metadata(repo: Repository) -> RpmMetadata:
     """Fetch and check the metadata of `repo`; SupplyChainError names the repository."""
     repomd = read_url(repo.baseurl + "repodata/repomd.xml")
+    if repo.signed_metadata:  # dnf's repo_gpgcheck: a detached signature over repomd.xml
+        what = f"repository {repo.name} repomd.xml"
+        try:
+            signature = read_url(repo.baseurl + "repodata/repomd.xml.asc")
+        except SupplyChainError as exc:
+            raise SupplyChainError(f"{what}: not signed ({exc})") from None
+        check_gpgv(repo.keyring(), signature, repomd, what)
     try:
         root = ET.fromstring(repomd)
     except ET.ParseError as exc:

@@ -44,18 +44,23 @@ def publish(served, tmp_path, rpm_world):
     """publish(name, {file name: rpm path}, keys=[...]) -> config path of a new repository."""
     root, url = served
 
-    def _publish(name, rpms, keys=("repo",), targets=None, key_files=None):
+    def _publish(name, rpms, keys=("repo",), targets=None, key_files=None, sign_metadata=None):
         repo_dir = root / f"{tmp_path.name}-{name}"
         (repo_dir / "Packages").mkdir(parents=True)
         for fname, src in rpms.items():
             shutil.copy(src, repo_dir / "Packages" / fname)
         apply_createrepo(repo_dir)
+        if sign_metadata:
+            repomd = repo_dir / "repodata" / "repomd.xml"
+            rpm_world.gpg("--yes", "-u", rpm_world.fingerprints[sign_metadata], "--armor", "--detach-sign",
+                          "-o", str(repomd) + ".asc", str(repomd))
         config_dir = tmp_path / "repos"
         config_dir.mkdir(exist_ok=True)
         key_paths = key_files or [rpm_world.keys[k] for k in keys]
         doc = {"kind": "rpm",
                "repositories": [{"name": name, "baseurl": f"{url}{repo_dir.name}/", "arch": "x86_64",
-                                 "keys": [str(k) for k in key_paths]}],
+                                 "keys": [str(k) for k in key_paths],
+                                 **({"signedMetadata": True} if sign_metadata is not None else {})}],
                "targets": targets or {"app": {"install": ["hello", "greeter-data"], "exclude": ["fakeshell"]}}}
         path = config_dir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(doc))

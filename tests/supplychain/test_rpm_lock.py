@@ -172,3 +172,18 @@ def test_cli_refusal_is_one_line_naming_the_package(rpm_world, publish, tmp_path
     assert proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("kubevirt-build: package hello-0:1.0-1.x86_64: signed by unpinned key ")
     assert not (tmp_path / "l.json").exists()
+
+
+@pytest.mark.parametrize("signer,expected", [
+    pytest.param("repo", None, id="pinned-key"),
+    pytest.param("", r"^repository meta-none repomd.xml: not signed \(cannot fetch http://127.0.0.1:\d+/.*/repodata/repomd.xml.asc: File not found\)$", id="unsigned"),
+    pytest.param("stranger", r"^repository meta-stranger repomd.xml: no good signature from a pinned key$", id="unpinned-key"),
+])
+def test_signed_repository_metadata_is_required_when_configured(rpm_world, publish, tmp_path, signer, expected):
+    config, _ = publish(f"meta-{signer or 'none'}", _good(rpm_world), sign_metadata=signer)
+    if expected is None:
+        lock = apply_lock(config, tmp_path / "l.json", Cache(tmp_path / "c"))
+        assert len(lock["packages"]) == 3
+    else:
+        with pytest.raises(SupplyChainError, match=expected):
+            apply_lock(config, tmp_path / "l.json", Cache(tmp_path / "c"))
