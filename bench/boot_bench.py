@@ -84,7 +84,9 @@ def boot_once(store: ImageStore, node_dir: Path, domain_type: str, tag: str) -> 
                 first_line = first_line or marker
             time.sleep(0.01)
         if marker is None:
-            raise RuntimeError(f"{name}: no init marker within {TIMEOUT} s")
+            tail = (log.read_bytes() if log.exists() else b"")[-400:].decode(errors="replace")
+            raise RuntimeError(f"{name}: no init marker within {TIMEOUT} s (domain state {domain.state()}, "
+                               f"console tail {tail!r})")
         return {"running": running * 1000, "first_line": first_line * 1000, "marker": marker * 1000}
     finally:
         if domain is not None:
