@@ -122,18 +122,23 @@ def compute_layer(entries: Iterable[LayerEntry], mtime: int, comment: str) -> La
 
 
 def compute_entries_from_tar(tar_bytes: bytes, owners: dict[str, int] | None = None,
-                             groups: dict[str, int] | None = None) -> list[LayerEntry]:
+                             groups: dict[str, int] | None = None, by_name: bool = False) -> list[LayerEntry]:
     """Read a tar (a package payload from rpm2archive or dpkg-deb) into LayerEntry values.
 
-    Owners are taken from the numeric uid/gid unless `owners`/`groups` map the entry's user/group
-    name (RPM payloads carry names, resolved through the image's accounts). Device nodes and
-    fifos are refused: a distroless image has no use for them."""
+    With `by_name` (RPM payloads: their owners are names, resolved through the image's accounts
+    because no %pre scriptlet creates users), every user/group name must be in `owners`/`groups`
+    or ValueError is raised; otherwise the numeric uid/gid are kept. Device nodes and fifos are
+    refused: a distroless image has no use for them."""
     owners, groups = owners or {}, groups or {}
     entries = []
     with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:*") as tar:
         for info in tar:
-            uid = owners.get(info.uname, info.uid) if info.uname else info.uid
-            gid = groups.get(info.gname, info.gid) if info.gname else info.gid
+            uid, gid = info.uid, info.gid
+            if by_name:
+                if info.uname not in owners or info.gname not in groups:
+                    raise ValueError(f"{info.name} is owned by {info.uname}:{info.gname}, "
+                                     f"not an account of the image")
+                uid, gid = owners[info.uname], groups[info.gname]
             xattrs = tuple(sorted((k[len("SCHILY.xattr."):], v) for k, v in info.pax_headers.items()
                                   if k.startswith("SCHILY.xattr.")))
             common = dict(mode=info.mode & 0o7777, uid=uid, gid=gid, xattrs=xattrs)

@@ -146,14 +146,18 @@ def apply_fetch_verified(lock: dict, lock_dir: Path, pkgs: list[dict], cache: Ca
 
 def compute_payload_entries(kind: str, path: Path, owners: dict[str, int], groups: dict[str, int]) -> list[LayerEntry]:
     """Layer entries of a package's file payload (no scripts run). RPM owner names map through
-    the image accounts (`owners`/`groups`; unknown names become root)."""
+    the image accounts (`owners`/`groups`, plus root); a name the image does not declare is
+    refused, naming the file. Debian payloads keep their numeric owners."""
     if kind == "rpm":
-        proc = subprocess.run(["rpm2archive", "-n", "-"], stdin=open(path, "rb"), capture_output=True)
+        with open(path, "rb") as fh:
+            proc = subprocess.run(["rpm2archive", "-n", "-"], stdin=fh, capture_output=True)
     else:
         proc = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(path)], capture_output=True)
     if proc.returncode != 0:
         raise SupplyChainError(f"{path.name}: cannot unpack payload: {proc.stderr.decode().strip()}")
-    owners = {"root": 0, **owners}
-    groups = {"root": 0, **groups}
-    entries = compute_entries_from_tar(proc.stdout, owners, groups)
-    return [e if e.path not in (".", "./") else e for e in entries if e.path.strip("./")]
+    try:
+        entries = compute_entries_from_tar(proc.stdout, {"root": 0, **owners}, {"root": 0, **groups},
+                                           by_name=kind == "rpm")
+    except ValueError as exc:
+        raise SupplyChainError(f"package file {path.name}: {exc}") from None
+    return [e for e in entries if e.path.strip("./")]

@@ -187,3 +187,10 @@ def test_signed_repository_metadata_is_required_when_configured(rpm_world, publi
     else:
         with pytest.raises(SupplyChainError, match=expected):
             apply_lock(config, tmp_path / "l.json", Cache(tmp_path / "c"))
+
+
+def test_payload_owned_by_an_undeclared_user_is_refused(rpm_world):
+    rpm = rpm_world.signed["greeter-data"]
+    with pytest.raises(SupplyChainError, match=rf"^package file {rpm.name}: \./usr/share/greeter/motd is owned by "
+                                               r"qemu:qemu, not an account of the image$"):
+        compute_payload_entries("rpm", rpm, {}, {})
