@@ -46,6 +46,11 @@ def compute_key(namespace: str | None, name: str) -> str:
     return f"{ns}.{encode_token(name)}"
 
 
+def compute_key_prefix(namespace: str | None) -> str:
+    """The part every key of ``namespace`` (None: cluster-scoped) starts with."""
+    return f"{CLUSTER_TOKEN if namespace is None else encode_token(namespace)}."
+
+
 def parse_key(key: str) -> tuple[str | None, str]:
     """``(namespace or None, name)`` of a key made by :func:`compute_key`."""
     ns, _, name = key.partition(".")

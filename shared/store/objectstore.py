@@ -24,8 +24,9 @@ import msgspec
 from shared.bus import Bus, connect as bus_connect
 from shared.errors import ApiError, BadRequest, Conflict, NotFound
 from shared.store import metadata as md
-from shared.store.keys import compute_bucket, compute_filter_subject, compute_key
+from shared.store.keys import compute_bucket, compute_filter_subject, compute_key, compute_key_prefix
 from shared.store.kv import Compacted, KvLayer, KvRecord, Progress, WrongLastRevision
+from shared.store.mirror import BucketMirror
 from shared.store.compaction import Compaction
 from shared.store.ownership import Ownership
 from shared.store.revcache import RevisionCache
@@ -37,6 +38,7 @@ log = logging.getLogger("kubevirt.store")
 _GENERATE_NAME_TRIES = 8
 _PROPAGATION = ("Background", "Foreground", "Orphan")
 _FROM_CACHE = -1  # prev_revision of a record rebuilt from the revision cache
+_MIRROR_WAIT = 5.0  # s a list waits for the bucket mirror before reading the stream directly
 
 _encode = msgspec.json.Encoder().encode
 
@@ -62,7 +64,7 @@ class ObjectStore:
     """
 
     def __init__(self, bus: Bus, *, replicas: int = 1, history: int = 10, bucket_prefix: str = "kv_",
-                 op_timeout: float = 10.0, owns_bus: bool = True) -> None:
+                 op_timeout: float = 10.0, owns_bus: bool = True, mirror_lists: bool = True) -> None:
         self.bus = bus
         self.prefix = bucket_prefix
         self.kv = KvLayer(bus, replicas=replicas, history=history, op_timeout=op_timeout)
@@ -70,21 +72,30 @@ class ObjectStore:
         self._seen = RevisionCache()
         self._ownership = Ownership(self)
         self._compaction = Compaction(self)
+        self._mirror_lists = mirror_lists
+        self._mirrors: dict[str, BucketMirror] = {}
 
     @classmethod
     async def connect(cls, servers: list[str], *, replicas: int = 1, history: int = 10,
                       bucket_prefix: str = "kv_", op_timeout: float = 10.0,
-                      name: str = "kubevirt-store") -> "ObjectStore":
+                      name: str = "kubevirt-store", mirror_lists: bool = True) -> "ObjectStore":
         """Connect to NATS (fails fast with ServiceUnavailable). ``history`` = revisions kept per
         key (≤ 64); ``replicas`` for buckets made by this store (1 local, 3 on a cluster);
         buckets that already exist keep the settings they were made with. ``op_timeout`` (s)
-        bounds each operation including retries while NATS restarts or elects a leader."""
+        bounds each operation including retries while NATS restarts or elects a leader.
+        ``mirror_lists`` keeps an in-memory mirror of each listed bucket (:mod:`shared.store.mirror`)
+        so later lists cost one round trip."""
         if not 1 <= history <= 64:
             raise ValueError("history must be between 1 and 64 (JetStream KV limit)")
         bus = await bus_connect(servers, name=name)
-        return cls(bus, replicas=replicas, history=history, bucket_prefix=bucket_prefix, op_timeout=op_timeout)
+        return cls(bus, replicas=replicas, history=history, bucket_prefix=bucket_prefix, op_timeout=op_timeout,
+                   mirror_lists=mirror_lists)
 
     async def close(self) -> None:
+        """Stop the list mirrors and close the connection (when this store opened it)."""
+        for mirror in self._mirrors.values():
+            await mirror.close()
+        self._mirrors.clear()
         if self._owns_bus:
             await self.bus.close()
 
@@ -178,7 +189,7 @@ class ObjectStore:
         ns = fields.wanted("metadata.namespace") if namespace is None else namespace
         name = fields.wanted("metadata.name")
         subject = compute_filter_subject(bucket, ns, name if ns is not None else None)
-        records, revision = await self.kv.snapshot(bucket, subject)
+        records, revision = await self._list_records(bucket, ns, name if ns is not None else None, subject)
         items = []
         for rec in records:
             if rec.deleted or not rec.value:
@@ -188,6 +199,29 @@ class ObjectStore:
                 items.append(obj)
         items.sort(key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
         return items, str(revision)
+
+    async def _list_records(self, bucket: str, namespace: str | None, name: str | None,
+                            subject: str) -> tuple[list[KvRecord], int]:
+        """Latest records under the filter and their revision: from the bucket's mirror once it
+        has applied every write acknowledged before this call, else by a direct snapshot."""
+        if not self._mirror_lists:
+            return await self.kv.snapshot(bucket, subject)
+        mirror = self._mirrors.get(bucket)
+        if mirror is None:
+            mirror = self._mirrors[bucket] = BucketMirror(self.kv, bucket)
+        _, last = await self.kv.stream_bounds(bucket)
+        if not await mirror.wait_for(last, timeout=_MIRROR_WAIT):
+            return await self.kv.snapshot(bucket, subject)
+        # no await from here on: the records are the bucket's state at mirror.revision
+        if name is not None:
+            key = compute_key(namespace, name)
+            entry = mirror.entries.get(key)
+            found = [(key, *entry)] if entry else []
+        elif namespace is not None:
+            found = list(mirror.items(compute_key_prefix(namespace)))
+        else:
+            found = list(mirror.items(None))
+        return [KvRecord(key, rev, 0, False, value) for key, rev, value in found], mirror.revision
 
     # -- update ------------------------------------------------------------------------------
     async def update(self, plural: str, obj: dict, *, subresource: str | None = None,

@@ -1,0 +1,102 @@
+"""An in-memory mirror of one bucket, so lists need one round trip instead of a full replay.
+
+Owns the latest encoded value of every live key of a bucket, kept current by one tail over the
+whole bucket (what kube-apiserver's watch cache and kine's btree do). A list asks the server for
+the stream's last revision, waits until the mirror has applied at least that revision (so a list
+sees every write acknowledged before it started), then reads the mirror in one synchronous step:
+the state it returns is exactly the bucket at the mirror's revision, which becomes the list's
+resourceVersion. When the mirror cannot catch up in time (tail restarting, server gone) the
+caller falls back to a direct snapshot; the mirror re-syncs itself after 410 Gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+from shared.errors import ApiError
+from shared.store.keys import compute_filter_subject
+from shared.store.kv import Compacted, KvLayer, KvRecord, Progress
+
+log = logging.getLogger("kubevirt.store.mirror")
+
+
+class BucketMirror:
+    """Latest ``(revision, value)`` per live key of ``bucket``; ``revision`` is the stream
+    revision up to which every record has been applied (-1 before the first sync)."""
+
+    def __init__(self, kv: KvLayer, bucket: str) -> None:
+        self.kv = kv
+        self.bucket = bucket
+        self.entries: dict[str, tuple[int, bytes]] = {}
+        self.revision = -1
+        self._advanced = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
+                pass
+
+    async def wait_for(self, revision: int, timeout: float) -> bool:
+        """True once every record up to ``revision`` is applied; False after ``timeout`` s."""
+        self.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.revision < revision:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            event = self._advanced
+            try:
+                await asyncio.wait_for(event.wait(), remaining)
+            except asyncio.TimeoutError:
+                return False
+        return True
+
+    def items(self, key_prefix: str | None) -> Iterator[tuple[str, int, bytes]]:
+        """``(key, revision, value)`` of live keys (optionally under ``key_prefix``). Read it
+        without awaiting in between: it is then the state at :attr:`revision`."""
+        for key, (revision, value) in self.entries.items():
+            if key_prefix is None or key.startswith(key_prefix):
+                yield key, revision, value
+
+    def _advance(self, revision: int) -> None:
+        if revision > self.revision:
+            self.revision = revision
+            event, self._advanced = self._advanced, asyncio.Event()
+            event.set()
+
+    def _apply(self, rec: KvRecord) -> None:
+        if rec.deleted or not rec.value:
+            self.entries.pop(rec.key, None)
+        else:
+            self.entries[rec.key] = (rec.revision, rec.value)
+        self._advance(rec.revision)
+
+    async def _run(self) -> None:
+        subject = compute_filter_subject(self.bucket, None)
+        while True:
+            try:
+                records, revision = await self.kv.snapshot(self.bucket, subject)
+                self.entries = {r.key: (r.revision, r.value) for r in records if not r.deleted and r.value}
+                self.revision = -1
+                self._advance(revision)
+                async for rec in self.kv.tail(self.bucket, subject, revision + 1, progress=True):
+                    if isinstance(rec, Progress):
+                        self._advance(rec.revision)
+                    else:
+                        self._apply(rec)
+            except Compacted:
+                log.info("mirror of %s fell behind compaction; re-syncing", self.bucket)
+            except ApiError as err:
+                log.info("mirror of %s stopped (%s); re-syncing", self.bucket, err)
+                await asyncio.sleep(0.5)
