@@ -15,11 +15,12 @@ import asyncio
 import logging
 from collections.abc import Iterator
 
-from shared.errors import ApiError
 from shared.store.keys import compute_filter_subject
 from shared.store.kv import Compacted, KvLayer, KvRecord, Progress
 
 log = logging.getLogger("kubevirt.store.mirror")
+
+_LAG_WAIT = 1.0  # s
 
 
 class BucketMirror:
@@ -47,10 +48,11 @@ class BucketMirror:
                 pass
 
     async def wait_for(self, revision: int, timeout: float) -> bool:
-        """True once every record up to ``revision`` is applied; False after ``timeout`` s."""
+        """True once every record up to ``revision`` is applied; False after ``timeout`` s
+        (at most :data:`_LAG_WAIT` s once synced: a mirror that far behind is not worth waiting for)."""
         self.start()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + (timeout if self.revision < 0 else min(timeout, _LAG_WAIT))
         while self.revision < revision:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -97,6 +99,8 @@ class BucketMirror:
                         self._apply(rec)
             except Compacted:
                 log.info("mirror of %s fell behind compaction; re-syncing", self.bucket)
-            except ApiError as err:
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - lists fall back to direct reads meanwhile
                 log.info("mirror of %s stopped (%s); re-syncing", self.bucket, err)
                 await asyncio.sleep(0.5)
