@@ -45,7 +45,8 @@ class PythonDist:
 @dataclasses.dataclass(frozen=True)
 class BuildResult:
     """What a build produced: the tagged manifest `descriptor` (digest = image identity), the
-    lock `kind` and `packages` (lock entries) in the image, and the `python` distributions."""
+    lock `kind` and `packages` (lock entries) in the image, the `python` distributions, and the
+    lock's `repositories` entries."""
 
     spec: ImageSpec
     layout: Layout
@@ -54,6 +55,7 @@ class BuildResult:
     kind: str
     packages: list[dict]
     python: list[PythonDist]
+    repositories: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def digest(self) -> str:
@@ -235,4 +237,4 @@ def apply_build(spec_path: Path, out: Path, tag: str, cache: Cache, wheels: list
                    "org.opencontainers.image.created": compute_created(epoch)}
     desc = layout.apply_image(config, layers, annotations)
     layout.apply_tag(desc, tag)
-    return BuildResult(spec, layout, tag, desc, lock["kind"], pkgs, dists)
+    return BuildResult(spec, layout, tag, desc, lock["kind"], pkgs, dists, lock["repositories"])

@@ -159,13 +159,16 @@ def release(out: Path, version: str, images: tuple[str, ...], do_sign: bool) -> 
 @click.option("--target", required=True)
 @click.option("--release-manifest", type=click.Path(path_type=Path), default=None)
 @click.option("--builder-id", "builder_ids", multiple=True, help="allowed provenance builder ids")
+@click.option("--spec", type=click.Path(path_type=Path), default=None,
+              help="image spec whose runAs and entrypoint the image must carry")
 def verify(layout: Path, tag: str, trusted_root: Path, certificate_identity: str, certificate_oidc_issuer: str,
-           lock_path: Path, target: str, release_manifest: Path | None, builder_ids: tuple[str, ...]) -> None:
+           lock_path: Path, target: str, release_manifest: Path | None, builder_ids: tuple[str, ...],
+           spec: Path | None) -> None:
     """Verify an image; one line per check, exit 1 on the first failure."""
     from supplychain.verify import VerifyRequest, check_all
 
     req = VerifyRequest(layout, tag, trusted_root, certificate_identity, certificate_oidc_issuer, lock_path,
-                        target, release_manifest, builder_ids)
+                        target, release_manifest, builder_ids, spec)
     try:
         for line in check_all(req):
             click.echo(line)

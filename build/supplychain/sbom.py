@@ -29,9 +29,9 @@ from supplychain.errors import SupplyChainError
 SBOM_MEDIA_TYPE = "application/vnd.cyclonedx+json"
 
 
-def compute_package_purl(kind: str, pkg: dict, vendor: str) -> PackageURL:
+def compute_package_purl(kind: str, pkg: dict, vendor: str, distro: str = "") -> PackageURL:
     """purl of a lock entry: `pkg:rpm/<vendor>/<name>@<version>-<release>?arch=..&epoch=..`
-    (epoch only when non-zero) or `pkg:deb/<vendor>/<name>@<version>?arch=..`
+    (epoch only when non-zero) or `pkg:deb/<vendor>/<name>@<version>?arch=..&distro=<suite>`
     (purl-spec types/rpm-definition.json, deb-definition.json)."""
     if kind == "rpm":
         epoch, _, vr = pkg["evr"].rpartition(":")
@@ -39,7 +39,10 @@ def compute_package_purl(kind: str, pkg: dict, vendor: str) -> PackageURL:
         if epoch and epoch != "0":
             qualifiers["epoch"] = epoch
         return PackageURL("rpm", vendor.lower(), pkg["name"], vr, qualifiers)
-    return PackageURL("deb", vendor.lower(), pkg["name"], pkg["evr"], {"arch": pkg["arch"]})
+    qualifiers = {"arch": pkg["arch"]}
+    if distro:
+        qualifiers["distro"] = distro
+    return PackageURL("deb", vendor.lower(), pkg["name"], pkg["evr"], qualifiers)
 
 
 def compute_image_purl(name: str, digest: str, repository: str, tag: str) -> PackageURL:
@@ -59,10 +62,11 @@ def compute_sbom(build, vendor: str, epoch: int) -> str:
     bom.metadata.timestamp = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
     bom.metadata.component = image
     by_name = {}
+    suites = {r["name"]: r.get("suite", "") for r in build.repositories}
     for pkg in build.packages:
         comp = Component(type=ComponentType.LIBRARY if build.kind == "rpm" else ComponentType.APPLICATION,
                          name=pkg["name"], version=pkg["evr"], bom_ref=f"{build.kind}:{pkg['id']}",
-                         purl=compute_package_purl(build.kind, pkg, vendor),
+                         purl=compute_package_purl(build.kind, pkg, vendor, suites.get(pkg["repository"], "")),
                          hashes=[HashType(alg=HashAlgorithm.SHA_256, content=pkg["sha256"])],
                          properties=[Property(name="kubevirt-py:repository", value=pkg["repository"]),
                                      Property(name="kubevirt-py:signer", value=pkg.get("signer", "")),

@@ -38,8 +38,9 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 class VerifyRequest:
     """What to verify and against what: the layout and `tag`, the trusted root JSON file, the
     expected signer `identity` (certificate SAN) and OIDC `issuer`, the `lock` and its `target`,
-    an optional signed `release_manifest` (its bundle is `<file>.sigstore.json`), and the
-    allowed provenance builder ids."""
+    an optional signed `release_manifest` (its bundle is `<file>.sigstore.json`), the allowed
+    provenance builder ids, and optionally the image `spec` whose runAs and entrypoint the
+    image must carry."""
 
     layout: Path
     tag: str
@@ -50,6 +51,7 @@ class VerifyRequest:
     target: str
     release_manifest: Path | None = None
     builder_ids: tuple[str, ...] = ()
+    spec: Path | None = None
 
 
 def _verifier(req: VerifyRequest) -> Verifier:
@@ -157,13 +159,20 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
         raise SupplyChainError(f"provenance: resolvedDependencies lack locked packages {missing}")
     yield f"ok provenance: SLSA v1 by builder {builder}, all {len(locked)} locked packages in resolvedDependencies"
 
-    yield from _check_policy(layout, desc)
+    yield from _check_policy(layout, desc, req.spec)
 
 
-def _check_policy(layout: Layout, desc: dict) -> Iterator[str]:
+def _check_policy(layout: Layout, desc: dict, spec_path: Path | None) -> Iterator[str]:
     manifest = layout.read_json(desc)
     config = layout.read_json(manifest["config"])["config"]
     user = config.get("User", "")
+    if spec_path is not None:
+        from supplychain.spec import read_spec
+
+        spec = read_spec(spec_path)
+        if user != f"{spec.run_as[0]}:{spec.run_as[1]}" or tuple(config.get("Entrypoint") or ()) != spec.entrypoint:
+            raise SupplyChainError(f"policy: image runs {user!r} {config.get('Entrypoint')}, spec {spec.path.name} "
+                                   f"declares {spec.run_as[0]}:{spec.run_as[1]} {list(spec.entrypoint)}")
     uid = user.split(":", 1)[0]
     if not uid.isdigit() or int(uid) == 0 or not all(p.isdigit() for p in user.split(":")):
         raise SupplyChainError(f"policy: User {user!r} is not a numeric non-root uid[:gid]")

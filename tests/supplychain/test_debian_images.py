@@ -73,6 +73,8 @@ def test_control_plane_image_is_reproducible_and_its_sbom_lists_every_package(co
     assert first.digest == second.digest
     sbom = json.loads(compute_sbom(first, "debian", 1_700_000_000))
     debs = {c["name"] for c in sbom["components"] if c["purl"].startswith("pkg:deb/debian/")}
+    libc = next(c for c in sbom["components"] if c["name"] == "libc6")
+    assert libc["purl"].endswith("?arch=amd64&distro=bookworm")
     assert debs == {p["name"] for p in compute_target_packages(read_lock(LOCK), "control-plane")}
     wheels_in_sbom = {c["name"] for c in sbom["components"] if c["purl"].startswith("pkg:pypi/")}
     _, locked = read_python_lock(ROOT / "build" / "locks" / "python-runtime.txt")
@@ -141,7 +143,7 @@ def test_signed_control_plane_image_verifies_end_to_end(control_plane):
     apply_sign_image(build.layout, "v0", "registry.example/kubevirt-py/control-plane", instance.signing_context(),
                      identity_token(identity, issuer), sbom, prov)
     lines = list(check_all(VerifyRequest(tmp / "a", "v0", instance.apply_trusted_root(tmp / "root.json"),
-                                         identity, issuer, LOCK, "control-plane", None, (builder,))))
+                                         identity, issuer, LOCK, "control-plane", None, (builder,), spec)))
     assert [line.split(":")[0] for line in lines] == ["ok layout", "ok signature", "ok sbom", "ok provenance", "ok policy"]
     assert f"{len(build.packages)} deb packages == lock target control-plane" in lines[2]
 

@@ -93,7 +93,7 @@ def _verify(r, layout=None, identity=IDENTITY, manifest=True, trusted_root=None,
     args = ["verify", "--layout", str(layout or r["work"] / "oci1"), "--tag", "v0.1.0",
             "--trusted-root", str(trusted_root or r["root"]), "--certificate-identity", identity,
             "--certificate-oidc-issuer", ISSUER, "--lock", str(r["lock"]), "--target", "handler",
-            "--builder-id", BUILDER]
+            "--builder-id", BUILDER, "--spec", str(r["work"] / "images" / "handler.yaml")]
     if manifest:
         args += ["--release-manifest", str(r["manifest"])]
     return _kb(*args, check=False, offline=offline)
@@ -264,3 +264,18 @@ def test_sigstores_own_cli_verifies_the_release_manifest_without_network(release
     bad = subprocess.run([*wrap, *base, str(tampered)], capture_output=True, text=True)
     assert bad.returncode != 0
     assert "FAIL" in bad.stdout + bad.stderr and "digest mismatch" in bad.stdout + bad.stderr
+
+
+def test_image_not_matching_its_spec_user_is_refused(release, tmp_path):
+    spec = yaml.safe_load((release["work"] / "images" / "handler.yaml").read_text())
+    spec["runAs"] = "108:108"
+    spec["accounts"]["users"][0]["uid"] = 108
+    other = release["work"] / "images" / f"handler-{tmp_path.name}.yaml"
+    other.write_text(yaml.safe_dump(spec))
+    args = ["verify", "--layout", str(release["work"] / "oci1"), "--tag", "v0.1.0", "--trusted-root",
+            str(release["root"]), "--certificate-identity", IDENTITY, "--certificate-oidc-issuer", ISSUER,
+            "--lock", str(release["lock"]), "--target", "handler", "--spec", str(other)]
+    proc = _kb(*args, check=False)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-1] == (f"FAIL policy: image runs '107:107' ['/usr/bin/hello'], spec {other.name} "
+                                            "declares 108:108 ['/usr/bin/hello']")
