@@ -279,3 +279,22 @@ def test_image_not_matching_its_spec_user_is_refused(release, tmp_path):
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[-1] == (f"FAIL policy: image runs '107:107' ['/usr/bin/hello'], spec {other.name} "
                                             "declares 108:108 ['/usr/bin/hello']")
+
+
+def test_sigstores_own_cli_verifies_the_cosign_shaped_image_signature(release, tmp_path):
+    """The image signature is a DSSE statement about the manifest digest: sigstore's CLI checks
+    it against the manifest blob itself (sha256 of the blob == the statement subject)."""
+    layout = Layout(release["work"] / "oci1")
+    desc = layout.read_tagged("v0.1.0")
+    [ref] = [r for r in layout.read_referrers(desc["digest"])
+             if r["_descriptor"].get("annotations", {}).get("dev.sigstore.bundle.predicateType") == COSIGN_SIGN_PREDICATE]
+    bundle = tmp_path / "image.sigstore.json"
+    bundle.write_bytes(layout.read_blob(ref["layers"][0]))
+    config = release["instance"].apply_client_trust_config(tmp_path / "trust_config.json")
+    base = [str(Path(sys.executable).parent / "sigstore"), "--trust-config", str(config), "verify", "identity",
+            "--bundle", str(bundle), "--cert-identity", IDENTITY, "--cert-oidc-issuer", ISSUER]
+    ok = subprocess.run([*base, str(layout.blob_path(desc["digest"]))], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    config_blob = layout.blob_path(layout.read_json(desc)["config"]["digest"])  # any other blob: refused
+    bad = subprocess.run([*base, str(config_blob)], capture_output=True, text=True)
+    assert bad.returncode != 0
