@@ -45,6 +45,16 @@ async def read_body(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
+def check_encodable(doc: Any) -> Any:
+    """Return ``doc`` when it can be written back as UTF-8 JSON; BadRequest otherwise. JSON and
+    YAML escapes can carry lone UTF-16 surrogates (``"\\ud800"``) that no store can hold."""
+    try:
+        _json_encoder.encode(doc)
+    except UnicodeEncodeError as err:
+        raise BadRequest("the body of the request contains invalid Unicode (a lone surrogate escape)") from err
+    return doc
+
+
 def decode_document(raw: bytes, content_type: str | None) -> Any:
     """Decode ``raw`` as JSON or YAML according to ``content_type`` (any JSON value).
 
@@ -54,12 +64,12 @@ def decode_document(raw: bytes, content_type: str | None) -> Any:
     kind = media_type(content_type)
     if kind in JSON_TYPES:
         try:
-            return msgspec.json.decode(raw) if raw.strip() else None
+            return check_encodable(msgspec.json.decode(raw)) if raw.strip() else None
         except msgspec.DecodeError as err:
             raise BadRequest(f"the body of the request could not be decoded as JSON: {err}") from err
     if kind in YAML_TYPES:
         try:
-            return yaml.safe_load(raw)
+            return check_encodable(yaml.safe_load(raw))
         except yaml.YAMLError as err:
             raise BadRequest(f"the body of the request could not be decoded as YAML: {_yaml_reason(err)}") from err
     raise UnsupportedMediaType(

@@ -15,6 +15,7 @@ from typing import Any
 import jsonpatch
 import msgspec
 
+from services.virt_api.negotiation import check_encodable
 from shared.errors import BadRequest, Invalid, UnsupportedMediaType
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -83,6 +84,6 @@ def compute_merge_patch(target: Any, patch: Any) -> Any:
 
 def _decode(raw: bytes) -> Any:
     try:
-        return msgspec.json.decode(raw)
+        return check_encodable(msgspec.json.decode(raw))
     except msgspec.DecodeError as err:
         raise BadRequest(f"the patch could not be decoded as JSON: {err}") from err

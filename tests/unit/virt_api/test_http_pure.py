@@ -54,6 +54,7 @@ def test_json_patch_applies_operations_and_keeps_the_original():
         pytest.param(b'[{"op":"frobnicate","path":"/a"}]', "application/json-patch+json", BadRequest,
                      id="unknown-op-400"),
         pytest.param(b'"x"', "application/merge-patch+json", BadRequest, id="result-not-an-object-400"),
+        pytest.param(b'{"a": "\\udc00"}', "application/merge-patch+json", BadRequest, id="lone-surrogate-400"),
     ],
 )
 def test_bad_patches_get_the_kubernetes_error(body, content_type, error):
@@ -81,6 +82,8 @@ def test_bodies_decode_by_content_type(raw, content_type, expected):
         pytest.param(b"[1, 2]", "application/json", BadRequest, id="array-not-object"),
         pytest.param(b"", "application/json", BadRequest, id="empty"),
         pytest.param(b"\x00", "application/vnd.kubernetes.protobuf", UnsupportedMediaType, id="protobuf-415"),
+        pytest.param(b'{"a": "\\ud800"}', "application/json", BadRequest, id="json-lone-surrogate"),
+        pytest.param(b'a: "\\ud800"', "application/yaml", BadRequest, id="yaml-lone-surrogate"),
     ],
 )
 def test_undecodable_bodies_are_refused(raw, content_type, error):
