@@ -385,6 +385,8 @@ class VmiAgent:
         if domain is not None and domain.uid is None:
             return None  # not a KubeVirt domain: never touch it
         vmi_uid = ((vmi or {}).get("metadata") or {}).get("uid")
+        if domain is not None and domain.uid != vmi_uid and not self.vmi_dir(domain.uid).exists():
+            return None  # another installation's guest on a shared libvirt (no files of ours): never touch it
 
         if domain is not None and domain.uid != vmi_uid:
             # The VMI is gone or replaced by a newer one of the same name: this domain is stale.
