@@ -85,14 +85,21 @@ def boot_once(store: ImageStore, node_dir: Path, domain_type: str, tag: str) -> 
             time.sleep(0.01)
         if marker is None:
             tail = (log.read_bytes() if log.exists() else b"")[-400:].decode(errors="replace")
-            raise RuntimeError(f"{name}: no init marker within {TIMEOUT} s (domain state {domain.state()}, "
+            try:
+                state = domain.state()
+            except libvirt.libvirtError as exc:
+                state = f"gone: {exc.get_error_message()}"  # removed by another process
+            raise RuntimeError(f"{name}: no init marker within {TIMEOUT} s (domain state {state}, "
                                f"console tail {tail!r})")
         return {"running": running * 1000, "first_line": first_line * 1000, "marker": marker * 1000}
     finally:
         if domain is not None:
-            if domain.isActive():
-                domain.destroy()
-            domain.undefine()
+            try:
+                if domain.isActive():
+                    domain.destroy()
+                domain.undefine()
+            except libvirt.libvirtError:
+                pass  # already gone
         conn.close()
         cleanup(vmi, ctx)
 
@@ -135,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
               f"256 MiB, 1 vCPU, {os.cpu_count()} host cores")
         boot_once(store, node_dir, domain_type, "warmup")  # libvirt capability cache warm, page cache warm
 
-        sequential = [boot_once(store, node_dir, domain_type, f"s{i}") for i in range(args.runs)]
+        sequential = []
+        for i in range(args.runs):
+            try:
+                sequential.append(boot_once(store, node_dir, domain_type, f"s{i}"))
+            except RuntimeError as exc:
+                print(f"sequential start {i} failed: {exc}")
         report("sequential", sequential)
 
         results: list[dict[str, float]] = []
