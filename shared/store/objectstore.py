@@ -409,7 +409,7 @@ class ObjectStore:
             if start_rv < watermark:
                 raise gone(start_rv, watermark + 1)
         if start_rv is None:
-            records, revision = await self.kv.snapshot(bucket, subject)
+            records, revision = await self._list_records(bucket, ns, name if ns is not None else None, subject)
             for rec in sorted(records, key=lambda r: r.revision):
                 if rec.deleted or not rec.value:
                     continue
