@@ -7,7 +7,17 @@ ports, ``logs/<service>.log``, ``run/<service>.json`` pid records, ``nats/`` Jet
 this installation started (pid record + the process's live command line must match).
 
 The process list is data: :data:`SERVICES` holds one :class:`ServiceSpec` per process, started in
-order and stopped in reverse. Adding a service is one entry, e.g.::
+order and stopped in reverse: nats-server, virt-api, virt-controller, scheduler-bridge,
+virt-handler (node = this host, ``qemu:///system`` by default), and virt-migration /
+virt-snapshot once those services exist.
+
+Around the processes: the libvirt daemons the handler needs are started when missing
+(:func:`apply_libvirt_daemons`, recorded in ``run/libvirt/daemons.json`` so ``down`` stops only
+what ``up`` started), and the guests of this installation are shut down on ``down``
+(:func:`apply_stop_guests`: ACPI, then destroy after a grace period; only domains whose VMI
+directory lives under ``<state>/virt-handler/vmis``), so nothing is orphaned. A later ``up``
+finds their VMIs without a domain: the handler marks them Failed and the VM controller starts
+them again as the run strategy says, as after a node reboot in KubeVirt. Adding a service is one entry, e.g.::
 
     python_service("virt-controller", "services.virt_controller.main")
 
@@ -17,10 +27,12 @@ and counts it healthy once it has stayed up for a moment (pass ``health=`` for a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -30,10 +42,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shared.natsserver import NatsServer, find_nats_server_binary, pick_free_port
 
 DEFAULT_API_PORT = 8443
+DEFAULT_LIBVIRT_URI = "qemu:///system"
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,18 @@ class Layout:
     api_port: int
     nats_port: int
     nats_http_port: int
+    libvirt_uri: str = DEFAULT_LIBVIRT_URI
+    node_name: str = ""
+
+    @property
+    def handler_dir(self) -> Path:
+        """virt-handler's state: ``vmis/<uid>/`` holds each guest's overlay, ISOs, console log."""
+        return self.state_dir / "virt-handler"
+
+    @property
+    def images_dir(self) -> Path:
+        """The installation's local OCI image store (containerDisk / kernelBoot images)."""
+        return self.state_dir / "images"
 
     @property
     def logs_dir(self) -> Path:
@@ -87,19 +113,25 @@ class Layout:
                           server_name="kubevirt-py")
 
 
-def load_layout(state_dir: Path, api_port: int | None = None) -> Layout:
+def load_layout(state_dir: Path, api_port: int | None = None, *, libvirt_uri: str | None = None,
+                node_name: str | None = None) -> Layout:
     """The installation's layout: ports from ``installation.json`` when it exists, otherwise
     ``api_port`` (default 8443) and free NATS ports, then persisted. An explicit ``api_port``
-    different from the recorded one replaces it."""
+    different from the recorded one replaces it; so do ``libvirt_uri`` (default
+    ``qemu:///system``) and ``node_name`` (default: the host name, as kubelet names its node)."""
     state_dir = state_dir.resolve()
     record = state_dir / "installation.json"
-    data: dict[str, int] = json.loads(record.read_text()) if record.exists() else {}
-    if api_port is not None:
-        data["api_port"] = api_port
+    data: dict[str, Any] = json.loads(record.read_text()) if record.exists() else {}
+    for key, value in (("api_port", api_port), ("libvirt_uri", libvirt_uri), ("node_name", node_name)):
+        if value is not None:
+            data[key] = value
     data.setdefault("api_port", DEFAULT_API_PORT)
     data.setdefault("nats_port", pick_free_port())
     data.setdefault("nats_http_port", pick_free_port())
-    layout = Layout(state_dir, data["api_port"], data["nats_port"], data["nats_http_port"])
+    data.setdefault("libvirt_uri", DEFAULT_LIBVIRT_URI)
+    data.setdefault("node_name", os.environ.get("NODE_NAME") or socket.gethostname())
+    layout = Layout(state_dir, data["api_port"], data["nats_port"], data["nats_http_port"],
+                    data["libvirt_uri"], data["node_name"])
     state_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps({k: v for k, v in asdict(layout).items() if k != "state_dir"}, indent=2) + "\n"
     if not record.exists() or record.read_text() != text:
@@ -170,22 +202,62 @@ def _api_argv(layout: Layout) -> list[str]:
 
 
 def python_service(name: str, module: str, *, extra_args: Callable[[Layout], list[str]] | None = None,
-                   health: Callable[[Layout], bool] = stays_up, start_timeout: float = 30.0) -> ServiceSpec:
+                   health: Callable[[Layout], bool] = stays_up, start_timeout: float = 30.0,
+                   state_dir_arg: bool = True, prepare: Callable[[Layout], None] | None = None) -> ServiceSpec:
     """A Python service run as ``python -m <module> --nats <url> --state-dir <state>/<name>``
-    (plus ``extra_args(layout)``)."""
+    (plus ``extra_args(layout)``; ``state_dir_arg=False`` for services without ``--state-dir``)."""
 
     def argv(layout: Layout) -> list[str]:
-        return [sys.executable, "-m", module, "--nats", layout.nats_url, "--state-dir",
-                str(layout.state_dir / name), *(extra_args(layout) if extra_args else [])]
+        state = ["--state-dir", str(layout.state_dir / name)] if state_dir_arg else []
+        return [sys.executable, "-m", module, "--nats", layout.nats_url, *state,
+                *(extra_args(layout) if extra_args else [])]
 
-    return ServiceSpec(name, argv, health, start_timeout=start_timeout)
+    return ServiceSpec(name, argv, health, prepare=prepare, start_timeout=start_timeout)
+
+
+def is_module_present(module: str) -> bool:
+    """True when ``module`` can be imported (services that do not exist yet are skipped)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _handler_args(layout: Layout) -> list[str]:
+    return ["--node-name", layout.node_name, "--libvirt-uri", layout.libvirt_uri,
+            "--image-dir", str(layout.images_dir)]
+
+
+def _prepare_handler(layout: Layout) -> None:
+    # QEMU runs as libvirt-qemu: it must traverse down to each VMI's overlay and console log
+    for directory in (layout.state_dir, layout.handler_dir, layout.images_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(directory.stat().st_mode | 0o755)
+    if layout.libvirt_uri == DEFAULT_LIBVIRT_URI:
+        apply_libvirt_daemons(layout)
 
 
 NATS_SERVER = ServiceSpec("nats-server", _nats_argv, is_nats_healthy, prepare=_prepare_nats, start_timeout=20.0)
 VIRT_API = ServiceSpec("virt-api", _api_argv, is_api_ready, start_timeout=45.0)
 
-#: Started in this order, stopped in reverse. One entry per process.
-SERVICES: list[ServiceSpec] = [NATS_SERVER, VIRT_API]
+VIRT_CONTROLLER = python_service("virt-controller", "services.virt_controller.main")
+SCHEDULER_BRIDGE = python_service("scheduler-bridge", "services.scheduler_bridge.main", state_dir_arg=False)
+VIRT_HANDLER = python_service("virt-handler", "services.virt_handler.main", extra_args=_handler_args,
+                              prepare=_prepare_handler)
+VIRT_MIGRATION = python_service("virt-migration", "services.virt_migration.main")
+VIRT_SNAPSHOT = python_service("virt-snapshot", "services.virt_snapshot.main")
+
+#: Started in this order, stopped in reverse. One entry per process (services whose module
+#: does not exist yet are left out).
+SERVICES: list[ServiceSpec] = [
+    NATS_SERVER,
+    VIRT_API,
+    VIRT_CONTROLLER,
+    SCHEDULER_BRIDGE,
+    VIRT_HANDLER,
+    *([VIRT_MIGRATION] if is_module_present("services.virt_migration.main") else []),
+    *([VIRT_SNAPSHOT] if is_module_present("services.virt_snapshot.main") else []),
+]
 
 
 # -- process records -------------------------------------------------------------------------
@@ -300,8 +372,8 @@ def stop(layout: Layout, spec: ServiceSpec, timeout: float = 15.0, *, kill: bool
 def wipe(layout: Layout, services: list[ServiceSpec]) -> None:
     """Remove what the installation wrote (data, TLS material, token, logs, records, kubeconfig),
     never anything else in the state directory; the directory itself goes when left empty."""
-    for sub in [layout.nats_dir, layout.api_dir, layout.logs_dir, layout.run_dir,
-                *[layout.state_dir / s.name for s in services]]:
+    for sub in [layout.nats_dir, layout.api_dir, layout.logs_dir, layout.run_dir, layout.images_dir,
+                layout.state_dir / "guest-build", *[layout.state_dir / s.name for s in services]]:
         if sub.is_dir():
             shutil.rmtree(sub)
     for f in (layout.kubeconfig, layout.state_dir / "installation.json"):
@@ -310,6 +382,107 @@ def wipe(layout: Layout, services: list[ServiceSpec]) -> None:
         layout.state_dir.rmdir()
     except OSError:
         pass
+
+
+# -- libvirt daemons and guests -------------------------------------------------------------------
+def _daemons_record(layout: Layout) -> Path:
+    return layout.run_dir / "libvirt" / "daemons.json"
+
+
+def _read_daemon_records(layout: Layout) -> dict[str, ProcessRecord]:
+    try:
+        data = json.loads(_daemons_record(layout).read_text())
+        return {name: ProcessRecord(int(r["pid"]), list(r["argv"])) for name, r in data.items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def apply_libvirt_daemons(layout: Layout) -> list[str]:
+    """Start ``virtlogd``/``libvirtd`` when they are not running (``shared.libvirtd``) and add
+    the ones started here to ``run/libvirt/daemons.json`` (pid + command line) so that
+    :func:`apply_stop_libvirt_daemons` stops exactly those. Returns the names started now.
+    Raises ``shared.libvirtd.LibvirtdError`` with a readable message."""
+    from shared import libvirtd
+
+    state = libvirtd.apply_system_daemons()
+    records = {name: r for name, r in _read_daemon_records(layout).items() if is_our_process(r)}
+    for name in state.started:
+        pid = state.pids[name]
+        argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+        records[name] = ProcessRecord(pid, argv)
+    _daemons_record(layout).parent.mkdir(parents=True, exist_ok=True)
+    _daemons_record(layout).write_text(json.dumps({n: asdict(r) for n, r in records.items()}) + "\n")
+    return list(state.started)
+
+
+def apply_stop_libvirt_daemons(layout: Layout, timeout: float = 15.0) -> list[str]:
+    """Stop the libvirt daemons this installation started (newest first; a daemon whose pid now
+    belongs to another command line is left alone). Returns the names stopped."""
+    stopped = []
+    for name, record in reversed(list(_read_daemon_records(layout).items())):
+        if not is_our_process(record):
+            continue
+        _signal(record.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while is_alive(record.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stopped.append(name)
+    _daemons_record(layout).unlink(missing_ok=True)
+    return stopped
+
+
+def apply_stop_guests(layout: Layout, grace: float = 20.0) -> list[str]:
+    """Shut down the guests of this installation and remove their domains and files.
+
+    A guest is this installation's when its domain carries a VMI uid (KubeVirt metadata) whose
+    directory exists under ``<state>/virt-handler/vmis``; other domains on the same libvirt are
+    never touched. ACPI power button first, destroy after ``grace`` seconds (the demo guest powers
+    off within a second or two), then undefine and remove the VMI directory (overlay, ISOs,
+    console log). Returns the domain names stopped; empty when libvirt is unreachable."""
+    import asyncio
+
+    vmis_dir = layout.handler_dir / "vmis"
+    if not vmis_dir.is_dir() or not any(vmis_dir.iterdir()):
+        return []
+    return asyncio.run(_stop_guests(layout.libvirt_uri, vmis_dir, grace))
+
+
+async def _stop_guests(uri: str, vmis_dir: Path, grace: float) -> list[str]:
+    import asyncio
+
+    from services.virt_handler.hypervisor import Hypervisor, HypervisorError
+
+    hv = Hypervisor(uri)
+    try:
+        await hv.open()
+    except HypervisorError:
+        return []
+    try:
+        ours = [d for d in await hv.list_domains() if d.uid and (vmis_dir / d.uid).is_dir()]
+
+        async def stop_one(domain) -> None:
+            if domain.is_active:
+                try:
+                    await hv.shutdown(domain.name)
+                except HypervisorError:
+                    pass
+                deadline = time.monotonic() + grace
+                while time.monotonic() < deadline:
+                    current = await hv.get_domain(domain.name)
+                    if current is None or not current.is_active:
+                        break
+                    await asyncio.sleep(0.5)
+                try:
+                    await hv.destroy(domain.name)
+                except HypervisorError:
+                    pass  # powered off meanwhile
+            await hv.undefine(domain.name)
+            shutil.rmtree(vmis_dir / domain.uid, ignore_errors=True)
+
+        await asyncio.gather(*(stop_one(d) for d in ours))
+        return [d.name for d in ours]
+    finally:
+        await hv.close()
 
 
 def tail(path: Path, lines: int = 5) -> str:

@@ -82,12 +82,17 @@ def resolve_kubeconfig(ctx: click.Context, state_dir: Path | None = None) -> Pat
 @state_dir_option
 @click.option("--api-port", type=click.IntRange(1, 65535), default=None,
               help=f"virt-api HTTPS port [default: the recorded one, else {inst.DEFAULT_API_PORT}]")
-def up(state_dir: Path | None, api_port: int | None) -> None:
-    """Start the embedded installation (nats-server, virt-api, ...) and write the kubeconfig.
+@click.option("--libvirt-uri", default=None,
+              help=f"libvirt of this node's virt-handler [default: the recorded one, else {inst.DEFAULT_LIBVIRT_URI}]")
+@click.option("--node-name", default=None, help="Node name of this host's virt-handler [default: the host name]")
+def up(state_dir: Path | None, api_port: int | None, libvirt_uri: str | None, node_name: str | None) -> None:
+    """Start the embedded installation (nats-server, virt-api, virt-controller, scheduler-bridge,
+    virt-handler) and write the kubeconfig. libvirtd/virtlogd are started when not running.
 
     Idempotent: services already running and healthy are left alone.
     """
-    layout = inst.load_layout(state_dir or default_state_dir(), api_port)
+    layout = inst.load_layout(state_dir or default_state_dir(), api_port, libvirt_uri=libvirt_uri,
+                              node_name=node_name)
     for spec in inst.SERVICES:
         record = inst.running_record(layout, spec)
         if record is not None:
@@ -115,7 +120,12 @@ def up(state_dir: Path | None, api_port: int | None) -> None:
 @state_dir_option
 @click.option("--wipe", is_flag=True, help="Also delete the data, TLS material, token, logs and kubeconfig.")
 def down(state_dir: Path | None, wipe: bool) -> None:
-    """Stop the processes 'virtctl up' started (only those); keep the data unless --wipe."""
+    """Stop what 'virtctl up' started (only that); keep the data unless --wipe.
+
+    Order: the services (reverse start order), then this installation's guests (ACPI shutdown,
+    destroy after 20 s; their VMIs start again on the next 'up' as their run strategy says),
+    then the libvirt daemons 'up' started (daemons that were already running stay).
+    """
     directory = (state_dir or default_state_dir()).resolve()
     if not (directory / "installation.json").exists():
         click.echo(f"no installation in {directory}; nothing to stop")
@@ -126,6 +136,10 @@ def down(state_dir: Path | None, wipe: bool) -> None:
             click.echo(f"{spec.name:<16} stopped")
         else:
             click.echo(f"{spec.name:<16} not running")
+    for name in inst.apply_stop_guests(layout):
+        click.echo(f"{'guest':<16} {name} shut down")
+    for name in inst.apply_stop_libvirt_daemons(layout):
+        click.echo(f"{name:<16} stopped (started by 'up')")
     if wipe:
         inst.wipe(layout, inst.SERVICES)
         click.echo(f"wiped {directory}")

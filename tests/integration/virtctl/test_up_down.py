@@ -16,7 +16,11 @@ import requests
 import yaml
 from kubernetes import client, config
 
+from services.virtctl.installation import SERVICES
 from shared.natsserver import pick_free_port
+
+# the handler on libvirt's test driver: these tests are about processes, not guests
+TEST_NODE = ("--libvirt-uri", "test:///default")
 
 
 def virtctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -49,7 +53,7 @@ def state(tmp_path: Path):
 
 def test_up_is_idempotent_down_keeps_data_and_wipe_removes_it(state: Path):
     port = pick_free_port()
-    first = virtctl("up", "--state-dir", str(state), "--api-port", str(port))
+    first = virtctl("up", "--state-dir", str(state), "--api-port", str(port), *TEST_NODE)
     assert "nats-server      started" in first.stdout and "virt-api         started" in first.stdout
     kubeconfig = state / "kubeconfig"
     assert f"kubeconfig: {kubeconfig}" in first.stdout
@@ -59,7 +63,7 @@ def test_up_is_idempotent_down_keeps_data_and_wipe_removes_it(state: Path):
     doc = yaml.safe_load(kubeconfig.read_text())
     assert doc["clusters"][0]["cluster"]["server"] == f"https://127.0.0.1:{port}"
     started = pids(state)
-    assert set(started) == {"nats-server", "virt-api"} and all(is_running(p) for p in started.values())
+    assert set(started) == {spec.name for spec in SERVICES} and all(is_running(p) for p in started.values())
 
     api_client = config.new_client_from_config(config_file=str(kubeconfig))
     custom = client.CustomObjectsApi(api_client)
@@ -73,7 +77,7 @@ def test_up_is_idempotent_down_keeps_data_and_wipe_removes_it(state: Path):
     assert "already running" in second.stdout and "started" not in second.stdout
     assert "(unchanged)" in second.stdout
     assert pids(state) == started
-    assert virtctl("status", "--state-dir", str(state)).stdout.count("healthy") == 2
+    assert virtctl("status", "--state-dir", str(state)).stdout.count("healthy") == len(SERVICES)
 
     down = virtctl("down", "--state-dir", str(state))
     assert "virt-api         stopped" in down.stdout and "nats-server      stopped" in down.stdout
@@ -95,7 +99,7 @@ def test_up_is_idempotent_down_keeps_data_and_wipe_removes_it(state: Path):
 
 def test_down_never_touches_a_process_it_did_not_start(state: Path):
     port = pick_free_port()
-    virtctl("up", "--state-dir", str(state), "--api-port", str(port))
+    virtctl("up", "--state-dir", str(state), "--api-port", str(port), *TEST_NODE)
     real = pids(state)
     virtctl("down", "--state-dir", str(state))
     stranger = subprocess.Popen(["sleep", "60"])
@@ -118,7 +122,7 @@ def test_up_on_a_busy_port_fails_with_one_readable_line(state: Path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = virtctl("up", "--state-dir", str(state), "--api-port", str(port), check=False)
+        proc = virtctl("up", "--state-dir", str(state), "--api-port", str(port), *TEST_NODE, check=False)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("virtctl: error: virt-api exited during start-up")
