@@ -81,10 +81,6 @@ class Keyring:
         self.keys = [key for path in self.paths for key in read_keys(path)]
         self.revoked = {f.upper() for f in revoked_fingerprints}
 
-    def primary_fingerprints(self) -> list[str]:
-        """Sorted fingerprints of the primary keys (what the lock records)."""
-        return sorted({key.primary for key in self.keys})
-
     def find(self, key_id: str) -> PgpKey | None:
         """The key whose fingerprint ends with `key_id` (8 or 16 hex digits, any case)."""
         key_id = key_id.upper()

@@ -99,16 +99,6 @@ def check_sbom_schema(text: str) -> None:
         raise SupplyChainError(f"SBOM is not valid CycloneDX 1.6: {str(error).splitlines()[0][:200]}")
 
 
-def compute_package_set(sbom: dict, kind: str) -> set[tuple[str, str]]:
-    """(purl, sha256) of every `pkg:<kind>/` component of a parsed SBOM."""
-    out = set()
-    for comp in sbom.get("components", []):
-        if comp.get("purl", "").startswith(f"pkg:{kind}/"):
-            sha = next((h["content"] for h in comp.get("hashes", []) if h["alg"] == "SHA-256"), "")
-            out.add((comp["purl"], sha))
-    return out
-
-
 def apply_python_env_sbom(python: Path, out: Path, validate: bool = True) -> Path:
     """Describe a Python environment with `cyclonedx-py environment` (CycloneDX 1.6 JSON,
     reproducible output); `python` is the interpreter of that environment. With `validate`, the
