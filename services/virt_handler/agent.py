@@ -16,7 +16,9 @@ VMI with its domain and converges (KubeVirt's ``pkg/virt-handler/vm.go`` in spir
 - VMI being deleted (``deletionTimestamp``) or gone -> ACPI shutdown, wait
   ``spec.terminationGracePeriodSeconds``, destroy, write the final phase, undefine, clean.
 - Domains whose VMI is gone or replaced (other uid) are removed; domains of live VMIs
-  found after a restart are adopted as they are (never restarted).
+  found after a restart are adopted as they are (never restarted). Only domains this
+  handler made are touched (``is_owned``: their VMI directory is in its state dir), so
+  handlers sharing one libvirt leave each other alone.
 - VMI ``Running`` but its domain vanished -> ``Failed``.
 
 Lifecycle commands (pause, unpause, soft reboot) arrive on
@@ -200,7 +202,7 @@ class VmiAgent:
             self._observe(vmi)
         for domain in await self.hv.list_domains():
             key = compute_key_of_domain(domain.name)
-            if domain.uid and key:
+            if key and self.is_owned(domain):
                 self.queue.add(key)
         for key in list(self.vmis):
             self.queue.add(key)
@@ -318,7 +320,7 @@ class VmiAgent:
         try:
             for domain in await self.hv.list_domains():
                 key = compute_key_of_domain(domain.name)
-                if domain.uid and key:
+                if key and self.is_owned(domain):
                     self.queue.add(key)
         except HypervisorError as err:
             log.warning("listing domains failed: %s", err)
@@ -346,6 +348,12 @@ class VmiAgent:
                 self.queue.add_after(key, delay)
 
     # -- files -------------------------------------------------------------------------------
+    def is_owned(self, domain: DomainInfo) -> bool:
+        """Whether this handler made ``domain``: it carries a VMI uid whose directory exists in
+        this handler's state dir (created before every define). Several handlers may share one
+        libvirt (tests, an installation beside a test run); none touches another's domains."""
+        return bool(domain.uid) and self.vmi_dir(domain.uid).is_dir()
+
     def vmi_dir(self, uid: str) -> Path:
         """Directory of one VMI's files (overlays, ISOs, console log, ``vmi.json``)."""
         return self.config.state_dir / "vmis" / uid
@@ -382,8 +390,8 @@ class VmiAgent:
         dom_name = domain_name(namespace, name)
         vmi = self.vmis.get(key)
         domain = await self.hv.get_domain(dom_name)
-        if domain is not None and domain.uid is None:
-            return None  # not a KubeVirt domain: never touch it
+        if domain is not None and not self.is_owned(domain):
+            return None  # not a KubeVirt domain, or another handler's on a shared libvirt: never touch it
         vmi_uid = ((vmi or {}).get("metadata") or {}).get("uid")
         if domain is not None and domain.uid != vmi_uid and not self.vmi_dir(domain.uid).exists():
             return None  # another installation's guest on a shared libvirt (no files of ours): never touch it

@@ -1,0 +1,160 @@
+"""kill -9 of the virt-handler process while a real QEMU (TCG) guest runs: the guest keeps
+running untouched, the VMI goes Unknown while the node is silent (virt-controller), and is
+Running again once a new handler adopts the domain. Then deleting the VMI shuts the guest down
+by ACPI and leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from loop_helpers import VMIS, get_or_none, phase_of, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+ROOT = Path(__file__).resolve().parents[3]
+CACHE = Path(os.environ.get("KUBEVIRT_PY_TEST_CACHE", "/var/tmp/kubevirt-py-test-cache"))
+PROMPT = re.compile(rb"\[root@[\w.-]+ [^\]]*\]# ")
+BANNER = b"kubevirt-py demo guest"
+
+needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None or shutil.which("libvirtd") is None
+                                or os.geteuid() != 0, reason="needs root, QEMU and libvirtd (scripts/install.sh)")
+
+
+@pytest.fixture
+def node_dir(tmp_path):
+    """A state dir QEMU (user libvirt-qemu) can traverse, removed afterwards (handler logs are
+    kept in the test's tmp_path)."""
+    path = Path(tempfile.mkdtemp(prefix="kubevirt-py-handler-kill-", dir="/var/tmp"))
+    path.chmod(0o755)
+    yield path
+    for log in path.glob("*.log"):
+        shutil.copy(log, tmp_path / log.name)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def system_libvirt():
+    from shared import libvirtd
+    state = libvirtd.apply_system_daemons()
+    yield
+    libvirtd.apply_stop(state)
+
+
+def start_handler(nats_url, prefix, node, node_dir, log_name):
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.virt_handler.main", "--nats", nats_url, "--bucket-prefix", prefix,
+         "--node-name", node, "--libvirt-uri", "qemu:///system", "--state-dir", str(node_dir / "state"),
+         "--image-dir", str(node_dir / "images"), "--heartbeat-interval", "1", "--log-level", "INFO"],
+        cwd=ROOT, stdout=open(node_dir / log_name, "w"), stderr=subprocess.STDOUT)
+
+
+def demo_vmi(node):
+    from guest.demo_guest import DEMO_DISK_REF
+    return {
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {"name": "demo", "namespace": "default",
+                     "finalizers": ["kubevirt.io/foregroundDeleteVirtualMachine"]},
+        "spec": {"domain": {"memory": {"guest": "256Mi"},
+                            "devices": {"disks": [{"name": "containerdisk", "disk": {"bus": "virtio"}}]}},
+                 "terminationGracePeriodSeconds": 60,
+                 "volumes": [{"name": "containerdisk", "containerDisk": {"image": DEMO_DISK_REF}}]},
+        # placed as scheduler-bridge leaves it
+        "status": {"phase": "Scheduled", "nodeName": node,
+                   "phaseTransitionTimestamps": [{"phase": "Scheduled",
+                                                  "phaseTransitionTimestamp": "2026-01-01T00:00:00.000000Z"}]},
+    }
+
+
+def qemu_pid(domain_name):
+    pid_file = Path(f"/run/libvirt/qemu/{domain_name}.pid")
+    return int(pid_file.read_text()) if pid_file.exists() else None
+
+
+@needs_qemu
+async def test_kill_9_of_the_handler_leaves_the_guest_running_and_it_is_adopted(
+        object_store, nats_server, node_dir, system_libvirt):
+    import libvirt
+
+    from guest.demo_guest import apply_demo_guest_build, apply_demo_guest_import
+    from services.virt_controller.manager import ControllerManager
+    from shared.images import ImageStore
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    guest = await asyncio.to_thread(apply_demo_guest_build, CACHE)
+    await asyncio.to_thread(apply_demo_guest_import, ImageStore(node_dir / "images"), guest)
+    node = f"kill-node-{os.getpid()}"
+    controller = ControllerManager(object_store, "kill-ctl", heartbeat_timeout=3.0, lease_duration=3.0,
+                                   renew_deadline=2.0, retry_period=0.5)
+    controller_task = asyncio.get_running_loop().create_task(controller.run())
+    handler = start_handler(nats_server.url, object_store.prefix, node, node_dir, "handler-1.log")
+    conn = libvirt.open("qemu:///system")
+    try:
+        await wait_until(lambda: _node_registered(object_store, node), timeout=30)
+        await object_store.create(VMIS, demo_vmi(node))
+        vmi = await wait_until(lambda: _phase_is(object_store, "Running"), timeout=60)
+        uid = vmi["metadata"]["uid"]
+        console = node_dir / "state" / "vmis" / uid / "console.log"
+        await wait_until(lambda: console.exists() and PROMPT.search(console.read_bytes()), timeout=120)
+        domain = conn.lookupByName("default_demo")
+        pid_before, id_before = qemu_pid("default_demo"), domain.ID()
+        assert pid_before
+
+        handler.send_signal(signal.SIGKILL)
+        handler.wait(10)
+        # The node falls silent: virt-controller marks the VMI Unknown; the guest runs on.
+        await wait_until(lambda: _phase_is(object_store, "Unknown"), timeout=30)
+        assert domain.isActive() and qemu_pid("default_demo") == pid_before
+
+        handler = start_handler(nats_server.url, object_store.prefix, node, node_dir, "handler-2.log")
+        await wait_until(lambda: _phase_is(object_store, "Running"), timeout=60)
+        assert (qemu_pid("default_demo"), conn.lookupByName("default_demo").ID()) == (pid_before, id_before)
+        assert console.read_bytes().count(BANNER) == 1  # booted once: never restarted
+
+        await object_store.delete(VMIS, "default", "demo")
+        final = await wait_until(lambda: _phase_in(object_store, ("Succeeded", "Failed")), timeout=90)
+        assert phase_of(final) == "Succeeded"  # the demo guest honours the ACPI power button
+        await wait_until(lambda: "default_demo" not in [d.name() for d in conn.listAllDomains()], timeout=30)
+        await wait_until(lambda: not (node_dir / "state" / "vmis" / uid).exists(), timeout=30)
+        await wait_until(lambda: _absent(object_store), timeout=30)  # the controller dropped its finalizer
+    finally:
+        handler.send_signal(signal.SIGTERM)
+        try:
+            handler.wait(15)
+        except subprocess.TimeoutExpired:
+            handler.kill()
+        try:
+            leftover = conn.lookupByName("default_demo")
+            if leftover.isActive():
+                leftover.destroy()
+            leftover.undefine()
+        except libvirt.libvirtError:
+            pass
+        conn.close()
+        controller_task.cancel()
+        await asyncio.gather(controller_task, return_exceptions=True)
+
+
+async def _node_registered(store, node):
+    return await get_or_none(store, "nodes", node, namespace=None)
+
+
+async def _phase_is(store, phase):
+    vmi = await get_or_none(store, VMIS, "demo")
+    return vmi if phase_of(vmi) == phase else None
+
+
+async def _phase_in(store, phases):
+    vmi = await get_or_none(store, VMIS, "demo")
+    return vmi if phase_of(vmi) in phases else None
+
+
+async def _absent(store):
+    return await get_or_none(store, VMIS, "demo") is None
