@@ -44,6 +44,7 @@ SUBRESOURCE_VERSIONS = ("v1", "v1alpha3")
 #: Add one line per service that brings subresources. Missing modules are logged and skipped.
 SUBRESOURCE_MODULES: list[str] = [
     "services.virt_api.lifecycle",
+    "services.virt_api.console",
 ]
 
 

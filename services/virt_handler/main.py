@@ -8,7 +8,7 @@ Usage::
 Owns reading the settings once, opening libvirt and the store (one readable line and exit
 code 1 when either is unreachable), deciding the domain type (``test`` for ``test://`` URIs,
 ``kvm`` when the KVM probe passes, else ``qemu``/TCG), registering the Node, and running the
-heartbeat and the agent until SIGTERM/SIGINT. Stopping leaves every domain running: the next
+heartbeat, the agent and the serial-console server (``console.py``) until SIGTERM/SIGINT. Stopping leaves every domain running: the next
 handler adopts them.
 """
 
@@ -25,6 +25,7 @@ import click
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from services.virt_handler.agent import AgentConfig, VmiAgent, compute_domain_type
+from services.virt_handler.console import ConsoleServer
 from services.virt_handler.hypervisor import Hypervisor, HypervisorError
 from services.virt_handler.node import NodeHeartbeat, default_node_name
 from shared.errors import ApiError
@@ -92,6 +93,7 @@ async def run(settings: HandlerSettings, stop: asyncio.Event | None = None) -> N
     await hypervisor.open()
     store = None
     agent = None
+    console = None
     heartbeat_task = None
     try:
         store = await _connect_store(settings)
@@ -104,6 +106,8 @@ async def run(settings: HandlerSettings, stop: asyncio.Event | None = None) -> N
             node_name=settings.node_name, state_dir=settings.state_dir, domain_type=domain_type,
             images=images, workers=settings.workers), bus=store.bus)
         await agent.start()
+        console = ConsoleServer(store.bus, hypervisor, settings.node_name)
+        await console.start()
         heartbeat_task = asyncio.get_running_loop().create_task(heartbeat.run(), name="node-heartbeat")
         log.info("virt-handler for node %s running on %s (domain type %s)", settings.node_name,
                  settings.libvirt_uri, domain_type)
@@ -118,6 +122,8 @@ async def run(settings: HandlerSettings, stop: asyncio.Event | None = None) -> N
         if heartbeat_task is not None:
             heartbeat_task.cancel()
             await asyncio.gather(heartbeat_task, return_exceptions=True)
+        if console is not None:
+            await console.stop()
         if agent is not None:
             await agent.stop()
         if store is not None:

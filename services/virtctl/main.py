@@ -23,6 +23,7 @@ from services.virtctl.kubeconfig import apply_kubeconfig, compute_kubeconfig
 #: Modules that add commands to :data:`cli` when imported (one line per module).
 COMMAND_MODULES: list[str] = [
     "services.virtctl.lifecycle_commands",
+    "services.virtctl.console_command",
 ]
 
 
