@@ -463,6 +463,7 @@ class VmiAgent:
         except (DomainConversionError, ImageNotFound, HypervisorError) as err:
             return await self._report_sync_failure(key, vmi, err)
         self.failures.pop(key, None)
+        log.info("started domain %s for VMI %s", info.name, key)
         self.agent_connected[info.name] = False  # a fresh guest's agent connects later (event)
         await self._write_status(key, vmi, lambda v: vmi_status.compute_live_status(
             v, info.state, info.reason, now=self.clock()))
@@ -507,6 +508,7 @@ class VmiAgent:
             record.write_text(repr(now))
             started = now
             if grace > 0:
+                log.info("shutting down domain %s (ACPI, grace %ss)", domain.name, grace)
                 await self.hv.shutdown(domain.name)
         remaining = started + grace - now
         if remaining <= 0:
@@ -519,6 +521,7 @@ class VmiAgent:
         """The guest stopped: write Succeeded/Failed, then remove the domain and its files."""
         phase = vmi_status.compute_phase(domain.state, domain.reason,
                                          acpi_enabled=vmi_status.is_acpi_enabled(vmi))
+        log.info("domain %s stopped (%s): VMI %s %s", domain.name, domain.reason, key, phase)
         await self._write_status(key, vmi, lambda v: vmi_status.compute_final_status(v, phase, now=self.clock()))
         await self.hv.undefine(domain.name)
         self.agent_connected.pop(domain.name, None)
