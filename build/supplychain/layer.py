@@ -116,9 +116,17 @@ def compute_layer(entries: Iterable[LayerEntry], mtime: int, comment: str) -> La
     """Build a layer from entries; `mtime` is SOURCE_DATE_EPOCH in seconds, `comment` goes into
     the image history ("debs", "accounts", ...)."""
     tar = compute_tar(entries, mtime)
-    blob = compute_gzip(tar)
-    return Layer(tar, blob, "sha256:" + hashlib.sha256(tar).hexdigest(),
-                 "sha256:" + hashlib.sha256(blob).hexdigest(), comment)
+    diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
+    blob = _GZIP_MEMO.get(diff_id)
+    if blob is None:  # compression dominates build time; equal tars (shared wheel layers) compress once
+        blob = compute_gzip(tar)
+        _GZIP_MEMO[diff_id] = blob
+        while len(_GZIP_MEMO) > 8:
+            _GZIP_MEMO.pop(next(iter(_GZIP_MEMO)))
+    return Layer(tar, blob, diff_id, "sha256:" + hashlib.sha256(blob).hexdigest(), comment)
+
+
+_GZIP_MEMO: dict[str, bytes] = {}  # diff_id -> gzip bytes; deterministic, so reuse is exact
 
 
 def compute_entries_from_tar(tar_bytes: bytes, owners: dict[str, int] | None = None,
