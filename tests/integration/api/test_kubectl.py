@@ -135,3 +135,17 @@ def test_kubectl_reports_server_errors_as_kubernetes_errors(kubectl, namespace):
     proc = kubectl("get", "vm", "does-not-exist", "-n", namespace, check=False)
     assert proc.returncode == 1
     assert 'virtualmachines.kubevirt.io "does-not-exist" not found' in proc.stderr
+
+
+def test_label_annotate_replace_work_and_server_side_apply_is_refused_clearly(kubectl, namespace):
+    manifest = str(EXAMPLES / "vm-cirros.yaml")
+    kubectl("apply", "-n", namespace, "-f", manifest)
+    assert "labeled" in kubectl("label", "vm", "vm-cirros", "-n", namespace, "team=blue").stdout
+    assert "annotated" in kubectl("annotate", "vm", "vm-cirros", "-n", namespace, "note=hi").stdout
+    selected = kubectl("get", "vm", "-n", namespace, "-l", "team=blue", "-o", "name").stdout.split()
+    assert selected == ["virtualmachine.kubevirt.io/vm-cirros"]
+    assert "replaced" in kubectl("replace", "-n", namespace, "-f", manifest).stdout
+    vm = json.loads(kubectl("get", "vm", "vm-cirros", "-n", namespace, "-o", "json").stdout)
+    assert "team" not in vm["metadata"]["labels"]  # replace puts back exactly the manifest
+    proc = kubectl("apply", "--server-side", "-n", namespace, "-f", manifest, check=False)
+    assert proc.returncode == 1 and "application/apply-patch+yaml" in proc.stderr
