@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         apply_demo_guest_import(store, guest)
         domain_type = kvm_probe.compute_domain_type()
         print(f"B5 boot bench: domain type {domain_type!r}, demo guest kernel {guest.kernel_version}, "
-              f"256 MiB, 1 vCPU, {os.cpu_count()} host cores")
+              f"256 MiB, 1 vCPU, {os.cpu_count()} host cores, load average before {os.getloadavg()[0]:.2f} "
+              "(other work on the host slows TCG guests directly)")
         boot_once(store, node_dir, domain_type, "warmup")  # libvirt capability cache warm, page cache warm
 
         sequential = []
