@@ -192,6 +192,7 @@ def session(api, request):
         assert SENT[0] >= EXAMPLES * BATCH, f"only {SENT[0]} fuzzed requests were sent"
 
 
+@pytest.mark.timeout(900)  # about 90 s on an idle 2-core machine; room for a loaded CI runner
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
           # no shrinking: a failing batch of 50 requests is reported as found (re-running batches
           # to shrink them would take minutes); the assertion message names the request
