@@ -84,7 +84,11 @@ class ApiInstallation:
 def _installation(state_dir: Path) -> ApiInstallation:
     layout = inst.load_layout(state_dir, api_port=pick_free_port())
     installation = ApiInstallation(layout)
-    installation.start_all()
+    try:
+        installation.start_all()
+    except BaseException:
+        installation.stop_all()  # a half-started pair must not outlive the test
+        raise
     return installation
 
 
