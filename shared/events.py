@@ -10,8 +10,8 @@ re-reads the store).
 Families:
 
 ``kubevirt.v1.handler.<node>.command`` - request/reply to the virt-handler of
-  ``<node>``: ``Pause``, ``Unpause``, ``SoftReboot`` (virt-api's ``pause``,
-  ``unpause``, ``softreboot`` subresources). The reply is a ``CommandResult``
+  ``<node>``: ``Pause``, ``Unpause``, ``SoftReboot``, ``GuestOSInfo`` (virt-api's
+  ``pause``, ``unpause``, ``softreboot``, ``guestosinfo`` subresources). The reply is a ``CommandResult``
   whose ``code``/``reason``/``message`` are those of the Kubernetes Status
   virt-api should answer with (200 on success). Idempotent: pausing a paused
   VMI succeeds.
@@ -80,7 +80,12 @@ class SoftReboot(_Command, tag="SoftReboot"):
     """Ask the guest to reboot (guest agent or ACPI), keeping the VMI."""
 
 
-HandlerCommand = Union[Pause, Unpause, SoftReboot]
+class GuestOSInfo(_Command, tag="GuestOSInfo"):
+    """Read the guest agent's information; the reply's ``body`` is the ``guestosinfo``
+    subresource (``VirtualMachineInstanceGuestAgentInfo``). 409 when no agent is connected."""
+
+
+HandlerCommand = Union[Pause, Unpause, SoftReboot, GuestOSInfo]
 
 
 class CommandResult(msgspec.Struct, tag="CommandResult", tag_field="kind", kw_only=True, omit_defaults=True):
@@ -90,6 +95,7 @@ class CommandResult(msgspec.Struct, tag="CommandResult", tag_field="kind", kw_on
     code: int = 200
     reason: str = ""
     message: str = ""
+    body: dict | None = None  # answer payload of read commands (GuestOSInfo)
 
     @property
     def ok(self) -> bool:

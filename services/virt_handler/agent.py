@@ -43,6 +43,7 @@ from typing import Any
 
 import msgspec
 
+from services.virt_handler import guest_agent
 from services.virt_handler import status as vmi_status
 from services.virt_handler.domain import (
     ConversionContext,
@@ -85,6 +86,7 @@ class AgentConfig:
     base_retry_delay: float = 1.0
     max_retry_delay: float = 30.0
     publish_domain_events: bool = True
+    guest_refresh_interval: float = 30.0
 
 
 def compute_key(namespace: str, name: str) -> str:
@@ -188,6 +190,7 @@ class VmiAgent:
         self.last_seen: dict[str, dict] = {}      # uid -> last VMI object seen (for cleanup)
         self.agent_connected: dict[str, bool] = {}  # domain name -> guest agent connected
         self.failures: dict[str, int] = {}
+        self.guest_status: dict[str, tuple[float, dict]] = {}  # key -> (monotonic time, status fields)
         self._tasks: list[asyncio.Task] = []
         self._command_sub = None
         self.synced = asyncio.Event()
@@ -293,9 +296,11 @@ class VmiAgent:
             if event.event == "Reconnected":
                 await self._enqueue_everything()
                 continue
+            key = compute_key_of_domain(event.name)
             if event.event in ("AgentConnected", "AgentDisconnected"):
                 self.agent_connected[event.name] = event.event == "AgentConnected"
-            key = compute_key_of_domain(event.name)
+                if key in self.guest_status:  # ask the (re)connected agent at once
+                    self.guest_status[key] = (None, self.guest_status[key][1])
             if key is not None:
                 self.queue.add(key)
                 await self._publish_domain_event(key, event)
@@ -448,10 +453,17 @@ class VmiAgent:
         self.failures.pop(key, None)
         if domain.name not in self.agent_connected:  # adopted after a restart: ask the domain
             self.agent_connected[domain.name] = await self.hv.is_agent_connected(domain.name)
+        connected = self.agent_connected.get(domain.name, False)
+        delay = None
+        if connected and domain.state != "Paused":
+            fetched_at, _ = self.guest_status.get(key, (None, {}))
+            if fetched_at is None or time.monotonic() - fetched_at >= self.config.guest_refresh_interval:
+                self.guest_status[key] = (time.monotonic(), await guest_agent.fetch_guest_status(self.hv, domain.name))
+            delay = self.config.guest_refresh_interval
+        extra = self.guest_status.get(key, (None, {}))[1]
         await self._write_status(key, vmi, lambda v: vmi_status.compute_live_status(
-            v, domain.state, domain.reason, now=self.clock(),
-            agent_connected=self.agent_connected.get(domain.name, False)))
-        return None
+            v, domain.state, domain.reason, now=self.clock(), agent_connected=connected, extra=extra))
+        return delay
 
     async def _start(self, key: str, vmi: dict) -> float | None:
         uid = vmi["metadata"]["uid"]
@@ -525,6 +537,7 @@ class VmiAgent:
         await self._write_status(key, vmi, lambda v: vmi_status.compute_final_status(v, phase, now=self.clock()))
         await self.hv.undefine(domain.name)
         self.agent_connected.pop(domain.name, None)
+        self.guest_status.pop(key, None)
         await asyncio.to_thread(self._apply_cleanup, domain.uid)
 
     async def _write_status(self, key: str, vmi: dict, compute: Callable[[dict], dict],
@@ -587,6 +600,11 @@ class VmiAgent:
                 if domain.state == "Paused":
                     return events.CommandResult(code=409, reason="Conflict", message="VMI is paused")
                 await self.hv.reboot(name)
+            elif isinstance(command, events.GuestOSInfo):
+                if not self.agent_connected.get(name, False):
+                    return events.CommandResult(code=409, reason="Conflict",
+                                                message="VMI does not have guest agent connected")
+                return events.CommandResult(body=await guest_agent.fetch_guest_agent_info(self.hv, name))
         except HypervisorError as err:
             code = 409 if err.reason == "OperationInvalid" else 500
             return events.CommandResult(code=code, reason="Conflict" if code == 409 else "InternalError",

@@ -30,7 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import json
+
 import libvirt
+import libvirt_qemu
 
 log = logging.getLogger(__name__)
 
@@ -476,6 +479,32 @@ class Hypervisor:
                 if target.get("name") == "org.qemu.guest_agent.0":
                     return target.get("state") == "connected"
             return False
+        return await self._call(blocking)
+
+    async def agent_command(self, name: str, command: str, arguments: dict | None = None, *,
+                            timeout: int = 5) -> Any:
+        """Run QEMU guest agent ``command`` (e.g. ``guest-get-osinfo``) in domain ``name`` and
+        return its ``return`` value. Raises ``DomainNotFound``, ``HypervisorError`` with reason
+        ``AgentUnresponsive`` (no agent, or it did not answer within ``timeout`` s) or
+        ``Unsupported`` (drivers without agents, e.g. ``test://``)."""
+        request = {"execute": command, **({"arguments": arguments} if arguments else {})}
+
+        def blocking() -> Any:
+            answer = libvirt_qemu.qemuAgentCommand(self._lookup(name), json.dumps(request), timeout, 0)
+            return json.loads(answer).get("return")
+        return await self._call(blocking, timeout=self.call_timeout + timeout)
+
+    async def domain_interfaces(self, name: str) -> list[tuple[str, str]]:
+        """``(alias, mac)`` of each ``<interface>`` in the live domain XML (alias without the
+        ``ua-`` prefix KubeVirt gives user-defined devices). Raises ``DomainNotFound``."""
+        def blocking() -> list[tuple[str, str]]:
+            root = ET.fromstring(self._lookup(name).XMLDesc(0))
+            found = []
+            for iface in root.findall("./devices/interface"):
+                alias = (iface.find("alias").get("name") if iface.find("alias") is not None else "") or ""
+                mac = iface.find("mac").get("address") if iface.find("mac") is not None else ""
+                found.append((alias.removeprefix("ua-"), mac or ""))
+            return found
         return await self._call(blocking)
 
     async def shutdown(self, name: str) -> None:

@@ -53,12 +53,33 @@ class HandlerSettings:
     connect_timeout: float = 30.0
 
 
+ACCELERATION_RECORD = "domain-type"
+
+
 def decide_domain_type(settings: HandlerSettings) -> str:
-    """The ``<domain type>`` for this node (see module docstring)."""
+    """The ``<domain type>`` for this node (see module docstring). The KVM probe's answer is
+    kept in ``<state_dir>/domain-type``: a restarted handler does not probe again (on this
+    machine a probe's QEMU can stay stuck in the kernel, so probes must be rare)."""
     if settings.domain_type != "auto":
         return settings.domain_type
     if settings.libvirt_uri.startswith("test:"):
         return "test"
+    record = settings.state_dir / ACCELERATION_RECORD
+    try:
+        recorded = record.read_text().strip()
+    except OSError:
+        recorded = ""
+    if recorded in ("kvm", "qemu"):
+        return recorded
+    decided = _probe_domain_type(settings)
+    try:
+        record.write_text(decided + "\n")
+    except OSError as err:
+        log.warning("cannot record the domain type in %s: %s", record, err)
+    return decided
+
+
+def _probe_domain_type(settings: HandlerSettings) -> str:
     try:
         from services.virt_handler import kvm_probe
         usable = bool(kvm_probe.is_kvm_usable())
