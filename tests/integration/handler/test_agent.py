@@ -197,3 +197,21 @@ async def test_a_running_vmi_whose_domain_vanished_fails(object_store, hyperviso
         await wait_until(lambda: _in_phase(object_store, "vm1", "Failed"))
     finally:
         await second.stop()
+
+
+async def test_domain_changes_are_announced_on_versioned_subjects(object_store, hypervisor, agent):
+    received = []
+    async def collect(msg):
+        received.append((msg.subject, events.decode_domain_event(msg.data)))
+
+    subscription = await object_store.bus.subscribe(events.domain_event_wildcard("node1"), cb=collect)
+    try:
+        vmi = await running_vmi(object_store)
+        await wait_until(lambda: any(e.event == "Started" for _, e in received))
+    finally:
+        await subscription.unsubscribe()
+    subject, started = next((s, e) for s, e in received if e.event == "Started")
+    assert subject == "kubevirt.v1.domain.node1.default.vm1"
+    assert (started.node, started.namespace, started.name, started.uid) == \
+        ("node1", "default", "vm1", vmi["metadata"]["uid"])
+
