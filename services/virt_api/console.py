@@ -82,7 +82,8 @@ async def serve_console(call: Any) -> web.StreamResponse:
             raise ApiError(result.message or f"virt-handler refused: {result.reason}", code=result.code,
                            reason=result.reason or "InternalError", kind="virtualmachineinstance", name=call.name,
                            group="kubevirt.io")
-        ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), max_msg_size=1 << 20)
+        # heartbeat: a client that vanished without a close frame is noticed within seconds
+        ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), max_msg_size=1 << 20, heartbeat=proto.KEEPALIVE_SECONDS)
         await ws.prepare(call.request)
         await _bridge(ws, bus, session, from_guest, closed_reason, last_heard)
         return ws

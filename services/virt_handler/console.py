@@ -157,9 +157,12 @@ class ConsoleServer:
                 return
 
     async def _pump_out(self, session: _Session) -> None:
+        # the reader is removed by _close only: the fd number may already belong to a newer
+        # session when this task's cancellation arrives
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
         loop.add_reader(session.fd, ready.set)
+        reason = proto.GUEST_STOPPED
         try:
             while not session.closed:
                 await ready.wait()
@@ -171,11 +174,14 @@ class ConsoleServer:
                 except OSError:  # EIO: the guest's side of the pty is gone
                     data = b""
                 if not data:
-                    loop.create_task(self._close(session, proto.GUEST_STOPPED))
-                    return
+                    break
                 await self.bus.publish(proto.session_subject(session.session, "out"), data)
-        finally:
-            loop.remove_reader(session.fd)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # publishing failed: end the session, the client reconnects
+            reason = f"console output failed: {err}"
+        if not session.closed:
+            loop.create_task(self._close(session, reason))
 
     async def _keepalive(self, session: _Session) -> None:
         while not session.closed:

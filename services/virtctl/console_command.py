@@ -65,7 +65,7 @@ class _Stdin:
     def __enter__(self) -> "_Stdin":
         if os.isatty(self.fd):
             self._saved = termios.tcgetattr(self.fd)
-            tty.setraw(self.fd)
+            tty.setraw(self.fd, termios.TCSANOW)  # TCSAFLUSH would drop what was typed ahead
         asyncio.get_running_loop().add_reader(self.fd, self._readable)
         return self
 
@@ -90,9 +90,10 @@ def _note(message: str) -> None:
     sys.stderr.flush()
 
 
-async def _attach_once(session: aiohttp.ClientSession, url: str, access: ClusterAccess, stdin: _Stdin) -> None:
-    """One WebSocket connection; returns when it drops (to reconnect). Raises ``Left``,
-    ``ConsoleClosed`` or an ``ApiError`` for an error answer."""
+async def _attach_once(session: aiohttp.ClientSession, url: str, access: ClusterAccess, stdin: _Stdin,
+                       on_connected: Any) -> None:
+    """One WebSocket connection; calls ``on_connected()`` once it is up and returns when it drops
+    (to reconnect). Raises ``Left``, ``ConsoleClosed`` or an ``ApiError`` for an error answer."""
     headers = {"Authorization": f"Bearer {access.token}"} if access.token else {}
     ssl = access.ssl_context if access.ssl_context else False
     try:
@@ -101,6 +102,7 @@ async def _attach_once(session: aiohttp.ClientSession, url: str, access: Cluster
         # the refusal's Status body comes with a plain GET (the checks run before any session opens)
         async with session.get(url, headers=headers, ssl=ssl) as resp:
             raise compute_error(resp.status, await resp.read()) from None
+    on_connected()
     out = sys.stdout.buffer
     closing: list[tuple[int | None, str]] = []
 
@@ -133,10 +135,10 @@ async def _attach_once(session: aiohttp.ClientSession, url: str, access: Cluster
         for task in done:
             task.result()  # Left propagates
     finally:
+        await ws.close()  # first: tells virt-api (and the handler) the reader left
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await ws.close()
     if closing and closing[0][0] == 1000:
         raise ConsoleClosed(closing[0][1] or "the console was closed by the server")
 
@@ -147,12 +149,21 @@ async def run_console(access: ClusterAccess, namespace: str, name: str, timeout:
     answers that cannot change by waiting: 400, 401, 403, 404)."""
     url = compute_console_url(access, namespace, name)
     deadline = time.monotonic() + timeout
-    _note(f"Successfully connected to {name} console. The escape sequence is ^]")
+    state = {"attached_before": False, "lost": False}
+
+    def on_connected() -> None:
+        if not state["attached_before"]:
+            _note(f"Successfully connected to {name} console. The escape sequence is ^]")
+        elif state["lost"]:
+            _note("virtctl: console reconnected")
+        state.update(attached_before=True, lost=False)
+
     async with aiohttp.ClientSession() as session:
         with _Stdin() as stdin:
             while True:
                 try:
-                    await _attach_once(session, url, access, stdin)
+                    await _attach_once(session, url, access, stdin, on_connected)
+                    state["lost"] = True
                     _note("virtctl: console connection lost; reconnecting")
                     deadline = time.monotonic() + timeout
                 except Left:

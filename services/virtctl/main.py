@@ -176,9 +176,11 @@ def _load_command_modules() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (also ``python -m services.virtctl.main``)."""
     _load_command_modules()
-    cli(obj={})
+    # under ``python -m`` this file is ``__main__``; the command modules registered their commands
+    # on the importable ``services.virtctl.main``, so run that module's group
+    importlib.import_module("services.virtctl.main").cli(obj={})
 
 
 if __name__ == "__main__":

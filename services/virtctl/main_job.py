@@ -167,9 +167,16 @@ def wait_console(path: Path, timeout: float) -> bytes:
 
 
 def compute_console_lines(data: bytes, limit: int) -> list[str]:
-    """The first ``limit`` non-empty lines of console output, without control sequences."""
+    """The first non-empty lines of console output without control sequences: at most ``limit``,
+    up to and including the first shell prompt."""
     text = ANSI.sub("", data.decode(errors="replace")).replace("\r", "")
-    return [line for line in text.split("\n") if line.strip()][:limit]
+    lines = []
+    for line in text.split("\n"):
+        if line.strip():
+            lines.append(line)
+            if len(lines) >= limit or PROMPT.search(line.encode()):
+                break
+    return lines
 
 
 # -- showing ---------------------------------------------------------------------------------

@@ -80,7 +80,8 @@ def test_console_url_is_kubevirts_subresource_path():
 
 def test_console_lines_drop_control_sequences_and_blank_lines():
     data = b"\x1b[2J\x1b[Hkubevirt-py demo guest\r\n\r\nkernel 6.1\r\n[root@vm ]# \r\nmore\r\n"
-    assert compute_console_lines(data, 3) == ["kubevirt-py demo guest", "kernel 6.1", "[root@vm ]# "]
+    assert compute_console_lines(data, 12) == ["kubevirt-py demo guest", "kernel 6.1", "[root@vm ]# "]
+    assert compute_console_lines(data, 1) == ["kubevirt-py demo guest"]
 
 
 def test_failure_hint_names_the_false_condition():
