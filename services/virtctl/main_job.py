@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from services.virtctl.client import ApiClient, resource_path
+from services.virtctl.client import ApiClient, compute_error, resource_path
 from services.virtctl.installation import Layout, load_layout, log_path
 from shared import errors
 
@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MANIFEST = ROOT / "examples" / "vm-demo.yaml"
 IMPORT_STAMP = "demo-guest.imported"
 PROMPT = re.compile(rb"\[root@[\w.-]+ [^\]]*\]# ")
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -196,8 +197,11 @@ async def _print_tables_via_api(layout: Layout) -> None:
     async with ApiClient.from_kubeconfig(layout.kubeconfig) as api:
         for plural, kind in (("virtualmachines", "virtualmachine"), ("virtualmachineinstances",
                                                                      "virtualmachineinstance")):
-            api._session.headers["Accept"] = "application/json;as=Table;v=v1;g=meta.k8s.io"  # type: ignore
-            table = await api.get(resource_path("kubevirt.io", "v1", plural, api.namespace))
+            path = resource_path("kubevirt.io", "v1", plural, api.namespace)
+            async with api._session.get(path, headers={"Accept": TABLE}) as resp:  # type: ignore[union-attr]
+                if resp.status >= 400:
+                    raise compute_error(resp.status, await resp.read())
+                table = await resp.json()
             columns = [c["name"].upper() for c in table["columnDefinitions"] if c.get("priority", 0) == 0]
             rows = [[str(v) for v, c in zip(r["cells"], table["columnDefinitions"]) if c.get("priority", 0) == 0]
                     for r in table["rows"]]
