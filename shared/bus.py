@@ -2,8 +2,10 @@
 
 Owns: connecting with explicit limits (fail fast at start — a dead server gives one readable
 ``ServiceUnavailable`` line instead of nats-py's default minute of retries and tracebacks, see
-ecosystem-notes §1.6 — then reconnect patiently once running), one-line error logging, and mapping
-nats-py failures into :mod:`shared.errors`. Subjects, payload schemas and tracing live elsewhere.
+ecosystem-notes §1.6 — then reconnect patiently once running), one-line error logging, mapping
+nats-py failures into :mod:`shared.errors`, and W3C trace context in message headers (injected on
+publish/request, extracted on receive, spans per the OTel messaging conventions — only while
+:mod:`shared.tracing` is on). Subjects and payload schemas live elsewhere.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
+from shared import tracing
 from shared.errors import ServiceUnavailable
 
 log = logging.getLogger("kubevirt.bus")
@@ -66,6 +69,13 @@ class Bus:
 
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
         """Fire-and-forget publish (buffered while reconnecting, up to nats-py's pending size)."""
+        if tracing.has_current_span():
+            with _messaging_span(self.name, "publish", subject, len(payload)):
+                await self._publish(subject, payload, tracing.inject_headers(headers))
+        else:
+            await self._publish(subject, payload, headers)
+
+    async def _publish(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> None:
         try:
             await self._nc.publish(subject, payload, headers=headers)
         except nats.errors.Error as err:
@@ -80,13 +90,22 @@ class Bus:
         pending_msgs_limit: int = 65536,
     ) -> Subscription:
         """Subscribe (optionally in a queue group). Without ``cb`` iterate ``sub.messages`` or
-        ``await sub.next_msg(timeout)``; ``await sub.unsubscribe()`` to stop."""
+        ``await sub.next_msg(timeout)``; ``await sub.unsubscribe()`` to stop. With tracing on,
+        each ``cb`` call runs in a CONSUMER span (SERVER for requests) continuing the sender's trace."""
+        if cb is not None and tracing.is_enabled():
+            cb = _traced_callback(self.name, cb)
         return await self._nc.subscribe(subject, queue=queue or "", cb=cb, pending_msgs_limit=pending_msgs_limit)
 
     async def request(
         self, subject: str, payload: bytes, timeout: float = 2.0, headers: dict[str, str] | None = None
     ) -> Msg:
         """Request/reply. Raises ServiceUnavailable when nobody answers or on timeout (seconds)."""
+        if tracing.has_current_span():
+            with _messaging_span(self.name, "request", subject, len(payload)):
+                return await self._request(subject, payload, timeout, tracing.inject_headers(headers))
+        return await self._request(subject, payload, timeout, headers)
+
+    async def _request(self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None) -> Msg:
         try:
             return await self._nc.request(subject, payload, timeout=timeout, headers=headers)
         except nats.errors.NoRespondersError as err:
@@ -105,6 +124,73 @@ class Bus:
         """Close the connection (pending outbound messages are flushed first)."""
         if not self._nc.is_closed:
             await self._nc.close()
+
+
+def compute_subject_template(subject: str) -> str:
+    """Low-cardinality form of ``subject`` for span names (OTel messaging conventions: no node,
+    object or session names): ``kubevirt.handler.node-1.command`` -> ``kubevirt.handler.*.command``,
+    ``kubevirt.domain.n.ns.vm`` -> ``kubevirt.domain.*``, inboxes -> ``_INBOX.*``."""
+    tokens = subject.split(".")
+    if tokens[0] == "_INBOX":
+        return "_INBOX.*"
+    if len(tokens) <= 2:
+        return subject
+    if tokens[1] in ("handler", "console") and len(tokens) >= 4:
+        return ".".join(tokens[:2] + ["*"] * (len(tokens) - 3) + tokens[-1:])
+    return ".".join(tokens[:2]) + ".*"
+
+
+def _messaging_span(client: str, operation: str, subject: str, size: int) -> Any:
+    """PRODUCER span for a publish, CLIENT span for a request (OTel messaging span kinds)."""
+    from opentelemetry.trace import SpanKind
+    template = compute_subject_template(subject)
+    kind = SpanKind.PRODUCER if operation == "publish" else SpanKind.CLIENT
+    return tracing.get_tracer(_service_of(client)).start_as_current_span(
+        f"{operation} {template}", kind=kind,
+        attributes={"messaging.system": "nats", "messaging.destination.name": template,
+                    "messaging.operation.type": "send", "messaging.operation.name": operation,
+                    "messaging.client.id": client, "messaging.message.body.size": size})
+
+
+def _service_of(client: str) -> str:
+    """Service name of a connection name (``virt-controller-abc`` -> ``virt-controller``)."""
+    for service in ("virt-api", "virt-controller", "scheduler-bridge", "virt-handler", "virtctl"):
+        if client.startswith(service):
+            return service
+    return client or "nats-client"
+
+
+def _traced_callback(client: str, cb: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:
+    """Wrap a subscription callback in a span continuing the message's trace: parented on the
+    sender for a core NATS message, only *linked* to it for a JetStream redelivery (the
+    delivery is not a new child of the original publish)."""
+    from opentelemetry import trace
+    from opentelemetry.trace import Link, SpanKind
+
+    async def traced(msg: Msg) -> None:
+        parent = tracing.extract_context(msg.headers)
+        if parent is None:
+            await cb(msg)
+            return
+        links = None
+        redelivered = False
+        if msg.reply and msg.reply.startswith("$JS.ACK."):
+            try:
+                redelivered = msg.metadata.num_delivered > 1
+            except Exception:  # noqa: BLE001 - not a well-formed JetStream reply subject
+                redelivered = False
+        if redelivered:
+            links = [Link(trace.get_current_span(parent).get_span_context())]
+            parent = None
+        template = compute_subject_template(msg.subject)
+        kind = SpanKind.SERVER if msg.reply and not msg.reply.startswith("$JS.") else SpanKind.CONSUMER
+        with tracing.get_tracer(_service_of(client)).start_as_current_span(
+                f"process {template}", context=parent, kind=kind, links=links,
+                attributes={"messaging.system": "nats", "messaging.destination.name": template,
+                            "messaging.operation.type": "process", "messaging.client.id": client,
+                            "messaging.message.body.size": len(msg.data or b"")}):
+            await cb(msg)
+    return traced
 
 
 def describe_nats_error(err: BaseException) -> str:

@@ -17,6 +17,7 @@ from datetime import timedelta
 import click
 
 from services.scheduler_bridge.service import SchedulerBridge
+from shared import trace_store, tracing
 from shared.errors import ApiError
 
 log = logging.getLogger("kubevirt.scheduler_bridge")
@@ -28,6 +29,7 @@ async def run(nats_servers: list[str], *, bucket_prefix: str, heartbeat_timeout:
     from shared.store import ObjectStore
 
     store = await ObjectStore.connect(nats_servers, bucket_prefix=bucket_prefix, name="scheduler-bridge")
+    await trace_store.attach_trace_store(store.bus, store.prefix)  # no-op unless main() set tracing up
     bridge = SchedulerBridge(store, heartbeat_timeout=timedelta(seconds=heartbeat_timeout))
     try:
         await bridge.start()
@@ -54,6 +56,7 @@ def main(nats_servers: tuple[str, ...], bucket_prefix: str, heartbeat_timeout: f
     """Place VMIs in phase Scheduling on registered nodes."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        tracing.setup("scheduler-bridge")
         asyncio.run(run(list(nats_servers), bucket_prefix=bucket_prefix, heartbeat_timeout=heartbeat_timeout))
     except ApiError as err:
         click.echo(f"scheduler-bridge: {err}", err=True)

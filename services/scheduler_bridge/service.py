@@ -33,6 +33,7 @@ from services.scheduler_bridge.placement import (
     plan_placement,
 )
 from services.scheduler_bridge.resource_requests import Requests, compute_vmi_requests
+from shared import tracing
 from shared.errors import ApiError, Conflict, Gone, NotFound
 
 log = logging.getLogger(__name__)
@@ -241,10 +242,15 @@ class SchedulerBridge:
         nodes = list(self.nodes.values())
         now = self.clock()
         for vmi in waiting:
-            try:
-                decision = plan_placement(vmi, nodes, placed, now=now, heartbeat_timeout=self.heartbeat_timeout)
-            except ApiError as err:  # an unparsable quantity: say so on the VMI
-                decision = PlacementDecision(None, f"0/{len(nodes)} nodes are available: {err}")
+            with tracing.object_span("scheduler-bridge", "place VirtualMachineInstance", vmi) as span:
+                try:
+                    decision = plan_placement(vmi, nodes, placed, now=now, heartbeat_timeout=self.heartbeat_timeout)
+                except ApiError as err:  # an unparsable quantity: say so on the VMI
+                    decision = PlacementDecision(None, f"0/{len(nodes)} nodes are available: {err}")
+                if decision.node_name is not None:
+                    span.set_attribute("k8s.node.name", decision.node_name)
+                else:
+                    tracing.mark_failed("Unschedulable", decision.message, span)
             key = _key(vmi)
             if decision.node_name is not None:
                 request = self.requests_of(vmi)

@@ -20,6 +20,7 @@ from services.virt_api import discovery
 from services.virt_api.auth import bearer_token_middleware
 from services.virt_api.namespaces import NAMESPACES_DISCOVERY
 from services.virt_api.negotiation import MAX_BODY_BYTES, encode_response
+from services.virt_api.request_tracing import apply_request_tracing, request_spans
 from services.virt_api.rest import ResourceHandlers
 from services.virt_api.routing import ResourceRouter
 from services.virt_api.subresources import SubresourceRegistry
@@ -110,11 +111,12 @@ def create_app(
     extra subresource handlers (see :mod:`services.virt_api.subresources`); ``server_address`` is
     what ``/api`` advertises. The store is not closed by the app.
     """
-    middlewares: list[Any] = [status_errors]
+    middlewares: list[Any] = [request_spans, status_errors]
     if token is not None:
         middlewares.append(bearer_token_middleware(token))
     # client_max_size is a backstop; bodies are read with the same limit in negotiation.read_body.
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES + 1)
+    apply_request_tracing(app)
     registry = subresources or SubresourceRegistry()
     app[STORE_KEY] = store
     app[SUBRESOURCES_KEY] = registry

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from shared import events
+from shared import events, tracing
 from shared.errors import (
     ApiError,
     BadRequest,
@@ -124,8 +124,10 @@ async def _patch_running(store: Any, vm: dict[str, Any], running: bool, dry_run:
         spec[field] = ("Always" if running else "Halted") if uses_strategy else running
         if dry_run:
             return
+        desired = {**vm, "spec": spec, "metadata": dict(vm["metadata"])}
+        tracing.apply_trace_annotations(desired)  # the reconciles this causes join the request's trace
         try:
-            await store.update(VMS, {**vm, "spec": spec})
+            await store.update(VMS, desired)
             return
         except Conflict:
             vm = await store.get(VMS, vm["metadata"].get("namespace"), name)

@@ -24,6 +24,7 @@ from services.virt_api.app import create_app
 from services.virt_api.auth import apply_token_file
 from services.virt_api.subresources import SubresourceRegistry, apply_subresource_modules
 from services.virt_api.tls import DEFAULT_HOSTS, apply_serving_pki
+from shared import trace_store, tracing
 
 log = logging.getLogger("kubevirt.virt_api")
 
@@ -71,6 +72,7 @@ async def serve(settings: ApiSettings, stop: asyncio.Event | None = None) -> Non
     if not settings.insecure_http:
         ssl_ctx = apply_serving_pki(settings.pki_dir, settings.tls_hosts).server_ssl_context()
     store = await connect_store(list(settings.nats_servers), settings.connect_timeout)
+    await trace_store.attach_trace_store(store.bus, store.prefix)  # no-op unless main() set tracing up
     registry = SubresourceRegistry()
     apply_subresource_modules(registry)
     runner = None
@@ -115,6 +117,7 @@ def cli(nats_servers: tuple[str, ...], state_dir: Path, host: str, port: int, po
     hosts = DEFAULT_HOSTS if host in DEFAULT_HOSTS else (*DEFAULT_HOSTS, host)
     settings = ApiSettings(tuple(nats_servers), state_dir, host, port, insecure_http, port_file, hosts)
     try:
+        tracing.setup("virt-api")
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         pass

@@ -24,6 +24,7 @@ from services.virt_api.negotiation import Accept, decode_object, encode_response
 from services.virt_api.object_meta import apply_metadata_rules, clear_server_owned_fields
 from services.virt_api.patch import apply_patch, check_patch_type
 from services.virt_api.watch import stream_watch
+from shared import tracing
 from shared.api.resources import ResourceInfo
 from shared.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, StatusCause, invalid
 
@@ -165,6 +166,7 @@ class ResourceHandlers:
         result = self.admit(info, body, operation="CREATE", field_validation=opts.field_validation)
         if opts.dry_run:
             return encode_response(result.obj, status=201, warnings=result.warnings)
+        apply_operation_trace(info, result.obj)
         created = await _shielded(self.store.create(info.plural, result.obj, namespaced=info.namespaced))
         return encode_response(created, status=201, warnings=result.warnings)
 
@@ -188,6 +190,7 @@ class ResourceHandlers:
         obj.setdefault("metadata", {})["resourceVersion"] = metadata["resourceVersion"]
         if opts.dry_run:
             return encode_response(obj, warnings=result.warnings)
+        apply_operation_trace(info, obj, target.subresource)
         updated = await _shielded(self.store.update(
             info.plural, obj, subresource=target.subresource, has_status_subresource="status" in info.subresources
         ))
@@ -224,6 +227,7 @@ class ResourceHandlers:
             obj.setdefault("metadata", {})["resourceVersion"] = current_rv
             if opts.dry_run:
                 return encode_response(obj, warnings=result.warnings)
+            apply_operation_trace(info, obj, target.subresource)
             try:
                 updated = await _shielded(self.store.update(
                     info.plural, obj, subresource=target.subresource,
@@ -340,3 +344,11 @@ async def _shielded(coro: Any) -> Any:
     """Run a store write to completion even if the client disconnects (the handler is cancelled
     then): a half-done write must never depend on a socket."""
     return await asyncio.shield(coro)
+
+
+def apply_operation_trace(info: ResourceInfo, obj: dict[str, Any], subresource: str | None = None) -> None:
+    """Record the request's trace on a KubeVirt object being written (annotations of
+    :func:`shared.tracing.apply_trace_annotations`), so its reconciles join the trace. Status
+    writes are a controller's, not a user operation: left alone."""
+    if info.group == "kubevirt.io" and subresource != "status":
+        tracing.apply_trace_annotations(obj)

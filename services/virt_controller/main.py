@@ -17,6 +17,7 @@ import sys
 import click
 from aiohttp import web
 
+from shared import trace_store, tracing
 from shared.errors import ApiError
 from shared.store import ObjectStore
 from services.virt_controller.manager import ControllerManager
@@ -45,6 +46,7 @@ async def run(nats: list[str], identity: str, *, bucket_prefix: str, workers: in
               renew_deadline: float, retry_period: float, heartbeat_timeout: float, health_port: int | None) -> None:
     """Connect to the store and run the manager until SIGTERM/SIGINT."""
     store = await ObjectStore.connect(nats, bucket_prefix=bucket_prefix, name=f"virt-controller-{identity}")
+    await trace_store.attach_trace_store(store.bus, store.prefix)  # no-op unless main() set tracing up
     manager = ControllerManager(store, identity, workers=workers, lease_duration=lease_duration,
                                 renew_deadline=renew_deadline, retry_period=retry_period,
                                 heartbeat_timeout=heartbeat_timeout)
@@ -86,6 +88,7 @@ def main(nats_urls: tuple[str, ...], identity: str | None, bucket_prefix: str, w
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     identity = identity or f"{socket.gethostname()}-{os.getpid()}"
     try:
+        tracing.setup("virt-controller", instance_id=identity)
         asyncio.run(run(list(nats_urls), identity, bucket_prefix=bucket_prefix, workers=workers,
                         lease_duration=lease_duration, renew_deadline=renew_deadline,
                         retry_period=retry_period, heartbeat_timeout=heartbeat_timeout,

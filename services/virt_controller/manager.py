@@ -19,6 +19,7 @@ from services.virt_controller.replicaset_controller import REPLICA_SETS, Replica
 from services.virt_controller.vm_controller import VMS, VMController
 from services.virt_controller.vmi_controller import VMIS, VMIController
 from services.virt_controller.vmi_lifecycle import DEFAULT_HEARTBEAT_TIMEOUT
+from services.virt_controller.reconcile_tracing import compute_traced_reconcile
 from services.virt_controller.worker import start_workers
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class ControllerManager:
         for controller in self.controllers:
             controller.enqueue_all()
             name = type(controller).__name__
-            tasks += start_workers(controller.queue, controller.reconcile, self.workers, name=name)
+            tasks += start_workers(controller.queue, compute_traced_reconcile(controller), self.workers, name=name)
         tasks.append(asyncio.create_task(self.vmi_controller.monitor_nodes(), name="node-monitor"))
         log.info("%s leading: %d tasks", self.identity, len(tasks))
         try:

@@ -25,6 +25,7 @@ import copy
 import logging
 from typing import Any
 
+from shared import tracing
 from shared.errors import AlreadyExists, ApiError, Conflict, Invalid, NotFound
 from services.virt_controller import phases
 from services.virt_controller.backoff import compute_start_failure
@@ -163,6 +164,7 @@ class VMController:
                                      now=format_micro_time(self.clock.now()))
         try:
             desired = apply_vmi_admission(desired)
+            tracing.apply_trace_annotations(desired)  # the VMI's own reconciles continue this trace
             created = await self.store.create(VMIS, desired)
         except AlreadyExists:
             meta = vm["metadata"]

@@ -55,7 +55,7 @@ from services.virt_handler.domain import (
     domain_name,
 )
 from services.virt_handler.hypervisor import DomainInfo, Hypervisor, HypervisorError, LifecycleEvent
-from shared import events
+from shared import events, tracing
 from shared.errors import Conflict, Gone, NotFound
 from shared.images import ImageNotFound
 
@@ -87,6 +87,10 @@ class AgentConfig:
     max_retry_delay: float = 30.0
     publish_domain_events: bool = True
     guest_refresh_interval: float = 30.0
+
+
+#: service name of this process's spans
+SERVICE = "virt-handler"
 
 
 def compute_key(namespace: str, name: str) -> str:
@@ -339,7 +343,8 @@ class VmiAgent:
         while True:
             key = await self.queue.get()
             try:
-                delay = await self.reconcile(key)
+                with tracing.object_span(SERVICE, "sync VirtualMachineInstance", self.vmis.get(key)):
+                    delay = await self.reconcile(key)
             except asyncio.CancelledError:
                 self.queue.done(key)
                 raise
@@ -470,7 +475,8 @@ class VmiAgent:
         ctx = self._context(uid)
         paused = (vmi.get("spec") or {}).get("startStrategy") == "Paused"
         try:
-            xml = await asyncio.to_thread(self._prepare, vmi, ctx)
+            with tracing.child_span(SERVICE, "convert VirtualMachineInstance to domain"):
+                xml = await asyncio.to_thread(self._prepare, vmi, ctx)
             info = await self.hv.define_and_start(xml, paused=paused)
         except (DomainConversionError, ImageNotFound, HypervisorError) as err:
             return await self._report_sync_failure(key, vmi, err)
@@ -499,6 +505,7 @@ class VmiAgent:
             reason = "ImagePullBackOff"  # KubeVirt shows the back-off once a pull failed before
         delay = compute_retry_delay(failures, self.config.base_retry_delay, self.config.max_retry_delay)
         log.info("VMI %s cannot start (%s: %s); retrying in %.1fs", key, reason, message, delay)
+        tracing.mark_failed(reason, message)
         await self._write_status(key, vmi, lambda v: vmi_status.compute_sync_failure_status(
             v, reason, message, now=self.clock()))
         return delay

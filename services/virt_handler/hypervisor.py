@@ -32,8 +32,13 @@ from typing import Any, TypeVar
 
 import json
 
+import contextvars
+
 import libvirt
 import libvirt_qemu
+from opentelemetry.trace import SpanKind
+
+from shared import tracing
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +355,8 @@ class Hypervisor:
         """Run ``fn(*args)`` on the pool under the per-call timeout, mapping libvirt errors."""
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._pool, fn, *args),
+            # The current (tracing) context goes along: libvirt call spans become children.
+            return await asyncio.wait_for(loop.run_in_executor(self._pool, contextvars.copy_context().run, fn, *args),
                                           timeout or self.call_timeout)
         except asyncio.TimeoutError:
             raise HypervisorTimeout(f"libvirt call {getattr(fn, '__name__', fn)} on {self.uri} "
@@ -411,6 +417,11 @@ class Hypervisor:
                           reason=STATE_REASONS.get(state, {}).get(reason, "Unknown"), uid=uid,
                           domain_id=dom.ID())
 
+    def _span(self, call: str) -> Any:
+        """A CLIENT span ``libvirt.<call>`` under the current span (none outside traced work)."""
+        return tracing.child_span("virt-handler", f"libvirt.{call}", kind=SpanKind.CLIENT,
+                                  attributes={"libvirt.uri": self.uri})
+
     def _lookup(self, name: str) -> Any:
         return self._conn.lookupByName(name)
 
@@ -420,18 +431,23 @@ class Hypervisor:
         again so nothing is left behind. Raises ``HypervisorError`` (``InvalidDomain``,
         ``AlreadyExists``, ...)."""
         def blocking() -> DomainInfo:
-            dom = self._conn.defineXML(xml)
+            with self._span("defineXML"):
+                dom = self._conn.defineXML(xml)
             try:
                 if paused:
                     try:
-                        dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+                        with self._span("createWithFlags"):
+                            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
                     except libvirt.libvirtError as err:
                         if err.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
                             raise
-                        dom.create()  # drivers without START_PAUSED (test://)
-                        dom.suspend()
+                        with self._span("create"):
+                            dom.create()  # drivers without START_PAUSED (test://)
+                        with self._span("suspend"):
+                            dom.suspend()
                 else:
-                    dom.create()
+                    with self._span("create"):
+                        dom.create()
             except libvirt.libvirtError:
                 try:
                     dom.undefine()
@@ -530,7 +546,8 @@ class Hypervisor:
         def blocking() -> None:
             dom = self._lookup(name)
             if dom.isActive():
-                dom.destroy()
+                with self._span("destroy"):
+                    dom.destroy()
         await self._call(blocking)
 
     async def undefine(self, name: str) -> None:

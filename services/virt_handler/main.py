@@ -28,6 +28,7 @@ from services.virt_handler.agent import AgentConfig, VmiAgent, compute_domain_ty
 from services.virt_handler.console import ConsoleServer
 from services.virt_handler.hypervisor import Hypervisor, HypervisorError
 from services.virt_handler.node import NodeHeartbeat, default_node_name
+from shared import trace_store, tracing
 from shared.errors import ApiError
 
 log = logging.getLogger("kubevirt.virt_handler")
@@ -118,6 +119,7 @@ async def run(settings: HandlerSettings, stop: asyncio.Event | None = None) -> N
     heartbeat_task = None
     try:
         store = await _connect_store(settings)
+        await trace_store.attach_trace_store(store.bus, store.prefix)  # no-op unless main() set tracing up
         domain_type = decide_domain_type(settings)
         images = ImageStore(settings.image_dir or settings.state_dir / "images")
         heartbeat = NodeHeartbeat(store, settings.node_name, hypervisor.node_info,
@@ -178,6 +180,7 @@ def main(nats_servers: tuple[str, ...], node_name: str | None, libvirt_uri: str,
                                bucket_prefix=bucket_prefix, domain_type=domain_type,
                                heartbeat_interval=heartbeat_interval, workers=workers)
     try:
+        tracing.setup("virt-handler", node_name=settings.node_name)
         asyncio.run(run(settings))
     except HypervisorError as err:
         click.echo(f"virt-handler: cannot use libvirt at {libvirt_uri}: {err.message}", err=True)

@@ -24,6 +24,7 @@ from services.virtctl.kubeconfig import apply_kubeconfig, compute_kubeconfig
 COMMAND_MODULES: list[str] = [
     "services.virtctl.lifecycle_commands",
     "services.virtctl.console_command",
+    "services.virtctl.trace_command",
 ]
 
 

@@ -139,7 +139,9 @@ async def wait_running(layout: Layout, namespace: str | None, name: str, timeout
             if new_status != status:
                 status = new_status
                 say(f"  VM {name}: {status}")
-            if status == "Running" and vmi is not None:
+            # a VMI left Running in the store by 'virtctl down' has no files on this node any
+            # more: wait for the handler to fail it and for its successor
+            if status == "Running" and vmi is not None and console_log(layout, vmi).parent.is_dir():
                 return vmi
             if time.monotonic() > deadline:
                 hint = compute_failure_hint(vm, vmi)
