@@ -23,16 +23,33 @@ from shared.errors import ApiError
 log = logging.getLogger("kubevirt.scheduler_bridge")
 
 
+async def _serve_health(bridge: SchedulerBridge, port: int):
+    from aiohttp import web
+
+    from shared.metrics import apply_metrics_server
+
+    async def healthz(_request):
+        synced = bridge.synced.is_set()
+        body = {"synced": synced, "placements": bridge.placements, "writes": bridge.writes,
+                "waiting": len(bridge.pending())}
+        return web.json_response(body, status=200 if synced else 503)
+
+    return await apply_metrics_server(port, extra_routes=lambda app: app.router.add_get("/healthz", healthz))
+
+
 async def run(nats_servers: list[str], *, bucket_prefix: str, heartbeat_timeout: float,
-              stop: asyncio.Event | None = None) -> None:
+              health_port: int | None = None, stop: asyncio.Event | None = None) -> None:
     """Run the bridge until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is None)."""
     from shared.store import ObjectStore
 
     store = await ObjectStore.connect(nats_servers, bucket_prefix=bucket_prefix, name="scheduler-bridge")
     await trace_store.attach_trace_store(store.bus, store.prefix)  # no-op unless main() set tracing up
     bridge = SchedulerBridge(store, heartbeat_timeout=timedelta(seconds=heartbeat_timeout))
+    health_runner = None
     try:
         await bridge.start()
+        if health_port is not None:
+            health_runner = await _serve_health(bridge, health_port)
         log.info("scheduler-bridge placing VMIs (NATS %s)", ",".join(nats_servers))
         if stop is None:
             stop = asyncio.Event()
@@ -41,6 +58,8 @@ async def run(nats_servers: list[str], *, bucket_prefix: str, heartbeat_timeout:
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
+        if health_runner is not None:
+            await health_runner.cleanup()
         await bridge.stop()
         await store.close()
 
@@ -51,13 +70,16 @@ async def run(nats_servers: list[str], *, bucket_prefix: str, heartbeat_timeout:
 @click.option("--bucket-prefix", default="kv_", show_default=True, help="Store bucket prefix.")
 @click.option("--heartbeat-timeout", default=40.0, show_default=True,
               help="Seconds without a node heartbeat before the node is skipped.")
+@click.option("--health-port", type=int, default=None, help="Serve /healthz and /metrics on this port.")
 @click.option("--log-level", default="INFO", show_default=True)
-def main(nats_servers: tuple[str, ...], bucket_prefix: str, heartbeat_timeout: float, log_level: str) -> None:
+def main(nats_servers: tuple[str, ...], bucket_prefix: str, heartbeat_timeout: float, health_port: int | None,
+         log_level: str) -> None:
     """Place VMIs in phase Scheduling on registered nodes."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         tracing.setup("scheduler-bridge")
-        asyncio.run(run(list(nats_servers), bucket_prefix=bucket_prefix, heartbeat_timeout=heartbeat_timeout))
+        asyncio.run(run(list(nats_servers), bucket_prefix=bucket_prefix, heartbeat_timeout=heartbeat_timeout,
+                        health_port=health_port))
     except ApiError as err:
         click.echo(f"scheduler-bridge: {err}", err=True)
         sys.exit(1)

@@ -171,13 +171,19 @@ class SchedulerBridge:
                 await asyncio.sleep(0.5)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def start(self) -> None:
-        """List and watch VMIs and Nodes, then place in the background."""
+    async def start(self, timeout: float = 60.0) -> None:
+        """List and watch VMIs and Nodes, then place in the background. Raises
+        ``asyncio.TimeoutError`` (after stopping what it started) when the store cannot be
+        listed within ``timeout`` seconds."""
         vmis_ready, nodes_ready = asyncio.Event(), asyncio.Event()
         spawn = asyncio.get_running_loop().create_task
         self._tasks = [spawn(self._list_watch(VMIS, self.vmis, vmis_ready), name="bridge-vmis"),
                        spawn(self._list_watch(NODES, self.nodes, nodes_ready), name="bridge-nodes")]
-        await asyncio.gather(vmis_ready.wait(), nodes_ready.wait())
+        try:
+            await asyncio.wait_for(asyncio.gather(vmis_ready.wait(), nodes_ready.wait()), timeout)
+        except asyncio.TimeoutError:
+            await self.stop()
+            raise
         self.synced.set()
         self._tasks += [spawn(self._loop(), name="bridge-loop"), spawn(self._ticker(), name="bridge-ticker")]
 

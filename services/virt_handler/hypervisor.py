@@ -210,6 +210,23 @@ class EventSubscription:
         self._subscribers.discard(self._queue)
 
 
+def compute_flat_stats(stats: dict[str, Any]) -> dict[str, float]:
+    """libvirt's per-domain stats record summed over devices: ``vcpu.<n>.time`` ->
+    ``vcpu.time``, ``net.<n>.rx.bytes`` -> ``net.rx.bytes``, ``block.<n>.wr.reqs`` ->
+    ``block.wr.reqs``; ``cpu.*`` and ``balloon.*`` as they are; counts and names dropped."""
+    flat: dict[str, float] = {}
+    for key, value in stats.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        parts = key.split(".")
+        if parts[0] in ("cpu", "balloon") and len(parts) == 2:
+            flat[key] = float(value)
+        elif parts[0] in ("vcpu", "net", "block") and len(parts) >= 3 and parts[1].isdigit():
+            name = ".".join([parts[0], *parts[2:]])
+            flat[name] = flat.get(name, 0.0) + float(value)
+    return flat
+
+
 class _EventThread:
     """libvirt's default event loop on one daemon thread per process (registered before any
     connection that wants events is opened)."""
@@ -608,6 +625,22 @@ class Hypervisor:
                 raise HypervisorError("OperationInvalid", f"domain {name} is not running")
             dom.reboot(0)
         await self._call(blocking)
+
+    async def domain_stats(self) -> dict[str, dict[str, float]]:
+        """Statistics of every running domain (libvirt ``getAllDomainStats``): domain name ->
+        flat fields ``cpu.time``/``cpu.user``/``cpu.system``/``vcpu.time`` (ns), ``net.rx.bytes``,
+        ``net.tx.bytes``, ``net.rx.pkts``, ``net.tx.pkts``, ``block.rd.bytes``, ``block.wr.bytes``,
+        ``block.rd.reqs``, ``block.wr.reqs`` (summed over vCPUs, NICs, disks) and ``balloon.*``
+        (KiB). Drivers without statistics give an empty dict."""
+        def blocking() -> dict[str, dict[str, float]]:
+            try:
+                records = self._conn.getAllDomainStats(0, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
+            except libvirt.libvirtError as err:
+                if err.get_error_code() in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+                    return {}
+                raise
+            return {dom.name(): compute_flat_stats(stats) for dom, stats in records}
+        return await self._call(blocking)
 
     async def node_info(self) -> NodeInfo:
         """The host's CPUs, memory and CPU model/vendor/features (libvirt ``getInfo`` and capabilities)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import click
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from services.virt_handler.agent import AgentConfig, VmiAgent, compute_domain_type
+from services.virt_handler.agent import AgentConfig, VmiAgent, compute_domain_type, compute_key_of_domain, describe
 from services.virt_handler.console import ConsoleServer
 from services.virt_handler.hypervisor import Hypervisor, HypervisorError
 from services.virt_handler.node import NodeHeartbeat, default_node_name
@@ -52,6 +52,8 @@ class HandlerSettings:
     heartbeat_interval: float = 5.0
     workers: int = 8
     connect_timeout: float = 30.0
+    health_port: int | None = None
+    stats_interval: float = 10.0
 
 
 ACCELERATION_RECORD = "domain-type"
@@ -92,6 +94,47 @@ def _probe_domain_type(settings: HandlerSettings) -> str:
     return compute_domain_type(settings.libvirt_uri, usable)
 
 
+class DomainStatsSnapshot:
+    """Per-VMI libvirt statistics refreshed every ``interval`` s off the scrape path (a scrape
+    never waits on libvirt); registered as a ``shared.metrics`` VMI stats source."""
+
+    def __init__(self, hypervisor: Hypervisor, node_name: str, interval: float):
+        self.hypervisor = hypervisor
+        self.node_name = node_name
+        self.interval = interval
+        self.samples: dict[tuple[str, str, str], dict[str, float]] = {}
+
+    def __call__(self) -> dict[tuple[str, str, str], dict[str, float]]:
+        return self.samples
+
+    async def run(self) -> None:
+        while True:
+            try:
+                stats = await self.hypervisor.domain_stats()
+                samples = {}
+                for name, fields in stats.items():
+                    key = compute_key_of_domain(name)
+                    if key is not None and fields:
+                        namespace, vmi = key.split("/", 1)
+                        samples[(self.node_name, namespace, vmi)] = fields
+                self.samples = samples
+            except HypervisorError as err:
+                log.debug("domain statistics unavailable: %s", err)
+            await asyncio.sleep(self.interval)
+
+
+async def _serve_health(agent: VmiAgent, port: int):
+    from aiohttp import web
+
+    from shared.metrics import apply_metrics_server
+
+    async def healthz(_request):
+        synced = agent.synced.is_set()
+        return web.json_response({"synced": synced, **describe(agent)}, status=200 if synced else 503)
+
+    return await apply_metrics_server(port, extra_routes=lambda app: app.router.add_get("/healthz", healthz))
+
+
 async def _connect_store(settings: HandlerSettings):
     from shared.store import ObjectStore
 
@@ -117,6 +160,8 @@ async def run(settings: HandlerSettings, stop: asyncio.Event | None = None) -> N
     agent = None
     console = None
     heartbeat_task = None
+    stats_task = None
+    health_runner = None
     try:
         store = await _connect_store(settings)
         await trace_store.attach_trace_store(store.bus, store.prefix)  # no-op unless main() set tracing up
@@ -132,6 +177,12 @@ async def run(settings: HandlerSettings, stop: asyncio.Event | None = None) -> N
         console = ConsoleServer(store.bus, hypervisor, settings.node_name)
         await console.start()
         heartbeat_task = asyncio.get_running_loop().create_task(heartbeat.run(), name="node-heartbeat")
+        if settings.health_port is not None:
+            from shared.metrics import register_vmi_stats_source
+            stats = DomainStatsSnapshot(hypervisor, settings.node_name, settings.stats_interval)
+            register_vmi_stats_source(stats)
+            stats_task = asyncio.get_running_loop().create_task(stats.run(), name="domain-stats")
+            health_runner = await _serve_health(agent, settings.health_port)
         log.info("virt-handler for node %s running on %s (domain type %s)", settings.node_name,
                  settings.libvirt_uri, domain_type)
         if stop is None:
@@ -142,9 +193,14 @@ async def run(settings: HandlerSettings, stop: asyncio.Event | None = None) -> N
         await stop.wait()
         log.info("virt-handler stopping (domains keep running)")
     finally:
-        if heartbeat_task is not None:
-            heartbeat_task.cancel()
-            await asyncio.gather(heartbeat_task, return_exceptions=True)
+        for task in (heartbeat_task, stats_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if health_runner is not None:
+            from shared.metrics import unregister_vmi_stats_source
+            unregister_vmi_stats_source(stats)
+            await health_runner.cleanup()
         if console is not None:
             await console.stop()
         if agent is not None:
@@ -169,16 +225,18 @@ async def run(settings: HandlerSettings, stop: asyncio.Event | None = None) -> N
               show_default=True, help="Domain type; auto = test for test://, KVM when usable, else TCG.")
 @click.option("--heartbeat-interval", default=5.0, show_default=True, help="Seconds between Node heartbeats.")
 @click.option("--workers", default=8, show_default=True, help="VMIs reconciled concurrently.")
+@click.option("--health-port", type=int, default=None,
+              help="Serve /healthz (200 once synced) and /metrics (per-VMI libvirt statistics) on this port.")
 @click.option("--log-level", default="INFO", show_default=True)
 def main(nats_servers: tuple[str, ...], node_name: str | None, libvirt_uri: str, state_dir: Path,
          image_dir: Path | None, bucket_prefix: str, domain_type: str, heartbeat_interval: float, workers: int,
-         log_level: str) -> None:
+         health_port: int | None, log_level: str) -> None:
     """Run the virt-handler of one node."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = HandlerSettings(nats_servers=nats_servers, node_name=node_name or default_node_name(),
                                libvirt_uri=libvirt_uri, state_dir=state_dir, image_dir=image_dir,
                                bucket_prefix=bucket_prefix, domain_type=domain_type,
-                               heartbeat_interval=heartbeat_interval, workers=workers)
+                               heartbeat_interval=heartbeat_interval, workers=workers, health_port=health_port)
     try:
         tracing.setup("virt-handler", node_name=settings.node_name)
         asyncio.run(run(settings))
