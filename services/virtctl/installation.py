@@ -60,6 +60,9 @@ class Layout:
     nats_http_port: int
     libvirt_uri: str = DEFAULT_LIBVIRT_URI
     node_name: str = ""
+    controller_health_port: int = 0
+    bridge_health_port: int = 0
+    handler_health_port: int = 0
 
     @property
     def handler_dir(self) -> Path:
@@ -130,8 +133,11 @@ def load_layout(state_dir: Path, api_port: int | None = None, *, libvirt_uri: st
     data.setdefault("nats_http_port", pick_free_port())
     data.setdefault("libvirt_uri", DEFAULT_LIBVIRT_URI)
     data.setdefault("node_name", os.environ.get("NODE_NAME") or socket.gethostname())
+    for key in ("controller_health_port", "bridge_health_port", "handler_health_port"):
+        data.setdefault(key, pick_free_port())
     layout = Layout(state_dir, data["api_port"], data["nats_port"], data["nats_http_port"],
-                    data["libvirt_uri"], data["node_name"])
+                    data["libvirt_uri"], data["node_name"], data["controller_health_port"],
+                    data["bridge_health_port"], data["handler_health_port"])
     state_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps({k: v for k, v in asdict(layout).items() if k != "state_dir"}, indent=2) + "\n"
     if not record.exists() or record.read_text() != text:
@@ -225,7 +231,12 @@ def is_module_present(module: str) -> bool:
 
 def _handler_args(layout: Layout) -> list[str]:
     return ["--node-name", layout.node_name, "--libvirt-uri", layout.libvirt_uri,
-            "--image-dir", str(layout.images_dir)]
+            "--image-dir", str(layout.images_dir), "--health-port", str(layout.handler_health_port)]
+
+
+def healthz_probe(port_of: Callable[[Layout], int]) -> Callable[[Layout], bool]:
+    """A probe of a service's ``http://127.0.0.1:<port>/healthz`` (200 once its caches synced)."""
+    return lambda layout: is_http_ok(f"http://127.0.0.1:{port_of(layout)}/healthz")
 
 
 def _prepare_handler(layout: Layout) -> None:
@@ -240,10 +251,17 @@ def _prepare_handler(layout: Layout) -> None:
 NATS_SERVER = ServiceSpec("nats-server", _nats_argv, is_nats_healthy, prepare=_prepare_nats, start_timeout=20.0)
 VIRT_API = ServiceSpec("virt-api", _api_argv, is_api_ready, start_timeout=45.0)
 
-VIRT_CONTROLLER = python_service("virt-controller", "services.virt_controller.main")
-SCHEDULER_BRIDGE = python_service("scheduler-bridge", "services.scheduler_bridge.main", state_dir_arg=False)
+VIRT_CONTROLLER = python_service(
+    "virt-controller", "services.virt_controller.main",
+    extra_args=lambda layout: ["--health-port", str(layout.controller_health_port)],
+    health=healthz_probe(lambda layout: layout.controller_health_port))
+SCHEDULER_BRIDGE = python_service(
+    "scheduler-bridge", "services.scheduler_bridge.main", state_dir_arg=False,
+    extra_args=lambda layout: ["--health-port", str(layout.bridge_health_port)],
+    health=healthz_probe(lambda layout: layout.bridge_health_port))
 VIRT_HANDLER = python_service("virt-handler", "services.virt_handler.main", extra_args=_handler_args,
-                              prepare=_prepare_handler)
+                              prepare=_prepare_handler,
+                              health=healthz_probe(lambda layout: layout.handler_health_port), start_timeout=60.0)
 VIRT_MIGRATION = python_service("virt-migration", "services.virt_migration.main")
 VIRT_SNAPSHOT = python_service("virt-snapshot", "services.virt_snapshot.main")
 
