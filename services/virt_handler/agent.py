@@ -403,8 +403,6 @@ class VmiAgent:
         if domain is not None and not self.is_owned(domain):
             return None  # not a KubeVirt domain, or another handler's on a shared libvirt: never touch it
         vmi_uid = ((vmi or {}).get("metadata") or {}).get("uid")
-        if domain is not None and domain.uid != vmi_uid and not self.vmi_dir(domain.uid).exists():
-            return None  # another installation's guest on a shared libvirt (no files of ours): never touch it
 
         if domain is not None and domain.uid != vmi_uid:
             # The VMI is gone or replaced by a newer one of the same name: this domain is stale.

@@ -215,3 +215,16 @@ async def test_domain_changes_are_announced_on_versioned_subjects(object_store, 
     assert (started.node, started.namespace, started.name, started.uid) == \
         ("node1", "default", "vm1", vmi["metadata"]["uid"])
 
+
+
+async def test_domains_of_another_handler_on_the_same_libvirt_are_never_touched(object_store, hypervisor, agent):
+    from handler_helpers import new_uid
+
+    other = f"""<domain type='test'><name>default_theirs</name>
+      <metadata><kubevirt xmlns="http://kubevirt.io"><uid>{new_uid()}</uid></kubevirt></metadata>
+      <memory unit='KiB'>65536</memory><os><type>hvm</type></os></domain>"""
+    await hypervisor.define_and_start(other)
+    await running_vmi(object_store)  # the agent is busy and resyncs meanwhile
+    await asyncio.sleep(1.5)  # more than one resync interval
+    theirs = await hypervisor.get_domain("default_theirs")
+    assert theirs is not None and theirs.state == "Running"
