@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -128,16 +129,19 @@ class Bus:
 
 def compute_subject_template(subject: str) -> str:
     """Low-cardinality form of ``subject`` for span names (OTel messaging conventions: no node,
-    object or session names): ``kubevirt.handler.node-1.command`` -> ``kubevirt.handler.*.command``,
-    ``kubevirt.domain.n.ns.vm`` -> ``kubevirt.domain.*``, inboxes -> ``_INBOX.*``."""
+    object or session names): ``kubevirt.v1.handler.node-1.command`` ->
+    ``kubevirt.v1.handler.*.command``, ``kubevirt.v1.domain.n.ns.vm`` -> ``kubevirt.v1.domain.*``,
+    inboxes -> ``_INBOX.*``."""
     tokens = subject.split(".")
     if tokens[0] == "_INBOX":
         return "_INBOX.*"
-    if len(tokens) <= 2:
+    # the family token follows the prefix (``kubevirt`` or a versioned ``kubevirt.v1``)
+    head = 3 if len(tokens) > 2 and re.fullmatch(r"v\d+", tokens[1]) else 2
+    if len(tokens) <= head:
         return subject
-    if tokens[1] in ("handler", "console") and len(tokens) >= 4:
-        return ".".join(tokens[:2] + ["*"] * (len(tokens) - 3) + tokens[-1:])
-    return ".".join(tokens[:2]) + ".*"
+    if tokens[head - 1] in ("handler", "console") and len(tokens) >= head + 2:
+        return ".".join(tokens[:head] + ["*"] * (len(tokens) - head - 1) + tokens[-1:])
+    return ".".join(tokens[:head]) + ".*"
 
 
 def _messaging_span(client: str, operation: str, subject: str, size: int) -> Any:
