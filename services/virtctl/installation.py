@@ -231,11 +231,25 @@ def is_module_present(module: str) -> bool:
 
 def _handler_args(layout: Layout) -> list[str]:
     return ["--node-name", layout.node_name, "--libvirt-uri", layout.libvirt_uri,
-            "--image-dir", str(layout.images_dir), "--health-port", str(layout.handler_health_port)]
+            "--image-dir", str(layout.images_dir),
+            *health_port_args(lambda lay: lay.handler_health_port)(layout)]
+
+
+#: The ``--health-port`` servers of scheduler-bridge and virt-handler need ``shared.metrics``;
+#: without it they count as healthy once they stay up (:func:`stays_up`).
+HAS_HEALTH_ENDPOINTS = is_module_present("shared.metrics")
+
+
+def health_port_args(port_of: Callable[[Layout], int]) -> Callable[[Layout], list[str]]:
+    """``["--health-port", <port>]`` when health endpoints are available, else nothing."""
+    return lambda layout: ["--health-port", str(port_of(layout))] if HAS_HEALTH_ENDPOINTS else []
 
 
 def healthz_probe(port_of: Callable[[Layout], int]) -> Callable[[Layout], bool]:
-    """A probe of a service's ``http://127.0.0.1:<port>/healthz`` (200 once its caches synced)."""
+    """A probe of a service's ``http://127.0.0.1:<port>/healthz`` (200 once its caches synced);
+    :func:`stays_up` when health endpoints are not available."""
+    if not HAS_HEALTH_ENDPOINTS:
+        return stays_up
     return lambda layout: is_http_ok(f"http://127.0.0.1:{port_of(layout)}/healthz")
 
 
@@ -254,10 +268,10 @@ VIRT_API = ServiceSpec("virt-api", _api_argv, is_api_ready, start_timeout=45.0)
 VIRT_CONTROLLER = python_service(
     "virt-controller", "services.virt_controller.main",
     extra_args=lambda layout: ["--health-port", str(layout.controller_health_port)],
-    health=healthz_probe(lambda layout: layout.controller_health_port))
+    health=lambda layout: is_http_ok(f"http://127.0.0.1:{layout.controller_health_port}/healthz"))
 SCHEDULER_BRIDGE = python_service(
     "scheduler-bridge", "services.scheduler_bridge.main", state_dir_arg=False,
-    extra_args=lambda layout: ["--health-port", str(layout.bridge_health_port)],
+    extra_args=health_port_args(lambda layout: layout.bridge_health_port),
     health=healthz_probe(lambda layout: layout.bridge_health_port))
 VIRT_HANDLER = python_service("virt-handler", "services.virt_handler.main", extra_args=_handler_args,
                               prepare=_prepare_handler,
