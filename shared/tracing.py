@@ -76,6 +76,7 @@ class _State:
         self.tracers: dict[str, trace.Tracer] = {}
         self.attributes: dict[str, str] = {}
         self.default_service = ""
+        self.global_provider_set = False
 
 
 _state = _State()
@@ -130,7 +131,9 @@ def setup(service_name: str, *, node_name: str | None = None, instance_id: str |
         _state.attributes = attributes
         _state.default_service = env.get("OTEL_SERVICE_NAME") or service_name
         _state.enabled = True
-        trace.set_tracer_provider(_provider(_state.default_service))
+        if not _state.global_provider_set:  # the OTel API allows setting it once per process
+            trace.set_tracer_provider(_provider(_state.default_service))
+            _state.global_provider_set = True
     return True
 
 

@@ -22,14 +22,17 @@ _PRIMARY = {"VMController": ("vms", "VirtualMachine"), "VMIController": ("vmis",
 
 def compute_traced_reconcile(controller: Any) -> Reconcile:
     """``controller.reconcile`` wrapped in a ``reconcile <Kind>`` span (controllers of other
-    kinds, and every controller while tracing is off, get their reconcile unchanged)."""
+    kinds get their reconcile unchanged; while tracing is off the wrapper only checks that)."""
     primary = _PRIMARY.get(type(controller).__name__)
-    if primary is None or not tracing.is_enabled():
+    if primary is None:
         return controller.reconcile
     cache = getattr(controller, primary[0])
     span_name = f"reconcile {primary[1]}"
 
     async def reconcile(key: str) -> None:
+        if not tracing.is_enabled():  # checked per call: tracing may be turned on after leading began
+            await controller.reconcile(key)
+            return
         with tracing.object_span(SERVICE, span_name, cache.get(key), mark_exceptions=False) as span:
             try:
                 await controller.reconcile(key)
