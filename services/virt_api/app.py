@@ -18,6 +18,7 @@ from aiohttp import web
 
 from services.virt_api import discovery
 from services.virt_api.auth import bearer_token_middleware
+from services.virt_api.events_route import EVENTS_DISCOVERY
 from services.virt_api.namespaces import NAMESPACES_DISCOVERY
 from services.virt_api.negotiation import MAX_BODY_BYTES, encode_response
 from services.virt_api.request_tracing import apply_request_tracing, request_spans
@@ -25,6 +26,7 @@ from services.virt_api.rest import ResourceHandlers
 from services.virt_api.routing import ResourceRouter
 from services.virt_api.subresources import SubresourceRegistry
 from shared.api.resources import RESOURCES
+from shared.metrics import api_request_middleware, apply_metrics_route, compute_request_labels
 from shared.errors import (
     ApiError,
     BadRequest,
@@ -111,7 +113,7 @@ def create_app(
     extra subresource handlers (see :mod:`services.virt_api.subresources`); ``server_address`` is
     what ``/api`` advertises. The store is not closed by the app.
     """
-    middlewares: list[Any] = [request_spans, status_errors]
+    middlewares: list[Any] = [request_spans, api_request_middleware(compute_request_labels), status_errors]
     if token is not None:
         middlewares.append(bearer_token_middleware(token))
     # client_max_size is a backstop; bodies are read with the same limit in negotiation.read_body.
@@ -123,6 +125,7 @@ def create_app(
     router = ResourceRouter(ResourceHandlers(store, admit=admit), registry)
     endpoints = _Endpoints(store, registry, router, server_address, readiness)
     app.router.add_get("/healthz", endpoints.healthz)
+    apply_metrics_route(app)  # behind the bearer token, as the rest of the API
     app.router.add_get("/livez", endpoints.healthz)
     app.router.add_get("/readyz", endpoints.readyz)
     app.router.add_get("/version", endpoints.version)
@@ -170,7 +173,8 @@ class _Endpoints:
             _require_get(request)
             if not tail:
                 return encode_response(discovery.compute_api_versions(self.server_address))
-            return encode_response(discovery.compute_api_resource_list("", "v1", RESOURCES, [NAMESPACES_DISCOVERY]))
+            return encode_response(discovery.compute_api_resource_list("", "v1", RESOURCES,
+                                                                       [NAMESPACES_DISCOVERY, EVENTS_DISCOVERY]))
         return await self.router.handle(request)
 
     async def groups(self, request: web.Request) -> web.StreamResponse:

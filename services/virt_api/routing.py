@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from services.virt_api.events_route import handle_events
 from services.virt_api.namespaces import handle_namespaces
 from services.virt_api.negotiation import encode_response, read_body
 from services.virt_api.rest import ResourceHandlers, Target
 from services.virt_api.subresources import SUBRESOURCE_GROUP, SubresourceCall, SubresourceRegistry
 from shared.api.resources import find_resource
 from shared.errors import MethodNotAllowed, NotFound
+from shared.events_recorder import EVENTS_PLURAL
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,10 @@ class ResourceRouter:
         if (parsed.group, parsed.version, parsed.plural) == ("", "v1", "namespaces") and parsed.namespace is None \
                 and parsed.subresource is None:
             return await handle_namespaces(request, self.handlers.store, parsed.name)
+        if (parsed.group, parsed.version, parsed.plural) == ("", "v1", EVENTS_PLURAL) and parsed.subresource is None:
+            if parsed.name is not None and parsed.namespace is None:
+                raise NotFound("the server could not find the requested resource")
+            return await handle_events(request, self.handlers.store, parsed.namespace, parsed.name)
         info = find_resource(parsed.group, parsed.version, parsed.plural)
         if parsed.namespace is not None and not info.namespaced:
             raise NotFound("the server could not find the requested resource")

@@ -2,7 +2,8 @@
 
 Usage: ``virt-controller --nats nats://127.0.0.1:4222 --id ctl-1``. Several may run; one leads
 (Lease ``kubevirt/virt-controller`` in the store), the others stand by with warm caches.
-``--health-port`` serves ``GET /healthz`` (200 once the caches are synced) and ``GET /leader``.
+``--health-port`` serves ``GET /healthz`` (200 once the caches are synced), ``GET /leader`` and
+``GET /metrics`` (Prometheus text: workqueues, VMI phase counts and transition times, store latency).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import click
 from aiohttp import web
 
+from shared import metrics
 from shared import trace_store, tracing
 from shared.errors import ApiError
 from shared.store import ObjectStore
@@ -33,9 +35,13 @@ async def _serve_health(manager: ControllerManager, port: int) -> web.AppRunner:
     async def leader(_: web.Request) -> web.Response:
         return web.json_response({"identity": manager.identity, "leader": manager.is_leader})
 
+    metrics.CONTROLLER_LEADING.labels(manager.identity).set_function(lambda: 1.0 if manager.is_leader else 0.0)
+    metrics.CONTROLLER_READY.labels(manager.identity).set_function(
+        lambda: 1.0 if all(i.has_synced() for i in manager.informers) else 0.0)
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/leader", leader)
+    metrics.apply_metrics_route(app)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -76,7 +82,7 @@ async def run(nats: list[str], identity: str, *, bucket_prefix: str, workers: in
 @click.option("--retry-period", default=2.0, show_default=True, help="Leader election retry period (s).")
 @click.option("--heartbeat-timeout", default=40.0, show_default=True,
               help="Seconds without node heartbeat before its VMIs become Unknown.")
-@click.option("--health-port", type=int, default=None, help="Serve /healthz and /leader on this port.")
+@click.option("--health-port", type=int, default=None, help="Serve /healthz, /leader and /metrics on this port.")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help="Accepted for the embedded installation's uniform command line; the controller keeps "
                    "no local state (everything is in the store).")

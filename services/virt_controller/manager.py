@@ -14,6 +14,7 @@ from typing import Any
 from services.virt_controller.clock import Clock, SystemClock
 from services.virt_controller.informer import Informer
 from services.virt_controller.leader import LeaderElector
+from services.virt_controller.observer import VMIObserver
 from services.virt_controller.pool_controller import POOLS, PoolController
 from services.virt_controller.replicaset_controller import REPLICA_SETS, ReplicaSetController
 from services.virt_controller.vm_controller import VMS, VMController
@@ -21,6 +22,7 @@ from services.virt_controller.vmi_controller import VMIS, VMIController
 from services.virt_controller.vmi_lifecycle import DEFAULT_HEARTBEAT_TIMEOUT
 from services.virt_controller.reconcile_tracing import compute_traced_reconcile
 from services.virt_controller.worker import start_workers
+from shared.events_recorder import EventRecorder
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,10 @@ class ControllerManager:
         self.node_informer = Informer(store, "nodes")
         self.rs_informer = Informer(store, REPLICA_SETS)
         self.pool_informer = Informer(store, POOLS)
-        self.vm_controller = VMController(store, self.vm_informer, self.vmi_informer, clock=self.clock)
+        self.recorder = EventRecorder(store, "virt-controller")
+        self.observer = VMIObserver(self.vmi_informer, self.recorder, lambda: self.is_leader)
+        self.vm_controller = VMController(store, self.vm_informer, self.vmi_informer, clock=self.clock,
+                                          report=self._report_vm)
         self.vmi_controller = VMIController(store, self.vmi_informer, self.node_informer, clock=self.clock,
                                             heartbeat_timeout=heartbeat_timeout)
         self.rs_controller = ReplicaSetController(store, self.rs_informer, self.vmi_informer, clock=self.clock)
@@ -62,6 +67,10 @@ class ControllerManager:
     @property
     def is_leader(self) -> bool:
         return self.elector.is_leader
+
+    def _report_vm(self, vm: dict, event_type: str, reason: str, message: str) -> None:
+        self.observer.record({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", **vm},
+                             event_type, reason, message)
 
     async def start_informers(self, timeout: float = 30.0) -> None:
         """Start every informer and wait until each has listed once."""

@@ -65,11 +65,14 @@ class VMController:
         vms, vmis: informers of ``virtualmachines`` and ``virtualmachineinstances``.
         queue: work queue of VM keys (filled by the informer handlers registered here).
         clock: wall clock (crash-loop backoff, timestamps).
+        report: ``report(obj, type, reason, message)`` records a Kubernetes Event (KubeVirt's
+            SuccessfulCreate / SuccessfulDelete on the VM); default: record nothing.
     """
 
     def __init__(self, store: Any, vms: Informer, vmis: Informer, queue: WorkQueue | None = None,
-                 *, clock: Clock | None = None) -> None:
+                 *, clock: Clock | None = None, report: Any = None) -> None:
         self.store = store
+        self.report = report or (lambda obj, event_type, reason, message: None)
         self.vms = vms
         self.vmis = vmis
         self.queue = queue or WorkQueue(name="vm")
@@ -180,6 +183,9 @@ class VMController:
                             retryable=False) from None
         except ApiError as err:
             raise SyncError(f"failed to create virtual machine instance: {err}", reason=FAILED_CREATE) from None
+        else:
+            self.report(vm, "Normal", "SuccessfulCreate", f"Started the virtual machine by creating the new "
+                        f"virtual machine instance {created['metadata']['name']}")
         self.vmis.assume(created)
         log.info("created VMI %s", object_key(created))
         return created
@@ -198,6 +204,10 @@ class VMController:
             raise
         except ApiError as err:
             raise SyncError(f"Failure attempting to delete VMI: {err}", reason=FAILED_DELETE) from None
+        owner = self.vms.get(object_key(vmi))
+        if owner is not None:
+            self.report(owner, "Normal", "SuccessfulDelete",
+                        f"Stopped the virtual machine by deleting the virtual machine instance {meta.get('uid', '')}")
         if phases.is_marked_for_deletion(result):
             self.vmis.assume(result)
             return result

@@ -14,7 +14,10 @@ The backoff rule is the pure :func:`compute_item_delay`.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+
+from shared import metrics
 
 DEFAULT_BASE_DELAY = 0.005
 DEFAULT_MAX_DELAY = 300.0
@@ -52,6 +55,14 @@ class WorkQueue:
         self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._shutdown = False
+        # kubevirt_workqueue_* children of this queue; times are perf_counter seconds
+        self._m_depth = metrics.WORKQUEUE_DEPTH.labels(name)
+        self._m_adds = metrics.WORKQUEUE_ADDS.labels(name)
+        self._m_retries = metrics.WORKQUEUE_RETRIES.labels(name)
+        self._m_queued = metrics.WORKQUEUE_QUEUE_DURATION.labels(name)
+        self._m_work = metrics.WORKQUEUE_WORK_DURATION.labels(name)
+        self._added_at: dict[str, float] = {}
+        self._started_at: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -65,9 +76,12 @@ class WorkQueue:
         if self._shutdown or key in self._dirty:
             return
         self._dirty.add(key)
+        self._m_adds.inc()
+        self._added_at.setdefault(key, time.perf_counter())
         if key in self._processing:
             return
         self._queue.append(key)
+        self._m_depth.set(len(self._queue))
         self._wake_one()
 
     def add_after(self, key: str, delay: float) -> None:
@@ -95,6 +109,7 @@ class WorkQueue:
         """Queue ``key`` after its backoff; returns the delay used (seconds)."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
+        self._m_retries.inc()
         delay = compute_item_delay(failures, self._base, self._cap)
         self.add_after(key, delay)
         return delay
@@ -123,13 +138,21 @@ class WorkQueue:
         key = self._queue.popleft()
         self._processing.add(key)
         self._dirty.discard(key)
+        now = time.perf_counter()
+        self._m_depth.set(len(self._queue))
+        self._m_queued.observe(now - self._added_at.pop(key, now))
+        self._started_at[key] = now
         return key
 
     def done(self, key: str) -> None:
         """Mark ``key`` processed; re-queues it if it was added meanwhile."""
         self._processing.discard(key)
+        started = self._started_at.pop(key, None)
+        if started is not None:
+            self._m_work.observe(time.perf_counter() - started)
         if key in self._dirty and not self._shutdown:
             self._queue.append(key)
+            self._m_depth.set(len(self._queue))
             self._wake_one()
 
     def shutdown(self) -> None:

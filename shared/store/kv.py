@@ -34,6 +34,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import api
 
+from shared import metrics
 from shared.bus import Bus, describe_nats_error
 from shared.errors import InternalError, RequestTooLarge, ServiceUnavailable
 from shared.store.keys import stream_name, subject_prefix
@@ -157,18 +158,34 @@ class KvLayer:
             self._reconnected = asyncio.get_running_loop().create_future()
         reconnected = self._reconnected
         task = asyncio.ensure_future(call())
+        started = time.perf_counter()
         try:
             await asyncio.wait({task, reconnected}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             task.cancel()
             raise
         if task.done():
+            ok = not task.cancelled() and task.exception() is None
+            metrics.NATS_REQUEST_DURATION.labels("ok" if ok else "error").observe(time.perf_counter() - started)
             return task.result()
         task.cancel()
         raise asyncio.TimeoutError
 
     # -- helpers -----------------------------------------------------------------------------
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """:meth:`_retrying_unmeasured`, timed in ``kubevirt_store_operation_duration_seconds``
+        (label ``operation`` = first word of ``what``: get, write, list, info, create, ...)."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._retrying_unmeasured(what, call)
+            outcome = "ok"
+            return result
+        finally:
+            metrics.STORE_OPERATION_DURATION.labels(what.split(" ", 1)[0], outcome).observe(
+                time.perf_counter() - started)
+
+    async def _retrying_unmeasured(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run ``call``; retry transient failures (timeouts, no responders, leader elections)
         until ``op_timeout``. The last failure becomes ServiceUnavailable."""
         deadline = time.monotonic() + self.op_timeout

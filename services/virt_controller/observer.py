@@ -1,0 +1,103 @@
+"""What virt-controller reports about VMIs as they change: metrics and Events.
+
+Owns: the informer handler that, on the leading replica only, turns each VMI phase change into
+the phase-transition histograms (:func:`shared.metrics.observe_phase_transition`) and a
+Kubernetes Event (:func:`compute_vmi_transition_events`), and that makes the leader's VMI cache
+the source of ``kubevirt_vmi_phase_count``. Events are recorded on transitions only: the first
+listing of an existing VMI (old is None) and changes that keep the phase record nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from shared.events_recorder import NORMAL, WARNING, EventRecorder
+from shared.metrics import observe_phase_transition, register_phase_source
+
+#: VMI phase -> (type, reason, message template) of the Event recorded on entering it
+#: (reasons as KubeVirt's controllers and virt-handler record them).
+PHASE_EVENTS: dict[str, tuple[str, str, str]] = {
+    "Scheduled": (NORMAL, "Scheduled", "Successfully assigned {namespace}/{name} to {node}"),
+    "Running": (NORMAL, "Started", "VirtualMachineInstance started."),
+    "Succeeded": (NORMAL, "Stopped", "The VirtualMachineInstance was shut down."),
+    "Failed": (WARNING, "Stopped", "The VirtualMachineInstance crashed."),
+    "Unknown": (WARNING, "NodeNotReady", "The node {node} of the VirtualMachineInstance stopped reporting."),
+}
+
+
+def _unschedulable_message(vmi: dict[str, Any] | None) -> str | None:
+    for cond in ((vmi or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
+                and cond.get("reason") == "Unschedulable":
+            return str(cond.get("message") or "0 nodes are available")
+    return None
+
+
+def compute_vmi_transition_events(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """The Events (type, reason, message) a VMI change from ``old`` to ``new`` deserves: one per
+    phase entered (:data:`PHASE_EVENTS`), ``ShuttingDown`` when deletion starts, a Warning
+    ``FailedScheduling`` when the scheduler's Unschedulable condition appears or changes. Nothing
+    for an object first seen (old None) or deleted (new None)."""
+    if old is None or new is None:
+        return []
+    events: list[tuple[str, str, str]] = []
+    meta = new.get("metadata") or {}
+    status = new.get("status") or {}
+    fields = {"namespace": meta.get("namespace", ""), "name": meta.get("name", ""),
+              "node": status.get("nodeName") or ""}
+    unschedulable = _unschedulable_message(new)
+    if unschedulable is not None and unschedulable != _unschedulable_message(old):
+        events.append((WARNING, "FailedScheduling", unschedulable))
+    if meta.get("deletionTimestamp") and not (old.get("metadata") or {}).get("deletionTimestamp"):
+        events.append((NORMAL, "ShuttingDown", "Signaled Graceful Shutdown"))
+    phase = status.get("phase") or ""
+    if phase and phase != ((old.get("status") or {}).get("phase") or ""):
+        spec = PHASE_EVENTS.get(phase)
+        if spec is not None:
+            event_type, reason, template = spec
+            events.append((event_type, reason, template.format(**fields)))
+    return events
+
+
+class VMIObserver:
+    """Registers on the VMI informer; acts only while ``is_leader()`` is true.
+
+    Args:
+        vmis: the VMI informer (``add_handler``, ``items``).
+        recorder: EventRecorder of virt-controller.
+        is_leader: callable telling whether this replica leads now.
+    """
+
+    def __init__(self, vmis: Any, recorder: EventRecorder, is_leader: Callable[[], bool]) -> None:
+        self.vmis = vmis
+        self.recorder = recorder
+        self.is_leader = is_leader
+        self._pending: set[asyncio.Task[Any]] = set()
+        vmis.add_handler(self._on_vmi)
+        register_phase_source(self)
+
+    def metric_vmis(self) -> Iterable[dict[str, Any]] | None:
+        """The leader's cached VMIs (for ``kubevirt_vmi_phase_count``); None on standbys."""
+        return self.vmis.items() if self.is_leader() else None
+
+    def _on_vmi(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        if new is None or not self.is_leader():
+            return
+        observe_phase_transition(old, new)
+        for event_type, reason, message in compute_vmi_transition_events(old, new):
+            self.record(new, event_type, reason, message)
+
+    def record(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        """Record an Event without blocking the caller (informer handlers are synchronous)."""
+        obj = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", **obj} \
+            if "kind" not in obj else obj
+        task = asyncio.get_running_loop().create_task(self.recorder.record(obj, event_type, reason, message))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for Events still being written (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
