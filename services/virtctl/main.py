@@ -25,6 +25,7 @@ COMMAND_MODULES: list[str] = [
     "services.virtctl.lifecycle_commands",
     "services.virtctl.console_command",
     "services.virtctl.trace_command",
+    "services.virtctl.events_command",
 ]
 
 

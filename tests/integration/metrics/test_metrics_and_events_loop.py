@@ -100,7 +100,7 @@ async def _reasons(api_url, name):
     return [(e["involvedObject"]["kind"], e["reason"]) for e in items]
 
 
-async def test_events_of_a_vm_list_in_order(object_store, controller, bridge, node, api_url):
+async def test_events_of_a_vm_list_in_order(object_store, controller, bridge, node, api_url, tmp_path):
     await object_store.create(VMS, make_vm("ev-vm"))
     await wait_until(lambda: running_vmi(object_store, "ev-vm"))
     started = [("VirtualMachine", "SuccessfulCreate"), ("VirtualMachineInstance", "Scheduled"),
@@ -118,8 +118,13 @@ async def test_events_of_a_vm_list_in_order(object_store, controller, bridge, no
     assert (first["type"], first["count"], first["source"]["component"]) == ("Normal", 1, "virt-controller")
     assert first["message"] == "Started the virtual machine by creating the new virtual machine instance ev-vm"
 
+    lines = await _virtctl_events(api_url, tmp_path, "ev-vm")
+    assert lines[0].split()[:4] == ["LAST", "SEEN", "TYPE", "REASON"]
+    assert [line.split()[2] for line in lines[1:4]] == ["SuccessfulCreate", "Scheduled", "Started"]
+    assert lines[1].split()[3] == "virtualmachine/ev-vm"
+
     if KUBECTL is None:
-        pytest.skip("kubectl is not installed: the HTTP part above passed")
+        pytest.skip("kubectl is not installed: the HTTP and virtctl parts above passed")
     out = await _kubectl(api_url, "get", "events", "-n", NS, "--field-selector", "involvedObject.name=ev-vm",
                          "-o", "json")
     assert _in_order([(e["involvedObject"]["kind"], e["reason"]) for e in json.loads(out)["items"]], stopped)
@@ -156,3 +161,19 @@ async def _kubectl(api_url, *args):
     out, err = await proc.communicate()
     assert proc.returncode == 0, f"kubectl {' '.join(args)}: {err.decode()}"
     return out.decode()
+
+
+async def _virtctl_events(api_url, tmp_path, name):
+    """``virtctl events <name>`` (click's runner in a thread: the command runs its own loop)."""
+    from click.testing import CliRunner
+
+    from services.virtctl.kubeconfig import apply_kubeconfig, compute_kubeconfig
+    import services.virtctl.events_command  # noqa: F401 - registers the command on the group
+    from services.virtctl.main import cli
+
+    config = tmp_path / "kubeconfig"
+    apply_kubeconfig(config, compute_kubeconfig(api_url, None, "unused"))
+    result = await asyncio.to_thread(CliRunner().invoke, cli, obj={},
+                                     args=["--kubeconfig", str(config), "events", name])
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
