@@ -188,9 +188,17 @@ class SchedulerBridge:
         self._tasks += [spawn(self._loop(), name="bridge-loop"), spawn(self._ticker(), name="bridge-ticker")]
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._writers]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._writers, return_exceptions=True)
+        """Cancel the watches, the loop and in-flight writes, and wait until they ended
+        (cancelling again every 2 s: a cancellation can be lost under ``asyncio.wait_for`` on
+        Python 3.11, CPython gh-86296)."""
+        pending = [t for t in [*self._tasks, *self._writers] if not t.done()]
+        for _ in range(5):
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            _, still = await asyncio.wait(pending, timeout=2.0)
+            pending = list(still)
         self._tasks = []
 
     async def _ticker(self) -> None:

@@ -124,6 +124,22 @@ def _rv(obj: dict | None) -> int:
         return 0
 
 
+async def apply_cancellation(tasks: list[asyncio.Task], *, rounds: int = 5, wait: float = 2.0) -> None:
+    """Cancel ``tasks`` and wait until they end, cancelling again every ``wait`` seconds: on
+    Python 3.11 a cancellation that meets an ``asyncio.wait_for`` timeout at the same moment can
+    be lost (CPython gh-86296), which would leave ``stop()`` waiting forever on a watch task."""
+    pending = [t for t in tasks if not t.done()]
+    for _ in range(rounds):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _, still = await asyncio.wait(pending, timeout=wait)
+        pending = list(still)
+    for task in pending:
+        log.warning("task %s did not stop after %d cancellations", task.get_name(), rounds)
+
+
 class KeyQueue:
     """Work queue with client-go semantics: a key is queued at most once, never processed by
     two workers at once, and re-queued after ``done`` when it was added while processing."""
@@ -231,9 +247,7 @@ class VmiAgent:
             except Exception:  # connection already closed
                 pass
             self._command_sub = None
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await apply_cancellation(self._tasks)
         self._tasks = []
         self.queue.close()
 

@@ -24,7 +24,14 @@ from pathlib import Path
 import click
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from services.virt_handler.agent import AgentConfig, VmiAgent, compute_domain_type, compute_key_of_domain, describe
+from services.virt_handler.agent import (
+    AgentConfig,
+    VmiAgent,
+    apply_cancellation,
+    compute_domain_type,
+    compute_key_of_domain,
+    describe,
+)
 from services.virt_handler.console import ConsoleServer
 from services.virt_handler.hypervisor import Hypervisor, HypervisorError
 from services.virt_handler.node import NodeHeartbeat, default_node_name
@@ -193,10 +200,7 @@ async def run(settings: HandlerSettings, stop: asyncio.Event | None = None) -> N
         await stop.wait()
         log.info("virt-handler stopping (domains keep running)")
     finally:
-        for task in (heartbeat_task, stats_task):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await apply_cancellation([t for t in (heartbeat_task, stats_task) if t is not None])
         if health_runner is not None:
             from shared.metrics import unregister_vmi_stats_source
             unregister_vmi_stats_source(stats)

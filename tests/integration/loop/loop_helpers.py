@@ -116,8 +116,8 @@ class InProcessNode:
     async def stop_agent(self):
         """Stop heartbeat and agent; the hypervisor (and its domains) stays."""
         if self._beat is not None:
-            self._beat.cancel()
-            await asyncio.gather(self._beat, return_exceptions=True)
+            from services.virt_handler.agent import apply_cancellation
+            await apply_cancellation([self._beat])
         if self.agent is not None:
             await self.agent.stop()
 
