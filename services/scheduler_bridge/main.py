@@ -75,7 +75,9 @@ async def run(nats_servers: list[str], *, bucket_prefix: str, heartbeat_timeout:
 def main(nats_servers: tuple[str, ...], bucket_prefix: str, heartbeat_timeout: float, health_port: int | None,
          log_level: str) -> None:
     """Place VMIs in phase Scheduling on registered nodes."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from shared.logging_setup import apply_service_logging  # $KUBEVIRT_PY_LOG_FORMAT=json: JSON lines
+
+    apply_service_logging("scheduler-bridge", log_level)
     try:
         tracing.setup("scheduler-bridge")
         asyncio.run(run(list(nats_servers), bucket_prefix=bucket_prefix, heartbeat_timeout=heartbeat_timeout,

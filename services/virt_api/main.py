@@ -113,7 +113,9 @@ async def serve(settings: ApiSettings, stop: asyncio.Event | None = None) -> Non
 def cli(nats_servers: tuple[str, ...], state_dir: Path, host: str, port: int, port_file: Path | None,
         insecure_http: bool, log_level: str) -> None:
     """Serve KubeVirt's API (Kubernetes REST conventions) backed by NATS JetStream."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from shared.logging_setup import apply_service_logging  # $KUBEVIRT_PY_LOG_FORMAT=json: JSON lines
+
+    apply_service_logging("virt-api", log_level)
     hosts = DEFAULT_HOSTS if host in DEFAULT_HOSTS else (*DEFAULT_HOSTS, host)
     settings = ApiSettings(tuple(nats_servers), state_dir, host, port, insecure_http, port_file, hosts)
     try:

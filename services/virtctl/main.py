@@ -168,8 +168,23 @@ def status(state_dir: Path | None) -> None:
         else:
             state, healthy = f"running (pid {record.pid}), NOT healthy", False
         click.echo(f"{spec.name:<16} {state}")
+    click.echo("metrics (Prometheus text; virt-api needs the bearer token in <state-dir>/api/token):")
+    for name, url in compute_metrics_urls(layout).items():
+        click.echo(f"  {name:<16} {url}")
     if not healthy:
         sys.exit(1)
+
+
+def compute_metrics_urls(layout: inst.Layout) -> dict[str, str]:
+    """Each service's ``/metrics`` URL in this installation (the health ports serve it too)."""
+    ports = {"virt-controller": "controller_health_port", "scheduler-bridge": "bridge_health_port",
+             "virt-handler": "handler_health_port"}
+    urls = {"virt-api": f"{layout.api_url}/metrics"}
+    for name, attr in ports.items():
+        port = getattr(layout, attr, 0)
+        if port:
+            urls[name] = f"http://127.0.0.1:{port}/metrics"
+    return urls
 
 
 def _load_command_modules() -> None:
