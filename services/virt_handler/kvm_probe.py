@@ -7,11 +7,16 @@ prints a line. The probe boots QEMU with ``-accel kvm`` on a 64 KiB firmware ima
 switches to 32-bit protected mode and then writes to an ``isa-debug-exit`` port, which
 makes QEMU exit with status 1. Anything else within the timeout -> no KVM, and guests run
 under TCG (``<domain type='qemu'>``), as KubeVirt does with ``useEmulation``.
-The result is cached per process.
+The answer is cached per process and, for the whole machine, per boot in
+``/run/kubevirt-py/kvm-probe`` (keyed by the kernel's boot id, guarded by a file lock): a
+probe whose vCPU hangs inside KVM can take a long time to die after SIGKILL and burns CPU
+meanwhile, so the machine should pay for it at most once per boot, not once per handler.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import struct
@@ -20,6 +25,8 @@ import tempfile
 from pathlib import Path
 
 KVM_DEVICE = Path("/dev/kvm")
+MACHINE_CACHE = Path("/run/kubevirt-py/kvm-probe")
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 PROBE_TIMEOUT = 3.0
 DEBUG_EXIT_PORT = 0xF4
 EXPECTED_EXIT = 1  # isa-debug-exit: status = (value << 1) | 1 with value 0
@@ -82,9 +89,39 @@ def is_kvm_usable(timeout: float = PROBE_TIMEOUT, *, refresh: bool = False) -> b
     within ``timeout`` seconds. Cached per process (``refresh=True`` probes again)."""
     if "kvm" in _cached and not refresh:
         return _cached["kvm"]
-    usable = KVM_DEVICE.exists() and os.access(KVM_DEVICE, os.R_OK | os.W_OK) and _run_probe("kvm", timeout)
+    if not (KVM_DEVICE.exists() and os.access(KVM_DEVICE, os.R_OK | os.W_OK)):
+        _cached["kvm"] = False
+        return False
+    usable = _probe_once_per_boot(timeout, refresh=refresh)
     _cached["kvm"] = usable
     return usable
+
+
+def _probe_once_per_boot(timeout: float, *, refresh: bool, cache: Path | None = None) -> bool:
+    """Run the KVM probe unless this boot already has an answer in ``cache``; concurrent callers
+    wait on a file lock so only one of them probes. Falls back to probing when /run is not
+    writable."""
+    cache = cache or MACHINE_CACHE
+    boot_id = BOOT_ID.read_text().strip() if BOOT_ID.exists() else ""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(cache.with_suffix(".lock"), "a")
+    except OSError:
+        return _run_probe("kvm", timeout)
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not refresh:
+            try:
+                saved = json.loads(cache.read_text())
+                if saved.get("bootId") == boot_id:
+                    return bool(saved["kvm"])
+            except (OSError, ValueError, KeyError):
+                pass
+        usable = _run_probe("kvm", timeout)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"bootId": boot_id, "kvm": usable}))
+        tmp.replace(cache)
+        return usable
 
 
 def compute_domain_type(timeout: float = PROBE_TIMEOUT) -> str:

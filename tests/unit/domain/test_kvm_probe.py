@@ -3,6 +3,7 @@ probe's answer is cached per process."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -26,3 +27,18 @@ def test_result_is_cached(monkeypatch):
 def test_firmware_is_64_kib_with_a_reset_vector_jump():
     image = kvm_probe.compute_probe_firmware()
     assert len(image) == 0x10000 and image[0xFFF0] == 0xEA
+
+
+def test_the_probe_runs_once_per_boot_and_its_answer_is_shared_through_the_cache_file(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(kvm_probe, "_run_probe", lambda accel, timeout: calls.append(accel) or False)
+    cache = tmp_path / "kvm-probe"
+    assert kvm_probe._probe_once_per_boot(1.0, refresh=False, cache=cache) is False
+    assert kvm_probe._probe_once_per_boot(1.0, refresh=False, cache=cache) is False
+    assert calls == ["kvm"]
+    saved = json.loads(cache.read_text())
+    assert saved == {"bootId": kvm_probe.BOOT_ID.read_text().strip(), "kvm": False}
+    # another boot's answer is not trusted
+    cache.write_text(json.dumps({"bootId": "another-boot", "kvm": True}))
+    assert kvm_probe._probe_once_per_boot(1.0, refresh=False, cache=cache) is False
+    assert calls == ["kvm", "kvm"]
