@@ -26,6 +26,7 @@ COMMAND_MODULES: list[str] = [
     "services.virtctl.console_command",
     "services.virtctl.trace_command",
     "services.virtctl.events_command",
+    "services.virtctl.image_command",
 ]
 
 
