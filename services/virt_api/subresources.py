@@ -45,6 +45,7 @@ SUBRESOURCE_VERSIONS = ("v1", "v1alpha3")
 SUBRESOURCE_MODULES: list[str] = [
     "services.virt_api.lifecycle",
     "services.virt_api.console",
+    "services.virt_api.guestosinfo",
 ]
 
 

@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "services.virtctl.trace_command",
     "services.virtctl.events_command",
     "services.virtctl.image_command",
+    "services.virtctl.guestosinfo_command",
 ]
 
 
