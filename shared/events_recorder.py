@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from shared.api.resources import ResourceInfo
-from shared.errors import ApiError, Conflict, NotFound
+from shared.errors import Conflict, NotFound
 
 log = logging.getLogger("kubevirt.events")
 
@@ -141,7 +141,7 @@ class EventRecorder:
             event = compute_event(involved, event_type, reason, message, component=self.component,
                                   host=self.host, now=now)
             stored = await self.store.create(EVENTS_PLURAL, event)
-        except ApiError as err:
+        except Exception as err:  # noqa: BLE001 - best effort: a closed store or bus must not fail the caller
             log.warning("event %s %s on %s/%s not recorded: %s", event_type, reason,
                         involved.get("namespace"), involved.get("name"), err)
             return None

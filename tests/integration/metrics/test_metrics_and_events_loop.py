@@ -13,13 +13,13 @@ import pytest
 from loop_helpers import NS, VMIS, VMS, get_or_none, make_vm, phase_of, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import NODE
 from services.virt_api import lifecycle
 from shared.metrics import apply_metrics_server
 from shared.natsserver import pick_free_port
 
 pytestmark = pytest.mark.timeout(120)
 KUBECTL = shutil.which("kubectl")
+NODE = "node-metrics"  # the ``node`` fixture's name (conftest.py); no other test uses it
 
 
 async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -104,14 +104,15 @@ async def test_events_of_a_vm_list_in_order(object_store, controller, bridge, no
     await object_store.create(VMS, make_vm("ev-vm"))
     await wait_until(lambda: running_vmi(object_store, "ev-vm"))
     started = [("VirtualMachine", "SuccessfulCreate"), ("VirtualMachineInstance", "Scheduled"),
-               ("VirtualMachineInstance", "Started")]
+               ("VirtualMachineInstance", "Created"), ("VirtualMachineInstance", "Started")]
     await wait_until(lambda: _has(api_url, "ev-vm", started))
     await lifecycle.stop_vm(object_store, NS, "ev-vm")
     await wait_until(lambda: vmi_absent(object_store, "ev-vm"))
-    stopped = started + [frozenset({("VirtualMachine", "SuccessfulDelete"), ("VirtualMachineInstance", "ShuttingDown")}),
+    stopped = started + [frozenset({("VirtualMachine", "SuccessfulDelete"), ("VirtualMachineInstance", "ShuttingDown"),
+                                    ("VirtualMachineInstance", "ShutdownCalled")}),
                          ("VirtualMachineInstance", "Stopped")]
     await wait_until(lambda: _has(api_url, "ev-vm", stopped))
-    assert len(await _reasons(api_url, "ev-vm")) == 6, "one Event per transition, none per reconcile"
+    assert len(await _reasons(api_url, "ev-vm")) == 8, "one Event per transition, none per reconcile"
     vm_only = await _events(api_url, {"fieldSelector": "involvedObject.name=ev-vm,involvedObject.kind=VirtualMachine"})
     assert [e["reason"] for e in vm_only] == ["SuccessfulCreate", "SuccessfulDelete"]
     first = vm_only[0]
@@ -120,7 +121,7 @@ async def test_events_of_a_vm_list_in_order(object_store, controller, bridge, no
 
     lines = await _virtctl_events(api_url, tmp_path, "ev-vm")
     assert lines[0].split()[:4] == ["LAST", "SEEN", "TYPE", "REASON"]
-    assert [line.split()[2] for line in lines[1:4]] == ["SuccessfulCreate", "Scheduled", "Started"]
+    assert [line.split()[2] for line in lines[1:5]] == ["SuccessfulCreate", "Scheduled", "Created", "Started"]
     assert lines[1].split()[3] == "virtualmachine/ev-vm"
 
     if KUBECTL is None:
