@@ -58,6 +58,7 @@ from services.virt_handler.acceleration import apply_acceleration_annotation
 from services.virt_handler.hypervisor import DomainInfo, Hypervisor, HypervisorError, LifecycleEvent
 from shared import events, tracing
 from shared.errors import Conflict, Gone, NotFound
+from shared.events_recorder import EventRecorder
 from shared.images import ImageNotFound
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,8 @@ class VmiAgent:
         self.guest_status: dict[str, tuple[float, dict]] = {}  # key -> (monotonic time, status fields)
         self._tasks: list[asyncio.Task] = []
         self._command_sub = None
+        self.recorder = EventRecorder(store, "virt-handler", host=config.node_name)
+        self._event_tasks: set[asyncio.Task] = set()
         self.synced = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -495,6 +498,7 @@ class VmiAgent:
             return await self._report_sync_failure(key, vmi, err)
         self.failures.pop(key, None)
         log.info("started domain %s for VMI %s", info.name, key)
+        self._record_event(vmi, "Normal", "Created", "VirtualMachineInstance defined.")
         self.agent_connected[info.name] = False  # a fresh guest's agent connects later (event)
         await self._write_status(key, vmi, lambda v: vmi_status.compute_live_status(
             v, info.state, info.reason, now=self.clock()))
@@ -520,6 +524,7 @@ class VmiAgent:
         delay = compute_retry_delay(failures, self.config.base_retry_delay, self.config.max_retry_delay)
         log.info("VMI %s cannot start (%s: %s); retrying in %.1fs", key, reason, message, delay)
         tracing.mark_failed(reason, message)
+        self._record_event(vmi, "Warning", reason, message)  # a repeat only bumps the Event's count
         await self._write_status(key, vmi, lambda v: vmi_status.compute_sync_failure_status(
             v, reason, message, now=self.clock()))
         return delay
@@ -543,12 +548,22 @@ class VmiAgent:
             if grace > 0:
                 log.info("shutting down domain %s (ACPI, grace %ss)", domain.name, grace)
                 await self.hv.shutdown(domain.name)
+                if vmi:
+                    self._record_event(vmi, "Normal", "ShutdownCalled",
+                                       f"ACPI shutdown sent to the guest (grace period {grace}s)")
         remaining = started + grace - now
         if remaining <= 0:
             log.info("grace period of %s over; destroying it", domain.name)
             await self.hv.destroy(domain.name)
             return None
         return min(remaining, self.config.shutdown_poll_interval)
+
+    def _record_event(self, vmi: dict, event_type: str, reason: str, message: str) -> None:
+        """Record a Kubernetes Event about ``vmi`` in the background (never delays the sync)."""
+        obj = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", **vmi}
+        task = asyncio.get_running_loop().create_task(self.recorder.record(obj, event_type, reason, message))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
 
     async def _finish(self, key: str, vmi: dict, domain: DomainInfo) -> None:
         """The guest stopped: write Succeeded/Failed, then remove the domain and its files."""
