@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from services.virtctl import extra_nodes
 from services.virtctl import installation as inst
 from services.virtctl.kubeconfig import apply_kubeconfig, compute_kubeconfig
 
@@ -90,7 +91,10 @@ def resolve_kubeconfig(ctx: click.Context, state_dir: Path | None = None) -> Pat
 @click.option("--libvirt-uri", default=None,
               help=f"libvirt of this node's virt-handler [default: the recorded one, else {inst.DEFAULT_LIBVIRT_URI}]")
 @click.option("--node-name", default=None, help="Node name of this host's virt-handler [default: the host name]")
-def up(state_dir: Path | None, api_port: int | None, libvirt_uri: str | None, node_name: str | None) -> None:
+@click.option("--nodes", type=click.IntRange(1, 16), default=None,
+              help="Nodes to run: 2..N each get their own libvirtd [default: the recorded count, else 1]")
+def up(state_dir: Path | None, api_port: int | None, libvirt_uri: str | None, node_name: str | None,
+       nodes: int | None) -> None:
     """Start the embedded installation (nats-server, virt-api, virt-controller, scheduler-bridge,
     virt-handler) and write the kubeconfig. libvirtd/virtlogd are started when not running.
 
@@ -107,6 +111,7 @@ def up(state_dir: Path | None, api_port: int | None, libvirt_uri: str | None, no
         record = inst.launch(layout, spec)
         inst.wait_healthy(layout, spec, record)
         click.echo(f"{spec.name:<16} started (pid {record.pid})")
+    extra_nodes.apply_extra_nodes(layout, nodes, click.echo)
     token = layout.token_file.read_text().strip()
     config = compute_kubeconfig(layout.api_url, layout.ca_cert.read_bytes(), token)
     changed = apply_kubeconfig(layout.kubeconfig, config)
@@ -136,6 +141,7 @@ def down(state_dir: Path | None, wipe: bool) -> None:
         click.echo(f"no installation in {directory}; nothing to stop")
         return
     layout = inst.load_layout(directory)
+    extra_nodes.apply_stop_extra_nodes(layout, click.echo)
     for spec in reversed(inst.SERVICES):
         if inst.stop(layout, spec):
             click.echo(f"{spec.name:<16} stopped")
@@ -146,6 +152,7 @@ def down(state_dir: Path | None, wipe: bool) -> None:
     for name in inst.apply_stop_libvirt_daemons(layout):
         click.echo(f"{name:<16} stopped (started by 'up')")
     if wipe:
+        extra_nodes.apply_wipe(layout)
         inst.wipe(layout, inst.SERVICES)
         click.echo(f"wiped {directory}")
     else:

@@ -1,0 +1,182 @@
+"""More nodes on one machine for ``virtctl up --nodes N``: each one a virt-handler on its own libvirt.
+
+Node 1 is the installation's own virt-handler (:mod:`services.virtctl.installation`, the system
+libvirt). Nodes 2..N are named ``<node-name>-node<i>``; each gets a private ``virtlogd`` +
+``libvirtd`` from :func:`shared.libvirtd.apply_node_daemons` (own mount + UTS namespace, own
+state under ``<state>/nodes/<name>/libvirt``, its own random host UUID, so that migration between
+nodes sees distinct hosts) and a virt-handler process on that daemon's URI, health port and state
+dir ``<state>/nodes/<name>/virt-handler``. ``<state>/nodes/nodes.json`` records every extra node
+ever made (name, host UUID, health port) and how many ``up`` runs now; ``down`` stops all recorded
+ones: their handler (only the process ``up`` started), their guests (the node's libvirt is private
+to it, so every domain on it is this installation's), then their daemons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from services.virtctl import installation as inst
+from shared import libvirtd
+from shared.natsserver import pick_free_port
+
+
+SHORT_LINKS = Path("/run/kubevirt-py/nodes")
+
+
+@dataclass(frozen=True)
+class ExtraNode:
+    """One simulated node: ``name`` (Node name and UTS host name), libvirt ``host_uuid``, and the
+    ``health_port`` of its virt-handler."""
+
+    name: str
+    host_uuid: str
+    health_port: int
+
+    def directory(self, layout: inst.Layout) -> Path:
+        return layout.state_dir / "nodes" / self.name
+
+    def daemons(self, layout: inst.Layout) -> libvirtd.NodeDaemons:
+        """The node's daemons as :mod:`shared.libvirtd` addresses them (not started by this)."""
+        return libvirtd.NodeDaemons(name=self.name, base=self.directory(layout) / "libvirt",
+                                    host_uuid=self.host_uuid)
+
+    def short_run_dir(self, layout: inst.Layout) -> Path:
+        """A short symlink to the daemons' runtime directory: a unix socket path must fit in 108
+        bytes (``sun_path``), which ``<state>/nodes/<name>/libvirt/run/libvirt-sock`` may not."""
+        key = hashlib.sha256(f"{layout.state_dir}\0{self.name}".encode()).hexdigest()[:12]
+        return SHORT_LINKS / key
+
+    def uri(self, layout: inst.Layout) -> str:
+        """The node's libvirt URI (through :meth:`short_run_dir`)."""
+        return f"qemu+unix:///system?socket={self.short_run_dir(layout) / 'libvirt-sock'}"
+
+    def handler_spec(self, layout: inst.Layout) -> inst.ServiceSpec:
+        """The node's virt-handler process (run record ``run/virt-handler-<name>.json``)."""
+        uri = self.uri(layout)
+        state = self.directory(layout) / "virt-handler"
+
+        def argv(lay: inst.Layout) -> list[str]:
+            return [inst.sys.executable, "-m", "services.virt_handler.main", "--nats", lay.nats_url,
+                    "--state-dir", str(state), "--node-name", self.name, "--libvirt-uri", uri,
+                    "--image-dir", str(lay.images_dir), "--health-port", str(self.health_port)]
+
+        def prepare(lay: inst.Layout) -> None:
+            for directory in (lay.state_dir, lay.state_dir / "nodes", self.directory(lay), state, lay.images_dir):
+                directory.mkdir(parents=True, exist_ok=True)
+                directory.chmod(directory.stat().st_mode | 0o755)  # QEMU (libvirt-qemu) traverses them
+
+        return inst.ServiceSpec(f"virt-handler-{self.name}", argv,
+                                lambda lay: inst.is_http_ok(f"http://127.0.0.1:{self.health_port}/healthz"),
+                                prepare=prepare, start_timeout=60.0)
+
+
+def _record(layout: inst.Layout) -> Path:
+    return layout.state_dir / "nodes" / "nodes.json"
+
+
+def load_extra_nodes(layout: inst.Layout) -> tuple[int, list[ExtraNode]]:
+    """(node count ``up`` runs, every extra node recorded); (1, []) without a record."""
+    try:
+        data = json.loads(_record(layout).read_text())
+        return int(data["count"]), [ExtraNode(**n) for n in data["nodes"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1, []
+
+
+def compute_extra_nodes(layout: inst.Layout, count: int | None) -> tuple[int, list[ExtraNode]]:
+    """The node count to run (``count``, else the recorded one) and the recorded nodes extended
+    to cover it (new ones get a fresh host UUID and health port); persisted. Raises ValueError
+    for a count below 1."""
+    recorded_count, nodes = load_extra_nodes(layout)
+    count = recorded_count if count is None else count
+    if count < 1:
+        raise ValueError(f"--nodes must be at least 1 (got {count})")
+    if count == 1 and not nodes and not _record(layout).exists():
+        return 1, []  # a one-node installation leaves no trace of this module
+    names = {n.name for n in nodes}
+    for index in range(2, count + 1):
+        name = f"{layout.node_name}-node{index}"
+        if name not in names:
+            nodes.append(ExtraNode(name, str(uuid.uuid4()), pick_free_port()))
+    _record(layout).parent.mkdir(parents=True, exist_ok=True)
+    _record(layout).write_text(json.dumps({"count": count, "nodes": [asdict(n) for n in nodes]}, indent=2) + "\n")
+    return count, nodes
+
+
+def apply_extra_nodes(layout: inst.Layout, count: int | None, echo: Callable[[str], None]) -> list[ExtraNode]:
+    """Start nodes 2..``count`` (daemons, then handler; idempotent) and return them. Raises
+    ``shared.libvirtd.LibvirtdError`` or RuntimeError (handler not healthy) with a readable message."""
+    count, nodes = compute_extra_nodes(layout, count)
+    wanted = [n for n in nodes if n.name in {f"{layout.node_name}-node{i}" for i in range(2, count + 1)}]
+    for node in wanted:
+        daemons = libvirtd.apply_node_daemons(node.directory(layout) / "libvirt", node.name, node.host_uuid)
+        _apply_link(node.short_run_dir(layout), daemons.socket.parent)
+        spec = node.handler_spec(layout)
+        record = inst.running_record(layout, spec)
+        if record is not None:
+            inst.wait_healthy(layout, spec, record)
+            echo(f"{spec.name:<16} already running (pid {record.pid}, libvirtd pid {daemons.pids['libvirtd']})")
+            continue
+        record = inst.launch(layout, spec)
+        inst.wait_healthy(layout, spec, record)
+        echo(f"{spec.name:<16} started (pid {record.pid}, libvirtd pid {daemons.pids['libvirtd']}, "
+             f"host UUID {node.host_uuid})")
+    return wanted
+
+
+def apply_stop_extra_nodes(layout: inst.Layout, echo: Callable[[str], None]) -> None:
+    """Stop every recorded extra node: its handler, its guests (destroyed and undefined), its daemons."""
+    _, nodes = load_extra_nodes(layout)
+    for node in nodes:
+        spec = node.handler_spec(layout)
+        if inst.stop(layout, spec):
+            echo(f"{spec.name:<16} stopped")
+        daemons = node.daemons(layout)
+        if not daemons.socket.exists():
+            continue
+        _apply_link(node.short_run_dir(layout), daemons.socket.parent)
+        for name in _destroy_all_domains(node.uri(layout)):
+            echo(f"{'guest':<16} {name} destroyed (node {node.name})")
+        libvirtd.apply_stop_node(daemons)
+        node.short_run_dir(layout).unlink(missing_ok=True)
+        echo(f"{'libvirtd':<16} of node {node.name} stopped")
+
+
+def apply_wipe(layout: inst.Layout) -> None:
+    """Remove ``<state>/nodes`` (node daemons' state, handlers' state, the record); call after
+    :func:`apply_stop_extra_nodes`."""
+    import shutil
+
+    shutil.rmtree(layout.state_dir / "nodes", ignore_errors=True)
+
+
+def _apply_link(link: Path, target: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() and Path(link.readlink()) == target:
+        return
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
+
+
+def _destroy_all_domains(uri: str) -> list[str]:
+    import libvirt
+
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError:
+        return []
+    try:
+        names = []
+        for dom in conn.listAllDomains():
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+            names.append(dom.name())
+        return names
+    finally:
+        conn.close()
