@@ -66,7 +66,13 @@ class _Stdin:
         if os.isatty(self.fd):
             self._saved = termios.tcgetattr(self.fd)
             tty.setraw(self.fd, termios.TCSANOW)  # TCSAFLUSH would drop what was typed ahead
-        asyncio.get_running_loop().add_reader(self.fd, self._readable)
+        try:
+            asyncio.get_running_loop().add_reader(self.fd, self._readable)
+        except PermissionError:
+            # epoll refuses regular files and /dev/null (stdin redirected from a file): they
+            # never block, so their whole content is queued at once
+            while data := os.read(self.fd, 65536):
+                self.queue.put_nowait(data)
         return self
 
     def _readable(self) -> None:
