@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from pathlib import Path
 
@@ -64,10 +65,12 @@ def test_kubeconfig_round_trip_and_unchanged_detection(tmp_path: Path):
     pytest.param(None, "not found; run 'virtctl up'", id="missing"),
     pytest.param("apiVersion: v1\nkind: Config\n", "has no current-context", id="no-context"),
     pytest.param("current-context: x\ncontexts: []\n", "no context named 'x'", id="unknown-context"),
+    pytest.param("apiVersion: v1\ngarbage: [\n", "is not valid YAML (line 3): expected the node content", id="not-yaml"),
+    pytest.param("- a\n- b\n", "is not a YAML mapping", id="not-a-mapping"),
 ])
 def test_bad_kubeconfigs_are_named_clearly(tmp_path: Path, content, message):
     path = tmp_path / "kubeconfig"
     if content is not None:
         path.write_text(content)
-    with pytest.raises((FileNotFoundError, ValueError), match=message.replace("(", r"\(")):
+    with pytest.raises((FileNotFoundError, ValueError), match=re.escape(message)):
         load_cluster_access(path)
