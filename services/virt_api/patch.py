@@ -56,16 +56,35 @@ def apply_patch(current: dict[str, Any], raw: bytes, content_type: str | None) -
         if not isinstance(ops, list):
             raise BadRequest("a JSON patch must be a JSON array of operations")
         try:
-            result = jsonpatch.JsonPatch(ops).apply(current, in_place=False)
-        except jsonpatch.InvalidJsonPatch as err:
+            jsonpatch.JsonPatch(ops)  # checks every operation's shape before any is applied
+        except (jsonpatch.InvalidJsonPatch, jsonpatch.JsonPointerException) as err:
             raise BadRequest(f"invalid JSON patch: {err}") from err
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
-            raise Invalid(f"the JSON patch could not be applied: {err}") from err
-        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as err:
-            raise Invalid(f"the JSON patch could not be applied: {type(err).__name__}: {err}") from err
+        result = copy.deepcopy(current)
+        for op in ops:  # one at a time, so that an error names the operation that failed
+            try:
+                result = jsonpatch.JsonPatch([op]).apply(result, in_place=True)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, AttributeError,
+                    KeyError, IndexError, ValueError) as err:
+                raise Invalid(f"the JSON patch could not be applied: {compute_patch_failure(op, err)}") from err
     if not isinstance(result, dict):
         raise BadRequest("the patched object is not a JSON object")
     return result
+
+
+def compute_patch_failure(op: dict[str, Any], err: Exception) -> str:
+    """One line on why JSON patch operation ``op`` failed, naming its paths (worded like
+    kube-apiserver's JSON patch errors). The library's own message is not used as is: for a
+    missing member it quotes the whole parent object."""
+    name, path = op.get("op"), op.get("path")
+    if isinstance(err, jsonpatch.JsonPatchTestFailed):
+        return f"testing value {path} failed"
+    if isinstance(err, jsonpatch.JsonPatchPathNotFound) and name in ("move", "copy"):
+        return f"{name} operation does not apply: doc is missing from path: {op.get('from')}"
+    if isinstance(err, (jsonpatch.JsonPatchPathNotFound, jsonpatch.JsonPointerException)):
+        return f"{name} operation does not apply: doc is missing path: {path}"
+    if isinstance(err, jsonpatch.JsonPatchConflict):
+        return f"{name} operation does not apply at {path}: {err}"
+    return f"{name} operation does not apply at {path}: {type(err).__name__}"
 
 
 def compute_merge_patch(target: Any, patch: Any) -> Any:

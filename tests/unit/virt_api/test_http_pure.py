@@ -3,6 +3,7 @@ ObjectMeta rules, URL parsing and discovery documents."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from services.virt_api.discovery import compute_api_group_list, compute_api_resource_list
@@ -53,6 +54,8 @@ def test_json_patch_applies_operations_and_keeps_the_original():
                      Invalid, id="failed-test-422"),
         pytest.param(b'[{"op":"frobnicate","path":"/a"}]', "application/json-patch+json", BadRequest,
                      id="unknown-op-400"),
+        pytest.param(b'[{"op":"remove","path":"spec"}]', "application/json-patch+json", BadRequest,
+                     id="pointer-without-slash-400"),
         pytest.param(b'"x"', "application/merge-patch+json", BadRequest, id="result-not-an-object-400"),
         pytest.param(b'{"a": "\\udc00"}', "application/merge-patch+json", BadRequest, id="lone-surrogate-400"),
     ],
@@ -60,6 +63,32 @@ def test_json_patch_applies_operations_and_keeps_the_original():
 def test_bad_patches_get_the_kubernetes_error(body, content_type, error):
     with pytest.raises(error):
         apply_patch(VM, body, content_type)
+
+
+@pytest.mark.parametrize(
+    "ops,message",
+    [
+        pytest.param([{"op": "replace", "path": "/spec/nope/x", "value": 1}],
+                     "replace operation does not apply: doc is missing path: /spec/nope/x", id="missing-parent"),
+        pytest.param([{"op": "remove", "path": "/spec/nothing"}],
+                     "remove operation does not apply: doc is missing path: /spec/nothing", id="missing-member"),
+        pytest.param([{"op": "add", "path": "/spec/runStrategy/x", "value": 1}],
+                     "add operation does not apply: doc is missing path: /spec/runStrategy/x", id="into-a-string"),
+        pytest.param([{"op": "test", "path": "/spec/runStrategy", "value": "Always"}],
+                     "testing value /spec/runStrategy failed", id="failed-test"),
+        pytest.param([{"op": "move", "from": "/spec/gone", "path": "/spec/here"}],
+                     "move operation does not apply: doc is missing from path: /spec/gone", id="move-missing-from"),
+        pytest.param([{"op": "replace", "path": "/metadata/labels/x", "value": "2"},
+                      {"op": "remove", "path": "/spec/template/spec/volumes/0"}],
+                     "remove operation does not apply: doc is missing path: /spec/template/spec/volumes/0",
+                     id="second-op-fails"),
+    ],
+)
+def test_json_patch_errors_name_the_operation_not_the_object(ops, message):
+    with pytest.raises(Invalid) as caught:
+        apply_patch(VM, msgspec.json.encode(ops), "application/json-patch+json")
+    assert caught.value.message == f"the JSON patch could not be applied: {message}"
+    assert VM["metadata"]["labels"] == {"x": "1"}
 
 
 @pytest.mark.parametrize(
