@@ -20,6 +20,7 @@ order on the same VM:
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -225,6 +226,19 @@ def test_1_manifest_boots_to_running_with_the_banner(stack: Stack):
     assert b"hello from cloud-init on vm-demo" in log
     assert vmi["status"]["nodeName"] == stack.layout.node_name
     assert stack.domain in virsh_domains() and qemu_pids(stack.domain)
+    # the VMI says how it is accelerated (TCG here: domain type qemu); virtctl guestosinfo reads
+    # the guest agent through virt-api
+    from services.virt_handler.acceleration import compute_acceleration
+    domain_type = subprocess.run(["virsh", "-c", "qemu:///system", "dumpxml", stack.domain], capture_output=True,
+                                 text=True, check=True).stdout.split("type='", 1)[1].split("'", 1)[0]
+    annotations = (stack.running_vmi() or {}).get("metadata", {}).get("annotations", {})
+    assert annotations["kubevirt-py.io/acceleration"] == compute_acceleration(domain_type)
+    wait_for(lambda: any(c["type"] == "AgentConnected" and c["status"] == "True"
+                         for c in (stack.running_vmi() or {}).get("status", {}).get("conditions", [])),
+             90, what="AgentConnected")
+    info = json.loads(stack.vctl("guestosinfo", "vm-demo").stdout)
+    assert info["kind"] == "VirtualMachineInstanceGuestAgentInfo"
+    assert info["os"]["id"] == "kubevirt-py-demo" and info["hostname"]
 
 
 @needs_qemu
