@@ -145,6 +145,21 @@ def load_layout(state_dir: Path, api_port: int | None = None, *, libvirt_uri: st
     return layout
 
 
+def check_api_port_change(state_dir: Path, api_port: int | None) -> None:
+    """Raise ValueError when ``api_port`` differs from the recorded port while that virt-api
+    runs: a running virt-api keeps its port, so ``up --api-port`` would wait for a port nobody
+    listens on and record a port the kubeconfig does not name. Nothing is written."""
+    record = state_dir.resolve() / "installation.json"
+    if api_port is None or not record.exists():
+        return
+    recorded = json.loads(record.read_text()).get("api_port")
+    if recorded == api_port:
+        return
+    pid = read_record(load_layout(state_dir), VIRT_API.name)
+    if pid is not None and is_our_process(pid):
+        raise ValueError(f"virt-api already runs on port {recorded}; run 'virtctl down' first to move it to {api_port}")
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """One process of the installation.

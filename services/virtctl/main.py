@@ -100,6 +100,10 @@ def up(state_dir: Path | None, api_port: int | None, libvirt_uri: str | None, no
 
     Idempotent: services already running and healthy are left alone.
     """
+    try:
+        inst.check_api_port_change(state_dir or default_state_dir(), api_port)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
     layout = inst.load_layout(state_dir or default_state_dir(), api_port, libvirt_uri=libvirt_uri,
                               node_name=node_name)
     for spec in inst.SERVICES:
