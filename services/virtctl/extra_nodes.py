@@ -88,6 +88,13 @@ def load_extra_nodes(layout: inst.Layout) -> tuple[int, list[ExtraNode]]:
         return 1, []
 
 
+def compute_running_specs(layout: inst.Layout) -> list[inst.ServiceSpec]:
+    """The handler specs of nodes 2..count that ``up`` runs (for ``virtctl status``)."""
+    count, nodes = load_extra_nodes(layout)
+    wanted = {f"{layout.node_name}-node{i}" for i in range(2, count + 1)}
+    return [n.handler_spec(layout) for n in nodes if n.name in wanted]
+
+
 def compute_extra_nodes(layout: inst.Layout, count: int | None) -> tuple[int, list[ExtraNode]]:
     """The node count to run (``count``, else the recorded one) and the recorded nodes extended
     to cover it (new ones get a fresh host UUID and health port); persisted. Raises ValueError

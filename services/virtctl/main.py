@@ -181,6 +181,15 @@ def status(state_dir: Path | None) -> None:
         else:
             state, healthy = f"running (pid {record.pid}), NOT healthy", False
         click.echo(f"{spec.name:<16} {state}")
+    for spec in extra_nodes.compute_running_specs(layout):
+        record = inst.running_record(layout, spec)
+        if record is None:
+            state, healthy = "not running", False
+        elif spec.health(layout):
+            state = f"running (pid {record.pid}), healthy"
+        else:
+            state, healthy = f"running (pid {record.pid}), NOT healthy", False
+        click.echo(f"{spec.name:<16} {state}")
     click.echo("metrics (Prometheus text; virt-api needs the bearer token in <state-dir>/api/token):")
     for name, url in compute_metrics_urls(layout).items():
         click.echo(f"  {name:<16} {url}")

@@ -78,7 +78,7 @@ def test_up_with_two_nodes_registers_two_ready_nodes_and_down_stops_the_second_l
     daemon_pid = int((base / "libvirtd.pid").read_text())
     ours = {pid: line for pid, line in libvirtd_cmdlines().items() if str(base) in line}
     assert list(ours) == [daemon_pid]
-    uri = up.stdout and extra_uri(state, node2)
+    uri = extra_uri(state, node2)
     assert host_uuid(uri) == record["nodes"][0]["host_uuid"] != host_uuid("qemu:///system")
 
     nodes = json.loads(subprocess.run(
@@ -88,6 +88,8 @@ def test_up_with_two_nodes_registers_two_ready_nodes_and_down_stops_the_second_l
              for n in nodes}
     assert ready == {node1: "True", node2: "True"}
 
+    status = virtctl("status", "--state-dir", str(state)).stdout
+    assert re.search(rf"virt-handler-{node2} running \(pid \d+\), healthy", status), status
     again = virtctl("up", "--state-dir", str(state))  # the recorded count: node 2 stays as it is
     assert f"virt-handler-{node2} already running" in again.stdout
     assert int((base / "libvirtd.pid").read_text()) == daemon_pid
