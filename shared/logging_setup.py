@@ -76,11 +76,12 @@ LOG_FORMAT_ENV = "KUBEVIRT_PY_LOG_FORMAT"
 
 
 def apply_service_logging(service: str, level: str = "INFO") -> None:
-    """A service's logging: JSON lines (:func:`apply_json_logging`) when ``$KUBEVIRT_PY_LOG_FORMAT``
-    is ``json``, else the classic text lines (``time LEVEL logger: message``)."""
+    """A service's logging: JSON lines (:func:`apply_json_logging`, with ``trace_id``/``span_id``
+    inside a span) by default; ``$KUBEVIRT_PY_LOG_FORMAT=text`` gives the classic text lines
+    (``time LEVEL logger: message``) for reading by eye."""
     import os
 
-    if os.environ.get(LOG_FORMAT_ENV, "text").strip().lower() == "json":
+    if os.environ.get(LOG_FORMAT_ENV, "json").strip().lower() != "text":
         apply_json_logging(service, level)
     else:
         logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -75,7 +75,7 @@ async def run(nats_servers: list[str], *, bucket_prefix: str, heartbeat_timeout:
 def main(nats_servers: tuple[str, ...], bucket_prefix: str, heartbeat_timeout: float, health_port: int | None,
          log_level: str) -> None:
     """Place VMIs in phase Scheduling on registered nodes."""
-    from shared.logging_setup import apply_service_logging  # $KUBEVIRT_PY_LOG_FORMAT=json: JSON lines
+    from shared.logging_setup import apply_service_logging  # JSON lines; $KUBEVIRT_PY_LOG_FORMAT=text for text
 
     apply_service_logging("scheduler-bridge", log_level)
     try:

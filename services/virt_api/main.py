@@ -113,7 +113,7 @@ async def serve(settings: ApiSettings, stop: asyncio.Event | None = None) -> Non
 def cli(nats_servers: tuple[str, ...], state_dir: Path, host: str, port: int, port_file: Path | None,
         insecure_http: bool, log_level: str) -> None:
     """Serve KubeVirt's API (Kubernetes REST conventions) backed by NATS JetStream."""
-    from shared.logging_setup import apply_service_logging  # $KUBEVIRT_PY_LOG_FORMAT=json: JSON lines
+    from shared.logging_setup import apply_service_logging  # JSON lines; $KUBEVIRT_PY_LOG_FORMAT=text for text
 
     apply_service_logging("virt-api", log_level)
     hosts = DEFAULT_HOSTS if host in DEFAULT_HOSTS else (*DEFAULT_HOSTS, host)

@@ -91,7 +91,7 @@ def main(nats_urls: tuple[str, ...], identity: str | None, bucket_prefix: str, w
          lease_duration: float, renew_deadline: float, retry_period: float, heartbeat_timeout: float,
          health_port: int | None, state_dir: str | None, log_level: str) -> None:
     """Run the VirtualMachine, VMI and replica set controllers."""
-    from shared.logging_setup import apply_service_logging  # $KUBEVIRT_PY_LOG_FORMAT=json: JSON lines
+    from shared.logging_setup import apply_service_logging  # JSON lines; $KUBEVIRT_PY_LOG_FORMAT=text for text
 
     apply_service_logging("virt-controller", log_level)
     identity = identity or f"{socket.gethostname()}-{os.getpid()}"

@@ -236,7 +236,9 @@ def main(nats_servers: tuple[str, ...], node_name: str | None, libvirt_uri: str,
          image_dir: Path | None, bucket_prefix: str, domain_type: str, heartbeat_interval: float, workers: int,
          health_port: int | None, log_level: str) -> None:
     """Run the virt-handler of one node."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from shared.logging_setup import apply_service_logging  # JSON lines; $KUBEVIRT_PY_LOG_FORMAT=text for text
+
+    apply_service_logging("virt-handler", log_level)
     settings = HandlerSettings(nats_servers=nats_servers, node_name=node_name or default_node_name(),
                                libvirt_uri=libvirt_uri, state_dir=state_dir, image_dir=image_dir,
                                bucket_prefix=bucket_prefix, domain_type=domain_type,

@@ -49,7 +49,8 @@ class OneLineErrors(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, BrokenPipeError):
+            # BrokenPipeError: the reader went away (`virtctl status | head`); click exits quietly
             raise
         except KeyboardInterrupt:
             click.echo("virtctl: interrupted", err=True)

@@ -6,6 +6,8 @@ import io
 import json
 import logging
 
+import pytest
+
 from opentelemetry.sdk.trace import TracerProvider
 
 from shared.logging_setup import JsonFormatter
@@ -57,6 +59,33 @@ def test_service_logging_is_json_when_asked(monkeypatch):
         apply_service_logging("virt-controller", "INFO")
         (handler,) = root.handlers
         assert isinstance(handler.formatter, JsonFormatter) and handler.formatter.service == "virt-controller"
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
+
+
+@pytest.mark.parametrize("env_value, expect_json", [
+    pytest.param(None, True, id="json-by-default"),
+    pytest.param("text", False, id="text-when-asked"),
+])
+def test_service_logging_defaults_to_json_lines(monkeypatch, env_value, expect_json):
+    from shared.logging_setup import LOG_FORMAT_ENV, apply_service_logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    if env_value is None:
+        monkeypatch.delenv(LOG_FORMAT_ENV, raising=False)
+    else:
+        monkeypatch.setenv(LOG_FORMAT_ENV, env_value)
+    try:
+        apply_service_logging("virt-handler", "INFO")
+        (handler,) = root.handlers
+        assert isinstance(handler.formatter, JsonFormatter) is expect_json
     finally:
         for h in list(root.handlers):
             root.removeHandler(h)
