@@ -136,6 +136,16 @@ class Informer:
             del self._cache[key]
             self._notify(cached, None)
 
+    def assume_written(self, before: dict[str, Any], stored: dict[str, Any] | None) -> None:
+        """Fold the answer of a write into the cache: ``stored`` None (the object was already gone)
+        or a stored object marked for deletion with no finalizers left (the store removed it)
+        drop ``before``; anything else is assumed as written."""
+        meta = (stored or {}).get("metadata", {})
+        if stored is None or (meta.get("deletionTimestamp") and not meta.get("finalizers")):
+            self.assume_deleted(stored or before)
+        else:
+            self.assume(stored)
+
     # -- running -----------------------------------------------------------------------------
     def start(self) -> asyncio.Task[None]:
         """Start listing and watching in a task on the running loop."""

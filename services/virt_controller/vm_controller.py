@@ -280,12 +280,8 @@ class VMController:
         try:
             stored = await self.store.update(VMIS, updated, has_status_subresource=False)
         except NotFound:
-            self.vmis.assume_deleted(vmi)
-            return
-        if phases.is_marked_for_deletion(stored) and not stored["metadata"].get("finalizers"):
-            self.vmis.assume_deleted(stored)
-        else:
-            self.vmis.assume(stored)
+            stored = None
+        self.vmis.assume_written(vmi, stored)
 
 
 __all__ = ["VMController", "split_key"]

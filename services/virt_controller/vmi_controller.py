@@ -85,12 +85,8 @@ class VMIController:
         try:
             stored = await self.store.update(VMIS, wanted, has_status_subresource=False)
         except NotFound:
-            self.vmis.assume_deleted(vmi)
-            return
-        if phases.is_marked_for_deletion(stored) and not stored["metadata"].get("finalizers"):
-            self.vmis.assume_deleted(stored)
-        else:
-            self.vmis.assume(stored)
+            stored = None
+        self.vmis.assume_written(vmi, stored)
 
     def check_heartbeats(self) -> int:
         """Queue VMIs on nodes that stopped reporting; returns how many were queued."""

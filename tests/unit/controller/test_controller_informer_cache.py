@@ -1,4 +1,6 @@
 """The informer cache: read-your-writes (assume), stale and late watch events ignored."""
+import pytest
+
 from services.virt_controller.informer import Informer, split_key
 
 
@@ -40,3 +42,23 @@ def test_deleted_object_does_not_come_back_from_late_events_and_a_new_one_of_the
 def test_keys():
     assert split_key("ns/a") == ("ns", "a")
     assert split_key("node1") == (None, "node1")
+
+
+def removed_by_store(name, uid, rv):
+    gone = obj(name, uid, rv, "Succeeded")
+    gone["metadata"]["deletionTimestamp"] = "2026-12-02T09:00:00Z"
+    return gone
+
+
+@pytest.mark.parametrize("stored, expected_rv", [
+    pytest.param(obj("a", "u1", 8, "Running"), "8", id="written-object-is-cached"),
+    pytest.param(None, None, id="object-already-gone-is-dropped"),
+    pytest.param(removed_by_store("a", "u1", 8), None, id="last-finalizer-removed-is-dropped"),
+])
+def test_the_answer_of_a_write_is_folded_into_the_cache(stored, expected_rv):
+    informer, _ = make()
+    before = obj("a", "u1", 5)
+    informer.apply_event("ADDED", before)
+    informer.assume_written(before, stored)
+    cached = informer.get("ns/a")
+    assert (cached or {}).get("metadata", {}).get("resourceVersion") == expected_rv
