@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+
+from polling import wait_until  # noqa: F401 - re-exported for the handler tests
 
 GI = 2**30
 NODE = "node1"
 VMIS = "virtualmachineinstances"
 
 
-async def wait_until(check, timeout=10.0, interval=0.02):
-    """Poll the async or plain callable ``check`` until it returns a truthy value; return it."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 def make_vmi(name="vm1", *, namespace="default", node=NODE, phase="Scheduled", memory="64Mi",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 
+from polling import wait_until as _wait_until
 from services.virt_handler.hypervisor import NodeInfo
 from services.virt_handler.node import apply_node_status
 
@@ -14,18 +15,9 @@ MI = 2**20
 VMIS = "virtualmachineinstances"
 
 
-async def wait_until(check, timeout=15.0, interval=0.02):
-    """Poll the async or plain callable ``check`` until it returns a truthy value; return it."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
+def wait_until(check, timeout=15.0, interval=0.02):
+    """:func:`polling.wait_until` with 15 s by default: the whole control loop is behind ``check``."""
+    return _wait_until(check, timeout, interval)
 
 
 async def register_node(store, name, *, cpus=4, memory_bytes=4 * GI):
