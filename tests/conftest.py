@@ -1,7 +1,10 @@
 """Shared pytest fixtures: real nats-server processes and a connected ObjectStore.
 
 ``nats_server`` (session) is one JetStream server for the whole run; tests stay apart by using the
-``object_store`` fixture, whose bucket prefix is unique per test. ``fresh_nats_server`` (function)
+``object_store`` fixture, whose bucket prefix is unique per test. ``system_libvirtd`` (session)
+makes sure the system ``virtlogd``/``libvirtd`` run for the whole session and stops at the end
+only the ones it started, so a ``virtctl down`` inside one test (which stops only what its ``up``
+started) never takes the daemons away from the tests after it. ``fresh_nats_server`` (function)
 is a private server for tests that kill or restart it. Servers run from ``.venv/bin/nats-server``
 on free loopback ports with state in pytest's temporary directories; a fixture stops only the
 process it started.
@@ -14,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from shared import libvirtd
 from shared.natsserver import NatsCluster, NatsServer
 from shared.store import ObjectStore
 
@@ -27,6 +31,19 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def system_libvirtd() -> Iterator[libvirtd.DaemonState]:
+    """The system libvirt daemons (``qemu:///system``), started if missing, for the whole session.
+
+    Yields :class:`shared.libvirtd.DaemonState` (``started`` names what this fixture started);
+    raises ``LibvirtdError`` when they cannot come up (needs root and scripts/install.sh)."""
+    state = libvirtd.apply_system_daemons()
+    try:
+        yield state
+    finally:
+        libvirtd.apply_stop(state)
 
 
 @pytest.fixture

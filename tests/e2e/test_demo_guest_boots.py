@@ -66,12 +66,10 @@ def node_dir():
 
 
 @pytest.fixture
-def system_libvirt():
-    state = libvirtd.apply_system_daemons()
+def system_libvirt(system_libvirtd):
     conn = libvirt.open("qemu:///system")
     yield conn
     conn.close()
-    libvirtd.apply_stop(state)
 
 
 def agent(domain, command: str, timeout: int = 5):

@@ -194,7 +194,7 @@ def run_in_console(console: Console, command: str, answer: re.Pattern, timeout: 
 
 
 @pytest.fixture(scope="module")
-def stack():
+def stack(system_libvirtd):
     from guest.demo_guest import apply_demo_guest_build, apply_demo_guest_import
     from shared.images import ImageStore
     from shared.natsserver import pick_free_port

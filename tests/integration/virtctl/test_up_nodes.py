@@ -58,7 +58,7 @@ def extra_uri(state: Path, name: str) -> str:
 
 
 @pytest.fixture
-def state(tmp_path: Path):
+def state(tmp_path: Path, system_libvirtd):
     directory = tmp_path / "state"
     yield directory
     if (directory / "installation.json").exists():
