@@ -180,7 +180,8 @@ class SchedulerBridge:
         self._tasks = [spawn(self._list_watch(VMIS, self.vmis, vmis_ready), name="bridge-vmis"),
                        spawn(self._list_watch(NODES, self.nodes, nodes_ready), name="bridge-nodes")]
         try:
-            await asyncio.wait_for(asyncio.gather(vmis_ready.wait(), nodes_ready.wait()), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(vmis_ready.wait(), nodes_ready.wait())
         except asyncio.TimeoutError:
             await self.stop()
             raise

@@ -95,7 +95,8 @@ async def status_errors(request: web.Request, handler: Callable[[web.Request], A
 
 async def default_readiness(store: Any) -> None:
     """Ready when the store answers a small list within 2 s (raises otherwise)."""
-    await asyncio.wait_for(store.list("nodes", None), timeout=2.0)
+    async with asyncio.timeout(2.0):
+        await store.list("nodes", None)
 
 
 def create_app(

@@ -107,7 +107,8 @@ class Informer:
 
     async def wait_synced(self, timeout: float | None = None) -> None:
         """Wait for the first complete list."""
-        await asyncio.wait_for(self._synced.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._synced.wait()
 
     def add_handler(self, handler: Handler) -> None:
         """Call ``handler(old, new)`` on every change (old None = added, new None = deleted)."""
@@ -156,10 +157,7 @@ class Informer:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await asyncio.wait({self._task})  # its outcome is moot; a cancel of stop() itself still propagates
             self._task = None
 
     async def _run(self) -> None:

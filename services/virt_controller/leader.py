@@ -135,7 +135,8 @@ class LeaderElector:
     # -- loops -------------------------------------------------------------------------------
     async def _attempt(self) -> bool:
         try:
-            return await asyncio.wait_for(self.try_acquire_or_renew(), self.retry_period)
+            async with asyncio.timeout(self.retry_period):  # not wait_for: it can lose a cancel (gh-86296)
+                return await self.try_acquire_or_renew()
         except (ApiError, asyncio.TimeoutError, OSError) as err:
             log.info("leader election attempt failed: %s", err)
             return False

@@ -116,11 +116,16 @@ class _Delivery:
         self.queue.put_nowait(msg)
 
     async def next(self, timeout: float):
-        """The next message; asyncio.TimeoutError after ``timeout`` s without one."""
+        """The next message; asyncio.TimeoutError after ``timeout`` s without one.
+
+        ``asyncio.timeout`` rather than ``asyncio.wait_for``: on Python 3.11 a cancellation that
+        meets a ``wait_for`` timeout or result at the same moment can be lost (CPython gh-86296),
+        and a watch loop calling this many times a second would then never stop."""
         try:
             return self.queue.get_nowait()
         except asyncio.QueueEmpty:
-            return await asyncio.wait_for(self.queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self.queue.get()
 
 
 class KvLayer:

@@ -42,10 +42,7 @@ class BucketMirror:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
-                pass
+            await asyncio.wait({self._task})  # its outcome is moot; a cancel of close() itself still propagates
 
     async def wait_for(self, revision: int, timeout: float) -> bool:
         """True once every record up to ``revision`` is applied; False after ``timeout`` s
@@ -59,7 +56,8 @@ class BucketMirror:
                 return False
             event = self._advanced
             try:
-                await asyncio.wait_for(event.wait(), remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: it can lose a cancel (gh-86296)
+                    await event.wait()
             except asyncio.TimeoutError:
                 return False
         return True

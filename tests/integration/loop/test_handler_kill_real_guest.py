@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from loop_helpers import VMIS, get_or_none, phase_of, wait_until
+from polling import cancel_and_wait
 
 from shared import events
 
@@ -43,11 +44,8 @@ def node_dir(tmp_path):
 
 
 @pytest.fixture
-def system_libvirt():
-    from shared import libvirtd
-    state = libvirtd.apply_system_daemons()
+def system_libvirt(system_libvirtd):
     yield
-    libvirtd.apply_stop(state)
 
 
 def start_handler(nats_url, prefix, node, node_dir, log_name):
@@ -94,7 +92,7 @@ async def test_kill_9_of_the_handler_leaves_the_guest_running_and_it_is_adopted(
     guest = await asyncio.to_thread(apply_demo_guest_build, CACHE)
     await asyncio.to_thread(apply_demo_guest_import, ImageStore(node_dir / "images"), guest)
     node = f"kill-node-{os.getpid()}"
-    controller = ControllerManager(object_store, "kill-ctl", heartbeat_timeout=3.0, lease_duration=3.0,
+    controller = ControllerManager(object_store, "kill-ctl", heartbeat_timeout=6.0, lease_duration=3.0,
                                    renew_deadline=2.0, retry_period=0.5)
     controller_task = asyncio.get_running_loop().create_task(controller.run())
     handler = start_handler(nats_server.url, object_store.prefix, node, node_dir, "handler-1.log")
@@ -162,8 +160,7 @@ async def test_kill_9_of_the_handler_leaves_the_guest_running_and_it_is_adopted(
         except libvirt.libvirtError:
             pass
         conn.close()
-        controller_task.cancel()
-        await asyncio.gather(controller_task, return_exceptions=True)
+        await cancel_and_wait(controller_task)
 
 
 async def _guest_reported(store):
