@@ -25,7 +25,7 @@ import click
 
 from services.virtctl.client import compute_error, resource_path
 from services.virtctl.kubeconfig import ClusterAccess, load_cluster_access
-from services.virtctl.main import cli, resolve_kubeconfig
+from services.virtctl.main import cli, client_options, resolve_kubeconfig, selected_namespace
 from shared import errors
 
 ESCAPE = b"\x1d"  # Ctrl-]
@@ -186,6 +186,7 @@ async def run_console(access: ClusterAccess, namespace: str, name: str, timeout:
 
 
 @cli.command()
+@client_options
 @click.argument("name")
 @click.option("--timeout", type=float, default=300.0, show_default=True,
               help="Seconds to keep trying to (re)connect while the VMI or virt-api is not reachable.")
@@ -193,7 +194,7 @@ async def run_console(access: ClusterAccess, namespace: str, name: str, timeout:
 def console(ctx: click.Context, name: str, timeout: float) -> None:
     """Connect to the serial console of a VirtualMachineInstance (Ctrl-] leaves)."""
     access = load_cluster_access(resolve_kubeconfig(ctx))
-    namespace = (ctx.find_root().obj or {}).get("namespace") or access.namespace
+    namespace = selected_namespace(ctx) or access.namespace
     outcome = asyncio.run(run_console(access, namespace, name, timeout))
     if outcome != "left":
         _note(f"virtctl: console closed: {outcome}")

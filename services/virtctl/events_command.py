@@ -17,7 +17,7 @@ import click
 
 from services.virt_api.printers import format_age
 from services.virtctl.client import ApiClient, resource_path
-from services.virtctl.main import cli, resolve_kubeconfig
+from services.virtctl.main import cli, client_options, resolve_kubeconfig, selected_namespace
 
 KINDS = {"vm": "VirtualMachine", "vmi": "VirtualMachineInstance"}
 
@@ -56,13 +56,14 @@ async def _fetch(kubeconfig: Any, namespace: str | None, name: str, kind: str | 
 
 
 @cli.command()
+@client_options
 @click.argument("name")
 @click.option("--kind", type=click.Choice(sorted(KINDS)), default=None, help="Only the VM's or the VMI's events.")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_context
 def events(ctx: click.Context, name: str, kind: str | None, output: str) -> None:
     """Show the Events of a VirtualMachine and its VMI, oldest first."""
-    namespace = (ctx.find_root().obj or {}).get("namespace")
+    namespace = selected_namespace(ctx)
     result = asyncio.run(_fetch(resolve_kubeconfig(ctx), namespace, name, kind))
     if output == "json":
         click.echo(json.dumps(result, indent=2))

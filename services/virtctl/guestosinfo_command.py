@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from services.virtctl.client import ApiClient, resource_path
-from services.virtctl.main import cli, resolve_kubeconfig
+from services.virtctl.main import cli, client_options, resolve_kubeconfig, selected_namespace
 
 
 async def fetch_guest_os_info(kubeconfig: Path, namespace: str | None, name: str) -> dict[str, Any]:
@@ -27,10 +27,11 @@ async def fetch_guest_os_info(kubeconfig: Path, namespace: str | None, name: str
 
 
 @cli.command()
+@client_options
 @click.argument("name")
 @click.pass_context
 def guestosinfo(ctx: click.Context, name: str) -> None:
     """Print the guest agent's OS information of VMI NAME (needs the agent connected)."""
-    namespace = (ctx.find_root().obj or {}).get("namespace")
+    namespace = selected_namespace(ctx)
     body = asyncio.run(fetch_guest_os_info(resolve_kubeconfig(ctx), namespace, name))
     click.echo(json.dumps(body, indent=2, sort_keys=True))

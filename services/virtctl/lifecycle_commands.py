@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from services.virtctl.client import ApiClient, resource_path
-from services.virtctl.main import cli, resolve_kubeconfig
+from services.virtctl.main import cli, client_options, resolve_kubeconfig, selected_namespace
 
 SUBRESOURCES = "subresources.kubevirt.io"
 
@@ -28,7 +28,7 @@ async def _put(kubeconfig: Any, namespace: str | None, plural: str, name: str, s
 
 
 def _send(ctx: click.Context, plural: str, name: str, sub: str, body: dict[str, Any] | None) -> None:
-    namespace = (ctx.find_root().obj or {}).get("namespace")
+    namespace = selected_namespace(ctx)
     asyncio.run(_put(resolve_kubeconfig(ctx), namespace, plural, name, sub, body))
 
 
@@ -39,6 +39,7 @@ def _dry_run(body: dict[str, Any], dry_run: bool) -> dict[str, Any]:
 
 
 @cli.command()
+@client_options
 @click.argument("name")
 @click.option("--paused", is_flag=True, help="Start the VM paused.")
 @click.option("--dry-run", is_flag=True, help="Check only; change nothing.")
@@ -51,6 +52,7 @@ def start(ctx: click.Context, name: str, paused: bool, dry_run: bool) -> None:
 
 
 @cli.command()
+@client_options
 @click.argument("name")
 @click.option("--grace-period", type=int, default=-1, show_default=True,
               help="Seconds the guest gets to shut down (needs --force); 0 = immediately.")
@@ -69,6 +71,7 @@ def stop(ctx: click.Context, name: str, grace_period: int, force: bool, dry_run:
 
 
 @cli.command()
+@client_options
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Restart at once (gracePeriodSeconds 0).")
 @click.option("--grace-period", type=int, default=-1, show_default=True, help="Only 0 is supported (needs --force).")
@@ -89,6 +92,7 @@ KIND = click.Choice(["vm", "vmi"])
 
 
 @cli.command()
+@client_options
 @click.argument("kind", type=KIND)
 @click.argument("name")
 @click.option("--dry-run", is_flag=True, help="Check only; change nothing.")
@@ -100,6 +104,7 @@ def pause(ctx: click.Context, kind: str, name: str, dry_run: bool) -> None:
 
 
 @cli.command()
+@client_options
 @click.argument("kind", type=KIND)
 @click.argument("name")
 @click.option("--dry-run", is_flag=True, help="Check only; change nothing.")
@@ -111,6 +116,7 @@ def unpause(ctx: click.Context, kind: str, name: str, dry_run: bool) -> None:
 
 
 @cli.command()
+@client_options
 @click.argument("name")
 @click.pass_context
 def softreboot(ctx: click.Context, name: str) -> None:

@@ -14,6 +14,8 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import click
 
@@ -43,13 +45,32 @@ def default_kubeconfig(state_dir: Path) -> Path:
     return Path(env.split(os.pathsep)[0]) if env else state_dir / "kubeconfig"
 
 
+def exit_with_one_line(err: click.ClickException) -> NoReturn:
+    """Print ``virtctl: error: <message>`` (a usage error adds which ``--help`` to read) and exit
+    with click's code for it: 2 for usage errors, 1 otherwise."""
+    hint = ""
+    if isinstance(err, click.UsageError) and err.ctx is not None:
+        hint = f" (see '{err.ctx.command_path} --help')"
+    click.echo(f"virtctl: error: {err.format_message()}{hint}", err=True)
+    sys.exit(err.exit_code)
+
+
 class OneLineErrors(click.Group):
-    """A click group that turns any exception into ``virtctl: error: <message>`` and exit 1."""
+    """A click group that turns any failure into one line, ``virtctl: error: <message>``, and a
+    non-zero exit: usage errors (2), click errors and any other exception (1), Ctrl-C (130)."""
+
+    def make_context(self, *args, **kwargs):  # type: ignore[override]
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as err:  # bad top-level option or argument
+            exit_with_one_line(err)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, BrokenPipeError):
+        except click.ClickException as err:  # includes a subcommand's usage errors
+            exit_with_one_line(err)
+        except (click.exceptions.Exit, click.Abort, SystemExit, BrokenPipeError):
             # BrokenPipeError: the reader went away (`virtctl status | head`); click exits quietly
             raise
         except KeyboardInterrupt:
@@ -83,6 +104,29 @@ def resolve_kubeconfig(ctx: click.Context, state_dir: Path | None = None) -> Pat
     """The kubeconfig a client command uses (``--kubeconfig``, ``$KUBECONFIG``, or the state dir's)."""
     explicit = (ctx.find_root().obj or {}).get("kubeconfig")
     return explicit or default_kubeconfig(state_dir or default_state_dir())
+
+
+def selected_namespace(ctx: click.Context) -> str | None:
+    """The ``-n/--namespace`` given before or after the subcommand (None: the context's)."""
+    return (ctx.find_root().obj or {}).get("namespace")
+
+
+def _store_on_root(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None:
+        ctx.find_root().ensure_object(dict)[param.name] = value
+    return value
+
+
+def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Accept ``-n/--namespace`` and ``--kubeconfig`` after a client subcommand too
+    (``virtctl start vm-demo -n prod``, as KubeVirt's virtctl and kubectl allow); the value lands
+    where the group's own options put it, read with :func:`selected_namespace` and
+    :func:`resolve_kubeconfig`."""
+    command = click.option("-n", "--namespace", default=None, expose_value=False, callback=_store_on_root,
+                           help="Namespace [default: the context's]")(command)
+    return click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                        expose_value=False, callback=_store_on_root,
+                        help="Kubeconfig [default: $KUBECONFIG or <state-dir>/kubeconfig]")(command)
 
 
 @cli.command()
@@ -173,16 +217,7 @@ def status(state_dir: Path | None) -> None:
         raise click.ClickException(f"no installation in {directory}; run 'virtctl up'")
     layout = inst.load_layout(directory)
     healthy = True
-    for spec in inst.SERVICES:
-        record = inst.running_record(layout, spec)
-        if record is None:
-            state, healthy = "not running", False
-        elif spec.health(layout):
-            state = f"running (pid {record.pid}), healthy"
-        else:
-            state, healthy = f"running (pid {record.pid}), NOT healthy", False
-        click.echo(f"{spec.name:<16} {state}")
-    for spec in extra_nodes.compute_running_specs(layout):
+    for spec in [*inst.SERVICES, *extra_nodes.compute_running_specs(layout)]:
         record = inst.running_record(layout, spec)
         if record is None:
             state, healthy = "not running", False
@@ -220,7 +255,7 @@ def main() -> None:
     _load_command_modules()
     # under ``python -m`` this file is ``__main__``; the command modules registered their commands
     # on the importable ``services.virtctl.main``, so run that module's group
-    importlib.import_module("services.virtctl.main").cli(obj={})
+    importlib.import_module("services.virtctl.main").cli(obj={}, prog_name="virtctl")
 
 
 if __name__ == "__main__":

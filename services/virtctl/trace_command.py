@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from services.virtctl.main import cli, state_dir_option, default_state_dir
+from services.virtctl.main import cli, client_options, default_state_dir, selected_namespace, state_dir_option
 from shared import trace_store, tracing
 
 #: accepted kind spellings -> store plural (kubectl/virtctl style short names)
@@ -154,6 +154,7 @@ async def collect_trace_documents(nats_url: str, prefix: str, plural: str, names
 
 
 @cli.command(name="trace")
+@client_options
 @click.argument("target")
 @click.option("--nats", "nats_url", default=None, help="NATS URL [default: the installation's]")
 @click.option("--bucket-prefix", default="kv_", show_default=True, help="Store bucket prefix of the installation.")
@@ -165,7 +166,7 @@ def trace_command(ctx: click.Context, target: str, nats_url: str | None, bucket_
                   export_file: Path | None, state_dir: Path | None) -> None:
     """Show the recent operations on TARGET (vm/<name> or vmi/<name>) as a waterfall of spans."""
     plural, name = parse_target(target)
-    namespace = (ctx.find_root().obj or {}).get("namespace") or os.environ.get("NAMESPACE") or "default"
+    namespace = selected_namespace(ctx) or os.environ.get("NAMESPACE") or "default"
     url = nats_url or default_nats_url(state_dir or default_state_dir())
     trace_ids, documents = asyncio.run(collect_trace_documents(url, bucket_prefix, plural, namespace, name))
     if not trace_ids:

@@ -143,7 +143,9 @@ class Stack:
         return vmi
 
     def vctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return virtctl("--kubeconfig", self.kubeconfig, "-n", self.namespace, *args, check=check)
+        """A client subcommand with ``-n``/``--kubeconfig`` after it (the console below puts them
+        before it: both places work, as in KubeVirt's virtctl)."""
+        return virtctl(*args, "--kubeconfig", self.kubeconfig, "-n", self.namespace, check=check)
 
 
 class Console:

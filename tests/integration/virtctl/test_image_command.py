@@ -71,5 +71,5 @@ def test_bad_input_is_one_line_and_stores_nothing(run, tmp_path: Path, args: lis
     result = run("image", "import", *[a.format(**values) for a in args])
     assert result.exit_code != 0
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines == [f"Error: {message.format(**values)}"]
+    assert lines == [f"virtctl: error: {message.format(**values)}"]
     assert run("image", "list").output == ""

@@ -134,4 +134,4 @@ def test_client_commands_without_a_kubeconfig_fail_in_one_line(tmp_path: Path):
     proc = subprocess.run([sys.executable, "-m", "services.virtctl.main", "status", "--state-dir",
                            str(tmp_path / "none")], capture_output=True, text=True, env=env_free, timeout=60)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [f"Error: no installation in {tmp_path / 'none'}; run 'virtctl up'"]
+    assert proc.stderr.strip().splitlines() == [f"virtctl: error: no installation in {tmp_path / 'none'}; run 'virtctl up'"]
