@@ -28,7 +28,8 @@ def rpm_world(tmp_path_factory):
     world.by_retired = world.apply_sign(world.rpms["hello"], "retired", world.root / "retired" / "hello.rpm")
     world.by_old = world.apply_sign(world.rpms["hello"], "old", world.root / "old" / "hello.rpm",
                                     faked_time="20200101T000100")
-    return world
+    yield world
+    world.close()
 
 
 @pytest.fixture(scope="session")

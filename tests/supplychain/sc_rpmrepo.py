@@ -53,6 +53,11 @@ class RpmWorld:
         self.keys: dict[str, Path] = {}
         self.fingerprints: dict[str, str] = {}
 
+    def close(self) -> None:
+        """Stop the gpg-agents that key generation and signing started in this world's homes."""
+        for home in [self.gnupg, *self.root.glob("gnupg-revoke-*")]:
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
+
     def gpg(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(["gpg", "--batch", "--quiet", *args], env=self.env, capture_output=True,
                               text=True, check=check)
