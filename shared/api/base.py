@@ -27,6 +27,20 @@ Quantity = Annotated[
 """A Kubernetes ``resource.Quantity``. The ``int | float | str`` union is the marker the decoder
 uses to turn numbers into strings (Kubernetes serializes quantities as strings)."""
 
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1, extra_json_schema={"format": "int32"})]
+"""Go ``int32`` (replicas, probe timings, ports): out-of-range numbers are refused (422)."""
+
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1, extra_json_schema={"format": "int64"})]
+"""Go ``int64`` and ``int`` (seconds, generations): a number Go cannot hold is refused, as
+kube-apiserver's decoder refuses it."""
+
+UInt32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1, extra_json_schema={"format": "int32"})]
+"""Go ``uint32`` (KubeVirt's CPU ``cores``/``sockets``/``threads``, hyperv ``spinlocks``)."""
+
+UInt64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1, extra_json_schema={"format": "int64"})]
+"""Go ``uint64``/``uint`` (boot order, block sizes, ids), capped at 2**63-1: msgspec bounds must
+fit an int64, and no KubeVirt field of this kind comes near it."""
+
 IntOrString = int | str
 """Kubernetes ``intstr.IntOrString`` (ports, maxUnavailable)."""
 

@@ -7,7 +7,7 @@ topologySpreadConstraints) are kept loose as ``Object`` in the specs that use th
 
 from __future__ import annotations
 
-from shared.api.base import ApiStruct, IntOrString
+from shared.api.base import ApiStruct, Int64, IntOrString
 
 
 class Toleration(ApiStruct, kw_only=True):
@@ -17,7 +17,7 @@ class Toleration(ApiStruct, kw_only=True):
     operator: str | None = None
     value: str | None = None
     effect: str | None = None
-    toleration_seconds: int | None = None
+    toleration_seconds: Int64 | None = None
 
 
 class LocalObjectReference(ApiStruct, kw_only=True):

@@ -142,6 +142,7 @@ _TYPE_NAME = re.compile(r"`([^`]+)`")
 _OPENAPI_TYPES = {"int": "integer", "str": "string", "bool": "boolean", "float": "number", "object": "object",
                   "array": "array", "null": "null", "int | float | str": "quantity (string or integer)",
                   "int | str": "integer or string"}
+_BOUND = re.compile(r"^Expected `int` (?P<op>[<>])= (?P<limit>-?\d+)$")
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
 
 
@@ -159,6 +160,11 @@ def compute_field_error(error: msgspec.ValidationError, root: str = "") -> Statu
     missing = _MISSING.match(message)
     if missing:
         return StatusCause(field=_join(path, missing["name"]), message="Required value", reason="FieldValueRequired")
+    bound = _BOUND.match(message)
+    if bound:  # a Go int32/int64/uint32 range (shared.api.base): as a CRD schema's minimum/maximum says it
+        relation = "less than" if bound["op"] == "<" else "greater than"
+        return StatusCause(field=path, message=f"Invalid value: must be {relation} or equal to {bound['limit']}",
+                           reason="FieldValueInvalid")
     message = _TYPE_NAME.sub(lambda m: _OPENAPI_TYPES.get(m[1], m[1]), message.replace(" | null`", "`"))
     return StatusCause(field=path, message=f"Invalid value: {message}", reason="FieldValueTypeInvalid")
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import msgspec
 
-from shared.api.base import ApiStruct, Object, describe
+from shared.api.base import ApiStruct, Int32, Int64, Object, UInt64, describe
 
 
 class DiskTarget(ApiStruct, kw_only=True):
@@ -39,9 +39,9 @@ class CDRomTarget(ApiStruct, kw_only=True):
 class CustomBlockSize(ApiStruct, kw_only=True):
     """Logical/physical sector sizes in bytes."""
 
-    logical: int | None = None
-    physical: int | None = None
-    discard_granularity: int | None = None
+    logical: UInt64 | None = None
+    physical: UInt64 | None = None
+    discard_granularity: UInt64 | None = None
 
 
 class BlockSize(ApiStruct, kw_only=True):
@@ -58,7 +58,7 @@ class Disk(ApiStruct, kw_only=True):
     disk: DiskTarget | None = None
     lun: LunTarget | None = None
     cdrom: CDRomTarget | None = None
-    boot_order: int | None = None
+    boot_order: UInt64 | None = None
     serial: str | None = None
     dedicated_io_thread: bool | None = msgspec.field(default=None, name="dedicatedIOThread")
     cache: str | None = None
@@ -101,13 +101,13 @@ class Port(ApiStruct, kw_only=True):
 
     name: str | None = None
     protocol: str | None = None
-    port: int
+    port: Int32
 
 
 class DHCPPrivateOptions(ApiStruct, kw_only=True):
     """DHCP private option (224..254)."""
 
-    option: int
+    option: Int64
     value: str
 
 
@@ -136,11 +136,11 @@ class Interface(ApiStruct, kw_only=True):
     ports: list[Port] | None = None
     port_ranges: list[Object] | None = None
     mac_address: str | None = None
-    boot_order: int | None = None
+    boot_order: UInt64 | None = None
     pci_address: str | None = None
     dhcp_options: DHCPOptions | None = None
     tag: str | None = None
-    acpi_index: int | None = None
+    acpi_index: Int64 | None = None
     state: str | None = None
 
 

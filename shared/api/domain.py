@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from shared.api.base import ApiStruct, Object, Quantity, describe
+from shared.api.base import ApiStruct, Int64, Object, Quantity, UInt32, describe
 from shared.api.devices import Devices
 
 ResourceList = dict[str, Quantity]
@@ -49,10 +49,10 @@ class Realtime(ApiStruct, kw_only=True):
 class CPU(ApiStruct, kw_only=True):
     """Guest CPU topology and model; vCPUs = sockets x cores x threads."""
 
-    cores: int | None = None
-    sockets: int | None = None
-    max_sockets: Annotated[int | None, describe("Upper bound of sockets for CPU hotplug.")] = None
-    threads: int | None = None
+    cores: UInt32 | None = None
+    sockets: UInt32 | None = None
+    max_sockets: Annotated[UInt32 | None, describe("Upper bound of sockets for CPU hotplug.")] = None
+    threads: UInt32 | None = None
     model: Annotated[
         str | None, describe("host-model (default), host-passthrough or a named CPU model.")
     ] = None
@@ -141,7 +141,7 @@ class Firmware(ApiStruct, kw_only=True):
 class ClockOffsetUTC(ApiStruct, kw_only=True):
     """Guest clock in UTC, optionally shifted by ``offsetSeconds``."""
 
-    offset_seconds: int | None = None
+    offset_seconds: Int64 | None = None
 
 
 class HPETTimer(ApiStruct, kw_only=True):
@@ -213,7 +213,7 @@ class FeatureSpinlocks(ApiStruct, kw_only=True):
     """Hyper-V spinlocks with ``spinlocks`` retries (default 4096)."""
 
     enabled: bool | None = None
-    spinlocks: int | None = None
+    spinlocks: UInt32 | None = None
 
 
 class SyNICTimer(ApiStruct, kw_only=True):
@@ -278,7 +278,7 @@ class Features(ApiStruct, kw_only=True):
 class IOThreads(ApiStruct, kw_only=True):
     """Size of the supplemental IOThread pool."""
 
-    supplemental_pool_thread_count: int | None = None
+    supplemental_pool_thread_count: UInt32 | None = None
 
 
 class Chassis(ApiStruct, kw_only=True):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from shared.api.base import ApiStruct
+from shared.api.base import ApiStruct, Int32
 from shared.api.meta import ObjectMeta
 
 
@@ -11,10 +11,10 @@ class LeaseSpec(ApiStruct, kw_only=True):
     """Holder and timing of a lease; times are RFC 3339 with microseconds."""
 
     holder_identity: str | None = None
-    lease_duration_seconds: int | None = None
+    lease_duration_seconds: Int32 | None = None
     acquire_time: str | None = None
     renew_time: str | None = None
-    lease_transitions: int | None = None
+    lease_transitions: Int32 | None = None
     strategy: str | None = None
     preferred_holder: str | None = None
 

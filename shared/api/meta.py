@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from shared.api.base import ApiStruct, Object, StrMap, describe
+from shared.api.base import ApiStruct, Int32, Int64, Object, StrMap, describe
 
 
 class OwnerReference(ApiStruct, kw_only=True):
@@ -49,10 +49,10 @@ class ObjectMeta(ApiStruct, kw_only=True):
     self_link: str | None = None
     uid: str | None = None
     resource_version: str | None = None
-    generation: int | None = None
+    generation: Int64 | None = None
     creation_timestamp: str | None = None
     deletion_timestamp: str | None = None
-    deletion_grace_period_seconds: int | None = None
+    deletion_grace_period_seconds: Int64 | None = None
     labels: StrMap | None = None
     annotations: StrMap | None = None
     owner_references: list[OwnerReference] | None = None
@@ -66,7 +66,7 @@ class ListMeta(ApiStruct, kw_only=True):
     self_link: str | None = None
     resource_version: str | None = None
     continue_: str | None = msgspec.field(default=None, name="continue")
-    remaining_item_count: int | None = None
+    remaining_item_count: Int64 | None = None
 
 
 class StatusCause(ApiStruct, kw_only=True):
@@ -85,7 +85,7 @@ class StatusDetails(ApiStruct, kw_only=True):
     kind: str | None = None
     uid: str | None = None
     causes: list[StatusCause] | None = None
-    retry_after_seconds: int | None = None
+    retry_after_seconds: Int32 | None = None
 
 
 class Status(ApiStruct, kw_only=True):
@@ -98,7 +98,7 @@ class Status(ApiStruct, kw_only=True):
     message: str | None = None
     reason: str | None = None
     details: StatusDetails | None = None
-    code: int | None = None
+    code: Int32 | None = None
 
 
 class WatchEvent(ApiStruct, kw_only=True):
@@ -115,7 +115,7 @@ class TableColumnDefinition(ApiStruct, kw_only=True):
     type: str
     format: str = ""
     description: str = ""
-    priority: int = 0
+    priority: Int32 = 0
 
 
 class TableRow(ApiStruct, kw_only=True):

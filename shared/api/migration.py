@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from shared.api.base import ApiStruct, Object, StrMap, describe
+from shared.api.base import ApiStruct, Int64, Object, StrMap, describe
 from shared.api.meta import Condition, ObjectMeta
 
 
@@ -26,7 +26,7 @@ class MigrationState(ApiStruct, kw_only=True):
     target_node_domain_ready_timestamp: str | None = None
     target_node_domain_detected: bool | None = None
     target_node_address: str | None = None
-    target_direct_migration_node_ports: dict[str, int] | None = None
+    target_direct_migration_node_ports: dict[str, Int64] | None = None
     target_node: str | None = None
     target_pod: str | None = None
     target_attachment_pod_uid: str | None = msgspec.field(default=None, name="targetAttachmentPodUID")
@@ -41,7 +41,7 @@ class MigrationState(ApiStruct, kw_only=True):
     mode: str | None = None
     migration_policy_name: str | None = None
     migration_configuration: Object | None = None
-    target_cpu_set: list[int] | None = msgspec.field(default=None, name="targetCPUSet")
+    target_cpu_set: list[Int64] | None = msgspec.field(default=None, name="targetCPUSet")
     target_node_topology: str | None = None
     source_persistent_state_pvc_name: str | None = msgspec.field(
         default=None, name="sourcePersistentStatePVCName"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from shared.api.base import ApiStruct, Object, Quantity, StrMap
+from shared.api.base import ApiStruct, Int64, Object, Quantity, StrMap, UInt64
 from shared.api.meta import ObjectMeta
 
 
@@ -22,10 +22,10 @@ class MigrationPolicySpec(ApiStruct, kw_only=True):
     selectors: Selectors
     allow_auto_converge: bool | None = None
     bandwidth_per_migration: Quantity | None = None
-    completion_timeout_per_gib: int | None = msgspec.field(default=None, name="completionTimeoutPerGiB")
+    completion_timeout_per_gib: Int64 | None = msgspec.field(default=None, name="completionTimeoutPerGiB")
     allow_post_copy: bool | None = None
     allow_workload_disruption: bool | None = None
-    max_downtime_ms: int | None = None
+    max_downtime_ms: UInt64 | None = None
     experimental: Object | None = None
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from shared.api.base import ApiStruct, IntOrString, Object
+from shared.api.base import ApiStruct, Int32, IntOrString, Object, UInt32
 from shared.api.meta import Condition, LabelSelector, ObjectMeta
 from shared.api.vm import VirtualMachineSpec
 
@@ -18,7 +18,7 @@ class VirtualMachineTemplateSpec(ApiStruct, kw_only=True):
 class VirtualMachinePoolSpec(ApiStruct, kw_only=True):
     """``replicas`` VMs matching ``selector`` from ``virtualMachineTemplate``."""
 
-    replicas: int | None = None
+    replicas: Int32 | None = None
     selector: LabelSelector
     virtual_machine_template: VirtualMachineTemplateSpec
     paused: bool | None = None
@@ -27,7 +27,7 @@ class VirtualMachinePoolSpec(ApiStruct, kw_only=True):
     scale_in_strategy: Object | None = None
     update_strategy: Object | None = None
     autohealing: Object | None = None
-    start_up_failure_threshold: int | None = None
+    start_up_failure_threshold: UInt32 | None = None
     min_failing_to_start_duration: str | None = None
     append_index_to_config_map_refs: bool | None = None
     append_index_to_secret_refs: bool | None = None
@@ -36,8 +36,8 @@ class VirtualMachinePoolSpec(ApiStruct, kw_only=True):
 class VirtualMachinePoolStatus(ApiStruct, kw_only=True):
     """Current and ready replica counts."""
 
-    replicas: int | None = None
-    ready_replicas: int | None = None
+    replicas: Int32 | None = None
+    ready_replicas: Int32 | None = None
     conditions: list[Condition] | None = None
     label_selector: str | None = None
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from shared.api.base import ApiStruct
+from shared.api.base import ApiStruct, Int32
 from shared.api.meta import Condition, LabelSelector, ObjectMeta
 from shared.api.vmi import VirtualMachineInstanceTemplateSpec
 
@@ -11,7 +11,7 @@ from shared.api.vmi import VirtualMachineInstanceTemplateSpec
 class VirtualMachineInstanceReplicaSetSpec(ApiStruct, kw_only=True):
     """``replicas`` (default 1) VMIs matching ``selector`` from ``template``."""
 
-    replicas: int | None = None
+    replicas: Int32 | None = None
     selector: LabelSelector
     template: VirtualMachineInstanceTemplateSpec
     paused: bool | None = None
@@ -20,8 +20,8 @@ class VirtualMachineInstanceReplicaSetSpec(ApiStruct, kw_only=True):
 class VirtualMachineInstanceReplicaSetStatus(ApiStruct, kw_only=True):
     """Current and ready replica counts."""
 
-    replicas: int | None = None
-    ready_replicas: int | None = None
+    replicas: Int32 | None = None
+    ready_replicas: Int32 | None = None
     conditions: list[Condition] | None = None
     label_selector: str | None = None
 

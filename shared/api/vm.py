@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from shared.api.base import ApiStruct, Object, StrMap, describe
+from shared.api.base import ApiStruct, Int64, Object, StrMap, describe
 from shared.api.meta import Condition, ObjectMeta
 from shared.api.vmi import VirtualMachineInstanceTemplateSpec
 
@@ -80,7 +80,7 @@ class VirtualMachineStateChangeRequest(ApiStruct, kw_only=True):
 class VirtualMachineStartFailure(ApiStruct, kw_only=True):
     """Crash-loop bookkeeping."""
 
-    consecutive_fail_count: int | None = None
+    consecutive_fail_count: Int64 | None = None
     last_failed_vmi_uid: str | None = msgspec.field(default=None, name="lastFailedVMIUID")
     retry_after_timestamp: str | None = None
 
@@ -109,8 +109,8 @@ class VirtualMachineStatus(ApiStruct, kw_only=True):
     volume_snapshot_statuses: list[VolumeSnapshotStatus] | None = None
     start_failure: VirtualMachineStartFailure | None = None
     memory_dump_request: Object | None = None
-    observed_generation: int | None = None
-    desired_generation: int | None = None
+    observed_generation: Int64 | None = None
+    desired_generation: Int64 | None = None
     run_strategy: str | None = None
     volume_update_state: Object | None = None
     instancetype_ref: Object | None = None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from shared.api.base import ApiStruct, Object, Quantity, StrMap, describe
+from shared.api.base import ApiStruct, Int32, Int64, Object, Quantity, StrMap, UInt32, UInt64, describe
 from shared.api.core import (
     ExecAction,
     HTTPGetAction,
@@ -34,11 +34,11 @@ class Probe(ApiStruct, kw_only=True):
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
     guest_agent_ping: GuestAgentPing | None = None
-    initial_delay_seconds: int | None = None
-    timeout_seconds: int | None = None
-    period_seconds: int | None = None
-    success_threshold: int | None = None
-    failure_threshold: int | None = None
+    initial_delay_seconds: Int32 | None = None
+    timeout_seconds: Int32 | None = None
+    period_seconds: Int32 | None = None
+    success_threshold: Int32 | None = None
+    failure_threshold: Int32 | None = None
 
 
 class SecretReference(ApiStruct, kw_only=True):
@@ -113,7 +113,7 @@ class VirtualMachineInstanceSpec(ApiStruct, kw_only=True):
     ] = None
     start_strategy: str | None = None
     termination_grace_period_seconds: Annotated[
-        int | None, describe("Seconds a graceful shutdown may take (30 when unset).")
+        Int64 | None, describe("Seconds a graceful shutdown may take (30 when unset).")
     ] = None
     volumes: Annotated[list[Volume], msgspec.Meta(max_length=256)] | None = None
     liveness_probe: Probe | None = None
@@ -140,7 +140,7 @@ class VirtualMachineInstanceNetworkInterface(ApiStruct, kw_only=True):
     ip_addresses: list[str] | None = msgspec.field(default=None, name="ipAddresses")
     pod_interface_name: str | None = None
     info_source: str | None = None
-    queue_count: int | None = None
+    queue_count: Int32 | None = None
     link_state: str | None = None
 
 
@@ -179,7 +179,7 @@ class VolumeStatus(ApiStruct, kw_only=True):
     message: str | None = None
     persistent_volume_claim_info: PersistentVolumeClaimInfo | None = None
     hotplug_volume: Object | None = None
-    size: int | None = None
+    size: Int64 | None = None
     memory_dump_volume: Object | None = None
     container_disk_volume: Object | None = None
 
@@ -187,15 +187,15 @@ class VolumeStatus(ApiStruct, kw_only=True):
 class TopologyHints(ApiStruct, kw_only=True):
     """Scheduling hints (TSC frequency in Hz)."""
 
-    tsc_frequency: int | None = None
+    tsc_frequency: Int64 | None = None
 
 
 class CPUTopology(ApiStruct, kw_only=True):
     """A CPU topology (current, as booted)."""
 
-    sockets: int | None = None
-    cores: int | None = None
-    threads: int | None = None
+    sockets: UInt32 | None = None
+    cores: UInt32 | None = None
+    threads: UInt32 | None = None
 
 
 class MemoryStatus(ApiStruct, kw_only=True):
@@ -237,8 +237,8 @@ class VirtualMachineInstanceStatus(ApiStruct, kw_only=True):
     fs_freeze_status: str | None = None
     topology_hints: TopologyHints | None = None
     virtual_machine_revision_name: str | None = None
-    runtime_user: int | None = None
-    vsockcid: int | None = msgspec.field(default=None, name="VSOCKCID")
+    runtime_user: UInt64 | None = None
+    vsockcid: UInt32 | None = msgspec.field(default=None, name="VSOCKCID")
     selinux_context: str | None = None
     machine: MachineStatus | None = None
     current_cpu_topology: CPUTopology | None = msgspec.field(default=None, name="currentCPUTopology")

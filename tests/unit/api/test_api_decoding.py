@@ -118,3 +118,39 @@ def test_acronym_fields_keep_kubernetes_names():
 def test_find_unknown_fields_without_decoding():
     assert find_unknown_fields({"spec": {"domain": {}, "nope": 1}}, VirtualMachineInstance) == ["spec.nope"]
     assert msgspec.convert({"spec": {"domain": {}}}, VirtualMachineInstance).spec.domain is not None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "message"),
+    [
+        pytest.param(lambda s: s["template"]["spec"]["domain"].update(cpu={"cores": 99999999999999999999999}),
+                     "spec.template.spec.domain.cpu.cores", "must be less than or equal to 4294967295",
+                     id="uint32-huge"),
+        pytest.param(lambda s: s["template"]["spec"]["domain"].update(cpu={"sockets": 4294967296}),
+                     "spec.template.spec.domain.cpu.sockets", "must be less than or equal to 4294967295",
+                     id="uint32-just-over"),
+        pytest.param(lambda s: s["template"]["spec"]["domain"].update(cpu={"threads": -1}),
+                     "spec.template.spec.domain.cpu.threads", "must be greater than or equal to 0",
+                     id="uint32-negative"),
+        pytest.param(lambda s: s["template"]["spec"].update(terminationGracePeriodSeconds=2**63),
+                     "spec.template.spec.terminationGracePeriodSeconds",
+                     "must be less than or equal to 9223372036854775807", id="int64"),
+        pytest.param(lambda s: s["template"]["spec"].update(readinessProbe={"periodSeconds": 2**31}),
+                     "spec.template.spec.readinessProbe.periodSeconds", "must be less than or equal to 2147483647",
+                     id="int32"),
+    ],
+)
+def test_integers_outside_their_go_type_are_refused_with_the_bound(mutate, field, message):
+    body = make_vm()
+    mutate(body["spec"])
+    with pytest.raises(FieldErrors) as info:
+        decode_object(body, VirtualMachine)
+    (cause,) = info.value.causes
+    assert (cause.field, cause.message, cause.reason) == (field, f"Invalid value: {message}", "FieldValueInvalid")
+
+
+def test_integers_at_the_edge_of_their_go_type_are_kept():
+    body = make_vm()
+    body["spec"]["template"]["spec"]["domain"]["cpu"] = {"cores": 4294967295, "threads": 0}
+    decoded = decode_object(body, VirtualMachine)
+    assert decoded.obj["spec"]["template"]["spec"]["domain"]["cpu"] == {"cores": 4294967295, "threads": 0}
