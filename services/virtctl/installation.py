@@ -532,12 +532,32 @@ async def _stop_guests(uri: str, vmis_dir: Path, grace: float) -> list[str]:
         await hv.close()
 
 
-def tail(path: Path, lines: int = 5) -> str:
-    """The last ``lines`` lines of a log file joined with `` | `` (for one-line errors)."""
+def tail(path: Path, lines: int = 50) -> str:
+    """Why a service failed, in one line, from the end of its log: the last error record of a
+    JSON-lines log (``msg`` plus the exception's last line), else the last line of a traceback
+    (``OSError: [Errno 98] ...``), else the last line; then ``(log: <path>)`` to read more."""
     if not path.exists():
         return f"(no log at {path})"
-    text = path.read_text(errors="replace").splitlines()[-lines:]
-    return " | ".join(text) + f" (log: {path})"
+    text = [line for line in path.read_text(errors="replace").splitlines()[-lines:] if line.strip()]
+    return f"{_failure_line(text) or '(empty log)'} (log: {path})"
+
+
+def _failure_line(lines: list[str]) -> str:
+    plain = ""
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            plain = plain or line.strip()  # the newest non-JSON line: a traceback's last line
+            continue
+        if plain:
+            return plain
+        if str(record.get("level", "")).lower() in ("error", "critical"):
+            exc = str(record.get("exc") or "").strip().splitlines()
+            return f"{record.get('msg', '')}: {exc[-1]}" if exc else str(record.get("msg", ""))
+    return plain or (lines[-1].strip() if lines else "")
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -30,6 +30,8 @@ async def _put(kubeconfig: Any, namespace: str | None, plural: str, name: str, s
 def _send(ctx: click.Context, plural: str, name: str, sub: str, body: dict[str, Any] | None) -> None:
     namespace = selected_namespace(ctx)
     asyncio.run(_put(resolve_kubeconfig(ctx), namespace, plural, name, sub, body))
+    if body and body.get("dryRun"):
+        click.echo("Dry Run execution")  # KubeVirt's virtctl says so before the usual line
 
 
 def _dry_run(body: dict[str, Any], dry_run: bool) -> dict[str, Any]:

@@ -151,14 +151,22 @@ def up(state_dir: Path | None, api_port: int | None, libvirt_uri: str | None, no
         raise click.ClickException(str(err)) from None
     layout = inst.load_layout(state_dir or default_state_dir(), api_port, libvirt_uri=libvirt_uri,
                               node_name=node_name)
+    started: list[inst.ServiceSpec] = []
     for spec in inst.SERVICES:
         record = inst.running_record(layout, spec)
         if record is not None:
             inst.wait_healthy(layout, spec, record)
             click.echo(f"{spec.name:<16} already running (pid {record.pid})")
             continue
-        record = inst.launch(layout, spec)
-        inst.wait_healthy(layout, spec, record)
+        try:
+            record = inst.launch(layout, spec)
+            started.append(spec)
+            inst.wait_healthy(layout, spec, record)
+        except Exception as err:
+            # leave nothing half-started: stop what this run started (newest first), keep the rest
+            stopped = [done.name for done in reversed(started) if inst.stop(layout, done)]
+            undone = f" (stopped again: {', '.join(reversed(stopped))})" if stopped else ""
+            raise click.ClickException(f"{err}{undone}") from None
         click.echo(f"{spec.name:<16} started (pid {record.pid})")
     extra_nodes.apply_extra_nodes(layout, nodes, click.echo)
     token = layout.token_file.read_text().strip()

@@ -70,6 +70,9 @@ async def test_virtctl_drives_a_vm_through_start_restart_stop_with_kubevirts_ans
             (0, "VM cli was scheduled to stop", "")
         await wait_for(lambda: _is(printable(store, "cli"), "Stopped"), what="Stopped")
         assert (await store.get(VMS, NS, "cli"))["spec"]["runStrategy"] == "Halted"
+        assert await virtctl(api, "start", "cli", "--dry-run", "-n", NS) == \
+            (0, "Dry Run execution\nVM cli was scheduled to start", "")
+        assert (await store.get(VMS, NS, "cli"))["spec"]["runStrategy"] == "Halted"  # dry run: nothing written
         code, _, err = await virtctl(api, "-n", NS, "pause", "vmi", "missing")
         assert code == 1 and "not found" in err
     await agents.stop()
