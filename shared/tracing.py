@@ -272,20 +272,24 @@ _seen_versions = _SeenVersions()
 @contextlib.contextmanager
 def object_span(service_name: str, name: str, obj: Mapping[str, Any] | None, *,
                 kind: SpanKind = SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None,
-                once_per_version: bool = True, mark_exceptions: bool = True) -> Iterator[Span]:
+                once_per_version: bool = True, mark_exceptions: bool = True,
+                version: str | None = None) -> Iterator[Span]:
     """A span named ``name`` continuing the trace recorded on ``obj`` (child of its
     ``traceparent`` annotation), current inside the block. Yields a non-recording span — and
     costs nothing — while tracing is off, when ``obj`` carries no trace context, or (with
     ``once_per_version``) when this service already traced this span for this object version.
     Exceptions leaving the block mark the span as failed (the SDK records them) unless
-    ``mark_exceptions`` is False (the caller decides with :func:`mark_failed`)."""
+    ``mark_exceptions`` is False (the caller decides with :func:`mark_failed`). ``version`` is
+    what counts as the object version for ``once_per_version`` (default: its resourceVersion;
+    virt-controller adds the state of the VM's VMI, see ``reconcile_tracing``)."""
     parent = context_of(obj) if _state.enabled else None
     if parent is None:
         yield trace.INVALID_SPAN
         return
     metadata = (obj or {}).get("metadata") or {}
     if once_per_version and not _seen_versions.is_new(
-            (service_name, name, str(metadata.get("uid")), str(metadata.get("resourceVersion")))):
+            (service_name, name, str(metadata.get("uid")),
+             str(metadata.get("resourceVersion")) if version is None else version)):
         yield trace.INVALID_SPAN
         return
     attrs = {ATTR_OBJECT_KEY: f"{metadata.get('namespace') or ''}/{metadata.get('name')}",

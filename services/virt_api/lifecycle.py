@@ -10,6 +10,12 @@ is a 409. pause/unpause/softreboot need the guest: they are checked here and the
 request/reply commands to the virt-handler of the VMI's node (:mod:`shared.events`), whose
 reply becomes the answer.
 
+Tracing (docs/tracing.md): every operation that acts leaves the VM — or, for the VMI commands
+and grace-period changes, the VMI — carrying the request's ``kubevirt-py.io/trace-id`` and
+``traceparent`` annotations, so the reconciles and syncs it causes join the request's trace.
+A ``/status`` write keeps metadata, so request-list changes stamp the VM with a metadata-only
+update first. Dry-run writes nothing.
+
 The ``*_vm``/``*_vmi`` coroutines take an ObjectStore (and a Bus for VMI commands) and raise
 :mod:`shared.errors`; :func:`register` serves them on virt-api's subresource routes.
 """
@@ -94,8 +100,38 @@ def compute_change_requests(current: list[dict[str, Any]] | None,
     raise InternalError(f"Internal error occurred: {UNDERWAY}")
 
 
+def _with_trace(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """``obj`` with the request's trace annotations (:func:`shared.tracing.apply_trace_annotations`),
+    or None when that changes nothing (tracing off, no current span, already stamped)."""
+    desired = {**obj, "metadata": dict(obj.get("metadata") or {})}
+    tracing.apply_trace_annotations(desired)
+    return None if desired["metadata"] == obj.get("metadata") else desired
+
+
+async def _stamp_trace(store: Any, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """Record the request's trace on ``obj`` with a metadata-only compare-and-swap update of the
+    main resource (no spec change, so ``generation`` stays; a Conflict re-reads and stamps again),
+    so the reconciles and syncs this operation causes join its trace. Returns the stored object
+    (``obj`` itself when nothing had to change). Raises NotFound when the object is gone."""
+    while True:
+        desired = _with_trace(obj)
+        if desired is None:
+            return obj
+        try:
+            return await store.update(plural, desired)
+        except Conflict:
+            meta = obj["metadata"]
+            obj = await store.get(plural, meta.get("namespace"), meta["name"])
+
+
 async def _patch_requests(store: Any, vm: dict[str, Any], changes: list[dict[str, Any]], dry_run: bool) -> None:
-    """Set the VM's stateChangeRequests (and drop startFailure) if the list is still as read."""
+    """Set the VM's stateChangeRequests (and drop startFailure) if the list is still as read.
+
+    A ``/status`` write never changes metadata (Kubernetes semantics), so the request's trace
+    annotations go first in a metadata-only update of the main resource; both writes are
+    compare-and-swap on the version read, and either Conflict re-reads and retries while the list
+    is unchanged. The controller may see the stamped version before the requests: its reconcile
+    then has nothing to do, but already belongs to this operation's trace."""
     name = vm["metadata"]["name"]
     expected = (vm.get("status") or {}).get("stateChangeRequests") or []
     while True:
@@ -105,6 +141,9 @@ async def _patch_requests(store: Any, vm: dict[str, Any], changes: list[dict[str
         if dry_run:
             return
         try:
+            stamped = _with_trace(vm)
+            if stamped is not None:
+                vm = await store.update(VMS, stamped)
             await store.update(VMS, {**vm, "status": status}, subresource="status")
             return
         except Conflict:
@@ -209,11 +248,15 @@ async def stop_vm(store: Any, namespace: str, name: str, options: dict[str, Any]
 
 
 async def _set_grace_period(store: Any, vmi: dict[str, Any], grace: int) -> dict[str, Any]:
+    """Write ``spec.terminationGracePeriodSeconds`` (seconds) of the VMI, stamped with the
+    request's trace (the handler's shutdown then belongs to the stop/restart); retried on Conflict."""
     while True:
         spec = dict(vmi.get("spec") or {})
         spec["terminationGracePeriodSeconds"] = grace
+        desired = {**vmi, "spec": spec, "metadata": dict(vmi["metadata"])}
+        tracing.apply_trace_annotations(desired)
         try:
-            return await store.update(VMIS, {**vmi, "spec": spec})
+            return await store.update(VMIS, desired)
         except Conflict:
             meta = vmi["metadata"]
             vmi = await store.get(VMIS, meta.get("namespace"), meta["name"])
@@ -292,6 +335,7 @@ async def pause_vmi(store: Any, bus: Any, namespace: str, name: str, options: di
     if _has_condition(vmi, "Paused"):
         raise conflict("virtualmachineinstance", name, "VMI is already paused")
     if not _is_dry_run(options or {}):
+        vmi = await _stamp_trace(store, VMIS, vmi)
         await _send_command(bus, vmi, _command(events.Pause, vmi))
 
 
@@ -304,6 +348,7 @@ async def unpause_vmi(store: Any, bus: Any, namespace: str, name: str, options: 
     if not _has_condition(vmi, "Paused"):
         raise conflict("virtualmachineinstance", name, VMI_NOT_PAUSED)
     if not _is_dry_run(options or {}):
+        vmi = await _stamp_trace(store, VMIS, vmi)
         await _send_command(bus, vmi, _command(events.Unpause, vmi))
 
 
@@ -321,6 +366,7 @@ async def soft_reboot_vmi(store: Any, bus: Any, namespace: str, name: str,
         if acpi.get("enabled") is False:
             raise conflict("virtualmachineinstance", name,
                            "VMI neither have the agent connected nor the ACPI feature enabled")
+    vmi = await _stamp_trace(store, VMIS, vmi)
     await _send_command(bus, vmi, _command(events.SoftReboot, vmi))
 
 

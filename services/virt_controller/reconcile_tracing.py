@@ -4,6 +4,11 @@ span of that write, so one user operation is one trace across services.
 
 Owns only the wrapping of a controller's ``reconcile(key)``; no tracing work while
 :mod:`shared.tracing` is off.
+
+One span per object version (a resync of an unchanged object adds nothing to an old trace). For
+a VM the version also holds its VMI's uid and whether that VMI is being deleted: a restart
+deletes the VMI and the reconcile that then creates the new one sees an unchanged VM, but a
+changed VMI state, so it is traced and the new VMI hangs under it (not under no span at all).
 """
 
 from __future__ import annotations
@@ -28,12 +33,23 @@ def compute_traced_reconcile(controller: Any) -> Reconcile:
         return controller.reconcile
     cache = getattr(controller, primary[0])
     span_name = f"reconcile {primary[1]}"
+    vmis = getattr(controller, "vmis", None) if primary[0] == "vms" else None
+
+    def version(key: str, obj: Any) -> str | None:
+        if vmis is None or obj is None:
+            return None
+        vmi = vmis.get(key)
+        meta = (vmi or {}).get("metadata") or {}
+        state = f"{meta.get('uid')}{'/deleting' if meta.get('deletionTimestamp') else ''}" if vmi else "-"
+        return f"{(obj.get('metadata') or {}).get('resourceVersion')} vmi={state}"
 
     async def reconcile(key: str) -> None:
         if not tracing.is_enabled():  # checked per call: tracing may be turned on after leading began
             await controller.reconcile(key)
             return
-        with tracing.object_span(SERVICE, span_name, cache.get(key), mark_exceptions=False) as span:
+        obj = cache.get(key)
+        with tracing.object_span(SERVICE, span_name, obj, mark_exceptions=False,
+                                 version=version(key, obj)) as span:
             try:
                 await controller.reconcile(key)
             except SyncError as err:

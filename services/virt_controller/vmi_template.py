@@ -15,6 +15,8 @@ import copy
 import uuid
 from typing import Any
 
+from shared.tracing import TRACE_ID_ANNOTATION, TRACEPARENT_ANNOTATION
+
 VM_CONTROLLER_FINALIZER = "kubevirt.io/virtualMachineControllerFinalize"
 VMI_CONTROLLER_FINALIZER = "kubevirt.io/foregroundDeleteVirtualMachine"
 VM_GENERATION_ANNOTATION = "kubevirt.io/vm-generation"
@@ -76,7 +78,8 @@ def compute_vmi_for_vm(vm: dict[str, Any], *, start_paused: bool, now: str) -> d
     """The VMI to create for ``vm``.
 
     Name and namespace are the VM's; labels/annotations from ``spec.template.metadata`` plus
-    ``kubevirt.io/vm``; ``kubevirt.io/vm-generation`` annotation; controller ownerReference to
+    ``kubevirt.io/vm``; ``kubevirt.io/vm-generation`` annotation; the VM's trace annotations
+    (``kubevirt-py.io/trace-id``/``traceparent``, ours); controller ownerReference to
     the VM; finalizer ``kubevirt.io/virtualMachineControllerFinalize``; spec = template spec
     with ``startStrategy: Paused`` when ``start_paused``, a stable ``firmware.uuid`` when empty
     and a disk for every volume. ``now`` is the RFC 3339 time (microseconds) of the Pending transition.
@@ -88,6 +91,12 @@ def compute_vmi_for_vm(vm: dict[str, Any], *, start_paused: bool, now: str) -> d
     labels[VM_LABEL] = meta["name"]
     annotations = dict(tmeta.get("annotations") or {})
     annotations[VM_GENERATION_ANNOTATION] = str(meta.get("generation") or 1)
+    # The VMI belongs to the VM's latest operation even when no reconcile span is current to
+    # stamp it (the controller's own stamp, under its reconcile span, replaces these).
+    for key in (TRACE_ID_ANNOTATION, TRACEPARENT_ANNOTATION):
+        annotations.pop(key, None)
+        if (meta.get("annotations") or {}).get(key):
+            annotations[key] = meta["annotations"][key]
     spec = copy.deepcopy(template.get("spec") or {})
     if start_paused:
         spec["startStrategy"] = "Paused"

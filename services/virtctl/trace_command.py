@@ -1,7 +1,7 @@
 """virtctl trace: an object's recent operations as a waterfall, from the installation's trace store.
 
 ``virtctl trace vm/<name>`` reads the object's ``kubevirt-py.io/trace-id`` annotation (a VM's
-VMI too, when it records another trace) and that trace's spans from the JetStream trace stream
+VMI too, when it records another trace; a VMI recording none falls back to its controlling VM) and that trace's spans from the JetStream trace stream
 (:mod:`shared.trace_store`), and prints one line per span: start offset and duration in
 milliseconds, a bar, the service, the span name indented under its parent, the status, and the
 error message of failed spans. ``--export FILE`` writes the spans as one OTLP JSON document
@@ -130,10 +130,19 @@ def default_nats_url(state_dir: Path) -> str:
         raise click.ClickException(f"no installation in {state_dir} ({err}); pass --nats") from None
 
 
+def _controlling_vm(vmi: dict[str, Any]) -> dict[str, Any] | None:
+    """The VirtualMachine ownerReference with ``controller: true`` of ``vmi``, or None."""
+    for ref in (vmi.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == "VirtualMachine":
+            return ref
+    return None
+
+
 async def collect_trace_documents(nats_url: str, prefix: str, plural: str, namespace: str,
                                   name: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """(trace ids recorded on the object — and on a VM's VMI —, their OTLP JSON documents).
-    Raises NotFound (shared.errors) when the object does not exist."""
+    """(trace ids recorded on the object — and on a VM's VMI; for a VMI recording none, on the VM
+    controlling it —, their OTLP JSON documents). Raises NotFound (shared.errors) when the
+    object does not exist."""
     from shared.store import ObjectStore
     from shared.errors import NotFound
     store = await ObjectStore.connect([nats_url], bucket_prefix=prefix, name="virtctl-trace")
@@ -144,6 +153,17 @@ async def collect_trace_documents(nats_url: str, prefix: str, plural: str, names
                 objects.append(await store.get("virtualmachineinstances", namespace, name))
             except NotFound:
                 pass
+        elif tracing.trace_id_of(objects[0]) is None:
+            # A VMI stamped by nothing (made by an older controller, or in a reconcile that had no
+            # span) belongs to the latest operation on the VM that controls it.
+            owner = _controlling_vm(objects[0])
+            if owner is not None:
+                try:
+                    vm = await store.get("virtualmachines", namespace, owner["name"])
+                except NotFound:
+                    vm = None
+                if vm is not None and vm["metadata"].get("uid") == owner.get("uid"):
+                    objects.append(vm)
         trace_ids = list(dict.fromkeys(t for t in (tracing.trace_id_of(o) for o in objects) if t))
         documents: list[dict[str, Any]] = []
         for trace_id in trace_ids:
