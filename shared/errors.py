@@ -123,6 +123,8 @@ InternalError = _subclass("InternalError", 500, "InternalError", "500: a bug or 
 ServiceUnavailable = _subclass(
     "ServiceUnavailable", 503, "ServiceUnavailable", "503: a dependency (NATS, libvirt) is unreachable."
 )
+Timeout = _subclass("Timeout", 504, "Timeout", "504: the server could not finish in time (e.g. a "
+                    "resourceVersion it has not reached yet).")
 
 
 def invalid(kind: str, name: str | None, causes: list[StatusCause], group: str = "kubevirt.io") -> ApiError:

@@ -31,7 +31,7 @@ from shared.store.compaction import Compaction
 from shared.store.ownership import Ownership
 from shared.store.revcache import RevisionCache
 from shared.store.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
-from shared.store.watch import EventComputer, WatchEvent, decode_object, gone
+from shared.store.watch import FRESHNESS_WAIT, EventComputer, WatchEvent, decode_object, gone, too_large
 
 log = logging.getLogger("kubevirt.store")
 
@@ -392,6 +392,21 @@ class ObjectStore:
         start_rv = _parse_rv(resource_version)
         return self._watch(plural, namespace, start_rv or None, labels, fields, bookmark_interval)
 
+    async def _wait_until_reached(self, bucket: str, revision: int) -> None:
+        """Return once the bucket's stream holds ``revision``; raise the 504 of
+        :func:`shared.store.watch.too_large` after :data:`FRESHNESS_WAIT` seconds (a client with
+        a resourceVersion from the future, or from another installation, is told so at once
+        rather than left waiting on a watch that would skip everything up to it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FRESHNESS_WAIT
+        while True:
+            _, last = await self.kv.stream_bounds(bucket)
+            if revision <= last:
+                return
+            if loop.time() >= deadline:
+                raise too_large(revision, last)
+            await asyncio.sleep(0.1)
+
     async def _watch(self, plural: str, namespace: str | None, start_rv: int | None, labels: LabelSelector,
                      fields: FieldSelector, bookmark_interval: float | None) -> AsyncIterator[WatchEvent]:
         bucket = await self.ensure_bucket(plural)
@@ -408,6 +423,7 @@ class ObjectStore:
             watermark = await self.compaction_watermark(plural)
             if start_rv < watermark:
                 raise gone(start_rv, watermark + 1)
+            await self._wait_until_reached(bucket, start_rv)
         if start_rv is None:
             records, revision = await self._list_records(bucket, ns, name if ns is not None else None, subject)
             for rec in sorted(records, key=lambda r: r.revision):

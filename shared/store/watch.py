@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from shared.errors import Gone
+from shared.errors import Gone, StatusCause, Timeout
 from shared.store.keys import parse_key
 from shared.store.kv import KvRecord
 from shared.store.metadata import with_resource_version
@@ -42,6 +42,20 @@ class WatchEvent:
 def gone(requested: int, oldest: int) -> Gone:
     """Kubernetes' 410 for a watch start that history no longer covers."""
     return Gone(f"too old resource version: {requested} ({oldest})")
+
+
+#: How long a watch from a resourceVersion the bucket has not reached waits for it (kube-apiserver's
+#: watch cache waits 3 s, then answers "Too large resource version").
+FRESHNESS_WAIT = 3.0
+
+
+def too_large(requested: int, current: int) -> Timeout:
+    """504 for a resourceVersion newer than the bucket's newest, worded and caused as
+    kube-apiserver's (cause ``ResourceVersionTooLarge``; clients retry after a second)."""
+    return Timeout(f"Too large resource version: {requested}, current: {current}",
+                   causes=[StatusCause(field="", message="Too large resource version",
+                                       reason="ResourceVersionTooLarge")],
+                   retry_after_seconds=1)
 
 
 def decode_object(value: bytes) -> dict[str, Any] | None:

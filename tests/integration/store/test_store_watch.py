@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from store_objects import make_vm
 
-from shared.errors import AlreadyExists, Conflict, Gone, NotFound
+from shared.errors import AlreadyExists, Conflict, Gone, NotFound, Timeout
 from shared.natsserver import NatsServer
 from shared.store import ObjectStore, WatchEvent
 
@@ -147,6 +147,35 @@ async def test_watch_from_a_compacted_resource_version_is_gone(object_store: Obj
     assert err.value.code == 410
     assert err.value.reason == "Expired"
     assert str(err.value).startswith(f"too old resource version: {first_rv} (")
+
+
+async def test_watch_from_a_resource_version_not_reached_is_refused_after_the_wait(object_store: ObjectStore):
+    obj = await object_store.create(VMS, make_vm("now"))
+    current = int(obj["metadata"]["resourceVersion"])
+    stream = object_store.watch(VMS, resource_version=str(current + 1000))
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(Timeout) as err:
+        await anext(stream)
+    waited = asyncio.get_running_loop().time() - started
+    assert (err.value.code, err.value.reason) == (504, "Timeout")
+    assert str(err.value) == f"Too large resource version: {current + 1000}, current: {current}"
+    assert [c.reason for c in err.value.causes] == ["ResourceVersionTooLarge"]
+    assert err.value.retry_after_seconds == 1
+    assert waited >= 2.9  # kube-apiserver's watch cache waits 3 s for the revision first
+
+
+async def test_watch_from_a_resource_version_reached_during_the_wait_starts_there(object_store: ObjectStore):
+    obj = await object_store.create(VMS, make_vm("first"))
+    next_rv = str(int(obj["metadata"]["resourceVersion"]) + 1)
+    stream = object_store.watch(VMS, resource_version=next_rv)
+    first_event = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.3)
+    at_next = await object_store.create(VMS, make_vm("second"))  # revision next_rv: not in the watch
+    assert at_next["metadata"]["resourceVersion"] == next_rv
+    after = await object_store.create(VMS, make_vm("third"))
+    event = await asyncio.wait_for(first_event, 5)
+    assert (event.type, event.object["metadata"]["name"]) == ("ADDED", "third")
+    assert event.object["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
 
 
 async def test_watch_notices_a_revision_compacted_between_start_and_now(object_store: ObjectStore):
