@@ -93,28 +93,23 @@ def restart(ctx: click.Context, name: str, force: bool, grace_period: int, dry_r
 KIND = click.Choice(["vm", "vmi"])
 
 
-@cli.command()
-@client_options
-@click.argument("kind", type=KIND)
-@click.argument("name")
-@click.option("--dry-run", is_flag=True, help="Check only; change nothing.")
-@click.pass_context
-def pause(ctx: click.Context, kind: str, name: str, dry_run: bool) -> None:
-    """Pause the guest of a VM or VMI (``pause vm NAME`` / ``pause vmi NAME``)."""
-    _send(ctx, "virtualmachineinstances", name, "pause", _dry_run({}, dry_run))
-    click.echo(f"VMI {name} was scheduled to pause")
+def _add_guest_state_command(action: str, summary: str) -> None:
+    """Register ``virtctl <action> vm|vmi NAME [--dry-run]`` (pause, unpause): both kinds act on
+    the VMI of that name, as in KubeVirt's virtctl."""
+
+    @cli.command(name=action, help=summary)
+    @client_options
+    @click.argument("kind", type=KIND)
+    @click.argument("name")
+    @click.option("--dry-run", is_flag=True, help="Check only; change nothing.")
+    @click.pass_context
+    def command(ctx: click.Context, kind: str, name: str, dry_run: bool) -> None:
+        _send(ctx, "virtualmachineinstances", name, action, _dry_run({}, dry_run))
+        click.echo(f"VMI {name} was scheduled to {action}")
 
 
-@cli.command()
-@client_options
-@click.argument("kind", type=KIND)
-@click.argument("name")
-@click.option("--dry-run", is_flag=True, help="Check only; change nothing.")
-@click.pass_context
-def unpause(ctx: click.Context, kind: str, name: str, dry_run: bool) -> None:
-    """Resume a paused VM or VMI."""
-    _send(ctx, "virtualmachineinstances", name, "unpause", _dry_run({}, dry_run))
-    click.echo(f"VMI {name} was scheduled to unpause")
+_add_guest_state_command("pause", "Pause the guest of a VM or VMI (pause vm NAME, pause vmi NAME).")
+_add_guest_state_command("unpause", "Resume a paused VM or VMI.")
 
 
 @cli.command()
