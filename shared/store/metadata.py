@@ -148,9 +148,14 @@ def compute_updated(old: dict[str, Any], new: dict[str, Any], *, subresource: st
     Server-owned metadata is kept from ``old``; ``/status`` keeps everything but status; the main
     resource keeps the stored status when the resource has a status subresource. ``generation``
     is bumped when the spec part changed. Raises Invalid when finalizers are added to an object
-    being deleted (Kubernetes forbids it).
+    being deleted (Kubernetes forbids it), and Conflict when ``new`` names another
+    ``metadata.uid`` (a uid in the body is a precondition, as kube-apiserver's update checks it).
     """
     new = stored_form(new)
+    given_uid = (new.get("metadata") or {}).get("uid")
+    stored_uid = (old.get("metadata") or {}).get("uid")
+    if given_uid and stored_uid and given_uid != stored_uid:
+        raise Conflict(f"Precondition failed: UID in precondition: {given_uid}, UID in object meta: {stored_uid}")
     if subresource == "status":
         out = _copy(old)
         if "status" in new:

@@ -157,11 +157,20 @@ async def test_main_resource_update_keeps_stored_status_and_status_update_keeps_
 
 async def test_update_cannot_change_server_owned_metadata(object_store: ObjectStore):
     obj = await object_store.create(VMS, make_vm("m"))
-    forged = {**obj, "metadata": {**obj["metadata"], "uid": "forged", "creationTimestamp": "2000-01-01T00:00:00Z",
-                                  "generation": 99}}
+    forged = {**obj, "metadata": {**obj["metadata"], "creationTimestamp": "2000-01-01T00:00:00Z", "generation": 99}}
     updated = await object_store.update(VMS, forged)
     for key in ("uid", "creationTimestamp", "generation"):
         assert updated["metadata"][key] == obj["metadata"][key]
+
+
+@pytest.mark.parametrize("subresource", [None, "status"])
+async def test_update_naming_another_uid_conflicts_and_changes_nothing(object_store: ObjectStore, subresource):
+    obj = await object_store.create(VMS, make_vm("u"))
+    forged = {**obj, "metadata": {**obj["metadata"], "uid": "forged"}, "spec": {"running": True}}
+    with pytest.raises(Conflict) as err:
+        await object_store.update(VMS, forged, subresource=subresource)
+    assert str(err.value) == f"Precondition failed: UID in precondition: forged, UID in object meta: {obj['metadata']['uid']}"
+    assert await object_store.get(VMS, "default", "u") == obj
 
 
 async def test_no_op_update_keeps_the_resource_version(object_store: ObjectStore):
