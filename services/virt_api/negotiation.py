@@ -3,7 +3,9 @@
 Owns: decoding request bodies by ``Content-Type`` (``application/json`` and ``application/yaml``;
 Kubernetes also accepts ``*/*``-less JSON), the body size limit, reading what the client asked for
 in ``Accept`` (plain JSON, YAML, or a ``meta.k8s.io`` ``Table``), and encoding JSON/YAML replies
-with optional ``Warning`` headers. Patch media types are in :mod:`services.virt_api.patch`.
+with optional ``Warning`` headers. Patch media types are in :mod:`services.virt_api.patch`; the
+limits on what a body may contain (nesting depth, YAML aliases) and the YAML loader are in
+:mod:`services.virt_api.safe_decoding`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import msgspec
 import yaml
 from aiohttp import web
 
+from services.virt_api.safe_decoding import check_json_depth, find_duplicate_json_fields, load_yaml, too_deep
 from shared.errors import BadRequest, RequestTooLarge, UnsupportedMediaType
 
 #: Largest request body accepted, in bytes (kube-apiserver's limit is 3 MiB for JSON bodies).
@@ -58,33 +61,63 @@ def check_encodable(doc: Any) -> Any:
 def decode_document(raw: bytes, content_type: str | None) -> Any:
     """Decode ``raw`` as JSON or YAML according to ``content_type`` (any JSON value).
 
-    Raises UnsupportedMediaType (415) for other media types and BadRequest (400) for bodies that
-    do not parse (the message says where, as kube-apiserver does).
+    YAML is read by :class:`services.virt_api.safe_decoding.KubernetesYamlLoader` (timestamps
+    stay strings, keys become strings, aliases bounded). Raises UnsupportedMediaType (415) for
+    other media types and BadRequest (400) for bodies that do not parse (the message says where,
+    as kube-apiserver does), that nest deeper than
+    :data:`~services.virt_api.safe_decoding.MAX_NESTING_DEPTH` or whose YAML aliases expand too far.
     """
-    kind = media_type(content_type)
-    if kind in JSON_TYPES:
-        try:
-            return check_encodable(msgspec.json.decode(raw)) if raw.strip() else None
-        except msgspec.DecodeError as err:
-            raise BadRequest(f"the body of the request could not be decoded as JSON: {err}") from err
-    if kind in YAML_TYPES:
-        try:
-            return check_encodable(yaml.safe_load(raw))
-        except yaml.YAMLError as err:
-            raise BadRequest(f"the body of the request could not be decoded as YAML: {_yaml_reason(err)}") from err
-    raise UnsupportedMediaType(
-        f'the body of the request was in an unknown format "{kind}" - accepted media types include: '
-        "application/json, application/yaml"
-    )
+    return _decode(raw, content_type, find_duplicates=False)[0]
 
 
 def decode_object(raw: bytes, content_type: str | None) -> dict[str, Any]:
     """Like :func:`decode_document` but the body must be one JSON object (BadRequest otherwise)."""
-    doc = decode_document(raw, content_type)
+    return _require_object(decode_document(raw, content_type))
+
+
+def decode_object_with_duplicates(raw: bytes, content_type: str | None) -> tuple[dict[str, Any], list[str]]:
+    """:func:`decode_object` plus the paths of fields given twice in one object
+    (``["metadata.name"]``; the last value is the one kept, as in Kubernetes), for
+    ``fieldValidation`` Strict and Warn. For JSON this costs a second parse that keeps key
+    pairs, so callers under ``fieldValidation=Ignore`` use :func:`decode_object`."""
+    doc, duplicates = _decode(raw, content_type, find_duplicates=True)
+    return _require_object(doc), duplicates
+
+
+def _require_object(doc: Any) -> dict[str, Any]:
     if not isinstance(doc, dict):
         shown = "empty body" if doc is None else f"a {type(doc).__name__}"
         raise BadRequest(f"the body of the request must be a JSON object, got {shown}")
     return doc
+
+
+def _decode(raw: bytes, content_type: str | None, *, find_duplicates: bool) -> tuple[Any, list[str]]:
+    kind = media_type(content_type)
+    if kind in JSON_TYPES:
+        if not raw.strip():
+            return None, []
+        try:
+            value = msgspec.json.decode(raw)
+        except msgspec.DecodeError as err:
+            raise BadRequest(f"the body of the request could not be decoded as JSON: {err}") from err
+        except RecursionError:  # msgspec stops at Python's recursion limit (~1000 levels)
+            raise too_deep() from None
+        check_json_depth(raw, value)
+        check_encodable(value)
+        return value, find_duplicate_json_fields(raw) if find_duplicates else []
+    if kind in YAML_TYPES:
+        try:
+            loaded = load_yaml(raw)
+        except yaml.YAMLError as err:
+            raise BadRequest(f"the body of the request could not be decoded as YAML: {_yaml_reason(err)}") from err
+        if len(loaded.documents) > 1:
+            raise BadRequest(f"the body of the request holds {len(loaded.documents)} YAML documents; send one")
+        value = loaded.documents[0] if loaded.documents else None
+        return check_encodable(value), loaded.duplicate_fields
+    raise UnsupportedMediaType(
+        f'the body of the request was in an unknown format "{kind}" - accepted media types include: '
+        "application/json, application/yaml"
+    )
 
 
 def _yaml_reason(err: yaml.YAMLError) -> str:

@@ -20,9 +20,17 @@ from typing import Any
 
 from aiohttp import web
 
-from services.virt_api.negotiation import Accept, decode_object, encode_response, parse_accept, read_body
+from services.virt_api.negotiation import (
+    Accept,
+    decode_object,
+    decode_object_with_duplicates,
+    encode_response,
+    parse_accept,
+    read_body,
+)
 from services.virt_api.object_meta import apply_metadata_rules, clear_server_owned_fields
 from services.virt_api.patch import apply_patch, check_patch_type
+from services.virt_api.safe_decoding import duplicate_field_message
 from services.virt_api.watch import stream_watch
 from shared import tracing
 from shared.api.resources import ResourceInfo
@@ -64,6 +72,27 @@ def compute_write_options(query: Any) -> WriteOptions:
     if fv not in FIELD_VALIDATION_VALUES:
         raise BadRequest(f'Invalid fieldValidation value "{fv}": must be one of Strict, Warn, Ignore')
     return WriteOptions(dry_run=bool(dry), field_validation=fv)
+
+
+def decode_write_body(raw: bytes, content_type: str | None, info: ResourceInfo,
+                      field_validation: str) -> tuple[dict[str, Any], list[str]]:
+    """The object of a create/update body and the ``Warning`` texts its duplicate fields earn.
+
+    A field given twice in one object (``{"name": "a", "name": "b"}``) keeps its last value, as
+    in Kubernetes, and is handled by ``fieldValidation`` like an unknown field: ``Strict`` ->
+    Invalid (422) with one ``FieldValueDuplicate`` cause per path (``metadata.name``), ``Warn``
+    -> a ``duplicate field "metadata.name"`` warning, ``Ignore`` -> nothing (and no second
+    parse). Decoding errors are those of :func:`services.virt_api.negotiation.decode_object`."""
+    if field_validation == "Ignore":
+        return decode_object(raw, content_type), []
+    body, duplicates = decode_object_with_duplicates(raw, content_type)
+    if duplicates and field_validation == "Strict":
+        metadata = body.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        raise invalid(info.kind, name if isinstance(name, str) else None, [
+            StatusCause(path, duplicate_field_message(path), "FieldValueDuplicate") for path in duplicates
+        ], group=info.group)
+    return body, [duplicate_field_message(path) for path in duplicates]
 
 
 def is_true(value: str | None) -> bool:
@@ -154,7 +183,8 @@ class ResourceHandlers:
             raise MethodNotAllowed(f"create of {info.plural} needs a namespace in the URL "
                                    f"(/apis/{info.group}/{info.version}/namespaces/<namespace>/{info.plural})")
         opts = compute_write_options(request.query)
-        body = decode_object(await read_body(request), request.headers.get("Content-Type"))
+        body, warnings = decode_write_body(await read_body(request), request.headers.get("Content-Type"), info,
+                                           opts.field_validation)
         self._apply_url_namespace(body, target)
         metadata = body["metadata"]
         if metadata.get("resourceVersion"):
@@ -164,16 +194,18 @@ class ResourceHandlers:
         if "status" in info.subresources:
             body.pop("status", None)  # status is written through /status only (CRD status subresource rule)
         result = self.admit(info, body, operation="CREATE", field_validation=opts.field_validation)
+        warnings += result.warnings
         if opts.dry_run:
-            return encode_response(result.obj, status=201, warnings=result.warnings)
+            return encode_response(result.obj, status=201, warnings=warnings)
         apply_operation_trace(info, result.obj)
         created = await _shielded(self.store.create(info.plural, result.obj, namespaced=info.namespaced))
-        return encode_response(created, status=201, warnings=result.warnings)
+        return encode_response(created, status=201, warnings=warnings)
 
     async def update(self, request: web.Request, target: Target) -> web.StreamResponse:
         info = target.resource
         opts = compute_write_options(request.query)
-        body = decode_object(await read_body(request), request.headers.get("Content-Type"))
+        body, warnings = decode_write_body(await read_body(request), request.headers.get("Content-Type"), info,
+                                           opts.field_validation)
         self._apply_url_namespace(body, target)
         metadata = body["metadata"]
         if metadata.setdefault("name", target.name) != target.name:
@@ -186,15 +218,16 @@ class ResourceHandlers:
         apply_metadata_rules(body, kind=info.kind, group=info.group, namespaced=info.namespaced)
         old = await self.store.get(info.plural, target.namespace, target.name)
         result = self.admit(info, body, operation="UPDATE", old=old, field_validation=opts.field_validation)
+        warnings += result.warnings
         obj = result.obj
         obj.setdefault("metadata", {})["resourceVersion"] = metadata["resourceVersion"]
         if opts.dry_run:
-            return encode_response(obj, warnings=result.warnings)
+            return encode_response(obj, warnings=warnings)
         apply_operation_trace(info, obj, target.subresource)
         updated = await _shielded(self.store.update(
             info.plural, obj, subresource=target.subresource, has_status_subresource="status" in info.subresources
         ))
-        return encode_response(updated, warnings=result.warnings)
+        return encode_response(updated, warnings=warnings)
 
     async def patch(self, request: web.Request, target: Target) -> web.StreamResponse:
         info = target.resource

@@ -1,8 +1,9 @@
 """Request bodies to objects: JSON or YAML by ``Content-Type``, refusing anything that is not
 one object (Kubernetes answers 400 BadRequest; an unsupported media type is 415).
 
-YAML is read as Kubernetes reads it (sigs.k8s.io/yaml): timestamps stay strings and
-non-string keys become strings.
+YAML is read as Kubernetes reads it (sigs.k8s.io/yaml), by virt-api's one loader
+(:mod:`services.virt_api.safe_decoding`): timestamps stay strings, non-string keys become
+strings, and nesting depth and YAML alias expansion are bounded as on the server.
 """
 
 from __future__ import annotations
@@ -12,34 +13,11 @@ from typing import Any
 import msgspec
 import yaml
 
+from services.virt_api.safe_decoding import check_json_depth, load_yaml, too_deep
 from shared.errors import BadRequest, UnsupportedMediaType
 
 JSON_TYPES = frozenset({"application/json", ""})
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
-
-
-class _KubernetesYamlLoader(yaml.SafeLoader):
-    """SafeLoader without the timestamp resolver (Kubernetes keeps timestamps as strings)."""
-
-
-_KubernetesYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _stringify_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {(k if isinstance(k, str) else _scalar_text(k)): _stringify_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_stringify_keys(v) for v in value]
-    return value
-
-
-def _scalar_text(key: Any) -> str:
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    return "null" if key is None else str(key)
 
 
 def _kind_of(value: Any) -> str:
@@ -53,7 +31,8 @@ def parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
 
     ``content_type`` is the request's ``Content-Type`` (parameters such as ``charset`` are
     ignored; empty means JSON). Raises :class:`BadRequest` for an empty body, a syntax error,
-    several YAML documents or a value that is not an object, and
+    several YAML documents, a value that is not an object, nesting deeper than
+    :data:`services.virt_api.safe_decoding.MAX_NESTING_DEPTH` or excessive YAML aliasing, and
     :class:`UnsupportedMediaType` for other media types."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media not in JSON_TYPES and media not in YAML_TYPES:
@@ -67,14 +46,17 @@ def parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
             value = msgspec.json.decode(raw)
         except msgspec.DecodeError as exc:
             raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise too_deep() from None
+        check_json_depth(raw, value)
     else:
         try:
-            documents = [d for d in yaml.load_all(raw, Loader=_KubernetesYamlLoader) if d is not None]
+            documents = [d for d in load_yaml(raw).documents if d is not None]
         except yaml.YAMLError as exc:
             raise BadRequest(f"the request body is not valid YAML: {' '.join(str(exc).split())}") from None
         if len(documents) != 1:
             raise BadRequest(f"the request body must hold exactly one YAML document, found {len(documents)}")
-        value = _stringify_keys(documents[0])
+        value = documents[0]
     if not isinstance(value, dict):
         raise BadRequest(f"the request body must be an object (apiVersion, kind, metadata, spec), not {_kind_of(value)}")
     return value
