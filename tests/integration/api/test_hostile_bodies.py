@@ -70,6 +70,22 @@ async def test_hostile_bodies_get_400_at_once_and_the_server_still_answers(http,
         assert (resp.status, (await resp.json())["items"]) == (200, [])
 
 
+@pytest.mark.parametrize(("body", "content_type"), [
+    pytest.param(b'{"spec":' * 100_000 + b"{}" + b"}" * 100_000, "application/merge-patch+json", id="merge-patch"),
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, "application/json-patch+json", id="json-patch"),
+])
+async def test_deep_patches_get_400_and_leave_the_object_alone(http, namespace, body, content_type):
+    async with http.post(vms_url(namespace), json=make_vm("patched")) as resp:
+        assert resp.status == 201
+        created = await resp.json()
+    async with http.patch(vms_url(namespace, "patched"), data=body, headers={"Content-Type": content_type},
+                          timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        status = await resp.json(content_type=None)
+        assert (resp.status, status["reason"], status["message"]) == (400, "BadRequest", TOO_DEEP)
+    async with http.get(vms_url(namespace, "patched")) as resp:
+        assert (await resp.json())["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+
+
 def duplicated_name_body(name: str) -> bytes:
     """A valid VM whose metadata gives ``name`` twice: first ``<name>-first``, then ``name``."""
     text = json.dumps(make_vm(name))
