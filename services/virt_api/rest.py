@@ -95,6 +95,19 @@ def decode_write_body(raw: bytes, content_type: str | None, info: ResourceInfo,
     return body, [duplicate_field_message(path) for path in duplicates]
 
 
+#: Bodies above this size are decoded in a worker thread, so that a large YAML document (seconds
+#: of pure-Python parsing near the 3 MiB limit) does not stall every other request meanwhile.
+DECODE_IN_THREAD_BYTES = 256 * 1024
+
+
+async def decode_write_body_off_loop(raw: bytes, content_type: str | None, info: ResourceInfo,
+                                     field_validation: str) -> tuple[dict[str, Any], list[str]]:
+    """:func:`decode_write_body`, in a worker thread for bodies over :data:`DECODE_IN_THREAD_BYTES`."""
+    if len(raw) > DECODE_IN_THREAD_BYTES:
+        return await asyncio.to_thread(decode_write_body, raw, content_type, info, field_validation)
+    return decode_write_body(raw, content_type, info, field_validation)
+
+
 def is_true(value: str | None) -> bool:
     """Kubernetes' boolean query values: ``1``/``true``/``True`` are true."""
     return (value or "").lower() in ("1", "true")
@@ -183,8 +196,8 @@ class ResourceHandlers:
             raise MethodNotAllowed(f"create of {info.plural} needs a namespace in the URL "
                                    f"(/apis/{info.group}/{info.version}/namespaces/<namespace>/{info.plural})")
         opts = compute_write_options(request.query)
-        body, warnings = decode_write_body(await read_body(request), request.headers.get("Content-Type"), info,
-                                           opts.field_validation)
+        body, warnings = await decode_write_body_off_loop(
+            await read_body(request), request.headers.get("Content-Type"), info, opts.field_validation)
         self._apply_url_namespace(body, target)
         metadata = body["metadata"]
         if metadata.get("resourceVersion"):
@@ -204,8 +217,8 @@ class ResourceHandlers:
     async def update(self, request: web.Request, target: Target) -> web.StreamResponse:
         info = target.resource
         opts = compute_write_options(request.query)
-        body, warnings = decode_write_body(await read_body(request), request.headers.get("Content-Type"), info,
-                                           opts.field_validation)
+        body, warnings = await decode_write_body_off_loop(
+            await read_body(request), request.headers.get("Content-Type"), info, opts.field_validation)
         self._apply_url_namespace(body, target)
         metadata = body["metadata"]
         if metadata.setdefault("name", target.name) != target.name:
