@@ -17,7 +17,7 @@ import msgspec
 import yaml
 from aiohttp import web
 
-from services.virt_api.safe_decoding import check_json_depth, find_duplicate_json_fields, load_yaml, too_deep
+from services.virt_api.safe_decoding import decode_json, find_duplicate_json_fields, load_yaml
 from shared.errors import BadRequest, RequestTooLarge, UnsupportedMediaType
 
 #: Largest request body accepted, in bytes (kube-apiserver's limit is 3 MiB for JSON bodies).
@@ -97,12 +97,9 @@ def _decode(raw: bytes, content_type: str | None, *, find_duplicates: bool) -> t
         if not raw.strip():
             return None, []
         try:
-            value = msgspec.json.decode(raw)
+            value = decode_json(raw)
         except msgspec.DecodeError as err:
             raise BadRequest(f"the body of the request could not be decoded as JSON: {err}") from err
-        except RecursionError:  # msgspec stops at Python's recursion limit (~1000 levels)
-            raise too_deep() from None
-        check_json_depth(raw, value)
         check_encodable(value)
         return value, find_duplicate_json_fields(raw) if find_duplicates else []
     if kind in YAML_TYPES:

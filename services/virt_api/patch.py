@@ -16,7 +16,7 @@ import jsonpatch
 import msgspec
 
 from services.virt_api.negotiation import check_encodable
-from services.virt_api.safe_decoding import check_json_depth, too_deep
+from services.virt_api.safe_decoding import decode_json
 from shared.errors import BadRequest, Invalid, UnsupportedMediaType
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -106,10 +106,7 @@ def _decode(raw: bytes) -> Any:
     """The patch document; BadRequest when it does not parse or nests deeper than a body may
     (``safe_decoding.MAX_NESTING_DEPTH``: the merge and the admission walk recurse over it)."""
     try:
-        value = msgspec.json.decode(raw)
+        value = decode_json(raw)
     except msgspec.DecodeError as err:
         raise BadRequest(f"the patch could not be decoded as JSON: {err}") from err
-    except RecursionError:
-        raise too_deep() from None
-    check_json_depth(raw, value)
     return check_encodable(value)

@@ -30,6 +30,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from yaml.composer import Composer
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import MappingStartEvent, SequenceStartEvent
@@ -79,11 +80,18 @@ def check_depth(value: Any) -> None:
         stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
-def check_json_depth(raw: bytes, value: Any) -> None:
-    """:func:`check_depth` for ``value`` decoded from ``raw``, skipped when ``raw`` has too few
-    ``{``/``[`` bytes to nest that deep (the common case: a count at C speed, no walk)."""
+def decode_json(raw: bytes) -> Any:
+    """The JSON value in ``raw``, nesting bounded: BadRequest (:func:`too_deep`) past
+    :data:`MAX_NESTING_DEPTH` levels or Python's recursion limit. Raises ``msgspec.DecodeError``
+    for a syntax error, for the caller to word. The depth walk is skipped when ``raw`` has too
+    few ``{``/``[`` bytes to nest that deep (the common case: a count at C speed)."""
+    try:
+        value = msgspec.json.decode(raw)
+    except RecursionError:  # msgspec stops at Python's recursion limit (~1000 levels)
+        raise too_deep() from None
     if raw.count(b"{") + raw.count(b"[") > MAX_NESTING_DEPTH:
         check_depth(value)
+    return value
 
 
 # ---- JSON duplicate fields --------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from services.virt_api.safe_decoding import check_json_depth, load_yaml, too_deep
+from services.virt_api.safe_decoding import decode_json, load_yaml
 from shared.errors import BadRequest, UnsupportedMediaType
 
 JSON_TYPES = frozenset({"application/json", ""})
@@ -43,12 +43,9 @@ def parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
         raise BadRequest("the request body is empty; send the object as JSON or YAML")
     if media in JSON_TYPES:
         try:
-            value = msgspec.json.decode(raw)
+            value = decode_json(raw)
         except msgspec.DecodeError as exc:
             raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise too_deep() from None
-        check_json_depth(raw, value)
     else:
         try:
             documents = [d for d in load_yaml(raw).documents if d is not None]
