@@ -9,25 +9,9 @@ import time
 
 import aiohttp
 import pytest
+from hostile_bodies import BOMB_MESSAGE, TOO_DEEP, alias_bomb
 
 from tests.integration.api.vm_factory import GROUP, VERSION, VMS, make_vm
-
-BOMB_MESSAGE = (
-    "excessive aliasing in the YAML body: its aliases expand to more than 100000 nodes; "
-    "write repeated parts out instead of nesting aliases"
-)
-TOO_DEEP = (
-    "the body of the request is nested too deeply: more than 100 levels of objects and lists; "
-    "flatten the document"
-)
-
-
-def alias_bomb() -> bytes:
-    """The tester's ~450-byte bomb: 10 anchored lists, each of 9 aliases of the one before."""
-    lines = ["a: &a [" + ",".join(['"x"'] * 9) + "]"]
-    for prev, name in zip("abcdefghi", "bcdefghij"):
-        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
-    return ("\n".join(lines) + "\n").encode()
 
 
 @pytest.fixture

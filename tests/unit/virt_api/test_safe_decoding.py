@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from hostile_bodies import BOMB_MESSAGE, TOO_DEEP, alias_bomb
 
 from services.virt_api.admission import parse_body
 from services.virt_api.negotiation import decode_document, decode_object, decode_object_with_duplicates
@@ -19,25 +20,6 @@ from services.virt_api.safe_decoding import (
 )
 from shared.api.resources import VIRTUAL_MACHINE
 from shared.errors import BadRequest, Invalid
-
-BOMB_MESSAGE = (
-    "excessive aliasing in the YAML body: its aliases expand to more than 100000 nodes; "
-    "write repeated parts out instead of nesting aliases"
-)
-TOO_DEEP = (
-    "the body of the request is nested too deeply: more than 100 levels of objects and lists; "
-    "flatten the document"
-)
-
-
-def alias_bomb(levels: int = 10, fanout: int = 9) -> bytes:
-    """The tester's bomb: level 0 holds ``fanout`` strings, each next level ``fanout`` aliases of
-    the previous one (9**10 strings once expanded, from ~450 bytes)."""
-    names = [chr(ord("a") + i) for i in range(levels)]
-    lines = [f"{names[0]}: &{names[0]} [" + ",".join(['"x"'] * fanout) + "]"]
-    for prev, name in zip(names, names[1:]):
-        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * fanout) + "]")
-    return ("\n".join(lines) + "\n").encode()
 
 
 def nested_json_lists(depth: int) -> bytes:
