@@ -396,7 +396,11 @@ class ObjectStore:
         """Return once the bucket's stream holds ``revision``; raise the 504 of
         :func:`shared.store.watch.too_large` after :data:`FRESHNESS_WAIT` seconds (a client with
         a resourceVersion from the future, or from another installation, is told so at once
-        rather than left waiting on a watch that would skip everything up to it)."""
+        rather than left waiting on a watch that would skip everything up to it). No request when
+        this process's mirror of the bucket already holds it (the usual list-then-watch)."""
+        mirror = self._mirrors.get(bucket)
+        if mirror is not None and mirror.revision >= revision:
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FRESHNESS_WAIT
         while True:
