@@ -381,18 +381,19 @@ def launch(layout: Layout, spec: ServiceSpec) -> ProcessRecord:
 
 
 def wait_healthy(layout: Layout, spec: ServiceSpec, record: ProcessRecord, timeout: float | None = None) -> None:
-    """Poll ``spec.health`` until it passes. Raises RuntimeError with the log tail when the
+    """Poll ``spec.health`` until it passes. Raises RuntimeError quoting the log's error when the
     process exits or stays unhealthy for ``timeout`` (default ``spec.start_timeout``) seconds."""
     limit = spec.start_timeout if timeout is None else timeout
     deadline = time.monotonic() + limit
     grace_until = time.monotonic() + (1.0 if spec.health is stays_up else 0.0)
     while True:
         if not is_alive(record.pid):  # just launched by us: the pid is ours, no cmdline check needed
-            raise RuntimeError(f"{spec.name} exited during start-up: {tail(log_path(layout, spec.name))}")
+            raise RuntimeError(f"{spec.name} exited during start-up: {compute_log_failure(log_path(layout, spec.name))}")
         if time.monotonic() >= grace_until and spec.health(layout):
             return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{spec.name} not healthy after {limit:.0f}s: {tail(log_path(layout, spec.name))}")
+            raise RuntimeError(f"{spec.name} not healthy after {limit:.0f}s: "
+                               f"{compute_log_failure(log_path(layout, spec.name))}")
         time.sleep(0.1)
 
 
@@ -532,7 +533,7 @@ async def _stop_guests(uri: str, vmis_dir: Path, grace: float) -> list[str]:
         await hv.close()
 
 
-def tail(path: Path, lines: int = 50) -> str:
+def compute_log_failure(path: Path, lines: int = 50) -> str:
     """Why a service failed, in one line, from the end of its log: the last error record of a
     JSON-lines log (``msg`` plus the exception's last line), else the last line of a traceback
     (``OSError: [Errno 98] ...``), else the last line; then ``(log: <path>)`` to read more."""
