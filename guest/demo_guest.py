@@ -108,8 +108,11 @@ def apply_download(packages: list[str], debs: Path) -> dict[str, Path]:
         version = _candidate_version(package)
         pattern = f"{package}_{version.replace(':', '%3a')}_*.deb"
         found = sorted(debs.glob(pattern))
-        if not found:
-            _run("apt-get", "download", "-q", f"{package}={version}", cwd=debs)
+        if not found:  # download privately, then rename: concurrent runs share this cache
+            with tempfile.TemporaryDirectory(prefix=".download.", dir=debs) as private:
+                _run("apt-get", "download", "-q", f"{package}={version}", cwd=Path(private))
+                for deb in Path(private).glob(pattern):
+                    os.replace(deb, debs / deb.name)
             found = sorted(debs.glob(pattern))
         if not found:
             raise GuestBuildError(f"apt-get download {package} produced no {pattern}")
@@ -118,11 +121,25 @@ def apply_download(packages: list[str], debs: Path) -> dict[str, Path]:
 
 
 def _extract(deb: Path, target: Path) -> Path:
-    if not (target / ".done").exists():
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        _run("dpkg-deb", "-x", str(deb), str(target))
-        (target / ".done").touch()
+    """Unpack ``deb`` into ``target`` once. The cache is shared by concurrent runs (two test runs
+    on one machine), so the package is unpacked into a private directory and renamed into place:
+    a reader never sees a half-filled ``target``, and the loser of a race drops its copy."""
+    if (target / ".done").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _run("dpkg-deb", "-x", str(deb), str(staging))
+        (staging / ".done").touch()
+        if target.exists() and not (target / ".done").exists():
+            shutil.rmtree(target, ignore_errors=True)  # left by an interrupted run of the old layout
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not (target / ".done").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
