@@ -10,7 +10,7 @@ One walk over the input, guided by the Struct's type tree, before msgspec valida
 
 Then ``msgspec.convert`` checks types and required fields; its first error becomes a
 :class:`FieldErrors` with the field path. HTTP-level errors are built by the caller
-(``services.virt_api.admission``).
+(``shared.admission``).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from services.virt_api.admission.cluster import EMULATED_MACHINES, ClusterConfig
-from services.virt_api.admission.fields import at, forbidden, invalid_value, not_supported, required
+from shared.admission.cluster import EMULATED_MACHINES, ClusterConfig
+from shared.admission.fields import at, forbidden, invalid_value, not_supported, required
 from shared.api.quantity import parse_quantity
 from shared.errors import StatusCause
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.fields import at, invalid_value, not_supported, required
-from services.virt_api.admission.naming import is_dns1123_label, is_dns1123_subdomain
+from shared.admission.cluster import ClusterConfig
+from shared.admission.fields import at, invalid_value, not_supported, required
+from shared.admission.naming import is_dns1123_label, is_dns1123_subdomain
 from shared.errors import StatusCause
 
 START_STRATEGIES = ("Paused",)

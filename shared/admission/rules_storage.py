@@ -11,9 +11,9 @@ import posixpath
 import re
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.fields import at, duplicate, forbidden, invalid_value, not_found, not_supported, required
-from services.virt_api.admission.naming import dns1123_label_error, is_dns1123_label
+from shared.admission.cluster import ClusterConfig
+from shared.admission.fields import at, duplicate, forbidden, invalid_value, not_found, not_supported, required
+from shared.admission.naming import dns1123_label_error, is_dns1123_label
 from shared.api.volumes import VOLUME_SOURCE_FIELDS
 from shared.errors import StatusCause
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.fields import at, invalid_value, not_supported
+from shared.admission.cluster import ClusterConfig
+from shared.admission.fields import at, invalid_value, not_supported
 from shared.errors import StatusCause
 
 INPUT_BUSES = ("virtio", "usb")

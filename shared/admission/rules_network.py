@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.fields import at, duplicate, forbidden, invalid_value, not_found, not_supported
+from shared.admission.cluster import ClusterConfig
+from shared.admission.fields import at, duplicate, forbidden, invalid_value, not_found, not_supported
 from shared.api.networks import NETWORK_SOURCE_FIELDS
 from shared.errors import StatusCause
 

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
+from shared.admission.cluster import ClusterConfig
 from shared.api.quantity import format_bytes, to_bytes, to_cores
 
 MAX_VCPUS = 512

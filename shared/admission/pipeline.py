@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.virt_api.admission.cluster import DEFAULT_CLUSTER, ClusterConfig
-from services.virt_api.admission.context import AdmissionContext, random_uuid, rfc3339_now
-from services.virt_api.admission.migration_rules import admit_migration, admit_migration_policy
-from services.virt_api.admission.set_rules import admit_pool, admit_replica_set
-from services.virt_api.admission.vm_rules import admit_vm
-from services.virt_api.admission.vmi_rules import admit_vmi
+from shared.admission.cluster import DEFAULT_CLUSTER, ClusterConfig
+from shared.admission.context import AdmissionContext, random_uuid, rfc3339_now
+from shared.admission.migration_rules import admit_migration, admit_migration_policy
+from shared.admission.set_rules import admit_pool, admit_replica_set
+from shared.admission.vm_rules import admit_vm
+from shared.admission.vmi_rules import admit_vmi
 from shared.api.decoding import FieldErrors, decode_object
 from shared.api.resources import ResourceInfo
 from shared.errors import ApiError, BadRequest, StatusCause, invalid

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.context import AdmissionContext
-from services.virt_api.admission.fields import at, forbidden, invalid_value, not_supported, required
-from services.virt_api.admission.vmi_rules import compute_defaulted_spec_causes
+from shared.admission.cluster import ClusterConfig
+from shared.admission.context import AdmissionContext
+from shared.admission.fields import at, forbidden, invalid_value, not_supported, required
+from shared.admission.vmi_rules import compute_defaulted_spec_causes
 from shared.api.vm import RUN_STRATEGIES
 from shared.errors import StatusCause
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.admission.context import AdmissionContext
-from services.virt_api.admission.fields import forbidden, invalid_value, required
+from shared.admission.context import AdmissionContext
+from shared.admission.fields import forbidden, invalid_value, required
 from shared.api.quantity import is_quantity, parse_quantity
 from shared.errors import StatusCause
 

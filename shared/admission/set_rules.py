@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.admission.context import AdmissionContext
-from services.virt_api.admission.fields import at, invalid_value, not_supported, required
-from services.virt_api.admission.labelselector import OPERATORS, is_selector_empty, is_selector_matching
-from services.virt_api.admission.vm_rules import compute_vm_spec_causes
-from services.virt_api.admission.vmi_rules import compute_defaulted_spec_causes
+from shared.admission.context import AdmissionContext
+from shared.admission.fields import at, invalid_value, not_supported, required
+from shared.admission.labelselector import OPERATORS, is_selector_empty, is_selector_matching
+from shared.admission.vm_rules import compute_vm_spec_causes
+from shared.admission.vmi_rules import compute_defaulted_spec_causes
 from shared.errors import StatusCause
 
 
