@@ -155,7 +155,7 @@ class Bus:
         return bodies
 
     async def flush(self, timeout: float = 2.0) -> None:
-        await self._nc.flush(timeout=timeout)
+        await self._nc.flush(timeout=timeout)  # type: ignore[arg-type]  # nats-py says int; seconds may be fractional
 
     async def close(self) -> None:
         """Close the connection (pending outbound messages are flushed first)."""
@@ -279,9 +279,9 @@ async def connect(
         await nc.connect(
             servers=servers,
             name=name,
-            connect_timeout=connect_timeout,
+            connect_timeout=connect_timeout,  # type: ignore[arg-type]  # nats-py says int; seconds may be fractional
             max_reconnect_attempts=CONNECT_ATTEMPTS,
-            reconnect_time_wait=CONNECT_RETRY_WAIT,
+            reconnect_time_wait=CONNECT_RETRY_WAIT,  # type: ignore[arg-type]  # (as above)
             error_cb=error_cb,
             disconnected_cb=disconnected_cb,
             reconnected_cb=reconnected_cb,

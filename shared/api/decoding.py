@@ -79,14 +79,14 @@ _LEAF = ("leaf",)
 _QUANTITY = ("quantity",)
 
 
-def _plan(info: mi.Type, memo: dict[int, Any]) -> tuple[Any, ...]:
+def _plan(info: mi.Type, memo: dict[int, tuple[Any, ...]]) -> tuple[Any, ...]:
     """A compiled walk plan for ``info``: ("struct", {json name: plan}), ("list", plan),
     ("dict", plan), ("quantity",) or ("leaf",). Built once per type."""
     info = _struct_of(info)
-    key = id(info.cls) if isinstance(info, mi.StructType) else None
-    if key is not None and key in memo:
-        return memo[key]
     if isinstance(info, mi.StructType):
+        key = id(info.cls)
+        if key in memo:
+            return memo[key]
         fields: dict[str, Any] = {}
         plan = ("struct", fields)
         memo[key] = plan  # before recursing: recursive types terminate
@@ -177,7 +177,7 @@ def decode_object(body: dict[str, Any], typ: type, *, root: str = "") -> Decoded
     unknown: list[str] = []
     cleaned = _clean(body, _plan_for(typ), root, unknown)
     try:
-        struct = msgspec.convert(cleaned, typ)
+        struct: Any = msgspec.convert(cleaned, typ)
     except msgspec.ValidationError as exc:
         raise FieldErrors([compute_field_error(exc, root)]) from None
     return Decoded(struct=struct, obj=msgspec.to_builtins(struct), unknown_fields=unknown)

@@ -59,7 +59,9 @@ def compute_otlp_json(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
 def parse_otlp_json(document: dict[str, Any]) -> ExportTraceServiceRequest:
     """Parse an OTLP JSON document into the protobuf message (validates names and types).
     Raises ``google.protobuf.json_format.ParseError`` or ``ValueError`` on malformed input."""
-    return json_format.ParseDict(_hex_ids(document, to_hex=False), ExportTraceServiceRequest())
+    request = ExportTraceServiceRequest()
+    json_format.ParseDict(_hex_ids(document, to_hex=False), request)
+    return request
 
 
 class JetStreamSpanExporter(SpanExporter):
