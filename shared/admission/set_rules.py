@@ -22,7 +22,9 @@ def check_replicas_and_selector(spec: dict[str, Any], template_labels: dict[str,
         causes.append(invalid_value("spec.replicas", "spec.replicas must be greater than or equal to 0"))
     selector = spec.get("selector") or {}
     if is_selector_empty(selector):
-        return causes + [required("spec.selector", "a non-empty selector is required (matchLabels or matchExpressions)")]
+        return causes + [
+            required("spec.selector", "a non-empty selector is required (matchLabels or matchExpressions)")
+        ]
     for i, expression in enumerate(selector.get("matchExpressions") or []):
         if expression.get("operator") not in OPERATORS:
             causes.append(not_supported(at("spec.selector.matchExpressions", i, "operator"),

@@ -77,7 +77,13 @@ def check_reserved_labels(
     touched = sorted(k for k in RESERVED_LABELS if k in labels and labels.get(k) != old_labels.get(k))
     if not touched:
         return []
-    return [forbidden(path, f"creation of the following reserved kubevirt.io/ labels on a VMI object is prohibited: {', '.join(touched)}")]
+    return [
+        forbidden(
+            path,
+            "creation of the following reserved kubevirt.io/ labels on a VMI object is prohibited: "
+            f"{', '.join(touched)}",
+        )
+    ]
 
 
 def _normalized(spec: Any) -> Any:
@@ -103,7 +109,9 @@ def admit_vmi(obj: dict[str, Any], ctx: AdmissionContext) -> list[StatusCause]:
     old = ctx.old or {}
     causes: list[StatusCause] = []
     if not ctx.trusted:
-        causes += check_reserved_labels(metadata.get("labels"), (old.get("metadata") or {}).get("labels"), "metadata.labels")
+        causes += check_reserved_labels(
+            metadata.get("labels"), (old.get("metadata") or {}).get("labels"), "metadata.labels"
+        )
     if ctx.is_create:
         quantity_causes = check_quantities(obj["spec"], "spec")
         if quantity_causes:
