@@ -18,10 +18,12 @@ from typing import Any
 
 import nats
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from shared import tracing
 from shared.errors import ServiceUnavailable
@@ -118,8 +120,42 @@ class Bus:
         """JetStream context (``timeout`` s per JetStream API call)."""
         return self._nc.jetstream(timeout=timeout)
 
+    async def apply_bounded_stream(self, name: str, subjects: list[str], *, max_bytes: int,
+                                   max_age_seconds: float) -> None:
+        """Create the JetStream stream ``name`` on ``subjects`` (file storage, bounded by
+        ``max_bytes`` bytes and ``max_age_seconds`` s, oldest messages dropped first), or update
+        the bounds of the stream that exists. Raises nats-py's errors when neither works."""
+        config = StreamConfig(name=name, subjects=subjects, max_bytes=max_bytes, max_age=max_age_seconds,
+                              storage=StorageType.FILE, discard=DiscardPolicy.OLD)
+        js = self.jetstream()
+        try:
+            await js.add_stream(config)
+        except Exception:  # noqa: BLE001 - exists with other bounds: update it
+            await js.update_stream(config)
+
+    async def read_stream_subject(self, stream: str, subject: str, *, timeout: float = 2.0) -> list[bytes]:
+        """The bodies of every message of ``stream`` on ``subject``, oldest first ([] when there
+        is none or no such stream). ``timeout`` (s) bounds the wait for each message."""
+        js = self.jetstream()
+        try:
+            info = await js.stream_info(stream, subjects_filter=subject)
+        except nats.js.errors.NotFoundError:
+            return []
+        count = (info.state.subjects or {}).get(subject, 0)
+        if not count:
+            return []
+        sub = await js.subscribe(subject, ordered_consumer=True)
+        bodies: list[bytes] = []
+        try:
+            while len(bodies) < count:
+                msg = await sub.next_msg(timeout=timeout)
+                bodies.append(msg.data)
+        finally:
+            await sub.unsubscribe()
+        return bodies
+
     async def flush(self, timeout: float = 2.0) -> None:
-        await self._nc.flush(timeout=timeout)
+        await self._nc.flush(timeout=timeout)  # type: ignore[arg-type]  # nats-py says int; seconds may be fractional
 
     async def close(self) -> None:
         """Close the connection (pending outbound messages are flushed first)."""
@@ -243,9 +279,9 @@ async def connect(
         await nc.connect(
             servers=servers,
             name=name,
-            connect_timeout=connect_timeout,
+            connect_timeout=connect_timeout,  # type: ignore[arg-type]  # nats-py says int; seconds may be fractional
             max_reconnect_attempts=CONNECT_ATTEMPTS,
-            reconnect_time_wait=CONNECT_RETRY_WAIT,
+            reconnect_time_wait=CONNECT_RETRY_WAIT,  # type: ignore[arg-type]  # (as above)
             error_cb=error_cb,
             disconnected_cb=disconnected_cb,
             reconnected_cb=reconnected_cb,

@@ -29,7 +29,7 @@ Tree::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -95,36 +95,122 @@ class ApiError(Exception):
         return status
 
 
-def _subclass(name: str, code: int, reason: str, doc: str) -> type[ApiError]:
-    def __init__(self, message: str, **kwargs: Any) -> None:  # noqa: N807
-        kwargs.setdefault("code", code)
-        kwargs.setdefault("reason", reason)
-        ApiError.__init__(self, message, **kwargs)
+class _FixedStatus(ApiError):
+    """An :class:`ApiError` whose HTTP code and reason come from its class (``CODE``,
+    ``REASON``); ``code=``/``reason=`` given to the constructor still win."""
 
-    cls = type(name, (ApiError,), {"__init__": __init__, "__doc__": doc})
-    return dataclass(eq=False, init=False)(cls)  # keep ApiError's fields and repr
+    CODE: ClassVar[int] = 500
+    REASON: ClassVar[str] = "InternalError"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("code", self.CODE)
+        kwargs.setdefault("reason", self.REASON)
+        super().__init__(message, **kwargs)
 
 
-BadRequest = _subclass("BadRequest", 400, "BadRequest", "400: the request itself is malformed.")
-Unauthorized = _subclass("Unauthorized", 401, "Unauthorized", "401: missing or wrong bearer token.")
-Forbidden = _subclass("Forbidden", 403, "Forbidden", "403: the caller may not do this.")
-NotFound = _subclass("NotFound", 404, "NotFound", "404: the object or resource does not exist.")
-MethodNotAllowed = _subclass("MethodNotAllowed", 405, "MethodNotAllowed", "405: verb not supported here.")
-AlreadyExists = _subclass("AlreadyExists", 409, "AlreadyExists", "409: create of a name that exists.")
-Conflict = _subclass("Conflict", 409, "Conflict", "409: stale resourceVersion or a refused state change.")
-Gone = _subclass("Gone", 410, "Expired", "410: resourceVersion older than the history kept.")
-RequestTooLarge = _subclass("RequestTooLarge", 413, "RequestEntityTooLarge", "413: body over the limit.")
-UnsupportedMediaType = _subclass(
-    "UnsupportedMediaType", 415, "UnsupportedMediaType", "415: Content-Type not accepted."
-)
-Invalid = _subclass("Invalid", 422, "Invalid", "422: the object breaks a validation rule; see causes.")
-TooManyRequests = _subclass("TooManyRequests", 429, "TooManyRequests", "429: slow down.")
-InternalError = _subclass("InternalError", 500, "InternalError", "500: a bug or a lost dependency.")
-ServiceUnavailable = _subclass(
-    "ServiceUnavailable", 503, "ServiceUnavailable", "503: a dependency (NATS, libvirt) is unreachable."
-)
-Timeout = _subclass("Timeout", 504, "Timeout", "504: the server could not finish in time (e.g. a "
-                    "resourceVersion it has not reached yet).")
+class BadRequest(_FixedStatus):
+    """400: the request itself is malformed."""
+
+    CODE = 400
+    REASON = "BadRequest"
+
+
+class Unauthorized(_FixedStatus):
+    """401: missing or wrong bearer token."""
+
+    CODE = 401
+    REASON = "Unauthorized"
+
+
+class Forbidden(_FixedStatus):
+    """403: the caller may not do this."""
+
+    CODE = 403
+    REASON = "Forbidden"
+
+
+class NotFound(_FixedStatus):
+    """404: the object or resource does not exist."""
+
+    CODE = 404
+    REASON = "NotFound"
+
+
+class MethodNotAllowed(_FixedStatus):
+    """405: verb not supported here."""
+
+    CODE = 405
+    REASON = "MethodNotAllowed"
+
+
+class AlreadyExists(_FixedStatus):
+    """409: create of a name that exists."""
+
+    CODE = 409
+    REASON = "AlreadyExists"
+
+
+class Conflict(_FixedStatus):
+    """409: stale resourceVersion or a refused state change."""
+
+    CODE = 409
+    REASON = "Conflict"
+
+
+class Gone(_FixedStatus):
+    """410: resourceVersion older than the history kept."""
+
+    CODE = 410
+    REASON = "Expired"
+
+
+class RequestTooLarge(_FixedStatus):
+    """413: body over the limit."""
+
+    CODE = 413
+    REASON = "RequestEntityTooLarge"
+
+
+class UnsupportedMediaType(_FixedStatus):
+    """415: Content-Type not accepted."""
+
+    CODE = 415
+    REASON = "UnsupportedMediaType"
+
+
+class Invalid(_FixedStatus):
+    """422: the object breaks a validation rule; see causes."""
+
+    CODE = 422
+    REASON = "Invalid"
+
+
+class TooManyRequests(_FixedStatus):
+    """429: slow down."""
+
+    CODE = 429
+    REASON = "TooManyRequests"
+
+
+class InternalError(_FixedStatus):
+    """500: a bug or a lost dependency."""
+
+    CODE = 500
+    REASON = "InternalError"
+
+
+class ServiceUnavailable(_FixedStatus):
+    """503: a dependency (NATS, libvirt) is unreachable."""
+
+    CODE = 503
+    REASON = "ServiceUnavailable"
+
+
+class Timeout(_FixedStatus):
+    """504: the server could not finish in time (e.g. a resourceVersion it has not reached yet)."""
+
+    CODE = 504
+    REASON = "Timeout"
 
 
 def invalid(kind: str, name: str | None, causes: list[StatusCause], group: str = "kubevirt.io") -> ApiError:

@@ -26,7 +26,7 @@ name, so the mapping is reversible).
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 import msgspec
 
@@ -95,7 +95,7 @@ class CommandResult(msgspec.Struct, tag="CommandResult", tag_field="kind", kw_on
     code: int = 200
     reason: str = ""
     message: str = ""
-    body: dict | None = None  # answer payload of read commands (GuestOSInfo)
+    body: dict[str, Any] | None = None  # answer payload of read commands (GuestOSInfo)
 
     @property
     def ok(self) -> bool:

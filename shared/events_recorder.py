@@ -140,7 +140,8 @@ class EventRecorder:
                     return stored
             event = compute_event(involved, event_type, reason, message, component=self.component,
                                   host=self.host, now=now)
-            stored = await self.store.create(EVENTS_PLURAL, event)
+            created: dict[str, Any] = await self.store.create(EVENTS_PLURAL, event)
+            stored = created
         except Exception as err:  # noqa: BLE001 - best effort: a closed store or bus must not fail the caller
             log.warning("event %s %s on %s/%s not recorded: %s", event_type, reason,
                         involved.get("namespace"), involved.get("name"), err)
@@ -159,7 +160,8 @@ class EventRecorder:
                 current = await self.store.get(EVENTS_PLURAL, meta.get("namespace"), meta["name"])
                 bumped = {**current, "count": int(current.get("count") or 1) + 1,
                           "lastTimestamp": format_event_time(now)}
-                return await self.store.update(EVENTS_PLURAL, bumped, has_status_subresource=False)
+                updated: dict[str, Any] = await self.store.update(EVENTS_PLURAL, bumped, has_status_subresource=False)
+                return updated
             except NotFound:
                 return None
             except Conflict:

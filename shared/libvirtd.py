@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def _start(name: str) -> None:
         raise LibvirtdError(f"{name} -d failed (exit {result.returncode}): {result.stderr.strip()}")
 
 
-def _wait_for(predicate, what: str, timeout: float) -> None:
+def _wait_for(predicate: Callable[[], object], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -151,7 +152,7 @@ def apply_system_daemons(timeout: float = 15.0) -> DaemonState:
         if pid is None:
             _start(name)
             state.started.append(name)
-            _wait_for(lambda n=name: _find_running(n) is not None, name, timeout)
+            _wait_for(lambda: _find_running(name) is not None, name, timeout)
             pid = _find_running(name)
         state.pids[name] = pid  # type: ignore[assignment]
     _wait_for(SYSTEM_SOCKET.exists, f"libvirtd socket {SYSTEM_SOCKET}", timeout)
@@ -168,7 +169,7 @@ def apply_stop(state: DaemonState, timeout: float = 15.0) -> None:
         if pid is None or not is_pid_alive(pid):
             continue
         os.kill(pid, 15)
-        _wait_for(lambda p=pid: not is_pid_alive(p), f"{name} (pid {pid}) exit", timeout)
+        _wait_for(lambda: not is_pid_alive(pid), f"{name} (pid {pid}) exit", timeout)
     state.started.clear()
 
 
@@ -271,4 +272,4 @@ def apply_stop_node(node: NodeDaemons, timeout: float = 15.0) -> None:
         if pid is None:
             continue
         os.kill(pid, 15)
-        _wait_for(lambda p=pid: not is_pid_alive(p), f"node {node.name} {daemon} (pid {pid}) exit", timeout)
+        _wait_for(lambda: not is_pid_alive(pid), f"node {node.name} {daemon} (pid {pid}) exit", timeout)

@@ -217,12 +217,12 @@ class _VmiStatsCollector(Collector):
                     fam.add_metric(list(labels), stats[field] * scale)
             yield fam
         for field, (name, doc) in VMI_STAT_GAUGES.items():
-            fam = GaugeMetricFamily(name, doc, labels=list(VMI_LABELS))
+            gauge = GaugeMetricFamily(name, doc, labels=list(VMI_LABELS))
             scale = 1024.0  # libvirt reports balloon sizes in KiB
             for labels, stats in sorted(samples.items()):
                 if field in stats:
-                    fam.add_metric(list(labels), stats[field] * scale)
-            yield fam
+                    gauge.add_metric(list(labels), stats[field] * scale)
+            yield gauge
 
     def describe(self) -> Iterable[Any]:
         return []
@@ -301,15 +301,14 @@ def apply_metrics_route(app: web.Application, path: str = "/metrics") -> None:
 
 
 async def apply_metrics_server(port: int, host: str = "127.0.0.1",
-                               extra_routes: Callable[[web.Application], None] | None = None) -> web.AppRunner:
+                               extra_routes: Callable[[web.Application], object] | None = None) -> web.AppRunner:
     """Start an aiohttp server on ``host:port`` serving ``/metrics`` (and ``/healthz``: ok), plus
     whatever ``extra_routes(app)`` adds. Returns the runner; ``await runner.cleanup()`` stops it."""
     app = web.Application()
     apply_metrics_route(app)
     if extra_routes is not None:
         extra_routes(app)
-    if not any(getattr(r, "resource", None) is not None and r.resource.canonical == "/healthz"
-               for r in app.router.routes()):
+    if not any(r.resource is not None and r.resource.canonical == "/healthz" for r in app.router.routes()):
         app.router.add_get("/healthz", _ok)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -328,7 +327,8 @@ def api_request_middleware(classify: Callable[[web.Request], tuple[str, str, str
     delete, deletecollection)."""
 
     @web.middleware
-    async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    async def middleware(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         verb, group, resource, sub = classify(request)
         started = time.perf_counter()
         code = 500

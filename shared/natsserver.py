@@ -49,7 +49,8 @@ def pick_free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago (the kernel's choice for port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ class NatsServer:
             return False
         try:
             with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/healthz", timeout=1) as r:
-                return json.loads(r.read() or b"{}").get("status") == "ok"
+                return bool(json.loads(r.read() or b"{}").get("status") == "ok")
         except (urllib.error.URLError, OSError, ValueError):
             return False
 

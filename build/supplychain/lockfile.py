@@ -50,7 +50,7 @@ def apply_lock(config_path: Path, lock_path: Path, cache: Cache) -> dict:
     lock_path = Path(lock_path).resolve()
     lock_dir = lock_path.parent
     by_arch: dict[str, Solver] = {}
-    repos_doc, extra = [], {}
+    repos_doc = []
     for repo in config.repositories:
         solver = by_arch.setdefault(repo.arch, Solver(repo.arch))
         keyring = repo.keyring()

@@ -2,7 +2,7 @@
 
 Owns: the request flow of every verb on ``/api/v1/...`` and ``/apis/<group>/<version>/...``
 resource URLs — read and decode the body, apply the URL's namespace, run ObjectMeta rules and
-admission (:func:`services.virt_api.admission.admit`), call the :class:`shared.store.ObjectStore`,
+admission (:func:`shared.admission.admit`), call the :class:`shared.store.ObjectStore`,
 and answer with the object, a List, a Table or a watch stream, plus ``Warning`` headers.
 URL parsing and dispatch are in :mod:`services.virt_api.routing`; errors become Status bodies in
 :mod:`services.virt_api.app`'s middleware. Kubernetes semantics followed (apiserver
@@ -142,12 +142,12 @@ def check_kind(body: dict[str, Any], info: ResourceInfo) -> None:
 
 class ResourceHandlers:
     """The verbs, bound to one store. ``admit`` defaults to
-    :func:`services.virt_api.admission.admit` (injectable for tests of this layer)."""
+    :func:`shared.admission.admit` (injectable for tests of this layer)."""
 
     def __init__(self, store: Any, admit: Any = None) -> None:
         self.store = store
         if admit is None:
-            from services.virt_api.admission import admit  # the API-TYPES helper's pure functions
+            from shared.admission import admit  # the API-TYPES helper's pure functions
         self.admit = admit
 
     # -- reads ---------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ Raise :mod:`shared.errors` exceptions for failures; they become Status bodies.
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,13 +34,11 @@ from aiohttp import web
 
 from services.virt_api.discovery import ExtraResource
 
-log = logging.getLogger("kubevirt.virt_api.subresources")
-
 SUBRESOURCE_GROUP = "subresources.kubevirt.io"
 SUBRESOURCE_VERSIONS = ("v1", "v1alpha3")
 
 #: Modules (import paths) with a ``register(registry)`` function, imported by virt-api's main.
-#: Add one line per service that brings subresources. Missing modules are logged and skipped.
+#: Add one line per module that brings subresources. A module that cannot be imported stops virt-api.
 SUBRESOURCE_MODULES: list[str] = [
     "services.virt_api.lifecycle",
     "services.virt_api.console",
@@ -121,14 +118,10 @@ class SubresourceRegistry:
 def apply_subresource_modules(registry: SubresourceRegistry, modules: list[str] | None = None) -> list[str]:
     """Import each module in ``modules`` (default :data:`SUBRESOURCE_MODULES`) and call its
     ``register(registry)``; return the names that were registered. A module that cannot be
-    imported is logged and skipped so a missing optional service never stops the API."""
+    imported raises ``ImportError``: virt-api does not start with part of its API missing."""
     done = []
     for name in SUBRESOURCE_MODULES if modules is None else modules:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as err:
-            log.warning("subresource module %s not loaded: %s", name, err)
-            continue
+        module = importlib.import_module(name)
         module.register(registry)
         done.append(name)
     return done

@@ -12,7 +12,6 @@ over) ends the command with that reason.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 import termios

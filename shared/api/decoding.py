@@ -10,7 +10,7 @@ One walk over the input, guided by the Struct's type tree, before msgspec valida
 
 Then ``msgspec.convert`` checks types and required fields; its first error becomes a
 :class:`FieldErrors` with the field path. HTTP-level errors are built by the caller
-(``services.virt_api.admission``).
+(``shared.admission``).
 """
 
 from __future__ import annotations
@@ -79,14 +79,14 @@ _LEAF = ("leaf",)
 _QUANTITY = ("quantity",)
 
 
-def _plan(info: mi.Type, memo: dict[int, Any]) -> tuple[Any, ...]:
+def _plan(info: mi.Type, memo: dict[int, tuple[Any, ...]]) -> tuple[Any, ...]:
     """A compiled walk plan for ``info``: ("struct", {json name: plan}), ("list", plan),
     ("dict", plan), ("quantity",) or ("leaf",). Built once per type."""
     info = _struct_of(info)
-    key = id(info.cls) if isinstance(info, mi.StructType) else None
-    if key is not None and key in memo:
-        return memo[key]
     if isinstance(info, mi.StructType):
+        key = id(info.cls)
+        if key in memo:
+            return memo[key]
         fields: dict[str, Any] = {}
         plan = ("struct", fields)
         memo[key] = plan  # before recursing: recursive types terminate
@@ -177,7 +177,7 @@ def decode_object(body: dict[str, Any], typ: type, *, root: str = "") -> Decoded
     unknown: list[str] = []
     cleaned = _clean(body, _plan_for(typ), root, unknown)
     try:
-        struct = msgspec.convert(cleaned, typ)
+        struct: Any = msgspec.convert(cleaned, typ)
     except msgspec.ValidationError as exc:
         raise FieldErrors([compute_field_error(exc, root)]) from None
     return Decoded(struct=struct, obj=msgspec.to_builtins(struct), unknown_fields=unknown)

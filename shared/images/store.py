@@ -32,8 +32,10 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 LABEL_DISK = "io.kubevirt-py.disk"
 LABEL_DISK_FORMAT = "io.kubevirt-py.disk-format"
@@ -129,14 +131,14 @@ class ImageStore:
             self._write_json(self.root / "index.json", {"schemaVersion": 2, "manifests": []})
 
     @contextlib.contextmanager
-    def _locked(self):
+    def _locked(self) -> Iterator[None]:
         self._ensure_layout()
         with open(self.root / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
     @staticmethod
-    def _write_json(path: Path, obj: dict) -> None:
+    def _write_json(path: Path, obj: dict[str, Any]) -> None:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
         tmp.chmod(0o644)
@@ -153,11 +155,12 @@ class ImageStore:
             path.chmod(0o644)
         return digest, len(data)
 
-    def _read_index(self) -> dict:
+    def _read_index(self) -> dict[str, Any]:
         path = self.root / "index.json"
         if not path.exists():
             return {"schemaVersion": 2, "manifests": []}
-        return json.loads(path.read_text())
+        index: dict[str, Any] = json.loads(path.read_text())
+        return index
 
     # --- import ----------------------------------------------------------------------------
     def _import(self, ref: str, files: dict[str, Path], labels: dict[str, str]) -> ResolvedImage:
@@ -332,7 +335,7 @@ class ImageStore:
             return True
 
 
-def _require_files(ref: str, paths) -> None:
+def _require_files(ref: str, paths: Iterable[str | Path]) -> None:
     for local in paths:
         if not Path(local).is_file():
             raise FileNotFoundError(f"cannot import {ref}: {local} is not a file")

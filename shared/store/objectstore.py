@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from shared.bus import Bus, connect as bus_connect
-from shared.errors import ApiError, BadRequest, Conflict, NotFound
+from shared.errors import ApiError, BadRequest, NotFound
 from shared.store import metadata as md
 from shared.store.keys import compute_bucket, compute_filter_subject, compute_key, compute_key_prefix
 from shared.store.kv import Compacted, KvLayer, KvRecord, Progress, WrongLastRevision

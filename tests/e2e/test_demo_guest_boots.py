@@ -28,7 +28,6 @@ from guest.demo_guest import DEMO_DISK_REF, apply_demo_guest_build, apply_demo_g
 from services.virt_handler import kvm_probe  # noqa: E402
 from services.virt_handler.domain import (CONSOLE_LOG, ConversionContext, apply_disk_preparation,  # noqa: E402
                                           cleanup, compute_domain_xml, domain_name)
-from shared import libvirtd  # noqa: E402
 from shared.images import ImageStore  # noqa: E402
 
 CACHE = Path(__import__("os").environ.get("KUBEVIRT_PY_TEST_CACHE", "/var/tmp/kubevirt-py-test-cache"))

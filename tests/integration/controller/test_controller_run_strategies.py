@@ -3,7 +3,7 @@ answering 202/409 as KubeVirt does. Scheduler and handler are stand-ins writing 
 import pytest
 
 from controller_harness import (
-    NS, VMIS, VMS, SimulatedNodeAgents, final, make_vm, running, running_manager, update_vmi_status, wait_for,
+    NS, VMIS, VMS, SimulatedNodeAgents, final, make_vm, running_manager, update_vmi_status, wait_for,
 )
 from shared.errors import Conflict, NotFound
 from services.virt_api import lifecycle

@@ -8,11 +8,9 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 from kubernetes import client, config
 

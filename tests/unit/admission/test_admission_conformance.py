@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.virt_api.admission import admit, parse_body
+from services.virt_api.request_body import parse_body
+from shared.admission import admit
 from shared.api.resources import resource_for_kind
 from shared.errors import ApiError
 

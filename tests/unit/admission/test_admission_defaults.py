@@ -14,8 +14,8 @@ from admission_builders import (
     without,
 )
 
-from services.virt_api.admission import ClusterConfig, admit
-from services.virt_api.admission.vmi_defaults import compute_image_pull_policy
+from shared.admission import ClusterConfig, admit
+from shared.admission.vmi_defaults import compute_image_pull_policy
 from shared.api.resources import VIRTUAL_MACHINE, VIRTUAL_MACHINE_INSTANCE
 
 FIXED_UUID = "11111111-2222-4333-8444-555555555555"
@@ -220,7 +220,7 @@ def test_vm_update_does_not_default_again():
 def test_stable_firmware_uuid_is_uuid5_of_the_vm_name():
     import uuid
 
-    from services.virt_api.admission.vmi_defaults import compute_stable_firmware_uuid
+    from shared.admission.vmi_defaults import compute_stable_firmware_uuid
 
     value = compute_stable_firmware_uuid("vm-cirros")
     assert value == compute_stable_firmware_uuid("vm-cirros") != compute_stable_firmware_uuid("vm-other")

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.virt_api.admission import admit
+from shared.admission import admit
 from shared.api.decoding import decode_object
 from shared.api.resources import resource_for_kind
 from shared.errors import ApiError

@@ -6,7 +6,8 @@ import copy
 import pytest
 from admission_builders import make_vm, make_vmi, with_disk
 
-from services.virt_api.admission import admit, parse_body
+from services.virt_api.request_body import parse_body
+from shared.admission import admit
 from shared.api.resources import (
     LEASE,
     MIGRATION_POLICY,

@@ -14,7 +14,7 @@ from admission_builders import (
     without,
 )
 
-from services.virt_api.admission import admit
+from shared.admission import admit
 from shared.api.resources import VIRTUAL_MACHINE_INSTANCE
 from shared.errors import Invalid
 
@@ -274,7 +274,7 @@ def test_reserved_labels_are_refused_for_users_but_allowed_for_kubevirt():
 
 
 def test_hostdisk_needs_its_feature_gate():
-    from services.virt_api.admission import ClusterConfig
+    from shared.admission import ClusterConfig
 
     vmi = make_vmi(with_disk_and_volume("h", {"disk": {}}, {"hostDisk": {"path": "/d.img", "type": "DiskOrCreate",
                                                                           "capacity": "1Gi"}}))

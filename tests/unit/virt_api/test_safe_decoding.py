@@ -9,7 +9,7 @@ import time
 import pytest
 from hostile_bodies import BOMB_MESSAGE, TOO_DEEP, alias_bomb
 
-from services.virt_api.admission import parse_body
+from services.virt_api.request_body import parse_body
 from services.virt_api.negotiation import decode_document, decode_object, decode_object_with_duplicates
 from services.virt_api.rest import decode_write_body
 from services.virt_api.safe_decoding import (

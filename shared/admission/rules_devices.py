@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.fields import at, invalid_value, not_supported
+from shared.admission.cluster import ClusterConfig
+from shared.admission.fields import at, invalid_value, not_supported
 from shared.errors import StatusCause
 
 INPUT_BUSES = ("virtio", "usb")
@@ -70,7 +70,11 @@ def check_sound_panic_watchdog(spec: dict[str, Any], path: str, cluster: Cluster
         for model in models:
             action = watchdog[model].get("action")
             if action not in (None, "", *WATCHDOG_ACTIONS):
-                causes.append(not_supported(at(field, model, "action"), f"{at(field, model, 'action')} has invalid value {action}"))
+                causes.append(
+                    not_supported(
+                        at(field, model, "action"), f"{at(field, model, 'action')} has invalid value {action}"
+                    )
+                )
     return causes
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.admission.context import AdmissionContext
-from services.virt_api.admission.fields import forbidden, invalid_value, required
+from shared.admission.context import AdmissionContext
+from shared.admission.fields import forbidden, invalid_value, required
 from shared.api.quantity import is_quantity, parse_quantity
 from shared.errors import StatusCause
 
@@ -25,7 +25,9 @@ def admit_migration(obj: dict[str, Any], ctx: AdmissionContext) -> list[StatusCa
     spec = obj["spec"]
     causes: list[StatusCause] = []
     if not spec.get("vmiName"):
-        causes.append(required("spec.vmiName", "vmiName is missing: set spec.vmiName to the name of the VMI to migrate"))
+        causes.append(
+            required("spec.vmiName", "vmiName is missing: set spec.vmiName to the name of the VMI to migrate")
+        )
     if spec.get("priority") is not None and not ctx.trusted:
         causes.append(forbidden("spec.priority", "spec.priority can only be set by KubeVirt"))
     for key in ("sendTo", "receive"):

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
+from shared.admission.cluster import ClusterConfig
 from shared.api.quantity import format_bytes, to_bytes, to_cores
 
 MAX_VCPUS = 512
@@ -84,12 +84,13 @@ def compute_guest_memory(domain: dict[str, Any]) -> str | None:
     hugepage size (KubeVirt's ``setGuestMemory``)."""
     memory = domain.get("memory") or {}
     if memory.get("guest") is not None:
-        return memory["guest"]
+        return str(memory["guest"])
     resources = domain.get("resources") or {}
     for source in (resources.get("requests") or {}, resources.get("limits") or {}):
         if source.get("memory") is not None:
-            return source["memory"]
-    return (memory.get("hugepages") or {}).get("pageSize")
+            return str(source["memory"])
+    page_size = (memory.get("hugepages") or {}).get("pageSize")
+    return None if page_size is None else str(page_size)
 
 
 def _apply_resources(domain: dict[str, Any]) -> None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.context import AdmissionContext
-from services.virt_api.admission.fields import at, forbidden, invalid_value, not_supported, required
-from services.virt_api.admission.vmi_rules import compute_defaulted_spec_causes
+from shared.admission.cluster import ClusterConfig
+from shared.admission.context import AdmissionContext
+from shared.admission.fields import at, forbidden, invalid_value, not_supported, required
+from shared.admission.vmi_rules import compute_defaulted_spec_causes
 from shared.api.vm import RUN_STRATEGIES
 from shared.errors import StatusCause
 
@@ -30,11 +30,20 @@ def check_run_strategy(spec: dict[str, Any], path: str, cluster: ClusterConfig) 
             "please use RunStrategy instead: remove spec.running",
         )]
     if running is None and strategy is None:
-        return [required(at(path, "runStrategy"), "RunStrategy must be specified (one of Always, RerunOnFailure, Manual, Halted, Once)")]
+        return [
+            required(
+                at(path, "runStrategy"),
+                "RunStrategy must be specified (one of Always, RerunOnFailure, Manual, Halted, Once)",
+            )
+        ]
     if strategy is not None and strategy not in RUN_STRATEGIES:
         return [not_supported(at(path, "runStrategy"), f"Invalid RunStrategy ({strategy})")]
     if strategy == "WaitAsReceiver" and not cluster.is_enabled("DecentralizedLiveMigration"):
-        return [forbidden(at(path, "runStrategy"), "RunStrategy WaitAsReceiver needs the DecentralizedLiveMigration feature gate")]
+        return [
+            forbidden(
+                at(path, "runStrategy"), "RunStrategy WaitAsReceiver needs the DecentralizedLiveMigration feature gate"
+            )
+        ]
     return []
 
 
@@ -50,7 +59,12 @@ def check_data_volume_templates(spec: dict[str, Any], path: str, cluster: Cluste
         field = at(path, "dataVolumeTemplates", i)
         name = (template.get("metadata") or {}).get("name")
         if not name:
-            causes.append(required(at(field, "metadata", "name"), "'name' field must not be empty for DataVolumeTemplate entry " + field))
+            causes.append(
+                required(
+                    at(field, "metadata", "name"),
+                    "'name' field must not be empty for DataVolumeTemplate entry " + field,
+                )
+            )
         elif name not in referenced:
             causes.append(not_found_in_volumes(field, name))
         dv_spec = template.get("spec") or {}
@@ -58,7 +72,9 @@ def check_data_volume_templates(spec: dict[str, Any], path: str, cluster: Cluste
             causes.append(invalid_value(at(field, "spec"), "DataVolume must have exactly one of pvc or storage set"))
         sources = [k for k in DV_SOURCE_KEYS if isinstance(dv_spec.get(k), dict) and dv_spec[k]]
         if len(sources) != 1 or ("source" in sources and len(dv_spec["source"]) != 1):
-            causes.append(invalid_value(at(field, "spec"), "DataVolume must have exactly one source (source.<type> or sourceRef)"))
+            causes.append(
+                invalid_value(at(field, "spec"), "DataVolume must have exactly one source (source.<type> or sourceRef)")
+            )
     return causes
 
 

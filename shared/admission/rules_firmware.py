@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.fields import at, invalid_value, not_found
+from shared.admission.cluster import ClusterConfig
+from shared.admission.fields import at, invalid_value, not_found
 from shared.errors import StatusCause
 
 ACPI_TABLE_SOURCES = ("secret",)

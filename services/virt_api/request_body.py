@@ -55,5 +55,7 @@ def parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
             raise BadRequest(f"the request body must hold exactly one YAML document, found {len(documents)}")
         value = documents[0]
     if not isinstance(value, dict):
-        raise BadRequest(f"the request body must be an object (apiVersion, kind, metadata, spec), not {_kind_of(value)}")
+        raise BadRequest(
+            f"the request body must be an object (apiVersion, kind, metadata, spec), not {_kind_of(value)}"
+        )
     return value

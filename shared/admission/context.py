@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from services.virt_api.admission.cluster import DEFAULT_CLUSTER, ClusterConfig
+from shared.admission.cluster import DEFAULT_CLUSTER, ClusterConfig
 
 
 def rfc3339_now() -> str:

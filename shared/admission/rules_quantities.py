@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.admission.fields import at, invalid_value
+from shared.admission.fields import at, invalid_value
 from shared.api.quantity import is_quantity, parse_quantity
 from shared.errors import StatusCause
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.fields import at, duplicate, forbidden, invalid_value, not_found, not_supported
+from shared.admission.cluster import ClusterConfig
+from shared.admission.fields import at, duplicate, forbidden, invalid_value, not_found, not_supported
 from shared.api.networks import NETWORK_SOURCE_FIELDS
 from shared.errors import StatusCause
 
@@ -36,7 +36,11 @@ def check_network_sources(spec: dict[str, Any], path: str, cluster: ClusterConfi
         field = at(path, "networks", i)
         name = network.get("name", "")
         if name in seen:
-            causes.append(duplicate(at(field, "name"), f"Network with name {name} already exists, every network must have a unique name"))
+            causes.append(
+                duplicate(
+                    at(field, "name"), f"Network with name {name} already exists, every network must have a unique name"
+                )
+            )
         seen.add(name)
         sources = [s for s in NETWORK_SOURCE_FIELDS if s in network]
         if not sources:
@@ -46,7 +50,11 @@ def check_network_sources(spec: dict[str, Any], path: str, cluster: ClusterConfi
         if "pod" in network or (network.get("multus") or {}).get("default"):
             pod_or_default += 1
             if pod_or_default > 1:
-                causes.append(invalid_value(field, "more than one interface is connected to a pod network or multus default network"))
+                causes.append(
+                    invalid_value(
+                        field, "more than one interface is connected to a pod network or multus default network"
+                    )
+                )
     return causes
 
 
@@ -55,7 +63,7 @@ def check_interfaces_match_networks(spec: dict[str, Any], path: str, cluster: Cl
     network (rule 52)."""
     causes: list[StatusCause] = []
     networks = {n.get("name") for n in spec.get("networks") or []}
-    used: dict[str, int] = {}
+    used: dict[Any, int] = {}
     for i, interface in enumerate(_interfaces(spec)):
         field = at(path, "domain", "devices", "interfaces", i, "name")
         name = interface.get("name")
@@ -80,16 +88,27 @@ def check_interface_bindings(spec: dict[str, Any], path: str, cluster: ClusterCo
         field = at(path, "domain", "devices", "interfaces", i)
         bindings = [b for b in BINDINGS if b in interface]
         if len(bindings) != 1:
-            causes.append(invalid_value(field, f"logical {interface.get('name')} interface must have exactly one binding method or binding plugin"))
+            causes.append(
+                invalid_value(
+                    field,
+                    f"logical {interface.get('name')} interface must have exactly one binding method or binding plugin",
+                )
+            )
             continue
         binding = bindings[0]
         network = networks.get(interface.get("name")) or {}
         if binding in DISCONTINUED_BINDINGS:
             causes.append(forbidden(at(field, binding), f"{binding} network binding is discontinued since v1.3"))
         elif binding == "masquerade" and network and "pod" not in network:
-            causes.append(invalid_value(at(field, "masquerade"), "Masquerade interface only implemented with pod network"))
+            causes.append(
+                invalid_value(at(field, "masquerade"), "Masquerade interface only implemented with pod network")
+            )
         elif binding == "bridge" and "pod" in network and not cluster.permit_bridge_interface_on_pod_network:
-            causes.append(forbidden(at(field, "bridge"), "Bridge on pod network configuration is not enabled under kubevirt-config"))
+            causes.append(
+                forbidden(
+                    at(field, "bridge"), "Bridge on pod network configuration is not enabled under kubevirt-config"
+                )
+            )
     return causes
 
 
@@ -101,25 +120,47 @@ def check_interface_options(spec: dict[str, Any], path: str, cluster: ClusterCon
         field = at(path, "domain", "devices", "interfaces", i)
         name = interface.get("name", "")
         if not INTERFACE_NAME.match(name):
-            causes.append(invalid_value(at(field, "name"), "Network interface name can only contain alphabetical characters, numbers, dashes (-) or underscores (_)"))
+            causes.append(
+                invalid_value(
+                    at(field, "name"),
+                    "Network interface name can only contain alphabetical characters, numbers, dashes (-) or "
+                    "underscores (_)",
+                )
+            )
         model = interface.get("model")
         if model is not None and model not in INTERFACE_MODELS:
-            causes.append(not_supported(at(field, "model"), f"interface {name} uses model {model} that is not supported."))
+            causes.append(
+                not_supported(at(field, "model"), f"interface {name} uses model {model} that is not supported.")
+            )
         mac = interface.get("macAddress")
         if mac is not None and not MAC_ADDRESS.match(mac):
-            causes.append(invalid_value(at(field, "macAddress"), f"interface {name} has malformed MAC address ({mac})."))
+            causes.append(
+                invalid_value(at(field, "macAddress"), f"interface {name} has malformed MAC address ({mac}).")
+            )
         pci = interface.get("pciAddress")
         if pci is not None and not PCI_ADDRESS.match(pci):
-            causes.append(invalid_value(at(field, "pciAddress"), f"interface {name} has malformed PCI address ({pci})."))
+            causes.append(
+                invalid_value(at(field, "pciAddress"), f"interface {name} has malformed PCI address ({pci}).")
+            )
         causes.extend(_check_ports(interface, field))
         options = (interface.get("dhcpOptions") or {}).get("privateOptions") or []
         seen: set[int] = set()
         for j, option in enumerate(options):
             number = option.get("option")
             if number not in DHCP_PRIVATE_OPTIONS:
-                causes.append(invalid_value(at(field, "dhcpOptions", "privateOptions", j, "option"), "provided DHCPPrivateOptions are out of range, must be in range 224 to 254"))
+                causes.append(
+                    invalid_value(
+                        at(field, "dhcpOptions", "privateOptions", j, "option"),
+                        "provided DHCPPrivateOptions are out of range, must be in range 224 to 254",
+                    )
+                )
             elif number in seen:
-                causes.append(duplicate(at(field, "dhcpOptions", "privateOptions", j, "option"), f"Found Duplicates: you have provided duplicate DHCPPrivateOptions {number}"))
+                causes.append(
+                    duplicate(
+                        at(field, "dhcpOptions", "privateOptions", j, "option"),
+                        f"Found Duplicates: you have provided duplicate DHCPPrivateOptions {number}",
+                    )
+                )
             seen.add(number)
     return causes
 
@@ -142,4 +183,9 @@ def _check_ports(interface: dict[str, Any], field: str) -> list[StatusCause]:
     return causes
 
 
-NETWORK_RULES = (check_network_sources, check_interfaces_match_networks, check_interface_bindings, check_interface_options)
+NETWORK_RULES = (
+    check_network_sources,
+    check_interfaces_match_networks,
+    check_interface_bindings,
+    check_interface_options,
+)

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.virt_api.admission.cluster import DEFAULT_CLUSTER, ClusterConfig
-from services.virt_api.admission.context import AdmissionContext, random_uuid, rfc3339_now
-from services.virt_api.admission.migration_rules import admit_migration, admit_migration_policy
-from services.virt_api.admission.set_rules import admit_pool, admit_replica_set
-from services.virt_api.admission.vm_rules import admit_vm
-from services.virt_api.admission.vmi_rules import admit_vmi
+from shared.admission.cluster import DEFAULT_CLUSTER, ClusterConfig
+from shared.admission.context import AdmissionContext, random_uuid, rfc3339_now
+from shared.admission.migration_rules import admit_migration, admit_migration_policy
+from shared.admission.set_rules import admit_pool, admit_replica_set
+from shared.admission.vm_rules import admit_vm
+from shared.admission.vmi_rules import admit_vmi
 from shared.api.decoding import FieldErrors, decode_object
 from shared.api.resources import ResourceInfo
 from shared.errors import ApiError, BadRequest, StatusCause, invalid
@@ -57,9 +57,9 @@ def unknown_field_message(path: str) -> str:
 def _check_shape(resource: ResourceInfo, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest(f"the body must be a {resource.kind} object, not {type(body).__name__}")
-    body = dict(body)
-    api_version = body.setdefault("apiVersion", resource.api_version)
-    kind = body.setdefault("kind", resource.kind)
+    shaped: dict[str, Any] = dict(body)
+    api_version = shaped.setdefault("apiVersion", resource.api_version)
+    kind = shaped.setdefault("kind", resource.kind)
     if api_version != resource.api_version:
         raise BadRequest(
             f"the API version in the data ({api_version}) does not match the expected API version "
@@ -67,7 +67,7 @@ def _check_shape(resource: ResourceInfo, body: Any) -> dict[str, Any]:
         )
     if kind != resource.kind:
         raise BadRequest(f"the kind in the data ({kind}) does not match the expected kind ({resource.kind})")
-    return body
+    return shaped
 
 
 def _name_of(body: dict[str, Any]) -> str | None:
@@ -122,7 +122,9 @@ def admit(
     obj = decoded.obj
     admitter = ADMITTERS.get(resource.kind)
     if admitter is not None:
-        ctx = AdmissionContext(operation=operation, old=old, cluster=cluster, trusted=trusted, now=now, new_uuid=new_uuid)
+        ctx = AdmissionContext(
+            operation=operation, old=old, cluster=cluster, trusted=trusted, now=now, new_uuid=new_uuid
+        )
         causes = admitter(obj, ctx)
         warnings.extend(ctx.warnings)
         if causes:

@@ -11,9 +11,9 @@ import posixpath
 import re
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.fields import at, duplicate, forbidden, invalid_value, not_found, not_supported, required
-from services.virt_api.admission.naming import dns1123_label_error, is_dns1123_label
+from shared.admission.cluster import ClusterConfig
+from shared.admission.fields import at, duplicate, forbidden, invalid_value, not_found, not_supported, required
+from shared.admission.naming import dns1123_label_error, is_dns1123_label
 from shared.api.volumes import VOLUME_SOURCE_FIELDS
 from shared.errors import StatusCause
 
@@ -29,7 +29,8 @@ PCI_ADDRESS = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$
 BLOCK_SIZE_MIN = 512
 BLOCK_SIZE_MAX = 2 * 2**20
 HOST_DISK_TYPES = ("Disk", "DiskOrCreate")
-SINGLETON_SOURCES = {"serviceAccount": "serviceAccount", "downwardMetrics": "downwardMetrics", "memoryDump": "memoryDump"}
+SINGLETON_SOURCES = {"serviceAccount": "serviceAccount", "downwardMetrics": "downwardMetrics",
+                     "memoryDump": "memoryDump"}
 
 
 def _disks(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -54,7 +55,8 @@ def check_disk_names(spec: dict[str, Any], path: str, cluster: ClusterConfig) ->
     for i, disk in enumerate(_disks(spec)):
         name = disk.get("name", "")
         if not is_dns1123_label(name):
-            causes.append(invalid_value(_disk_path(path, i, "name"), f"Invalid value: {name!r}: {dns1123_label_error(name)}"))
+            causes.append(invalid_value(_disk_path(path, i, "name"), f"Invalid value: {name!r}: "
+                                                                     f"{dns1123_label_error(name)}"))
         if name in seen:
             causes.append(duplicate(
                 _disk_path(path, i, "name"),
@@ -73,7 +75,8 @@ def check_disk_targets(spec: dict[str, Any], path: str, cluster: ClusterConfig) 
     for i, disk in enumerate(_disks(spec)):
         targets = [t for t in DISK_TARGETS if t in disk]
         if len(targets) > 1:
-            causes.append(invalid_value(_disk_path(path, i), f"{_disk_path(path, i)} can only have a single target type defined"))
+            causes.append(invalid_value(_disk_path(path, i), f"{_disk_path(path, i)} can only have a single target "
+                                                             "type defined"))
             continue
         kind, target = _target(disk)
         if kind is None:
@@ -83,11 +86,13 @@ def check_disk_targets(spec: dict[str, Any], path: str, cluster: ClusterConfig) 
         if bus == "ide":
             causes.append(not_supported(bus_field, "IDE bus is not supported"))
         elif bus and bus not in DISK_BUSES:
-            causes.append(not_supported(bus_field, f"{bus_field} is set with an unrecognized bus {bus}, must be one of: [{' '.join(DISK_BUSES)}]"))
+            causes.append(not_supported(bus_field, f"{bus_field} is set with an unrecognized bus {bus}, must be one "
+                                                   f"of: [{' '.join(DISK_BUSES)}]"))
         if kind == "cdrom" and bus == "virtio":
             causes.append(not_supported(bus_field, "Bus type virtio is invalid for CD-ROM device"))
         if kind == "disk" and bus == "sata" and target.get("readonly") is True:
-            causes.append(not_supported(_disk_path(path, i, kind, "readonly"), "sata hard-disks do not support read-only."))
+            causes.append(not_supported(_disk_path(path, i, kind, "readonly"), "sata hard-disks do not support "
+                                                                               "read-only."))
         pci = target.get("pciAddress") if kind == "disk" else None
         if pci is not None:
             pci_field = _disk_path(path, i, kind, "pciAddress")
@@ -119,9 +124,13 @@ def check_disk_options(spec: dict[str, Any], path: str, cluster: ClusterConfig) 
         serial = disk.get("serial")
         if serial is not None:
             if len(serial) > SERIAL_MAX:
-                causes.append(invalid_value(_disk_path(path, i, "serial"), f"{_disk_path(path, i, 'serial')} must be less than or equal to {SERIAL_MAX} in length, if specified"))
+                causes.append(invalid_value(_disk_path(path, i, "serial"), f"{_disk_path(path, i, 'serial')} must be "
+                                                                           f"less than or equal to {SERIAL_MAX} in "
+                                                                           "length, if specified"))
             elif not SERIAL_PATTERN.match(serial):
-                causes.append(invalid_value(_disk_path(path, i, "serial"), f"{_disk_path(path, i, 'serial')} must be made up of the following characters [A-Za-z0-9_.+-], if specified"))
+                causes.append(invalid_value(_disk_path(path, i, "serial"), f"{_disk_path(path, i, 'serial')} must be "
+                                                                           "made up of the following characters "
+                                                                           "[A-Za-z0-9_.+-], if specified"))
         for key, allowed, text in (
             ("cache", CACHE_MODES, "has invalid value"),
             ("io", IO_MODES, "has invalid value"),
@@ -156,7 +165,8 @@ def _check_block_size(disk: dict[str, Any], field: str, bus: str | None) -> list
     if not causes and sizes["logical"] and sizes["physical"] and sizes["logical"] > sizes["physical"]:
         causes.append(invalid_value(at(field, "logical"), "logical size must not be greater than physical size"))
     if bus == "sata" and sizes["logical"] not in (None, BLOCK_SIZE_MIN):
-        causes.append(invalid_value(at(field, "logical"), f"sata disks only support a logical block size of {BLOCK_SIZE_MIN}"))
+        causes.append(invalid_value(at(field, "logical"), "sata disks only support a logical block size of "
+                                                          f"{BLOCK_SIZE_MIN}"))
     return causes
 
 
@@ -204,7 +214,8 @@ def check_volumes_have_disks(spec: dict[str, Any], path: str, cluster: ClusterCo
         f.get("name") for f in devices.get("filesystems") or []
     }
     return [
-        not_found(at(path, "volumes", i, "name"), f"{at(path, 'volumes', i, 'name')} '{volume.get('name')}' not found. Add a disk named "
+        not_found(at(path, "volumes", i, "name"), f"{at(path, 'volumes', i, 'name')} '{volume.get('name')}' not found. "
+                                                  "Add a disk named "
                   f"'{volume.get('name')}' to {at(path, 'domain', 'devices', 'disks')} or remove the volume.")
         for i, volume in enumerate(spec.get("volumes") or [])
         if volume.get("name") not in used and "memoryDump" not in volume
@@ -228,12 +239,14 @@ def check_volume_names_and_sources(spec: dict[str, Any], path: str, cluster: Clu
             seen[name] = i
         sources = [s for s in VOLUME_SOURCE_FIELDS if s in volume]
         if len(sources) != 1:
-            causes.append(invalid_value(at(path, "volumes", i), f"{at(path, 'volumes', i)} must have exactly one source type set"))
+            causes.append(invalid_value(at(path, "volumes", i), f"{at(path, 'volumes', i)} must have exactly one "
+                                                                "source type set"))
         for source in sources:
             if source in SINGLETON_SOURCES:
                 singletons[source] = singletons.get(source, 0) + 1
                 if singletons[source] == 2:
-                    causes.append(invalid_value(at(path, "volumes", i), f"{at(path, 'volumes')} must have max one {source} volume set"))
+                    causes.append(invalid_value(at(path, "volumes", i), f"{at(path, 'volumes')} must have max one "
+                                                                        f"{source} volume set"))
     return causes
 
 
@@ -272,7 +285,8 @@ def _check_container_disk(source: dict[str, Any], field: str) -> list[StatusCaus
         if disk_path == "/" or posixpath.normpath(disk_path) == "/":
             causes.append(invalid_value(at(field, "path"), f"{at(field, 'path')} must not point to root"))
         elif not disk_path.startswith("/") or ".." in disk_path.split("/"):
-            causes.append(invalid_value(at(field, "path"), f"{at(field, 'path')} must be an absolute path to a file without relative components"))
+            causes.append(invalid_value(at(field, "path"), f"{at(field, 'path')} must be an absolute path to a file "
+                                                           "without relative components"))
     return causes
 
 
@@ -284,9 +298,11 @@ def _check_host_disk(source: dict[str, Any], field: str, cluster: ClusterConfig)
         causes.append(required(at(field, "path"), f"{at(field, 'path')} is required"))
     kind = source.get("type")
     if kind not in HOST_DISK_TYPES:
-        causes.append(not_supported(at(field, "type"), f"{at(field, 'type')} has invalid value '{kind}', allowed are '{HOST_DISK_TYPES[0]}' or '{HOST_DISK_TYPES[1]}'"))
+        causes.append(not_supported(at(field, "type"), f"{at(field, 'type')} has invalid value '{kind}', allowed are "
+                                                       f"'{HOST_DISK_TYPES[0]}' or '{HOST_DISK_TYPES[1]}'"))
     elif kind == "Disk" and source.get("capacity") is not None:
-        causes.append(invalid_value(at(field, "capacity"), f"{at(field, 'capacity')} is allowed only for '{HOST_DISK_TYPES[1]}' type"))
+        causes.append(invalid_value(at(field, "capacity"), f"{at(field, 'capacity')} is allowed only for "
+                                                           f"'{HOST_DISK_TYPES[1]}' type"))
     return causes
 
 
@@ -309,25 +325,30 @@ def check_cloud_init(spec: dict[str, Any], path: str, cluster: ClusterConfig) ->
                 continue
             field = at(path, "volumes", i, source)
             user = [k for k in ("userData", "userDataBase64", "secretRef") if data.get(k) not in (None, "")]
-            network = [k for k in ("networkData", "networkDataBase64", "networkDataSecretRef") if data.get(k) not in (None, "")]
+            network = [k for k in ("networkData", "networkDataBase64", "networkDataSecretRef")
+                       if data.get(k) not in (None, "")]
             if len(user) > 1:
                 causes.append(invalid_value(field, f"{field} must have only one userdatasource set."))
             if len(network) > 1:
                 causes.append(invalid_value(field, f"{field} must have only one networkdatasource set."))
             if not user and not network:
-                causes.append(required(field, f"{field} must have at least one userdatasource or one networkdatasource set."))
-            for kind, inline, encoded in (("userdata", "userData", "userDataBase64"), ("networkdata", "networkData", "networkDataBase64")):
+                causes.append(required(field, f"{field} must have at least one userdatasource or one networkdatasource "
+                                              "set."))
+            for kind, inline, encoded in (("userdata", "userData", "userDataBase64"),
+                                          ("networkdata", "networkData", "networkDataBase64")):
                 size = len(data.get(inline, "").encode())
                 if data.get(encoded):
                     if not _is_base64(data[encoded]):
-                        causes.append(invalid_value(at(field, encoded), f"{at(field, encoded)} is not a valid base64 value."))
+                        causes.append(invalid_value(at(field, encoded), f"{at(field, encoded)} is not a valid base64 "
+                                                                        "value."))
                         continue
                     size = len(base64.b64decode(data[encoded]))
                 if size > CLOUD_INIT_DATA_LIMIT:
                     secret_ref = "UserDataSecretRef" if kind == "userdata" else "NetworkDataSecretRef"
                     causes.append(invalid_value(
                         field,
-                        f"{field} {kind} exceeds {CLOUD_INIT_DATA_LIMIT} byte limit. Should use {secret_ref} for larger data.",
+                        f"{field} {kind} exceeds {CLOUD_INIT_DATA_LIMIT} byte limit. Should use {secret_ref} for "
+                        "larger data.",
                     ))
     return causes
 

@@ -2,8 +2,9 @@
 that matter at admission time, with KubeVirt's code defaults (pkg/virt-config/virt-config.go,
 kubevirt-api.md §6.1).
 
-Deliberate differences: ``memory_hotplug`` is off (see ClusterConfig), and the ``HostDisk`` feature gate (Alpha, off in KubeVirt) is on, so
-KubeVirt's own ``vmi-host-disk.yaml`` example is accepted on this single-host installation.
+Deliberate differences: ``memory_hotplug`` is off (see ClusterConfig), and the ``HostDisk`` feature
+gate (Alpha, off in KubeVirt) is on, so KubeVirt's own ``vmi-host-disk.yaml`` example is accepted on
+this single-host installation.
 """
 
 from __future__ import annotations

@@ -11,18 +11,18 @@ from typing import Any
 
 import msgspec
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.context import AdmissionContext
-from services.virt_api.admission.fields import forbidden
-from services.virt_api.admission.rules_access import ACCESS_RULES
-from services.virt_api.admission.rules_compute import COMPUTE_RULES
-from services.virt_api.admission.rules_devices import DEVICE_RULES
-from services.virt_api.admission.rules_firmware import FIRMWARE_RULES
-from services.virt_api.admission.rules_lifecycle import LIFECYCLE_RULES
-from services.virt_api.admission.rules_network import NETWORK_RULES
-from services.virt_api.admission.rules_quantities import check_quantities
-from services.virt_api.admission.rules_storage import STORAGE_RULES
-from services.virt_api.admission.vmi_defaults import compute_vmi_spec_defaults, compute_vmi_status_on_create
+from shared.admission.cluster import ClusterConfig
+from shared.admission.context import AdmissionContext
+from shared.admission.fields import forbidden
+from shared.admission.rules_access import ACCESS_RULES
+from shared.admission.rules_compute import COMPUTE_RULES
+from shared.admission.rules_devices import DEVICE_RULES
+from shared.admission.rules_firmware import FIRMWARE_RULES
+from shared.admission.rules_lifecycle import LIFECYCLE_RULES
+from shared.admission.rules_network import NETWORK_RULES
+from shared.admission.rules_quantities import check_quantities
+from shared.admission.rules_storage import STORAGE_RULES
+from shared.admission.vmi_defaults import compute_vmi_spec_defaults, compute_vmi_status_on_create
 from shared.api.vmi import VirtualMachineInstanceSpec
 from shared.errors import StatusCause
 
@@ -77,7 +77,13 @@ def check_reserved_labels(
     touched = sorted(k for k in RESERVED_LABELS if k in labels and labels.get(k) != old_labels.get(k))
     if not touched:
         return []
-    return [forbidden(path, f"creation of the following reserved kubevirt.io/ labels on a VMI object is prohibited: {', '.join(touched)}")]
+    return [
+        forbidden(
+            path,
+            "creation of the following reserved kubevirt.io/ labels on a VMI object is prohibited: "
+            f"{', '.join(touched)}",
+        )
+    ]
 
 
 def _normalized(spec: Any) -> Any:
@@ -103,7 +109,9 @@ def admit_vmi(obj: dict[str, Any], ctx: AdmissionContext) -> list[StatusCause]:
     old = ctx.old or {}
     causes: list[StatusCause] = []
     if not ctx.trusted:
-        causes += check_reserved_labels(metadata.get("labels"), (old.get("metadata") or {}).get("labels"), "metadata.labels")
+        causes += check_reserved_labels(
+            metadata.get("labels"), (old.get("metadata") or {}).get("labels"), "metadata.labels"
+        )
     if ctx.is_create:
         quantity_causes = check_quantities(obj["spec"], "spec")
         if quantity_causes:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.fields import at, invalid_value, required
+from shared.admission.cluster import ClusterConfig
+from shared.admission.fields import at, invalid_value, required
 from shared.errors import StatusCause
 
 PROPAGATION_VOLUMES = {"noCloud": "cloudInitNoCloud", "configDrive": "cloudInitConfigDrive"}
@@ -25,11 +25,19 @@ def check_access_credentials(spec: dict[str, Any], path: str, cluster: ClusterCo
             continue
         body = credential[kinds[0]]
         if not ((body.get("source") or {}).get("secret") or {}).get("secretName"):
-            causes.append(required(at(field, kinds[0], "source"), f"{at(field, kinds[0], 'source')} must have exactly one source set"))
+            causes.append(
+                required(
+                    at(field, kinds[0], "source"), f"{at(field, kinds[0], 'source')} must have exactly one source set"
+                )
+            )
         methods = [m for m, v in (body.get("propagationMethod") or {}).items() if v is not None]
         if len(methods) != 1:
-            causes.append(invalid_value(at(field, kinds[0], "propagationMethod"),
-                                        f"{at(field, kinds[0], 'propagationMethod')} must have exactly one propagationMethod set"))
+            causes.append(
+                invalid_value(
+                    at(field, kinds[0], "propagationMethod"),
+                    f"{at(field, kinds[0], 'propagationMethod')} must have exactly one propagationMethod set",
+                )
+            )
             continue
         volume_kind = PROPAGATION_VOLUMES.get(methods[0])
         if volume_kind and not any(volume_kind in v for v in volumes):

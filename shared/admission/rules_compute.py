@@ -6,8 +6,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from services.virt_api.admission.cluster import EMULATED_MACHINES, ClusterConfig
-from services.virt_api.admission.fields import at, forbidden, invalid_value, not_supported, required
+from shared.admission.cluster import EMULATED_MACHINES, ClusterConfig
+from shared.admission.fields import at, forbidden, invalid_value, not_supported, required
 from shared.api.quantity import parse_quantity
 from shared.errors import StatusCause
 
@@ -31,7 +31,12 @@ def check_memory(spec: dict[str, Any], path: str, cluster: ClusterConfig) -> lis
     req_field = at(path, "domain", "resources", "requests", "memory")
     lim_field = at(path, "domain", "resources", "limits", "memory")
     hugepages = (memory.get("hugepages") or {}).get("pageSize")
-    if requests.get("memory") is None and memory.get("guest") is None and hugepages is None and limits.get("memory") is None:
+    if (
+        requests.get("memory") is None
+        and memory.get("guest") is None
+        and hugepages is None
+        and limits.get("memory") is None
+    ):
         return [required(req_field, (
             "no memory requested, at least one of 'spec.domain.memory.guest', "
             "'spec.domain.memory.hugepages.pageSize' or 'spec.domain.resources.requests.memory' must be set"
@@ -41,7 +46,9 @@ def check_memory(spec: dict[str, Any], path: str, cluster: ClusterConfig) -> lis
         if value is not None and parse_quantity(value) < 0:
             causes.append(invalid_value(field, f"{field} '{value}' must be greater than or equal to 0."))
     if requests.get("memory") is not None and 0 <= parse_quantity(requests["memory"]) < MIN_MEMORY_BYTES:
-        causes.append(invalid_value(req_field, f"{req_field} '{requests['memory']}' must be greater than or equal to 1M."))
+        causes.append(
+            invalid_value(req_field, f"{req_field} '{requests['memory']}' must be greater than or equal to 1M.")
+        )
     if (
         requests.get("memory") is not None
         and limits.get("memory") is not None
@@ -100,22 +107,54 @@ def check_cpu(spec: dict[str, Any], path: str, cluster: ClusterConfig) -> list[S
             ))
     cpu_path = at(path, "domain", "cpu")
     if cpu.get("isolateEmulatorThread") and not cpu.get("dedicatedCpuPlacement"):
-        causes.append(invalid_value(at(cpu_path, "isolateEmulatorThread"),
-                                    "IsolateEmulatorThread should be only set in combination with DedicatedCPUPlacement"))
+        causes.append(
+            invalid_value(
+                at(cpu_path, "isolateEmulatorThread"),
+                "IsolateEmulatorThread should be only set in combination with DedicatedCPUPlacement",
+            )
+        )
     if cpu.get("dedicatedCpuPlacement"):
         if (cpu.get("threads") or 0) > MAX_DEDICATED_THREADS:
-            causes.append(invalid_value(at(cpu_path, "threads"), "Not more than two threads must be provided at the CPU topology when using dedicated CPU placement"))
-        if requests.get("cpu") is not None and limits.get("cpu") is not None and parse_quantity(requests["cpu"]) != parse_quantity(limits["cpu"]):
-            causes.append(invalid_value(req_field, f"{req_field} must be equal to {lim_field} when dedicatedCpuPlacement is true"))
+            causes.append(
+                invalid_value(
+                    at(cpu_path, "threads"),
+                    "Not more than two threads must be provided at the CPU topology when using dedicated CPU placement",
+                )
+            )
+        if (
+            requests.get("cpu") is not None
+            and limits.get("cpu") is not None
+            and parse_quantity(requests["cpu"]) != parse_quantity(limits["cpu"])
+        ):
+            causes.append(
+                invalid_value(req_field, f"{req_field} must be equal to {lim_field} when dedicatedCpuPlacement is true")
+            )
         for field, value in ((req_field, requests.get("cpu")), (lim_field, limits.get("cpu"))):
             if value is not None and parse_quantity(value) % 1 != 0:
-                causes.append(invalid_value(field, f"provided resources CPU requests must be an integer when dedicatedCpuPlacement is true: {value}"))
-    if cpu.get("realtime") is not None and not (cpu.get("dedicatedCpuPlacement") and (cpu.get("numa") or {}).get("guestMappingPassthrough") is not None):
-        causes.append(invalid_value(at(cpu_path, "realtime"), "realtime requires dedicatedCpuPlacement and guestMappingPassthrough to be set"))
+                causes.append(
+                    invalid_value(
+                        field,
+                        "provided resources CPU requests must be an integer when dedicatedCpuPlacement is true: "
+                        f"{value}",
+                    )
+                )
+    if cpu.get("realtime") is not None and not (
+        cpu.get("dedicatedCpuPlacement") and (cpu.get("numa") or {}).get("guestMappingPassthrough") is not None
+    ):
+        causes.append(
+            invalid_value(
+                at(cpu_path, "realtime"),
+                "realtime requires dedicatedCpuPlacement and guestMappingPassthrough to be set",
+            )
+        )
     if spec.get("architecture") == "arm64" and (cpu.get("threads") or 1) > 1:
         causes.append(forbidden(at(cpu_path, "threads"), "Arm64 not support CPU threads more than 1"))
     if cpu.get("maxSockets") and cpu.get("sockets") and cpu["sockets"] > cpu["maxSockets"]:
-        causes.append(invalid_value(at(cpu_path, "sockets"), "Number of sockets in CPU topology is greater than the maximum sockets allowed"))
+        causes.append(
+            invalid_value(
+                at(cpu_path, "sockets"), "Number of sockets in CPU topology is greater than the maximum sockets allowed"
+            )
+        )
     for key in ("cores", "sockets", "threads", "maxSockets"):
         if cpu.get(key) is not None and cpu[key] < 0:
             causes.append(invalid_value(at(cpu_path, key), f"{at(cpu_path, key)} must be greater than or equal to 0"))

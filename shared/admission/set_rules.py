@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.admission.context import AdmissionContext
-from services.virt_api.admission.fields import at, invalid_value, not_supported, required
-from services.virt_api.admission.labelselector import OPERATORS, is_selector_empty, is_selector_matching
-from services.virt_api.admission.vm_rules import compute_vm_spec_causes
-from services.virt_api.admission.vmi_rules import compute_defaulted_spec_causes
+from shared.admission.context import AdmissionContext
+from shared.admission.fields import at, invalid_value, not_supported, required
+from shared.admission.labelselector import OPERATORS, is_selector_empty, is_selector_matching
+from shared.admission.vm_rules import compute_vm_spec_causes
+from shared.admission.vmi_rules import compute_defaulted_spec_causes
 from shared.errors import StatusCause
 
 
@@ -22,7 +22,9 @@ def check_replicas_and_selector(spec: dict[str, Any], template_labels: dict[str,
         causes.append(invalid_value("spec.replicas", "spec.replicas must be greater than or equal to 0"))
     selector = spec.get("selector") or {}
     if is_selector_empty(selector):
-        return causes + [required("spec.selector", "a non-empty selector is required (matchLabels or matchExpressions)")]
+        return causes + [
+            required("spec.selector", "a non-empty selector is required (matchLabels or matchExpressions)")
+        ]
     for i, expression in enumerate(selector.get("matchExpressions") or []):
         if expression.get("operator") not in OPERATORS:
             causes.append(not_supported(at("spec.selector.matchExpressions", i, "operator"),

@@ -6,9 +6,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from services.virt_api.admission.cluster import ClusterConfig
-from services.virt_api.admission.fields import at, invalid_value, not_supported, required
-from services.virt_api.admission.naming import is_dns1123_label, is_dns1123_subdomain
+from shared.admission.cluster import ClusterConfig
+from shared.admission.fields import at, invalid_value, not_supported, required
+from shared.admission.naming import is_dns1123_label, is_dns1123_subdomain
 from shared.errors import StatusCause
 
 START_STRATEGIES = ("Paused",)
@@ -29,7 +29,13 @@ def check_start_strategy(spec: dict[str, Any], path: str, cluster: ClusterConfig
     if strategy not in START_STRATEGIES:
         return [not_supported(field, f"{field} is set with an unrecognized option: {strategy}")]
     if spec.get("livenessProbe") is not None:
-        return [invalid_value(field, f"either {field} or {at(path, 'livenessProbe')} should be provided.Pausing VMI with LivenessProbe is not supported")]
+        return [
+            invalid_value(
+                field,
+                f"either {field} or {at(path, 'livenessProbe')} should be provided.Pausing VMI with LivenessProbe is "
+                "not supported",
+            )
+        ]
     return []
 
 
@@ -56,14 +62,32 @@ def check_probes(spec: dict[str, Any], path: str, cluster: ClusterConfig) -> lis
         field = at(path, key)
         handlers = [h for h in PROBE_HANDLERS if h in probe]
         if not handlers:
-            causes.append(required(field, f"either {field}.tcpSocket, {field}.exec, {field}.guestAgentPing or {field}.httpGet must be set if a {field} is specified"))
+            causes.append(
+                required(
+                    field,
+                    f"either {field}.tcpSocket, {field}.exec, {field}.guestAgentPing or {field}.httpGet must be set if "
+                    f"a {field} is specified",
+                )
+            )
         elif len(handlers) > 1:
             causes.append(invalid_value(field, f"{field} must have exactly one probe type set"))
         elif handlers[0] in ("httpGet", "tcpSocket") and not _uses_pod_network(spec):
-            causes.append(invalid_value(at(field, handlers[0]), f"{at(field, handlers[0])} is only allowed if the Pod Network is attached"))
-        for timing in ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"):
+            causes.append(
+                invalid_value(
+                    at(field, handlers[0]), f"{at(field, handlers[0])} is only allowed if the Pod Network is attached"
+                )
+            )
+        for timing in (
+            "initialDelaySeconds",
+            "timeoutSeconds",
+            "periodSeconds",
+            "successThreshold",
+            "failureThreshold",
+        ):
             if probe.get(timing) is not None and probe[timing] < 0:
-                causes.append(invalid_value(at(field, timing), f"{at(field, timing)} must be greater than or equal to 0"))
+                causes.append(
+                    invalid_value(at(field, timing), f"{at(field, timing)} must be greater than or equal to 0")
+                )
     return causes
 
 
@@ -72,10 +96,16 @@ def check_hostname(spec: dict[str, Any], path: str, cluster: ClusterConfig) -> l
     causes: list[StatusCause] = []
     hostname = spec.get("hostname")
     if hostname is not None and not is_dns1123_label(hostname):
-        causes.append(invalid_value(at(path, "hostname"), f"does not conform to the kubernetes DNS_LABEL rules : {hostname}"))
+        causes.append(
+            invalid_value(at(path, "hostname"), f"does not conform to the kubernetes DNS_LABEL rules : {hostname}")
+        )
     subdomain = spec.get("subdomain")
     if subdomain is not None and not is_dns1123_subdomain(subdomain):
-        causes.append(invalid_value(at(path, "subdomain"), f"does not conform to the kubernetes DNS_SUBDOMAIN rules : {subdomain}"))
+        causes.append(
+            invalid_value(
+                at(path, "subdomain"), f"does not conform to the kubernetes DNS_SUBDOMAIN rules : {subdomain}"
+            )
+        )
     return causes
 
 
@@ -86,22 +116,46 @@ def check_dns(spec: dict[str, Any], path: str, cluster: ClusterConfig) -> list[S
     policy = spec.get("dnsPolicy")
     config = spec.get("dnsConfig") or {}
     if policy is not None and policy not in DNS_POLICIES:
-        causes.append(not_supported(at(path, "dnsPolicy"), f"{at(path, 'dnsPolicy')} is not supported: {policy}, must be one of: [{' '.join(DNS_POLICIES)}]"))
+        causes.append(
+            not_supported(
+                at(path, "dnsPolicy"),
+                f"{at(path, 'dnsPolicy')} is not supported: {policy}, must be one of: [{' '.join(DNS_POLICIES)}]",
+            )
+        )
     nameservers = config.get("nameservers") or []
     if policy == "None" and not nameservers:
-        causes.append(required(at(path, "dnsConfig", "nameservers"), "must provide at least one DNS nameserver when `dnsPolicy` is None"))
+        causes.append(
+            required(
+                at(path, "dnsConfig", "nameservers"),
+                "must provide at least one DNS nameserver when `dnsPolicy` is None",
+            )
+        )
     if len(nameservers) > MAX_NAMESERVERS:
-        causes.append(invalid_value(at(path, "dnsConfig", "nameservers"), f"must not have more than {MAX_NAMESERVERS} nameservers: {nameservers}"))
+        causes.append(
+            invalid_value(
+                at(path, "dnsConfig", "nameservers"),
+                f"must not have more than {MAX_NAMESERVERS} nameservers: {nameservers}",
+            )
+        )
     for i, server in enumerate(nameservers):
         try:
             ipaddress.ip_address(server)
         except ValueError:
-            causes.append(invalid_value(at(path, "dnsConfig", "nameservers", i), f"must be a valid IP address: {server}"))
+            causes.append(
+                invalid_value(at(path, "dnsConfig", "nameservers", i), f"must be a valid IP address: {server}")
+            )
     searches = config.get("searches") or []
     if len(searches) > MAX_SEARCHES:
-        causes.append(invalid_value(at(path, "dnsConfig", "searches"), f"must not have more than {MAX_SEARCHES} search paths"))
+        causes.append(
+            invalid_value(at(path, "dnsConfig", "searches"), f"must not have more than {MAX_SEARCHES} search paths")
+        )
     if len(" ".join(searches)) > MAX_SEARCH_CHARS:
-        causes.append(invalid_value(at(path, "dnsConfig", "searches"), f"must not have more than {MAX_SEARCH_CHARS} characters (including spaces) in the search list"))
+        causes.append(
+            invalid_value(
+                at(path, "dnsConfig", "searches"),
+                f"must not have more than {MAX_SEARCH_CHARS} characters (including spaces) in the search list",
+            )
+        )
     for i, search in enumerate(searches):
         if not is_dns1123_subdomain(search.rstrip(".")):
             causes.append(invalid_value(at(path, "dnsConfig", "searches", i), f"{search!r} must be a DNS subdomain"))
