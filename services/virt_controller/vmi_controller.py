@@ -69,9 +69,16 @@ class VMIController:
             self.queue.add(object_key(new))
 
     def _on_node(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Queue the node's VMIs unless the node was responsive before and still is: a
+        heartbeat of a healthy node (most node events) changes nothing for its VMIs."""
         node = new or old
-        if node is not None:
-            self.enqueue_node_vmis(node["metadata"]["name"])
+        if node is None:
+            return
+        now = self.clock.now()
+        if old is not None and new is not None and is_node_responsive(new, now, self.heartbeat_timeout) \
+                and is_node_responsive(old, now, self.heartbeat_timeout):
+            return
+        self.enqueue_node_vmis(node["metadata"]["name"])
 
     def enqueue_node_vmis(self, node_name: str) -> None:
         """Queue the VMIs placed on ``node_name``."""
