@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from shared.api.vmi import VirtualMachineInstance
-from shared.api.vocabulary import ConditionType, Phase
+from shared.api.vocabulary import ConditionStatus, ConditionType, Phase, Reason
 from shared.events_recorder import NORMAL, WARNING, EventRecorder
 from shared.metrics import observe_phase_transition, register_phase_source
 
@@ -50,8 +50,8 @@ def _metric_view(vmi: VirtualMachineInstance) -> dict[str, Any]:
 
 def _unschedulable_message(vmi: dict[str, Any] | None) -> str | None:
     for cond in ((vmi or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == ConditionType.POD_SCHEDULED and cond.get("status") == "False" \
-                and cond.get("reason") == "Unschedulable":
+        if cond.get("type") == ConditionType.POD_SCHEDULED and cond.get("status") == ConditionStatus.FALSE \
+                and cond.get("reason") == Reason.UNSCHEDULABLE:
             return str(cond.get("message") or "0 nodes are available")
     return None
 

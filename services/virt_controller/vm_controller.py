@@ -61,6 +61,7 @@ from shared.api.vmi import VirtualMachineInstance
 from shared.api.vocabulary import (
     EventType,
     Reason,
+    RunStrategy,
     StateChangeAction,
     format_micro_time,
     format_time,
@@ -247,7 +248,7 @@ class VMController:
 
     async def _switch_to_always(self, vm: VirtualMachine) -> VirtualMachine:
         if vm.spec.run_strategy is not None:
-            spec = replace(vm.spec, run_strategy="Always")
+            spec = replace(vm.spec, run_strategy=RunStrategy.ALWAYS)
         else:
             spec = replace(vm.spec, running=True)
         try:
