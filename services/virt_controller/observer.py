@@ -42,10 +42,10 @@ def _watched_state(vmi: VirtualMachineInstance) -> tuple[object, ...]:
 
 def _metric_view(vmi: VirtualMachineInstance) -> dict[str, Any]:
     """The parts of a VMI ``kubevirt_vmi_phase_count`` reads, JSON-ready."""
-    meta = vmi.metadata
+    meta, status = vmi.metadata, vmi.status
     return {"metadata": {"annotations": (meta.annotations if meta is not None else None) or {},
                          "labels": (meta.labels if meta is not None else None) or {}},
-            "status": {"phase": (vmi.status.phase if vmi.status is not None else None) or ""}}
+            "status": {"phase": status.phase, "nodeName": status.node_name} if status is not None else {}}
 
 
 def _unschedulable_message(vmi: dict[str, Any] | None) -> str | None:
