@@ -26,6 +26,7 @@ import copy
 from typing import Any
 
 from shared import events, tracing
+from shared.api.run_strategy import RunStrategyError, read_run_strategy
 from shared.errors import (
     ApiError,
     BadRequest,
@@ -63,11 +64,10 @@ def _is_dry_run(options: dict[str, Any]) -> bool:
 
 def _run_strategy(vm: dict[str, Any]) -> str:
     spec = vm.get("spec") or {}
-    if spec.get("running") is not None and spec.get("runStrategy") is not None:
-        raise InternalError("Internal error occurred: running and runstrategy are mutually exclusive")
-    if spec.get("running") is not None:
-        return "Always" if spec["running"] else "Halted"
-    return spec.get("runStrategy") or "Halted"
+    try:
+        return read_run_strategy(spec.get("running"), spec.get("runStrategy"))
+    except RunStrategyError as err:
+        raise InternalError(f"Internal error occurred: {err}") from None
 
 
 def _phase(vmi: dict[str, Any] | None) -> str:

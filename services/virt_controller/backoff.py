@@ -16,15 +16,18 @@ The random part is passed in (``jitter(n)`` returns an int in ``[0, n)``) so tes
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
 
 from services.virt_controller import phases
-from services.virt_controller.clock import format_time, parse_time
+from shared.api.vm import VirtualMachineStartFailure
+from shared.api.vmi import VirtualMachineInstance
+from shared.api.vocabulary import RunStrategy, format_time, parse_time
 
 DEFAULT_MAX_CRASH_LOOP_BACKOFF_SECONDS = 300
 MIN_INTERVAL_SECONDS = 10
-BACKOFF_RUN_STRATEGIES = frozenset({"Always", "RerunOnFailure", "Once"})
+BACKOFF_RUN_STRATEGIES: frozenset[str] = frozenset({RunStrategy.ALWAYS, RunStrategy.RERUN_ON_FAILURE,
+                                                    RunStrategy.ONCE})
 
 Jitter = Callable[[int], int]
 
@@ -43,39 +46,39 @@ def compute_start_backoff_seconds(fail_count: int,
     return min(delay, max_delay)
 
 
-def is_start_failure_cleared(run_strategy: str, vmi: dict[str, Any] | None) -> bool:
+def is_start_failure_cleared(run_strategy: str, vmi: VirtualMachineInstance | None) -> bool:
     """True when ``status.startFailure`` must be removed (VMI ran, or no auto-restart strategy)."""
     return phases.was_running(vmi) or run_strategy not in BACKOFF_RUN_STRATEGIES
 
 
-def compute_start_failure(current: dict[str, Any] | None, run_strategy: str,
-                          vmi: dict[str, Any] | None, now: datetime, *,
+def compute_start_failure(current: VirtualMachineStartFailure | None, run_strategy: str,
+                          vmi: VirtualMachineInstance | None, now: datetime, *,
                           max_delay: int = DEFAULT_MAX_CRASH_LOOP_BACKOFF_SECONDS,
-                          jitter: Jitter = random.randrange) -> dict[str, Any] | None:
+                          jitter: Jitter = random.randrange) -> VirtualMachineStartFailure | None:
     """The VM's new ``status.startFailure`` given the current one and the VMI.
 
-    Returns ``None`` to clear it, ``current`` unchanged when there is nothing new, or a new dict
+    Returns ``None`` to clear it, ``current`` unchanged when there is nothing new, or a new one
     ``{consecutiveFailCount, lastFailedVMIUID, retryAfterTimestamp}``.
     """
     if is_start_failure_cleared(run_strategy, vmi):
         return None
     if vmi is None or not phases.failed_early(vmi):
         return current
-    uid = (vmi.get("metadata") or {}).get("uid")
-    if current and current.get("lastFailedVMIUID") == uid:
+    uid = vmi.metadata.uid if vmi.metadata is not None else None
+    if current is not None and current.last_failed_vmi_uid == uid:
         return current
-    count = int((current or {}).get("consecutiveFailCount") or 0) + 1
+    count = int((current.consecutive_fail_count if current is not None else None) or 0) + 1
     delay = compute_start_backoff_seconds(count, max_delay, jitter=jitter)
-    return {
-        "consecutiveFailCount": count,
-        "lastFailedVMIUID": uid,
-        "retryAfterTimestamp": format_time(now + timedelta(seconds=delay)),
-    }
+    return VirtualMachineStartFailure(
+        consecutive_fail_count=count,
+        last_failed_vmi_uid=uid,
+        retry_after_timestamp=format_time(now + timedelta(seconds=delay)),
+    )
 
 
-def compute_backoff_time_left(start_failure: dict[str, Any] | None, now: datetime) -> float:
+def compute_backoff_time_left(start_failure: VirtualMachineStartFailure | None, now: datetime) -> float:
     """Seconds until ``retryAfterTimestamp`` (0 when there is no backoff or it has passed)."""
-    retry_after = parse_time((start_failure or {}).get("retryAfterTimestamp"))
+    retry_after = parse_time(start_failure.retry_after_timestamp if start_failure is not None else None)
     if retry_after is None:
         return 0.0
     return max(0.0, (retry_after - now).total_seconds())

@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from services.virt_controller.clock import Clock, SystemClock
+from shared.api.vocabulary import format_micro_time
 from shared.errors import AlreadyExists, ApiError, Conflict, NotFound
-from services.virt_controller.clock import Clock, SystemClock, format_micro_time
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +139,7 @@ class LeaderElector:
         try:
             async with asyncio.timeout(self.retry_period):  # not wait_for: it can lose a cancel (gh-86296)
                 return await self.try_acquire_or_renew()
-        except (ApiError, asyncio.TimeoutError, OSError) as err:
+        except (TimeoutError, ApiError, OSError) as err:
             log.info("leader election attempt failed: %s", err)
             return False
 

@@ -11,18 +11,27 @@ import asyncio
 import logging
 from typing import Any
 
+import msgspec
+
 from services.virt_controller.clock import Clock, SystemClock
-from services.virt_controller.informer import Informer
 from services.virt_controller.leader import LeaderElector
 from services.virt_controller.observer import VMIObserver
 from services.virt_controller.pool_controller import POOLS, PoolController
-from services.virt_controller.replicaset_controller import REPLICA_SETS, ReplicaSetController
+from services.virt_controller.reconcile_tracing import compute_traced_reconcile
+from services.virt_controller.replicaset_controller import (
+    REPLICA_SETS,
+    ReplicaSetController,
+)
 from services.virt_controller.vm_controller import VMS, VMController
 from services.virt_controller.vmi_controller import VMIS, VMIController
 from services.virt_controller.vmi_lifecycle import DEFAULT_HEARTBEAT_TIMEOUT
-from services.virt_controller.reconcile_tracing import compute_traced_reconcile
 from services.virt_controller.worker import start_workers
+from shared.api.pool import VirtualMachinePool
+from shared.api.replicaset import VirtualMachineInstanceReplicaSet
+from shared.api.vm import VirtualMachine
+from shared.api.vmi import VirtualMachineInstance
 from shared.events_recorder import EventRecorder
+from shared.informer import Informer
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +54,11 @@ class ControllerManager:
         self.identity = identity
         self.workers = workers
         self.clock = clock or SystemClock()
-        self.vm_informer = Informer(store, VMS)
-        self.vmi_informer = Informer(store, VMIS)
+        self.vm_informer = Informer(store, VMS, decode=VirtualMachine)
+        self.vmi_informer = Informer(store, VMIS, decode=VirtualMachineInstance)
         self.node_informer = Informer(store, "nodes")
-        self.rs_informer = Informer(store, REPLICA_SETS)
-        self.pool_informer = Informer(store, POOLS)
+        self.rs_informer = Informer(store, REPLICA_SETS, decode=VirtualMachineInstanceReplicaSet)
+        self.pool_informer = Informer(store, POOLS, decode=VirtualMachinePool)
         self.recorder = EventRecorder(store, "virt-controller")
         self.observer = VMIObserver(self.vmi_informer, self.recorder, lambda: self.is_leader)
         self.vm_controller = VMController(store, self.vm_informer, self.vmi_informer, clock=self.clock,
@@ -68,8 +77,8 @@ class ControllerManager:
     def is_leader(self) -> bool:
         return self.elector.is_leader
 
-    def _report_vm(self, vm: dict, event_type: str, reason: str, message: str) -> None:
-        self.observer.record({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", **vm},
+    def _report_vm(self, vm: VirtualMachine, event_type: str, reason: str, message: str) -> None:
+        self.observer.record({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", **msgspec.to_builtins(vm)},
                              event_type, reason, message)
 
     async def start_informers(self, timeout: float = 30.0) -> None:

@@ -13,24 +13,45 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
+
+from shared.api.vmi import VirtualMachineInstance
+from shared.api.vocabulary import ConditionStatus, ConditionType, Phase, Reason
 from shared.events_recorder import NORMAL, WARNING, EventRecorder
 from shared.metrics import observe_phase_transition, register_phase_source
 
 #: VMI phase -> (type, reason, message template) of the Event recorded on entering it
 #: (reasons as KubeVirt's controllers and virt-handler record them).
 PHASE_EVENTS: dict[str, tuple[str, str, str]] = {
-    "Scheduled": (NORMAL, "Scheduled", "Successfully assigned {namespace}/{name} to {node}"),
-    "Running": (NORMAL, "Started", "VirtualMachineInstance started."),
-    "Succeeded": (NORMAL, "Stopped", "The VirtualMachineInstance was shut down."),
-    "Failed": (WARNING, "Stopped", "The VirtualMachineInstance crashed."),
-    "Unknown": (WARNING, "NodeNotReady", "The node {node} of the VirtualMachineInstance stopped reporting."),
+    Phase.SCHEDULED: (NORMAL, "Scheduled", "Successfully assigned {namespace}/{name} to {node}"),
+    Phase.RUNNING: (NORMAL, "Started", "VirtualMachineInstance started."),
+    Phase.SUCCEEDED: (NORMAL, "Stopped", "The VirtualMachineInstance was shut down."),
+    Phase.FAILED: (WARNING, "Stopped", "The VirtualMachineInstance crashed."),
+    Phase.UNKNOWN: (WARNING, "NodeNotReady", "The node {node} of the VirtualMachineInstance stopped reporting."),
 }
+
+
+def _watched_state(vmi: VirtualMachineInstance) -> tuple[object, ...]:
+    """What the Events and histograms depend on: phase, deletion, the PodScheduled condition."""
+    status = vmi.status
+    scheduled = next((c for c in (status.conditions if status is not None else None) or ()
+                      if c.type == ConditionType.POD_SCHEDULED), None)
+    return (status.phase if status is not None else None,
+            bool(vmi.metadata is not None and vmi.metadata.deletion_timestamp), scheduled)
+
+
+def _metric_view(vmi: VirtualMachineInstance) -> dict[str, Any]:
+    """The parts of a VMI ``kubevirt_vmi_phase_count`` reads, JSON-ready."""
+    meta, status = vmi.metadata, vmi.status
+    return {"metadata": {"annotations": (meta.annotations if meta is not None else None) or {},
+                         "labels": (meta.labels if meta is not None else None) or {}},
+            "status": {"phase": status.phase, "nodeName": status.node_name} if status is not None else {}}
 
 
 def _unschedulable_message(vmi: dict[str, Any] | None) -> str | None:
     for cond in ((vmi or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
-                and cond.get("reason") == "Unschedulable":
+        if cond.get("type") == ConditionType.POD_SCHEDULED and cond.get("status") == ConditionStatus.FALSE \
+                and cond.get("reason") == Reason.UNSCHEDULABLE:
             return str(cond.get("message") or "0 nodes are available")
     return None
 
@@ -80,14 +101,17 @@ class VMIObserver:
 
     def metric_vmis(self) -> Iterable[dict[str, Any]] | None:
         """The leader's cached VMIs (for ``kubevirt_vmi_phase_count``); None on standbys."""
-        return self.vmis.items() if self.is_leader() else None
+        return [_metric_view(v) for v in self.vmis.items()] if self.is_leader() else None
 
-    def _on_vmi(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
-        if new is None or not self.is_leader():
-            return
-        observe_phase_transition(old, new)
-        for event_type, reason, message in compute_vmi_transition_events(old, new):
-            self.record(new, event_type, reason, message)
+    def _on_vmi(self, old: VirtualMachineInstance | None, new: VirtualMachineInstance | None) -> None:
+        if new is None or old is None or not self.is_leader():
+            return  # nothing is recorded for a VMI first seen or deleted
+        if _watched_state(old) == _watched_state(new):
+            return  # most updates (guest status, heartbeats): no Event, no histogram
+        old_obj, new_obj = msgspec.to_builtins(old), msgspec.to_builtins(new)
+        observe_phase_transition(old_obj, new_obj)
+        for event_type, reason, message in compute_vmi_transition_events(old_obj, new_obj):
+            self.record(new_obj, event_type, reason, message)
 
     def record(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         """Record an Event without blocking the caller (informer handlers are synchronous)."""

@@ -24,68 +24,71 @@ not have yet; they never match here.
 
 from __future__ import annotations
 
-from typing import Any
-
 from services.virt_controller import phases
 from services.virt_controller.backoff import BACKOFF_RUN_STRATEGIES
 from services.virt_controller.conditions import has_condition
+from shared.api.vm import VirtualMachine
+from shared.api.vmi import VirtualMachineInstance
+from shared.api.vocabulary import (
+    ConditionStatus,
+    ConditionType,
+    Phase,
+    PrintableStatus,
+    Reason,
+)
 
-TERMINATING = "Terminating"
-STOPPING = "Stopping"
-MIGRATING = "Migrating"
-PAUSED = "Paused"
-RUNNING = "Running"
-ERROR_PVC_NOT_FOUND = "ErrorPvcNotFound"
-ERROR_UNSCHEDULABLE = "ErrorUnschedulable"
-ERR_IMAGE_PULL = "ErrImagePull"
-IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
-STARTING = "Starting"
-CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
-STOPPED = "Stopped"
-UNKNOWN = "Unknown"
+FAILED_PVC_NOT_FOUND = "FailedPvcNotFound"
 
 
-def _synchronized_false_with(vmi: dict[str, Any], reason: str) -> bool:
-    return has_condition(vmi, "Synchronized", "False", reason)
+def _has(vmi: VirtualMachineInstance, ctype: str, status: str, reason: str | None = None) -> bool:
+    return has_condition(vmi.status.conditions if vmi.status is not None else None, ctype, status, reason)
 
 
-def compute_printable_status(vm: dict[str, Any], vmi: dict[str, Any] | None, run_strategy: str,
-                             *, start_expected: bool = False, stop_expected: bool = False) -> str:
+def _synchronized_false_with(vmi: VirtualMachineInstance, reason: str) -> bool:
+    return _has(vmi, ConditionType.SYNCHRONIZED, ConditionStatus.FALSE, reason)
+
+
+def _fail_count(vm: VirtualMachine) -> int:
+    failure = vm.status.start_failure if vm.status is not None else None
+    return int((failure.consecutive_fail_count if failure is not None else None) or 0)
+
+
+def compute_printable_status(vm: VirtualMachine, vmi: VirtualMachineInstance | None, run_strategy: str,
+                             *, start_expected: bool = False, stop_expected: bool = False) -> PrintableStatus:
     """The printable status for ``vm`` whose VMI is ``vmi`` (None when absent).
 
     ``start_expected``/``stop_expected`` say the controller has just asked for a create/delete
     it has not yet seen in its cache (KubeVirt's expectations).
     """
     if phases.is_marked_for_deletion(vm):
-        return TERMINATING
+        return PrintableStatus.TERMINATING
     live = vmi is not None and not phases.is_final(vmi)
     if live and (phases.is_marked_for_deletion(vmi) or stop_expected):
-        return STOPPING
-    if vmi is not None and phases.is_migrating(vmi):
-        return MIGRATING
-    if vmi is not None and phases.phase_of(vmi) == phases.RUNNING:
-        return PAUSED if has_condition(vmi, "Paused", "True") else RUNNING
+        return PrintableStatus.STOPPING
     if vmi is not None:
-        if _synchronized_false_with(vmi, "FailedPvcNotFound"):
-            return ERROR_PVC_NOT_FOUND
-        if has_condition(vmi, "PodScheduled", "False", "Unschedulable"):
-            return ERROR_UNSCHEDULABLE
-        if _synchronized_false_with(vmi, ERR_IMAGE_PULL):
-            return ERR_IMAGE_PULL
-        if _synchronized_false_with(vmi, IMAGE_PULL_BACK_OFF):
-            return IMAGE_PULL_BACK_OFF
+        if phases.is_migrating(vmi):
+            return PrintableStatus.MIGRATING
+        if phases.phase_of(vmi) == Phase.RUNNING:
+            paused = _has(vmi, ConditionType.PAUSED, ConditionStatus.TRUE)
+            return PrintableStatus.PAUSED if paused else PrintableStatus.RUNNING
+        if _synchronized_false_with(vmi, FAILED_PVC_NOT_FOUND):
+            return PrintableStatus.ERROR_PVC_NOT_FOUND
+        if _has(vmi, ConditionType.POD_SCHEDULED, ConditionStatus.FALSE, Reason.UNSCHEDULABLE):
+            return PrintableStatus.ERROR_UNSCHEDULABLE
+        if _synchronized_false_with(vmi, Reason.ERR_IMAGE_PULL):
+            return PrintableStatus.ERR_IMAGE_PULL
+        if _synchronized_false_with(vmi, Reason.IMAGE_PULL_BACK_OFF):
+            return PrintableStatus.IMAGE_PULL_BACK_OFF
     if vmi is None:
         if start_expected:
-            return STARTING
-    elif phases.is_unprocessed(vmi) or phases.phase_of(vmi) in (phases.SCHEDULING, phases.SCHEDULED):
-        return STARTING
-    if not live and not start_expected:
-        failure = (vm.get("status") or {}).get("startFailure") or {}
-        if int(failure.get("consecutiveFailCount") or 0) > 0 and run_strategy in BACKOFF_RUN_STRATEGIES:
-            return CRASH_LOOP_BACK_OFF
+            return PrintableStatus.STARTING
+    elif phases.is_unprocessed(vmi) or phases.phase_of(vmi) in (Phase.SCHEDULING, Phase.SCHEDULED):
+        return PrintableStatus.STARTING
+    if not live and not start_expected and _fail_count(vm) > 0 and run_strategy in BACKOFF_RUN_STRATEGIES:
+        return PrintableStatus.CRASH_LOOP_BACK_OFF
     if vmi is not None:
         if phases.is_final(vmi):
-            return STOPPED
+            return PrintableStatus.STOPPED
     elif not start_expected:
-        return STOPPED
-    return UNKNOWN
+        return PrintableStatus.STOPPED
+    return PrintableStatus.UNKNOWN

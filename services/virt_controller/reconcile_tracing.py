@@ -15,14 +15,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import tracing
-from shared.errors import Conflict
 from services.virt_controller.sync_error import SyncError
 from services.virt_controller.worker import Reconcile
+from shared import tracing
+from shared.errors import Conflict
 
 SERVICE = "virt-controller"
 #: controller attribute holding its primary objects' cache, and the kind named in the span
 _PRIMARY = {"VMController": ("vms", "VirtualMachine"), "VMIController": ("vmis", "VirtualMachineInstance")}
+
+
+def _span_view(obj: Any) -> dict[str, Any] | None:
+    """The metadata a span reads (trace annotations, uid, resourceVersion, key) of a typed
+    object, JSON-ready."""
+    meta = obj.metadata if obj is not None else None
+    if meta is None:
+        return None
+    return {"metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid,
+                         "resourceVersion": meta.resource_version, "annotations": meta.annotations or {}}}
 
 
 def compute_traced_reconcile(controller: Any) -> Reconcile:
@@ -39,16 +49,16 @@ def compute_traced_reconcile(controller: Any) -> Reconcile:
         if vmis is None or obj is None:
             return None
         vmi = vmis.get(key)
-        meta = (vmi or {}).get("metadata") or {}
-        state = f"{meta.get('uid')}{'/deleting' if meta.get('deletionTimestamp') else ''}" if vmi else "-"
-        return f"{(obj.get('metadata') or {}).get('resourceVersion')} vmi={state}"
+        meta = vmi.metadata if vmi is not None else None
+        state = f"{meta.uid}{'/deleting' if meta.deletion_timestamp else ''}" if meta is not None else "-"
+        return f"{obj.metadata.resource_version if obj.metadata is not None else None} vmi={state}"
 
     async def reconcile(key: str) -> None:
         if not tracing.is_enabled():  # checked per call: tracing may be turned on after leading began
             await controller.reconcile(key)
             return
         obj = cache.get(key)
-        with tracing.object_span(SERVICE, span_name, obj, mark_exceptions=False,
+        with tracing.object_span(SERVICE, span_name, _span_view(obj), mark_exceptions=False,
                                  version=version(key, obj)) as span:
             try:
                 await controller.reconcile(key)

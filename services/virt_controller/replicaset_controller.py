@@ -7,26 +7,57 @@ placed before placed, not ready before ready, newest first). At most ``burst`` c
 run per pass (KubeVirt's ``BurstReplicas``, 250). ``status.replicas`` counts live VMIs,
 ``readyReplicas`` those with ``Ready=True``; ``labelSelector`` is the selector as a string.
 Creates and deletes are put into the informer cache at once (read-your-writes), so the next
-pass never creates the same replica twice. ``spec.paused`` stops scaling.
+pass never creates the same replica twice. ``spec.paused`` stops scaling. A replica set's VMIs
+come from an index of the VMI cache by controller uid (no scan of every VMI per pass).
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from shared.errors import ApiError, NotFound
-from shared.store import label_selector_from_dict
+from msgspec.structs import replace
+
 from services.virt_controller import phases
-from services.virt_controller.clock import Clock, SystemClock, format_micro_time, format_time
-from services.virt_controller.conditions import has_condition, with_condition, without_condition
-from services.virt_controller.informer import Informer, object_key
-from services.virt_controller.sync_error import FAILED_CREATE, FAILED_DELETE, SyncError
 from services.virt_controller.admission import apply_vmi_admission
-from services.virt_controller.vmi_template import compute_vmi_for_replica_set, controller_of, is_controlled_by
-from services.virt_controller.workqueue import WorkQueue
+from services.virt_controller.clock import Clock, SystemClock
+from services.virt_controller.conditions import (
+    has_condition,
+    with_condition,
+    without_condition,
+)
+from services.virt_controller.key_index import KeyIndex
+from services.virt_controller.sync_error import SyncError
+from services.virt_controller.typed_writes import (
+    assume_delete_result,
+    assume_stored,
+    encode,
+)
+from services.virt_controller.vmi_template import (
+    compute_vmi_for_replica_set,
+    controller_of,
+    is_controlled_by,
+)
+from shared.api.meta import Condition, LabelSelector
+from shared.api.replicaset import (
+    VirtualMachineInstanceReplicaSet,
+    VirtualMachineInstanceReplicaSetStatus,
+)
+from shared.api.vmi import VirtualMachineInstance
+from shared.api.vocabulary import (
+    ConditionStatus,
+    ConditionType,
+    Phase,
+    Reason,
+    format_micro_time,
+    format_time,
+)
+from shared.errors import ApiError, NotFound
+from shared.informer import Informer, object_key
+from shared.store import label_selector_from_dict
+from shared.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -34,48 +65,67 @@ REPLICA_SETS = "virtualmachineinstancereplicasets"
 VMIS = "virtualmachineinstances"
 KIND = "VirtualMachineInstanceReplicaSet"
 DEFAULT_BURST = 250
-_PHASE_RANK = {"": 0, phases.PENDING: 0, phases.SCHEDULING: 1, phases.SCHEDULED: 2, phases.UNKNOWN: 3,
-               phases.RUNNING: 4}
+_PHASE_RANK = {"": 0, Phase.PENDING: 0, Phase.SCHEDULING: 1, Phase.SCHEDULED: 2, Phase.UNKNOWN: 3,
+               Phase.RUNNING: 4}
 
 
-def compute_deletion_order(vmis: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _is_ready(vmi: VirtualMachineInstance) -> bool:
+    return has_condition(vmi.status.conditions if vmi.status is not None else None, ConditionType.READY)
+
+
+def compute_deletion_order(vmis: Sequence[VirtualMachineInstance]) -> list[VirtualMachineInstance]:
     """VMIs sorted so the first ones are the best to delete when scaling down (pure)."""
-    def rank(vmi: dict[str, Any]) -> tuple[int, int, str]:
-        created = (vmi.get("metadata") or {}).get("creationTimestamp") or ""
+    def rank(vmi: VirtualMachineInstance) -> tuple[int, int, str]:
+        created = (vmi.metadata.creation_timestamp if vmi.metadata is not None else None) or ""
         # newest first: invert the timestamp's ordering through a negated character map
         inverted = "".join(chr(0x10FFFF - ord(c)) for c in created)
-        return (_PHASE_RANK.get(phases.phase_of(vmi), 0), 1 if has_condition(vmi, "Ready") else 0, inverted)
+        return (_PHASE_RANK.get(phases.phase_of(vmi), 0), 1 if _is_ready(vmi) else 0, inverted)
     return sorted(vmis, key=rank)
 
 
-def compute_replica_set_status(rs: dict[str, Any], live: list[dict[str, Any]], selector_text: str,
-                               error: str | None, now: str) -> dict[str, Any]:
-    """The replica set's status from its live VMIs (pure)."""
-    status = copy.deepcopy(rs.get("status") or {})
-    status["replicas"] = len(live)
-    status["readyReplicas"] = sum(1 for v in live if has_condition(v, "Ready"))
-    status["labelSelector"] = selector_text
+def compute_replica_failure(conditions: Sequence[Condition] | None, error: str | None,
+                            now: str) -> list[Condition] | None:
+    """``conditions`` with ``ReplicaFailure=True/FailedCreate`` while ``error`` is set, without it
+    otherwise (None when no condition is left). Shared with the pool controller (pure)."""
     if error:
-        status["conditions"] = with_condition(status.get("conditions"), {
-            "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": error}, now)
+        new = with_condition(conditions, Condition(
+            type=ConditionType.REPLICA_FAILURE, status=ConditionStatus.TRUE, reason=Reason.FAILED_CREATE,
+            message=error), now)
     else:
-        status["conditions"] = without_condition(status.get("conditions"), "ReplicaFailure")
-    if not status["conditions"]:
-        del status["conditions"]
-    return status
+        new = without_condition(conditions, ConditionType.REPLICA_FAILURE)
+    return new or None
 
 
-def compute_selector_text(selector: dict[str, Any] | None) -> str:
-    parts = [f"{k}={v}" for k, v in sorted(((selector or {}).get("matchLabels") or {}).items())]
-    for expr in (selector or {}).get("matchExpressions") or []:
-        op = expr.get("operator")
+def compute_replica_set_status(rs: VirtualMachineInstanceReplicaSet, live: Sequence[VirtualMachineInstance],
+                               selector_text: str, error: str | None,
+                               now: str) -> VirtualMachineInstanceReplicaSetStatus:
+    """The replica set's status from its live VMIs (pure)."""
+    status = rs.status or VirtualMachineInstanceReplicaSetStatus()
+    return replace(status, replicas=len(live), ready_replicas=sum(1 for v in live if _is_ready(v)),
+                   label_selector=selector_text,
+                   conditions=compute_replica_failure(status.conditions, error, now))
+
+
+def compute_selector_text(selector: LabelSelector | None) -> str:
+    """A label selector in ``kubectl``'s text form (``status.labelSelector``, pure)."""
+    if selector is None:
+        return ""
+    parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    for expr in selector.match_expressions or ():
+        op = expr.operator
         if op == "Exists":
-            parts.append(expr["key"])
+            parts.append(expr.key)
         elif op == "DoesNotExist":
-            parts.append(f"!{expr['key']}")
+            parts.append(f"!{expr.key}")
         else:
-            parts.append(f"{expr['key']} {op.lower()} ({','.join(expr.get('values') or [])})")
+            parts.append(f"{expr.key} {op.lower()} ({','.join(expr.values or [])})")
     return ",".join(parts)
+
+
+def controller_uid_of(obj: Any, kind: str) -> str | None:
+    """The uid of ``obj``'s controller when it is a ``kind`` (index function)."""
+    ref = controller_of(obj)
+    return ref.uid if ref is not None and ref.kind == kind else None
 
 
 class ReplicaSetController:
@@ -83,11 +133,13 @@ class ReplicaSetController:
 
     Args:
         store: ObjectStore.
-        replica_sets, vmis: informers.
+        replica_sets, vmis: typed informers (``decode=VirtualMachineInstanceReplicaSet`` /
+            ``decode=VirtualMachineInstance``).
         burst: maximum creates/deletes per pass.
     """
 
-    def __init__(self, store: Any, replica_sets: Informer, vmis: Informer, queue: WorkQueue | None = None, *,
+    def __init__(self, store: Any, replica_sets: Informer[VirtualMachineInstanceReplicaSet],
+                 vmis: Informer[VirtualMachineInstance], queue: WorkQueue | None = None, *,
                  clock: Clock | None = None, burst: int = DEFAULT_BURST) -> None:
         self.store = store
         self.replica_sets = replica_sets
@@ -95,36 +147,47 @@ class ReplicaSetController:
         self.queue = queue or WorkQueue(name="vmirs")
         self.clock = clock or SystemClock()
         self.burst = burst
+        self.by_owner: KeyIndex[VirtualMachineInstance] = KeyIndex(vmis, lambda v: controller_uid_of(v, KIND))
         replica_sets.add_handler(lambda old, new: self.queue.add(object_key(new or old)))
         vmis.add_handler(self._on_vmi)
 
-    def _on_vmi(self, old: dict | None, new: dict | None) -> None:
-        ref = controller_of(new or old)
-        if ref is not None and ref.get("kind") == KIND:
-            namespace = ((new or old).get("metadata") or {}).get("namespace")
-            self.queue.add(f"{namespace}/{ref['name']}")
+    def _on_vmi(self, old: VirtualMachineInstance | None, new: VirtualMachineInstance | None) -> None:
+        obj = new or old
+        ref = controller_of(obj)
+        if obj is not None and ref is not None and ref.kind == KIND:
+            namespace = obj.metadata.namespace if obj.metadata is not None else None
+            self.queue.add(f"{namespace}/{ref.name}")
 
     def enqueue_all(self) -> None:
+        """Queue every cached replica set (after gaining leadership)."""
         for key in self.replica_sets.keys():
             self.queue.add(key)
 
+    def owned(self, rs: VirtualMachineInstanceReplicaSet) -> list[VirtualMachineInstance]:
+        """The cached VMIs ``rs`` controls that match its selector (from the owner index)."""
+        meta = rs.metadata
+        if meta is None or not meta.uid:
+            return []
+        selector = label_selector_from_dict(encode(rs.spec.selector))
+        found = (self.vmis.get(key) for key in self.by_owner.keys(meta.uid))
+        return [v for v in found if v is not None and v.metadata is not None
+                and v.metadata.namespace == meta.namespace and is_controlled_by(v, rs)
+                and selector.matches(v.metadata.labels or {})]
+
     async def reconcile(self, key: str) -> None:
+        """Converge one replica set: replace final VMIs, scale to ``spec.replicas``, write status."""
         rs = self.replica_sets.get(key)
         if rs is None or phases.is_marked_for_deletion(rs):
             return
-        spec = rs.get("spec") or {}
-        namespace = rs["metadata"].get("namespace")
-        selector = label_selector_from_dict(spec.get("selector"))
-        owned = [v for v in self.vmis.items()
-                 if (v.get("metadata") or {}).get("namespace") == namespace and is_controlled_by(v, rs)
-                 and selector.matches(v)]
+        spec = rs.spec
+        owned = self.owned(rs)
         finished = [v for v in owned if phases.is_final(v) and not phases.is_marked_for_deletion(v)]
         live = [v for v in owned if not phases.is_final(v) and not phases.is_marked_for_deletion(v)]
         error: str | None = None
         failed_deletes = 0
-        if not spec.get("paused"):
+        if not spec.paused:
             failed_deletes += await self._delete(finished)
-            wanted = int(spec["replicas"]) if spec.get("replicas") is not None else 1
+            wanted = int(spec.replicas) if spec.replicas is not None else 1
             diff = wanted - len(live)
             if diff > 0:
                 created, error = await self._create(rs, min(diff, self.burst))
@@ -135,51 +198,55 @@ class ReplicaSetController:
                 gone = {object_key(v) for v in doomed}
                 live = [v for v in live if object_key(v) not in gone]
         now = format_time(self.clock.now())
-        status = compute_replica_set_status(rs, live, compute_selector_text(spec.get("selector")), error, now)
-        if status != (rs.get("status") or {}):
+        status = compute_replica_set_status(rs, live, compute_selector_text(spec.selector), error, now)
+        if status != (rs.status or VirtualMachineInstanceReplicaSetStatus()):
+            body = {"metadata": encode(rs.metadata), "status": encode(status)}
             try:
-                stored = await self.store.update(REPLICA_SETS, {**rs, "status": status}, subresource="status")
+                stored = await self.store.update(REPLICA_SETS, body, subresource="status")
             except NotFound:
                 return
             self.replica_sets.assume(stored)
         if error:
-            raise SyncError(error, reason=FAILED_CREATE)
+            raise SyncError(error, reason=Reason.FAILED_CREATE)
         if failed_deletes:
-            raise SyncError(f"failed to delete {failed_deletes} VMIs", reason=FAILED_DELETE)
+            raise SyncError(f"failed to delete {failed_deletes} VMIs", reason=Reason.FAILED_DELETE)
 
-    async def _create(self, rs: dict, count: int) -> tuple[list[dict], str | None]:
+    async def _create(self, rs: VirtualMachineInstanceReplicaSet,
+                      count: int) -> tuple[list[VirtualMachineInstance], str | None]:
         now = format_micro_time(self.clock.now())
         template = apply_vmi_admission(compute_vmi_for_replica_set(rs, now=now))
 
-        async def one() -> dict:
-            return await self.store.create(VMIS, template)
+        async def one() -> dict[str, Any]:
+            created: dict[str, Any] = await self.store.create(VMIS, template)
+            return created
 
         results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
-        created = [r for r in results if isinstance(r, dict)]
-        for vmi in created:
-            self.vmis.assume(vmi)
+        created = [typed for r in results if isinstance(r, dict)
+                   if (typed := assume_stored(self.vmis, r)) is not None]
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             return created, f"failed to create {len(errors)} of {count} VMIs: {errors[0]}"
         return created, None
 
-    async def _delete(self, vmis: list[dict]) -> int:
+    async def _delete(self, vmis: list[VirtualMachineInstance]) -> int:
         """Delete ``vmis`` concurrently; returns how many deletes failed."""
-        async def one(vmi: dict) -> bool:
-            meta = vmi["metadata"]
+        async def one(vmi: VirtualMachineInstance) -> bool:
+            meta = vmi.metadata
+            assert meta is not None and meta.name  # cached objects are keyed by name
             try:
-                result = await self.store.delete(VMIS, meta.get("namespace"), meta["name"])
+                result = await self.store.delete(VMIS, meta.namespace, meta.name)
             except NotFound:
                 self.vmis.assume_deleted(vmi)
                 return True
             except ApiError as err:
                 log.warning("delete of VMI %s failed: %s", object_key(vmi), err)
                 return False
-            if phases.is_marked_for_deletion(result):
-                self.vmis.assume(result)
-            else:
-                self.vmis.assume_deleted(result)
+            assume_delete_result(self.vmis, vmi, result)
             return True
 
         results = await asyncio.gather(*(one(v) for v in vmis))
         return sum(1 for ok in results if not ok)
+
+
+__all__ = ["ReplicaSetController", "compute_deletion_order", "compute_replica_set_status",
+           "compute_selector_text"]

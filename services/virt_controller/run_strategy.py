@@ -9,76 +9,72 @@ in ``vm_controller.py``; this module only decides.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from services.virt_controller import phases
 from services.virt_controller.backoff import compute_backoff_time_left
 from services.virt_controller.sync_error import UNKNOWN_RUN_STRATEGY, SyncError
+from shared.api.run_strategy import RunStrategyError, run_strategy_of
+from shared.api.vm import (
+    VirtualMachine,
+    VirtualMachineStateChangeRequest,
+    VirtualMachineStatus,
+)
+from shared.api.vmi import VirtualMachineInstance
+from shared.api.vocabulary import Phase, RunStrategy, StateChangeAction
 
-ALWAYS = "Always"
-RERUN_ON_FAILURE = "RerunOnFailure"
-MANUAL = "Manual"
-HALTED = "Halted"
-ONCE = "Once"
-WAIT_AS_RECEIVER = "WaitAsReceiver"
-RUN_STRATEGIES = (ALWAYS, RERUN_ON_FAILURE, MANUAL, HALTED, ONCE)
-
-START = "Start"
-STOP = "Stop"
+Requests = Sequence[VirtualMachineStateChangeRequest]
 
 
-def compute_run_strategy(vm: dict[str, Any]) -> str:
-    """The effective run strategy: ``spec.runStrategy``, or ``running`` true→Always, false→Halted.
+def compute_run_strategy(vm: VirtualMachine) -> RunStrategy:
+    """The effective run strategy (:func:`shared.api.run_strategy.run_strategy_of`).
 
-    Neither set means Halted (KubeVirt's ``RunStrategy()``). Raises SyncError (not retryable)
-    when both are set or the value is not a known strategy.
+    Raises SyncError (reason ``UnknownRunStrategy``, not retryable) when the spec names none,
+    and for ``WaitAsReceiver``, which needs decentralized migration this project does not have.
     """
-    spec = vm.get("spec") or {}
-    running = spec.get("running")
-    strategy = spec.get("runStrategy")
-    if running is not None and strategy is not None:
-        raise SyncError("running and runstrategy are mutually exclusive",
-                        reason=UNKNOWN_RUN_STRATEGY, retryable=False)
-    if running is not None:
-        return ALWAYS if running else HALTED
-    if strategy is None:
-        return HALTED
-    if strategy not in RUN_STRATEGIES:
-        raise SyncError(f"unknown runstrategy: {strategy}", reason=UNKNOWN_RUN_STRATEGY,
-                        retryable=False)
+    try:
+        strategy = run_strategy_of(vm.spec)
+    except RunStrategyError as err:
+        raise SyncError(str(err), reason=UNKNOWN_RUN_STRATEGY, retryable=False) from None
+    if strategy == RunStrategy.WAIT_AS_RECEIVER:
+        raise SyncError(f"unknown runstrategy: {strategy}", reason=UNKNOWN_RUN_STRATEGY, retryable=False)
     return strategy
 
 
-def _requests(vm_status: dict[str, Any] | None) -> list[dict[str, Any]]:
-    return list((vm_status or {}).get("stateChangeRequests") or [])
+def _requests(vm_status: VirtualMachineStatus | None) -> Requests:
+    return (vm_status.state_change_requests if vm_status is not None else None) or ()
 
 
-def has_start_request(vm_status: dict[str, Any] | None) -> bool:
+def _uid(vmi: VirtualMachineInstance | None) -> str | None:
+    return vmi.metadata.uid if vmi is not None and vmi.metadata is not None else None
+
+
+def has_start_request(vm_status: VirtualMachineStatus | None) -> bool:
     """The first state change request is Start."""
     reqs = _requests(vm_status)
-    return bool(reqs) and reqs[0].get("action") == START
+    return bool(reqs) and reqs[0].action == StateChangeAction.START
 
 
-def has_start_paused_request(vm_status: dict[str, Any] | None) -> bool:
+def has_start_paused_request(vm_status: VirtualMachineStatus | None) -> bool:
     """The first request is Start with ``data.paused == "true"`` (start the VMI paused)."""
     reqs = _requests(vm_status)
-    return bool(reqs) and reqs[0].get("action") == START \
-        and (reqs[0].get("data") or {}).get("paused") == "true"
+    return bool(reqs) and reqs[0].action == StateChangeAction.START \
+        and (reqs[0].data or {}).get("paused") == "true"
 
 
-def has_stop_request_for(vm_status: dict[str, Any] | None, vmi: dict[str, Any] | None) -> bool:
+def has_stop_request_for(vm_status: VirtualMachineStatus | None, vmi: VirtualMachineInstance | None) -> bool:
     """The first request is Stop and names this VMI's UID."""
     reqs = _requests(vm_status)
-    if not reqs or vmi is None or reqs[0].get("action") != STOP:
+    if not reqs or vmi is None or reqs[0].action != StateChangeAction.STOP:
         return False
-    uid = reqs[0].get("uid")
-    return uid is not None and uid == (vmi.get("metadata") or {}).get("uid")
+    uid = reqs[0].uid
+    return uid is not None and uid == _uid(vmi)
 
 
-def compute_trimmed_requests(requests: list[dict[str, Any]] | None,
-                             vmi: dict[str, Any] | None) -> list[dict[str, Any]]:
+def compute_trimmed_requests(requests: Requests | None,
+                             vmi: VirtualMachineInstance | None) -> list[VirtualMachineStateChangeRequest]:
     """Drop leading requests that have been carried out.
 
     A leading Stop is done once the VMI is gone or has another UID (or the Stop has no UID);
@@ -86,15 +82,15 @@ def compute_trimmed_requests(requests: list[dict[str, Any]] | None,
     trims one per status update; trimming all carried-out ones at once reaches the same state
     with fewer writes.
     """
-    reqs = list(requests or [])
-    vmi_uid = (vmi or {}).get("metadata", {}).get("uid") if vmi else None
+    reqs = list(requests or ())
+    vmi_uid = _uid(vmi)
     while reqs:
         first = reqs[0]
-        if first.get("action") == STOP:
-            if vmi is None or first.get("uid") is None or first.get("uid") != vmi_uid:
+        if first.action == StateChangeAction.STOP:
+            if vmi is None or first.uid is None or first.uid != vmi_uid:
                 reqs.pop(0)
                 continue
-        elif first.get("action") == START:
+        elif first.action == StateChangeAction.START:
             if vmi is not None and not phases.is_marked_for_deletion(vmi) and not phases.is_final(vmi):
                 reqs.pop(0)
                 continue
@@ -105,20 +101,20 @@ def compute_trimmed_requests(requests: list[dict[str, Any]] | None,
     return reqs
 
 
-def is_set_to_start(strategy: str, vm_status: dict[str, Any] | None,
-                    vmi: dict[str, Any] | None) -> bool:
+def is_set_to_start(strategy: str, vm_status: VirtualMachineStatus | None,
+                    vmi: VirtualMachineInstance | None) -> bool:
     """Whether the VM is meant to be running now (KubeVirt's ``isSetToStart``)."""
-    if strategy == ALWAYS:
+    if strategy == RunStrategy.ALWAYS:
         return True
-    if strategy == HALTED:
+    if strategy == RunStrategy.HALTED:
         return False
-    if strategy == MANUAL:
+    if strategy == RunStrategy.MANUAL:
         if vmi is not None:
             return not has_stop_request_for(vm_status, vmi)
         return has_start_request(vm_status)
-    if strategy == RERUN_ON_FAILURE:
-        return vmi is None or phases.phase_of(vmi) != phases.SUCCEEDED
-    if strategy == ONCE:
+    if strategy == RunStrategy.RERUN_ON_FAILURE:
+        return vmi is None or phases.phase_of(vmi) != Phase.SUCCEEDED
+    if strategy == RunStrategy.ONCE:
         return vmi is None
     return False
 
@@ -144,15 +140,15 @@ class RunStrategyAction:
 NOTHING = RunStrategyAction()
 
 
-def _create_unless_backing_off(vm_status: dict[str, Any], now: datetime) -> RunStrategyAction:
-    left = compute_backoff_time_left(vm_status.get("startFailure"), now)
+def _create_unless_backing_off(vm_status: VirtualMachineStatus, now: datetime) -> RunStrategyAction:
+    left = compute_backoff_time_left(vm_status.start_failure, now)
     if left > 0:
         return RunStrategyAction(requeue_after=left)
     return RunStrategyAction(create=True)
 
 
-def compute_run_strategy_action(strategy: str, vm_status: dict[str, Any] | None,
-                                vmi: dict[str, Any] | None, now: datetime) -> RunStrategyAction:
+def compute_run_strategy_action(strategy: str, vm_status: VirtualMachineStatus | None,
+                                vmi: VirtualMachineInstance | None, now: datetime) -> RunStrategyAction:
     """KubeVirt's ``syncRunStrategy`` as a decision.
 
     Args:
@@ -162,35 +158,35 @@ def compute_run_strategy_action(strategy: str, vm_status: dict[str, Any] | None,
         now: current time (crash-loop backoff).
     Raises SyncError for an unknown strategy.
     """
-    status = vm_status or {}
-    if strategy == ALWAYS:
+    status = vm_status or VirtualMachineStatus()
+    deleting = phases.is_marked_for_deletion(vmi)
+    if strategy == RunStrategy.ALWAYS:
         if vmi is not None:
             if has_stop_request_for(status, vmi) or phases.is_final(vmi):
-                return NOTHING if phases.is_marked_for_deletion(vmi) else RunStrategyAction(delete=True)
+                return NOTHING if deleting else RunStrategyAction(delete=True)
             return NOTHING
         return _create_unless_backing_off(status, now)
-    if strategy == RERUN_ON_FAILURE:
+    if strategy == RunStrategy.RERUN_ON_FAILURE:
         if vmi is not None:
-            failed = phases.phase_of(vmi) == phases.FAILED
-            succeeded = phases.phase_of(vmi) == phases.SUCCEEDED
-            if not phases.is_marked_for_deletion(vmi) and (
-                    has_stop_request_for(status, vmi) or failed or succeeded):
+            failed = phases.phase_of(vmi) == Phase.FAILED
+            succeeded = phases.phase_of(vmi) == Phase.SUCCEEDED
+            if not deleting and (has_stop_request_for(status, vmi) or failed or succeeded):
                 return RunStrategyAction(delete=True,
                                          add_start_request=failed and not has_start_request(status))
             return NOTHING
-        if not has_start_request(status) and status.get("runStrategy") == strategy:
+        if not has_start_request(status) and status.run_strategy == strategy:
             return NOTHING
         return _create_unless_backing_off(status, now)
-    if strategy == MANUAL:
+    if strategy == RunStrategy.MANUAL:
         if vmi is not None:
-            if has_stop_request_for(status, vmi) and not phases.is_marked_for_deletion(vmi):
+            if has_stop_request_for(status, vmi) and not deleting:
                 return RunStrategyAction(delete=True)
             return NOTHING
         return RunStrategyAction(create=True) if has_start_request(status) else NOTHING
-    if strategy == HALTED:
+    if strategy == RunStrategy.HALTED:
         if vmi is None:
             return RunStrategyAction(switch_to_always=True) if has_start_request(status) else NOTHING
-        return NOTHING if phases.is_marked_for_deletion(vmi) else RunStrategyAction(delete=True)
-    if strategy == ONCE:
+        return NOTHING if deleting else RunStrategyAction(delete=True)
+    if strategy == RunStrategy.ONCE:
         return RunStrategyAction(create=True) if vmi is None else NOTHING
     raise SyncError(f"unknown runstrategy: {strategy}", reason=UNKNOWN_RUN_STRATEGY, retryable=False)

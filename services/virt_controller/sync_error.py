@@ -4,9 +4,13 @@ Modelled on KubeVirt's ``common.SyncError`` (``pkg/virt-controller/watch/common`
 machine-readable ``reason`` (shown in the VM's ``Failure`` condition) and a message for people.
 The work queue requeues a key whose reconcile raised a retryable SyncError with per-key
 exponential backoff; ``retry_after`` (seconds) overrides that delay when the error knows better.
+Reasons shared with other services are :class:`shared.api.vocabulary.Reason`.
 """
 
 from __future__ import annotations
+
+UNKNOWN_RUN_STRATEGY = "UnknownRunStrategy"
+"""Reason of a VM whose spec names no valid run strategy (virt-controller only)."""
 
 
 class SyncError(Exception):
@@ -30,9 +34,3 @@ class SyncError(Exception):
 
     def __repr__(self) -> str:
         return f"SyncError(reason={self.reason!r}, message={self.message!r}, retryable={self.retryable})"
-
-
-FAILED_CREATE = "FailedCreate"
-FAILED_DELETE = "FailedDelete"
-FAILED_UPDATE = "FailedUpdate"
-UNKNOWN_RUN_STRATEGY = "UnknownRunStrategy"

@@ -13,55 +13,74 @@ Source: ``kubevirt/kubevirt: pkg/virt-controller/watch/vm/vm.go`` (``updateStatu
   recorded once a VMI exists; ``observedGeneration``.
 
 Times: conditions carry ``lastTransitionTime`` only (no ``lastProbeTime`` that would change on
-every pass), so recomputing an unchanged state gives an equal dict and no store write.
+every pass), so recomputing an unchanged state gives an equal status and no store write.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
-from services.virt_controller.conditions import find_condition, with_condition, without_condition
+import msgspec
+
+from services.virt_controller.conditions import (
+    find_condition,
+    with_condition,
+    without_condition,
+)
 from services.virt_controller.printable_status import compute_printable_status
 from services.virt_controller.run_strategy import compute_trimmed_requests
 from services.virt_controller.sync_error import SyncError
+from shared.api.meta import Condition
+from shared.api.vm import VirtualMachine, VirtualMachineStatus
+from shared.api.vmi import VirtualMachineInstance
+from shared.api.vocabulary import ConditionStatus, ConditionType, Reason
 
-NOT_MIRRORED = frozenset({"Ready", "Failure", "RestartRequired"})
+RESTART_REQUIRED = "RestartRequired"
+NOT_MIRRORED: frozenset[str] = frozenset({ConditionType.READY, ConditionType.FAILURE, RESTART_REQUIRED})
 
 
-def compute_vm_conditions(current: list[dict[str, Any]] | None, vmi: dict[str, Any] | None,
-                          sync_error: SyncError | None, now: str) -> list[dict[str, Any]]:
+def _vmi_conditions(vmi: VirtualMachineInstance) -> list[Condition]:
+    return list((vmi.status.conditions if vmi.status is not None else None) or ())
+
+
+def _without_probe_time(cond: Condition) -> Condition:
+    return cond if cond.last_probe_time is None else msgspec.structs.replace(cond, last_probe_time=None)
+
+
+def compute_vm_conditions(current: Sequence[Condition] | None, vmi: VirtualMachineInstance | None,
+                          sync_error: SyncError | None, now: str) -> list[Condition]:
     """The VM's conditions given its VMI and this reconcile's error."""
-    conditions = list(current or [])
+    conditions = list(current or ())
     if vmi is None:
-        ready = {"type": "Ready", "status": "False", "reason": "VMINotExists",
-                 "message": "VMI does not exist"}
+        ready = Condition(type=ConditionType.READY, status=ConditionStatus.FALSE,
+                          reason=Reason.VMI_NOT_EXISTS, message="VMI does not exist")
     else:
-        vmi_ready = find_condition(vmi, "Ready")
+        vmi_ready = find_condition(_vmi_conditions(vmi), ConditionType.READY)
         if vmi_ready is None:
-            ready = {"type": "Ready", "status": "False", "reason": "VMIConditionMissing",
-                     "message": "VMI does not have a Ready condition"}
+            ready = Condition(type=ConditionType.READY, status=ConditionStatus.FALSE,
+                              reason=Reason.VMI_CONDITION_MISSING,
+                              message="VMI does not have a Ready condition")
         else:
-            ready = {k: v for k, v in vmi_ready.items() if k != "lastProbeTime"}
+            ready = _without_probe_time(vmi_ready)
     conditions = with_condition(conditions, ready, now)
     if sync_error is not None:
-        conditions = with_condition(conditions, {"type": "Failure", "status": "True",
-                                                 "reason": sync_error.reason,
-                                                 "message": sync_error.message}, now)
+        conditions = with_condition(conditions, Condition(
+            type=ConditionType.FAILURE, status=ConditionStatus.TRUE, reason=sync_error.reason,
+            message=sync_error.message), now)
     else:
-        conditions = without_condition(conditions, "Failure")
+        conditions = without_condition(conditions, ConditionType.FAILURE)
     if vmi is not None:
-        vmi_conditions = [c for c in (vmi.get("status") or {}).get("conditions") or []
-                          if c.get("type") not in NOT_MIRRORED]
-        present = {c.get("type") for c in vmi_conditions}
-        conditions = [c for c in conditions if c.get("type") in NOT_MIRRORED or c.get("type") in present]
-        for cond in vmi_conditions:
-            conditions = with_condition(conditions, {k: v for k, v in cond.items() if k != "lastProbeTime"}, now)
+        mirrored = [c for c in _vmi_conditions(vmi) if c.type not in NOT_MIRRORED]
+        present = {c.type for c in mirrored}
+        conditions = [c for c in conditions if c.type in NOT_MIRRORED or c.type in present]
+        for cond in mirrored:
+            conditions = with_condition(conditions, _without_probe_time(cond), now)
     return conditions
 
 
-def compute_vm_status(vm: dict[str, Any], vmi: dict[str, Any] | None, run_strategy: str | None,
-                      base_status: dict[str, Any], sync_error: SyncError | None, now: str, *,
-                      start_expected: bool = False, stop_expected: bool = False) -> dict[str, Any]:
+def compute_vm_status(vm: VirtualMachine, vmi: VirtualMachineInstance | None, run_strategy: str | None,
+                      base_status: VirtualMachineStatus, sync_error: SyncError | None, now: str, *,
+                      start_expected: bool = False, stop_expected: bool = False) -> VirtualMachineStatus:
     """The VM status to store after a reconcile.
 
     Args:
@@ -73,25 +92,25 @@ def compute_vm_status(vm: dict[str, Any], vmi: dict[str, Any] | None, run_strate
         sync_error: the reconcile's error, shown in the ``Failure`` condition.
         now: RFC 3339 time for new condition transitions.
     """
-    status = {k: v for k, v in base_status.items()
-              if k not in ("created", "ready", "printableStatus", "conditions", "stateChangeRequests")}
+    created: bool | None = None
+    ready: bool | None = None
+    recorded_strategy = base_status.run_strategy
     if vmi is not None:
-        status["created"] = True
-        ready = find_condition(vmi, "Ready")
-        if ready is not None and ready.get("status") == "True":
-            status["ready"] = True
+        created = True
+        vmi_ready = find_condition(_vmi_conditions(vmi), ConditionType.READY)
+        if vmi_ready is not None and vmi_ready.status == ConditionStatus.TRUE:
+            ready = True
         if run_strategy is not None:
-            status["runStrategy"] = run_strategy
-    requests = compute_trimmed_requests(base_status.get("stateChangeRequests"), vmi)
-    if requests:
-        status["stateChangeRequests"] = requests
-    if status.get("startFailure") is None:
-        status.pop("startFailure", None)
-    generation = (vm.get("metadata") or {}).get("generation")
-    if generation is not None:
-        status["observedGeneration"] = generation
-    view = {"metadata": vm.get("metadata") or {}, "status": status}
-    status["printableStatus"] = compute_printable_status(
-        view, vmi, run_strategy or "", start_expected=start_expected, stop_expected=stop_expected)
-    status["conditions"] = compute_vm_conditions(base_status.get("conditions"), vmi, sync_error, now)
-    return status
+            recorded_strategy = run_strategy
+    generation = vm.metadata.generation if vm.metadata is not None else None
+    status = msgspec.structs.replace(
+        base_status, created=created, ready=ready, run_strategy=recorded_strategy,
+        state_change_requests=compute_trimmed_requests(base_status.state_change_requests, vmi) or None,
+        observed_generation=generation if generation is not None else base_status.observed_generation,
+        printable_status=None, conditions=None)
+    view = msgspec.structs.replace(vm, status=status)
+    printable = compute_printable_status(view, vmi, run_strategy or "", start_expected=start_expected,
+                                         stop_expected=stop_expected)
+    return msgspec.structs.replace(
+        status, printable_status=printable,
+        conditions=compute_vm_conditions(base_status.conditions, vmi, sync_error, now))

@@ -21,27 +21,47 @@ Running/Succeeded/Failed and the guest status.
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from services.virt_controller import phases
-from services.virt_controller.clock import format_micro_time, format_time, parse_time
-from services.virt_controller.conditions import find_condition, with_condition
+from services.virt_controller.conditions import with_condition
 from services.virt_controller.vmi_template import VMI_CONTROLLER_FINALIZER
+from shared.api.meta import Condition, ObjectMeta
+from shared.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus
+from shared.api.vocabulary import (
+    ConditionStatus,
+    ConditionType,
+    Phase,
+    Reason,
+    format_micro_time,
+    format_time,
+    parse_time,
+)
 
 HEARTBEAT_ANNOTATION = "kubevirt.io/heartbeat"
 DEFAULT_HEARTBEAT_TIMEOUT = 40.0
-NODE_UNRESPONSIVE = "NodeUnresponsive"
+DELETED_BEFORE_START = "DeletedBeforeStart"
+DELETED_WHILE_SCHEDULING = "DeletedWhileScheduling"
+
+
+def _node_ready(node: dict[str, Any]) -> dict[str, Any] | None:
+    for cond in (node.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == ConditionType.READY:
+            return dict(cond)
+    return None
 
 
 def compute_last_heartbeat(node: dict[str, Any] | None) -> datetime | None:
-    """Latest heartbeat of a Node: ``Ready`` condition ``lastHeartbeatTime`` or the
-    ``kubevirt.io/heartbeat`` annotation, whichever is newer (None when neither)."""
+    """Latest heartbeat of a Node (a JSON-ready ``v1`` Node): ``Ready`` condition
+    ``lastHeartbeatTime`` or the ``kubevirt.io/heartbeat`` annotation, whichever is newer
+    (None when neither)."""
     if not node:
         return None
     stamps: list[datetime] = []
-    ready = find_condition(node, "Ready")
+    ready = _node_ready(node)
     for text in ((ready or {}).get("lastHeartbeatTime"),
                  ((node.get("metadata") or {}).get("annotations") or {}).get(HEARTBEAT_ANNOTATION)):
         try:
@@ -59,26 +79,22 @@ def is_node_responsive(node: dict[str, Any] | None, now: datetime,
     heartbeat is at most ``timeout`` seconds old."""
     if not node:
         return False
-    ready = find_condition(node, "Ready")
-    if ready is not None and ready.get("status") != "True":
+    ready = _node_ready(node)
+    if ready is not None and ready.get("status") != ConditionStatus.TRUE:
         return False
     beat = compute_last_heartbeat(node)
     return beat is not None and (now - beat).total_seconds() <= timeout
 
 
-def _with_finalizer(meta: dict[str, Any], add: bool) -> dict[str, Any]:
-    finalizers = [f for f in meta.get("finalizers") or [] if f != VMI_CONTROLLER_FINALIZER]
+def _with_finalizer(meta: ObjectMeta, add: bool) -> ObjectMeta:
+    finalizers = [f for f in meta.finalizers or () if f != VMI_CONTROLLER_FINALIZER]
     if add:
         finalizers.append(VMI_CONTROLLER_FINALIZER)
-    new = dict(meta)
-    if finalizers:
-        new["finalizers"] = finalizers
-    else:
-        new.pop("finalizers", None)
-    return new
+    return msgspec.structs.replace(meta, finalizers=finalizers or None)
 
 
-def compute_vmi_update(vmi: dict[str, Any], *, node_responsive: bool, now: datetime) -> dict[str, Any] | None:
+def compute_vmi_update(vmi: VirtualMachineInstance, *, node_responsive: bool,
+                       now: datetime) -> VirtualMachineInstance | None:
     """The VMI as this controller wants it, or None when there is nothing to write.
 
     Args:
@@ -89,33 +105,33 @@ def compute_vmi_update(vmi: dict[str, Any], *, node_responsive: bool, now: datet
             latency can be measured from the objects), conditions with seconds.
     """
     precise = format_micro_time(now)
-    stamp = format_time(now)
     phase = phases.phase_of(vmi)
     deleting = phases.is_marked_for_deletion(vmi)
-    status = copy.deepcopy(vmi.get("status") or {})
-    meta = vmi.get("metadata") or {}
+    old_status = vmi.status or VirtualMachineInstanceStatus()
+    status = old_status
+    meta = vmi.metadata or ObjectMeta()
     new_meta = meta
     if phases.is_final(vmi):
         new_meta = _with_finalizer(meta, add=False)
-    elif phase in ("", phases.PENDING, phases.SCHEDULING) and deleting:
-        status = phases.with_phase(status, phases.FAILED, precise)
-        status["reason"] = "DeletedBeforeStart" if phase != phases.SCHEDULING else "DeletedWhileScheduling"
+    elif phase in ("", Phase.PENDING, Phase.SCHEDULING) and deleting:
+        reason = DELETED_BEFORE_START if phase != Phase.SCHEDULING else DELETED_WHILE_SCHEDULING
+        status = msgspec.structs.replace(phases.with_phase(status, Phase.FAILED, precise), reason=reason)
         new_meta = _with_finalizer(meta, add=False)
-    elif phase in ("", phases.PENDING):
-        status = phases.with_phase(status, phases.SCHEDULING, precise)
+    elif phase in ("", Phase.PENDING):
+        status = phases.with_phase(status, Phase.SCHEDULING, precise)
         new_meta = _with_finalizer(meta, add=True)
-    elif phase in (phases.SCHEDULED, phases.RUNNING, phases.UNKNOWN) and status.get("nodeName") \
+    elif phase in (Phase.SCHEDULED, Phase.RUNNING, Phase.UNKNOWN) and status.node_name \
             and not node_responsive:
         if deleting:
-            status = phases.with_phase(status, phases.FAILED, precise)
-            status["reason"] = NODE_UNRESPONSIVE
+            status = msgspec.structs.replace(phases.with_phase(status, Phase.FAILED, precise),
+                                             reason=Reason.NODE_UNRESPONSIVE)
             new_meta = _with_finalizer(meta, add=False)
-        elif phase != phases.UNKNOWN:
-            status = phases.with_phase(status, phases.UNKNOWN, precise)
+        elif phase != Phase.UNKNOWN:
+            status = phases.with_phase(status, Phase.UNKNOWN, precise)
         if not deleting:
-            status["conditions"] = with_condition(status.get("conditions"), {
-                "type": "Ready", "status": "False", "reason": NODE_UNRESPONSIVE,
-                "message": f"node {status['nodeName']} stopped reporting"}, stamp)
-    if status == (vmi.get("status") or {}) and new_meta == meta:
+            status = msgspec.structs.replace(status, conditions=with_condition(status.conditions, Condition(
+                type=ConditionType.READY, status=ConditionStatus.FALSE, reason=Reason.NODE_UNRESPONSIVE,
+                message=f"node {status.node_name} stopped reporting"), format_time(now)))
+    if status == old_status and new_meta == meta:
         return None
-    return {**vmi, "metadata": new_meta, "status": status}
+    return msgspec.structs.replace(vmi, metadata=new_meta, status=status)

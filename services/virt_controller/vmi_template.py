@@ -11,10 +11,16 @@ which KubeVirt's VMI mutating webhook sets on create.
 
 from __future__ import annotations
 
-import copy
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
+import msgspec
+
+from shared.api.meta import ObjectMeta, OwnerReference
+from shared.api.replicaset import VirtualMachineInstanceReplicaSet
+from shared.api.vm import VirtualMachine
+from shared.api.vmi import VirtualMachineInstanceTemplateSpec
+from shared.api.vocabulary import Phase
 from shared.tracing import TRACE_ID_ANNOTATION, TRACEPARENT_ANNOTATION
 
 VM_CONTROLLER_FINALIZER = "kubevirt.io/virtualMachineControllerFinalize"
@@ -24,6 +30,13 @@ VM_LABEL = "kubevirt.io/vm"
 # KubeVirt's namespace for the legacy stable firmware UUID (pkg/virt-controller/watch/vm).
 FIRMWARE_UUID_NAMESPACE = uuid.UUID("6a1a24a1-4061-4607-8bf4-a3963d0c5895")
 API_VERSION = "kubevirt.io/v1"
+VMI_KIND = "VirtualMachineInstance"
+PAUSED_START_STRATEGY = "Paused"
+
+
+class _HasMetadata(Protocol):
+    @property
+    def metadata(self) -> ObjectMeta | None: ...
 
 
 def compute_stable_firmware_uuid(vm_name: str) -> str:
@@ -31,85 +44,95 @@ def compute_stable_firmware_uuid(vm_name: str) -> str:
     return str(uuid.uuid5(FIRMWARE_UUID_NAMESPACE, vm_name))
 
 
-def controller_ref(owner: dict[str, Any], kind: str) -> dict[str, Any]:
-    """An ownerReference marking ``owner`` as the controller (``metav1.NewControllerRef``)."""
-    meta = owner.get("metadata") or {}
-    return {
-        "apiVersion": owner.get("apiVersion") or API_VERSION,
-        "kind": kind,
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+def _meta(obj: _HasMetadata) -> ObjectMeta:
+    return obj.metadata or ObjectMeta()
 
 
-def controller_of(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+def controller_ref(owner: _HasMetadata, kind: str, api_version: str = API_VERSION) -> dict[str, Any]:
+    """An ownerReference (JSON-ready) marking ``owner`` as the controller
+    (``metav1.NewControllerRef``). Raises ValueError when ``owner`` has no name or uid."""
+    meta = _meta(owner)
+    if not meta.name or not meta.uid:
+        raise ValueError(f"a {kind} without name or uid cannot own objects")
+    return {"apiVersion": api_version, "kind": kind, "name": meta.name, "uid": meta.uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def controller_of(obj: _HasMetadata | None) -> OwnerReference | None:
     """The ownerReference with ``controller: true``, if any."""
-    for ref in ((obj or {}).get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
+    if obj is None or obj.metadata is None:
+        return None
+    for ref in obj.metadata.owner_references or ():
+        if ref.controller:
             return ref
     return None
 
 
-def is_controlled_by(obj: dict[str, Any] | None, owner: dict[str, Any] | None) -> bool:
+def is_controlled_by(obj: _HasMetadata | None, owner: _HasMetadata | None) -> bool:
     """``obj``'s controller reference points at ``owner``'s uid."""
     ref = controller_of(obj)
-    return ref is not None and owner is not None and \
-        ref.get("uid") == (owner.get("metadata") or {}).get("uid")
+    return ref is not None and owner is not None and owner.metadata is not None \
+        and ref.uid == owner.metadata.uid
 
 
 def _pending_status(now: str) -> dict[str, Any]:
-    return {"phase": "Pending",
-            "phaseTransitionTimestamps": [{"phase": "Pending", "phaseTransitionTimestamp": now}]}
+    return {"phase": Phase.PENDING.value,
+            "phaseTransitionTimestamps": [{"phase": Phase.PENDING.value, "phaseTransitionTimestamp": now}]}
 
 
-def _add_missing_disks(spec: dict[str, Any]) -> None:
-    """A disk for every volume that has none (KubeVirt ``util.SetDefaultVolumeDisk``)."""
-    disks = spec.setdefault("domain", {}).setdefault("devices", {}).get("disks")
+def _template_spec(template: VirtualMachineInstanceTemplateSpec | None) -> dict[str, Any]:
+    """The template's spec as a fresh JSON-ready dict, with a disk for every volume that has
+    none (KubeVirt ``util.SetDefaultVolumeDisk``)."""
+    spec: dict[str, Any] = msgspec.to_builtins(template.spec) if template is not None and \
+        template.spec is not None else {}
+    devices = spec.setdefault("domain", {}).setdefault("devices", {})
+    disks = devices.get("disks")
     named = {d.get("name") for d in disks or []}
     extra = [{"name": v["name"]} for v in spec.get("volumes") or []
              if v.get("name") and v["name"] not in named]
     if extra:
-        spec["domain"]["devices"]["disks"] = list(disks or []) + extra
+        devices["disks"] = list(disks or []) + extra
+    return spec
 
 
-def compute_vmi_for_vm(vm: dict[str, Any], *, start_paused: bool, now: str) -> dict[str, Any]:
-    """The VMI to create for ``vm``.
+def compute_vmi_for_vm(vm: VirtualMachine, *, start_paused: bool, now: str) -> dict[str, Any]:
+    """The VMI to create for ``vm``, as the JSON-ready body of the create.
 
     Name and namespace are the VM's; labels/annotations from ``spec.template.metadata`` plus
     ``kubevirt.io/vm``; ``kubevirt.io/vm-generation`` annotation; the VM's trace annotations
     (``kubevirt-py.io/trace-id``/``traceparent``, ours); controller ownerReference to
     the VM; finalizer ``kubevirt.io/virtualMachineControllerFinalize``; spec = template spec
     with ``startStrategy: Paused`` when ``start_paused``, a stable ``firmware.uuid`` when empty
-    and a disk for every volume. ``now`` is the RFC 3339 time (microseconds) of the Pending transition.
+    and a disk for every volume. ``now`` is the RFC 3339 time (microseconds) of the Pending
+    transition. Raises ValueError for a VM without name or uid.
     """
-    meta = vm["metadata"]
-    template = (vm.get("spec") or {}).get("template") or {}
-    tmeta = template.get("metadata") or {}
-    labels = dict(tmeta.get("labels") or {})
-    labels[VM_LABEL] = meta["name"]
-    annotations = dict(tmeta.get("annotations") or {})
-    annotations[VM_GENERATION_ANNOTATION] = str(meta.get("generation") or 1)
+    meta = _meta(vm)
+    name = meta.name or ""
+    template = vm.spec.template
+    tmeta = template.metadata or ObjectMeta()
+    labels = dict(tmeta.labels or {})
+    labels[VM_LABEL] = name
+    annotations = dict(tmeta.annotations or {})
+    annotations[VM_GENERATION_ANNOTATION] = str(meta.generation or 1)
     # The VMI belongs to the VM's latest operation even when no reconcile span is current to
     # stamp it (the controller's own stamp, under its reconcile span, replaces these).
+    vm_annotations = meta.annotations or {}
     for key in (TRACE_ID_ANNOTATION, TRACEPARENT_ANNOTATION):
         annotations.pop(key, None)
-        if (meta.get("annotations") or {}).get(key):
-            annotations[key] = meta["annotations"][key]
-    spec = copy.deepcopy(template.get("spec") or {})
+        if vm_annotations.get(key):
+            annotations[key] = vm_annotations[key]
+    spec = _template_spec(template)
     if start_paused:
-        spec["startStrategy"] = "Paused"
-    firmware = spec.setdefault("domain", {}).setdefault("firmware", {})
+        spec["startStrategy"] = PAUSED_START_STRATEGY
+    firmware = spec["domain"].setdefault("firmware", {})
     if not firmware.get("uuid"):
-        firmware["uuid"] = compute_stable_firmware_uuid(meta["name"])
-    _add_missing_disks(spec)
+        firmware["uuid"] = compute_stable_firmware_uuid(name)
     return {
         "apiVersion": API_VERSION,
-        "kind": "VirtualMachineInstance",
+        "kind": VMI_KIND,
         "metadata": {
-            "name": meta["name"],
-            "namespace": meta.get("namespace"),
+            "name": name,
+            "namespace": meta.namespace,
             "labels": labels,
             "annotations": annotations,
             "ownerReferences": [controller_ref(vm, "VirtualMachine")],
@@ -120,21 +143,20 @@ def compute_vmi_for_vm(vm: dict[str, Any], *, start_paused: bool, now: str) -> d
     }
 
 
-def compute_vmi_for_replica_set(rs: dict[str, Any], *, now: str) -> dict[str, Any]:
-    """A VMI for replica set ``rs``: ``generateName: <rs name>``, template labels/annotations,
-    controller ownerReference to the replica set, template spec (disks for bare volumes)."""
-    meta = rs["metadata"]
-    template = (rs.get("spec") or {}).get("template") or {}
-    tmeta = template.get("metadata") or {}
-    spec = copy.deepcopy(template.get("spec") or {})
-    _add_missing_disks(spec)
+def compute_vmi_for_replica_set(rs: VirtualMachineInstanceReplicaSet, *, now: str) -> dict[str, Any]:
+    """A VMI create body for replica set ``rs``: ``generateName: <rs name>``, template
+    labels/annotations, controller ownerReference to the replica set, template spec (disks for
+    bare volumes)."""
+    meta = _meta(rs)
+    template = rs.spec.template
+    tmeta = template.metadata or ObjectMeta()
     vmi_meta: dict[str, Any] = {
-        "generateName": meta["name"],
-        "namespace": meta.get("namespace"),
-        "labels": dict(tmeta.get("labels") or {}),
+        "generateName": meta.name,
+        "namespace": meta.namespace,
+        "labels": dict(tmeta.labels or {}),
         "ownerReferences": [controller_ref(rs, "VirtualMachineInstanceReplicaSet")],
     }
-    if tmeta.get("annotations"):
-        vmi_meta["annotations"] = dict(tmeta["annotations"])
-    return {"apiVersion": API_VERSION, "kind": "VirtualMachineInstance", "metadata": vmi_meta,
-            "spec": spec, "status": _pending_status(now)}
+    if tmeta.annotations:
+        vmi_meta["annotations"] = dict(tmeta.annotations)
+    return {"apiVersion": API_VERSION, "kind": VMI_KIND, "metadata": vmi_meta,
+            "spec": _template_spec(template), "status": _pending_status(now)}

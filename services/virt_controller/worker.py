@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from shared.errors import Conflict
 from services.virt_controller.sync_error import SyncError
-from services.virt_controller.workqueue import WorkQueue
+from shared.errors import Conflict
+from shared.workqueue import WorkQueue
 
 Reconcile = Callable[[str], Awaitable[None]]
 log = logging.getLogger(__name__)

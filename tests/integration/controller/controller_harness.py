@@ -12,9 +12,8 @@ from typing import Any, Awaitable, Callable
 from shared.errors import Conflict, NotFound
 from shared.store import ObjectStore
 
-from services.virt_controller.clock import format_time
+from shared.api.vocabulary import format_time
 from services.virt_controller.manager import ControllerManager
-from services.virt_controller.phases import with_phase
 
 VMS = "virtualmachines"
 VMIS = "virtualmachineinstances"
@@ -23,6 +22,16 @@ NS = "default"
 
 def now_text() -> str:
     return format_time(datetime.now(timezone.utc))
+
+
+def with_phase(status: dict[str, Any], phase: str, timestamp: str) -> dict[str, Any]:
+    """A copy of a JSON-ready VMI ``status`` in ``phase``, the transition recorded (as the real
+    status writers, which work on the store's dicts, record it)."""
+    if status.get("phase") == phase:
+        return dict(status)
+    stamps = list(status.get("phaseTransitionTimestamps") or [])
+    stamps.append({"phase": phase, "phaseTransitionTimestamp": timestamp})
+    return {**status, "phase": phase, "phaseTransitionTimestamps": stamps}
 
 
 def make_vm(name: str, *, run_strategy: str | None = "Always", running: bool | None = None,

@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from controller_harness import NS, VMIS, VMS, PrintableStatusRecorder, make_vm, running_manager, wait_for
 from services.virt_api import lifecycle
 from services.virt_handler.simulated_node import apply_test_node_file
+from shared.api.vm import VirtualMachine
+from shared.api.vmi import VirtualMachineInstance
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[3]
@@ -59,8 +62,10 @@ async def test_vm_runs_on_the_test_driver_and_stops_through_kubevirts_statuses(o
         assert vmi["status"]["nodeName"] == "loop-node"
         assert [p["phase"] for p in vmi["status"]["phaseTransitionTimestamps"]] == \
             ["Pending", "Scheduling", "Scheduled", "Running"]
+        await _assert_lossless(store, "loop")
         await lifecycle.pause_vmi(store, store.bus, NS, "loop")
         await wait_for(lambda: _printable_is(store, "loop", "Paused"), timeout=30, what="Paused")
+        await _assert_lossless(store, "loop")
         await lifecycle.unpause_vmi(store, store.bus, NS, "loop")
         await wait_for(lambda: _printable_is(store, "loop", "Running"), timeout=30, what="Running again")
         await lifecycle.stop_vm(store, NS, "loop")
@@ -68,6 +73,23 @@ async def test_vm_runs_on_the_test_driver_and_stops_through_kubevirts_statuses(o
         await wait_for(lambda: _gone(store, "loop"), timeout=30, what="VMI removed")
     await recorder.stop()
     assert recorder.seen == ["Starting", "Running", "Paused", "Running", "Stopping", "Stopped"]
+
+
+def _without_nulls(value):
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+async def _assert_lossless(store, name):
+    """The stored VM and VMI, as every service wrote them, encode back unchanged from the
+    Structs virt-controller decodes them into (its whole-object writes lose nothing but
+    ``null`` values, which Go reads as unset)."""
+    for plural, typ in ((VMS, VirtualMachine), (VMIS, VirtualMachineInstance)):
+        stored = _without_nulls(await store.get(plural, NS, name))
+        assert msgspec.to_builtins(msgspec.convert(stored, typ)) == stored, plural
 
 
 async def _node(store):

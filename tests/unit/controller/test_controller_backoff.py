@@ -3,6 +3,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from controller_objects import as_dict, start_failure, vmi as typed_vmi
+
 from services.virt_controller.backoff import (
     compute_backoff_time_left,
     compute_start_backoff_seconds,
@@ -48,19 +50,19 @@ def vmi(uid, phase, ever_running=False):
     stamps = [{"phase": "Scheduling", "phaseTransitionTimestamp": "t"}]
     if ever_running:
         stamps.append({"phase": "Running", "phaseTransitionTimestamp": "t"})
-    return {"metadata": {"uid": uid}, "status": {"phase": phase, "phaseTransitionTimestamps": stamps}}
+    return typed_vmi({"metadata": {"uid": uid}, "status": {"phase": phase, "phaseTransitionTimestamps": stamps}})
 
 
 def test_an_early_failure_is_counted_once_per_vmi_uid():
     first = compute_start_failure(None, "Always", vmi("a", "Failed"), T0, jitter=no_jitter)
-    assert first == {"consecutiveFailCount": 1, "lastFailedVMIUID": "a",
+    assert as_dict(first) == {"consecutiveFailCount": 1, "lastFailedVMIUID": "a",
                      "retryAfterTimestamp": "2026-01-02T03:04:15Z"}
     again = compute_start_failure(first, "Always", vmi("a", "Failed"), T0 + timedelta(seconds=3),
                                   jitter=no_jitter)
     assert again is first
     second = compute_start_failure(first, "Always", vmi("b", "Failed"), T0 + timedelta(seconds=20),
                                    jitter=no_jitter)
-    assert second == {"consecutiveFailCount": 2, "lastFailedVMIUID": "b",
+    assert as_dict(second) == {"consecutiveFailCount": 2, "lastFailedVMIUID": "b",
                       "retryAfterTimestamp": "2026-01-02T03:05:05Z"}
 
 
@@ -76,7 +78,8 @@ def test_an_early_failure_is_counted_once_per_vmi_uid():
     ],
 )
 def test_start_failure_is_cleared_by_running_or_by_a_non_restarting_strategy(strategy, the_vmi, cleared):
-    current = {"consecutiveFailCount": 2, "lastFailedVMIUID": "x", "retryAfterTimestamp": "2026-01-02T03:05:05Z"}
+    current = start_failure({"consecutiveFailCount": 2, "lastFailedVMIUID": "x",
+                             "retryAfterTimestamp": "2026-01-02T03:05:05Z"})
     result = compute_start_failure(current, strategy, the_vmi, T0, jitter=no_jitter)
     assert (result is None) is cleared
     if not cleared:
@@ -93,7 +96,7 @@ def test_start_failure_is_cleared_by_running_or_by_a_non_restarting_strategy(str
     ],
 )
 def test_time_left_in_backoff_on_a_fake_clock(offset, left):
-    failure = {"consecutiveFailCount": 2, "retryAfterTimestamp": "2026-01-02T03:04:45Z"}
+    failure = start_failure({"consecutiveFailCount": 2, "retryAfterTimestamp": "2026-01-02T03:04:45Z"})
     assert compute_backoff_time_left(failure, T0 + timedelta(seconds=offset)) == left
 
 

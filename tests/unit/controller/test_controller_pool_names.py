@@ -1,6 +1,8 @@
 """Pool VM naming and the VM made from a pool's template (pure)."""
 import pytest
 
+from controller_objects import pool as typed_pool
+
 from services.virt_controller.pool_controller import compute_free_indexes, compute_vm_for_pool, compute_vm_index
 
 
@@ -24,13 +26,14 @@ def test_lowest_free_indexes_fill_gaps_first():
 
 
 def test_vm_from_template_is_owned_by_the_pool():
-    pool = {"metadata": {"name": "web", "namespace": "ns", "uid": "p1"},
-            "spec": {"virtualMachineTemplate": {"metadata": {"labels": {"a": "b"}},
-                                                "spec": {"runStrategy": "Always", "template": {"spec": {}}}}}}
+    pool = typed_pool({"metadata": {"name": "web", "namespace": "ns", "uid": "p1"},
+                       "spec": {"selector": {}, "virtualMachineTemplate": {
+                           "metadata": {"labels": {"a": "b"}},
+                           "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {}}}}}}})
     vm = compute_vm_for_pool(pool, 4)
     assert vm["metadata"]["name"] == "web-4"
     assert vm["metadata"]["labels"] == {"a": "b"}
     assert vm["metadata"]["ownerReferences"] == [{
         "apiVersion": "pool.kubevirt.io/v1beta1", "kind": "VirtualMachinePool", "name": "web", "uid": "p1",
         "controller": True, "blockOwnerDeletion": True}]
-    assert vm["spec"] == {"runStrategy": "Always", "template": {"spec": {}}}
+    assert vm["spec"] == {"runStrategy": "Always", "template": {"spec": {"domain": {}}}}

@@ -1,6 +1,8 @@
 """printableStatus follows KubeVirt's precedence list."""
 import pytest
 
+from controller_objects import vm as typed_vm, vmi as typed_vmi
+
 from services.virt_controller.printable_status import compute_printable_status
 
 
@@ -11,7 +13,7 @@ def make_vm(deleting=False, fail_count=0):
     status = {}
     if fail_count:
         status["startFailure"] = {"consecutiveFailCount": fail_count}
-    return {"metadata": meta, "spec": {}, "status": status}
+    return typed_vm({"metadata": meta, "spec": {}, "status": status})
 
 
 def make_vmi(phase="", deleting=False, conditions=(), migrating=False):
@@ -21,7 +23,7 @@ def make_vmi(phase="", deleting=False, conditions=(), migrating=False):
     status = {"phase": phase, "conditions": list(conditions)}
     if migrating:
         status["migrationState"] = {"startTimestamp": "2026-01-02T03:04:05Z"}
-    return {"metadata": meta, "status": status}
+    return typed_vmi({"metadata": meta, "status": status})
 
 
 def cond(ctype, status, reason=""):

@@ -3,6 +3,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from controller_objects import as_dict, requests as typed_requests, vm as typed_vm, \
+    vm_status, vmi as typed_vmi
+
 from services.virt_controller.run_strategy import (
     RunStrategyAction,
     compute_run_strategy,
@@ -19,7 +22,7 @@ def make_vmi(phase="Running", uid="u1", deleting=False):
     meta = {"name": "vm", "namespace": "default", "uid": uid}
     if deleting:
         meta["deletionTimestamp"] = "2026-01-02T03:04:00Z"
-    return {"metadata": meta, "status": {"phase": phase}}
+    return typed_vmi({"metadata": meta, "status": {"phase": phase}})
 
 
 def stop(uid="u1"):
@@ -40,7 +43,7 @@ START = {"action": "Start"}
     ],
 )
 def test_effective_run_strategy(spec, expected):
-    assert compute_run_strategy({"spec": spec}) == expected
+    assert compute_run_strategy(typed_vm({"spec": spec})) == expected
 
 
 @pytest.mark.parametrize(
@@ -52,7 +55,7 @@ def test_effective_run_strategy(spec, expected):
 )
 def test_bad_run_strategy_is_a_permanent_sync_error(spec):
     with pytest.raises(SyncError) as err:
-        compute_run_strategy({"spec": spec})
+        compute_run_strategy(typed_vm({"spec": spec}))
     assert err.value.retryable is False
     assert err.value.reason == "UnknownRunStrategy"
 
@@ -116,7 +119,7 @@ NOTHING = RunStrategyAction()
     ],
 )
 def test_run_strategy_table(strategy, status, vmi, expected):
-    assert compute_run_strategy_action(strategy, status, vmi, NOW) == expected
+    assert compute_run_strategy_action(strategy, vm_status(status), vmi, NOW) == expected
 
 
 @pytest.mark.parametrize(
@@ -133,7 +136,7 @@ def test_run_strategy_table(strategy, status, vmi, expected):
     ],
 )
 def test_carried_out_requests_are_trimmed(requests, vmi, expected):
-    assert compute_trimmed_requests(requests, vmi) == expected
+    assert as_dict(compute_trimmed_requests(typed_requests(requests), vmi)) == expected
 
 
 @pytest.mark.parametrize(
@@ -148,4 +151,4 @@ def test_carried_out_requests_are_trimmed(requests, vmi, expected):
     ],
 )
 def test_is_set_to_start(strategy, status, vmi, expected):
-    assert is_set_to_start(strategy, status, vmi) is expected
+    assert is_set_to_start(strategy, vm_status(status), vmi) is expected

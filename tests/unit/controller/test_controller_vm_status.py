@@ -1,17 +1,23 @@
 """VM status computed from the VMI: created/ready, conditions, requests, stable when unchanged."""
+from controller_objects import as_dict, vm as typed_vm, vm_status, vmi as typed_vmi
 from services.virt_controller.sync_error import SyncError
-from services.virt_controller.vm_status import compute_vm_status
+from services.virt_controller.vm_status import compute_vm_status as compute_typed_vm_status
 
 NOW = "2026-01-02T03:04:05Z"
 LATER = "2026-01-02T03:09:05Z"
 
 
+def compute_vm_status(vm, vmi, strategy, base, error, now):
+    """The typed decision, fed and read in JSON form."""
+    return as_dict(compute_typed_vm_status(vm, vmi, strategy, vm_status(base), error, now))
+
+
 def vm(generation=3):
-    return {"metadata": {"name": "vm", "namespace": "default", "generation": generation}, "spec": {}}
+    return typed_vm({"metadata": {"name": "vm", "namespace": "default", "generation": generation}, "spec": {}})
 
 
 def vmi(phase="Running", conditions=()):
-    return {"metadata": {"uid": "u1"}, "status": {"phase": phase, "conditions": list(conditions)}}
+    return typed_vmi({"metadata": {"uid": "u1"}, "status": {"phase": phase, "conditions": list(conditions)}})
 
 
 READY = {"type": "Ready", "status": "True", "lastProbeTime": None, "lastTransitionTime": "2026-01-02T03:00:00Z"}

@@ -3,6 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from controller_objects import as_dict, vmi as typed_vmi
 from services.virt_controller.vmi_lifecycle import compute_vmi_update, is_node_responsive
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 250000, tzinfo=timezone.utc)
@@ -18,11 +19,11 @@ def make_vmi(phase="", *, deleting=False, node=None, finalizers=None):
     status = {"phase": phase} if phase else {}
     if node:
         status["nodeName"] = node
-    return {"metadata": meta, "spec": {}, "status": status}
+    return typed_vmi({"metadata": meta, "spec": {}, "status": status})
 
 
 def test_pending_vmi_moves_to_scheduling_with_finalizer_and_a_microsecond_timestamp():
-    new = compute_vmi_update(make_vmi("Pending"), node_responsive=True, now=NOW)
+    new = as_dict(compute_vmi_update(make_vmi("Pending"), node_responsive=True, now=NOW))
     assert new["metadata"]["finalizers"] == [FINALIZER]
     assert new["status"]["phase"] == "Scheduling"
     assert new["status"]["phaseTransitionTimestamps"] == [
@@ -44,7 +45,7 @@ def test_pending_vmi_moves_to_scheduling_with_finalizer_and_a_microsecond_timest
     ],
 )
 def test_transitions(vmi, responsive, phase, reason, finalizers):
-    new = compute_vmi_update(vmi, node_responsive=responsive, now=NOW)
+    new = as_dict(compute_vmi_update(vmi, node_responsive=responsive, now=NOW))
     assert new["status"]["phase"] == phase
     assert new["status"].get("reason") == reason
     assert new["metadata"].get("finalizers") == finalizers
@@ -67,9 +68,9 @@ def test_nothing_to_write(vmi, responsive):
 def test_final_vmi_loses_only_the_controller_finalizer():
     vmi = make_vmi("Succeeded", node="n1", deleting=True, finalizers=["kubevirt.io/virtualMachineControllerFinalize",
                                                                        FINALIZER])
-    new = compute_vmi_update(vmi, node_responsive=True, now=NOW)
+    new = as_dict(compute_vmi_update(vmi, node_responsive=True, now=NOW))
     assert new["metadata"]["finalizers"] == ["kubevirt.io/virtualMachineControllerFinalize"]
-    assert new["status"] == vmi["status"]
+    assert new["status"] == as_dict(vmi)["status"]
 
 
 def test_unknown_stays_unknown_without_a_second_write():

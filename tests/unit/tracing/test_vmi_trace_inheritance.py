@@ -3,13 +3,20 @@ latest operation even when no reconcile span stamped it), and template copies ne
 
 from __future__ import annotations
 
+import msgspec
+
 from services.virt_controller.vmi_template import compute_vmi_for_vm
 from shared import tracing
+from shared.api.vm import VirtualMachine
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 def make_vm(annotations=None, template_annotations=None):
+    return msgspec.convert(make_vm_dict(annotations, template_annotations), VirtualMachine)
+
+
+def make_vm_dict(annotations=None, template_annotations=None):
     return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
             "metadata": {"name": "a", "namespace": "ns", "uid": "u-1", "generation": 3,
                          **({"annotations": annotations} if annotations is not None else {})},
