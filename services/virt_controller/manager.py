@@ -69,8 +69,8 @@ class ControllerManager:
         self.pool_controller = PoolController(store, self.pool_informer, self.vm_informer, clock=self.clock)
         self.elector = LeaderElector(store, identity, namespace=lease_namespace, lease_duration=lease_duration,
                                      renew_deadline=renew_deadline, retry_period=retry_period, clock=self.clock)
-        self.informers = [self.vm_informer, self.vmi_informer, self.node_informer, self.rs_informer,
-                          self.pool_informer]
+        self.informers: list[Informer[Any]] = [self.vm_informer, self.vmi_informer, self.node_informer,
+                                               self.rs_informer, self.pool_informer]
         self.controllers = [self.vm_controller, self.vmi_controller, self.rs_controller, self.pool_controller]
 
     @property
