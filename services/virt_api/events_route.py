@@ -18,11 +18,12 @@ from aiohttp import web
 
 from services.virt_api.discovery import ExtraResource
 from services.virt_api.negotiation import encode_response, parse_accept
-from services.virt_api.printers import NAME_DESCRIPTION, format_age
+from services.virt_api.printers import NAME_DESCRIPTION
 from services.virt_api.rest import is_true, parse_int
 from services.virt_api.watch import stream_watch
 from shared.errors import BadRequest, MethodNotAllowed
 from shared.events_recorder import EVENT_SELECTOR_FIELDS, EVENTS, EVENTS_PLURAL, field_of
+from shared.human_duration import format_age
 
 #: The ``/api/v1`` discovery entry (``kubectl get events`` / ``ev`` resolve through it).
 EVENTS_DISCOVERY = ExtraResource("", "v1", EVENTS_PLURAL, True, ("get", "list", "watch"), kind="Event",
