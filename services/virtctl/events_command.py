@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from services.virt_api.printers import format_age
 from services.virtctl.client import ApiClient, resource_path
 from services.virtctl.main import cli, client_options, resolve_kubeconfig, selected_namespace
+from shared.human_duration import format_age
 
 KINDS = {"vm": "VirtualMachine", "vmi": "VirtualMachineInstance"}
 
@@ -72,5 +72,5 @@ def events(ctx: click.Context, name: str, kind: str | None, output: str) -> None
     if not items:
         click.echo(f"No events found for {name}.")
         return
-    for line in compute_event_lines(items, datetime.now(timezone.utc)):
+    for line in compute_event_lines(items, datetime.now(UTC)):
         click.echo(line)

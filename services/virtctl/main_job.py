@@ -30,6 +30,7 @@ import yaml
 from services.virtctl.client import ApiClient, compute_error, resource_path
 from services.virtctl.installation import Layout, load_layout, log_path
 from shared import errors
+from shared.api.vocabulary import PrintableStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MANIFEST = ROOT / "examples" / "vm-demo.yaml"
@@ -141,7 +142,7 @@ async def wait_running(layout: Layout, namespace: str | None, name: str, timeout
                 say(f"  VM {name}: {status}")
             # a VMI left Running in the store by 'virtctl down' has no files on this node any
             # more: wait for the handler to fail it and for its successor
-            if status == "Running" and vmi is not None and console_log(layout, vmi).parent.is_dir():
+            if status == PrintableStatus.RUNNING and vmi is not None and console_log(layout, vmi).parent.is_dir():
                 return vmi
             if time.monotonic() > deadline:
                 hint = compute_failure_hint(vm, vmi)
