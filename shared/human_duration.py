@@ -8,6 +8,10 @@ eight hours) below two days, days (with hours below eight days) below two years,
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from shared.api.vocabulary import parse_time
+
 
 def format_age(seconds: float) -> str:
     """``seconds`` as Kubernetes' HumanDuration: ``59s``, ``2m``, ``5m30s``, ``3h``, ``2d4h``,
@@ -40,3 +44,15 @@ def format_age(seconds: float) -> str:
         rest = days % 365
         return f"{years}y{rest}d" if rest else f"{years}y"
     return f"{years}y"
+
+
+def format_age_since(timestamp: object, now: datetime) -> str:
+    """The age of an RFC 3339 ``timestamp`` at ``now`` (aware datetime), as :func:`format_age`;
+    ``<unknown>`` when the timestamp is missing or not RFC 3339."""
+    try:
+        moment = parse_time(timestamp) if isinstance(timestamp, str) else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        return "<unknown>"
+    return format_age((now - moment).total_seconds())

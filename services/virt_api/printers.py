@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.api.resources import ResourceInfo
-from shared.api.vocabulary import ConditionStatus, ConditionType
+from shared.api.vocabulary import ConditionStatus, ConditionType, parse_time, utc_now
 from shared.errors import BadRequest
 from shared.human_duration import format_age
 
@@ -139,8 +139,8 @@ def evaluate_path(obj: Any, path: str) -> Any:
 
 def _parse_time(text: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
+        return parse_time(text)
+    except ValueError:
         return None
 
 
@@ -151,7 +151,7 @@ def _cell(column: Column, obj: dict[str, Any], now: datetime) -> Any:
         if created is None:
             return "<unknown>"
         if created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
+            created = created.replace(tzinfo=UTC)
         return format_age((now - created).total_seconds())
     return value
 
@@ -179,7 +179,7 @@ def to_table(
     raise BadRequest. ``now`` (UTC, default the current time) is what ages are measured from."""
     if include_object not in INCLUDE_OBJECT_MODES:
         raise BadRequest(f'invalid includeObject "{include_object}": must be one of None, Metadata, Object')
-    now = now or datetime.now(timezone.utc)
+    now = now or utc_now()
     columns = COLUMNS.get(resource.kind, (AGE,))
     name_column = {"name": "Name", "type": "string", "format": "name", "description": NAME_DESCRIPTION, "priority": 0}
     rows = []
