@@ -120,24 +120,35 @@ def apply_download(packages: list[str], debs: Path) -> dict[str, Path]:
     return result
 
 
+def _is_extracted(target: Path) -> bool:
+    """True when ``target`` holds a complete extraction: its ``.done`` marker names the
+    top-level entries, and each of them is there."""
+    try:
+        entries = (target / ".done").read_text().split()
+    except OSError:
+        return False
+    return bool(entries) and all((target / name).exists() for name in entries)
+
+
 def _extract(deb: Path, target: Path) -> Path:
-    """Unpack ``deb`` into ``target`` once. The cache is shared by concurrent runs (two test runs
-    on one machine), so the package is unpacked into a private directory and renamed into place:
-    a reader never sees a half-filled ``target``, and the loser of a race drops its copy."""
-    if (target / ".done").exists():
+    """``deb`` unpacked at ``target`` (``dpkg-deb -x``), reused when already complete. The
+    extraction happens in a private directory renamed into place when finished, so builds
+    running at the same time (several test runs share the cache) never see, or remove, a
+    half-written tree."""
+    if _is_extracted(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     try:
         _run("dpkg-deb", "-x", str(deb), str(staging))
-        (staging / ".done").touch()
-        if target.exists() and not (target / ".done").exists():
-            shutil.rmtree(target, ignore_errors=True)  # left by an interrupted run of the old layout
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not (target / ".done").exists():
-                raise
+        (staging / ".done").write_text("\n".join(sorted(p.name for p in staging.iterdir())) + "\n")
+        if not _is_extracted(target):
+            shutil.rmtree(target, ignore_errors=True)  # incomplete or from an older build
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if not _is_extracted(target):  # not another build finishing first
+                    raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

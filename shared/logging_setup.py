@@ -75,13 +75,15 @@ def apply_json_logging(service: str, level: str | int = "INFO", stream: TextIO |
 LOG_FORMAT_ENV = "KUBEVIRT_PY_LOG_FORMAT"
 
 
-def apply_service_logging(service: str, level: str = "INFO") -> None:
+def apply_service_logging(service: str, level: str = "INFO", fmt: str | None = None) -> None:
     """A service's logging: JSON lines (:func:`apply_json_logging`, with ``trace_id``/``span_id``
-    inside a span) by default; ``$KUBEVIRT_PY_LOG_FORMAT=text`` gives the classic text lines
-    (``time LEVEL logger: message``) for reading by eye."""
+    inside a span) by default; ``fmt="text"`` (default: ``$KUBEVIRT_PY_LOG_FORMAT``) gives the
+    classic text lines (``time LEVEL logger: message``) for reading by eye."""
     import os
 
-    if os.environ.get(LOG_FORMAT_ENV, "json").strip().lower() != "text":
+    if fmt is None:
+        fmt = os.environ.get(LOG_FORMAT_ENV, "json")
+    if fmt.strip().lower() != "text":
         apply_json_logging(service, level)
     else:
         logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

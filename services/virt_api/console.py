@@ -21,9 +21,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from services.virt_api.lifecycle import VMI_NOT_RUNNING, conflict
+from services.virt_api.subresource_rules import VMI_NOT_RUNNING, conflict
 from shared import console as proto
 from shared import events
+from shared.api.vocabulary import Phase
 from shared.errors import ApiError, BadRequest, ServiceUnavailable
 
 log = logging.getLogger("kubevirt.virt_api.console")
@@ -39,7 +40,7 @@ def compute_console_refusal(vmi: dict[str, Any]) -> ApiError | None:
     devices = ((vmi.get("spec") or {}).get("domain") or {}).get("devices") or {}
     if devices.get("autoattachSerialConsole") is False:
         return BadRequest("No serial consoles are present.")
-    if (vmi.get("status") or {}).get("phase") != "Running" or not (vmi.get("status") or {}).get("nodeName"):
+    if (vmi.get("status") or {}).get("phase") != Phase.RUNNING or not (vmi.get("status") or {}).get("nodeName"):
         return conflict("virtualmachineinstance", name, VMI_NOT_RUNNING)
     return None
 

@@ -11,18 +11,20 @@ store query; the rest is applied here. Events are written by services only: writ
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from services.virt_api.discovery import ExtraResource
 from services.virt_api.negotiation import encode_response, parse_accept
-from services.virt_api.printers import NAME_DESCRIPTION, format_age
+from services.virt_api.printers import NAME_DESCRIPTION
 from services.virt_api.rest import is_true, parse_int
 from services.virt_api.watch import stream_watch
+from shared.api.vocabulary import utc_now
 from shared.errors import BadRequest, MethodNotAllowed
 from shared.events_recorder import EVENT_SELECTOR_FIELDS, EVENTS, EVENTS_PLURAL, field_of
+from shared.human_duration import format_age_since
 
 #: The ``/api/v1`` discovery entry (``kubectl get events`` / ``ev`` resolve through it).
 EVENTS_DISCOVERY = ExtraResource("", "v1", EVENTS_PLURAL, True, ("get", "list", "watch"), kind="Event",
@@ -74,10 +76,7 @@ def compute_event_table(events: list[dict[str, Any]], include_object: str, now: 
     rows = []
     for ev in events:
         last = ev.get("lastTimestamp") or ev.get("eventTime") or (ev.get("metadata") or {}).get("creationTimestamp")
-        try:
-            seen = format_age((now - datetime.fromisoformat(str(last).replace("Z", "+00:00"))).total_seconds())
-        except ValueError:
-            seen = "<unknown>"
+        seen = format_age_since(last, now)
         count = int(ev.get("count") or 1)
         if count > 1:
             seen = f"{seen} (x{count})"
@@ -106,7 +105,7 @@ async def handle_events(request: web.Request, store: Any, namespace: str | None,
         raise MethodNotAllowed("events are recorded by kubevirt-py's services and are read-only through virt-api")
     accept = parse_accept(request.headers.get("Accept"))
     include = request.query.get("includeObject") or "Metadata"
-    now = datetime.now(timezone.utc)
+    now = utc_now()
     if name is not None:
         event = await store.get(EVENTS_PLURAL, namespace, name)
         if accept.table:
@@ -128,7 +127,7 @@ async def handle_events(request: web.Request, store: Any, namespace: str | None,
         render = None
         if accept.table:
             def render(obj: dict[str, Any]) -> dict[str, Any]:
-                table = compute_event_table([obj], include, datetime.now(timezone.utc))
+                table = compute_event_table([obj], include, utc_now())
                 table["apiVersion"] = f"meta.k8s.io/{accept.table_version}"
                 return table
         return await stream_watch(request, selected(), timeout_seconds=parse_int(request.query, "timeoutSeconds", minimum=0),

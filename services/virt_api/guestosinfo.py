@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.lifecycle import GROUP, HANDLER_TIMEOUT, VMI_NOT_RUNNING, VMIS, conflict
+from services.virt_api.subresource_rules import GROUP, HANDLER_TIMEOUT, VMI_NOT_RUNNING, VMIS, conflict
 from shared import events
+from shared.api.vocabulary import ConditionStatus, ConditionType, Phase
 from shared.errors import ApiError, ServiceUnavailable
 
 NO_AGENT = "VMI does not have guest agent connected"
@@ -23,7 +24,7 @@ NO_AGENT = "VMI does not have guest agent connected"
 
 def is_agent_connected(vmi: dict[str, Any]) -> bool:
     """True when the VMI carries condition ``AgentConnected`` with status True (set by virt-handler)."""
-    return any(c.get("type") == "AgentConnected" and c.get("status") == "True"
+    return any(c.get("type") == ConditionType.AGENT_CONNECTED and c.get("status") == ConditionStatus.TRUE
                for c in (vmi.get("status") or {}).get("conditions") or [])
 
 
@@ -36,7 +37,7 @@ async def get_guest_os_info(store: Any, bus: Any, namespace: str, name: str) -> 
     """
     vmi = await store.get(VMIS, namespace, name)
     status = vmi.get("status") or {}
-    if status.get("phase") != "Running" or not status.get("nodeName"):
+    if status.get("phase") != Phase.RUNNING or not status.get("nodeName"):
         raise conflict("virtualmachineinstance", name, VMI_NOT_RUNNING)
     if not is_agent_connected(vmi):
         raise conflict("virtualmachineinstance", name, NO_AGENT)

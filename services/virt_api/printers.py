@@ -13,11 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.api.resources import ResourceInfo
+from shared.api.vocabulary import ConditionStatus, ConditionType, parse_time, utc_now
 from shared.errors import BadRequest
+from shared.human_duration import format_age
 
 INCLUDE_OBJECT_MODES = ("None", "Metadata", "Object")
 NAME_DESCRIPTION = "Name of the object, unique within its namespace (or the cluster)."
@@ -58,8 +60,11 @@ REPLICA_COLUMNS = (
 
 def _node_status(node: dict[str, Any]) -> str:
     conditions = (node.get("status") or {}).get("conditions") or []
-    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
-    status = "Unknown" if ready is None else ("Ready" if ready.get("status") == "True" else "NotReady")
+    ready = next((c for c in conditions if c.get("type") == ConditionType.READY), None)
+    if ready is None:
+        status = "Unknown"
+    else:
+        status = "Ready" if ready.get("status") == ConditionStatus.TRUE else "NotReady"
     if (node.get("spec") or {}).get("unschedulable"):
         status += ",SchedulingDisabled"
     return status
@@ -78,16 +83,16 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
     "VirtualMachine": (
         AGE,
         Column("Status", "string", ".status.printableStatus", "Human Readable Status"),
-        Column("Ready", "string", _ready("Ready")),
+        Column("Ready", "string", _ready(ConditionType.READY)),
     ),
     "VirtualMachineInstance": (
         AGE,
         Column("Phase", "string", ".status.phase"),
         Column("IP", "string", ".status.interfaces[0].ipAddress"),
         Column("NodeName", "string", ".status.nodeName"),
-        Column("Ready", "string", _ready("Ready")),
-        Column("Live-Migratable", "string", _ready("LiveMigratable"), priority=1),
-        Column("Paused", "string", _ready("Paused"), priority=1),
+        Column("Ready", "string", _ready(ConditionType.READY)),
+        Column("Live-Migratable", "string", _ready(ConditionType.LIVE_MIGRATABLE), priority=1),
+        Column("Paused", "string", _ready(ConditionType.PAUSED), priority=1),
     ),
     "VirtualMachineInstanceReplicaSet": REPLICA_COLUMNS,
     "VirtualMachinePool": REPLICA_COLUMNS,
@@ -132,42 +137,10 @@ def evaluate_path(obj: Any, path: str) -> Any:
     return value
 
 
-def format_age(seconds: float) -> str:
-    """Kubernetes' HumanDuration: ``59s``, ``2m``, ``5m30s``, ``3h``, ``2d4h``, ``1y20d``."""
-    total = int(seconds)
-    if total < -1:
-        return "<invalid>"
-    if total < 0:
-        return "0s"
-    if total < 120:
-        return f"{total}s"
-    minutes, hours, days = total // 60, total // 3600, total // 86400
-    if minutes < 10:
-        rest = total % 60
-        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    if hours < 8:
-        rest = minutes % 60
-        return f"{hours}h{rest}m" if rest else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        rest = hours % 24
-        return f"{days}d{rest}h" if rest else f"{days}d"
-    if hours < 24 * 365 * 2:
-        return f"{days}d"
-    years = days // 365
-    if hours < 24 * 365 * 8:
-        rest = days % 365
-        return f"{years}y{rest}d" if rest else f"{years}y"
-    return f"{years}y"
-
-
 def _parse_time(text: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
+        return parse_time(text)
+    except ValueError:
         return None
 
 
@@ -178,7 +151,7 @@ def _cell(column: Column, obj: dict[str, Any], now: datetime) -> Any:
         if created is None:
             return "<unknown>"
         if created.tzinfo is None:
-            created = created.replace(tzinfo=timezone.utc)
+            created = created.replace(tzinfo=UTC)
         return format_age((now - created).total_seconds())
     return value
 
@@ -206,7 +179,7 @@ def to_table(
     raise BadRequest. ``now`` (UTC, default the current time) is what ages are measured from."""
     if include_object not in INCLUDE_OBJECT_MODES:
         raise BadRequest(f'invalid includeObject "{include_object}": must be one of None, Metadata, Object')
-    now = now or datetime.now(timezone.utc)
+    now = now or utc_now()
     columns = COLUMNS.get(resource.kind, (AGE,))
     name_column = {"name": "Name", "type": "string", "format": "name", "description": NAME_DESCRIPTION, "priority": 0}
     rows = []

@@ -74,10 +74,10 @@ class ApiClient:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_kubeconfig(cls, path: Path, context: str | None = None, timeout: float = 30.0) -> "ApiClient":
+    def from_kubeconfig(cls, path: Path, context: str | None = None, timeout: float = 30.0) -> ApiClient:
         return cls(load_cluster_access(path, context), timeout)
 
-    async def __aenter__(self) -> "ApiClient":
+    async def __aenter__(self) -> ApiClient:
         headers = {"Accept": "application/json"}
         if self.access.token:
             headers["Authorization"] = f"Bearer {self.access.token}"

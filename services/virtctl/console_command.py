@@ -61,7 +61,7 @@ class _Stdin:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._saved: list[Any] | None = None
 
-    def __enter__(self) -> "_Stdin":
+    def __enter__(self) -> _Stdin:
         if os.isatty(self.fd):
             self._saved = termios.tcgetattr(self.fd)
             tty.setraw(self.fd, termios.TCSANOW)  # TCSAFLUSH would drop what was typed ahead
@@ -178,7 +178,7 @@ async def run_console(access: ClusterAccess, namespace: str, name: str, timeout:
                 except errors.ApiError as err:
                     if err.code not in RETRYABLE or time.monotonic() > deadline:
                         raise
-                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as err:
+                except (TimeoutError, aiohttp.ClientError, OSError) as err:
                     if time.monotonic() > deadline:
                         raise errors.ServiceUnavailable(f"console of {name} not reachable: {err}") from None
                 await asyncio.sleep(1.0)

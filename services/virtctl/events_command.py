@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import click
 
-from services.virt_api.printers import format_age
 from services.virtctl.client import ApiClient, resource_path
 from services.virtctl.main import cli, client_options, resolve_kubeconfig, selected_namespace
+from shared.api.vocabulary import utc_now
+from shared.human_duration import format_age_since
 
 KINDS = {"vm": "VirtualMachine", "vmi": "VirtualMachineInstance"}
 
@@ -35,10 +36,7 @@ def compute_event_lines(events: list[dict[str, Any]], now: datetime) -> list[str
     rows = [("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE")]
     for ev in events:
         last = ev.get("lastTimestamp") or (ev.get("metadata") or {}).get("creationTimestamp") or ""
-        try:
-            seen = format_age((now - datetime.fromisoformat(last.replace("Z", "+00:00"))).total_seconds())
-        except ValueError:
-            seen = "<unknown>"
+        seen = format_age_since(last, now)
         if int(ev.get("count") or 1) > 1:
             seen += f" (x{ev['count']})"
         inv = ev.get("involvedObject") or {}
@@ -72,5 +70,5 @@ def events(ctx: click.Context, name: str, kind: str | None, output: str) -> None
     if not items:
         click.echo(f"No events found for {name}.")
         return
-    for line in compute_event_lines(items, datetime.now(timezone.utc)):
+    for line in compute_event_lines(items, utc_now()):
         click.echo(line)

@@ -8,13 +8,15 @@ nodes sees distinct hosts) and a virt-handler process on that daemon's URI, heal
 dir ``<state>/nodes/<name>/virt-handler``. ``<state>/nodes/nodes.json`` records every extra node
 ever made (name, host UUID, health port) and how many ``up`` runs now; ``down`` stops all recorded
 ones: their handler (only the process ``up`` started), their guests (the node's libvirt is private
-to it, so every domain on it is this installation's), then their daemons.
+to it, so every domain on it is this installation's; destroyed by the handler's guest clean-up
+command, so virtctl never talks to libvirt itself), then their daemons.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,7 +25,6 @@ from pathlib import Path
 from services.virtctl import installation as inst
 from shared import libvirtd
 from shared.natsserver import pick_free_port
-
 
 SHORT_LINKS = Path("/run/kubevirt-py/nodes")
 
@@ -61,7 +62,7 @@ class ExtraNode:
         state = self.directory(layout) / "virt-handler"
 
         def argv(lay: inst.Layout) -> list[str]:
-            return [inst.sys.executable, "-m", "services.virt_handler.main", "--nats", lay.nats_url,
+            return [sys.executable, "-m", "services.virt_handler.main", "--nats", lay.nats_url,
                     "--state-dir", str(state), "--node-name", self.name, "--libvirt-uri", uri,
                     "--image-dir", str(lay.images_dir), "--health-port", str(self.health_port)]
 
@@ -147,7 +148,7 @@ def apply_stop_extra_nodes(layout: inst.Layout, echo: Callable[[str], None]) -> 
         if not daemons.socket.exists():
             continue
         _apply_link(node.short_run_dir(layout), daemons.socket.parent)
-        for name in _destroy_all_domains(node.uri(layout)):
+        for name in inst.apply_destroy_all_guests(node.uri(layout)):
             echo(f"{'guest':<16} {name} destroyed (node {node.name})")
         libvirtd.apply_stop_node(daemons)
         node.short_run_dir(layout).unlink(missing_ok=True)
@@ -168,22 +169,3 @@ def _apply_link(link: Path, target: Path) -> None:
         return
     link.unlink(missing_ok=True)
     link.symlink_to(target)
-
-
-def _destroy_all_domains(uri: str) -> list[str]:
-    import libvirt
-
-    try:
-        conn = libvirt.open(uri)
-    except libvirt.libvirtError:
-        return []
-    try:
-        names = []
-        for dom in conn.listAllDomains():
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-            names.append(dom.name())
-        return names
-    finally:
-        conn.close()

@@ -13,8 +13,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click

@@ -30,6 +30,7 @@ import yaml
 from services.virtctl.client import ApiClient, compute_error, resource_path
 from services.virtctl.installation import Layout, load_layout, log_path
 from shared import errors
+from shared.api.vocabulary import ConditionStatus, PrintableStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MANIFEST = ROOT / "examples" / "vm-demo.yaml"
@@ -88,7 +89,7 @@ def apply_manifest(layout: Layout, manifest: Path) -> dict[str, Any]:
     kubectl = _kubectl(layout)
     if kubectl is not None:
         say(f"+ kubectl --kubeconfig {layout.kubeconfig} apply -f {manifest}")
-        result = subprocess.run([*kubectl, "apply", "-f", str(manifest)], capture_output=True, text=True, timeout=60)
+        result = subprocess.run([*kubectl, "apply", "-f", str(manifest)], check=False, capture_output=True, text=True, timeout=60)
         if result.returncode != 0:
             raise MainJobError(f"kubectl apply -f {manifest} failed: {result.stderr.strip()}")
         say(result.stdout.rstrip())
@@ -115,7 +116,7 @@ def compute_failure_hint(vm: dict[str, Any] | None, vmi: dict[str, Any] | None) 
     """The most telling message on the VM/VMI (a False condition's reason and message)."""
     for obj in (vmi, vm):
         for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-            if cond.get("status") == "False" and cond.get("message"):
+            if cond.get("status") == ConditionStatus.FALSE and cond.get("message"):
                 return f"{cond.get('type')}: {cond.get('reason', '')} {cond['message']}".strip()
     return ""
 
@@ -141,7 +142,7 @@ async def wait_running(layout: Layout, namespace: str | None, name: str, timeout
                 say(f"  VM {name}: {status}")
             # a VMI left Running in the store by 'virtctl down' has no files on this node any
             # more: wait for the handler to fail it and for its successor
-            if status == "Running" and vmi is not None and console_log(layout, vmi).parent.is_dir():
+            if status == PrintableStatus.RUNNING and vmi is not None and console_log(layout, vmi).parent.is_dir():
                 return vmi
             if time.monotonic() > deadline:
                 hint = compute_failure_hint(vm, vmi)
@@ -189,7 +190,7 @@ def print_tables(layout: Layout) -> None:
     say("")
     say(f"+ kubectl --kubeconfig {layout.kubeconfig} get vm,vmi")
     if kubectl is not None:
-        result = subprocess.run([*kubectl, "get", "vm,vmi"], capture_output=True, text=True, timeout=60)
+        result = subprocess.run([*kubectl, "get", "vm,vmi"], check=False, capture_output=True, text=True, timeout=60)
         say((result.stdout or result.stderr).rstrip())
         return
     asyncio.run(_print_tables_via_api(layout))

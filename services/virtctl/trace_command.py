@@ -143,8 +143,8 @@ async def collect_trace_documents(nats_url: str, prefix: str, plural: str, names
     """(trace ids recorded on the object — and on a VM's VMI; for a VMI recording none, on the VM
     controlling it —, their OTLP JSON documents). Raises NotFound (shared.errors) when the
     object does not exist."""
-    from shared.store import ObjectStore
     from shared.errors import NotFound
+    from shared.store import ObjectStore
     store = await ObjectStore.connect([nats_url], bucket_prefix=prefix, name="virtctl-trace")
     try:
         objects = [await store.get(plural, namespace, name)]

@@ -1,1 +1,0 @@
-"""virt_snapshot package."""
