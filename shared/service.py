@@ -125,7 +125,7 @@ class ServiceContext:
         return store
 
     async def serve_health(self, check: HealthCheck | None = None, *,
-                           routes: Callable[[web.Application], None] | None = None) -> None:
+                           routes: Callable[[web.Application], object] | None = None) -> None:
         """Serve ``/healthz`` (``check()``: 200 when ready, else 503; plain ``ok`` without a
         check), ``/metrics`` and ``routes(app)`` on ``127.0.0.1:<--health-port>`` until the
         service stops. Does nothing without ``--health-port``."""

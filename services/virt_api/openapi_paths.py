@@ -84,7 +84,8 @@ def _operation(
     if body is not None:
         body_types = PATCH_TYPES if action == "patch" else BODY_TYPES
         if v3:
-            op["requestBody"] = {"required": True, "content": {t: {"schema": {"$ref": prefix + body}} for t in body_types}}
+            content = {t: {"schema": {"$ref": prefix + body}} for t in body_types}
+            op["requestBody"] = {"required": True, "content": content}
         else:
             op["consumes"] = list(body_types)
             op["parameters"].append({"name": "body", "in": "body", "required": True, "schema": {"$ref": prefix + body}})
@@ -103,7 +104,8 @@ def compute_paths(resource: ResourceInfo, *, v3: bool) -> dict[str, dict[str, An
     list_name = name.rsplit(".", 1)[0] + "." + resource.list_kind
     status_name = f"{META}.Status"
     scope = "Namespaced" if resource.namespaced else ""
-    collection = f"{base}/namespaces/{{namespace}}/{resource.plural}" if resource.namespaced else f"{base}/{resource.plural}"
+    collection = (f"{base}/namespaces/{{namespace}}/{resource.plural}" if resource.namespaced
+                  else f"{base}/{resource.plural}")
     item = f"{collection}/{{name}}"
     path_params = [_path_param("namespace")] if resource.namespaced else []
     item_params = [_path_param("name"), *path_params]
@@ -111,7 +113,9 @@ def compute_paths(resource: ResourceInfo, *, v3: bool) -> dict[str, dict[str, An
     def common(params: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [_v3_param(p) for p in params] if v3 else params
 
-    op = lambda *a, **k: _operation(resource, *a, v3=v3, scope=scope, **k)
+    def op(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return _operation(resource, *args, v3=v3, scope=scope, **kwargs)
+
     paths: dict[str, dict[str, Any]] = {
         collection: {
             "parameters": common(path_params),

@@ -129,7 +129,9 @@ async def start_vm(store: Any, namespace: str, name: str, options: dict[str, Any
         needs_restart = vmi is not None and (
             (strategy == RunStrategy.RERUN_ON_FAILURE and phase_of(vmi) == Phase.SUCCEEDED)
             or (strategy == RunStrategy.MANUAL and phase_of(vmi) in FINAL_PHASES))
-        changes = [{"action": StateChangeAction.STOP, "uid": vmi["metadata"]["uid"]}, start] if needs_restart else [start]
+        changes = [start]
+        if needs_restart and vmi is not None:
+            changes.insert(0, {"action": StateChangeAction.STOP, "uid": vmi["metadata"]["uid"]})
         await _patch_requests(store, vm, changes, dry_run)
     elif strategy in (RunStrategy.ALWAYS, RunStrategy.ONCE):
         raise conflict("virtualmachine", name, f"{strategy} does not support manual start requests")
@@ -212,7 +214,7 @@ async def restart_vm(store: Any, namespace: str, name: str, options: dict[str, A
     if vmi is None:
         raise conflict("virtualmachine", name, "VM is not running: Halted")
     dry_run = is_dry_run(options)
-    await _patch_requests(store, vm, [{"action": StateChangeAction.STOP, "uid": vmi["metadata"]["uid"]}, {"action": StateChangeAction.START}],
-                          dry_run)
+    restart = [{"action": StateChangeAction.STOP, "uid": vmi["metadata"]["uid"]}, {"action": StateChangeAction.START}]
+    await _patch_requests(store, vm, restart, dry_run)
     if grace == 0 and not dry_run and phase_of(vmi) not in FINAL_PHASES:
         await _set_grace_period(store, vmi, 1)

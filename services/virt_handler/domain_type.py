@@ -23,9 +23,14 @@ ACCELERATION_RECORD = "domain-type"
 class DomainTypeSettings(Protocol):
     """What :func:`decide_domain_type` reads from the handler's settings."""
 
-    domain_type: str
-    libvirt_uri: str
-    state_dir: Path
+    @property
+    def domain_type(self) -> str: ...
+
+    @property
+    def libvirt_uri(self) -> str: ...
+
+    @property
+    def state_dir(self) -> Path: ...
 
 
 def decide_domain_type(settings: DomainTypeSettings) -> str:

@@ -89,7 +89,8 @@ def apply_manifest(layout: Layout, manifest: Path) -> dict[str, Any]:
     kubectl = _kubectl(layout)
     if kubectl is not None:
         say(f"+ kubectl --kubeconfig {layout.kubeconfig} apply -f {manifest}")
-        result = subprocess.run([*kubectl, "apply", "-f", str(manifest)], check=False, capture_output=True, text=True, timeout=60)
+        result = subprocess.run([*kubectl, "apply", "-f", str(manifest)], check=False, capture_output=True,
+                                text=True, timeout=60)
         if result.returncode != 0:
             raise MainJobError(f"kubectl apply -f {manifest} failed: {result.stderr.strip()}")
         say(result.stdout.rstrip())

@@ -125,7 +125,8 @@ def wait_healthy(layout: Layout, spec: ServiceSpec, record: ProcessRecord, timeo
     grace_until = time.monotonic() + (1.0 if spec.health is stays_up else 0.0)
     while True:
         if not is_alive(record.pid):  # just launched by us: the pid is ours, no cmdline check needed
-            raise RuntimeError(f"{spec.name} exited during start-up: {compute_log_failure(log_path(layout, spec.name))}")
+            failure = compute_log_failure(log_path(layout, spec.name))
+            raise RuntimeError(f"{spec.name} exited during start-up: {failure}")
         if time.monotonic() >= grace_until and spec.health(layout):
             return
         if time.monotonic() > deadline:
