@@ -2,6 +2,7 @@
 
 import asyncio
 
+import msgspec
 import pytest
 
 from services.virt_handler.agent import (
@@ -12,6 +13,7 @@ from services.virt_handler.agent import (
     compute_retry_delay,
 )
 from services.virt_handler.hypervisor import compute_flat_stats
+from shared.api.vmi import VirtualMachineInstance
 from services.virt_handler.main import HandlerSettings, decide_domain_type
 
 
@@ -31,7 +33,8 @@ def test_domain_names_map_back_to_vmi_keys(name, expected):
     pytest.param({"terminationGracePeriodSeconds": 30}, 30, id="explicit"),
 ])
 def test_grace_period(spec, expected):
-    assert compute_grace_seconds({"spec": spec}) == expected
+    vmi = msgspec.convert({"spec": {"domain": {}, **spec}}, VirtualMachineInstance)
+    assert compute_grace_seconds(vmi) == expected
 
 
 @pytest.mark.parametrize("failures, expected", [(1, 1.0), (2, 2.0), (4, 8.0), (10, 30.0)])
