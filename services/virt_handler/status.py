@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any
 
 from shared.api.vocabulary import (
-    FINAL_PHASES,
     ConditionStatus,
     ConditionType,
     Phase,
@@ -30,10 +29,6 @@ from shared.api.vocabulary import (
     format_time,
     is_final_phase,
 )
-
-__all__ = ["FINAL_PHASES", "compute_final_status", "compute_live_status", "compute_phase",
-           "compute_sync_failure_status", "is_acpi_enabled", "is_final_phase", "is_status_changed",
-           "with_conditions", "with_phase"]
 
 PAUSED_READINESS_GATE = "kubevirt.io/virtual-machine-unpaused"
 _PAUSE_REASONS = {"User": ("PausedByUser", "VMI was paused by user"),
