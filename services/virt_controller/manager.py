@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from services.virt_controller.clock import Clock, SystemClock
-from services.virt_controller.informer import Informer
+from shared.informer import Informer
 from services.virt_controller.leader import LeaderElector
 from services.virt_controller.observer import VMIObserver
 from services.virt_controller.pool_controller import POOLS, PoolController

@@ -23,11 +23,11 @@ from services.virt_controller import phases
 from services.virt_controller.admission import apply_create_admission
 from services.virt_controller.clock import Clock, SystemClock, format_time
 from services.virt_controller.conditions import with_condition, without_condition
-from services.virt_controller.informer import Informer, object_key
+from shared.informer import Informer, object_key
 from services.virt_controller.replicaset_controller import compute_selector_text
 from services.virt_controller.sync_error import FAILED_CREATE, SyncError
 from services.virt_controller.vmi_template import controller_of, controller_ref, is_controlled_by
-from services.virt_controller.workqueue import WorkQueue
+from shared.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from shared.store import label_selector_from_dict
 from services.virt_controller import phases
 from services.virt_controller.clock import Clock, SystemClock, format_micro_time, format_time
 from services.virt_controller.conditions import has_condition, with_condition, without_condition
-from services.virt_controller.informer import Informer, object_key
+from shared.informer import Informer, object_key
 from services.virt_controller.sync_error import FAILED_CREATE, FAILED_DELETE, SyncError
 from services.virt_controller.admission import apply_vmi_admission
 from services.virt_controller.vmi_template import compute_vmi_for_replica_set, controller_of, is_controlled_by
-from services.virt_controller.workqueue import WorkQueue
+from shared.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 

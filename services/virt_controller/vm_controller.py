@@ -30,7 +30,7 @@ from shared.errors import AlreadyExists, ApiError, Conflict, Invalid, NotFound
 from services.virt_controller import phases
 from services.virt_controller.backoff import compute_start_failure
 from services.virt_controller.clock import Clock, SystemClock, format_micro_time, format_time
-from services.virt_controller.informer import Informer, object_key, split_key
+from shared.informer import Informer, object_key, split_key
 from services.virt_controller.run_strategy import (
     NOTHING,
     START,
@@ -49,7 +49,7 @@ from services.virt_controller.vmi_template import (
     controller_of,
     is_controlled_by,
 )
-from services.virt_controller.workqueue import WorkQueue
+from shared.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from typing import Any
 from shared.errors import NotFound
 from services.virt_controller import phases
 from services.virt_controller.clock import Clock, SystemClock
-from services.virt_controller.informer import Informer, object_key
+from shared.informer import Informer, object_key
 from services.virt_controller.vmi_lifecycle import (
     DEFAULT_HEARTBEAT_TIMEOUT,
     compute_vmi_update,
     is_node_responsive,
 )
-from services.virt_controller.workqueue import WorkQueue
+from shared.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 

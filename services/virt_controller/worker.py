@@ -14,7 +14,7 @@ from typing import Awaitable, Callable
 
 from shared.errors import Conflict
 from services.virt_controller.sync_error import SyncError
-from services.virt_controller.workqueue import WorkQueue
+from shared.workqueue import WorkQueue
 
 Reconcile = Callable[[str], Awaitable[None]]
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ import asyncio
 
 import pytest
 
-from services.virt_controller.workqueue import WorkQueue, compute_item_delay
+from shared.workqueue import WorkQueue, compute_item_delay
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,14 @@ Semantics (``k8s.io/client-go/util/workqueue``):
 * a key is never handed to two workers at once: adding a key that is being processed marks it
   dirty and it is queued again when the worker calls ``done``;
 * ``add_after`` delays an add (the earliest pending time wins);
-* ``add_rate_limited`` delays by a per-key exponential backoff, ``forget`` resets it.
+* ``add_rate_limited`` delays by a per-key exponential backoff, ``forget`` resets it;
+* ``shutdown`` stops it: pending delayed adds are dropped and ``get`` answers None.
 
-The backoff rule is the pure :func:`compute_item_delay`.
+The backoff rule is the pure :func:`compute_item_delay` (client-go's
+``ItemExponentialFailureRateLimiter``, which KubeVirt's controllers use with a 5 ms base). The
+``kubevirt_workqueue_*`` metrics (depth, adds, retries, queue and work durations) are labelled
+with the queue's ``name``. One queue serves every service: virt-controller's controllers,
+scheduler-bridge and virt-handler (``base_delay``/``max_delay`` set its retry backoff).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ def compute_item_delay(failures: int, base: float = DEFAULT_BASE_DELAY,
     exponent = max(failures, 0)
     if exponent > 62:
         return cap
-    return min(base * (2 ** exponent), cap)
+    return min(base * float(2 ** exponent), cap)
 
 
 class WorkQueue:
@@ -65,11 +70,17 @@ class WorkQueue:
         self._started_at: dict[str, float] = {}
 
     def __len__(self) -> int:
+        """Keys waiting to be handed out (not those being processed or delayed)."""
         return len(self._queue)
 
     @property
     def is_shut_down(self) -> bool:
+        """Whether :meth:`shutdown` was called."""
         return self._shutdown
+
+    def num_delayed(self) -> int:
+        """Keys waiting for an ``add_after`` / ``add_rate_limited`` timer."""
+        return len(self._timers)
 
     def add(self, key: str) -> None:
         """Queue ``key`` now (no-op if already queued or shut down)."""
