@@ -2,9 +2,10 @@
 
 ``VmiAgent`` wires the parts (KubeVirt's ``pkg/virt-handler/vm.go`` in spirit):
 
-- a cache of the VMIs whose ``status.nodeName`` is this node (list + watch of the store) and
-  a work queue of ``<namespace>/<name>`` keys woken by VMI changes, libvirt domain events
-  (``domain_events``) and a periodic resync;
+- the VMIs whose ``status.nodeName`` is this node, from the shared informer
+  (``shared.informer``: list, then watch; relist on ``Gone``), and the shared rate-limited
+  work queue (``shared.workqueue``) of ``<namespace>/<name>`` keys woken by VMI changes,
+  libvirt domain events (``domain_events``) and a periodic resync;
 - workers that sync one key at a time: ``sync_decision.compute_sync_action`` decides (start,
   adopt, live status, ACPI stop then destroy after the grace period, finish, remove a stale
   domain, mark Failed), ``sync_executor`` performs it; a failed sync is retried with
@@ -38,18 +39,18 @@ from services.virt_handler.sync_executor import (
     VMIS,
     SyncExecutor,
     SyncState,
-    compute_retry_delay,
     decode_vmi,
 )
 from services.virt_handler.vmi_files import VmiFiles
 from shared import tracing
 from shared.api.vmi import VirtualMachineInstance
 from shared.api.vocabulary import object_key, utc_now
-from shared.errors import Gone
 from shared.events_recorder import EventRecorder
+from shared.informer import Informer
+from shared.workqueue import WorkQueue, compute_item_delay
 
-__all__ = ["AgentConfig", "KeyQueue", "VmiAgent", "apply_cancellation", "compute_domain_type",
-           "compute_grace_seconds", "compute_key_of_domain", "compute_retry_delay", "describe"]
+__all__ = ["AgentConfig", "VmiAgent", "apply_cancellation", "compute_domain_type",
+           "compute_grace_seconds", "compute_item_delay", "compute_key_of_domain", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -104,56 +105,6 @@ async def apply_cancellation(tasks: list[asyncio.Task], *, rounds: int = 5, wait
         log.warning("task %s did not stop after %d cancellations", task.get_name(), rounds)
 
 
-class KeyQueue:
-    """Work queue with client-go semantics: a key is queued at most once, never processed by
-    two workers at once, and re-queued after ``done`` when it was added while processing."""
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
-        self._processing: set[str] = set()
-        self._dirty: set[str] = set()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-
-    def add(self, key: str) -> None:
-        if key in self._processing:
-            self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
-
-    def add_after(self, key: str, delay: float) -> None:
-        """Add ``key`` after ``delay`` seconds (an earlier pending timer for it is replaced)."""
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
-        self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, key)
-
-    def _fire(self, key: str) -> None:
-        self._timers.pop(key, None)
-        self.add(key)
-
-    async def get(self) -> str:
-        key = await self._queue.get()
-        self._queued.discard(key)
-        self._processing.add(key)
-        return key
-
-    def done(self, key: str) -> None:
-        self._processing.discard(key)
-        if key in self._dirty:
-            self._dirty.discard(key)
-            self.add(key)
-
-    def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-
-    def __len__(self) -> int:
-        return self._queue.qsize()
-
-
 class VmiAgent:
     """The sync loop of one node (see module docstring).
 
@@ -169,13 +120,17 @@ class VmiAgent:
         self.config = config
         self.bus = bus
         self.clock = clock or utc_now
-        self.queue = KeyQueue()
+        self.queue = WorkQueue(base_delay=config.base_retry_delay, max_delay=config.max_retry_delay,
+                               name=f"virt-handler-vmi-{config.node_name}")
+        self.informer: Informer[dict[str, Any]] = Informer(store, VMIS)
+        self.informer.add_handler(self._on_vmi_change)
         self.vmis: dict[str, dict[str, Any]] = {}  # key -> latest VMI placed on this node
         self.state = SyncState()
         self.agent_connected = self.state.agent_connected  # domain name -> guest agent connected
         self.files = VmiFiles(config.state_dir, config.domain_type, config.images)
         self.recorder = EventRecorder(store, "virt-handler", host=config.node_name)
-        self.executor = SyncExecutor(store, hypervisor, config, self.files, self.state, lookup=self.vmis.get,
+        self.executor = SyncExecutor(store, hypervisor, config, self.files, self.state, self.queue,
+                                     lookup=self.vmis.get,
                                      observe=lambda vmi: self._observe(vmi, enqueue=False),
                                      record_event=self._record_event, clock=self.clock)
         self.commands = CommandServer(bus, hypervisor, config.node_name, lookup=self._lookup_struct,
@@ -185,7 +140,7 @@ class VmiAgent:
             enqueue_everything=self._enqueue_everything, clock=self.clock,
             uid_of=lambda key: ((self.vmis.get(key) or {}).get("metadata") or {}).get("uid", ""))
         self._tasks: list[asyncio.Task[None]] = []
-        self._event_tasks: set[asyncio.Task[None]] = set()
+        self._event_tasks: set[asyncio.Task[Any]] = set()
         self.synced = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -193,14 +148,12 @@ class VmiAgent:
         """Load the current state (VMIs and domains), then run the watch, the domain event
         listener, the workers, the resync timer and the command server as tasks."""
         subscription = self.hv.events()
-        items, list_rv = await self.store.list(VMIS)
-        for vmi in items:
-            self._observe(vmi)
+        self._tasks = [self.informer.start()]
+        await self.informer.wait_synced()
         await self._enqueue_everything()
         self.synced.set()
         spawn = asyncio.get_running_loop().create_task
-        self._tasks = [spawn(self._watch_vmis(list_rv), name="handler-watch"),
-                       spawn(self.domain_events.run(subscription), name="handler-domain-events"),
+        self._tasks += [spawn(self.domain_events.run(subscription), name="handler-domain-events"),
                        spawn(self._resync(), name="handler-resync")]
         self._tasks += [spawn(self._worker(), name=f"handler-worker-{i}") for i in range(self.config.workers)]
         await self.commands.start()
@@ -210,9 +163,16 @@ class VmiAgent:
         await self.commands.stop()
         await apply_cancellation(self._tasks)
         self._tasks = []
-        self.queue.close()
+        self.queue.shutdown()
 
     # -- inputs ------------------------------------------------------------------------------
+    def _on_vmi_change(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Informer handler: keep ``vmis`` to the VMIs of this node and queue what changed."""
+        if new is not None:
+            self._observe(new)
+        elif old is not None:
+            self._forget(old)
+
     def _is_mine(self, vmi: dict[str, Any]) -> bool:
         return (vmi.get("status") or {}).get("nodeName") == self.config.node_name
 
@@ -242,32 +202,6 @@ class VmiAgent:
         elif self._is_mine(vmi):
             self.queue.add(key)
 
-    async def _watch_vmis(self, resource_version: str) -> None:
-        while True:
-            try:
-                async for event in self.store.watch(VMIS, resource_version=resource_version):
-                    resource_version = (event.object.get("metadata") or {}).get("resourceVersion") \
-                        or resource_version
-                    if event.type == "DELETED":
-                        self._forget(event.object)
-                    elif event.type in ("ADDED", "MODIFIED"):
-                        self._observe(event.object)
-            except asyncio.CancelledError:
-                raise
-            except Gone:
-                log.info("VMI watch expired; listing again")
-                items, resource_version = await self.store.list(VMIS)
-                present = set()
-                for vmi in items:
-                    self._observe(vmi)
-                    present.add(_key_of(vmi))
-                for key in [k for k in self.vmis if k not in present]:
-                    del self.vmis[key]
-                    self.queue.add(key)
-            except Exception as err:  # noqa: BLE001 - keep watching through store failures
-                log.warning("VMI watch failed (%s); retrying", err)
-                await asyncio.sleep(1.0)
-
     def _lookup_struct(self, key: str) -> VirtualMachineInstance | None:
         obj = self.vmis.get(key)
         return decode_vmi(obj) if obj is not None else None
@@ -277,9 +211,9 @@ class VmiAgent:
             self.queue.add(key)
         try:
             for domain in await self.hv.list_domains():
-                key = compute_key_of_domain(domain.name)
-                if key and self.files.is_owned(domain):
-                    self.queue.add(key)
+                domain_key = compute_key_of_domain(domain.name)
+                if domain_key and self.files.is_owned(domain):
+                    self.queue.add(domain_key)
         except HypervisorError as err:
             log.warning("listing domains failed: %s", err)
 
@@ -297,6 +231,9 @@ class VmiAgent:
     async def _worker(self) -> None:
         while True:
             key = await self.queue.get()
+            if key is None:
+                return  # shut down
+            delay = None
             try:
                 with tracing.object_span(SERVICE, "sync VirtualMachineInstance", self.vmis.get(key)):
                     delay = await self.reconcile(key)
@@ -304,10 +241,8 @@ class VmiAgent:
                 self.queue.done(key)
                 raise
             except Exception as err:  # noqa: BLE001 - any failure is retried with backoff
-                failures = self.state.failures.get(key, 0) + 1
-                self.state.failures[key] = failures
-                delay = compute_retry_delay(failures, self.config.base_retry_delay, self.config.max_retry_delay)
-                log.warning("reconciling VMI %s failed (%s); retrying in %.1fs", key, err, delay)
+                retry = self.queue.add_rate_limited(key)
+                log.warning("reconciling VMI %s failed (%s); retrying in %.1fs", key, err, retry)
             self.queue.done(key)
             if delay is not None:
                 self.queue.add_after(key, delay)

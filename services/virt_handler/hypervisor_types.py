@@ -106,9 +106,9 @@ class EventSubscription:
     """An async iterator of ``LifecycleEvent`` that is subscribed from construction on
     (an async generator would only subscribe at its first ``__anext__`` and miss events)."""
 
-    def __init__(self, subscribers: set):
+    def __init__(self, subscribers: set[asyncio.Queue[LifecycleEvent | None]]):
         self._subscribers = subscribers
-        self._queue: asyncio.Queue = asyncio.Queue()
+        self._queue: asyncio.Queue[LifecycleEvent | None] = asyncio.Queue()
         subscribers.add(self._queue)
 
     def __aiter__(self) -> "EventSubscription":
@@ -164,6 +164,6 @@ def parse_host_cpu(capabilities: str) -> tuple[str, str, tuple[str, ...], str]:
     arch = (cpu.findtext("arch") or "").strip()
     model = (cpu.findtext("model") or "").strip()
     vendor = (cpu.findtext("vendor") or "").strip()
-    features = tuple(sorted(f.get("name") for f in cpu.findall("feature") if f.get("name")))
+    features = tuple(sorted(name for f in cpu.findall("feature") if (name := f.get("name"))))
     return model, vendor, features, arch
 

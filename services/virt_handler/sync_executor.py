@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -66,32 +66,37 @@ def decode_vmi(obj: dict[str, Any]) -> VirtualMachineInstance:
         return decoded
 
 
-def compute_retry_delay(failures: int, base: float, cap: float) -> float:
-    """Exponential backoff: ``base * 2**(failures-1)`` seconds, at most ``cap``."""
-    return min(cap, base * 2 ** max(0, failures - 1))
+class RetryQueue(Protocol):
+    """The part of ``shared.workqueue.WorkQueue`` the executor uses for its backoff."""
+
+    def add_rate_limited(self, key: str) -> float: ...
+
+    def num_requeues(self, key: str) -> int: ...
+
+    def forget(self, key: str) -> None: ...
 
 
 @dataclass
 class SyncState:
     """What the handler remembers between syncs (in memory; a restart starts empty and adopts):
     ``agent_connected`` domain name -> guest agent connected; ``guest_status`` key ->
-    (monotonic time of the fetch or None to fetch at once, status fields from the agent);
-    ``failures`` key -> consecutive failed syncs."""
+    (monotonic time of the fetch or None to fetch at once, status fields from the agent).
+    Consecutive failures of a key are counted by the work queue (``num_requeues``)."""
 
     agent_connected: dict[str, bool] = field(default_factory=dict)
     guest_status: dict[str, tuple[float | None, dict[str, Any]]] = field(default_factory=dict)
-    failures: dict[str, int] = field(default_factory=dict)
 
 
 class SyncExecutor:
     """Syncs one VMI at a time (see module docstring).
 
-    ``lookup(key)``: the cached VMI dict placed on this node (None: gone); ``observe(stored)``:
+    ``queue``: the work queue, whose per-key backoff times the retries; ``lookup(key)``: the cached VMI dict placed on this node (None: gone); ``observe(stored)``:
     hands a VMI this executor wrote back to the cache; ``record_event(vmi, type, reason,
     message)``: records a Kubernetes Event in the background; ``clock``: current UTC datetime.
     """
 
-    def __init__(self, store: Any, hypervisor: Any, config: Any, files: VmiFiles, state: SyncState, *,
+    def __init__(self, store: Any, hypervisor: Any, config: Any, files: VmiFiles, state: SyncState,
+                 queue: RetryQueue, *,
                  lookup: Callable[[str], dict[str, Any] | None], observe: Callable[[dict[str, Any]], None],
                  record_event: Callable[[dict[str, Any], str, str, str], None], clock: Callable[[], datetime]):
         self.store = store
@@ -99,6 +104,7 @@ class SyncExecutor:
         self.config = config
         self.files = files
         self.state = state
+        self.queue = queue
         self.lookup = lookup
         self.observe = observe
         self.record_event = record_event
@@ -178,7 +184,7 @@ class SyncExecutor:
         if isinstance(action, FinishDomain):
             await self._finish(key, obj, action)
             return None
-        self.state.failures.pop(key, None)
+        self.queue.forget(key)
         if isinstance(action, AdoptDomain):  # adopted after a restart: ask the domain, then decide again
             self.state.agent_connected[action.domain_name] = await self.hv.is_agent_connected(action.domain_name)
             again = compute_sync_action(vmi, domain, self.compute_facts(key, vmi, domain))
@@ -202,8 +208,9 @@ class SyncExecutor:
                 xml = await asyncio.to_thread(self.files.prepare, obj, ctx)
             info = await self.hv.define_and_start(xml, paused=paused)
         except (DomainConversionError, ImageNotFound, HypervisorError) as err:
-            return await self._report_sync_failure(key, obj, err)
-        self.state.failures.pop(key, None)
+            await self._report_sync_failure(key, obj, err)
+            return None  # the queue's backoff brings the key back
+        self.queue.forget(key)
         log.info("started domain %s for VMI %s", info.name, key)
         self.record_event(obj, EventType.NORMAL, "Created", "VirtualMachineInstance defined.")
         self.state.agent_connected[info.name] = False  # a fresh guest's agent connects later (event)
@@ -212,9 +219,9 @@ class SyncExecutor:
         await apply_acceleration_annotation(self.store, obj, self.config.domain_type)
         return None
 
-    async def _report_sync_failure(self, key: str, obj: dict[str, Any], err: Exception) -> float:
-        failures = self.state.failures.get(key, 0) + 1
-        self.state.failures[key] = failures
+    async def _report_sync_failure(self, key: str, obj: dict[str, Any], err: Exception) -> None:
+        """Condition ``Synchronized=False``, a Warning Event, and a retry after the key's backoff."""
+        failures = self.queue.num_requeues(key) + 1
         if isinstance(err, ImageNotFound):
             reason, message = str(Reason.ERR_IMAGE_PULL), err.message
         else:
@@ -222,13 +229,12 @@ class SyncExecutor:
             message = getattr(err, "message", None) or str(err)
         if reason == Reason.ERR_IMAGE_PULL and failures > 1:
             reason = Reason.IMAGE_PULL_BACK_OFF  # KubeVirt shows the back-off once a pull failed before
-        delay = compute_retry_delay(failures, self.config.base_retry_delay, self.config.max_retry_delay)
+        delay = self.queue.add_rate_limited(key)
         log.info("VMI %s cannot start (%s: %s); retrying in %.1fs", key, reason, message, delay)
         tracing.mark_failed(reason, message)
         self.record_event(obj, EventType.WARNING, reason, message)  # a repeat only bumps the Event's count
         await self.write_status(key, obj, lambda v: vmi_status.compute_sync_failure_status(
             v, reason, message, now=self.clock()))
-        return delay
 
     async def _stop(self, name: str, uid: str, step: StopStep, about: dict[str, Any] | None) -> None:
         """One ``StopStep``: record the start, ACPI shutdown (with an Event), destroy."""

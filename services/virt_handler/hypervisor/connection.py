@@ -88,7 +88,7 @@ class LibvirtConnection:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="libvirt")
         self._conn: Any = None
         self._callback_ids: list[int] = []
-        self._subscribers: set[asyncio.Queue[LifecycleEvent]] = set()
+        self._subscribers: set[asyncio.Queue[LifecycleEvent | None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._broken = False
         self._reopen_lock = asyncio.Lock()
@@ -147,7 +147,7 @@ class LibvirtConnection:
         self._callback_ids = []
         self._pool.shutdown(wait=False, cancel_futures=True)
         for queue in list(self._subscribers):
-            queue.put_nowait(None)  # type: ignore[arg-type]  # ends the iterators
+            queue.put_nowait(None)  # ends the iterators
 
     def _on_close(self, _conn: Any, reason: int, _opaque: Any) -> None:
         self._broken = True

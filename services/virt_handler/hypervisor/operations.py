@@ -125,8 +125,9 @@ class Hypervisor(LibvirtConnection):
             root = ET.fromstring(self._lookup(name).XMLDesc(0))
             found = []
             for iface in root.findall("./devices/interface"):
-                alias = (iface.find("alias").get("name") if iface.find("alias") is not None else "") or ""
-                mac = iface.find("mac").get("address") if iface.find("mac") is not None else ""
+                alias_node, mac_node = iface.find("alias"), iface.find("mac")
+                alias = (alias_node.get("name") if alias_node is not None else "") or ""
+                mac = mac_node.get("address") if mac_node is not None else ""
                 found.append((alias.removeprefix("ua-"), mac or ""))
             return found
         return await self._call(blocking)
