@@ -3,7 +3,7 @@
 Owns KubeVirt's rules for turning a domain's state and reason into a VMI phase
 (``pkg/virt-handler``: ``calculateVmPhaseForStatusReason``) and the conditions the
 handler keeps (``Ready``, ``Paused``, ``AgentConnected``, ``Synchronized``).
-The agent (``agent.py``) reads the domain, calls these functions and writes the
+The executor (``sync_executor.py``) reads the domain, calls these functions and writes the
 result only when it differs from the stored status.
 
 Phase rules:
