@@ -160,7 +160,7 @@ class NodeHeartbeat:
                 self.beats += 1
             except asyncio.CancelledError:
                 raise
-            except Exception as err:  # keep beating through transient store/libvirt failures
+            except Exception as err:  # noqa: BLE001 - keep beating through transient store/libvirt failures
                 log.warning("heartbeat of node %s failed: %s", self.node_name, err)
 
 

@@ -8,7 +8,6 @@ import libvirt
 
 from services.virt_handler.hypervisor_types import DomainNotFound, HypervisorError
 
-
 # libvirt state / reason codes -> KubeVirt names (virtwrap/api/types.go, libvirt-domain.h).
 DOMAIN_STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "NoState", libvirt.VIR_DOMAIN_RUNNING: "Running",

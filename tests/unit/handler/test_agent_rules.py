@@ -12,9 +12,9 @@ from services.virt_handler.agent import (
     compute_key_of_domain,
 )
 from services.virt_handler.hypervisor import compute_flat_stats
+from services.virt_handler.main import HandlerSettings, decide_domain_type
 from shared.api.vmi import VirtualMachineInstance
 from shared.workqueue import WorkQueue
-from services.virt_handler.main import HandlerSettings, decide_domain_type
 
 
 @pytest.mark.parametrize("name, expected", [
