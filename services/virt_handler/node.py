@@ -26,9 +26,10 @@ import os
 import platform
 import socket
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 
-from services.virt_handler.hypervisor import NodeInfo
+from services.virt_handler.hypervisor_types import NodeInfo
+from shared.api.vocabulary import ConditionStatus, ConditionType, format_time, utc_now
 from shared.errors import AlreadyExists, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,7 @@ MAX_PODS = "110"  # kubelet default; VMIs are the only "pods" here
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "s390x": "s390x"}
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 UTC, seconds (``metav1.Time``)."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+_now = utc_now
 
 
 def format_memory(count: int) -> str:
@@ -92,17 +87,17 @@ def compute_node(existing: dict | None, node_name: str, info: NodeInfo, now: dat
                 "pods": MAX_PODS}
     status["capacity"] = capacity
     status["allocatable"] = dict(capacity)
-    old_ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-    ready_status = "True" if ready else "False"
+    old_ready = next((c for c in status.get("conditions") or [] if c.get("type") == ConditionType.READY), None)
+    ready_status = ConditionStatus.TRUE if ready else ConditionStatus.FALSE
     ready_cond = {
-        "type": "Ready", "status": ready_status,
+        "type": ConditionType.READY, "status": ready_status,
         "reason": "KubeletReady" if ready else "KubeletNotReady",
         "message": "virt-handler is posting ready status" if ready else "virt-handler stopped",
         "lastHeartbeatTime": stamp,
         "lastTransitionTime": (old_ready or {}).get("lastTransitionTime", stamp)
         if (old_ready or {}).get("status") == ready_status else stamp,
     }
-    status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"] + [ready_cond]
+    status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != ConditionType.READY] + [ready_cond]
     status["nodeInfo"] = {"architecture": _ARCH.get(info.arch, info.arch), "operatingSystem": "linux",
                           "kernelVersion": platform.release(), "osImage": platform.platform(),
                           "kubeletVersion": "kubevirt-py", "machineID": "", "systemUUID": ""}
@@ -165,7 +160,7 @@ class NodeHeartbeat:
                 self.beats += 1
             except asyncio.CancelledError:
                 raise
-            except Exception as err:  # keep beating through transient store/libvirt failures
+            except Exception as err:  # noqa: BLE001 - keep beating through transient store/libvirt failures
                 log.warning("heartbeat of node %s failed: %s", self.node_name, err)
 
 

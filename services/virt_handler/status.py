@@ -3,7 +3,7 @@
 Owns KubeVirt's rules for turning a domain's state and reason into a VMI phase
 (``pkg/virt-handler``: ``calculateVmPhaseForStatusReason``) and the conditions the
 handler keeps (``Ready``, ``Paused``, ``AgentConnected``, ``Synchronized``).
-The agent (``agent.py``) reads the domain, calls these functions and writes the
+The executor (``sync_executor.py``) reads the domain, calls these functions and writes the
 result only when it differs from the stored status.
 
 Phase rules:
@@ -18,42 +18,24 @@ Phase rules:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-RUNNING = "Running"
-SCHEDULED = "Scheduled"
-SUCCEEDED = "Succeeded"
-FAILED = "Failed"
-FINAL_PHASES = frozenset({SUCCEEDED, FAILED})
-
-COND_READY = "Ready"
-COND_PAUSED = "Paused"
-COND_AGENT_CONNECTED = "AgentConnected"
-COND_SYNCHRONIZED = "Synchronized"
+from shared.api.vocabulary import (
+    ConditionStatus,
+    ConditionType,
+    Phase,
+    format_micro_time,
+    format_time,
+    is_final_phase,
+)
 
 PAUSED_READINESS_GATE = "kubevirt.io/virtual-machine-unpaused"
 _PAUSE_REASONS = {"User": ("PausedByUser", "VMI was paused by user"),
                   "IOError": ("PausedIOError", "VMI was paused, low-level IO error detected")}
 
 
-def format_timestamp(moment: datetime) -> str:
-    """RFC 3339 UTC with seconds (Kubernetes ``metav1.Time``): conditions."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def format_precise_timestamp(moment: datetime) -> str:
-    """RFC 3339 UTC with microseconds: phase transitions, so start-up latency can be
-    measured below one second from the objects themselves."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def is_final_phase(phase: str | None) -> bool:
-    """Succeeded or Failed."""
-    return phase in FINAL_PHASES
-
-
-def is_acpi_enabled(vmi: dict) -> bool:
+def is_acpi_enabled(vmi: dict[str, Any]) -> bool:
     """ACPI is on unless ``spec.domain.features.acpi.enabled`` is false (KubeVirt default)."""
     acpi = ((((vmi.get("spec") or {}).get("domain") or {}).get("features") or {}).get("acpi"))
     if acpi is None:
@@ -65,14 +47,14 @@ def compute_phase(state: str, reason: str, *, acpi_enabled: bool) -> str:
     """The VMI phase for a domain in ``state`` with ``reason`` (KubeVirt names, see
     ``hypervisor.DOMAIN_STATES``/``STATE_REASONS``); rules in the module docstring."""
     if state in ("Running", "Blocked", "PMSuspended", "Shutdown"):
-        return RUNNING
+        return Phase.RUNNING
     if state == "Paused":
-        return FAILED if reason == "PostCopyFailed" else RUNNING
+        return Phase.FAILED if reason == "PostCopyFailed" else Phase.RUNNING
     if reason in ("Shutdown", "Saved", "FromSnapshot", "Migrated"):
-        return SUCCEEDED
+        return Phase.SUCCEEDED
     if reason == "Destroyed":
-        return FAILED if acpi_enabled else SUCCEEDED
-    return FAILED  # Crashed, Panicked, Failed, Unknown, NoState
+        return Phase.FAILED if acpi_enabled else Phase.SUCCEEDED
+    return Phase.FAILED  # Crashed, Panicked, Failed, Unknown, NoState
 
 
 def _condition(ctype: str, status: str, now: str, reason: str = "", message: str = "") -> dict[str, Any]:
@@ -84,12 +66,13 @@ def _condition(ctype: str, status: str, now: str, reason: str = "", message: str
     return cond
 
 
-def with_conditions(conditions: list[dict] | None, wanted: dict[str, dict | None]) -> list[dict]:
+def with_conditions(conditions: list[dict[str, Any]] | None,
+                    wanted: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
     """``conditions`` with each type in ``wanted`` replaced (or removed when None); a condition
     whose status, reason and message are unchanged keeps its old timestamps, so re-applying
     the same facts produces an equal list (and no store write)."""
-    out: list[dict] = []
-    seen = set()
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for cond in conditions or []:
         ctype = cond.get("type")
         if ctype not in wanted:
@@ -105,7 +88,7 @@ def with_conditions(conditions: list[dict] | None, wanted: dict[str, dict | None
     return out
 
 
-def with_phase(status: dict, phase: str, precise_now: str) -> dict:
+def with_phase(status: dict[str, Any], phase: str, precise_now: str) -> dict[str, Any]:
     """``status`` in ``phase``; ``phaseTransitionTimestamps`` gains an entry only on a change."""
     new = dict(status)
     if new.get("phase") == phase:
@@ -116,8 +99,8 @@ def with_phase(status: dict, phase: str, precise_now: str) -> dict:
     return new
 
 
-def compute_live_status(vmi: dict, state: str, reason: str, *, now: datetime,
-                        agent_connected: bool = False, extra: dict | None = None) -> dict:
+def compute_live_status(vmi: dict[str, Any], state: str, reason: str, *, now: datetime,
+                        agent_connected: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The VMI status for a domain that exists in ``state``/``reason``.
 
     Sets the phase (with transition timestamp), ``Ready`` (True while running; False while
@@ -127,48 +110,49 @@ def compute_live_status(vmi: dict, state: str, reason: str, *, now: datetime,
     merged into the status (e.g. ``guestOSInfo``, ``interfaces``, ``machine``).
     """
     status = dict(vmi.get("status") or {})
-    stamp = format_timestamp(now)
+    stamp = format_time(now)
     phase = compute_phase(state, reason, acpi_enabled=is_acpi_enabled(vmi))
     if is_final_phase(phase):
         return compute_final_status(vmi, phase, now=now)
-    status = with_phase(status, phase, format_precise_timestamp(now))
+    status = with_phase(status, phase, format_micro_time(now))
     paused = state == "Paused"
     if paused:
-        ready = _condition(COND_READY, "False", stamp, "ReadinessGatesNotReady",
-                           f'the status of pod readiness gate "{PAUSED_READINESS_GATE}" is not "True", but False')
+        ready = _condition(ConditionType.READY, ConditionStatus.FALSE, stamp, "ReadinessGatesNotReady",
+                           f'the status of pod readiness gate "{PAUSED_READINESS_GATE}" is not ConditionStatus.TRUE, but False')
         pause_reason, pause_message = _PAUSE_REASONS.get(reason, ("PausedByUser", "VMI was paused by user"))
-        paused_cond = _condition(COND_PAUSED, "True", stamp, pause_reason, pause_message)
+        paused_cond = _condition(ConditionType.PAUSED, ConditionStatus.TRUE, stamp, pause_reason, pause_message)
     else:
-        ready, paused_cond = _condition(COND_READY, "True", stamp), None
-    agent = _condition(COND_AGENT_CONNECTED, "True", stamp) if agent_connected else None
+        ready, paused_cond = _condition(ConditionType.READY, ConditionStatus.TRUE, stamp), None
+    agent = _condition(ConditionType.AGENT_CONNECTED, ConditionStatus.TRUE, stamp) if agent_connected else None
     status["conditions"] = with_conditions(status.get("conditions"), {
-        COND_READY: ready, COND_PAUSED: paused_cond, COND_AGENT_CONNECTED: agent, COND_SYNCHRONIZED: None})
+        ConditionType.READY: ready, ConditionType.PAUSED: paused_cond, ConditionType.AGENT_CONNECTED: agent, ConditionType.SYNCHRONIZED: None})
     if extra:
         status.update(extra)
     return status
 
 
-def compute_final_status(vmi: dict, phase: str, *, now: datetime) -> dict:
+def compute_final_status(vmi: dict[str, Any], phase: str, *, now: datetime) -> dict[str, Any]:
     """The status of a VMI whose guest is gone for good: ``phase`` Succeeded or Failed,
     ``Ready`` False (``GuestNotRunning``), no ``Paused``/``AgentConnected``."""
-    status = with_phase(dict(vmi.get("status") or {}), phase, format_precise_timestamp(now))
-    stamp = format_timestamp(now)
+    status = with_phase(dict(vmi.get("status") or {}), phase, format_micro_time(now))
+    stamp = format_time(now)
     status["conditions"] = with_conditions(status.get("conditions"), {
-        COND_READY: _condition(COND_READY, "False", stamp, "GuestNotRunning", "Guest VM is not reported as running"),
-        COND_PAUSED: None, COND_AGENT_CONNECTED: None})
+        ConditionType.READY: _condition(ConditionType.READY, ConditionStatus.FALSE, stamp, "GuestNotRunning", "Guest VM is not reported as running"),
+        ConditionType.PAUSED: None, ConditionType.AGENT_CONNECTED: None})
     return status
 
 
-def compute_sync_failure_status(vmi: dict, reason: str, message: str, *, now: datetime) -> dict:
+def compute_sync_failure_status(vmi: dict[str, Any], reason: str, message: str, *,
+                                now: datetime) -> dict[str, Any]:
     """The status after a failed attempt to create the domain: condition ``Synchronized``
     False with ``reason`` (e.g. ``ErrImagePull``, ``ImagePullBackOff``, ``FailedPvcNotFound``,
     ``SyncFailed``) and ``message``; the phase is left as it was (KubeVirt retries)."""
     status = dict(vmi.get("status") or {})
     status["conditions"] = with_conditions(status.get("conditions"), {
-        COND_SYNCHRONIZED: _condition(COND_SYNCHRONIZED, "False", format_timestamp(now), reason, message)})
+        ConditionType.SYNCHRONIZED: _condition(ConditionType.SYNCHRONIZED, ConditionStatus.FALSE, format_time(now), reason, message)})
     return status
 
 
-def is_status_changed(old: dict | None, new: dict) -> bool:
+def is_status_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     """Whether writing ``new`` would change the stored status."""
     return (old or {}) != new

@@ -2,17 +2,19 @@
 
 import asyncio
 
+import msgspec
 import pytest
 
 from services.virt_handler.agent import (
-    KeyQueue,
     compute_domain_type,
     compute_grace_seconds,
+    compute_item_delay,
     compute_key_of_domain,
-    compute_retry_delay,
 )
 from services.virt_handler.hypervisor import compute_flat_stats
 from services.virt_handler.main import HandlerSettings, decide_domain_type
+from shared.api.vmi import VirtualMachineInstance
+from shared.workqueue import WorkQueue
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -31,12 +33,13 @@ def test_domain_names_map_back_to_vmi_keys(name, expected):
     pytest.param({"terminationGracePeriodSeconds": 30}, 30, id="explicit"),
 ])
 def test_grace_period(spec, expected):
-    assert compute_grace_seconds({"spec": spec}) == expected
+    vmi = msgspec.convert({"spec": {"domain": {}, **spec}}, VirtualMachineInstance)
+    assert compute_grace_seconds(vmi) == expected
 
 
 @pytest.mark.parametrize("failures, expected", [(1, 1.0), (2, 2.0), (4, 8.0), (10, 30.0)])
 def test_retry_delay_doubles_up_to_the_cap(failures, expected):
-    assert compute_retry_delay(failures, 1.0, 30.0) == expected
+    assert compute_item_delay(failures - 1, 1.0, 30.0) == expected  # the handler's queue backoff
 
 
 @pytest.mark.parametrize("uri, kvm, expected", [
@@ -56,7 +59,7 @@ def test_the_probe_answer_is_kept_per_node(tmp_path):
 
 
 async def test_key_queue_never_hands_out_a_key_twice_at_once():
-    queue = KeyQueue()
+    queue = WorkQueue(name="test-handler-rules")  # the handler's queue
     queue.add("a")
     queue.add("a")
     assert len(queue) == 1
@@ -68,7 +71,7 @@ async def test_key_queue_never_hands_out_a_key_twice_at_once():
     queue.done("a")
     queue.add_after("b", 0.01)
     assert await asyncio.wait_for(queue.get(), 1) == "b"
-    queue.close()
+    queue.shutdown()
 
 
 def test_domain_stats_are_summed_over_devices():
