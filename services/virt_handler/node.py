@@ -97,7 +97,8 @@ def compute_node(existing: dict | None, node_name: str, info: NodeInfo, now: dat
         "lastTransitionTime": (old_ready or {}).get("lastTransitionTime", stamp)
         if (old_ready or {}).get("status") == ready_status else stamp,
     }
-    status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != ConditionType.READY] + [ready_cond]
+    others = [c for c in status.get("conditions") or [] if c.get("type") != ConditionType.READY]
+    status["conditions"] = [*others, ready_cond]
     status["nodeInfo"] = {"architecture": _ARCH.get(info.arch, info.arch), "operatingSystem": "linux",
                           "kernelVersion": platform.release(), "osImage": platform.platform(),
                           "kubeletVersion": "kubevirt-py", "machineID": "", "systemUUID": ""}

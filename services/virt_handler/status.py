@@ -118,14 +118,15 @@ def compute_live_status(vmi: dict[str, Any], state: str, reason: str, *, now: da
     paused = state == "Paused"
     if paused:
         ready = _condition(ConditionType.READY, ConditionStatus.FALSE, stamp, "ReadinessGatesNotReady",
-                           f'the status of pod readiness gate "{PAUSED_READINESS_GATE}" is not ConditionStatus.TRUE, but False')
+                           f'the status of pod readiness gate "{PAUSED_READINESS_GATE}" is not "True", but False')
         pause_reason, pause_message = _PAUSE_REASONS.get(reason, ("PausedByUser", "VMI was paused by user"))
         paused_cond = _condition(ConditionType.PAUSED, ConditionStatus.TRUE, stamp, pause_reason, pause_message)
     else:
         ready, paused_cond = _condition(ConditionType.READY, ConditionStatus.TRUE, stamp), None
     agent = _condition(ConditionType.AGENT_CONNECTED, ConditionStatus.TRUE, stamp) if agent_connected else None
     status["conditions"] = with_conditions(status.get("conditions"), {
-        ConditionType.READY: ready, ConditionType.PAUSED: paused_cond, ConditionType.AGENT_CONNECTED: agent, ConditionType.SYNCHRONIZED: None})
+        ConditionType.READY: ready, ConditionType.PAUSED: paused_cond, ConditionType.AGENT_CONNECTED: agent,
+        ConditionType.SYNCHRONIZED: None})
     if extra:
         status.update(extra)
     return status
@@ -137,7 +138,8 @@ def compute_final_status(vmi: dict[str, Any], phase: str, *, now: datetime) -> d
     status = with_phase(dict(vmi.get("status") or {}), phase, format_micro_time(now))
     stamp = format_time(now)
     status["conditions"] = with_conditions(status.get("conditions"), {
-        ConditionType.READY: _condition(ConditionType.READY, ConditionStatus.FALSE, stamp, "GuestNotRunning", "Guest VM is not reported as running"),
+        ConditionType.READY: _condition(ConditionType.READY, ConditionStatus.FALSE, stamp, "GuestNotRunning",
+                                        "Guest VM is not reported as running"),
         ConditionType.PAUSED: None, ConditionType.AGENT_CONNECTED: None})
     return status
 
@@ -149,7 +151,8 @@ def compute_sync_failure_status(vmi: dict[str, Any], reason: str, message: str, 
     ``SyncFailed``) and ``message``; the phase is left as it was (KubeVirt retries)."""
     status = dict(vmi.get("status") or {})
     status["conditions"] = with_conditions(status.get("conditions"), {
-        ConditionType.SYNCHRONIZED: _condition(ConditionType.SYNCHRONIZED, ConditionStatus.FALSE, format_time(now), reason, message)})
+        ConditionType.SYNCHRONIZED: _condition(ConditionType.SYNCHRONIZED, ConditionStatus.FALSE, format_time(now),
+                                               reason, message)})
     return status
 
 

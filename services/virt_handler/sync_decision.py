@@ -72,9 +72,9 @@ class NodeFacts:
 @dataclass(frozen=True)
 class StopStep:
     """One look at a domain being stopped: write ``record_start`` (wall-clock seconds) as the
-    shutdown record (first look only, else None), send the ACPI power button (``send_acpi``; with ``announce`` a ``ShutdownCalled``
-    Event about the VMI), destroy it (``destroy``, grace period over), and look again after
-    ``requeue_after`` seconds (None: the domain is stopped after this step)."""
+    shutdown record (first look only, else None), send the ACPI power button (``send_acpi``;
+    with ``announce`` a ``ShutdownCalled`` Event about the VMI), destroy it (``destroy``, grace
+    period over), and look again after ``requeue_after`` seconds (None: the domain is stopped after this step)."""
 
     grace_seconds: int
     record_start: float | None

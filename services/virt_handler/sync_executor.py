@@ -90,7 +90,8 @@ class SyncState:
 class SyncExecutor:
     """Syncs one VMI at a time (see module docstring).
 
-    ``queue``: the work queue, whose per-key backoff times the retries; ``lookup(key)``: the cached VMI dict placed on this node (None: gone); ``observe(stored)``:
+    ``queue``: the work queue, whose per-key backoff times the retries; ``lookup(key)``: the
+    cached VMI dict placed on this node (None: gone); ``observe(stored)``:
     hands a VMI this executor wrote back to the cache; ``record_event(vmi, type, reason,
     message)``: records a Kubernetes Event in the background; ``clock``: current UTC datetime.
     """

@@ -75,6 +75,9 @@ def test_paused_domain_sets_paused_by_user_and_not_ready():
     assert by_type["Paused"]["reason"] == "PausedByUser"
     assert by_type["Paused"]["message"] == "VMI was paused by user"
     assert by_type["Ready"]["status"] == "False"
+    assert by_type["Ready"]["reason"] == "ReadinessGatesNotReady"
+    assert by_type["Ready"]["message"] == ('the status of pod readiness gate "kubevirt.io/virtual-machine-unpaused" '
+                                           'is not "True", but False')  # KubeVirt's words
     assert by_type["Ready"]["lastTransitionTime"] == "2026-01-01T12:00:05Z"
     assert len(status["phaseTransitionTimestamps"]) == 1  # no new entry: still Running
 
