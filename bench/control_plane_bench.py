@@ -51,8 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.control_plane_report import report, report_comparison  # noqa: E402
-from bench.control_plane_services import NODE, ServiceTree, start_services, wait_ready  # noqa: E402
-from shared.errors import Conflict, NotFound  # noqa: E402
+from bench.control_plane_services import ServiceTree, start_services, wait_ready  # noqa: E402
+from shared.errors import NotFound  # noqa: E402
 from shared.natsserver import NatsServer  # noqa: E402
 from shared.store import ObjectStore  # noqa: E402
 from shared.store.keys import compute_bucket, stream_name  # noqa: E402
@@ -68,75 +68,6 @@ def micro_now() -> str:
 
 def parse(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-
-
-# -- the stand-in node agent (runs in its own process) -------------------------------------------
-async def agent_main(nats_url: str) -> None:
-    store = await ObjectStore.connect([nats_url], bucket_prefix=PREFIX, name="bench-agent")
-    now = micro_now()[:19] + "Z"
-    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE},
-            "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": now}]}}
-    try:
-        await store.create("nodes", node, namespaced=False)
-    except Exception:
-        pass
-    limit = asyncio.Semaphore(64)
-    busy: set[str] = set()
-
-    async def step(name: str) -> None:
-        async with limit:
-            while True:
-                try:
-                    vmi = await store.get(VMIS, NS, name)
-                except NotFound:
-                    return
-                status = dict(vmi.get("status") or {})
-                phase = status.get("phase")
-                deleting = bool(vmi["metadata"].get("deletionTimestamp"))
-                stamps = list(status.get("phaseTransitionTimestamps") or [])
-                if deleting and phase in ("Scheduled", "Running"):
-                    status["phase"] = "Succeeded"
-                    status["conditions"] = [{"type": "Ready", "status": "False", "reason": "GuestNotRunning"}]
-                elif not deleting and phase == "Scheduling":
-                    status["phase"] = "Scheduled"
-                    status["nodeName"] = NODE
-                elif not deleting and phase == "Scheduled":
-                    status["phase"] = "Running"
-                    status["conditions"] = [{"type": "Ready", "status": "True"}]
-                else:
-                    return
-                stamps.append({"phase": status["phase"], "phaseTransitionTimestamp": micro_now()})
-                status["phaseTransitionTimestamps"] = stamps
-                try:
-                    await store.update(VMIS, {**vmi, "status": status}, subresource="status")
-                except Conflict:
-                    continue
-                except NotFound:
-                    return
-                if status["phase"] != "Scheduled":
-                    return  # Scheduled -> Running continues in this loop
-
-    dirty: set[str] = set()
-
-    async def run(name: str) -> None:
-        try:
-            while True:  # an event that arrived while we worked means: look again
-                dirty.discard(name)
-                await step(name)
-                if name not in dirty:
-                    return
-        finally:
-            busy.discard(name)
-
-    async for event in store.watch(VMIS, NS):
-        if event.type == "DELETED":
-            continue
-        name = event.object["metadata"]["name"]
-        if name in busy:
-            dirty.add(name)
-        else:
-            busy.add(name)
-            asyncio.create_task(run(name))
 
 
 # -- measurement helpers --------------------------------------------------------------------------
@@ -181,6 +112,30 @@ def pct(values: list[float], p: float) -> float:
 args_verbose = False
 
 
+async def wait_progress(done: asyncio.Event, running: set[str], count: int, stall_timeout: float) -> None:
+    """Wait for ``done``; raise RuntimeError when no further VMI became Running for
+    ``stall_timeout`` seconds (a full node, a dead service) instead of waiting for ever."""
+    seen, since = -1, time.monotonic()
+    while not done.is_set():
+        if len(running) != seen:
+            seen, since = len(running), time.monotonic()
+        elif time.monotonic() - since > stall_timeout:
+            raise RuntimeError(f"stalled: {seen} of {count} VMIs Running, none more for {stall_timeout:.0f} s "
+                               "(node too small? see --node-cpus/--node-memory-gib)")
+        try:
+            await asyncio.wait_for(done.wait(), timeout=1.0)
+        except asyncio.TimeoutError:
+            pass
+
+
+def compute_node_size(count: int, cpus: int | None, memory_gib: int | None) -> tuple[int, int]:
+    """The test-driver host's (CPUs, GiB): what was asked, else room for ``count`` bench VMIs
+    (100m CPU, 90Mi each) plus a margin, at least 256 of each."""
+    need_cpus = -(-count // 10) + 16
+    need_gib = -(-count * 90 // 1024) + 16
+    return cpus or max(256, need_cpus), memory_gib or max(256, need_gib)
+
+
 def make_vmi(name: str) -> dict:
     return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
             "metadata": {"name": name, "namespace": NS, "labels": {"bench": "b1"}},
@@ -192,7 +147,7 @@ def make_vmi(name: str) -> dict:
 
 
 async def scenario(server: NatsServer, pids: dict[str, int], count: int, interval: float,
-                   label: str, *, delete: bool = True) -> dict:
+                   label: str, *, delete: bool = True, stall_timeout: float = 60.0) -> dict:
     """Create ``count`` VMIs (``interval`` seconds apart, 0 = all at once), wait until all are
     Running, then (``delete``) delete them all and wait until none is left; returns the figures
     (seconds, VMIs/s, CPU seconds per process in ``pids``, ...)."""
@@ -230,7 +185,12 @@ async def scenario(server: NatsServer, pids: dict[str, int], count: int, interva
                 await store.create(VMIS, make_vmi(name))
         await asyncio.gather(*(one(n) for n in names))
     created_at = time.monotonic()
-    await asyncio.wait_for(done.wait(), timeout=max(120, count * 0.5))
+    try:
+        await wait_progress(done, running, count, stall_timeout)
+    except BaseException:
+        watcher.cancel()
+        await store.close()
+        raise
     all_running = time.monotonic()
     watcher.cancel()
     items, _ = await store.list(VMIS, NS, label_selector="bench=b1")
@@ -304,15 +264,15 @@ def _figures(label, count, interval, latencies, first_create, last_running, star
 async def run_tree(tree: ServiceTree, args: argparse.Namespace, count: int, interval: float, label: str) -> dict:
     """One scenario against the services of ``tree``: a fresh nats-server and fresh service
     processes (so no run inherits another's caches or buckets), stopped afterwards."""
+    node_cpus, node_gib = compute_node_size(count, args.node_cpus, args.node_memory_gib)
     with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp:
         server = NatsServer(Path(tmp) / "nats")
         server.start()
         services = None
         try:
             services = start_services(tree, server.url, Path(tmp), prefix=PREFIX, workers=args.workers,
-                                      agents=args.agents, node_cpus=args.node_cpus,
-                                      node_memory_gib=args.node_memory_gib,
-                                      standin=[sys.executable, __file__, "--agent", server.url])
+                                      agents=args.agents, node_cpus=node_cpus, node_memory_gib=node_gib,
+                                      standin=[sys.executable, "-m", "bench.control_plane_standin", server.url])
             store = await ObjectStore.connect([server.url], bucket_prefix=PREFIX, name="bench-ready")
             try:
                 await wait_ready(store, services)
@@ -320,7 +280,8 @@ async def run_tree(tree: ServiceTree, args: argparse.Namespace, count: int, inte
                 await store.close()
             pids = {**services.pids(), "nats-server": server.pid or 0}
             load_before = [round(x, 2) for x in os.getloadavg()]
-            result = await scenario(server, pids, count, interval, f"{label}{count}", delete=not args.no_delete)
+            result = await scenario(server, pids, count, interval, f"{label}{count}", delete=not args.no_delete,
+                                    stall_timeout=args.stall_timeout)
             services.check_alive()
             result.update(tree=tree.label, tree_path=str(tree.path), loadavg_before=load_before)
             return result
@@ -370,8 +331,12 @@ def main() -> None:
     parser.add_argument("--agents", choices=["real", "standin"], default="real",
                         help="real: scheduler-bridge + virt-handler on libvirt's test driver; "
                              "standin: one process writing what they write (control plane alone)")
-    parser.add_argument("--node-cpus", type=int, default=256, help="test-driver host CPUs (real agents)")
-    parser.add_argument("--node-memory-gib", type=int, default=256, help="test-driver host memory (real agents)")
+    parser.add_argument("--node-cpus", type=int, default=None,
+                        help="test-driver host CPUs (real agents; default: room for --count, at least 256)")
+    parser.add_argument("--node-memory-gib", type=int, default=None,
+                        help="test-driver host memory (real agents; default: room for --count, at least 256)")
+    parser.add_argument("--stall-timeout", type=float, default=60.0,
+                        help="give up when no further VMI became Running for this many seconds")
     parser.add_argument("--tree", metavar="PATH", help="checkout whose services are measured (default: this one)")
     parser.add_argument("--tree-label", default="new", help="name of --tree in reports")
     parser.add_argument("--baseline-tree", metavar="PATH",
@@ -381,13 +346,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per tree and scenario (order alternates)")
     parser.add_argument("--no-delete", action="store_true", help="skip the deletion measurement")
     parser.add_argument("--json", metavar="PATH", help="also write every run's figures to this file")
-    parser.add_argument("--agent", metavar="NATS_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     global args_verbose
     args_verbose = args.verbose
-    if args.agent:
-        asyncio.run(agent_main(args.agent))
-        return
     asyncio.run(bench(args))
 
 
