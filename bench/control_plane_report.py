@@ -62,6 +62,8 @@ def report_comparison(results: list[dict], baseline: str, current: str) -> None:
         print(f"{'':32} {'old ' + baseline:>20} {'new ' + current:>20} {'new/old':>8}")
         for name, o, n in rows:
             print(f"{name:32} {o:20.2f} {n:20.2f} {n / o if o else float('nan'):8.2f}")
+        print("  (VMIs/s and latency move with the machine's load; CPU per VMI much less: on a shared "
+              "machine, trust the CPU rows and use --repeat)")
         for r in runs:
             print(f"  run {r['tree']:>12}: {r['running_per_s']:.1f} VMIs/s, load average before "
                   f"{r['loadavg_before'][0]} / at all Running {r['loadavg'][0]} (1 min; {os.cpu_count()} CPUs)")
