@@ -15,10 +15,22 @@ all at once, and waits until every one is Running. Figures:
 By default the real scheduler-bridge and virt-handler run, the handler on libvirt's test driver
 (a simulated host of ``--node-cpus``/``--node-memory-gib``); ``--agents standin`` replaces both
 by one process writing what they write (nodeName + Scheduled, then Running + Ready; Succeeded on
-deletion), which measures the controller's share alone. Usage::
+deletion), which measures the controller's share alone.
+
+Old against new in one run: ``--baseline-tree PATH`` starts the services of another checkout
+(e.g. ``git worktree add --detach ../bench-old <commit>``) for the same scenarios, alternating
+with this checkout's (or ``--tree PATH``'s) on the same machine, each run with a fresh
+nats-server and fresh processes, and ends with a table of both and the ratios new/old. The
+driver (this file, :mod:`bench.control_plane_services`) always runs from this checkout (its
+``shared`` store client and nats-server launcher) and never imports a module of a tree under
+test; see that module for how each tree's services are
+isolated and how their flags are found. The load average is printed with every run: compare
+figures only from one run on one machine. Usage::
 
     .venv/bin/python bench/control_plane_bench.py              # 100 paced (100 ms) and 1,000 at once
     .venv/bin/python bench/control_plane_bench.py --count 100 --interval 0.1
+    .venv/bin/python bench/control_plane_bench.py --count 1000 --interval 0 --baseline-tree ../bench-old
+    .venv/bin/python bench/control_plane_bench.py --count 8000 --interval 0 --baseline-tree ../bench-old --no-delete
 """
 
 from __future__ import annotations
@@ -28,7 +40,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +50,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.errors import Conflict, NotFound  # noqa: E402
+from bench.control_plane_report import report, report_comparison  # noqa: E402
+from bench.control_plane_services import ServiceTree, start_services, wait_ready  # noqa: E402
+from shared.errors import NotFound  # noqa: E402
 from shared.natsserver import NatsServer  # noqa: E402
 from shared.store import ObjectStore  # noqa: E402
 from shared.store.keys import compute_bucket, stream_name  # noqa: E402
@@ -47,7 +60,6 @@ from shared.store.keys import compute_bucket, stream_name  # noqa: E402
 VMIS = "virtualmachineinstances"
 NS = "bench"
 PREFIX = "kvb_"
-NODE = "bench-node"
 
 
 def micro_now() -> str:
@@ -56,75 +68,6 @@ def micro_now() -> str:
 
 def parse(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-
-
-# -- the stand-in node agent (runs in its own process) -------------------------------------------
-async def agent_main(nats_url: str) -> None:
-    store = await ObjectStore.connect([nats_url], bucket_prefix=PREFIX, name="bench-agent")
-    now = micro_now()[:19] + "Z"
-    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE},
-            "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": now}]}}
-    try:
-        await store.create("nodes", node, namespaced=False)
-    except Exception:
-        pass
-    limit = asyncio.Semaphore(64)
-    busy: set[str] = set()
-
-    async def step(name: str) -> None:
-        async with limit:
-            while True:
-                try:
-                    vmi = await store.get(VMIS, NS, name)
-                except NotFound:
-                    return
-                status = dict(vmi.get("status") or {})
-                phase = status.get("phase")
-                deleting = bool(vmi["metadata"].get("deletionTimestamp"))
-                stamps = list(status.get("phaseTransitionTimestamps") or [])
-                if deleting and phase in ("Scheduled", "Running"):
-                    status["phase"] = "Succeeded"
-                    status["conditions"] = [{"type": "Ready", "status": "False", "reason": "GuestNotRunning"}]
-                elif not deleting and phase == "Scheduling":
-                    status["phase"] = "Scheduled"
-                    status["nodeName"] = NODE
-                elif not deleting and phase == "Scheduled":
-                    status["phase"] = "Running"
-                    status["conditions"] = [{"type": "Ready", "status": "True"}]
-                else:
-                    return
-                stamps.append({"phase": status["phase"], "phaseTransitionTimestamp": micro_now()})
-                status["phaseTransitionTimestamps"] = stamps
-                try:
-                    await store.update(VMIS, {**vmi, "status": status}, subresource="status")
-                except Conflict:
-                    continue
-                except NotFound:
-                    return
-                if status["phase"] != "Scheduled":
-                    return  # Scheduled -> Running continues in this loop
-
-    dirty: set[str] = set()
-
-    async def run(name: str) -> None:
-        try:
-            while True:  # an event that arrived while we worked means: look again
-                dirty.discard(name)
-                await step(name)
-                if name not in dirty:
-                    return
-        finally:
-            busy.discard(name)
-
-    async for event in store.watch(VMIS, NS):
-        if event.type == "DELETED":
-            continue
-        name = event.object["metadata"]["name"]
-        if name in busy:
-            dirty.add(name)
-        else:
-            busy.add(name)
-            asyncio.create_task(run(name))
 
 
 # -- measurement helpers --------------------------------------------------------------------------
@@ -169,6 +112,30 @@ def pct(values: list[float], p: float) -> float:
 args_verbose = False
 
 
+async def wait_progress(done: asyncio.Event, running: set[str], count: int, stall_timeout: float) -> None:
+    """Wait for ``done``; raise RuntimeError when no further VMI became Running for
+    ``stall_timeout`` seconds (a full node, a dead service) instead of waiting for ever."""
+    seen, since = -1, time.monotonic()
+    while not done.is_set():
+        if len(running) != seen:
+            seen, since = len(running), time.monotonic()
+        elif time.monotonic() - since > stall_timeout:
+            raise RuntimeError(f"stalled: {seen} of {count} VMIs Running, none more for {stall_timeout:.0f} s "
+                               "(node too small? see --node-cpus/--node-memory-gib)")
+        try:
+            await asyncio.wait_for(done.wait(), timeout=1.0)
+        except asyncio.TimeoutError:
+            pass
+
+
+def compute_node_size(count: int, cpus: int | None, memory_gib: int | None) -> tuple[int, int]:
+    """The test-driver host's (CPUs, GiB): what was asked, else room for ``count`` bench VMIs
+    (100m CPU, 90Mi each) plus a margin, at least 256 of each."""
+    need_cpus = -(-count // 10) + 16
+    need_gib = -(-count * 90 // 1024) + 16
+    return cpus or max(256, need_cpus), memory_gib or max(256, need_gib)
+
+
 def make_vmi(name: str) -> dict:
     return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
             "metadata": {"name": name, "namespace": NS, "labels": {"bench": "b1"}},
@@ -180,7 +147,10 @@ def make_vmi(name: str) -> dict:
 
 
 async def scenario(server: NatsServer, pids: dict[str, int], count: int, interval: float,
-                   label: str) -> dict:
+                   label: str, *, delete: bool = True, stall_timeout: float = 60.0) -> dict:
+    """Create ``count`` VMIs (``interval`` seconds apart, 0 = all at once), wait until all are
+    Running, then (``delete``) delete them all and wait until none is left; returns the figures
+    (seconds, VMIs/s, CPU seconds per process in ``pids``, ...)."""
     store = await ObjectStore.connect([server.url], bucket_prefix=PREFIX, name="bench-driver")
     before_writes = await bucket_writes(store)
     before_msgs = varz(server)["in_msgs"]
@@ -215,7 +185,12 @@ async def scenario(server: NatsServer, pids: dict[str, int], count: int, interva
                 await store.create(VMIS, make_vmi(name))
         await asyncio.gather(*(one(n) for n in names))
     created_at = time.monotonic()
-    await asyncio.wait_for(done.wait(), timeout=max(120, count * 0.5))
+    try:
+        await wait_progress(done, running, count, stall_timeout)
+    except BaseException:
+        watcher.cancel()
+        await store.close()
+        raise
     all_running = time.monotonic()
     watcher.cancel()
     items, _ = await store.list(VMIS, NS, label_selector="bench=b1")
@@ -230,6 +205,12 @@ async def scenario(server: NatsServer, pids: dict[str, int], count: int, interva
     after_writes = await bucket_writes(store)
     after_msgs = varz(server)["in_msgs"]
     usage = {name: proc_usage(pid) for name, pid in pids.items()}
+    load = os.getloadavg()
+    if not delete:
+        await store.close()
+        return _figures(label, count, interval, latencies, first_create, last_running, start, created_at,
+                        all_running, after_writes, before_writes, after_msgs - before_msgs, usage, before_cpu,
+                        load, None, None)
     # deletion
     del_start = time.monotonic()
     sem = asyncio.Semaphore(100)
@@ -254,7 +235,15 @@ async def scenario(server: NatsServer, pids: dict[str, int], count: int, interva
         await asyncio.sleep(0.5 if args_verbose else 0.05)
     deleted_in = time.monotonic() - del_start
     await store.close()
+    return _figures(label, count, interval, latencies, first_create, last_running, start, created_at, all_running,
+                    after_writes, before_writes, after_msgs - before_msgs, usage, before_cpu, load, deleted_in,
+                    deletes_sent)
+
+
+def _figures(label, count, interval, latencies, first_create, last_running, start, created_at, all_running,
+             after_writes, before_writes, msgs, usage, before_cpu, load, deleted_in, deletes_sent) -> dict:
     writes = {k: after_writes[k] - before_writes[k] for k in after_writes}
+    cpu = {name: round(u[0] - before_cpu[name], 2) for name, u in usage.items()}
     return {
         "label": label, "count": count, "interval_s": interval,
         "p50_s": statistics.median(latencies), "p95_s": pct(latencies, 95), "p99_s": pct(latencies, 99),
@@ -263,73 +252,74 @@ async def scenario(server: NatsServer, pids: dict[str, int], count: int, interva
         "create_wall_s": created_at - start, "all_running_wall_s": all_running - start,
         "vmi_writes_per_vmi": writes[VMIS] / count,
         "heartbeat_writes": writes["nodes"] + writes["leases"],
-        "bus_msgs_per_vmi": (after_msgs - before_msgs) / count,
-        "cpu_s": {name: round(u[0] - before_cpu[name], 2) for name, u in usage.items()},
+        "bus_msgs_per_vmi": msgs / count,
+        "cpu_s": cpu,
+        "cpu_ms_per_vmi": {name: round(1000 * v / count, 3) for name, v in cpu.items()},
         "peak_rss_mib": {name: round(u[1] / 2**20, 1) for name, u in usage.items()},
+        "loadavg": [round(x, 2) for x in load],
         "delete_all_s": deleted_in, "deletes_sent_s": deletes_sent,
     }
 
 
-def report(result: dict) -> None:
-    print(f"\n== {result['label']}: {result['count']} VMIs, interval {result['interval_s']} s ==")
-    print(f"create->Running p50 {result['p50_s']*1000:.0f} ms  p95 {result['p95_s']*1000:.0f} ms  "
-          f"p99 {result['p99_s']*1000:.0f} ms  max {result['max_s']*1000:.0f} ms")
-    print(f"Running throughput {result['running_per_s']:.1f} VMIs/s  (all Running after "
-          f"{result['all_running_wall_s']:.2f} s, creates took {result['create_wall_s']:.2f} s)")
-    print(f"store writes per VMI {result['vmi_writes_per_vmi']:.2f} (VMI bucket; incl. the driver's create)  "
-          f"heartbeat/lease writes {result['heartbeat_writes']}")
-    print(f"bus messages per VMI {result['bus_msgs_per_vmi']:.1f} (nats-server in_msgs, all clients)")
-    print("CPU s  " + "  ".join(f"{k} {v}" for k, v in result["cpu_s"].items()))
-    print("peak RSS MiB  " + "  ".join(f"{k} {v}" for k, v in result["peak_rss_mib"].items()))
-    print(f"delete all -> gone {result['delete_all_s']:.2f} s (deletes sent in {result['deletes_sent_s']:.2f} s)")
-    if result["interval_s"] > 0:
-        print(f"ratio p95 / 1 s goal = {result['p95_s'] / 1.0:.3f}   p95 / KubeVirt CI p95 38 s = "
-              f"{result['p95_s'] / 38:.4f}")
-    else:
-        print(f"ratio burst throughput / 50 VMIs/s goal = {result['running_per_s'] / 50:.2f}")
-    print(f"ratio writes per VMI / 6 goal = {result['vmi_writes_per_vmi'] / 6:.2f}   "
-          f"/ KubeVirt ~8.5 = {result['vmi_writes_per_vmi'] / 8.5:.2f}")
-
-
-async def bench(args: argparse.Namespace) -> None:
+async def run_tree(tree: ServiceTree, args: argparse.Namespace, count: int, interval: float, label: str) -> dict:
+    """One scenario against the services of ``tree``: a fresh nats-server and fresh service
+    processes (so no run inherits another's caches or buckets), stopped afterwards."""
+    node_cpus, node_gib = compute_node_size(count, args.node_cpus, args.node_memory_gib)
     with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp:
         server = NatsServer(Path(tmp) / "nats")
         server.start()
-        procs: dict[str, subprocess.Popen] = {}
+        services = None
         try:
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            procs["virt-controller"] = subprocess.Popen(
-                [sys.executable, "-m", "services.virt_controller.main", "--nats", server.url, "--id", "bench",
-                 "--bucket-prefix", PREFIX, "--workers", str(args.workers), "--log-level", "WARNING"],
-                cwd=ROOT, env=env)
-            if args.agents == "real":
-                from services.virt_handler.simulated_node import apply_test_node_file
-
-                uri = apply_test_node_file(Path(tmp) / "host.xml", cpus=args.node_cpus,
-                                           memory_bytes=args.node_memory_gib * 2**30)
-                procs["scheduler-bridge"] = subprocess.Popen(
-                    [sys.executable, "-m", "services.scheduler_bridge.main", "--nats", server.url,
-                     "--bucket-prefix", PREFIX, "--log-level", "WARNING"], cwd=ROOT, env=env)
-                procs["virt-handler"] = subprocess.Popen(
-                    [sys.executable, "-m", "services.virt_handler.main", "--nats", server.url, "--node-name", NODE,
-                     "--libvirt-uri", uri, "--state-dir", str(Path(tmp) / "handler"), "--bucket-prefix", PREFIX,
-                     "--workers", str(args.workers), "--log-level", "WARNING"], cwd=ROOT, env=env)
-            else:
-                procs["node-agent(stand-in)"] = subprocess.Popen(
-                    [sys.executable, __file__, "--agent", server.url], cwd=ROOT, env=env)
-            pids = {name: proc.pid for name, proc in procs.items()}
-            pids["nats-server"] = server.pid or 0
-            await asyncio.sleep(3.0)  # leader election, informers, node registration
-            scenarios = [(args.count, args.interval, "paced" if args.interval > 0 else "burst")] if args.count \
-                else [(100, 0.1, "paced"), (1000, 0.0, "burst")]
-            for count, interval, label in scenarios:
-                report(await scenario(server, pids, count, interval, f"{label}{count}"))
+            services = start_services(tree, server.url, Path(tmp), prefix=PREFIX, workers=args.workers,
+                                      agents=args.agents, node_cpus=node_cpus, node_memory_gib=node_gib,
+                                      standin=[sys.executable, "-m", "bench.control_plane_standin", server.url])
+            store = await ObjectStore.connect([server.url], bucket_prefix=PREFIX, name="bench-ready")
+            try:
+                await wait_ready(store, services)
+            finally:
+                await store.close()
+            pids = {**services.pids(), "nats-server": server.pid or 0}
+            load_before = [round(x, 2) for x in os.getloadavg()]
+            result = await scenario(server, pids, count, interval, f"{label}{count}", delete=not args.no_delete,
+                                    stall_timeout=args.stall_timeout)
+            services.check_alive()
+            result.update(tree=tree.label, tree_path=str(tree.path), loadavg_before=load_before)
+            return result
         finally:
-            for proc in procs.values():
-                if proc.poll() is None:
-                    proc.terminate()
-                    proc.wait(10)
+            if services is not None:
+                services.stop()
             server.stop()
+
+
+async def bench(args: argparse.Namespace) -> None:
+    current = ServiceTree(Path(args.tree).resolve() if args.tree else ROOT, args.tree_label)
+    trees = [current]
+    if args.baseline_tree:
+        baseline = ServiceTree(Path(args.baseline_tree).resolve(), args.baseline_label)
+        if baseline.label == current.label:
+            baseline.label += "(baseline)"
+        trees = [baseline, current]
+    for tree in trees:
+        tree.check_isolation()
+    scenarios = [(args.count, args.interval, "paced" if args.interval > 0 else "burst")] if args.count \
+        else [(100, 0.1, "paced"), (1000, 0.0, "burst")]
+    results = []
+    for count, interval, label in scenarios:
+        for rep in range(args.repeat):
+            # alternate the order between repetitions so neither tree always runs on a warmer machine
+            for tree in (trees if rep % 2 == 0 else trees[::-1]):
+                print(f"\n-- {tree.label} ({tree.path}): {count} VMIs, interval {interval} s, run {rep + 1}",
+                      flush=True)
+                result = await run_tree(tree, args, count, interval, label)
+                report(result)
+                results.append(result)
+    for tree in trees:
+        for note in dict.fromkeys(tree.notes):
+            print(f"note ({tree.label}): {note}")
+    if args.baseline_tree:
+        report_comparison(results, trees[0].label, trees[1].label)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 def main() -> None:
@@ -341,15 +331,24 @@ def main() -> None:
     parser.add_argument("--agents", choices=["real", "standin"], default="real",
                         help="real: scheduler-bridge + virt-handler on libvirt's test driver; "
                              "standin: one process writing what they write (control plane alone)")
-    parser.add_argument("--node-cpus", type=int, default=256, help="test-driver host CPUs (real agents)")
-    parser.add_argument("--node-memory-gib", type=int, default=256, help="test-driver host memory (real agents)")
-    parser.add_argument("--agent", metavar="NATS_URL", help=argparse.SUPPRESS)
+    parser.add_argument("--node-cpus", type=int, default=None,
+                        help="test-driver host CPUs (real agents; default: room for --count, at least 256)")
+    parser.add_argument("--node-memory-gib", type=int, default=None,
+                        help="test-driver host memory (real agents; default: room for --count, at least 256)")
+    parser.add_argument("--stall-timeout", type=float, default=60.0,
+                        help="give up when no further VMI became Running for this many seconds")
+    parser.add_argument("--tree", metavar="PATH", help="checkout whose services are measured (default: this one)")
+    parser.add_argument("--tree-label", default="new", help="name of --tree in reports")
+    parser.add_argument("--baseline-tree", metavar="PATH",
+                        help="also measure the services of this checkout (e.g. a detached worktree of an older "
+                             "commit) in the same run, and print new/old ratios")
+    parser.add_argument("--baseline-label", default="old", help="name of --baseline-tree in reports")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per tree and scenario (order alternates)")
+    parser.add_argument("--no-delete", action="store_true", help="skip the deletion measurement")
+    parser.add_argument("--json", metavar="PATH", help="also write every run's figures to this file")
     args = parser.parse_args()
     global args_verbose
     args_verbose = args.verbose
-    if args.agent:
-        asyncio.run(agent_main(args.agent))
-        return
     asyncio.run(bench(args))
 
 
