@@ -19,7 +19,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from shared.api.domain import DomainSpec
 from shared.api.quantity import parse_quantity, to_bytes, to_millicores
+from shared.api.vmi import VirtualMachineInstance
 
 CPU_ALLOCATION_RATIO = 10  # KubeVirt default developerConfiguration.cpuAllocationRatio
 
@@ -44,46 +46,58 @@ class Requests:
     cpu_millicores: int
     memory_bytes: int
 
-    def __add__(self, other: "Requests") -> "Requests":
+    def __add__(self, other: Requests) -> Requests:
         return Requests(self.cpu_millicores + other.cpu_millicores, self.memory_bytes + other.memory_bytes)
 
+    def __sub__(self, other: Requests) -> Requests:
+        return Requests(self.cpu_millicores - other.cpu_millicores, self.memory_bytes - other.memory_bytes)
 
-def compute_vcpus(vmi: dict) -> int:
-    """Number of vCPUs: sockets x cores x threads from ``spec.domain.cpu`` (each defaults to 1).
 
-    Without a topology, KubeVirt derives the vCPU count from the CPU request/limit (rounded up).
-    """
-    domain = (vmi.get("spec") or {}).get("domain") or {}
-    cpu = domain.get("cpu") or {}
-    if any(cpu.get(k) for k in ("sockets", "cores", "threads")):
-        return int(cpu.get("sockets") or 1) * int(cpu.get("cores") or 1) * int(cpu.get("threads") or 1)
-    resources = domain.get("resources") or {}
-    for section in ("limits", "requests"):
-        amount = (resources.get(section) or {}).get("cpu")
-        if amount is not None:
-            return max(1, math.ceil(parse_quantity(amount)))
+NO_REQUESTS = Requests(0, 0)
+
+
+def _domain_vcpus(domain: DomainSpec) -> int:
+    cpu = domain.cpu
+    if cpu is not None and (cpu.sockets or cpu.cores or cpu.threads):
+        return (cpu.sockets or 1) * (cpu.cores or 1) * (cpu.threads or 1)
+    resources = domain.resources
+    if resources is not None:
+        for section in (resources.limits, resources.requests):
+            amount = (section or {}).get("cpu")
+            if amount is not None:
+                return max(1, math.ceil(parse_quantity(amount)))
     return 1
 
 
-def compute_vmi_requests(vmi: dict) -> Requests:
+def compute_vcpus(vmi: VirtualMachineInstance) -> int:
+    """Number of vCPUs: sockets x cores x threads from ``spec.domain.cpu`` (each defaults to 1).
+
+    Without a topology, KubeVirt derives the vCPU count from the CPU request/limit (rounded up).
+    Raises ``BadRequest`` when that quantity cannot be parsed.
+    """
+    return _domain_vcpus(vmi.spec.domain)
+
+
+def compute_vmi_requests(vmi: VirtualMachineInstance) -> Requests:
     """The CPU and memory a VMI requests from its node (see module docstring for the rules).
 
     Raises ``BadRequest`` when a quantity in the spec cannot be parsed.
     """
-    domain = (vmi.get("spec") or {}).get("domain") or {}
-    resources = domain.get("resources") or {}
-    requests = resources.get("requests") or {}
-    limits = resources.get("limits") or {}
-    cpu_spec = domain.get("cpu") or {}
-    if requests.get("cpu") is not None:
-        cpu = to_millicores(requests["cpu"])
-    elif cpu_spec.get("dedicatedCpuPlacement"):
-        cpu = compute_vcpus(vmi) * 1000
-    elif limits.get("cpu") is not None:
-        cpu = to_millicores(limits["cpu"])
+    domain = vmi.spec.domain
+    resources = domain.resources
+    requests = (resources.requests if resources else None) or {}
+    limits = (resources.limits if resources else None) or {}
+    request_cpu = requests.get("cpu")
+    limit_cpu = limits.get("cpu")
+    if request_cpu is not None:
+        cpu = to_millicores(request_cpu)
+    elif domain.cpu is not None and domain.cpu.dedicated_cpu_placement:
+        cpu = _domain_vcpus(domain) * 1000
+    elif limit_cpu is not None:
+        cpu = to_millicores(limit_cpu)
     else:
-        cpu = math.ceil(compute_vcpus(vmi) * 1000 / CPU_ALLOCATION_RATIO)
+        cpu = math.ceil(_domain_vcpus(domain) * 1000 / CPU_ALLOCATION_RATIO)
     memory_value = (requests.get("memory") or limits.get("memory")
-                    or (domain.get("memory") or {}).get("guest"))
+                    or (domain.memory.guest if domain.memory else None))
     memory = to_bytes(memory_value) if memory_value is not None else 0
     return Requests(cpu_millicores=cpu, memory_bytes=memory)

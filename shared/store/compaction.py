@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from shared.store.keys import compute_filter_subject, encode_token
-from shared.store.kv import WrongLastRevision
+from shared.store.records import WrongLastRevision
 
 if TYPE_CHECKING:
     from shared.store.objectstore import ObjectStore
@@ -28,7 +28,7 @@ _encode = msgspec.json.Encoder().encode
 class Compaction:
     """Compaction of one :class:`ObjectStore`'s buckets."""
 
-    def __init__(self, store: "ObjectStore") -> None:
+    def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
     async def watermark(self, plural: str) -> int:

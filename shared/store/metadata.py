@@ -13,12 +13,20 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from shared.errors import AlreadyExists, Conflict, NotFound, StatusCause, invalid
+from shared.errors import (
+    AlreadyExists,
+    ApiError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    StatusCause,
+    invalid,
+)
 
 #: names.SimpleNameGenerator's alphabet (no vowels, no look-alike characters)
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -28,15 +36,16 @@ _MAX_NAME = 63
 _SERVER_OWNED = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
 
 
-def _copy(value: Any) -> Any:
+def _copy(value: dict[str, Any]) -> dict[str, Any]:
     """Deep copy of JSON-ready data (a msgspec round trip: several times faster than
     ``copy.deepcopy`` on object dicts)."""
-    return msgspec.json.decode(msgspec.json.encode(value))
+    out: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(value))
+    return out
 
 
 def rfc3339_now() -> str:
     """Current UTC time as Kubernetes writes timestamps (seconds precision, ``Z``)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def compute_generated_name(generate_name: str, rng: random.Random | None = None) -> str:
@@ -65,19 +74,19 @@ def lookup_group(plural: str) -> str:
     return ""
 
 
-def not_found(plural: str, name: str, group: str | None = None) -> NotFound:
+def not_found(plural: str, name: str, group: str | None = None) -> ApiError:
     group = lookup_group(plural) if group is None else group
     return NotFound(f'{qualified_resource(plural, group)} "{name}" not found', kind=plural, name=name, group=group)
 
 
-def already_exists(plural: str, name: str, group: str | None = None) -> AlreadyExists:
+def already_exists(plural: str, name: str, group: str | None = None) -> ApiError:
     group = lookup_group(plural) if group is None else group
     return AlreadyExists(
         f'{qualified_resource(plural, group)} "{name}" already exists', kind=plural, name=name, group=group
     )
 
 
-def conflict(plural: str, name: str, group: str | None = None, why: str | None = None) -> Conflict:
+def conflict(plural: str, name: str, group: str | None = None, why: str | None = None) -> ApiError:
     """Kubernetes' optimistic-concurrency message (or ``why`` for other refused changes)."""
     group = lookup_group(plural) if group is None else group
     why = why or "the object has been modified; please apply your changes to the latest version and try again"
@@ -222,3 +231,17 @@ def compute_without_owner(obj: dict[str, Any], uid: str) -> dict[str, Any]:
     else:
         out["metadata"].pop("ownerReferences", None)
     return out
+
+
+def parse_resource_version(resource_version: str | None, what: str = "resourceVersion") -> int | None:
+    """A resourceVersion given by a client as the revision it names (None/"" = none given).
+    Raises BadRequest, naming the field ``what``, for anything but a non-negative integer."""
+    if resource_version is None or resource_version == "":
+        return None
+    try:
+        value = int(resource_version)
+    except (TypeError, ValueError):
+        raise BadRequest(f'{what} "{resource_version}" is not a valid resource version') from None
+    if value < 0:
+        raise BadRequest(f'{what} "{resource_version}" is not a valid resource version')
+    return value

@@ -16,7 +16,8 @@ import logging
 from collections.abc import Iterator
 
 from shared.store.keys import compute_filter_subject
-from shared.store.kv import Compacted, KvLayer, KvRecord, Progress
+from shared.store.kv import KvLayer
+from shared.store.records import Compacted, KvRecord, Progress
 
 log = logging.getLogger("kubevirt.store.mirror")
 
@@ -33,7 +34,7 @@ class BucketMirror:
         self.entries: dict[str, tuple[int, bytes]] = {}
         self.revision = -1
         self._advanced = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -58,7 +59,7 @@ class BucketMirror:
             try:
                 async with asyncio.timeout(remaining):  # not wait_for: it can lose a cancel (gh-86296)
                     await event.wait()
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
         return True
 

@@ -15,23 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 
-from shared.bus import Bus, connect as bus_connect
+from shared.bus import Bus
+from shared.bus import connect as bus_connect
 from shared.errors import ApiError, BadRequest, NotFound
 from shared.store import metadata as md
-from shared.store.keys import compute_bucket, compute_filter_subject, compute_key, compute_key_prefix
-from shared.store.kv import Compacted, KvLayer, KvRecord, Progress, WrongLastRevision
-from shared.store.mirror import BucketMirror
 from shared.store.compaction import Compaction
+from shared.store.keys import (
+    compute_bucket,
+    compute_filter_subject,
+    compute_key,
+    compute_key_prefix,
+)
+from shared.store.kv import KvLayer
+from shared.store.mirror import BucketMirror
 from shared.store.ownership import Ownership
+from shared.store.records import KvRecord, WrongLastRevision
 from shared.store.revcache import RevisionCache
-from shared.store.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
-from shared.store.watch import FRESHNESS_WAIT, EventComputer, WatchEvent, decode_object, gone, too_large
+from shared.store.selectors import parse_field_selector, parse_label_selector
+from shared.store.watch import WatchEvent, decode_object
+from shared.store.watch_stream import stream_watch
 
 log = logging.getLogger("kubevirt.store")
 
@@ -42,17 +49,10 @@ _MIRROR_WAIT = 5.0  # s a list waits for the bucket mirror before reading the st
 
 _encode = msgspec.json.Encoder().encode
 
-
-def _parse_rv(resource_version: str | None, what: str = "resourceVersion") -> int | None:
-    if resource_version in (None, ""):
-        return None
-    try:
-        value = int(resource_version)
-    except (TypeError, ValueError):
-        raise BadRequest(f'{what} "{resource_version}" is not a valid resource version') from None
-    if value < 0:
-        raise BadRequest(f'{what} "{resource_version}" is not a valid resource version')
-    return value
+JsonObject = dict[str, Any]
+"""An object in its JSON-ready form (what every method takes and returns)."""
+JsonObjects = list[JsonObject]
+Records = list[KvRecord]
 
 
 class ObjectStore:
@@ -78,7 +78,7 @@ class ObjectStore:
     @classmethod
     async def connect(cls, servers: list[str], *, replicas: int = 1, history: int = 10,
                       bucket_prefix: str = "kv_", op_timeout: float = 10.0,
-                      name: str = "kubevirt-store", mirror_lists: bool = True) -> "ObjectStore":
+                      name: str = "kubevirt-store", mirror_lists: bool = True) -> ObjectStore:
         """Connect to NATS (fails fast with ServiceUnavailable). ``history`` = revisions kept per
         key (≤ 64); ``replicas`` for buckets made by this store (1 local, 3 on a cluster);
         buckets that already exist keep the settings they were made with. ``op_timeout`` (s)
@@ -121,17 +121,18 @@ class ObjectStore:
         if revision is not None and (value := self._seen.at(bucket, key, revision)) is not None:
             rec = KvRecord(key, revision, _FROM_CACHE, False, value)
             return rec, self._decode(bucket, rec)
-        rec = await self.kv.get(bucket, key)
-        if rec is None or rec.deleted or not rec.value:
+        latest = await self.kv.get(bucket, key)
+        if latest is None or latest.deleted or not latest.value:
             raise md.not_found(plural, name, group)
-        return rec, self._decode(bucket, rec)
+        return latest, self._decode(bucket, latest)
 
     @staticmethod
     def _kind_label(obj: dict[str, Any], plural: str) -> str:
         return str(obj.get("kind") or plural)
 
     # -- create ------------------------------------------------------------------------------
-    async def create(self, plural: str, obj: dict, *, namespaced: bool = True, group: str | None = None) -> dict:
+    async def create(self, plural: str, obj: JsonObject, *, namespaced: bool = True,
+                     group: str | None = None) -> JsonObject:
         """Store a new object; returns it with uid, creationTimestamp, generation 1 and
         resourceVersion. ``metadata.generateName`` fills a missing name (retrying collisions).
         Raises AlreadyExists (409) when the name is taken, Invalid (422) without a name."""
@@ -172,14 +173,14 @@ class ObjectStore:
         return revision
 
     # -- get / list --------------------------------------------------------------------------
-    async def get(self, plural: str, namespace: str | None, name: str, *, group: str | None = None) -> dict:
+    async def get(self, plural: str, namespace: str | None, name: str, *, group: str | None = None) -> JsonObject:
         """The latest state of one object. Raises NotFound (404)."""
         bucket = await self.ensure_bucket(plural)
         _, obj = await self._current(bucket, plural, namespace, name, group)
         return obj
 
     async def list(self, plural: str, namespace: str | None = None, *, label_selector: str | None = None,
-                   field_selector: str | None = None) -> tuple[list[dict], str]:
+                   field_selector: str | None = None) -> tuple[JsonObjects, str]:
         """Every object (in ``namespace``, or all) matching the selectors, sorted by namespace
         and name, plus the list resourceVersion: a watch from it misses nothing and repeats
         nothing. Raises BadRequest for a malformed selector."""
@@ -201,7 +202,7 @@ class ObjectStore:
         return items, str(revision)
 
     async def _list_records(self, bucket: str, namespace: str | None, name: str | None,
-                            subject: str) -> tuple[list[KvRecord], int]:
+                            subject: str) -> tuple[Records, int]:
         """Latest records under the filter and their revision: from the bucket's mirror once it
         has applied every write acknowledged before this call, else by a direct snapshot."""
         if not self._mirror_lists:
@@ -224,9 +225,9 @@ class ObjectStore:
         return [KvRecord(key, rev, 0, False, value) for key, rev, value in found], mirror.revision
 
     # -- update ------------------------------------------------------------------------------
-    async def update(self, plural: str, obj: dict, *, subresource: str | None = None,
+    async def update(self, plural: str, obj: JsonObject, *, subresource: str | None = None,
                      has_status_subresource: bool = True, group: str | None = None,
-                     namespaced: bool = True) -> dict:
+                     namespaced: bool = True) -> JsonObject:
         """Replace an object. With ``metadata.resourceVersion`` set this is a compare-and-swap
         (Conflict 409 when stale; nothing written); without it the latest state is replaced.
         Returns the stored object (unchanged, same resourceVersion, when nothing changed).
@@ -241,7 +242,7 @@ class ObjectStore:
         if not name:
             raise BadRequest("metadata.name is required for an update")
         namespace = meta.get("namespace") if namespaced else None
-        wanted_rv = _parse_rv(meta.get("resourceVersion"), "metadata.resourceVersion")
+        wanted_rv = md.parse_resource_version(meta.get("resourceVersion"), "metadata.resourceVersion")
         while True:
             rec, current = await self._current(bucket, plural, namespace, name, group, revision=wanted_rv)
             if wanted_rv is not None and wanted_rv != rec.revision:
@@ -274,7 +275,7 @@ class ObjectStore:
     # -- delete ------------------------------------------------------------------------------
     async def delete(self, plural: str, namespace: str | None, name: str, *,
                      precondition_rv: str | None = None, grace_period_seconds: int | None = None,
-                     propagation_policy: str = "Background", group: str | None = None) -> dict:
+                     propagation_policy: str = "Background", group: str | None = None) -> JsonObject:
         """Delete an object. With finalizers it only gets ``deletionTimestamp`` (graceful deletion;
         removed once an update empties the finalizers) and is returned as stored; otherwise it is
         removed and returned with the deletion's resourceVersion. Dependents (ownerReferences to
@@ -284,7 +285,7 @@ class ObjectStore:
             raise BadRequest(
                 f'propagationPolicy "{propagation_policy}" is not one of "Background", "Foreground", "Orphan"'
             )
-        wanted_rv = _parse_rv(precondition_rv, "preconditions.resourceVersion")
+        wanted_rv = md.parse_resource_version(precondition_rv, "preconditions.resourceVersion")
         bucket = await self.ensure_bucket(plural)
         while True:
             rec, current = await self._current(bucket, plural, namespace, name, group)
@@ -328,7 +329,7 @@ class ObjectStore:
 
     async def delete_collection(self, plural: str, namespace: str | None = None, *,
                                 label_selector: str | None = None, field_selector: str | None = None,
-                                propagation_policy: str = "Background", group: str | None = None) -> list[dict]:
+                                propagation_policy: str = "Background", group: str | None = None) -> JsonObjects:
         """Delete every object the selectors match (Kubernetes' deletecollection): objects already
         gone meanwhile are skipped. Returns what :meth:`delete` returned for each."""
         items, _ = await self.list(plural, namespace, label_selector=label_selector, field_selector=field_selector)
@@ -389,84 +390,5 @@ class ObjectStore:
         apiVersion/kind): resuming from rv misses nothing (Kubernetes' allowWatchBookmarks)."""
         labels = parse_label_selector(label_selector)
         fields = parse_field_selector(field_selector)
-        start_rv = _parse_rv(resource_version)
-        return self._watch(plural, namespace, start_rv or None, labels, fields, bookmark_interval)
-
-    async def _wait_until_reached(self, bucket: str, revision: int) -> None:
-        """Return once the bucket's stream holds ``revision``; raise the 504 of
-        :func:`shared.store.watch.too_large` after :data:`FRESHNESS_WAIT` seconds (a client with
-        a resourceVersion from the future, or from another installation, is told so at once
-        rather than left waiting on a watch that would skip everything up to it). No request when
-        this process's mirror of the bucket already holds it (the usual list-then-watch)."""
-        mirror = self._mirrors.get(bucket)
-        if mirror is not None and mirror.revision >= revision:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + FRESHNESS_WAIT
-        while True:
-            _, last = await self.kv.stream_bounds(bucket)
-            if revision <= last:
-                return
-            if loop.time() >= deadline:
-                raise too_large(revision, last)
-            await asyncio.sleep(0.1)
-
-    async def _watch(self, plural: str, namespace: str | None, start_rv: int | None, labels: LabelSelector,
-                     fields: FieldSelector, bookmark_interval: float | None) -> AsyncIterator[WatchEvent]:
-        bucket = await self.ensure_bucket(plural)
-        ns = fields.wanted("metadata.namespace") if namespace is None else namespace
-        name = fields.wanted("metadata.name")
-        subject = compute_filter_subject(bucket, ns, name if ns is not None else None)
-
-        def passes(obj: dict[str, Any]) -> bool:
-            return labels.matches(obj) and fields.matches(obj)
-
-        initial: list[WatchEvent] = []
-        snapshot_keys: list[tuple[str, dict[str, Any], int]] = []
-        if start_rv is not None:
-            watermark = await self.compaction_watermark(plural)
-            if start_rv < watermark:
-                raise gone(start_rv, watermark + 1)
-            await self._wait_until_reached(bucket, start_rv)
-        if start_rv is None:
-            records, revision = await self._list_records(bucket, ns, name if ns is not None else None, subject)
-            for rec in sorted(records, key=lambda r: r.revision):
-                if rec.deleted or not rec.value:
-                    continue
-                obj = self._decode(bucket, rec)
-                if passes(obj):
-                    initial.append(WatchEvent("ADDED", obj))
-                    snapshot_keys.append((rec.key, obj, rec.revision))
-            start = revision + 1
-        else:
-            start = start_rv + 1
-
-        computer = EventComputer(
-            start, passes, needs_previous=not labels.is_everything,
-            fetch_previous=lambda rev: self.kv.get_revision(bucket, rev),
-        )
-        for key, obj, rev in snapshot_keys:
-            computer.remember(key, obj, rev)
-        for event in initial:
-            yield event
-        bookmarked_at = time.monotonic()
-        # idle heartbeats carry the progress bookmarks are made of: beat at least as often
-        heartbeat = 1.0 if bookmark_interval is None else max(0.1, min(1.0, bookmark_interval))
-        try:
-            async for rec in self.kv.tail(bucket, subject, start, heartbeat=heartbeat,
-                                          progress=bookmark_interval is not None):
-                if isinstance(rec, Progress):
-                    now = time.monotonic()
-                    if now - bookmarked_at >= bookmark_interval:
-                        bookmarked_at = now
-                        yield WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": str(rec.revision)}})
-                    continue
-                if rec.deleted:
-                    self._seen.forget(bucket, rec.key)
-                elif rec.value:
-                    self._seen.remember(bucket, rec.key, rec.revision, rec.value)
-                event = await computer.compute(rec)
-                if event is not None:
-                    yield event
-        except Compacted as err:
-            raise gone(err.requested - 1, err.oldest) from None
+        start_rv = md.parse_resource_version(resource_version)
+        return stream_watch(self, plural, namespace, start_rv or None, labels, fields, bookmark_interval)

@@ -11,12 +11,13 @@ half done. Object semantics are :class:`shared.store.objectstore.ObjectStore`'s.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import Conflict, NotFound
 from shared.store import metadata as md
 from shared.store.keys import compute_key, decode_token, encode_token, parse_key
-from shared.store.kv import WrongLastRevision
+from shared.store.records import WrongLastRevision
 
 if TYPE_CHECKING:
     from shared.store.objectstore import ObjectStore
@@ -27,7 +28,9 @@ OWNERS = "_owners"  # the index's plural (bucket <prefix>_owners)
 def _resource_of(api_version: str, kind: str) -> tuple[str | None, bool]:
     """(plural, namespaced) of an ownerReference's kind, (None, False) when unknown."""
     try:
-        from shared.api.resources import resource_for_kind  # owned by the API-types helper
+        from shared.api.resources import (
+            resource_for_kind,  # owned by the API-types helper
+        )
     except ImportError:
         return None, False
     try:
@@ -41,11 +44,11 @@ class Ownership:
     """Owner index and cascades of one :class:`ObjectStore` (it calls back into the store's
     get/update/delete, so a cascade applies the same rules as a user's request)."""
 
-    def __init__(self, store: "ObjectStore") -> None:
+    def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
     async def index(self, plural: str, namespace: str | None, name: str, stored: dict[str, Any],
-                    already: list[str] = ()) -> None:
+                    already: Sequence[str] = ()) -> None:
         """Record ``stored``'s owners in the index (before the object itself is written);
         ``already`` are owners indexed by an earlier write."""
         uids = [uid for uid in md.owner_uids(stored) if uid not in already]
@@ -132,7 +135,7 @@ class Ownership:
                 owner = await self.store.get(owner_plural, namespace if owner_namespaced else None, ref.get("name", ""))
             except NotFound:
                 return True
-            return owner["metadata"].get("uid") != uid
+            return bool(owner["metadata"].get("uid") != uid)
         # no live dependent refers to it: only stale hints are left
         await self._forget_dependent_hints(uid)
         return False

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import BadRequest
+from shared.errors import ApiError, BadRequest
 
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -106,7 +106,7 @@ def _labels_of(obj_or_labels: Mapping[str, Any]) -> Mapping[str, str]:
     return obj_or_labels
 
 
-def _bad(selector: str, why: str) -> BadRequest:
+def _bad(selector: str, why: str) -> ApiError:
     return BadRequest(f'unable to parse requirement: invalid label selector "{selector}": {why}')
 
 

@@ -8,7 +8,7 @@ resourceVersion; one that starts matching as ADDED). It also checks continuity: 
 the revision it replaced, so a revision dropped from history between the start revision and now is
 noticed and reported as 410 Gone instead of being silently skipped.
 
-The stream reading itself is :meth:`shared.store.kv.KvLayer.tail`; the ObjectStore wires both.
+The stream reading itself is :meth:`shared.store.consumers.StreamReader.tail`; the ObjectStore wires both.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 
 import msgspec
 
-from shared.errors import Gone, StatusCause, Timeout
+from shared.errors import ApiError, Gone, StatusCause, Timeout
 from shared.store.keys import parse_key
-from shared.store.kv import KvRecord
 from shared.store.metadata import with_resource_version
+from shared.store.records import KvRecord
 
 ADDED, MODIFIED, DELETED, BOOKMARK = "ADDED", "MODIFIED", "DELETED", "BOOKMARK"
 
@@ -39,7 +39,7 @@ class WatchEvent:
         return {"type": self.type, "object": self.object}
 
 
-def gone(requested: int, oldest: int) -> Gone:
+def gone(requested: int, oldest: int) -> ApiError:
     """Kubernetes' 410 for a watch start that history no longer covers."""
     return Gone(f"too old resource version: {requested} ({oldest})")
 
@@ -49,7 +49,7 @@ def gone(requested: int, oldest: int) -> Gone:
 FRESHNESS_WAIT = 3.0
 
 
-def too_large(requested: int, current: int) -> Timeout:
+def too_large(requested: int, current: int) -> ApiError:
     """504 for a resourceVersion newer than the bucket's newest, worded and caused as
     kube-apiserver's (cause ``ResourceVersionTooLarge``; clients retry after a second)."""
     return Timeout(f"Too large resource version: {requested}, current: {current}",

@@ -10,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 from loop_helpers import MI, VMIS, conditions_of, make_scheduling_vmi, register_node, wait_until
 
 from services.scheduler_bridge.resource_requests import compute_vmi_requests
+from shared.api.vmi import VirtualMachineInstance
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[3]
@@ -109,7 +111,7 @@ async def test_kill_9_of_the_bridge_places_nothing_twice(object_store, nats_serv
     used: dict[str, int] = {}
     for vmi in items:
         used[vmi["status"]["nodeName"]] = used.get(vmi["status"]["nodeName"], 0) + \
-            compute_vmi_requests(vmi).memory_bytes
+            compute_vmi_requests(msgspec.convert(vmi, VirtualMachineInstance)).memory_bytes
     assert all(used[node] <= nodes[node] for node in used)
 
 

@@ -2,6 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
+import msgspec
 import pytest
 
 from services.scheduler_bridge.placement import (
@@ -11,6 +12,9 @@ from services.scheduler_bridge.placement import (
     plan_placement,
 )
 from services.scheduler_bridge.resource_requests import Requests
+from shared.api.core import Toleration
+from shared.api.node import Node
+from shared.api.vmi import VirtualMachineInstance
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 GI = 2**30
@@ -28,7 +32,7 @@ def make_node(name, *, cpu="4", memory="8Gi", labels=None, taints=None, ready="T
     }
     if unschedulable:
         node["spec"]["unschedulable"] = True
-    return node
+    return msgspec.convert(node, Node)
 
 
 def make_vmi(name="vmi", *, memory="1Gi", cpu=None, cores=None, node_selector=None, tolerations=None,
@@ -48,7 +52,8 @@ def make_vmi(name="vmi", *, memory="1Gi", cpu=None, cores=None, node_selector=No
     status = {"phase": phase}
     if node_name:
         status["nodeName"] = node_name
-    return {"metadata": {"name": name, "namespace": "default"}, "spec": spec, "status": status}
+    return msgspec.convert({"metadata": {"name": name, "namespace": "default"}, "spec": spec, "status": status},
+                           VirtualMachineInstance)
 
 
 def required_affinity(*terms):
@@ -154,7 +159,7 @@ def test_placed_totals_count_only_live_vmis_with_a_node():
                  id="equal-default-operator-any-effect"),
 ])
 def test_taint_toleration_follows_core_v1(taint, tolerations, expected):
-    assert is_taint_tolerated(taint, tolerations) is expected
+    assert is_taint_tolerated(taint, msgspec.convert(tolerations, list[Toleration])) is expected
 
 
 def test_fit_error_message_counts_each_node_once_per_reason():

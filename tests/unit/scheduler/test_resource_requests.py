@@ -1,5 +1,6 @@
 """Quantities and VMI requests as KubeVirt renders them on the launcher pod."""
 
+import msgspec
 import pytest
 
 from services.scheduler_bridge.resource_requests import (
@@ -10,6 +11,7 @@ from services.scheduler_bridge.resource_requests import (
     format_millicores,
 )
 from shared.api.quantity import to_bytes
+from shared.api.vmi import VirtualMachineInstance
 
 
 @pytest.mark.parametrize("value, expected", [(2000, "2"), (1500, "1500m")])
@@ -24,7 +26,7 @@ def test_format_bytes(value, expected):
 
 
 def vmi_with(domain):
-    return {"spec": {"domain": domain}}
+    return msgspec.convert({"spec": {"domain": domain}}, VirtualMachineInstance)
 
 
 @pytest.mark.parametrize("domain, expected", [
