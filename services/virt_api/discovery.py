@@ -83,7 +83,8 @@ def compute_api_group_list(resources: Iterable[ResourceInfo], extras: Iterable[E
     }
 
 
-def compute_api_group(group: str, resources: Iterable[ResourceInfo], extras: Iterable[ExtraResource] = ()) -> dict[str, Any]:
+def compute_api_group(group: str, resources: Iterable[ResourceInfo],
+                      extras: Iterable[ExtraResource] = ()) -> dict[str, Any]:
     """The ``/apis/<group>`` document; NotFound for a group this server does not serve."""
     groups = compute_group_versions(list(resources), list(extras))
     if group not in groups:

@@ -82,7 +82,8 @@ def compute_event_table(events: list[dict[str, Any]], include_object: str, now: 
             seen = f"{seen} (x{count})"
         inv = ev.get("involvedObject") or {}
         row: dict[str, Any] = {"cells": [(ev.get("metadata") or {}).get("name"), seen, ev.get("type", ""),
-                                         ev.get("reason", ""), f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}",
+                                         ev.get("reason", ""),
+                                         f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}",
                                          ev.get("message", "")]}
         if include_object == "Object":
             row["object"] = ev
@@ -99,7 +100,8 @@ def _sort_key(ev: dict[str, Any]) -> tuple[str, str]:
     return (str(ev.get("lastTimestamp") or ""), (ev.get("metadata") or {}).get("name", ""))
 
 
-async def handle_events(request: web.Request, store: Any, namespace: str | None, name: str | None) -> web.StreamResponse:
+async def handle_events(request: web.Request, store: Any, namespace: str | None,
+                        name: str | None) -> web.StreamResponse:
     """GET list/watch/one Event; 405 for other methods."""
     if request.method not in ("GET", "HEAD"):
         raise MethodNotAllowed("events are recorded by kubevirt-py's services and are read-only through virt-api")
@@ -130,7 +132,8 @@ async def handle_events(request: web.Request, store: Any, namespace: str | None,
                 table = compute_event_table([obj], include, utc_now())
                 table["apiVersion"] = f"meta.k8s.io/{accept.table_version}"
                 return table
-        return await stream_watch(request, selected(), timeout_seconds=parse_int(request.query, "timeoutSeconds", minimum=0),
+        timeout = parse_int(request.query, "timeoutSeconds", minimum=0)
+        return await stream_watch(request, selected(), timeout_seconds=timeout,
                                   allow_bookmarks=is_true(request.query.get("allowWatchBookmarks")), render=render)
     items, rv = await store.list(EVENTS_PLURAL, namespace, label_selector=label_selector, field_selector=store_selector)
     items = sorted((e for e in items if is_event_selected(e, terms)), key=_sort_key)

@@ -171,16 +171,16 @@ class _Rewriter:
 def compute_definitions(resources: tuple[ResourceInfo, ...], *, v3: bool) -> dict[str, dict[str, Any]]:
     """OpenAPI definitions (v2) or component schemas (v3) for ``resources``, their Lists and
     the meta types, keyed by Kubernetes-style names."""
-    typed = [r for r in resources if r.type is not None]
-    types = tuple(r.type for r in typed) + META_TYPES
+    typed = [(r, r.type) for r in resources if r.type is not None]
+    types = tuple(t for _, t in typed) + META_TYPES
     classes = _struct_classes(types)
     names = {name: definition_name(cls) for name, cls in classes.items()}
     _, components = msgspec.json.schema_components(types, ref_template=V2_REF + "{name}")
     rewriter = _Rewriter(names, v3)
     definitions = {names[name]: rewriter.rewrite(schema) for name, schema in components.items()}
     prefix = V3_REF if v3 else V2_REF
-    for resource in typed:
-        name = definition_name(resource.type)
+    for resource, resource_type in typed:
+        name = definition_name(resource_type)
         top = definitions[name]
         top["x-kubernetes-group-version-kind"] = [compute_gvk(resource)]
         for field_name, text in TOP_LEVEL_FIELD_DOCS.items():

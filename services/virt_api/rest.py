@@ -15,21 +15,17 @@ conflicting concurrent write, one with a stale resourceVersion gets 409.
 from __future__ import annotations
 
 import asyncio
+import builtins
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from services.virt_api.negotiation import (
-    Accept,
-    decode_object,
-    decode_object_with_duplicates,
-    encode_response,
-    parse_accept,
-    read_body,
-)
+from services.virt_api.negotiation import (Accept, decode_object, decode_object_with_duplicates, encode_response,
+                                           parse_accept, read_body)
 from services.virt_api.object_meta import apply_metadata_rules, clear_server_owned_fields
 from services.virt_api.patch import apply_patch, check_patch_type
+from services.virt_api.printers import to_table
 from services.virt_api.safe_decoding import duplicate_field_message
 from services.virt_api.watch import stream_watch
 from shared import tracing
@@ -172,7 +168,7 @@ class ResourceHandlers:
             render = None
             if accept.table:
                 include = q.get("includeObject") or "Metadata"
-                render = lambda obj: self._table(info, [obj], include, accept)  # noqa: E731
+                render = lambda obj: _table(info, [obj], include, accept)  # noqa: E731
             return await stream_watch(
                 request, events, timeout_seconds=timeout, allow_bookmarks=is_true(q.get("allowWatchBookmarks")),
                 render=render,
@@ -181,11 +177,12 @@ class ResourceHandlers:
             info.plural, target.namespace, label_selector=label_selector, field_selector=field_selector
         )
         if accept.table:
-            table = self._table(info, items, q.get("includeObject") or "Metadata", accept)
+            table = _table(info, items, q.get("includeObject") or "Metadata", accept)
             table.setdefault("metadata", {})["resourceVersion"] = rv
             return encode_response(table)
         return encode_response(
-            {"apiVersion": info.api_version, "kind": info.list_kind, "metadata": {"resourceVersion": rv}, "items": items},
+            {"apiVersion": info.api_version, "kind": info.list_kind, "metadata": {"resourceVersion": rv},
+             "items": items},
             accept=accept,
         )
 
@@ -369,21 +366,21 @@ class ResourceHandlers:
             raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
         metadata["namespace"] = target.namespace
 
-    def _table(self, info: ResourceInfo, objects: list[dict[str, Any]], include: str, accept: Accept) -> dict[str, Any]:
-        if include not in ("None", "Metadata", "Object"):
-            raise BadRequest(f'includeObject: Unsupported value: "{include}": supported values: "None", '
-                             '"Metadata", "Object"')
-        from services.virt_api.printers import to_table
-
-        table = to_table(info, objects, include_object=include)
-        table["apiVersion"] = f"meta.k8s.io/{accept.table_version}"
-        return table
-
-    def _render(self, request: web.Request, info: ResourceInfo, objects: list[dict[str, Any]], accept: Accept,
+    def _render(self, request: web.Request, info: ResourceInfo, objects: builtins.list[dict[str, Any]], accept: Accept,
                 single: dict[str, Any]) -> web.StreamResponse:
         if accept.table:
-            return encode_response(self._table(info, objects, request.query.get("includeObject") or "Metadata", accept))
+            return encode_response(_table(info, objects, request.query.get("includeObject") or "Metadata", accept))
         return encode_response(single, accept=accept)
+
+
+def _table(info: ResourceInfo, objects: list[dict[str, Any]], include: str, accept: Accept) -> dict[str, Any]:
+    """The objects as a ``meta.k8s.io`` Table (``includeObject`` None, Metadata or Object)."""
+    if include not in ("None", "Metadata", "Object"):
+        raise BadRequest(f'includeObject: Unsupported value: "{include}": '
+                         'supported values: "None", "Metadata", "Object"')
+    table = to_table(info, objects, include_object=include)
+    table["apiVersion"] = f"meta.k8s.io/{accept.table_version}"
+    return table
 
 
 async def _shielded(coro: Any) -> Any:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from collections.abc import Hashable
 from typing import Any
 
 import msgspec
@@ -182,7 +183,7 @@ class KubernetesYamlLoader(Composer, SafeConstructor, Resolver, CParser):  # typ
         self._nesting = 0
         self.duplicate_fields: list[str] = []
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         # PyYAML composes recursively (3 frames a level): stop before Python's recursion limit.
         self._nesting += 1
         try:
@@ -192,20 +193,20 @@ class KubernetesYamlLoader(Composer, SafeConstructor, Resolver, CParser):  # typ
         finally:
             self._nesting -= 1
 
-    def compose_document(self) -> Node:
+    def compose_document(self) -> Node | None:
         node = super().compose_document()
-        duplicated = check_yaml_graph(node)
-        if duplicated:
+        duplicated = check_yaml_graph(node) if node is not None else None
+        if node is not None and duplicated:
             self.duplicate_fields.extend(_duplicate_paths(node, duplicated))
         return node
 
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[str, Any]:
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         # Keys become strings as they are built: 1 and true stay two keys ("1", "true"), as in
         # Kubernetes' YAML-to-JSON conversion (a Python dict would fold them, 1 == True).
         if not isinstance(node, MappingNode):
             raise ConstructorError(None, None, f"expected a mapping node, but found {node.id}", node.start_mark)
         self.flatten_mapping(node)
-        mapping: dict[str, Any] = {}
+        mapping: dict[Hashable, Any] = {}
         for key_node, value_node in node.value:
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, str):

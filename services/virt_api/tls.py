@@ -162,9 +162,10 @@ def _serves(cert: x509.Certificate, ca_cert: x509.Certificate, hosts: tuple[str,
     if not _is_fresh(cert, now) or cert.issuer != ca_cert.subject:
         return False
     try:
-        ca_cert.public_key().verify(  # type: ignore[call-arg]
-            cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm)
-        )
+        ca_key, digest = ca_cert.public_key(), cert.signature_hash_algorithm
+        if not isinstance(ca_key, ec.EllipticCurvePublicKey) or digest is None:
+            return False  # not signed by our ECDSA CA: issue a new one
+        ca_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except Exception:  # noqa: BLE001 - any mismatch means "issue a new one"
         return False

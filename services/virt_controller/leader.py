@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from services.virt_controller.clock import Clock, SystemClock
@@ -162,7 +162,7 @@ class LeaderElector:
                 log.warning("%s lost the lease %s/%s", self.identity, self.namespace, self.name)
                 return
 
-    async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
+    async def run(self, lead: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Forever: wait for the lease, run ``lead()`` while holding it, cancel it when lost.
 
         ``lead`` is started as a task each time leadership is gained. Cancelling ``run``

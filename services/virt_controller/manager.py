@@ -71,7 +71,8 @@ class ControllerManager:
                                      renew_deadline=renew_deadline, retry_period=retry_period, clock=self.clock)
         self.informers: list[Informer[Any]] = [self.vm_informer, self.vmi_informer, self.node_informer,
                                                self.rs_informer, self.pool_informer]
-        self.controllers = [self.vm_controller, self.vmi_controller, self.rs_controller, self.pool_controller]
+        self.controllers: list[Any] = [self.vm_controller, self.vmi_controller, self.rs_controller,
+                                       self.pool_controller]
 
     @property
     def is_leader(self) -> bool:

@@ -19,6 +19,7 @@ import time
 import tty
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -38,8 +39,8 @@ def compute_pty_path(domain_xml: str) -> str | None:
     for element in root.findall("./devices/console") + root.findall("./devices/serial"):
         if element.get("type") != "pty":
             continue
-        path = element.get("tty") or (element.find("source").get("path") if element.find("source") is not None
-                                      else None)
+        source = element.find("source")
+        path = element.get("tty") or (source.get("path") if source is not None else None)
         if path:
             return path
     return None
@@ -51,7 +52,7 @@ class _Session:
     domain: str
     fd: int
     last_heard: float = field(default_factory=time.monotonic)
-    subscription: object = None
+    subscription: Any = None  # the bus subscription of the session input
     tasks: list[asyncio.Task] = field(default_factory=list)
     closed: bool = False
 

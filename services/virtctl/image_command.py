@@ -66,6 +66,7 @@ def import_image(state_dir: Path | None, ref: str, disk: Path | None, kernel: Pa
     if disk is not None:
         resolved = store.import_disk(ref, disk, kernel=kernel, initrd=initrd, cmdline=cmdline)
     else:
+        assert kernel is not None  # checked above: --disk or --kernel is given
         resolved = store.import_kernel(ref, kernel, initrd=initrd, cmdline=cmdline)
     parts = [f"disk={resolved.disk_format}" if resolved.disk else "",
              "kernel" if resolved.kernel else "", "initrd" if resolved.initrd else ""]

@@ -74,7 +74,8 @@ def load_cluster_access(path: Path, context: str | None = None) -> ClusterAccess
     """Resolve ``context`` (default: current-context) of the kubeconfig at ``path``.
 
     Raises FileNotFoundError (with a hint to run ``virtctl up``) or ValueError naming what is
-    missing or that the file is not YAML (one line, with the line number); supports ``certificate-authority(-data)``, ``insecure-skip-tls-verify``, ``token``
+    missing or that the file is not YAML (one line, with the line number); supports
+    ``certificate-authority(-data)``, ``insecure-skip-tls-verify``, ``token``
     and ``tokenFile``.
     """
     if not path.exists():
@@ -84,7 +85,8 @@ def load_cluster_access(path: Path, context: str | None = None) -> ClusterAccess
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ValueError(f"kubeconfig {path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+        problem = getattr(err, "problem", None) or err
+        raise ValueError(f"kubeconfig {path} is not valid YAML{where}: {problem}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"kubeconfig {path} is not a YAML mapping")
     name = context or doc.get("current-context")

@@ -1,7 +1,8 @@
 """virtctl trace: an object's recent operations as a waterfall, from the installation's trace store.
 
 ``virtctl trace vm/<name>`` reads the object's ``kubevirt-py.io/trace-id`` annotation (a VM's
-VMI too, when it records another trace; a VMI recording none falls back to its controlling VM) and that trace's spans from the JetStream trace stream
+VMI too, when it records another trace; a VMI recording none falls back to its controlling VM)
+and that trace's spans from the JetStream trace stream
 (:mod:`shared.trace_store`), and prints one line per span: start offset and duration in
 milliseconds, a bar, the service, the span name indented under its parent, the status, and the
 error message of failed spans. ``--export FILE`` writes the spans as one OTLP JSON document

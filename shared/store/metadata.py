@@ -200,7 +200,8 @@ def compute_updated(old: dict[str, Any], new: dict[str, Any], *, subresource: st
     return out
 
 
-def compute_deleting(old: dict[str, Any], *, grace_period_seconds: int | None, now: str | None = None) -> dict[str, Any]:
+def compute_deleting(old: dict[str, Any], *, grace_period_seconds: int | None,
+                     now: str | None = None) -> dict[str, Any]:
     """Stored form of an object entering graceful deletion (it has finalizers): deletionTimestamp,
     deletionGracePeriodSeconds and generation+1, as ``rest.BeforeDelete`` does."""
     out = _copy(old)

@@ -106,7 +106,8 @@ def _configure_kernel_boot(vmi: dict, ctx: ConversionContext, domain: Domain, fw
     fp = "spec.domain.firmware.kernelBoot.container"
     if container:
         if ctx.images is None:
-            raise DomainConversionError("ErrImagePull", f"{fp}.image: no image store to resolve {container.get('image')!r}")
+            raise DomainConversionError("ErrImagePull",
+                                        f"{fp}.image: no image store to resolve {container.get('image')!r}")
         try:
             image = ctx.images.resolve(container.get("image", ""))
             kernel = image.path(container["kernelPath"]) if container.get("kernelPath") else image.kernel
