@@ -23,7 +23,7 @@ import msgspec
 
 from services.virt_handler import guest_agent
 from services.virt_handler import status as vmi_status
-from services.virt_handler.acceleration import apply_acceleration_annotation
+from services.virt_handler.acceleration import compute_annotated_metadata
 from services.virt_handler.domain import DomainConversionError, domain_name
 from services.virt_handler.hypervisor_types import DomainInfo, HypervisorError
 from services.virt_handler.sync_decision import (
@@ -216,8 +216,7 @@ class SyncExecutor:
         self.record_event(obj, EventType.NORMAL, "Created", "VirtualMachineInstance defined.")
         self.state.agent_connected[info.name] = False  # a fresh guest's agent connects later (event)
         await self.write_status(key, obj, lambda v: vmi_status.compute_live_status(
-            v, info.state, info.reason, now=self.clock()))
-        await apply_acceleration_annotation(self.store, obj, self.config.domain_type)
+            v, info.state, info.reason, now=self.clock()), annotate=True)
         return None
 
     async def _report_sync_failure(self, key: str, obj: dict[str, Any], err: Exception) -> None:
@@ -260,21 +259,28 @@ class SyncExecutor:
         await asyncio.to_thread(self.files.remove, action.uid)
 
     async def write_status(self, key: str, obj: dict[str, Any], compute: Callable[[dict[str, Any]], dict[str, Any]],
-                           attempts: int = 5) -> dict[str, Any] | None:
+                           attempts: int = 5, *, annotate: bool = False) -> dict[str, Any] | None:
         """Write ``compute(vmi)`` as the VMI's status when it changes it (compare-and-swap on the
         resourceVersion; on a conflict the VMI is read again and the status recomputed).
+        ``annotate``: the same write also sets the acceleration annotation (``acceleration``)
+        when it is missing, as a whole-object update that sends the spec back as read.
         Returns the stored VMI (None: it is gone or replaced). Raises ``Conflict`` after
         ``attempts`` lost races."""
         vmi = obj
         for _ in range(attempts):
             new_status = compute(vmi)
-            if not vmi_status.is_status_changed(vmi.get("status"), new_status):
+            meta = vmi["metadata"]
+            new_meta = compute_annotated_metadata(meta, self.config.domain_type) if annotate else None
+            if new_meta is None and not vmi_status.is_status_changed(vmi.get("status"), new_status):
                 return vmi
             try:
-                stored: dict[str, Any] = await self.store.update(VMIS, {**vmi, "status": new_status},
-                                                                 subresource="status")
+                stored: dict[str, Any]
+                if new_meta is None:
+                    stored = await self.store.update(VMIS, {**vmi, "status": new_status}, subresource="status")
+                else:
+                    stored = await self.store.update(VMIS, {**vmi, "metadata": new_meta, "status": new_status},
+                                                     has_status_subresource=False)
             except Conflict:
-                meta = vmi["metadata"]
                 try:
                     fresh = await self.store.get(VMIS, meta.get("namespace"), meta["name"])
                 except NotFound:
