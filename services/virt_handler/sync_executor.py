@@ -80,11 +80,25 @@ class RetryQueue(Protocol):
 class SyncState:
     """What the handler remembers between syncs (in memory; a restart starts empty and adopts):
     ``agent_connected`` domain name -> guest agent connected; ``guest_status`` key ->
-    (monotonic time of the fetch or None to fetch at once, status fields from the agent).
+    (monotonic time of the fetch or None to fetch at once, status fields from the agent);
+    ``own_events`` domain name -> the lifecycle events (``Defined``, ``Started``, ``Suspended``)
+    this handler's own start of the domain causes: the sync that started it already read the
+    domain after them, so they wake no second sync (cleared when the key is synced again).
     Consecutive failures of a key are counted by the work queue (``num_requeues``)."""
 
     agent_connected: dict[str, bool] = field(default_factory=dict)
     guest_status: dict[str, tuple[float | None, dict[str, Any]]] = field(default_factory=dict)
+    own_events: dict[str, set[str]] = field(default_factory=dict)
+
+    def is_own_event(self, domain: str, event: str) -> bool:
+        """Whether ``event`` of ``domain`` is one its own start caused (consumed: True once)."""
+        expected = self.own_events.get(domain)
+        if expected is None or event not in expected:
+            return False
+        expected.discard(event)
+        if not expected:
+            del self.own_events[domain]
+        return True
 
 
 class SyncExecutor:
@@ -143,7 +157,9 @@ class SyncExecutor:
         namespace, name = key.split("/", 1)
         obj = self.lookup(key)
         vmi = decode_vmi(obj) if obj is not None else None
-        domain = await self.hv.get_domain(domain_name(namespace, name))
+        dname = domain_name(namespace, name)
+        self.state.own_events.pop(dname, None)  # this sync reads the domain as it is now
+        domain = await self.hv.get_domain(dname)
         action = compute_sync_action(vmi, domain, self.compute_facts(key, vmi, domain))
         return await self.perform(key, obj, vmi, domain, action)
 
@@ -204,11 +220,14 @@ class SyncExecutor:
     async def _start(self, key: str, obj: dict[str, Any], paused: bool) -> float | None:
         uid = obj["metadata"]["uid"]
         ctx = self.files.context(uid)
+        dname = domain_name(*key.split("/", 1))
         try:
             with tracing.child_span(SERVICE, "convert VirtualMachineInstance to domain"):
                 xml = await asyncio.to_thread(self.files.prepare, obj, ctx)
+            self.state.own_events[dname] = {"Defined", "Started", "Suspended"} if paused else {"Defined", "Started"}
             info = await self.hv.define_and_start(xml, paused=paused)
         except (DomainConversionError, ImageNotFound, HypervisorError) as err:
+            self.state.own_events.pop(dname, None)
             await self._report_sync_failure(key, obj, err)
             return None  # the queue's backoff brings the key back
         self.queue.forget(key)
