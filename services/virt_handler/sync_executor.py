@@ -45,7 +45,7 @@ from services.virt_handler.vmi_files import VmiFiles
 from shared import tracing
 from shared.api.decoding import decode_object
 from shared.api.vmi import VirtualMachineInstance
-from shared.api.vocabulary import EventType, Phase, Reason
+from shared.api.vocabulary import EventType, Phase, Reason, is_final_phase
 from shared.errors import Conflict, NotFound
 from shared.images import ImageNotFound
 
@@ -144,11 +144,12 @@ class SyncExecutor:
             if domain.is_active and (domain.uid != uid or deleting):
                 shutdown_started = self.files.read_shutdown_started(domain.uid)
         fetched_at = self.state.guest_status.get(key, (None, {}))[0]
+        final = vmi is not None and vmi.status is not None and is_final_phase(vmi.status.phase)
         return NodeFacts(
             node_name=base.node_name, now=base.now, shutdown_started=shutdown_started, stale_owner=stale_owner,
             agent_connected=self.state.agent_connected.get(domain.name) if domain is not None else None,
             guest_info_age=None if fetched_at is None else time.monotonic() - fetched_at,
-            vmi_files_exist=bool(uid) and self.files.vmi_dir(uid or "").exists(),
+            vmi_files_exist=bool(uid) and final and self.files.vmi_dir(uid or "").exists(),
             guest_refresh_interval=base.guest_refresh_interval, shutdown_poll_interval=base.shutdown_poll_interval)
 
     async def sync(self, key: str) -> float | None:
