@@ -5,8 +5,9 @@ kubevirt-py adds one visible signal: the annotation :data:`ANNOTATION` on the VM
 handler when it starts the guest, with the value from :func:`compute_acceleration` of the libvirt
 domain type it used (``kvm`` -> ``kvm``; ``qemu`` -> ``tcg``, QEMU's software emulator; ``test``
 -> ``test`` for libvirt's test driver). It travels in the same compare-and-swap write as the
-first ``Running`` status (``sync_executor``), so a started VMI costs one store write, not two. An annotation, not a status field: status fields must be
-KubeVirt's (shared/api), and metadata belongs to nobody's spec. See docs/acceleration.md.
+first ``Running`` status (``sync_executor``), so a started VMI costs one store write, not two.
+An annotation, not a status field: status fields must be KubeVirt's (shared/api), and metadata
+belongs to nobody's spec. See docs/acceleration.md.
 """
 
 from __future__ import annotations

@@ -152,7 +152,8 @@ def _write(obj: Any, tag: str | None, out: list[str], level: int, used: set[str]
             _write(item, child_tag, out, level + 1, used)
         else:
             child_name = _qname(child_tag or "", used)
-            out.append(f"<{child_name}>{_escape_text(child_text)}</{child_name}>" if child_text else f"<{child_name} />")
+            out.append(f"<{child_name}>{_escape_text(child_text)}</{child_name}>" if child_text
+                       else f"<{child_name} />")
     out.append("\n" + "  " * level + f"</{name}>")
     return index
 
