@@ -5,7 +5,9 @@ Each ``LifecycleEvent`` of the ``Hypervisor`` (``Started``, ``Stopped``, ``Suspe
 as a ``shared.events.DomainEvent`` on ``domain_event_subject(node, namespace, name)`` (best
 effort: a failed publish is only logged). Agent connect/disconnect events update the known
 agent state and make the next sync ask the agent at once; ``Reconnected`` (libvirt came back)
-queues everything.
+queues everything. The ``Defined``/``Started`` events of a start this handler made itself
+(``SyncState.own_events``) are only published: the sync that started the domain has already
+read its state after them.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class DomainEventRelay:
                 if key is not None and key in self.state.guest_status:  # ask the (re)connected agent at once
                     self.state.guest_status[key] = (None, self.state.guest_status[key][1])
             if key is not None:
-                self.enqueue(key)
+                if not self.state.is_own_event(event.name, event.event):
+                    self.enqueue(key)
                 await self.publish(key, event)
 
     async def publish(self, key: str, event: LifecycleEvent) -> None:

@@ -54,7 +54,8 @@ class NodeFacts:
     ``stale_owner``: the recorded VMI a stale domain was made for (None: no record);
     ``agent_connected``: the guest agent of the domain is connected (None: not known yet);
     ``guest_info_age``: seconds since guest details were last fetched (None: never, or the
-    agent reconnected); ``vmi_files_exist``: the VMI's directory exists; intervals in seconds.
+    agent reconnected); ``vmi_files_exist``: the VMI's directory exists (only consulted, and
+    only looked up, for a VMI in a final phase); intervals in seconds.
     """
 
     node_name: str

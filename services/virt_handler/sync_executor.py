@@ -23,7 +23,7 @@ import msgspec
 
 from services.virt_handler import guest_agent
 from services.virt_handler import status as vmi_status
-from services.virt_handler.acceleration import apply_acceleration_annotation
+from services.virt_handler.acceleration import compute_annotated_metadata
 from services.virt_handler.domain import DomainConversionError, domain_name
 from services.virt_handler.hypervisor_types import DomainInfo, HypervisorError
 from services.virt_handler.sync_decision import (
@@ -45,7 +45,7 @@ from services.virt_handler.vmi_files import VmiFiles
 from shared import tracing
 from shared.api.decoding import decode_object
 from shared.api.vmi import VirtualMachineInstance
-from shared.api.vocabulary import EventType, Phase, Reason
+from shared.api.vocabulary import EventType, Phase, Reason, is_final_phase
 from shared.errors import Conflict, NotFound
 from shared.images import ImageNotFound
 
@@ -80,11 +80,25 @@ class RetryQueue(Protocol):
 class SyncState:
     """What the handler remembers between syncs (in memory; a restart starts empty and adopts):
     ``agent_connected`` domain name -> guest agent connected; ``guest_status`` key ->
-    (monotonic time of the fetch or None to fetch at once, status fields from the agent).
+    (monotonic time of the fetch or None to fetch at once, status fields from the agent);
+    ``own_events`` domain name -> the lifecycle events (``Defined``, ``Started``, ``Suspended``)
+    this handler's own start of the domain causes: the sync that started it already read the
+    domain after them, so they wake no second sync (cleared when the key is synced again).
     Consecutive failures of a key are counted by the work queue (``num_requeues``)."""
 
     agent_connected: dict[str, bool] = field(default_factory=dict)
     guest_status: dict[str, tuple[float | None, dict[str, Any]]] = field(default_factory=dict)
+    own_events: dict[str, set[str]] = field(default_factory=dict)
+
+    def is_own_event(self, domain: str, event: str) -> bool:
+        """Whether ``event`` of ``domain`` is one its own start caused (consumed: True once)."""
+        expected = self.own_events.get(domain)
+        if expected is None or event not in expected:
+            return False
+        expected.discard(event)
+        if not expected:
+            del self.own_events[domain]
+        return True
 
 
 class SyncExecutor:
@@ -130,11 +144,12 @@ class SyncExecutor:
             if domain.is_active and (domain.uid != uid or deleting):
                 shutdown_started = self.files.read_shutdown_started(domain.uid)
         fetched_at = self.state.guest_status.get(key, (None, {}))[0]
+        final = vmi is not None and vmi.status is not None and is_final_phase(vmi.status.phase)
         return NodeFacts(
             node_name=base.node_name, now=base.now, shutdown_started=shutdown_started, stale_owner=stale_owner,
             agent_connected=self.state.agent_connected.get(domain.name) if domain is not None else None,
             guest_info_age=None if fetched_at is None else time.monotonic() - fetched_at,
-            vmi_files_exist=bool(uid) and self.files.vmi_dir(uid or "").exists(),
+            vmi_files_exist=bool(uid) and final and self.files.vmi_dir(uid or "").exists(),
             guest_refresh_interval=base.guest_refresh_interval, shutdown_poll_interval=base.shutdown_poll_interval)
 
     async def sync(self, key: str) -> float | None:
@@ -143,7 +158,9 @@ class SyncExecutor:
         namespace, name = key.split("/", 1)
         obj = self.lookup(key)
         vmi = decode_vmi(obj) if obj is not None else None
-        domain = await self.hv.get_domain(domain_name(namespace, name))
+        dname = domain_name(namespace, name)
+        self.state.own_events.pop(dname, None)  # this sync reads the domain as it is now
+        domain = await self.hv.get_domain(dname)
         action = compute_sync_action(vmi, domain, self.compute_facts(key, vmi, domain))
         return await self.perform(key, obj, vmi, domain, action)
 
@@ -204,11 +221,14 @@ class SyncExecutor:
     async def _start(self, key: str, obj: dict[str, Any], paused: bool) -> float | None:
         uid = obj["metadata"]["uid"]
         ctx = self.files.context(uid)
+        dname = domain_name(*key.split("/", 1))
         try:
             with tracing.child_span(SERVICE, "convert VirtualMachineInstance to domain"):
                 xml = await asyncio.to_thread(self.files.prepare, obj, ctx)
+            self.state.own_events[dname] = {"Defined", "Started", "Suspended"} if paused else {"Defined", "Started"}
             info = await self.hv.define_and_start(xml, paused=paused)
         except (DomainConversionError, ImageNotFound, HypervisorError) as err:
+            self.state.own_events.pop(dname, None)
             await self._report_sync_failure(key, obj, err)
             return None  # the queue's backoff brings the key back
         self.queue.forget(key)
@@ -216,8 +236,7 @@ class SyncExecutor:
         self.record_event(obj, EventType.NORMAL, "Created", "VirtualMachineInstance defined.")
         self.state.agent_connected[info.name] = False  # a fresh guest's agent connects later (event)
         await self.write_status(key, obj, lambda v: vmi_status.compute_live_status(
-            v, info.state, info.reason, now=self.clock()))
-        await apply_acceleration_annotation(self.store, obj, self.config.domain_type)
+            v, info.state, info.reason, now=self.clock()), annotate=True)
         return None
 
     async def _report_sync_failure(self, key: str, obj: dict[str, Any], err: Exception) -> None:
@@ -260,21 +279,28 @@ class SyncExecutor:
         await asyncio.to_thread(self.files.remove, action.uid)
 
     async def write_status(self, key: str, obj: dict[str, Any], compute: Callable[[dict[str, Any]], dict[str, Any]],
-                           attempts: int = 5) -> dict[str, Any] | None:
+                           attempts: int = 5, *, annotate: bool = False) -> dict[str, Any] | None:
         """Write ``compute(vmi)`` as the VMI's status when it changes it (compare-and-swap on the
         resourceVersion; on a conflict the VMI is read again and the status recomputed).
+        ``annotate``: the same write also sets the acceleration annotation (``acceleration``)
+        when it is missing, as a whole-object update that sends the spec back as read.
         Returns the stored VMI (None: it is gone or replaced). Raises ``Conflict`` after
         ``attempts`` lost races."""
         vmi = obj
         for _ in range(attempts):
             new_status = compute(vmi)
-            if not vmi_status.is_status_changed(vmi.get("status"), new_status):
+            meta = vmi["metadata"]
+            new_meta = compute_annotated_metadata(meta, self.config.domain_type) if annotate else None
+            if new_meta is None and not vmi_status.is_status_changed(vmi.get("status"), new_status):
                 return vmi
             try:
-                stored: dict[str, Any] = await self.store.update(VMIS, {**vmi, "status": new_status},
-                                                                 subresource="status")
+                stored: dict[str, Any]
+                if new_meta is None:
+                    stored = await self.store.update(VMIS, {**vmi, "status": new_status}, subresource="status")
+                else:
+                    stored = await self.store.update(VMIS, {**vmi, "metadata": new_meta, "status": new_status},
+                                                     has_status_subresource=False)
             except Conflict:
-                meta = vmi["metadata"]
                 try:
                     fresh = await self.store.get(VMIS, meta.get("namespace"), meta["name"])
                 except NotFound:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from services.virt_handler.domain import (
     ConversionContext,
@@ -65,10 +68,20 @@ class VmiFiles:
         return recorded if isinstance(recorded, dict) else None
 
     def prepare(self, vmi: dict[str, Any], ctx: ConversionContext) -> str:
-        """Create the VMI's directory, record ``vmi.json``, prepare its disks and return the
-        domain XML (blocking; raises ``DomainConversionError``/``ImageNotFound``)."""
-        ctx.vmi_dir.mkdir(parents=True, exist_ok=True)
-        (ctx.vmi_dir / VMI_RECORD).write_text(json.dumps(vmi))
+        """Create the VMI's directory, record ``vmi.json`` (before any other file, so a handler
+        that crashes meanwhile can still clean up), prepare its disks and return the domain XML
+        (blocking; raises ``DomainConversionError``/``ImageNotFound``, OSError)."""
+        try:
+            os.mkdir(ctx.vmi_dir)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:  # the first VMI: <state_dir>/vmis is missing too
+            ctx.vmi_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(ctx.vmi_dir / VMI_RECORD, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, msgspec.json.encode(vmi))
+        finally:
+            os.close(fd)
         apply_disk_preparation(vmi, ctx)
         return compute_domain_xml(vmi, ctx)
 

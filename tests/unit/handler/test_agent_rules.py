@@ -11,9 +11,12 @@ from services.virt_handler.agent import (
     compute_item_delay,
     compute_key_of_domain,
 )
-from services.virt_handler.hypervisor import compute_flat_stats
+from services.virt_handler.domain_events import DomainEventRelay
+from services.virt_handler.hypervisor import LifecycleEvent, compute_flat_stats
+from services.virt_handler.sync_executor import SyncState
 from services.virt_handler.main import HandlerSettings, decide_domain_type
 from shared.api.vmi import VirtualMachineInstance
+from shared.api.vocabulary import utc_now
 from shared.workqueue import WorkQueue
 
 
@@ -80,3 +83,25 @@ def test_domain_stats_are_summed_over_devices():
              "block.1.wr.reqs": 4, "balloon.current": 262144}
     assert compute_flat_stats(stats) == {"cpu.time": 5000.0, "vcpu.time": 30.0, "net.rx.bytes": 100.0,
                                          "block.wr.reqs": 7.0, "balloon.current": 262144.0}
+
+
+async def test_events_of_the_handlers_own_start_wake_no_second_sync():
+    state = SyncState()
+    queued: list[str] = []
+
+    async def everything() -> None:
+        raise AssertionError("not expected")
+
+    relay = DomainEventRelay("n", state, bus=None, publish=False, enqueue=queued.append,
+                             enqueue_everything=everything, uid_of=lambda key: "", clock=utc_now)
+    state.own_events["default_vm1"] = {"Defined", "Started"}  # what the executor sets before its start
+
+    async def events():
+        for name, event in [("default_vm1", "Defined"), ("default_vm1", "Started"), ("default_vm2", "Started"),
+                            ("default_vm1", "Started"), ("default_vm1", "Stopped")]:
+            yield LifecycleEvent(name, "", event, "0")
+
+    await relay.run(events())
+    # vm1's own Defined/Started are consumed once; anything after them, and other domains, wake a sync
+    assert queued == ["default/vm2", "default/vm1", "default/vm1"]
+    assert state.own_events == {}
