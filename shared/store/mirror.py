@@ -6,7 +6,9 @@ the stream's last revision, waits until the mirror has applied at least that rev
 sees every write acknowledged before it started), then reads the mirror in one synchronous step:
 the state it returns is exactly the bucket at the mirror's revision, which becomes the list's
 resourceVersion. When the mirror cannot catch up in time (tail restarting, server gone) the
-caller falls back to a direct snapshot; the mirror re-syncs itself after 410 Gone.
+caller falls back to a direct snapshot; the mirror re-syncs itself after 410 Gone. A mirror
+nobody has read for :data:`IDLE_STOP` seconds stops (its tail would cost every process a copy of
+every write for nothing); the next :meth:`BucketMirror.wait_for` starts it again.
 """
 
 from __future__ import annotations
@@ -22,23 +24,32 @@ from shared.store.records import Compacted, KvRecord, Progress
 log = logging.getLogger("kubevirt.store.mirror")
 
 _LAG_WAIT = 1.0  # s
+#: s without a read after which a mirror stops its tail and drops its entries
+IDLE_STOP = 120.0
 
 
 class BucketMirror:
     """Latest ``(revision, value)`` per live key of ``bucket``; ``revision`` is the stream
     revision up to which every record has been applied (-1 before the first sync)."""
 
-    def __init__(self, kv: KvLayer, bucket: str) -> None:
+    def __init__(self, kv: KvLayer, bucket: str, *, idle_stop: float = IDLE_STOP) -> None:
         self.kv = kv
         self.bucket = bucket
+        self.idle_stop = idle_stop
+        self._used_at = 0.0  # loop time of the last wait_for
         self.entries: dict[str, tuple[int, bytes]] = {}
         self.revision = -1
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Start (or restart) the tail that keeps the mirror current."""
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
+
+    def is_running(self) -> bool:
+        """Whether the mirror's tail is running (it may still be catching up)."""
+        return self._task is not None and not self._task.done()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -50,6 +61,7 @@ class BucketMirror:
         (at most :data:`_LAG_WAIT` s once synced: a mirror that far behind is not worth waiting for)."""
         self.start()
         loop = asyncio.get_running_loop()
+        self._used_at = loop.time()
         deadline = loop.time() + (timeout if self.revision < 0 else min(timeout, _LAG_WAIT))
         while self.revision < revision:
             remaining = deadline - loop.time()
@@ -83,8 +95,20 @@ class BucketMirror:
             self.entries[rec.key] = (rec.revision, rec.value)
         self._advance(rec.revision)
 
+    def _is_idle(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return loop.time() - self._used_at > self.idle_stop
+
     async def _run(self) -> None:
         subject = compute_filter_subject(self.bucket, None)
+        loop = asyncio.get_running_loop()
+        self._used_at = loop.time()
+        try:
+            await self._follow(subject, loop)
+        finally:
+            self.entries = {}
+            self.revision = -1
+
+    async def _follow(self, subject: str, loop: asyncio.AbstractEventLoop) -> None:
         while True:
             try:
                 records, revision = await self.kv.snapshot(self.bucket, subject)
@@ -93,6 +117,9 @@ class BucketMirror:
                 self._advance(revision)
                 async for rec in self.kv.tail(self.bucket, subject, revision + 1, progress=True):
                     if isinstance(rec, Progress):
+                        if self._is_idle(loop):
+                            log.debug("mirror of %s unused for %.0fs; stopping", self.bucket, self.idle_stop)
+                            return
                         self._advance(rec.revision)
                     else:
                         self._apply(rec)

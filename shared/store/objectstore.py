@@ -46,6 +46,9 @@ _GENERATE_NAME_TRIES = 8
 _PROPAGATION = ("Background", "Foreground", "Orphan")
 _FROM_CACHE = -1  # prev_revision of a record rebuilt from the revision cache
 _MIRROR_WAIT = 5.0  # s a list waits for the bucket mirror before reading the stream directly
+#: s: a bucket listed again within this long of its previous list gets a mirror (lists repeat);
+#: a single list (an informer's start) reads the stream directly and leaves nothing running
+MIRROR_REPEAT = 30.0
 
 _encode = msgspec.json.Encoder().encode
 
@@ -74,6 +77,8 @@ class ObjectStore:
         self._compaction = Compaction(self)
         self._mirror_lists = mirror_lists
         self._mirrors: dict[str, BucketMirror] = {}
+        self._listed_at: dict[str, float] = {}  # bucket -> loop time of its last list
+        self._buckets: dict[str, str] = {}  # plural -> bucket name
 
     @classmethod
     async def connect(cls, servers: list[str], *, replicas: int = 1, history: int = 10,
@@ -102,7 +107,9 @@ class ObjectStore:
     # -- helpers -----------------------------------------------------------------------------
     async def ensure_bucket(self, plural: str) -> str:
         """Name of the bucket of ``plural`` (``<prefix><plural>``), created if missing."""
-        bucket = compute_bucket(self.prefix, plural)
+        bucket = self._buckets.get(plural)
+        if bucket is None:
+            bucket = self._buckets[plural] = compute_bucket(self.prefix, plural)
         await self.kv.ensure_bucket(bucket)
         return bucket
 
@@ -202,14 +209,25 @@ class ObjectStore:
         return items, str(revision)
 
     async def _list_records(self, bucket: str, namespace: str | None, name: str | None,
-                            subject: str) -> tuple[Records, int]:
+                            subject: str, *, repeatable: bool = True) -> tuple[Records, int]:
         """Latest records under the filter and their revision: from the bucket's mirror once it
-        has applied every write acknowledged before this call, else by a direct snapshot."""
+        has applied every write acknowledged before this call, else by a direct snapshot. A
+        mirror is kept only for buckets listed repeatedly (again within :data:`MIRROR_REPEAT`
+        s); it stops itself when lists stop (:data:`shared.store.mirror.IDLE_STOP`). The initial
+        state of a watch (``repeatable=False``) uses a running mirror but neither starts one nor
+        counts as a list (an informer's list is followed by such a watch when the bucket is empty)."""
         if not self._mirror_lists:
             return await self.kv.snapshot(bucket, subject)
+        now = asyncio.get_running_loop().time()
+        listed_at = self._listed_at.get(bucket)
+        if repeatable:
+            self._listed_at[bucket] = now
         mirror = self._mirrors.get(bucket)
-        if mirror is None:
-            mirror = self._mirrors[bucket] = BucketMirror(self.kv, bucket)
+        if mirror is None or not mirror.is_running():
+            if not repeatable or listed_at is None or now - listed_at > MIRROR_REPEAT:
+                return await self.kv.snapshot(bucket, subject)
+            if mirror is None:
+                mirror = self._mirrors[bucket] = BucketMirror(self.kv, bucket)
         _, last = await self.kv.stream_bounds(bucket)
         if not await mirror.wait_for(last, timeout=_MIRROR_WAIT):
             return await self.kv.snapshot(bucket, subject)

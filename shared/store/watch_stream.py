@@ -74,7 +74,8 @@ async def stream_watch(store: ObjectStore, plural: str, namespace: str | None, s
             raise gone(start_rv, watermark + 1)
         await wait_until_reached(store, bucket, start_rv)
     if start_rv is None:
-        records, revision = await store._list_records(bucket, ns, name if ns is not None else None, subject)
+        records, revision = await store._list_records(bucket, ns, name if ns is not None else None, subject,
+                                                      repeatable=False)
         for listed in sorted(records, key=lambda r: r.revision):
             if listed.deleted or not listed.value:
                 continue
