@@ -48,6 +48,25 @@ def _metric_view(vmi: VirtualMachineInstance) -> dict[str, Any]:
             "status": {"phase": status.phase, "nodeName": status.node_name} if status is not None else {}}
 
 
+def _transition_view(vmi: VirtualMachineInstance) -> dict[str, Any]:
+    """The parts of a VMI the transition histograms, Events and their involvedObject read
+    (kind, apiVersion, metadata, status phase/nodeName/conditions/phaseTransitionTimestamps),
+    JSON-ready: a fraction of the cost of converting the whole object."""
+    view: dict[str, Any] = {}
+    if vmi.api_version is not None:
+        view["apiVersion"] = vmi.api_version
+    if vmi.kind is not None:
+        view["kind"] = vmi.kind
+    if vmi.metadata is not None:
+        view["metadata"] = msgspec.to_builtins(vmi.metadata)
+    status = vmi.status
+    if status is not None:
+        view["status"] = {"phase": status.phase, "nodeName": status.node_name,
+                          "conditions": msgspec.to_builtins(status.conditions),
+                          "phaseTransitionTimestamps": msgspec.to_builtins(status.phase_transition_timestamps)}
+    return view
+
+
 def _unschedulable_message(vmi: dict[str, Any] | None) -> str | None:
     for cond in ((vmi or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == ConditionType.POD_SCHEDULED and cond.get("status") == ConditionStatus.FALSE \
@@ -108,7 +127,7 @@ class VMIObserver:
             return  # nothing is recorded for a VMI first seen or deleted
         if _watched_state(old) == _watched_state(new):
             return  # most updates (guest status, heartbeats): no Event, no histogram
-        old_obj, new_obj = msgspec.to_builtins(old), msgspec.to_builtins(new)
+        old_obj, new_obj = _transition_view(old), _transition_view(new)
         observe_phase_transition(old_obj, new_obj)
         for event_type, reason, message in compute_vmi_transition_events(old_obj, new_obj):
             self.record(new_obj, event_type, reason, message)

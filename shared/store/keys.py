@@ -14,6 +14,7 @@ import re
 
 CLUSTER_TOKEN = "_"
 _PLAIN = re.compile(r"[A-Za-z0-9-]")
+_ALL_PLAIN = re.compile(r"[A-Za-z0-9-]+")
 _ESCAPE = re.compile(r"_([0-9A-F]{2})")
 _BUCKET_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -22,6 +23,8 @@ def encode_token(part: str) -> str:
     """Escape one name/namespace into a single NATS subject token (non-empty input)."""
     if not part:
         raise ValueError("an empty name cannot be a key token")
+    if _ALL_PLAIN.fullmatch(part):
+        return part  # the common case: nothing to escape
     return "".join(ch if _PLAIN.fullmatch(ch) else "".join(f"_{b:02X}" for b in ch.encode()) for ch in part)
 
 

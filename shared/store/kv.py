@@ -70,6 +70,21 @@ _TRANSIENT: tuple[type[Exception], ...] = (
     nats.errors.OutboundBufferLimitError,
 )
 
+_REQUEST_OK = metrics.NATS_REQUEST_DURATION.labels("ok")
+_REQUEST_ERROR = metrics.NATS_REQUEST_DURATION.labels("error")
+_OPERATION_CHILDREN: dict[tuple[str, str], Any] = {}
+
+
+def _operation_child(operation: str, outcome: str) -> Any:
+    """The ``kubevirt_store_operation_duration_seconds`` child of (operation, outcome), looked
+    up once (prometheus_client's ``labels()`` takes a lock and builds a tuple per call)."""
+    child = _OPERATION_CHILDREN.get((operation, outcome))
+    if child is None:
+        child = _OPERATION_CHILDREN[(operation, outcome)] = metrics.STORE_OPERATION_DURATION.labels(
+            operation, outcome)
+    return child
+
+
 class KvLayer:
     """Record-level access to the store's buckets over one :class:`shared.bus.Bus`.
 
@@ -106,19 +121,30 @@ class KvLayer:
             self._reconnected = asyncio.get_running_loop().create_future()
         reconnected = self._reconnected
         task = asyncio.ensure_future(call())
+        abandoned = False
+
+        def abandon(_: asyncio.Future[None]) -> None:
+            nonlocal abandoned
+            if not task.done():
+                abandoned = True
+                task.cancel()
+
+        reconnected.add_done_callback(abandon)
         started = time.perf_counter()
-        waited: set[asyncio.Future[Any]] = {task, reconnected}
         try:
-            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            task.cancel()
+            result = await task  # a cancel of the caller cancels the call too
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if abandoned and (current is None or not current.cancelling()):
+                raise TimeoutError from None
             raise
-        if task.done():
-            ok = not task.cancelled() and task.exception() is None
-            metrics.NATS_REQUEST_DURATION.labels("ok" if ok else "error").observe(time.perf_counter() - started)
-            return task.result()
-        task.cancel()
-        raise TimeoutError
+        except BaseException:
+            _REQUEST_ERROR.observe(time.perf_counter() - started)
+            raise
+        finally:
+            reconnected.remove_done_callback(abandon)
+        _REQUEST_OK.observe(time.perf_counter() - started)
+        return result
 
     # -- helpers -----------------------------------------------------------------------------
     async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -131,8 +157,7 @@ class KvLayer:
             outcome = "ok"
             return result
         finally:
-            metrics.STORE_OPERATION_DURATION.labels(what.split(" ", 1)[0], outcome).observe(
-                time.perf_counter() - started)
+            _operation_child(what.split(" ", 1)[0], outcome).observe(time.perf_counter() - started)
 
     async def _retrying_unmeasured(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """Run ``call``; retry transient failures (timeouts, no responders, leader elections)
