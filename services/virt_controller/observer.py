@@ -31,13 +31,24 @@ PHASE_EVENTS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _watched_state(vmi: VirtualMachineInstance) -> tuple[object, ...]:
-    """What the Events and histograms depend on: phase, deletion, the PodScheduled condition."""
-    status = vmi.status
-    scheduled = next((c for c in (status.conditions if status is not None else None) or ()
-                      if c.type == ConditionType.POD_SCHEDULED), None)
-    return (status.phase if status is not None else None,
-            bool(vmi.metadata is not None and vmi.metadata.deletion_timestamp), scheduled)
+def _pod_scheduled(status: Any) -> object:
+    for cond in (status.conditions if status is not None else None) or ():
+        if cond.type == ConditionType.POD_SCHEDULED:
+            return cond
+    return None
+
+
+def _is_same_watched_state(old: VirtualMachineInstance, new: VirtualMachineInstance) -> bool:
+    """Whether what the Events and histograms depend on is unchanged: phase, deletion started,
+    the PodScheduled condition (cheapest comparisons first)."""
+    old_status, new_status = old.status, new.status
+    if (old_status.phase if old_status is not None else None) != \
+            (new_status.phase if new_status is not None else None):
+        return False
+    if bool(old.metadata is not None and old.metadata.deletion_timestamp) != \
+            bool(new.metadata is not None and new.metadata.deletion_timestamp):
+        return False
+    return _pod_scheduled(old_status) == _pod_scheduled(new_status)
 
 
 def _metric_view(vmi: VirtualMachineInstance) -> dict[str, Any]:
@@ -125,7 +136,7 @@ class VMIObserver:
     def _on_vmi(self, old: VirtualMachineInstance | None, new: VirtualMachineInstance | None) -> None:
         if new is None or old is None or not self.is_leader():
             return  # nothing is recorded for a VMI first seen or deleted
-        if _watched_state(old) == _watched_state(new):
+        if _is_same_watched_state(old, new):
             return  # most updates (guest status, heartbeats): no Event, no histogram
         old_obj, new_obj = _transition_view(old), _transition_view(new)
         observe_phase_transition(old_obj, new_obj)

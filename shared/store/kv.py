@@ -104,6 +104,9 @@ class KvLayer:
         self._ready_lock = asyncio.Lock()
         self._reconnected: asyncio.Future[None] | None = None
         self._reader = StreamReader(self)
+        # Nats-Msg-Id of writes: random per layer + a counter (unique without a urandom per write)
+        self._id_prefix = uuid.uuid4().hex[:20] + "-"
+        self._writes = 0
         bus.add_reconnect_listener(self._on_reconnected)
 
     def _on_reconnected(self) -> None:
@@ -116,33 +119,38 @@ class KvLayer:
 
     async def _attempt(self, call: Callable[[], Awaitable[T]]) -> T:
         """One try of ``call``, abandoned (TimeoutError) if the connection is re-established
-        meanwhile: its request or reply was lost with the old connection."""
+        meanwhile: its request or reply was lost with the old connection. ``call`` runs in the
+        caller's task (no task per request); a reconnect cancels that task and the cancellation
+        is turned into the TimeoutError here."""
         if self._reconnected is None:
             self._reconnected = asyncio.get_running_loop().create_future()
         reconnected = self._reconnected
-        task = asyncio.ensure_future(call())
-        abandoned = False
+        current = asyncio.current_task()
+        if current is None:
+            raise RuntimeError("KvLayer calls need a running task")
+        state = [False, False]  # [finished, abandoned]
 
         def abandon(_: asyncio.Future[None]) -> None:
-            nonlocal abandoned
-            if not task.done():
-                abandoned = True
-                task.cancel()
+            if not state[0]:
+                state[1] = True
+                current.cancel()
 
         reconnected.add_done_callback(abandon)
         started = time.perf_counter()
         try:
-            result = await task  # a cancel of the caller cancels the call too
+            result = await call()
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if abandoned and (current is None or not current.cancelling()):
-                raise TimeoutError from None
+            if state[1] and current.uncancel() == 0:
+                raise TimeoutError from None  # our cancel, nobody else's: the request was lost
             raise
         except BaseException:
             _REQUEST_ERROR.observe(time.perf_counter() - started)
             raise
         finally:
+            state[0] = True
             reconnected.remove_done_callback(abandon)
+        if state[1]:
+            current.uncancel()  # the call finished anyway (its code absorbed our cancel)
         _REQUEST_OK.observe(time.perf_counter() - started)
         return result
 
@@ -272,7 +280,8 @@ class KvLayer:
         has no message at all; None = unconditional). ``delete=True`` writes a delete marker
         carrying ``value``; ``create=True`` marks an object creation. Returns the new revision;
         raises WrongLastRevision when the CAS fails."""
-        headers = {MSG_ID: uuid.uuid4().hex}
+        self._writes += 1
+        headers = {MSG_ID: f"{self._id_prefix}{self._writes:x}"}
         if expected is not None:
             headers[EXPECTED_LAST] = str(expected)
         if delete:
