@@ -90,6 +90,7 @@ async def stream_watch(store: ObjectStore, plural: str, namespace: str | None, s
     computer = EventComputer(
         start, passes, needs_previous=not labels.is_everything,
         fetch_previous=lambda rev: store.kv.get_revision(bucket, rev),
+        selects_all=labels.is_everything and fields.is_everything,
     )
     for key, obj, rev in snapshot_keys:
         computer.remember(key, obj, rev)
