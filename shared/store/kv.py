@@ -37,6 +37,7 @@ import nats.js.errors
 from shared import metrics
 from shared.bus import Bus, describe_nats_error
 from shared.errors import InternalError, RequestTooLarge, ServiceUnavailable
+from shared.store.acks import AckedPublisher
 from shared.store.consumers import StreamReader
 from shared.store.keys import stream_name, subject_prefix
 from shared.store.records import (
@@ -104,6 +105,7 @@ class KvLayer:
         self._ready_lock = asyncio.Lock()
         self._reconnected: asyncio.Future[None] | None = None
         self._reader = StreamReader(self)
+        self._acks = AckedPublisher(bus)
         # Nats-Msg-Id of writes: random per layer + a counter (unique without a urandom per write)
         self._id_prefix = uuid.uuid4().hex[:20] + "-"
         self._writes = 0
@@ -117,30 +119,35 @@ class KvLayer:
         if waiting is not None and not waiting.done():
             waiting.set_result(None)
 
-    async def _attempt(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _attempt(self, call: Callable[[], Awaitable[T]], *, inline: bool = False) -> T:
         """One try of ``call``, abandoned (TimeoutError) if the connection is re-established
-        meanwhile: its request or reply was lost with the old connection. ``call`` runs in the
-        caller's task (no task per request); a reconnect cancels that task and the cancellation
-        is turned into the TimeoutError here."""
+        meanwhile: its request or reply was lost with the old connection.
+
+        ``call`` runs in a task of its own, so the caller's cancellation always ends the caller
+        even when nats-py's ``asyncio.wait_for`` swallows a cancel that meets a reply (CPython
+        gh-86296). ``inline=True`` (for calls without ``wait_for``: the store's acked publishes)
+        runs it in the caller's task instead; a reconnect then cancels that task and the cancel
+        becomes the TimeoutError here."""
         if self._reconnected is None:
             self._reconnected = asyncio.get_running_loop().create_future()
         reconnected = self._reconnected
         current = asyncio.current_task()
         if current is None:
             raise RuntimeError("KvLayer calls need a running task")
+        runner = current if inline else asyncio.ensure_future(call())
         state = [False, False]  # [finished, abandoned]
 
         def abandon(_: asyncio.Future[None]) -> None:
             if not state[0]:
                 state[1] = True
-                current.cancel()
+                runner.cancel()
 
         reconnected.add_done_callback(abandon)
         started = time.perf_counter()
         try:
-            result = await call()
+            result = await (call() if inline else runner)  # a cancel of the caller cancels the call too
         except asyncio.CancelledError:
-            if state[1] and current.uncancel() == 0:
+            if state[1] and (not inline or current.uncancel() == 0) and not current.cancelling():
                 raise TimeoutError from None  # our cancel, nobody else's: the request was lost
             raise
         except BaseException:
@@ -149,25 +156,26 @@ class KvLayer:
         finally:
             state[0] = True
             reconnected.remove_done_callback(abandon)
-        if state[1]:
+        if state[1] and inline:
             current.uncancel()  # the call finished anyway (its code absorbed our cancel)
         _REQUEST_OK.observe(time.perf_counter() - started)
         return result
 
     # -- helpers -----------------------------------------------------------------------------
-    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]], *, inline: bool = False) -> T:
         """:meth:`_retrying_unmeasured`, timed in ``kubevirt_store_operation_duration_seconds``
         (label ``operation`` = first word of ``what``: get, write, list, info, create, ...)."""
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = await self._retrying_unmeasured(what, call)
+            result = await self._retrying_unmeasured(what, call, inline=inline)
             outcome = "ok"
             return result
         finally:
             _operation_child(what.split(" ", 1)[0], outcome).observe(time.perf_counter() - started)
 
-    async def _retrying_unmeasured(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying_unmeasured(self, what: str, call: Callable[[], Awaitable[T]], *,
+                                   inline: bool = False) -> T:
         """Run ``call``; retry transient failures (timeouts, no responders, leader elections)
         until ``op_timeout``. The last failure becomes ServiceUnavailable."""
         deadline = time.monotonic() + self.op_timeout
@@ -175,7 +183,7 @@ class KvLayer:
         while True:
             failure: Exception
             try:
-                return await self._attempt(call)
+                return await self._attempt(call, inline=inline)
             except _TRANSIENT as err:
                 failure = err
             except nats.errors.MaxPayloadError as err:
@@ -295,7 +303,7 @@ class KvLayer:
             nonlocal attempts
             attempts += 1
             try:
-                ack = await self._js.publish(subject, value, headers=dict(headers))
+                seq = await self._acks.publish(subject, value, dict(headers), self.request_timeout)
             except nats.js.errors.APIError as err:
                 if err.err_code not in _WRONG_LAST_SEQUENCE:
                     raise
@@ -306,9 +314,9 @@ class KvLayer:
                     if latest is not None and latest[1].get(MSG_ID) == headers[MSG_ID]:
                         return latest[0]
                 raise WrongLastRevision(err.description or "wrong last sequence") from err
-            return ack.seq
+            return seq
 
-        return await self._retrying(f"write {bucket}/{key}", publish)
+        return await self._retrying(f"write {bucket}/{key}", publish, inline=True)
 
     async def _get_raw(self, bucket: str, key: str) -> tuple[int, dict[str, str]] | None:
         """(revision, headers) of the key's latest message, one attempt."""
