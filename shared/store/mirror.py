@@ -130,3 +130,47 @@ class BucketMirror:
             except Exception as err:  # noqa: BLE001 - lists fall back to direct reads meanwhile
                 log.info("mirror of %s stopped (%s); re-syncing", self.bucket, err)
                 await asyncio.sleep(0.5)
+
+
+#: s: a bucket listed again within this long of its previous list gets a mirror (lists repeat);
+#: a single list (an informer's start) reads the stream directly and leaves nothing running
+MIRROR_REPEAT = 30.0
+
+
+class ListMirrors:
+    """The mirrors of one store's buckets, and which list gets one: only a bucket listed again
+    within :data:`MIRROR_REPEAT` s of its previous list (a mirror then stops itself after
+    :data:`IDLE_STOP` s unread). A watch's initial state (``repeatable=False``) uses a running
+    mirror but neither starts one nor counts as a list: an informer's list is followed by such
+    a watch when the bucket is empty."""
+
+    def __init__(self, kv: KvLayer) -> None:
+        self.kv = kv
+        self._mirrors: dict[str, BucketMirror] = {}
+        self._listed_at: dict[str, float] = {}  # bucket -> loop time of its last list
+
+    def get(self, bucket: str) -> BucketMirror | None:
+        """The bucket's mirror if one was made (running or not)."""
+        return self._mirrors.get(bucket)
+
+    def for_list(self, bucket: str, *, repeatable: bool = True) -> BucketMirror | None:
+        """The mirror a list of ``bucket`` should read (started if needed), or None: read the
+        stream directly."""
+        now = asyncio.get_running_loop().time()
+        listed_at = self._listed_at.get(bucket)
+        if repeatable:
+            self._listed_at[bucket] = now
+        mirror = self._mirrors.get(bucket)
+        if mirror is not None and mirror.is_running():
+            return mirror
+        if not repeatable or listed_at is None or now - listed_at > MIRROR_REPEAT:
+            return None
+        if mirror is None:
+            mirror = self._mirrors[bucket] = BucketMirror(self.kv, bucket)
+        return mirror
+
+    async def close(self) -> None:
+        """Stop every mirror."""
+        for mirror in self._mirrors.values():
+            await mirror.close()
+        self._mirrors.clear()

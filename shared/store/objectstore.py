@@ -32,7 +32,7 @@ from shared.store.keys import (
     compute_key_prefix,
 )
 from shared.store.kv import KvLayer
-from shared.store.mirror import BucketMirror
+from shared.store.mirror import ListMirrors
 from shared.store.ownership import Ownership
 from shared.store.records import KvRecord, WrongLastRevision
 from shared.store.revcache import RevisionCache
@@ -46,9 +46,6 @@ _GENERATE_NAME_TRIES = 8
 _PROPAGATION = ("Background", "Foreground", "Orphan")
 _FROM_CACHE = -1  # prev_revision of a record rebuilt from the revision cache
 _MIRROR_WAIT = 5.0  # s a list waits for the bucket mirror before reading the stream directly
-#: s: a bucket listed again within this long of its previous list gets a mirror (lists repeat);
-#: a single list (an informer's start) reads the stream directly and leaves nothing running
-MIRROR_REPEAT = 30.0
 
 _encode = msgspec.json.Encoder().encode
 
@@ -76,8 +73,7 @@ class ObjectStore:
         self._ownership = Ownership(self)
         self._compaction = Compaction(self)
         self._mirror_lists = mirror_lists
-        self._mirrors: dict[str, BucketMirror] = {}
-        self._listed_at: dict[str, float] = {}  # bucket -> loop time of its last list
+        self._mirrors = ListMirrors(self.kv)
         self._buckets: dict[str, str] = {}  # plural -> bucket name
 
     @classmethod
@@ -98,9 +94,7 @@ class ObjectStore:
 
     async def close(self) -> None:
         """Stop the list mirrors and close the connection (when this store opened it)."""
-        for mirror in self._mirrors.values():
-            await mirror.close()
-        self._mirrors.clear()
+        await self._mirrors.close()
         if self._owns_bus:
             await self.bus.close()
 
@@ -211,23 +205,11 @@ class ObjectStore:
     async def _list_records(self, bucket: str, namespace: str | None, name: str | None,
                             subject: str, *, repeatable: bool = True) -> tuple[Records, int]:
         """Latest records under the filter and their revision: from the bucket's mirror once it
-        has applied every write acknowledged before this call, else by a direct snapshot. A
-        mirror is kept only for buckets listed repeatedly (again within :data:`MIRROR_REPEAT`
-        s); it stops itself when lists stop (:data:`shared.store.mirror.IDLE_STOP`). The initial
-        state of a watch (``repeatable=False``) uses a running mirror but neither starts one nor
-        counts as a list (an informer's list is followed by such a watch when the bucket is empty)."""
-        if not self._mirror_lists:
+        has applied every write acknowledged before this call, else by a direct snapshot
+        (which lists get a mirror: :class:`shared.store.mirror.ListMirrors`)."""
+        mirror = self._mirrors.for_list(bucket, repeatable=repeatable) if self._mirror_lists else None
+        if mirror is None:
             return await self.kv.snapshot(bucket, subject)
-        now = asyncio.get_running_loop().time()
-        listed_at = self._listed_at.get(bucket)
-        if repeatable:
-            self._listed_at[bucket] = now
-        mirror = self._mirrors.get(bucket)
-        if mirror is None or not mirror.is_running():
-            if not repeatable or listed_at is None or now - listed_at > MIRROR_REPEAT:
-                return await self.kv.snapshot(bucket, subject)
-            if mirror is None:
-                mirror = self._mirrors[bucket] = BucketMirror(self.kv, bucket)
         _, last = await self.kv.stream_bounds(bucket)
         if not await mirror.wait_for(last, timeout=_MIRROR_WAIT):
             return await self.kv.snapshot(bucket, subject)
