@@ -52,6 +52,13 @@ class WatchEventLike(Protocol):
     def object(self) -> dict[str, Any]: ...
 
 
+class _EncodedEvent(Protocol):
+    """What a store WatchEvent may also carry: the record's encoded object and its revision."""
+
+    value: bytes | None
+    revision: int
+
+
 class WatchingStore(Protocol):
     """What an informer needs from ``shared.store.ObjectStore``."""
 
@@ -142,6 +149,7 @@ class Informer(Generic[T]):
         self.store = store
         self.plural = plural
         self.decode_type = decode
+        self._decoder: msgspec.json.Decoder[Any] | None = msgspec.json.Decoder(decode) if decode else None
         self.namespace = namespace
         self.label_selector = label_selector
         self.retry_delay = retry_delay
@@ -166,6 +174,20 @@ class Informer(Generic[T]):
             log.warning("informer %s: ignoring %s that does not decode: %s", self.plural,
                         (obj.get("metadata") or {}).get("name"), err)
             return None
+
+    def _decode_value(self, decoder: msgspec.json.Decoder[Any], event: _EncodedEvent) -> T | None:
+        """The event's encoded object decoded straight into the Struct, its resourceVersion set
+        to the event's revision; None when it needs the cleaning of :func:`decode_as` (then the
+        caller takes the dict path)."""
+        try:
+            obj = decoder.decode(event.value or b"")
+        except msgspec.DecodeError:
+            return None
+        meta = getattr(obj, "metadata", None)
+        if meta is None:
+            return None
+        meta.resource_version = str(event.revision)
+        return cast(T, obj)
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, key: str) -> T | None:
@@ -301,8 +323,15 @@ class Informer(Generic[T]):
     async def _watch(self) -> None:
         watch = self._store().watch(self.plural, self.namespace, resource_version=self.resource_version,
                                     label_selector=self.label_selector)
+        decoder = self._decoder
         async for event in watch:
             etype = event.type
+            if decoder is not None and etype != "DELETED" and getattr(event, "value", None):
+                typed = self._decode_value(decoder, cast(_EncodedEvent, event))
+                if typed is not None:
+                    self.apply_event(etype, typed)
+                    self.resource_version = str(cast(_EncodedEvent, event).revision)
+                    continue
             raw = event.object
             if etype == "BOOKMARK":
                 self.resource_version = _meta_field(raw, "resourceVersion", "") or self.resource_version

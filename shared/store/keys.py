@@ -13,7 +13,12 @@ from __future__ import annotations
 import re
 
 CLUSTER_TOKEN = "_"
-_PLAIN = re.compile(r"[A-Za-z0-9-]")
+_ALL_PLAIN = re.compile(r"[A-Za-z0-9-]+")
+_NOT_PLAIN = re.compile(r"[^A-Za-z0-9-]+")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return "".join(f"_{b:02X}" for b in match.group().encode())
 _ESCAPE = re.compile(r"_([0-9A-F]{2})")
 _BUCKET_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -22,7 +27,9 @@ def encode_token(part: str) -> str:
     """Escape one name/namespace into a single NATS subject token (non-empty input)."""
     if not part:
         raise ValueError("an empty name cannot be a key token")
-    return "".join(ch if _PLAIN.fullmatch(ch) else "".join(f"_{b:02X}" for b in ch.encode()) for ch in part)
+    if _ALL_PLAIN.fullmatch(part):
+        return part  # the common case: nothing to escape
+    return _NOT_PLAIN.sub(_escape, part)
 
 
 def decode_token(token: str) -> str:

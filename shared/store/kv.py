@@ -37,6 +37,7 @@ import nats.js.errors
 from shared import metrics
 from shared.bus import Bus, describe_nats_error
 from shared.errors import InternalError, RequestTooLarge, ServiceUnavailable
+from shared.store.acks import AckedPublisher
 from shared.store.consumers import StreamReader
 from shared.store.keys import stream_name, subject_prefix
 from shared.store.records import (
@@ -70,6 +71,21 @@ _TRANSIENT: tuple[type[Exception], ...] = (
     nats.errors.OutboundBufferLimitError,
 )
 
+_REQUEST_OK = metrics.NATS_REQUEST_DURATION.labels("ok")
+_REQUEST_ERROR = metrics.NATS_REQUEST_DURATION.labels("error")
+_OPERATION_CHILDREN: dict[tuple[str, str], Any] = {}
+
+
+def _operation_child(operation: str, outcome: str) -> Any:
+    """The ``kubevirt_store_operation_duration_seconds`` child of (operation, outcome), looked
+    up once (prometheus_client's ``labels()`` takes a lock and builds a tuple per call)."""
+    child = _OPERATION_CHILDREN.get((operation, outcome))
+    if child is None:
+        child = _OPERATION_CHILDREN[(operation, outcome)] = metrics.STORE_OPERATION_DURATION.labels(
+            operation, outcome)
+    return child
+
+
 class KvLayer:
     """Record-level access to the store's buckets over one :class:`shared.bus.Bus`.
 
@@ -89,6 +105,10 @@ class KvLayer:
         self._ready_lock = asyncio.Lock()
         self._reconnected: asyncio.Future[None] | None = None
         self._reader = StreamReader(self)
+        self._acks = AckedPublisher(bus)
+        # Nats-Msg-Id of writes: random per layer + a counter (unique without a urandom per write)
+        self._id_prefix = uuid.uuid4().hex[:20] + "-"
+        self._writes = 0
         bus.add_reconnect_listener(self._on_reconnected)
 
     def _on_reconnected(self) -> None:
@@ -99,42 +119,63 @@ class KvLayer:
         if waiting is not None and not waiting.done():
             waiting.set_result(None)
 
-    async def _attempt(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _attempt(self, call: Callable[[], Awaitable[T]], *, inline: bool = False) -> T:
         """One try of ``call``, abandoned (TimeoutError) if the connection is re-established
-        meanwhile: its request or reply was lost with the old connection."""
+        meanwhile: its request or reply was lost with the old connection.
+
+        ``call`` runs in a task of its own, so the caller's cancellation always ends the caller
+        even when nats-py's ``asyncio.wait_for`` swallows a cancel that meets a reply (CPython
+        gh-86296). ``inline=True`` (for calls without ``wait_for``: the store's acked publishes)
+        runs it in the caller's task instead; a reconnect then cancels that task and the cancel
+        becomes the TimeoutError here."""
         if self._reconnected is None:
             self._reconnected = asyncio.get_running_loop().create_future()
         reconnected = self._reconnected
-        task = asyncio.ensure_future(call())
+        current = asyncio.current_task()
+        if current is None:
+            raise RuntimeError("KvLayer calls need a running task")
+        runner = current if inline else asyncio.ensure_future(call())
+        state = [False, False]  # [finished, abandoned]
+
+        def abandon(_: asyncio.Future[None]) -> None:
+            if not state[0]:
+                state[1] = True
+                runner.cancel()
+
+        reconnected.add_done_callback(abandon)
         started = time.perf_counter()
-        waited: set[asyncio.Future[Any]] = {task, reconnected}
         try:
-            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            task.cancel()
+            result = await (call() if inline else runner)  # a cancel of the caller cancels the call too
+        except asyncio.CancelledError:
+            if state[1] and (not inline or current.uncancel() == 0) and not current.cancelling():
+                raise TimeoutError from None  # our cancel, nobody else's: the request was lost
             raise
-        if task.done():
-            ok = not task.cancelled() and task.exception() is None
-            metrics.NATS_REQUEST_DURATION.labels("ok" if ok else "error").observe(time.perf_counter() - started)
-            return task.result()
-        task.cancel()
-        raise TimeoutError
+        except BaseException:
+            _REQUEST_ERROR.observe(time.perf_counter() - started)
+            raise
+        finally:
+            state[0] = True
+            reconnected.remove_done_callback(abandon)
+        if state[1] and inline:
+            current.uncancel()  # the call finished anyway (its code absorbed our cancel)
+        _REQUEST_OK.observe(time.perf_counter() - started)
+        return result
 
     # -- helpers -----------------------------------------------------------------------------
-    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]], *, inline: bool = False) -> T:
         """:meth:`_retrying_unmeasured`, timed in ``kubevirt_store_operation_duration_seconds``
         (label ``operation`` = first word of ``what``: get, write, list, info, create, ...)."""
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = await self._retrying_unmeasured(what, call)
+            result = await self._retrying_unmeasured(what, call, inline=inline)
             outcome = "ok"
             return result
         finally:
-            metrics.STORE_OPERATION_DURATION.labels(what.split(" ", 1)[0], outcome).observe(
-                time.perf_counter() - started)
+            _operation_child(what.split(" ", 1)[0], outcome).observe(time.perf_counter() - started)
 
-    async def _retrying_unmeasured(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying_unmeasured(self, what: str, call: Callable[[], Awaitable[T]], *,
+                                   inline: bool = False) -> T:
         """Run ``call``; retry transient failures (timeouts, no responders, leader elections)
         until ``op_timeout``. The last failure becomes ServiceUnavailable."""
         deadline = time.monotonic() + self.op_timeout
@@ -142,7 +183,7 @@ class KvLayer:
         while True:
             failure: Exception
             try:
-                return await self._attempt(call)
+                return await self._attempt(call, inline=inline)
             except _TRANSIENT as err:
                 failure = err
             except nats.errors.MaxPayloadError as err:
@@ -247,7 +288,8 @@ class KvLayer:
         has no message at all; None = unconditional). ``delete=True`` writes a delete marker
         carrying ``value``; ``create=True`` marks an object creation. Returns the new revision;
         raises WrongLastRevision when the CAS fails."""
-        headers = {MSG_ID: uuid.uuid4().hex}
+        self._writes += 1
+        headers = {MSG_ID: f"{self._id_prefix}{self._writes:x}"}
         if expected is not None:
             headers[EXPECTED_LAST] = str(expected)
         if delete:
@@ -261,7 +303,7 @@ class KvLayer:
             nonlocal attempts
             attempts += 1
             try:
-                ack = await self._js.publish(subject, value, headers=dict(headers))
+                seq = await self._acks.publish(subject, value, dict(headers), self.request_timeout)
             except nats.js.errors.APIError as err:
                 if err.err_code not in _WRONG_LAST_SEQUENCE:
                     raise
@@ -272,9 +314,9 @@ class KvLayer:
                     if latest is not None and latest[1].get(MSG_ID) == headers[MSG_ID]:
                         return latest[0]
                 raise WrongLastRevision(err.description or "wrong last sequence") from err
-            return ack.seq
+            return seq
 
-        return await self._retrying(f"write {bucket}/{key}", publish)
+        return await self._retrying(f"write {bucket}/{key}", publish, inline=True)
 
     async def _get_raw(self, bucket: str, key: str) -> tuple[int, dict[str, str]] | None:
         """(revision, headers) of the key's latest message, one attempt."""

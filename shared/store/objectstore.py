@@ -32,7 +32,7 @@ from shared.store.keys import (
     compute_key_prefix,
 )
 from shared.store.kv import KvLayer
-from shared.store.mirror import BucketMirror
+from shared.store.mirror import ListMirrors
 from shared.store.ownership import Ownership
 from shared.store.records import KvRecord, WrongLastRevision
 from shared.store.revcache import RevisionCache
@@ -73,7 +73,8 @@ class ObjectStore:
         self._ownership = Ownership(self)
         self._compaction = Compaction(self)
         self._mirror_lists = mirror_lists
-        self._mirrors: dict[str, BucketMirror] = {}
+        self._mirrors = ListMirrors(self.kv)
+        self._buckets: dict[str, str] = {}  # plural -> bucket name
 
     @classmethod
     async def connect(cls, servers: list[str], *, replicas: int = 1, history: int = 10,
@@ -93,16 +94,16 @@ class ObjectStore:
 
     async def close(self) -> None:
         """Stop the list mirrors and close the connection (when this store opened it)."""
-        for mirror in self._mirrors.values():
-            await mirror.close()
-        self._mirrors.clear()
+        await self._mirrors.close()
         if self._owns_bus:
             await self.bus.close()
 
     # -- helpers -----------------------------------------------------------------------------
     async def ensure_bucket(self, plural: str) -> str:
         """Name of the bucket of ``plural`` (``<prefix><plural>``), created if missing."""
-        bucket = compute_bucket(self.prefix, plural)
+        bucket = self._buckets.get(plural)
+        if bucket is None:
+            bucket = self._buckets[plural] = compute_bucket(self.prefix, plural)
         await self.kv.ensure_bucket(bucket)
         return bucket
 
@@ -202,14 +203,13 @@ class ObjectStore:
         return items, str(revision)
 
     async def _list_records(self, bucket: str, namespace: str | None, name: str | None,
-                            subject: str) -> tuple[Records, int]:
+                            subject: str, *, repeatable: bool = True) -> tuple[Records, int]:
         """Latest records under the filter and their revision: from the bucket's mirror once it
-        has applied every write acknowledged before this call, else by a direct snapshot."""
-        if not self._mirror_lists:
-            return await self.kv.snapshot(bucket, subject)
-        mirror = self._mirrors.get(bucket)
+        has applied every write acknowledged before this call, else by a direct snapshot
+        (which lists get a mirror: :class:`shared.store.mirror.ListMirrors`)."""
+        mirror = self._mirrors.for_list(bucket, repeatable=repeatable) if self._mirror_lists else None
         if mirror is None:
-            mirror = self._mirrors[bucket] = BucketMirror(self.kv, bucket)
+            return await self.kv.snapshot(bucket, subject)
         _, last = await self.kv.stream_bounds(bucket)
         if not await mirror.wait_for(last, timeout=_MIRROR_WAIT):
             return await self.kv.snapshot(bucket, subject)

@@ -13,8 +13,8 @@ The stream reading itself is :meth:`shared.store.consumers.StreamReader.tail`; t
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -27,16 +27,46 @@ from shared.store.records import KvRecord
 ADDED, MODIFIED, DELETED, BOOKMARK = "ADDED", "MODIFIED", "DELETED", "BOOKMARK"
 
 
-@dataclass(frozen=True)
 class WatchEvent:
     """One watch event as Kubernetes streams it: ``type`` ADDED|MODIFIED|DELETED|BOOKMARK and the
-    object (a JSON-ready dict whose ``metadata.resourceVersion`` is the event's revision)."""
+    object (a JSON-ready dict whose ``metadata.resourceVersion`` is the event's revision).
 
-    type: str
-    object: dict[str, Any]
+    An event made from a stored record may carry the record's encoded ``value`` and ``revision``
+    instead of the dict: ``object`` then decodes it on first access (once), and a reader that
+    wants a typed object (:class:`shared.informer.Informer`) decodes ``value`` straight into its
+    Struct without the dict in between."""
+
+    __slots__ = ("type", "_object", "value", "revision")
+
+    def __init__(self, type: str, object: dict[str, Any] | None = None, *,  # noqa: A002 - Kubernetes' names
+                 value: bytes | None = None, revision: int = 0) -> None:
+        if object is None and value is None:
+            raise ValueError("a WatchEvent needs an object or an encoded value")
+        self.type = type
+        self._object = object
+        self.value = value
+        self.revision = revision
+
+    @property
+    def object(self) -> dict[str, Any]:
+        """The object as a JSON-ready dict (decoded from ``value`` on first access)."""
+        obj = self._object
+        if obj is None:
+            obj = self._object = with_resource_version(decode_object(self.value or b"") or {}, self.revision)
+        return obj
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "object": self.object}
+
+    def __eq__(self, other: builtins.object) -> bool:
+        if not isinstance(other, WatchEvent):
+            return NotImplemented
+        return self.type == other.type and self.object == other.object
+
+    __hash__ = None  # type: ignore[assignment]  # mutable object inside, as the dataclass was
+
+    def __repr__(self) -> str:
+        return f"WatchEvent(type={self.type!r}, object={self.object!r})"
 
 
 def gone(requested: int, oldest: int) -> ApiError:
@@ -65,6 +95,10 @@ def decode_object(value: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
+def _object_of(known: dict[str, Any] | WatchEvent | None) -> dict[str, Any] | None:
+    return known.object if isinstance(known, WatchEvent) else known
+
+
 class EventComputer:
     """Per-watch state: which keys currently match, their last matching object, and the last
     revision seen per key. ``passes(obj)`` is the selector; ``needs_previous`` says whether a
@@ -72,12 +106,16 @@ class EventComputer:
     ``fetch_previous(revision)`` reads the record a change replaced when it predates the watch."""
 
     def __init__(self, start: int, passes: Callable[[dict[str, Any]], bool], needs_previous: bool,
-                 fetch_previous: Callable[[int], Awaitable[KvRecord | None]]) -> None:
+                 fetch_previous: Callable[[int], Awaitable[KvRecord | None]], *,
+                 selects_all: bool = False) -> None:
         self.start = start
         self.passes = passes
         self.needs_previous = needs_previous
         self.fetch_previous = fetch_previous
-        self.matched: dict[str, dict[str, Any]] = {}  # key -> last matching object (with rv)
+        #: no selector at all: every object passes, so records need not be decoded to decide
+        self.selects_all = selects_all
+        # key -> last matching object (with rv), or the event that carries it still encoded
+        self.matched: dict[str, dict[str, Any] | WatchEvent] = {}
         self.last_seen: dict[str, int] = {}
 
     def remember(self, key: str, obj: dict[str, Any], revision: int) -> None:
@@ -90,8 +128,16 @@ class EventComputer:
         if rec.prev_revision >= self.start and self.last_seen.get(rec.key) != rec.prev_revision:
             raise gone(self.start - 1, rec.prev_revision)
         self.last_seen[rec.key] = rec.revision
+        if self.selects_all and not rec.deleted:
+            if not rec.value:
+                return None
+            known = rec.key in self.matched or (not rec.created and rec.prev_revision < self.start
+                                                and rec.prev_revision > 0)
+            event = WatchEvent(MODIFIED if known else ADDED, value=rec.value, revision=rec.revision)
+            self.matched[rec.key] = event
+            return event
         cur = decode_object(rec.value)
-        prev_obj = self.matched.get(rec.key)
+        prev_obj = _object_of(self.matched.get(rec.key))
         if rec.deleted:
             self.matched.pop(rec.key, None)
             last = cur or prev_obj

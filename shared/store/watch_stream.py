@@ -74,7 +74,8 @@ async def stream_watch(store: ObjectStore, plural: str, namespace: str | None, s
             raise gone(start_rv, watermark + 1)
         await wait_until_reached(store, bucket, start_rv)
     if start_rv is None:
-        records, revision = await store._list_records(bucket, ns, name if ns is not None else None, subject)
+        records, revision = await store._list_records(bucket, ns, name if ns is not None else None, subject,
+                                                      repeatable=False)
         for listed in sorted(records, key=lambda r: r.revision):
             if listed.deleted or not listed.value:
                 continue
@@ -89,6 +90,7 @@ async def stream_watch(store: ObjectStore, plural: str, namespace: str | None, s
     computer = EventComputer(
         start, passes, needs_previous=not labels.is_everything,
         fetch_previous=lambda rev: store.kv.get_revision(bucket, rev),
+        selects_all=labels.is_everything and fields.is_everything,
     )
     for key, obj, rev in snapshot_keys:
         computer.remember(key, obj, rev)

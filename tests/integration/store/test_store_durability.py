@@ -106,7 +106,7 @@ async def test_a_write_stored_before_a_kill_whose_reply_was_lost_reports_its_rev
     store = await ObjectStore.connect([fresh_nats_server.url], bucket_prefix="lost_")
     try:
         await store.list("virtualmachines")  # bucket exists
-        real_publish = store.kv._js.publish
+        real_publish = store.kv._acks.publish
         calls = 0
 
         async def publish_then_lose_reply(*args, **kwargs):
@@ -119,10 +119,10 @@ async def test_a_write_stored_before_a_kill_whose_reply_was_lost_reports_its_rev
                 raise TimeoutError("reply lost with the server")
             return ack
 
-        store.kv._js.publish = publish_then_lose_reply
+        store.kv._acks.publish = publish_then_lose_reply
         created = await store.create("virtualmachines", {"kind": "VirtualMachine",
                                                           "metadata": {"name": "once", "namespace": "default"}})
-        store.kv._js.publish = real_publish
+        store.kv._acks.publish = real_publish
         assert calls >= 2
         assert await store.get("virtualmachines", "default", "once") == created
     finally:

@@ -178,3 +178,45 @@ async def test_the_informer_lists_watches_from_the_list_and_relists_after_an_err
     assert informer.relists == 1
     assert informer.keys() == ["ns/a"] and informer.get("ns/a").status.phase == "Scheduled"
     assert seen == [(None, "5"), (None, "6"), ("a", "8"), ("b", None), ("a", "9")]
+
+
+class _EncodedStore:
+    """A store whose watch sends events still encoded (as ``shared.store`` does without selectors)."""
+
+    def __init__(self, events):
+        self.events = events
+
+    async def list(self, plural, namespace=None, *, label_selector=None, field_selector=None):
+        return [], "1"
+
+    async def watch(self, plural, namespace=None, *, resource_version=None, label_selector=None,
+                    field_selector=None):
+        for event in self.events:
+            yield event
+        await asyncio.sleep(3600)
+
+
+async def test_typed_informer_decodes_encoded_events_straight_into_structs():
+    import msgspec
+
+    from shared.store.watch import WatchEvent
+
+    body = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+            "metadata": {"name": "a", "namespace": "ns", "uid": "u1"}, "spec": {"domain": {"devices": {}}},
+            "status": {"phase": "Pending"}}
+    odd = {"metadata": {"name": "b", "namespace": "ns", "uid": "u2"}}  # no spec: not a VMI, ignored
+    store = _EncodedStore([WatchEvent("ADDED", value=msgspec.json.encode(body), revision=4),
+                           WatchEvent("ADDED", value=msgspec.json.encode(odd), revision=5)])
+    informer = Informer(store, "virtualmachineinstances", decode=VirtualMachineInstance)
+    informer.start()
+    try:
+        for _ in range(100):
+            if informer.resource_version == "5":
+                break
+            await asyncio.sleep(0.01)
+        a = informer.get("ns/a")
+        assert isinstance(a, VirtualMachineInstance) and a.metadata.resource_version == "4"
+        assert a.status.phase == "Pending"
+        assert informer.get("ns/b") is None and informer.resource_version == "5"
+    finally:
+        await informer.stop()
