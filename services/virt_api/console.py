@@ -21,9 +21,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from services.virt_api.subresource_rules import VMI_NOT_RUNNING, conflict
+from services.virt_api.subresource_rules import VMI_NOT_RUNNING, conflict, handler_refusal, request_handler
 from shared import console as proto
-from shared import events
 from shared.api.vocabulary import Phase
 from shared.errors import ApiError, BadRequest, ServiceUnavailable
 
@@ -74,15 +73,9 @@ async def serve_console(call: Any) -> web.StreamResponse:
     try:
         request = proto.ConsoleOpen(namespace=call.namespace, name=call.name, uid=vmi["metadata"].get("uid", ""),
                                     session=session)
-        try:
-            reply = await bus.request(proto.console_open_subject(node), events.encode(request), timeout=OPEN_TIMEOUT)
-        except ServiceUnavailable as err:
-            raise ServiceUnavailable(f"virt-handler of node {node} did not answer: {err}") from None
-        result = events.decode_command_result(reply.data)
+        result = await request_handler(bus, node, proto.console_open_subject(node), request, OPEN_TIMEOUT)
         if not result.ok:
-            raise ApiError(result.message or f"virt-handler refused: {result.reason}", code=result.code,
-                           reason=result.reason or "InternalError", kind="virtualmachineinstance", name=call.name,
-                           group="kubevirt.io")
+            raise handler_refusal(result, call.name)
         # heartbeat: a client that vanished without a close frame is noticed within seconds
         ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), max_msg_size=1 << 20, heartbeat=proto.KEEPALIVE_SECONDS)
         await ws.prepare(call.request)

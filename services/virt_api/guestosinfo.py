@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_api.subresource_rules import GROUP, HANDLER_TIMEOUT, VMI_NOT_RUNNING, VMIS, conflict
+from services.virt_api.subresource_rules import VMI_NOT_RUNNING, VMIS, conflict, handler_refusal, request_handler
 from shared import events
 from shared.api.vocabulary import ConditionStatus, ConditionType, Phase
-from shared.errors import ApiError, ServiceUnavailable
+from shared.errors import ServiceUnavailable
 
 NO_AGENT = "VMI does not have guest agent connected"
 
@@ -44,18 +44,11 @@ async def get_guest_os_info(store: Any, bus: Any, namespace: str, name: str) -> 
     meta = vmi["metadata"]
     command = events.GuestOSInfo(namespace=namespace, name=name, uid=meta.get("uid") or "")
     node = status["nodeName"]
-    try:
-        reply = await bus.request(events.handler_command_subject(node), events.encode(command),
-                                  timeout=HANDLER_TIMEOUT)
-    except ServiceUnavailable as err:
-        raise ServiceUnavailable(f"virt-handler of node {node} did not answer: {err}") from None
-    result = events.decode_command_result(reply.data)
+    result = await request_handler(bus, node, events.handler_command_subject(node), command)
     if not result.ok:
         if result.code == 409:
             raise conflict("virtualmachineinstance", name, result.message or NO_AGENT)
-        raise ApiError(result.message or f"virt-handler refused: {result.reason}", code=result.code,
-                       reason=result.reason or "InternalError", kind="virtualmachineinstance", name=name,
-                       group=GROUP)
+        raise handler_refusal(result, name)
     return result.body or {}
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import tracing
+from shared import events, tracing
 from shared.api.run_strategy import RunStrategyError
 from shared.api.run_strategy import read_run_strategy as read_shared_run_strategy
-from shared.errors import Conflict, InternalError, NotFound
+from shared.errors import ApiError, Conflict, InternalError, NotFound, ServiceUnavailable
 
 VMS = "virtualmachines"
 VMIS = "virtualmachineinstances"
@@ -64,6 +64,26 @@ def has_condition(obj: dict[str, Any] | None, ctype: str, status: str | None = N
         if cond.get("type") == ctype and (status is None or cond.get("status") == status):
             return True
     return False
+
+
+async def request_handler(bus: Any, node: str, subject: str, message: Any,
+                          timeout: float = HANDLER_TIMEOUT) -> events.CommandResult:
+    """Send ``message`` (a ``shared.events`` Struct) to the virt-handler of ``node`` on ``subject``
+    and return its decoded ``CommandResult``. Raises ServiceUnavailable naming the node when its
+    handler does not answer within ``timeout`` seconds."""
+    try:
+        reply = await bus.request(subject, events.encode(message), timeout=timeout)
+    except ServiceUnavailable as err:
+        raise ServiceUnavailable(f"virt-handler of node {node} did not answer: {err}") from None
+    return events.decode_command_result(reply.data)
+
+
+def handler_refusal(result: events.CommandResult, name: str) -> ApiError:
+    """The error for a handler's refused command about VMI ``name``: its code, reason and message
+    (reason InternalError when it gave none)."""
+    return ApiError(result.message or f"virt-handler refused: {result.reason}", code=result.code,
+                    reason=result.reason or "InternalError", kind="virtualmachineinstance", name=name,
+                    group=GROUP)
 
 
 async def get_vmi(store: Any, namespace: str, name: str) -> dict[str, Any] | None:

@@ -12,20 +12,21 @@ from typing import Any
 
 from services.virt_api.subresource_rules import (
     GROUP,
-    HANDLER_TIMEOUT,
     VM_NOT_RUNNING,
     VMI_NOT_PAUSED,
     VMI_NOT_RUNNING,
     VMIS,
     conflict,
+    handler_refusal,
     has_condition,
     is_dry_run,
     phase_of,
+    request_handler,
     stamp_trace,
 )
 from shared import events
 from shared.api.vocabulary import ConditionStatus, ConditionType, Phase
-from shared.errors import ApiError, Forbidden, ServiceUnavailable
+from shared.errors import Forbidden
 
 
 async def _vmi_for_command(store: Any, namespace: str, name: str) -> dict[str, Any]:
@@ -37,16 +38,9 @@ async def _send_command(bus: Any, vmi: dict[str, Any], command: Any) -> None:
     name = vmi["metadata"]["name"]
     if not node:
         raise conflict("virtualmachineinstance", name, VMI_NOT_RUNNING)
-    try:
-        reply = await bus.request(events.handler_command_subject(node), events.encode(command),
-                                  timeout=HANDLER_TIMEOUT)
-    except ServiceUnavailable as err:
-        raise ServiceUnavailable(f"virt-handler of node {node} did not answer: {err}") from None
-    result = events.decode_command_result(reply.data)
+    result = await request_handler(bus, node, events.handler_command_subject(node), command)
     if not result.ok:
-        raise ApiError(result.message or f"virt-handler refused: {result.reason}", code=result.code,
-                       reason=result.reason or "InternalError", kind="virtualmachineinstance", name=name,
-                       group=GROUP)
+        raise handler_refusal(result, name)
 
 
 def _command(cls: Any, vmi: dict[str, Any]) -> Any:
