@@ -47,9 +47,10 @@ from shared.api.vmi import VirtualMachineInstance
 from shared.api.vocabulary import object_key, utc_now
 from shared.events_recorder import EventRecorder
 from shared.informer import Informer
+from shared.tasks import cancel_and_wait
 from shared.workqueue import WorkQueue, compute_item_delay
 
-__all__ = ["AgentConfig", "VmiAgent", "apply_cancellation", "compute_domain_type",
+__all__ = ["AgentConfig", "VmiAgent", "compute_domain_type",
            "compute_grace_seconds", "compute_item_delay", "compute_key_of_domain", "describe"]
 
 log = logging.getLogger(__name__)
@@ -87,22 +88,6 @@ def _rv(obj: dict[str, Any] | None) -> int:
 def _key_of(vmi: dict[str, Any]) -> str:
     meta = vmi.get("metadata") or {}
     return object_key(meta.get("namespace", ""), meta.get("name", ""))
-
-
-async def apply_cancellation(tasks: list[asyncio.Task], *, rounds: int = 5, wait: float = 2.0) -> None:
-    """Cancel ``tasks`` and wait until they end, cancelling again every ``wait`` seconds: on
-    Python 3.11 a cancellation that meets an ``asyncio.wait_for`` timeout at the same moment can
-    be lost (CPython gh-86296), which would leave ``stop()`` waiting forever on a watch task."""
-    pending = [t for t in tasks if not t.done()]
-    for _ in range(rounds):
-        if not pending:
-            return
-        for task in pending:
-            task.cancel()
-        _, still = await asyncio.wait(pending, timeout=wait)
-        pending = list(still)
-    for task in pending:
-        log.warning("task %s did not stop after %d cancellations", task.get_name(), rounds)
 
 
 class VmiAgent:
@@ -161,7 +146,7 @@ class VmiAgent:
     async def stop(self) -> None:
         """Stop all tasks; domains are left exactly as they are (a restart adopts them)."""
         await self.commands.stop()
-        await apply_cancellation(self._tasks)
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         self.queue.shutdown()
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from services.virt_handler.agent import AgentConfig, VmiAgent, apply_cancellation, describe
+from services.virt_handler.agent import AgentConfig, VmiAgent, describe
 from services.virt_handler.console import ConsoleServer
 from services.virt_handler.domain_stats import DomainStatsSnapshot
 from services.virt_handler.domain_type import ACCELERATION_RECORD, decide_domain_type
@@ -29,6 +29,7 @@ from services.virt_handler.hypervisor import Hypervisor, HypervisorError
 from services.virt_handler.node import NodeHeartbeat, default_node_name
 from shared.errors import ApiError
 from shared.service import CommonSettings, ServiceContext, ServiceDefinition, TracingIdentity, service_command
+from shared.tasks import cancel_and_wait
 
 __all__ = ["ACCELERATION_RECORD", "DomainStatsSnapshot", "HandlerSettings", "build_node", "decide_domain_type",
            "main"]
@@ -106,7 +107,7 @@ async def run(ctx: ServiceContext) -> None:
         ctx.on_exit(lambda: _unregister(unregister_vmi_stats_source, stats))
         tasks.append(ctx.start_task(stats.run(), "domain-stats"))
         await ctx.serve_health(lambda: (agent.synced.is_set(), {"synced": agent.synced.is_set(), **describe(agent)}))
-    ctx.on_exit(lambda: apply_cancellation(tasks))
+    ctx.on_exit(lambda: cancel_and_wait(tasks))
     log.info("virt-handler for node %s running on %s (domain type %s)", settings.node_name,
              settings.libvirt_uri, domain_type)
     await ctx.wait_stopped()

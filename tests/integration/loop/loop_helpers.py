@@ -108,8 +108,8 @@ class InProcessNode:
     async def stop_agent(self):
         """Stop heartbeat and agent; the hypervisor (and its domains) stays."""
         if self._beat is not None:
-            from services.virt_handler.agent import apply_cancellation
-            await apply_cancellation([self._beat])
+            from shared.tasks import cancel_and_wait
+            await cancel_and_wait([self._beat])
         if self.agent is not None:
             await self.agent.stop()
 
