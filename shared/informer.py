@@ -29,7 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast, overload
 import msgspec
 
 from shared.api.decoding import FieldErrors, decode_object
-from shared.api.vocabulary import split_key
+from shared.api.vocabulary import object_key, split_key
 from shared.errors import Gone
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ T = TypeVar("T")
 Handler = Callable[[T | None, T | None], None]
 """``handler(old, new)``: old None = added, new None = deleted."""
 
-__all__ = ["Handler", "Informer", "WatchingStore", "decode_as", "key_of", "object_key", "split_key"]
+__all__ = ["Handler", "Informer", "WatchingStore", "decode_as", "key_of", "split_key"]
 
 
 class WatchEventLike(Protocol):
@@ -89,11 +89,7 @@ def key_of(obj: Any) -> str:
     if not name:
         raise KeyError("object has no metadata.name")
     namespace = _meta_field(obj, "namespace", "namespace")
-    return f"{namespace}/{name}" if namespace else str(name)
-
-
-object_key = key_of
-"""Alias of :func:`key_of` (the name virt-controller's modules import)."""
+    return object_key(namespace, str(name))
 
 
 def _rv(obj: Any) -> int:

@@ -46,14 +46,15 @@ from services.scheduler_bridge.vmi_writes import (
     compute_placed_vmi,
     compute_unschedulable_status,
     is_waiting_for_node,
-    to_store_form,
 )
 from shared import tracing
+from shared.api.decoding import encode_object
 from shared.api.node import Node
 from shared.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus
 from shared.api.vocabulary import utc_now
 from shared.errors import ApiError, Conflict, NotFound
 from shared.informer import Informer, key_of
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +166,7 @@ class SchedulerBridge:
         Python 3.11, CPython gh-86296)."""
         await self.vmi_informer.stop()
         await self.node_informer.stop()
-        pending = [t for t in [*self._tasks, *self._writers] if not t.done()]
-        for _ in range(5):
-            if not pending:
-                break
-            for task in pending:
-                task.cancel()
-            _, still = await asyncio.wait(pending, timeout=2.0)
-            pending = list(still)
+        await cancel_and_wait([*self._tasks, *self._writers])
         self._tasks = []
 
     async def _ticker(self) -> None:
@@ -265,7 +259,7 @@ class SchedulerBridge:
 
     async def _write_placement(self, key: str, vmi: VirtualMachineInstance, node_name: str) -> None:
         try:
-            stored = await self.store.update(VMIS, to_store_form(compute_placed_vmi(vmi, node_name, self.clock())),
+            stored = await self.store.update(VMIS, encode_object(compute_placed_vmi(vmi, node_name, self.clock())),
                                              has_status_subresource=False)
             self.writes += 1
             self.placements += 1
@@ -287,7 +281,7 @@ class SchedulerBridge:
             body = {"metadata": {"name": meta.name if meta else None, "namespace": meta.namespace if meta else None,
                                  "uid": meta.uid if meta else None,
                                  "resourceVersion": meta.resource_version if meta else None},
-                    "status": to_store_form(status)}
+                    "status": encode_object(status)}
             stored = await self.store.update(VMIS, body, subresource="status")
             self.writes += 1
             self.vmi_informer.assume(stored)

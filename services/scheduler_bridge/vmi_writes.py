@@ -8,13 +8,12 @@
   it stays False (the VM then shows ``ErrorUnschedulable``).
 
 Inputs and outputs are :mod:`shared.api` Structs; inputs are never modified.
-:func:`to_store_form` turns a Struct into the dict the store's ``update`` takes.
+:func:`shared.api.decoding.encode_object` turns a Struct into the dict the store's ``update`` takes.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
@@ -33,13 +32,6 @@ from shared.api.vocabulary import (
 NODE_NAME_LABEL = "kubevirt.io/nodeName"
 
 _replace = msgspec.structs.replace
-
-
-def to_store_form(obj: msgspec.Struct) -> dict[str, Any]:
-    """``obj`` as the JSON-ready dict the store reads and writes (fields at their default
-    omitted, camelCase names)."""
-    out: dict[str, Any] = msgspec.to_builtins(obj)
-    return out
 
 
 def is_waiting_for_node(vmi: VirtualMachineInstance) -> bool:

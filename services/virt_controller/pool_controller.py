@@ -29,7 +29,8 @@ from services.virt_controller.replicaset_controller import (
     controller_uid_of,
 )
 from services.virt_controller.sync_error import SyncError
-from services.virt_controller.typed_writes import assume_delete_result, encode
+from services.virt_controller.typed_writes import assume_delete_result
+from shared.api.decoding import encode_object
 from services.virt_controller.vmi_template import (
     controller_of,
     controller_ref,
@@ -39,7 +40,7 @@ from shared.api.pool import VirtualMachinePool, VirtualMachinePoolStatus
 from shared.api.vm import VirtualMachine
 from shared.api.vocabulary import Reason, format_time
 from shared.errors import AlreadyExists, ApiError, NotFound
-from shared.informer import Informer, object_key
+from shared.informer import Informer, key_of
 from shared.store import label_selector_from_dict
 from shared.workqueue import WorkQueue
 
@@ -84,7 +85,7 @@ def compute_vm_for_pool(pool: VirtualMachinePool, index: int) -> dict[str, Any]:
     if tmeta is not None and tmeta.annotations:
         vm_meta["annotations"] = dict(tmeta.annotations)
     return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": vm_meta,
-            "spec": encode(template.spec) if template.spec is not None else {}}
+            "spec": encode_object(template.spec) if template.spec is not None else {}}
 
 
 def _is_ready(vm: VirtualMachine) -> bool:
@@ -106,7 +107,7 @@ class PoolController:
         self.queue = queue or WorkQueue(name="vmpool")
         self.clock = clock or SystemClock()
         self.by_owner: KeyIndex[VirtualMachine] = KeyIndex(vms, lambda vm: controller_uid_of(vm, KIND))
-        pools.add_handler(lambda old, new: self.queue.add(object_key(new or old)))
+        pools.add_handler(lambda old, new: self.queue.add(key_of(new or old)))
         vms.add_handler(self._on_vm)
 
     def _on_vm(self, old: VirtualMachine | None, new: VirtualMachine | None) -> None:
@@ -125,7 +126,7 @@ class PoolController:
         meta = pool.metadata
         if meta is None or not meta.uid:
             return []
-        selector = label_selector_from_dict(encode(pool.spec.selector))
+        selector = label_selector_from_dict(encode_object(pool.spec.selector))
         found = (self.vms.get(key) for key in self.by_owner.keys(meta.uid))
         return [vm for vm in found if vm is not None and vm.metadata is not None
                 and vm.metadata.namespace == meta.namespace and is_controlled_by(vm, pool)
@@ -150,15 +151,15 @@ class PoolController:
                 ordered = sorted(live, key=lambda vm: compute_vm_index(name, _name(vm)) or -1, reverse=True)
                 doomed = ordered[: len(live) - wanted]
                 await asyncio.gather(*(self._delete(vm) for vm in doomed))
-                gone = {object_key(vm) for vm in doomed}
-                live = [vm for vm in live if object_key(vm) not in gone]
+                gone = {key_of(vm) for vm in doomed}
+                live = [vm for vm in live if key_of(vm) not in gone]
         current = pool.status or VirtualMachinePoolStatus()
         status = replace(current, replicas=len(live), ready_replicas=sum(1 for vm in live if _is_ready(vm)),
                          label_selector=compute_selector_text(spec.selector),
                          conditions=compute_replica_failure(current.conditions, error,
                                                             format_time(self.clock.now())))
         if status != current:
-            body = {"metadata": encode(pool.metadata), "status": encode(status)}
+            body = {"metadata": encode_object(pool.metadata), "status": encode_object(status)}
             try:
                 stored = await self.store.update(POOLS, body, subresource="status")
             except NotFound:
@@ -197,6 +198,6 @@ class PoolController:
             self.vms.assume_deleted(vm)
             return
         except ApiError as err:
-            log.warning("delete of VM %s failed: %s", object_key(vm), err)
+            log.warning("delete of VM %s failed: %s", key_of(vm), err)
             return
         assume_delete_result(self.vms, vm, result)

@@ -33,13 +33,13 @@ from services.virt_controller.sync_error import SyncError
 from services.virt_controller.typed_writes import (
     assume_delete_result,
     assume_stored,
-    encode,
 )
 from services.virt_controller.vmi_template import (
     compute_vmi_for_replica_set,
     controller_of,
     is_controlled_by,
 )
+from shared.api.decoding import encode_object
 from shared.api.meta import Condition, LabelSelector
 from shared.api.replicaset import (
     VirtualMachineInstanceReplicaSet,
@@ -55,7 +55,7 @@ from shared.api.vocabulary import (
     format_time,
 )
 from shared.errors import ApiError, NotFound
-from shared.informer import Informer, object_key
+from shared.informer import Informer, key_of
 from shared.store import label_selector_from_dict
 from shared.workqueue import WorkQueue
 
@@ -148,7 +148,7 @@ class ReplicaSetController:
         self.clock = clock or SystemClock()
         self.burst = burst
         self.by_owner: KeyIndex[VirtualMachineInstance] = KeyIndex(vmis, lambda v: controller_uid_of(v, KIND))
-        replica_sets.add_handler(lambda old, new: self.queue.add(object_key(new or old)))
+        replica_sets.add_handler(lambda old, new: self.queue.add(key_of(new or old)))
         vmis.add_handler(self._on_vmi)
 
     def _on_vmi(self, old: VirtualMachineInstance | None, new: VirtualMachineInstance | None) -> None:
@@ -168,7 +168,7 @@ class ReplicaSetController:
         meta = rs.metadata
         if meta is None or not meta.uid:
             return []
-        selector = label_selector_from_dict(encode(rs.spec.selector))
+        selector = label_selector_from_dict(encode_object(rs.spec.selector))
         found = (self.vmis.get(key) for key in self.by_owner.keys(meta.uid))
         return [v for v in found if v is not None and v.metadata is not None
                 and v.metadata.namespace == meta.namespace and is_controlled_by(v, rs)
@@ -195,12 +195,12 @@ class ReplicaSetController:
             elif diff < 0:
                 doomed = compute_deletion_order(live)[: min(-diff, self.burst)]
                 failed_deletes += await self._delete(doomed)
-                gone = {object_key(v) for v in doomed}
-                live = [v for v in live if object_key(v) not in gone]
+                gone = {key_of(v) for v in doomed}
+                live = [v for v in live if key_of(v) not in gone]
         now = format_time(self.clock.now())
         status = compute_replica_set_status(rs, live, compute_selector_text(spec.selector), error, now)
         if status != (rs.status or VirtualMachineInstanceReplicaSetStatus()):
-            body = {"metadata": encode(rs.metadata), "status": encode(status)}
+            body = {"metadata": encode_object(rs.metadata), "status": encode_object(status)}
             try:
                 stored = await self.store.update(REPLICA_SETS, body, subresource="status")
             except NotFound:
@@ -239,7 +239,7 @@ class ReplicaSetController:
                 self.vmis.assume_deleted(vmi)
                 return True
             except ApiError as err:
-                log.warning("delete of VMI %s failed: %s", object_key(vmi), err)
+                log.warning("delete of VMI %s failed: %s", key_of(vmi), err)
                 return False
             assume_delete_result(self.vmis, vmi, result)
             return True

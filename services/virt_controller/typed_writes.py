@@ -1,8 +1,8 @@
 """The write edge of the typed controllers: Structs out to the store, stored dicts back in.
 
 Reconcilers work on the :mod:`shared.api` Structs their informers decode; the ObjectStore takes
-and returns JSON-ready dicts. :func:`encode` turns a Struct into a body (``msgspec.to_builtins``:
-KubeVirt's field names, unset fields omitted); :func:`assume_stored` decodes a store answer once
+and returns JSON-ready dicts. :func:`shared.api.decoding.encode_object` turns a Struct into a body;
+:func:`assume_stored` decodes a store answer once
 and puts it into the informer cache (read-your-writes) so the caller and the cache share it.
 
 Lossless: every stored ``kubevirt.io`` object was pruned to its schema by virt-api's decoding
@@ -14,19 +14,12 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-import msgspec
 
 from shared.informer import Informer
 
 T = TypeVar("T")
 
-__all__ = ["assume_delete_result", "assume_stored", "encode"]
-
-
-def encode(obj: Any) -> dict[str, Any]:
-    """A Struct as the JSON-ready dict the store takes."""
-    body: dict[str, Any] = msgspec.to_builtins(obj)
-    return body
+__all__ = ["assume_delete_result", "assume_stored"]
 
 
 def assume_stored(informer: Informer[T], stored: dict[str, Any]) -> T | None:

@@ -42,7 +42,6 @@ from services.virt_controller.sync_error import SyncError
 from services.virt_controller.typed_writes import (
     assume_delete_result,
     assume_stored,
-    encode,
 )
 from services.virt_controller.vm_status import compute_vm_status
 from services.virt_controller.vmi_template import (
@@ -52,6 +51,7 @@ from services.virt_controller.vmi_template import (
     is_controlled_by,
 )
 from shared import tracing
+from shared.api.decoding import encode_object
 from shared.api.vm import (
     VirtualMachine,
     VirtualMachineStateChangeRequest,
@@ -67,7 +67,7 @@ from shared.api.vocabulary import (
     format_time,
 )
 from shared.errors import AlreadyExists, ApiError, Conflict, Invalid, NotFound
-from shared.informer import Informer, object_key, split_key
+from shared.informer import Informer, key_of, split_key
 from shared.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -114,14 +114,14 @@ class VMController:
 
     # -- event handlers: only enqueue ----------------------------------------------------------
     def _on_vm(self, old: VirtualMachine | None, new: VirtualMachine | None) -> None:
-        self.queue.add(object_key(new or old))
+        self.queue.add(key_of(new or old))
 
     def _on_vmi(self, old: VirtualMachineInstance | None, new: VirtualMachineInstance | None) -> None:
         obj = new or old
         ref = controller_of(obj)
         if ref is not None and ref.kind != VM_KIND:
             return
-        self.queue.add(object_key(obj))  # the VM of a VMI has the VMI's name
+        self.queue.add(key_of(obj))  # the VM of a VMI has the VMI's name
 
     def enqueue_all(self) -> None:
         """Queue every cached VM (after gaining leadership)."""
@@ -199,7 +199,7 @@ class VMController:
     async def _create_vmi(self, vm: VirtualMachine, status: VirtualMachineStatus) -> VirtualMachineInstance | None:
         desired = compute_vmi_for_vm(vm, start_paused=has_start_paused_request(status),
                                      now=format_micro_time(self.clock.now()))
-        namespace, name = split_key(object_key(vm))
+        namespace, name = split_key(key_of(vm))
         try:
             desired = apply_vmi_admission(desired)
             tracing.apply_trace_annotations(desired)  # the VMI's own reconciles continue this trace
@@ -223,7 +223,7 @@ class VMController:
         else:
             self.report(vm, EventType.NORMAL, Reason.SUCCESSFUL_CREATE, f"Started the virtual machine by "
                         f"creating the new virtual machine instance {created['metadata']['name']}")
-        log.info("created VMI %s", object_key(created))
+        log.info("created VMI %s", key_of(created))
         return assume_stored(self.vmis, created)
 
     async def _delete_vmi(self, vmi: VirtualMachineInstance) -> VirtualMachineInstance | None:
@@ -240,7 +240,7 @@ class VMController:
             raise
         except ApiError as err:
             raise SyncError(f"Failure attempting to delete VMI: {err}", reason=Reason.FAILED_DELETE) from None
-        owner = self.vms.get(object_key(vmi))
+        owner = self.vms.get(key_of(vmi))
         if owner is not None:
             self.report(owner, EventType.NORMAL, Reason.SUCCESSFUL_DELETE, "Stopped the virtual machine by "
                         f"deleting the virtual machine instance {meta.uid or ''}")
@@ -252,7 +252,7 @@ class VMController:
         else:
             spec = replace(vm.spec, running=True)
         try:
-            stored = await self.store.update(VMS, encode(replace(vm, spec=spec)))
+            stored = await self.store.update(VMS, encode_object(replace(vm, spec=spec)))
         except Conflict:
             raise
         except ApiError as err:
@@ -267,9 +267,9 @@ class VMController:
         try:
             if VM_CONTROLLER_FINALIZER not in finalizers and not phases.is_marked_for_deletion(vm):
                 updated = replace(_with_finalizers(vm, finalizers + [VM_CONTROLLER_FINALIZER]), status=status)
-                stored = await self.store.update(VMS, encode(updated), has_status_subresource=False)
+                stored = await self.store.update(VMS, encode_object(updated), has_status_subresource=False)
             else:
-                body = {"metadata": encode(vm.metadata), "status": encode(status)}
+                body = {"metadata": encode_object(vm.metadata), "status": encode_object(status)}
                 stored = await self.store.update(VMS, body, subresource="status")
         except NotFound:
             return vm
@@ -282,7 +282,7 @@ class VMController:
             return
         finalizers.remove(VM_CONTROLLER_FINALIZER)
         try:
-            stored = await self.store.update(VMS, encode(_with_finalizers(vm, finalizers)))
+            stored = await self.store.update(VMS, encode_object(_with_finalizers(vm, finalizers)))
         except NotFound:
             self.vms.assume_deleted(vm)
             return
@@ -297,12 +297,12 @@ class VMController:
         finalizers = _finalizers(vmi)
         if VM_CONTROLLER_FINALIZER not in finalizers or not phases.is_marked_for_deletion(vmi):
             return
-        owner = self.vms.get(object_key(vmi))
+        owner = self.vms.get(key_of(vmi))
         if not phases.is_final(vmi) and owner is not None and is_controlled_by(vmi, owner):
             return
         finalizers.remove(VM_CONTROLLER_FINALIZER)
         try:
-            stored = await self.store.update(VMIS, encode(_with_finalizers(vmi, finalizers)),
+            stored = await self.store.update(VMIS, encode_object(_with_finalizers(vmi, finalizers)),
                                              has_status_subresource=False)
         except NotFound:
             stored = None

@@ -18,7 +18,7 @@ from typing import Any
 from services.virt_controller import phases
 from services.virt_controller.clock import Clock, SystemClock
 from services.virt_controller.key_index import KeyIndex
-from services.virt_controller.typed_writes import encode
+from shared.api.decoding import encode_object
 from services.virt_controller.vmi_lifecycle import (
     DEFAULT_HEARTBEAT_TIMEOUT,
     compute_vmi_update,
@@ -27,7 +27,7 @@ from services.virt_controller.vmi_lifecycle import (
 from shared.api.vmi import VirtualMachineInstance
 from shared.api.vocabulary import Phase
 from shared.errors import NotFound
-from shared.informer import Informer, object_key
+from shared.informer import Informer, key_of
 from shared.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class VMIController:
 
     def _on_vmi(self, old: VirtualMachineInstance | None, new: VirtualMachineInstance | None) -> None:
         if new is not None:
-            self.queue.add(object_key(new))
+            self.queue.add(key_of(new))
 
     def _on_node(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         """Queue the node's VMIs unless the node was responsive before and still is: a
@@ -107,7 +107,7 @@ class VMIController:
         if wanted is None:
             return
         try:
-            stored = await self.store.update(VMIS, encode(wanted), has_status_subresource=False)
+            stored = await self.store.update(VMIS, encode_object(wanted), has_status_subresource=False)
         except NotFound:
             stored = None
         self.vmis.assume_written(vmi, stored)

@@ -188,3 +188,10 @@ def find_unknown_fields(body: dict[str, Any], typ: type, *, root: str = "") -> l
     unknown: list[str] = []
     _clean(body, _plan_for(typ), root, unknown)
     return unknown
+
+
+def encode_object(obj: Any) -> dict[str, Any]:
+    """A Struct of ``shared.api`` as the JSON-ready dict the store reads and writes: camelCase
+    names, fields at their default (None, empty) left out, as the Structs' config says."""
+    body: dict[str, Any] = msgspec.to_builtins(obj)
+    return body

@@ -4,12 +4,12 @@ from datetime import datetime, timezone
 
 import msgspec
 
+from shared.api.decoding import encode_object
 from services.scheduler_bridge.placement import holds_node
 from services.scheduler_bridge.vmi_writes import (
     compute_placed_vmi,
     compute_unschedulable_status,
     is_waiting_for_node,
-    to_store_form,
 )
 from shared.api.vmi import VirtualMachineInstance
 
@@ -27,13 +27,13 @@ def vmi(phase="Scheduling", deletion_timestamp=None, **status):
 
 
 def with_status(status):
-    return msgspec.convert({"spec": {"domain": {}}, "status": to_store_form(status)}, VirtualMachineInstance)
+    return msgspec.convert({"spec": {"domain": {}}, "status": encode_object(status)}, VirtualMachineInstance)
 
 
 def test_placement_sets_node_label_phase_and_drops_unschedulable():
     waiting = vmi(conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"},
                               {"type": "Other", "status": "True"}])
-    placed = to_store_form(compute_placed_vmi(waiting, "n1", NOW))
+    placed = encode_object(compute_placed_vmi(waiting, "n1", NOW))
     assert placed["status"]["nodeName"] == "n1"
     assert placed["status"]["phase"] == "Scheduled"
     assert placed["metadata"]["labels"] == {"app": "x", "kubevirt.io/nodeName": "n1"}
@@ -45,12 +45,12 @@ def test_placement_sets_node_label_phase_and_drops_unschedulable():
 
 def test_unschedulable_condition_is_written_once_per_message():
     first_status = compute_unschedulable_status(vmi(), "0/1 nodes are available: 1 Insufficient memory.", NOW)
-    first = to_store_form(first_status)
+    first = encode_object(first_status)
     (cond,) = first["conditions"]
     assert (cond["type"], cond["status"], cond["reason"]) == ("PodScheduled", "False", "Unschedulable")
     assert cond["lastTransitionTime"] == "2026-01-01T12:00:00Z"
     assert compute_unschedulable_status(with_status(first_status), cond["message"], LATER) is None
-    changed = to_store_form(compute_unschedulable_status(with_status(first_status),
+    changed = encode_object(compute_unschedulable_status(with_status(first_status),
                                                          "0/2 nodes are available: 2 Insufficient cpu.", LATER))
     assert changed["conditions"][0]["lastTransitionTime"] == "2026-01-01T12:00:00Z"  # still False since then
 
