@@ -18,6 +18,23 @@ class PhaseTransitionTimestamp(ApiStruct, kw_only=True):
     phase_transition_timestamp: str | None = None
 
 
+class MigrationProgress(ApiStruct, kw_only=True):
+    """``migrationState.progress`` (a kubevirt-py extension, not in KubeVirt): the source
+    virt-handler's latest sample of libvirt's job statistics (``virDomainGetJobStats``) while the
+    migration runs, and the QEMU-reported ``downtimeMs`` once it has ended. Bytes, bytes per
+    second, milliseconds."""
+
+    data_processed_bytes: Int64 | None = None
+    data_remaining_bytes: Int64 | None = None
+    data_total_bytes: Int64 | None = None
+    memory_iteration: Int64 | None = None
+    dirty_memory_rate_bytes: Int64 | None = None
+    transfer_rate_bytes: Int64 | None = None
+    elapsed_ms: Int64 | None = None
+    downtime_ms: Int64 | None = None
+    updated_timestamp: str | None = None
+
+
 class MigrationState(ApiStruct, kw_only=True):
     """``vmi.status.migrationState``: progress of the current or last migration."""
 
@@ -53,6 +70,7 @@ class MigrationState(ApiStruct, kw_only=True):
     target_state: Object | None = None
     migration_network_type: str | None = None
     target_memory_overhead: str | None = None
+    progress: MigrationProgress | None = None
 
 
 class VirtualMachineInstanceMigrationSpec(ApiStruct, kw_only=True):

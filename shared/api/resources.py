@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.api.kubevirt import KubeVirt
 from shared.api.lease import Lease
 from shared.api.migration import VirtualMachineInstanceMigration
 from shared.api.migrationpolicy import MigrationPolicy
@@ -127,6 +128,19 @@ MIGRATION_POLICY = ResourceInfo(
     type=MigrationPolicy,
     subresources=("status",),
 )
+KUBEVIRT = ResourceInfo(
+    group="kubevirt.io",
+    version="v1",
+    kind="KubeVirt",
+    plural="kubevirts",
+    singular="kubevirt",
+    short_names=("kv", "kvs"),
+    namespaced=True,
+    list_kind="KubeVirtList",
+    categories=("all",),
+    type=KubeVirt,
+    subresources=("status",),
+)
 NODE = ResourceInfo(
     group="",
     version="v1",
@@ -161,6 +175,7 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     VIRTUAL_MACHINE_INSTANCE_MIGRATION,
     VIRTUAL_MACHINE_POOL,
     MIGRATION_POLICY,
+    KUBEVIRT,
     NODE,
     LEASE,
 )

@@ -82,6 +82,7 @@ def test_every_resource_type_decodes_a_minimal_object():
         "VirtualMachineInstanceMigration": {},
         "VirtualMachinePool": {"selector": {}, "virtualMachineTemplate": {}},
         "MigrationPolicy": {"selectors": {}},
+        "KubeVirt": {},
         "Node": {},
         "Lease": {},
     }
