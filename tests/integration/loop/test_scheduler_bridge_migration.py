@@ -224,3 +224,43 @@ async def _no_reservation(bridge):
 async def _placed_equals(bridge, expected):
     placed = {node: r.memory_bytes for node, r in bridge.compute_placed().items() if r.memory_bytes}
     return placed == expected
+
+
+class RacingStore:
+    """The real store, except that just before the bridge's first VMIM status write another writer
+    (as virt-migration would) changes the VMIM: the bridge's CAS meets a real Conflict."""
+
+    def __init__(self, store):
+        self._store = store
+        self.raced = 0
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    async def update(self, plural, obj, **kwargs):
+        if plural == VMIMS and not self.raced:
+            self.raced += 1
+            other = await self._store.get(VMIMS, NS, obj["metadata"]["name"])
+            other["status"]["conditions"].append({"type": "migrationAbortRequested", "status": "False"})
+            await self._store.update(VMIMS, other, subresource="status")
+        return await self._store.update(plural, obj, **kwargs)
+
+
+async def test_a_conflicting_writer_keeps_its_field_and_the_target_is_written_on_retry(object_store):
+    from services.scheduler_bridge.service import SchedulerBridge
+
+    racing = RacingStore(object_store)
+    running = SchedulerBridge(racing, retry_interval=1.0)
+    try:
+        await running.start()
+        for name in ("a", "b"):
+            await register_node(object_store, name)
+        await running_vmi(object_store, "v", "a")
+        await scheduling_vmim(object_store, "m", "v")
+        vmim = await wait_until(lambda: target_of(object_store, "m"))
+    finally:
+        await running.stop()
+    assert racing.raced == 1
+    assert vmim["status"]["migrationState"] == {"targetNode": "b", "sourceNode": "a"}
+    assert [c["type"] for c in vmim["status"]["conditions"]] == ["Ready", "migrationAbortRequested"]
+    assert running.migrations.targets_written == 1
