@@ -13,7 +13,7 @@ Three layers, as KubeVirt resolves them:
    (``ClusterConfig.GetMigrationConfiguration``);
 3. the best-matching MigrationPolicy (``pkg/virt-controller/watch/migration/migrationpolicy.go``):
    a policy matches when every label of its ``virtualMachineInstanceSelector`` is on the VMI and
-   every label of its ``namespaceSelector`` is on the VMI's namespace (nil selectors never match);
+   every label of its ``namespaceSelector`` is on the VMI's namespace (empty selectors match all);
    the most matched labels win, then the most VMI-label matches, then the smallest name. Its set
    fields override the cluster's; ``allowPostCopy`` set without ``allowWorkloadDisruption`` sets
    that one too.
@@ -137,10 +137,8 @@ def _count_matches(selector: Mapping[str, str] | None, labels: Mapping[str, str]
 def compute_policy_score(policy: MigrationPolicy, vmi_labels: Mapping[str, str],
                          namespace_labels: Mapping[str, str]) -> tuple[int, int] | None:
     """(matched labels in total, matched VMI labels) of ``policy``, or None when it does not match
-    (nil ``selectors``, or a selector label missing)."""
-    selectors = policy.spec.selectors
-    if selectors is None:
-        return None
+    (a selector label missing or different)."""
+    selectors = policy.spec.selectors  # required by the schema: a policy without selectors is refused
     vmi_count = _count_matches(selectors.virtual_machine_instance_selector, vmi_labels)
     ns_count = _count_matches(selectors.namespace_selector, namespace_labels)
     if vmi_count is None or ns_count is None:
