@@ -3,23 +3,9 @@ nats-server and store (tests/conftest.py); the tests play scheduler-bridge and t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import pytest
 
-from services.virt_migration.manager import MigrationManager
-
-
-async def start_manager(store, identity: str, **kwargs) -> tuple[MigrationManager, asyncio.Task]:
-    manager = MigrationManager(store, identity, lease_duration=3.0, renew_deadline=2.0, retry_period=0.3, **kwargs)
-    return manager, asyncio.get_running_loop().create_task(manager.run())
-
-
-async def stop_manager(task: asyncio.Task) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+from migration_helpers import start_manager, stop_manager
 
 
 @pytest.fixture

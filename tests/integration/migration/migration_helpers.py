@@ -8,6 +8,7 @@ import contextlib
 from collections import Counter
 from typing import Any, Callable
 
+from services.virt_migration.manager import MigrationManager
 from shared.api.migration_vocabulary import MIGRATION_FINALIZER, RUNNING_MIGRATION_PHASES
 from shared.api.vocabulary import format_time, utc_now
 from shared.errors import Conflict, NotFound
@@ -16,6 +17,18 @@ from shared.store import ObjectStore
 VMIS = "virtualmachineinstances"
 VMIMS = "virtualmachineinstancemigrations"
 NS = "default"
+
+
+async def start_manager(store: ObjectStore, identity: str, **kwargs: Any) -> tuple[MigrationManager, asyncio.Task]:
+    """A virt-migration replica in this process (short lease timings), running as a task."""
+    manager = MigrationManager(store, identity, lease_duration=3.0, renew_deadline=2.0, retry_period=0.3, **kwargs)
+    return manager, asyncio.get_running_loop().create_task(manager.run())
+
+
+async def stop_manager(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def now_text() -> str:
