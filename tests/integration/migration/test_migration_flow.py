@@ -185,3 +185,25 @@ async def test_garbage_collection_keeps_five_final_vmims_per_vmi(object_store, m
     await wait_for(collected, what="two oldest VMIMs collected")
     vmi = await store.get(VMIS, NS, "vm1")
     assert vmi["status"]["nodeName"] == "node-b"  # seven moves from node-a
+
+
+async def test_reconciles_are_spans_of_the_vmims_trace(object_store):
+    from shared import tracing
+    from migration_helpers import start_manager, stop_manager
+
+    memory = tracing.use_in_memory_exporter()
+    try:
+        manager, task = await start_manager(object_store, "mig-traced")
+        try:
+            await create_vmi(object_store, "vm1", "node-a")
+            await create_vmim(object_store, "mig1", "vm1", annotations={"kubevirt-py.io/traceparent": TRACEPARENT})
+            await wait_for(lambda: phase_is(object_store, "mig1", "Scheduling"), what="Scheduling")
+        finally:
+            await stop_manager(task)
+        spans = [s for s in memory.get_finished_spans() if s.name == "reconcile VirtualMachineInstanceMigration"]
+        assert spans, "no reconcile span"
+        assert {f"{s.context.trace_id:032x}" for s in spans} == {TRACEPARENT[3:35]}
+        assert {s.resource.attributes["service.name"] for s in spans} == {"virt-migration"}
+        assert all(s.attributes["kubevirt.object"] == "default/mig1" for s in spans)
+    finally:
+        tracing.reset()
