@@ -42,7 +42,7 @@ from services.virt_migration.siblings import (
     has_earlier_active,
     vmi_key_of,
 )
-from shared import migration_metrics
+from shared import migration_metrics, tracing
 from shared.api.kubevirt import KubeVirt
 from shared.api.migration import VirtualMachineInstanceMigration
 from shared.api.migration_vocabulary import RUNNING_MIGRATION_PHASES, MigrationPhase, is_final_migration_phase
@@ -261,7 +261,7 @@ class MigrationController:
             state = vmim.status.migration_state if vmim.status is not None else None
             target = (state.target_node if state is not None else None) or ""
             annotations = (vmim.metadata.annotations if vmim.metadata is not None else None) or {}
-            traceparent = annotations.get("kubevirt-py.io/traceparent")
+            traceparent = annotations.get(tracing.TRACEPARENT_ANNOTATION)
             await self.writer.write_vmi(
                 vmi, lambda v: vmi_writes.compute_handoff(v, uid, target, effective, traceparent), status_only=False)
         elif change == VmiChange.ABORT:
