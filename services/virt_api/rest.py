@@ -27,6 +27,7 @@ from services.virt_api.object_meta import apply_metadata_rules, clear_server_own
 from services.virt_api.patch import apply_patch, check_patch_type
 from services.virt_api.printers import to_table
 from services.virt_api.safe_decoding import duplicate_field_message
+from services.virt_api.store_admission import admit_create_against_store
 from services.virt_api.watch import stream_watch
 from shared import tracing
 from shared.api.resources import ResourceInfo
@@ -205,6 +206,7 @@ class ResourceHandlers:
             body.pop("status", None)  # status is written through /status only (CRD status subresource rule)
         result = self.admit(info, body, operation="CREATE", field_validation=opts.field_validation)
         warnings += result.warnings
+        await admit_create_against_store(self.store, info, result.obj)
         if opts.dry_run:
             return encode_response(result.obj, status=201, warnings=warnings)
         apply_operation_trace(info, result.obj)
