@@ -31,6 +31,7 @@ COMMAND_MODULES: list[str] = [
     "services.virtctl.events_command",
     "services.virtctl.image_command",
     "services.virtctl.guestosinfo_command",
+    "services.virtctl.migrate_command",
 ]
 
 
