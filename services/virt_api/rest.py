@@ -244,12 +244,12 @@ class ResourceHandlers:
     async def patch(self, request: web.Request, target: Target) -> web.StreamResponse:
         info = target.resource
         content_type = request.headers.get("Content-Type")
-        check_patch_type(content_type)
+        check_patch_type(content_type, info.group)
         opts = compute_write_options(request.query)
         raw = await read_body(request)
         for attempt in range(PATCH_RETRIES):
             current = await self.store.get(info.plural, target.namespace, target.name)
-            patched = apply_patch(current, raw, content_type)
+            patched = apply_patch(current, raw, content_type, info.group)
             check_kind(patched, info)
             metadata = patched.get("metadata")
             if not isinstance(metadata, dict):
