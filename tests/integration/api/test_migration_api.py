@@ -190,3 +190,20 @@ def test_kubevirt_object_one_per_installation_validated_and_patchable(http, name
             "parallelMigrationsPerCluster": 3, "bandwidthPerMigration": "64Mi"}
     finally:
         http("DELETE", f"{path}/kubevirt")
+
+
+async def test_up_creates_the_kubevirt_object_once_and_keeps_a_users_edits(private_api):
+    from services.virtctl.kubevirt_object import apply_kubevirt_object
+
+    assert await apply_kubevirt_object(private_api.kubeconfig) == (
+        "kubevirt/kubevirt created (migration settings: kubectl edit kubevirt kubevirt -n kubevirt)")
+    with private_api.session() as s:
+        path = f"{private_api.url}{V1}/namespaces/kubevirt/kubevirts/kubevirt"
+        stored = s.get(path).json()
+        assert stored["status"] == {"phase": "Deployed"}
+        assert stored["spec"]["configuration"]["migrations"] == {}
+        resp = s.patch(path, data='{"spec": {"configuration": {"migrations": {"parallelMigrationsPerCluster": 2}}}}',
+                       headers={"Content-Type": "application/merge-patch+json"})
+        assert resp.status_code == 200, resp.text
+        assert await apply_kubevirt_object(private_api.kubeconfig) == "kubevirt/kubevirt unchanged"
+        assert s.get(path).json()["spec"]["configuration"]["migrations"] == {"parallelMigrationsPerCluster": 2}
