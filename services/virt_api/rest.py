@@ -2,8 +2,9 @@
 
 Owns: the request flow of every verb on ``/api/v1/...`` and ``/apis/<group>/<version>/...``
 resource URLs — read and decode the body, apply the URL's namespace, run ObjectMeta rules and
-admission (:func:`shared.admission.admit`), call the :class:`shared.store.ObjectStore`,
-and answer with the object, a List, a Table or a watch stream, plus ``Warning`` headers.
+admission (:func:`shared.admission.admit`; on create also :mod:`~services.virt_api.store_admission`),
+call the :class:`shared.store.ObjectStore`, answer with the object, a List, a Table or a watch
+stream, plus ``Warning`` headers.
 URL parsing and dispatch are in :mod:`services.virt_api.routing`; errors become Status bodies in
 :mod:`services.virt_api.app`'s middleware. Kubernetes semantics followed (apiserver
 ``endpoints/handlers`` and ``registry/generic``): create of a namespaced object takes the URL's
@@ -138,8 +139,7 @@ def check_kind(body: dict[str, Any], info: ResourceInfo) -> None:
 
 
 class ResourceHandlers:
-    """The verbs, bound to one store. ``admit`` defaults to
-    :func:`shared.admission.admit` (injectable for tests of this layer)."""
+    """The verbs, bound to one store; ``admit`` defaults to :func:`shared.admission.admit`."""
 
     def __init__(self, store: Any, admit: Any = None) -> None:
         self.store = store
