@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.api.quantity import to_bytes
+from shared.api.quantity import QuantityError, to_bytes
 
 DEFAULT_COMPLETION_TIMEOUT_PER_GIB = 150
 DEFAULT_PROGRESS_TIMEOUT = 150
@@ -67,7 +67,7 @@ def compute_migration_options(configuration: Mapping[str, Any] | None) -> Migrat
     bandwidth = conf.get("bandwidthPerMigration")
     try:
         bandwidth_bytes = to_bytes(bandwidth) if bandwidth not in (None, "", 0, "0") else 0
-    except (ValueError, ArithmeticError):
+    except (QuantityError, ValueError, TypeError, ArithmeticError):
         bandwidth_bytes = 0
     max_downtime = conf.get("maxDowntimeMs")
     return MigrationOptions(
