@@ -215,10 +215,7 @@ class MigrationExecutor:
                      dname: str, domain: DomainInfo | None, resume: bool) -> float | None:
         if resume:
             await self.hv.resume(dname)
-        downtime = None
-        if domain is not None and not self.stand_in:
-            stats = await self.hv.completed_job_stats(dname)
-            downtime = int(stats["downtime"]) if stats and isinstance(stats.get("downtime"), int) else None
+        downtime = await self._downtime(dname) if domain is not None and not self.stand_in else None
         await asyncio.to_thread(self.incoming_marker(uid).unlink, True)
         method = compute_method(vmi)
         current = obj
@@ -244,6 +241,20 @@ class MigrationExecutor:
             metrics.observe_migration_times((*key.split("/", 1), self.config.node_name), downtime_ms=downtime)
             return 0.0
         raise Conflict(f"ownership of VMI {key} kept changing underneath the handler")
+
+    async def _downtime(self, dname: str, attempts: int = 15) -> int | None:
+        """QEMU's downtime (ms) of the migration that brought ``dname`` here, from the destination's
+        completed-job statistics; libvirt records them as it finishes the incoming job, a moment
+        after the guest resumed, so it is asked a few times (None when it never says)."""
+        for _ in range(attempts):
+            try:
+                stats = await self.hv.completed_job_stats(dname)
+            except HypervisorError:
+                return None
+            if stats and isinstance(stats.get("downtime"), int):
+                return int(stats["downtime"])
+            await asyncio.sleep(0.2)
+        return None
 
     async def _remove(self, name: str | None, *, destroy: bool, uid: str) -> None:
         if name is not None:

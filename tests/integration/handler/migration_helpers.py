@@ -90,12 +90,11 @@ async def update_migration_state(store, name, change, namespace="default", *, la
     raise AssertionError("could not write the migration state")
 
 
-async def hand_off(store, name, source, target, migration_uid="mig-1", configuration=None):
+async def hand_off(store, name, source, target, migration_uid="mig-1", configuration=None, namespace="default"):
     """What virt-migration writes at hand-off (VMIM Scheduled)."""
-    return await update_migration_state(store, name, lambda _old: {
+    return await update_migration_state(store, name, namespace=namespace, label=target, change=lambda _old: {
         "migrationUid": migration_uid, "sourceNode": source, "targetNode": target,
-        "migrationConfiguration": configuration or {"completionTimeoutPerGiB": 150, "progressTimeout": 150}},
-        label=target)
+        "migrationConfiguration": configuration or {"completionTimeoutPerGiB": 150, "progressTimeout": 150}})
 
 
 def state_of(vmi):

@@ -191,3 +191,34 @@ async def test_restart_of_either_handler_ends_with_one_running_domain(object_sto
         await wait_until(lambda: _no_domains(b))
         await assert_one_running_domain(a, b)
     assert phase_of(await get_vmi(object_store, "vm1")) == "Running"
+
+
+async def test_spans_join_the_migration_trace_and_the_source_exports_metrics(object_store, nodes):
+    from shared import tracing
+    from shared.metrics import compute_metrics_text
+
+    memory = tracing.use_in_memory_exporter()
+    try:
+        a, b = nodes
+        await a.start()
+        await b.start()
+        trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+        vmi = make_vmi(node="node-a")
+        vmi["metadata"]["annotations"] = {"kubevirt-py.io/migration-traceparent": f"00-{trace_id}-{parent_id}-01"}
+        await object_store.create(VMIS, vmi)
+        await wait_state(object_store, "vm1", lambda v: phase_of(v) == "Running")
+        await hand_off(object_store, "vm1", "node-a", "node-b")
+        await wait_state(object_store, "vm1", lambda v: v["status"].get("nodeName") == "node-b")
+        tracing.force_flush()
+        spans = [s for s in memory.get_finished_spans() if f"{s.context.trace_id:032x}" == trace_id]
+        names = {s.name: s for s in spans}
+        source = names["migrate VirtualMachineInstance (stand-in source)"]
+        assert source.parent.span_id == int(parent_id, 16)
+        assert names["libvirt.destroy"].parent.span_id == source.context.span_id
+        assert {"prepare migration target", "take over VirtualMachineInstance"} <= set(names)
+        text = compute_metrics_text().decode()
+        assert 'kubevirt_vmi_migration_data_remaining_bytes{name="vm1",namespace="default",node="node-a"} 0.0' in text
+        assert 'kubevirt_vmi_migration_data_processed_bytes{name="vm1",namespace="default",node="node-a"}' in text
+        assert 'kubevirt_vmi_migration_end_time_seconds{name="vm1",namespace="default",node="node-a"}' in text
+    finally:
+        tracing.reset()
