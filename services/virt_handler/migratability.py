@@ -58,8 +58,7 @@ from shared.api.migration_vocabulary import (
 from shared.api.vmi import VirtualMachineInstance
 from shared.api.vocabulary import ConditionStatus, ConditionType
 
-TDX_NOT_LIVE_MIGRATABLE = "TDXNotLiveMigratable"
-"""types.go ``VirtualMachineInstanceReasonTDXNotMigratable`` (not yet in migration_vocabulary)."""
+TDX_NOT_LIVE_MIGRATABLE = LiveMigratableReason.TDX_NOT_LIVE_MIGRATABLE
 
 CPU_MODE_HOST_MODEL = "host-model"
 VGPU_LIVE_MIGRATION_GATE = "VGPULiveMigration"

@@ -27,11 +27,14 @@ import msgspec
 from services.virt_migration.configuration import EffectiveMigration
 from shared.api.meta import ObjectMeta
 from shared.api.migration import MigrationState
-from shared.api.migration_vocabulary import MIGRATION_TARGET_NODE_LABEL, MigrationAbortStatus
+from shared.api.migration_vocabulary import (
+    MIGRATION_TARGET_NODE_LABEL,
+    MIGRATION_TRACEPARENT_ANNOTATION,
+    MigrationAbortStatus,
+)
 from shared.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus
 from shared.api.vocabulary import format_time
 
-MIGRATION_TRACEPARENT_ANNOTATION = "kubevirt-py.io/migration-traceparent"
 """On a VMI: the W3C traceparent of the migration in flight (copied from its VMIM at hand-off)."""
 
 ABORTED_BEFORE_START = "Migration aborted before the source started it"
