@@ -126,7 +126,7 @@ class SourceTransfer:
 
     async def _sample(self, stats: dict[str, Any], *, force: bool = False) -> None:
         progress = plan.compute_progress(stats, format_time(self.ex.clock()))
-        metrics.observe_migration_sample(self.labels, progress)
+        metrics.observe_migration(self.labels, progress)
         now = time.monotonic()
         if force or now - self._last_write >= WRITE_SECONDS:
             self._last_write = now
