@@ -20,6 +20,7 @@ import asyncio
 import logging
 from typing import Any
 
+from services.virt_handler.migratability import compute_migration_method
 from services.virt_handler import migration_status
 from services.virt_handler.domain import DomainConversionError, domain_name
 from services.virt_handler.hypervisor_types import DomainInfo, HypervisorError
@@ -42,11 +43,9 @@ from services.virt_handler.migration_decision import (
     is_started_not_ended,
     migration_state_of,
 )
-from services.virt_handler.sync_executor import load_migratability
 from services.virt_handler.migration_plan import compute_progress
 from services.virt_handler.migration_runner import Outcome, SourceTransfer, migration_span
 from shared import metrics
-from shared.api.migration_vocabulary import MigrationMethod
 from shared.api.vmi import VirtualMachineInstance
 from shared.api.vocabulary import format_time
 from shared.errors import Conflict, NotFound
@@ -56,18 +55,6 @@ log = logging.getLogger(__name__)
 
 INCOMING_RECORD = "migration-incoming"
 VMIS = "virtualmachineinstances"
-
-
-def compute_method(vmi: VirtualMachineInstance) -> str:
-    """``status.migrationMethod`` of ``vmi``: virt-handler's migratability module when present, else
-    ``BlockMigration`` when it has a node-local writable volume (containerDisk, emptyDisk,
-    ephemeral), else ``LiveMigration``."""
-    migratability = load_migratability()  # written by another helper (mig-sched)
-    if migratability is not None:
-        return str(migratability.compute_migration_method(vmi))
-    local = any(v.container_disk is not None or v.empty_disk is not None or v.ephemeral is not None
-                for v in vmi.spec.volumes or [])
-    return MigrationMethod.BLOCK_MIGRATION if local else MigrationMethod.LIVE_MIGRATION
 
 
 class MigrationExecutor:
@@ -221,7 +208,7 @@ class MigrationExecutor:
         progress = compute_progress(final, format_time(self.clock())) if final else None
         downtime = (progress or {}).get("downtimeMs")
         await asyncio.to_thread(self.incoming_marker(uid).unlink, True)
-        method = compute_method(vmi)
+        method = compute_migration_method(vmi)
         current = obj
         for _ in range(5):
             new = migration_status.compute_claimed_vmi(current, migration_uid, self.config.node_name,

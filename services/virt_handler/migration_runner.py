@@ -34,6 +34,7 @@ from typing import Any
 from services.virt_handler import migration_plan as plan
 from services.virt_handler import migration_status
 from services.virt_handler.hypervisor_types import HypervisorError
+from shared.api.migration_vocabulary import MIGRATION_TRACEPARENT_ANNOTATION
 from shared import metrics, tracing
 from shared.api.migration_vocabulary import (
     NODE_MIGRATION_URI_ANNOTATION,
@@ -47,7 +48,6 @@ from shared.errors import NotFound
 
 log = logging.getLogger(__name__)
 
-MIGRATION_TRACEPARENT_ANNOTATION = "kubevirt-py.io/migration-traceparent"
 """On a VMI (written by virt-migration at hand-off): the migration's W3C traceparent."""
 SAMPLE_SECONDS = 0.5
 WRITE_SECONDS = 1.0

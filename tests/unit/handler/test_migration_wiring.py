@@ -1,11 +1,9 @@
 """The handler's status carries LiveMigratable and migrationMethod from the migratability module
-(another helper's pure module, loaded by name), and Node registration carries the migration
+(:mod:`services.virt_handler.migratability`), and Node registration carries the migration
 annotations."""
 
 from __future__ import annotations
 
-import sys
-import types
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,7 +14,6 @@ from services.virt_handler.hypervisor_types import NodeInfo
 from services.virt_handler.main import HandlerSettings, compute_node_annotations
 from services.virt_handler.node import compute_node
 from services.virt_handler.sync_executor import compute_migratability_status, migratability_with_time
-from shared.api.meta import Condition
 from shared.api.vmi import VirtualMachineInstance
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -24,15 +21,15 @@ VMI = {"metadata": {"name": "vm1", "namespace": "default", "uid": "u1"}, "spec":
        "status": {"phase": "Running", "nodeName": "a"}}
 
 
-def test_live_migratable_condition_and_method_from_the_migratability_module(monkeypatch):
-    fake = types.ModuleType("services.virt_handler.migratability")
-    fake.compute_live_migratable_condition = lambda vmi: Condition(
-        type="LiveMigratable", status="False", reason="DisksNotLiveMigratable", message="hostDisk")
-    fake.compute_migration_method = lambda vmi: "BlockMigration"
-    monkeypatch.setitem(sys.modules, "services.virt_handler.migratability", fake)
-    found = compute_migratability_status(msgspec.convert(VMI, VirtualMachineInstance))
-    assert found == ({"type": "LiveMigratable", "status": "False", "reason": "DisksNotLiveMigratable",
-                      "message": "hostDisk"}, "BlockMigration")
+def test_live_migratable_condition_and_method_from_the_migratability_module():
+    host_disk = {**VMI, "spec": {"domain": {"devices": {"disks": [{"name": "hd", "disk": {}}]}},
+                                 "volumes": [{"name": "hd", "hostDisk": {"path": "/var/x.img", "type": "Disk"}}]}}
+    found = compute_migratability_status(msgspec.convert(host_disk, VirtualMachineInstance))
+    assert found[0]["type"] == "LiveMigratable" and found[0]["status"] == "False"
+    assert found[0]["reason"] == "DisksNotLiveMigratable"
+    assert found[1] == "BlockMigration"  # a hostDisk is a node-local volume
+    plain = compute_migratability_status(msgspec.convert(VMI, VirtualMachineInstance))
+    assert plain == ({"type": "LiveMigratable", "status": "True"}, "LiveMigration")
     status = vmi_status.compute_live_status(VMI, "Running", "Booted", now=NOW,
                                             migratability=migratability_with_time(found, NOW))
     conditions = {c["type"]: c for c in status["conditions"]}
