@@ -221,7 +221,7 @@ class SyncExecutor:
                 await asyncio.to_thread(self.files.remove, action.uid)
             return None
         if isinstance(action, StartDomain):
-            return await self._start(key, obj, action.paused)
+            return await self._start(key, obj, action.paused, vmi)
         if isinstance(action, StopDomain):
             await self._stop(action.domain_name, action.uid, action.step, obj)
             return action.step.requeue_after
@@ -247,7 +247,8 @@ class SyncExecutor:
             migratability=migratability_with_time(migratable, self.clock())))
         return action.requeue_after
 
-    async def _start(self, key: str, obj: dict[str, Any], paused: bool) -> float | None:
+    async def _start(self, key: str, obj: dict[str, Any], paused: bool,
+                     vmi: VirtualMachineInstance | None = None) -> float | None:
         uid = obj["metadata"]["uid"]
         ctx = self.files.context(uid)
         dname = domain_name(*key.split("/", 1))
@@ -264,7 +265,7 @@ class SyncExecutor:
         log.info("started domain %s for VMI %s", info.name, key)
         self.record_event(obj, EventType.NORMAL, "Created", "VirtualMachineInstance defined.")
         self.state.agent_connected[info.name] = False  # a fresh guest's agent connects later (event)
-        migratable = compute_migratability_status(decode_vmi(obj))  # in the first Running write: no extra write
+        migratable = compute_migratability_status(vmi or decode_vmi(obj))  # in the first Running write: no extra write
         await self.write_status(key, obj, lambda v: vmi_status.compute_live_status(
             v, info.state, info.reason, now=self.clock(),
             migratability=migratability_with_time(migratable, self.clock())), annotate=True)
