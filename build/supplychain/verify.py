@@ -19,10 +19,8 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from sigstore.models import Bundle, TrustedRoot
-from sigstore.verify import Verifier, policy
-
 from supplychain.builder import compute_resolved
+from supplychain.bundleverify import read_bundle_verifier
 from supplychain.errors import SupplyChainError
 from supplychain.layer import compute_entries_from_tar, compute_normal_path
 from supplychain.lockfile import compute_target_packages, read_lock
@@ -44,32 +42,25 @@ class VerifyRequest:
 
     layout: Path
     tag: str
-    trusted_root: Path
-    identity: str
-    issuer: str
+    trusted_root: Path | None
+    identity: str | None
+    issuer: str | None
     lock: Path
     target: str
     release_manifest: Path | None = None
     builder_ids: tuple[str, ...] = ()
     spec: Path | None = None
+    keys: tuple[Path, ...] = ()
 
 
-def _verifier(req: VerifyRequest) -> Verifier:
-    try:
-        return Verifier(trusted_root=TrustedRoot.from_file(str(req.trusted_root)))
-    except Exception as exc:  # a malformed root must stop everything
-        raise SupplyChainError(f"trusted root {req.trusted_root}: {exc}") from None
-
-
-def _dsse_statements(layout: Layout, digest: str, verifier: Verifier, pol) -> list[dict]:
+def _dsse_statements(layout: Layout, digest: str, verifier) -> list[dict]:
     """Verify every sigstore bundle referring to `digest`; return their in-toto statements."""
     out = []
     for ref in layout.read_referrers(digest, BUNDLE_TYPE):
         raw = layout.read_blob(ref["layers"][0])
         try:
-            bundle = Bundle.from_json(raw)
-            payload_type, payload = verifier.verify_dsse(bundle, pol)
-        except Exception as exc:
+            payload_type, payload = verifier.verify_dsse(raw)
+        except SupplyChainError as exc:
             raise SupplyChainError(f"bundle {ref['_descriptor']['digest']} does not verify: {exc}") from None
         statement = json.loads(payload)
         if payload_type != "application/vnd.in-toto+json" or statement.get("_type") != STATEMENT_TYPE:
@@ -93,15 +84,16 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
         raise SupplyChainError(f"layout: {exc}") from None
     digest = desc["digest"]
     yield f"ok layout: {req.tag} -> {digest}, {len(lines)} blobs match digest and size, diff_ids match"
-    verifier = _verifier(req)
-    pol = policy.Identity(identity=req.identity, issuer=req.issuer)
+    verifier = read_bundle_verifier(req.keys, req.trusted_root, req.identity, req.issuer)
 
     if req.release_manifest is not None:
         data = Path(req.release_manifest).read_bytes()
         bundle_path = Path(str(req.release_manifest) + ".sigstore.json")
         try:
-            verifier.verify_artifact(data, Bundle.from_json(bundle_path.read_bytes()), pol)
-        except Exception as exc:
+            verifier.verify_artifact(data, bundle_path.read_bytes())
+        except OSError as exc:
+            raise SupplyChainError(f"release: {bundle_path.name}: {exc.strerror}") from None
+        except SupplyChainError as exc:
             raise SupplyChainError(f"release: {req.release_manifest.name} signature does not verify: {exc}") from None
         images = json.loads(data).get("images", {})
         match = [n for n, i in images.items() if i.get("tag") == req.tag and i.get("digest") == digest]
@@ -111,15 +103,15 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
         yield f"ok release: signed release manifest maps {req.tag} ({match[0]}) to {digest}"
 
     try:
-        statements = _dsse_statements(layout, digest, verifier, pol)
+        statements = _dsse_statements(layout, digest, verifier)
     except SupplyChainError as exc:
         raise SupplyChainError(f"signature: {exc}") from None
     by_type: dict[str, list[dict]] = {}
     for st in statements:
         by_type.setdefault(st.get("predicateType"), []).append(st)
     if not by_type.get(COSIGN_SIGN_PREDICATE):
-        raise SupplyChainError(f"signature: no image signature for {digest} by {req.identity}")
-    yield f"ok signature: {digest} signed by {req.identity} (issuer {req.issuer})"
+        raise SupplyChainError(f"signature: no image signature for {digest} by {verifier.identity}")
+    yield f"ok signature: {digest} signed by {verifier.identity}"
 
     lock = read_lock(req.lock)
     locked = {(p["name"], p["evr"], p["arch"], p["sha256"]) for p in compute_target_packages(lock, req.target)}

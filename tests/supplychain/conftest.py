@@ -68,3 +68,21 @@ def publish(served, tmp_path, rpm_world):
         return path, repo_dir
 
     return _publish
+
+
+@pytest.fixture(scope="session")
+def sigstore_server():
+    """A private sigstore instance (Fulcio + Rekor) on loopback, shared by the session."""
+    from sc_sigstore import SigstoreServer, TestInstance
+
+    server = SigstoreServer(TestInstance())
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def release(rpm_world, served, sigstore_server, tmp_path_factory):
+    """The end-to-end release (sc_cli.make_release), built once per session."""
+    from sc_cli import make_release
+
+    return make_release(rpm_world, served, sigstore_server, tmp_path_factory)

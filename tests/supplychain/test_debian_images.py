@@ -130,7 +130,7 @@ def test_signed_control_plane_image_verifies_end_to_end(control_plane):
     """The real image through the same sign -> verify path as releases (throw-away sigstore root)."""
     from sc_sigstore import TestInstance, identity_token
     from supplychain.provenance import compute_provenance
-    from supplychain.signing import apply_sign_image
+    from supplychain.signing import apply_sign_image, open_sigstore_signer
     from supplychain.verify import VerifyRequest, check_all
 
     tmp, spec, _, build = control_plane
@@ -140,8 +140,8 @@ def test_signed_control_plane_image_verifies_end_to_end(control_plane):
     instance = TestInstance()
     sbom = json.loads(compute_sbom(build, "debian", 1_700_000_000))
     prov = compute_provenance(build, builder, "https://github.com/kubevirt-py/kubevirt-py", "0" * 40, 1_700_000_000)
-    apply_sign_image(build.layout, "v0", "registry.example/kubevirt-py/control-plane", instance.signing_context(),
-                     identity_token(identity, issuer), sbom, prov)
+    with open_sigstore_signer(instance.signing_context(), identity_token(identity, issuer)) as signer:
+        apply_sign_image(build.layout, "v0", "registry.example/kubevirt-py/control-plane", signer, sbom, prov)
     lines = list(check_all(VerifyRequest(tmp / "a", "v0", instance.apply_trusted_root(tmp / "root.json"),
                                          identity, issuer, LOCK, "control-plane", None, (builder,), spec)))
     assert [line.split(":")[0] for line in lines] == ["ok layout", "ok signature", "ok sbom", "ok provenance", "ok policy"]
