@@ -228,14 +228,16 @@ def release_manifest(out: Path, version: str, images: tuple[str, ...], do_sign: 
 @click.option("--builder-id", "builder_ids", multiple=True, help="allowed provenance builder ids")
 @click.option("--spec", type=click.Path(path_type=Path), default=None,
               help="image spec whose runAs and entrypoint the image must carry")
+@click.option("--strict/--no-strict", default=True, show_default=True,
+              help="require --release-manifest, --spec and --builder-id")
 def verify(layout: Path, tag: str, trusted_root: Path | None, certificate_identity: str | None,
            certificate_oidc_issuer: str | None, keys: tuple[Path, ...], lock_path: Path, target: str,
-           release_manifest: Path | None, builder_ids: tuple[str, ...], spec: Path | None) -> None:
+           release_manifest: Path | None, builder_ids: tuple[str, ...], spec: Path | None, strict: bool) -> None:
     """Verify an image; one line per check, exit 1 on the first failure."""
     from supplychain.verify import VerifyRequest, check_all
 
     req = VerifyRequest(layout, tag, trusted_root, certificate_identity, certificate_oidc_issuer, lock_path,
-                        target, release_manifest, builder_ids, spec, keys)
+                        target, release_manifest, builder_ids, spec, keys, strict)
     try:
         for line in check_all(req):
             click.echo(line)

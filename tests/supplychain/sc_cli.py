@@ -47,6 +47,21 @@ def kb(*args, cwd=None, check=True, offline=False, env=None):
     return proc
 
 
+def apply_tiny_wheel(path: Path, name: str = "greeting_helper", version: str = "1.0") -> Path:
+    """A minimal pure-Python wheel (PEP 427: module, METADATA, WHEEL, RECORD), fixed dates."""
+    import zipfile
+
+    dist = f"{name}-{version}.dist-info"
+    files = {f"{name}.py": "GREETING = 'hi'\n",
+             f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: {version}\n",
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+             f"{dist}/RECORD": ""}
+    with zipfile.ZipFile(path, "w") as zf:
+        for fname, text in files.items():
+            zf.writestr(zipfile.ZipInfo(fname, (2020, 1, 1, 0, 0, 0)), text)
+    return path
+
+
 def make_release(rpm_world, served, sigstore_server, tmp_path_factory):
     """A locked, built, signed image and release manifest (the `release` fixture)."""
     from sc_rpmrepo import apply_createrepo
@@ -79,11 +94,12 @@ def make_release(rpm_world, served, sigstore_server, tmp_path_factory):
     (work / "locks").mkdir()
     lock = work / "locks" / "test.lock.json"
     kb("lock", "--config", str(work / "repos" / "test.yaml"), "--out", str(lock), "--cache", str(work / "cache"))
+    wheel = apply_tiny_wheel(work / "greeting_helper-1.0-py3-none-any.whl")
     outs = []
     for n in (1, 2):  # second build from an empty cache: fetch + verify again, same digest
         proc = kb("build", "--spec", str(work / "images" / "handler.yaml"), "--out", str(work / f"oci{n}"),
                    "--tag", "v0.1.0", "--cache", str(work / f"cache{n}"), "--sbom-dir", str(work / "sbom"),
-                   "--builder-id", BUILDER)
+                   "--builder-id", BUILDER, "--wheel", str(wheel))
         outs.append(proc.stdout.split()[2])
     instance = sigstore_server.instance
     sbom = json.loads((work / "sbom" / "handler.cdx.json").read_text())
