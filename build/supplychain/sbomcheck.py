@@ -16,6 +16,7 @@ import posixpath
 import re
 
 from supplychain.errors import SupplyChainError
+from supplychain.builder import BUILD_REF, compute_files
 from supplychain.layer import FILE, LayerEntry, compute_normal_path
 from supplychain.oci import Layout
 from supplychain.sbom import SBOM_MEDIA_TYPE
@@ -57,8 +58,9 @@ def check_sbom_components(sbom: dict, kind: str, locked: set[tuple[str, str, str
     """Compare the SBOM's components with the lock target (`locked`: name, evr, arch, sha256) and
     the image's Python distributions; return (OS package count, Python package count).
 
-    File components (type "file", item 4's file-level SBOM) are checked elsewhere; any other
-    component is refused. Raises SupplyChainError naming the first difference."""
+    Besides those, only the build component (files the build generates) may appear; nested file
+    components are checked by check_sbom_files. Raises SupplyChainError naming the first
+    difference."""
     listed, pythons = set(), set()
     for comp in sbom.get("components", []):
         purl = comp.get("purl", "")
@@ -69,7 +71,7 @@ def check_sbom_components(sbom: dict, kind: str, locked: set[tuple[str, str, str
             if not _sha256(comp):
                 raise SupplyChainError(f"Python package {comp.get('name')} has no SHA-256")
             pythons.add((compute_normal_name(comp.get("name", "")), comp.get("version", "")))
-        elif comp.get("type") != "file":
+        elif comp.get("bom-ref") != BUILD_REF:
             raise SupplyChainError(f"component {comp.get('name')!r} ({purl or 'no purl'}) is neither a locked "
                                    f"{kind} package nor a Python package of the image")
     if listed != locked:
@@ -96,3 +98,38 @@ def check_unsigned_sbom(layout: Layout, digest: str, attested: dict) -> None:
     if doc != attested:
         raise SupplyChainError(f"unsigned SBOM referrer {ref['_descriptor']['digest']} differs from the signed "
                                "SBOM attestation")
+
+
+def compute_sbom_files(sbom: dict) -> dict[str, str]:
+    """{"/path": sha256} of every file component nested in the SBOM's components; a path listed
+    twice, or a file component at the top level, is refused."""
+    out: dict[str, str] = {}
+    for comp in sbom.get("components", []):
+        if comp.get("type") == "file":
+            raise SupplyChainError(f"file {comp.get('name')} is not attributed to a component")
+        for sub in comp.get("components", []):
+            if sub.get("type") != "file":
+                continue
+            path = sub.get("name", "")
+            if path in out:
+                raise SupplyChainError(f"file {path} is listed twice")
+            out[path] = _sha256(sub)
+    return out
+
+
+def check_sbom_files(sbom: dict, view: dict[str, LayerEntry]) -> int:
+    """Every regular file of the image is in the SBOM with its SHA-256, and the SBOM lists no
+    other file. Returns the number of files."""
+    listed = compute_sbom_files(sbom)
+    actual = {path: sha for path, sha, _ in compute_files(view, {})}
+    missing = sorted(set(actual) - set(listed))
+    if missing:
+        raise SupplyChainError(f"{len(missing)} files of the image are not in the SBOM, e.g. {missing[0]}")
+    extra = sorted(set(listed) - set(actual))
+    if extra:
+        raise SupplyChainError(f"SBOM lists {len(extra)} files the image does not have, e.g. {extra[0]}")
+    for path in sorted(actual):
+        if listed[path] != actual[path]:
+            raise SupplyChainError(f"file {path}: SHA-256 in the image {actual[path][:16]}... differs from the "
+                                   f"SBOM's {listed[path][:16]}...")
+    return len(actual)

@@ -29,8 +29,8 @@ from supplychain.layer import LayerEntry, compute_entries_from_tar, compute_norm
 from supplychain.lockfile import compute_target_packages, read_lock
 from supplychain.oci import Layout, LayoutError
 from supplychain.sbom import check_sbom_schema
-from supplychain.sbomcheck import (DEFAULT_PYTHON_TARGET, check_sbom_components, check_unsigned_sbom,
-                                   compute_image_dists, compute_sbom_wheels)
+from supplychain.sbomcheck import (DEFAULT_PYTHON_TARGET, check_sbom_components, check_sbom_files,
+                                   check_unsigned_sbom, compute_image_dists, compute_sbom_wheels)
 from supplychain.signing import BUNDLE_TYPE, COSIGN_SIGN_PREDICATE, CYCLONEDX_PREDICATE, SLSA_PREDICATE
 from supplychain.spec import DEFAULT_FORBIDDEN, read_spec
 
@@ -146,11 +146,13 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
     image_dists = compute_image_dists(view, spec.python_target if spec else DEFAULT_PYTHON_TARGET)
     try:
         counts = check_sbom_components(sbom, lock["kind"], locked, image_dists, req.target)
+        files = check_sbom_files(sbom, view)
         check_unsigned_sbom(layout, digest, sbom)
     except SupplyChainError as exc:
         raise SupplyChainError(f"sbom: {exc}") from None
     yield (f"ok sbom: signed CycloneDX 1.6 SBOM valid, {counts[0]} {lock['kind']} packages == lock target "
-           f"{req.target}, {counts[1]} Python packages == the image's, unsigned SBOM referrer == attested")
+           f"{req.target}, {counts[1]} Python packages == the image's, all {files} files with SHA-256, "
+           "unsigned SBOM referrer == attested")
 
     provs = by_type.get(SLSA_PREDICATE, [])
     if len(provs) != 1:

@@ -73,6 +73,26 @@ def test_sbom_lists_every_locked_rpm_with_purl_and_sha256(release):
     assert "fakeshell" not in comps
 
 
+def test_sbom_lists_every_file_with_its_hash_and_owner(release):
+    import hashlib
+    import io
+    import tarfile
+
+    layout = Layout(release["work"] / "oci1")
+    files = {}
+    for tar_bytes in layout.read_layer_tars(layout.read_tagged("v0.1.0")):
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+            for m in tar.getmembers():
+                if m.isfile():
+                    files["/" + m.name] = hashlib.sha256(tar.extractfile(m).read()).hexdigest()
+    listed = {f["name"]: (c["name"], f["hashes"][0]["content"]) for c in release["sbom"]["components"]
+              for f in c.get("components", [])}
+    assert {p: sha for p, (_, sha) in listed.items()} == files
+    assert listed["/usr/bin/hello"][0] == "hello"
+    assert listed["/etc/passwd"][0] == listed["/etc/group"][0] == listed["/etc/hello.conf"][0] == "kubevirt-build"
+    assert listed["/opt/kubevirt-py/site-packages/greeting_helper.py"][0] == "greeting-helper"
+
+
 def _copy_layout(release, tmp_path):
     dst = tmp_path / "oci"
     shutil.copytree(release["work"] / "oci1", dst)

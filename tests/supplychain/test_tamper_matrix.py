@@ -218,7 +218,7 @@ def sbom_drops_package(c):
 
 def sbom_drops_python_package(c):
     sbom = dict(c.release["sbom"], components=[x for x in c.release["sbom"]["components"]
-                                               if not x["purl"].startswith("pkg:pypi/")])
+                                               if not x.get("purl", "").startswith("pkg:pypi/")])
     c.resign(CYCLONEDX_PREDICATE, sbom)
     return "sbom: Python packages differ from the image's: not installed [], not listed ['greeting-helper==1.0']"
 
@@ -228,6 +228,27 @@ def sbom_adds_component(c):
              "bom-ref": "backdoor"}
     c.resign(CYCLONEDX_PREDICATE, dict(c.release["sbom"], components=c.release["sbom"]["components"] + [extra]))
     return "sbom: component 'backdoor' (pkg:generic/backdoor@1) is neither a locked rpm package nor a Python package of the image"
+
+
+def _sbom_files_edited(c, edit):
+    sbom = json.loads(json.dumps(c.release["sbom"]))
+    for comp in sbom["components"]:
+        comp["components"] = [f for f in comp.get("components", []) if edit(f)]
+    c.resign(CYCLONEDX_PREDICATE, sbom)
+
+
+def sbom_file_hash_changed(c):
+    def edit(f):
+        if f["name"] == "/usr/bin/hello":
+            f["hashes"] = [{"alg": "SHA-256", "content": "ee" * 32}]
+        return True
+    _sbom_files_edited(c, edit)
+    return "sbom: file /usr/bin/hello: SHA-256 in the image * differs from the SBOM's eeeeeeeeeeeeeeee..."
+
+
+def sbom_drops_generated_file(c):
+    _sbom_files_edited(c, lambda f: f["name"] != "/etc/passwd")
+    return "sbom: 1 files of the image are not in the SBOM, e.g. /etc/passwd"
 
 
 def provenance_other_builder(c):
@@ -249,7 +270,8 @@ CASES = [layer_byte, layer_missing, manifest_edited, manifest_rewritten, config_
          signature_swapped, sbom_attestation_swapped, provenance_swapped, unsigned_sbom_swapped,
          unsigned_sbom_removed, referrers_removed, sbom_attestation_removed, provenance_removed,
          release_manifest_changed, release_bundle_removed, lock_checksum, other_ca, other_identity, foreign_bundle,
-         sbom_drops_package, sbom_drops_python_package, sbom_adds_component, provenance_other_builder,
+         sbom_drops_package, sbom_drops_python_package, sbom_adds_component, sbom_file_hash_changed,
+         sbom_drops_generated_file, provenance_other_builder,
          provenance_drops_package]
 
 
