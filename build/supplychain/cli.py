@@ -230,14 +230,20 @@ def release_manifest(out: Path, version: str, images: tuple[str, ...], do_sign: 
               help="image spec whose runAs and entrypoint the image must carry")
 @click.option("--strict/--no-strict", default=True, show_default=True,
               help="require --release-manifest, --spec and --builder-id")
+@click.option("--rebuild", is_flag=True, help="rebuild from lock, spec and --cache (offline once the cache is "
+              "filled) and require the same digest")
+@click.option("--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
+@click.option("--wheel", "wheels", multiple=True, type=click.Path(path_type=Path),
+              help="with --rebuild: the project wheel(s) the build used (listed in the provenance)")
 def verify(layout: Path, tag: str, trusted_root: Path | None, certificate_identity: str | None,
            certificate_oidc_issuer: str | None, keys: tuple[Path, ...], lock_path: Path, target: str,
-           release_manifest: Path | None, builder_ids: tuple[str, ...], spec: Path | None, strict: bool) -> None:
+           release_manifest: Path | None, builder_ids: tuple[str, ...], spec: Path | None, strict: bool,
+           rebuild: bool, cache: Path, wheels: tuple[Path, ...]) -> None:
     """Verify an image; one line per check, exit 1 on the first failure."""
     from supplychain.verify import VerifyRequest, check_all
 
     req = VerifyRequest(layout, tag, trusted_root, certificate_identity, certificate_oidc_issuer, lock_path,
-                        target, release_manifest, builder_ids, spec, keys, strict)
+                        target, release_manifest, builder_ids, spec, keys, strict, rebuild, cache, wheels)
     try:
         for line in check_all(req):
             click.echo(line)

@@ -12,7 +12,9 @@ mode (default) first requires the release manifest, the spec and the builder ids
    appears, and the unsigned SBOM referrer is the attested document (sbomcheck.py);
 5. provenance: the SLSA v1 attestation verifies, its builder id is allowed, and its
    resolvedDependencies contain every locked package digest and every SBOM wheel digest;
-6. policy: numeric non-root user, entrypoint is an executable file, no shell/package manager.
+6. policy: numeric non-root user, entrypoint is an executable file, no shell/package manager;
+7. rebuild (with --rebuild): the image rebuilt offline from lock, spec and cache has the same
+   digest (rebuild.py).
 sigstore-python's verifier does not check statement subjects; this module does.
 """
 from __future__ import annotations
@@ -57,6 +59,9 @@ class VerifyRequest:
     spec: Path | None = None
     keys: tuple[Path, ...] = ()
     strict: bool = True
+    rebuild: bool = False
+    cache: Path | None = None
+    wheels: tuple[Path, ...] = ()
 
 
 def check_strict(req: VerifyRequest) -> None:
@@ -173,6 +178,12 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
            "wheels in resolvedDependencies")
 
     yield from _check_policy(layout, desc, spec, view)
+    if req.rebuild:
+        if req.spec is None or req.cache is None:
+            raise SupplyChainError("rebuild: needs --spec and --cache")
+        from supplychain.rebuild import check_rebuild
+
+        yield check_rebuild(digest, pred, req.spec, req.cache, req.wheels)
 
 
 def compute_view(layout: Layout, desc: dict) -> dict[str, LayerEntry]:
