@@ -253,6 +253,32 @@ def verify(layout: Path, tag: str, trusted_root: Path | None, certificate_identi
     click.echo("verified")
 
 
+@cli.command()
+@click.option("--layout", type=click.Path(path_type=Path), required=True)
+@click.option("--tag", required=True)
+@click.option("--to", "dest", required=True, help="host/repository[:tag] (default tag: --tag)")
+def push(layout: Path, tag: str, dest: str) -> None:
+    """Push an image and every referrer (signatures, attestations, SBOM) by digest; tag last."""
+    from supplychain.oci import Layout
+    from supplychain.registry import apply_push
+
+    digest, refs = apply_push(Layout(layout), tag, dest)
+    click.echo(f"pushed {dest} {digest} with {refs} referrers")
+
+
+@cli.command()
+@click.option("--from", "src", required=True, help="host/repository:tag or host/repository@sha256:...")
+@click.option("--layout", type=click.Path(path_type=Path), required=True, help="OCI layout to pull into")
+@click.option("--tag", required=True, help="tag in the layout")
+def pull(src: str, layout: Path, tag: str) -> None:
+    """Pull an image and every referrer into an OCI layout (digests checked)."""
+    from supplychain.oci import Layout
+    from supplychain.registry import apply_pull
+
+    digest, refs = apply_pull(src, Layout(layout), tag)
+    click.echo(f"pulled {src} {digest} with {refs} referrers -> {layout}:{tag}")
+
+
 @cli.command("verify-tag")
 @click.option("--repo", type=click.Path(path_type=Path), default=Path("."), show_default=True)
 @click.option("--tag", required=True)

@@ -86,3 +86,39 @@ def release(rpm_world, served, sigstore_server, tmp_path_factory):
     from sc_cli import make_release
 
     return make_release(rpm_world, served, sigstore_server, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """A real OCI registry (Debian's docker-registry, distribution 2.8) on a free loopback port;
+    the `docker-registry` package comes from scripts/apt-packages.txt."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry missing: run ./scripts/install.sh")
+    root = tmp_path_factory.mktemp("registry")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (root / "config.yml").write_text(yaml.safe_dump({
+        "version": 0.1, "log": {"level": "error"},
+        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
+        "http": {"addr": f"127.0.0.1:{port}"}}))
+    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL,
+                            stderr=open(root / "registry.log", "w"))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for _ in range(100):
+        try:
+            opener.open(f"http://127.0.0.1:{port}/v2/", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"docker-registry exited: {(root / 'registry.log').read_text()[-500:]}")
+            time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)

@@ -42,7 +42,7 @@ def _workflow_runs() -> str:
 def test_release_workflow_commands_parse():
     calls = _workflow_runs()
     found = _invocations(calls)
-    assert [w[0] for w in found] == ["verify-tag", "release", "verify"]
+    assert [w[0] for w in found] == ["verify-tag", "release", "verify", "push"]
     for words in found:
         _check(words)
 
