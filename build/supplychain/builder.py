@@ -19,6 +19,7 @@ from pathlib import Path
 
 from supplychain.dpkgdb import STATUS_PATH, compute_dpkg_status
 from supplychain.errors import SupplyChainError
+from supplychain.rpmdb import RPMDB_PATH, compute_rpmdb
 from supplychain.fetch import Cache
 from supplychain.layer import DIR, FILE, HARDLINK, SYMLINK, LayerEntry, compute_layer, compute_normal_path
 from supplychain.lockfile import check_lock_fresh, compute_target_packages, read_lock
@@ -230,6 +231,8 @@ def apply_build(spec_path: Path, out: Path, tag: str, cache: Cache, wheels: list
     account_entries = compute_account_entries(spec)
     if lock["kind"] == "deb":
         account_entries.append(LayerEntry(STATUS_PATH, FILE, 0o644, data=compute_dpkg_status(paths)))
+    else:
+        account_entries.append(LayerEntry(RPMDB_PATH, FILE, 0o644, data=compute_rpmdb(paths, epoch)))
     layers.append(compute_layer(account_entries, epoch, "accounts and paths"))
     py_entries, dists = [], []
     if spec.python_lock is not None:

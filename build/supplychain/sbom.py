@@ -33,14 +33,16 @@ SBOM_MEDIA_TYPE = "application/vnd.cyclonedx+json"
 
 
 def compute_package_purl(kind: str, pkg: dict, vendor: str, distro: str = "") -> PackageURL:
-    """purl of a lock entry: `pkg:rpm/<vendor>/<name>@<version>-<release>?arch=..&epoch=..`
-    (epoch only when non-zero) or `pkg:deb/<vendor>/<name>@<version>?arch=..&distro=<suite>`
+    """purl of a lock entry: `pkg:rpm/<vendor>/<name>@<version>-<release>?arch=..&epoch=..&distro=..`
+    (epoch only when non-zero, distro when the repository names one, e.g. fedora-40) or `pkg:deb/<vendor>/<name>@<version>?arch=..&distro=<suite>`
     (purl-spec types/rpm-definition.json, deb-definition.json)."""
     if kind == "rpm":
         epoch, _, vr = pkg["evr"].rpartition(":")
         qualifiers = {"arch": pkg["arch"]}
         if epoch and epoch != "0":
             qualifiers["epoch"] = epoch
+        if distro:
+            qualifiers["distro"] = distro
         return PackageURL("rpm", vendor.lower(), pkg["name"], vr, qualifiers)
     qualifiers = {"arch": pkg["arch"]}
     if distro:
@@ -65,7 +67,7 @@ def compute_sbom(build, vendor: str, epoch: int) -> str:
     bom.metadata.timestamp = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
     bom.metadata.component = image
     by_name = {}
-    suites = {r["name"]: r.get("suite", "") for r in build.repositories}
+    suites = {r["name"]: r.get("distro") or r.get("suite", "") for r in build.repositories}
     for pkg in build.packages:
         comp = Component(type=ComponentType.LIBRARY if build.kind == "rpm" else ComponentType.APPLICATION,
                          name=pkg["name"], version=pkg["evr"], bom_ref=f"{build.kind}:{pkg['id']}",

@@ -61,7 +61,7 @@ def publish(served, tmp_path, rpm_world):
         doc = {"kind": "rpm",
                "repositories": [{"name": name, "baseurl": f"{url}{repo_dir.name}/", "arch": "x86_64",
                                  "keys": [str(k) for k in key_paths],
-                                 **({"signedMetadata": True} if sign_metadata is not None else {})}],
+                                 "signedMetadata": sign_metadata is not None}],
                "targets": targets or {"app": {"install": ["hello", "greeter-data"], "exclude": ["fakeshell"]}}}
         path = config_dir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(doc))

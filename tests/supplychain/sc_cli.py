@@ -73,11 +73,14 @@ def make_release(rpm_world, served, sigstore_server, tmp_path_factory):
     for rpm in rpm_world.signed.values():
         shutil.copy(rpm, repo_dir / "Packages" / rpm.name)
     apply_createrepo(repo_dir)
+    repomd = repo_dir / "repodata" / "repomd.xml"  # signed metadata: the default for rpm repositories
+    rpm_world.gpg("--yes", "-u", rpm_world.fingerprints["repo"], "--armor", "--detach-sign", "-o",
+                  str(repomd) + ".asc", str(repomd))
     (work / "repos").mkdir()
     (work / "repos" / "test.yaml").write_text(yaml.safe_dump({
         "kind": "rpm",
         "repositories": [{"name": "test-x86_64", "baseurl": url + "e2e-repo/", "arch": "x86_64",
-                          "keys": [str(rpm_world.keys["repo"])]}],
+                          "keys": [str(rpm_world.keys["repo"])], "distro": "kubevirt-test-1"}],
         "targets": {"handler": {"install": ["hello", "greeter-data"], "exclude": ["fakeshell"]}}}))
     (work / "images").mkdir()
     (work / "hello.conf").write_text("greeting = hi\n")

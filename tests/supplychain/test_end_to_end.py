@@ -67,10 +67,32 @@ def test_sbom_lists_every_locked_rpm_with_purl_and_sha256(release):
     comps = {c["name"]: c for c in release["sbom"]["components"]}
     for pkg in lock["packages"]:
         comp = comps[pkg["name"]]
-        assert comp["purl"] == f"pkg:rpm/kubevirt-py/{pkg['name']}@{pkg['evr'].rpartition(':')[2]}?arch=x86_64"
+        assert comp["purl"] == (f"pkg:rpm/kubevirt-py/{pkg['name']}@{pkg['evr'].rpartition(':')[2]}"
+                                "?arch=x86_64&distro=kubevirt-test-1")
         assert comp["hashes"] == [{"alg": "SHA-256", "content": pkg["sha256"]}]
     assert release["sbom"]["metadata"]["component"]["version"] == release["digests"][0]
     assert "fakeshell" not in comps
+
+
+def test_scanner_reads_the_same_packages_from_the_rpm_database_as_the_sbom_lists(release):
+    """What Trivy/Syft read (/var/lib/rpm/rpmdb.sqlite, through rpm itself) == the SBOM == the lock."""
+    import io
+    import tarfile
+
+    from supplychain.rpmdb import read_rpmdb
+
+    layout = Layout(release["work"] / "oci1")
+    data = None
+    for tar_bytes in layout.read_layer_tars(layout.read_tagged("v0.1.0")):
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+            for m in tar.getmembers():
+                if m.name == "var/lib/rpm/rpmdb.sqlite":
+                    data = tar.extractfile(m).read()
+    installed = read_rpmdb(data)
+    listed = {(c["name"], c["version"], c["purl"].split("arch=")[1].split("&")[0])
+              for c in release["sbom"]["components"] if c.get("purl", "").startswith("pkg:rpm/")}
+    assert installed == listed
+    assert {p["name"] for p in json.loads(release["lock"].read_text())["packages"]} == {n for n, _, _ in installed}
 
 
 def test_sbom_lists_every_file_with_its_hash_and_owner(release):
