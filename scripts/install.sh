@@ -26,3 +26,7 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# the project's build backend inside .venv, so `pip wheel --no-build-isolation` builds the
+# images' wheel offline and reproducibly (hatchling honours SOURCE_DATE_EPOCH); docs/supply-chain.md
+.venv/bin/python -c "import hatchling" 2>/dev/null || .venv/bin/pip install -q "hatchling>=1.25"
