@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -109,6 +110,8 @@ class SourceTransfer:
         self.labels = (namespace, name, executor.config.node_name)
         self._last_write = 0.0
         self._reason: str | None = None
+        self._aborting = False
+        self._progress: dict[str, Any] | None = None  # the last published sample
 
     # -- the cached VMI --------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -126,6 +129,9 @@ class SourceTransfer:
 
     async def _sample(self, stats: dict[str, Any], *, force: bool = False) -> None:
         progress = plan.compute_progress(stats, format_time(self.ex.clock()))
+        if not plan.is_progress_sample(self._progress, progress, aborting=self._aborting or self._reason is not None):
+            return
+        self._progress = progress
         metrics.observe_migration(self.labels, progress)
         now = time.monotonic()
         if force or now - self._last_write >= WRITE_SECONDS:
@@ -150,6 +156,8 @@ class SourceTransfer:
                                   MigrationAbortStatus.SUCCEEDED if self._abort_requested() else None)
             if not outcome.succeeded:
                 tracing.mark_failed("MigrationFailed", outcome.reason or "")
+                if self._progress is not None:  # the last good sample, over whatever was written since
+                    outcome = dataclasses.replace(outcome, progress={**self._progress, **(outcome.progress or {})})
             await self.ex.write_outcome(self.key, self.migration_uid, outcome)
 
     async def _stand_in(self) -> Outcome:
@@ -203,7 +211,7 @@ class SourceTransfer:
         started = time.monotonic()
         best_remaining: int | None = None
         last_progress = started
-        downtime_set = aborting = False
+        downtime_set = aborting = memory_phase = False
         mode = self._state().get("mode") or MigrationMode.PRE_COPY
         paused = False
         while True:
@@ -225,11 +233,13 @@ class SourceTransfer:
                 downtime_set = True
                 await self._quietly(self.ex.hv.set_max_downtime(self.domain_name, options.max_downtime_ms))
             remaining = stats.get("data_remaining")
+            if not memory_phase and plan.memory_transfer_started(stats):
+                memory_phase, best_remaining = True, None  # the disks are copied: memory's figures start over
             if isinstance(remaining, int) and (best_remaining is None or remaining < best_remaining):
                 best_remaining, last_progress = remaining, time.monotonic()
             await self._sample(stats)
             if self._abort_requested() and not aborting:
-                aborting = True
+                aborting = self._aborting = True
                 await self._write(lambda v: migration_status.compute_abort_status(
                     v, self.migration_uid, MigrationAbortStatus.ABORTING))
                 await self._quietly(self.ex.hv.abort_job(self.domain_name))
