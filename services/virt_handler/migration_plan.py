@@ -34,6 +34,7 @@ from shared.api.quantity import QuantityError, to_bytes
 
 DEFAULT_COMPLETION_TIMEOUT_PER_GIB = 150
 DEFAULT_PROGRESS_TIMEOUT = 150
+QEMU_DEFAULT_MAX_DOWNTIME_MS = 300  # QEMU's downtime-limit default (KubeVirt QEMUDefaultTargetDowntimeMS)
 GIB = 2**30
 MIB = 2**20
 
@@ -78,6 +79,20 @@ def compute_migration_options(configuration: Mapping[str, Any] | None) -> Migrat
         allow_auto_converge=bool(conf.get("allowAutoConverge")),
         allow_post_copy=bool(conf.get("allowPostCopy")),
         allow_workload_disruption=bool(conf.get("allowWorkloadDisruption")))
+
+
+def compute_initial_max_downtime(options: MigrationOptions) -> int | None:
+    """The ``migrateSetMaxDowntime`` (ms) applied once the job exists: ``maxDowntimeMs`` capped
+    at QEMU's own default of 300 ms, None when no limit is configured (QEMU keeps its default).
+
+    KubeVirt's source monitor (``live-migration-source.go``) never hands ``maxDowntimeMs`` (default
+    900) to QEMU as the starting limit: without stall detection it leaves QEMU's 300 ms; with
+    it, it sets ``min(maxDowntimeMs, 300)`` at the start and raises the limit towards
+    ``maxDowntimeMs`` only when the migration stalls. This project has no stall detection, so a
+    configured value only ever lowers the limit below QEMU's default."""
+    if not options.max_downtime_ms:
+        return None
+    return min(options.max_downtime_ms, QEMU_DEFAULT_MAX_DOWNTIME_MS)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ three modes:
 
 While it runs it samples the job statistics every ``SAMPLE_SECONDS`` (progress into
 ``migrationState.progress`` at most once per ``WRITE_SECONDS``; the migration gauges of
-``shared.metrics``), applies ``maxDowntimeMs`` once the job exists, the timeouts of
+``shared.metrics``), applies ``maxDowntimeMs`` (capped at QEMU's 300 ms default, as KubeVirt:
+``migration_plan.compute_initial_max_downtime``) once the job exists, the timeouts of
 ``migration_plan.compute_timeout_step`` and an ``abortRequested`` (``abortJob``; ``abortStatus``
 ``Aborting``, then ``Succeeded`` when the guest stayed, ``Failed`` when the migration completed
 anyway). Its outcome is written by ``MigrationExecutor.write_outcome``. Everything runs under
@@ -229,9 +230,10 @@ class SourceTransfer:
                 if task is None:
                     break
                 continue
-            if not downtime_set and options.max_downtime_ms:
+            initial_downtime = plan.compute_initial_max_downtime(options)
+            if not downtime_set and initial_downtime:
                 downtime_set = True
-                await self._quietly(self.ex.hv.set_max_downtime(self.domain_name, options.max_downtime_ms))
+                await self._quietly(self.ex.hv.set_max_downtime(self.domain_name, initial_downtime))
             remaining = stats.get("data_remaining")
             if not memory_phase and plan.memory_transfer_started(stats):
                 memory_phase, best_remaining = True, None  # the disks are copied: memory's figures start over

@@ -192,3 +192,14 @@ def test_progress_separates_disk_copy_from_memory(stats, expected):
 def test_only_real_progress_replaces_the_last_sample(last, sample, aborting, usable):
     previous = plan.compute_progress(last, "T0") if last is not None else None
     assert plan.is_progress_sample(previous, plan.compute_progress(sample, "T1"), aborting=aborting) is usable
+
+
+@pytest.mark.parametrize("configured,applied", [
+    (None, None),  # QEMU keeps its default
+    (900, 300),  # KubeVirt's default: QEMU's 300 ms stays the limit
+    (300, 300),
+    (50, 50),  # a lower limit is respected
+])
+def test_initial_max_downtime_follows_kubevirt(configured, applied):
+    conf = {} if configured is None else {"maxDowntimeMs": configured}
+    assert plan.compute_initial_max_downtime(plan.compute_migration_options(conf)) == applied
