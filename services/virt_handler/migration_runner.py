@@ -37,7 +37,8 @@ from services.virt_handler import migration_plan as plan
 from services.virt_handler import migration_status
 from services.virt_handler.hypervisor_types import HypervisorError
 from shared.api.migration_vocabulary import MIGRATION_TRACEPARENT_ANNOTATION
-from shared import metrics, tracing
+from shared import handler_migration_metrics as migration_metrics
+from shared import tracing
 from shared.api.migration_vocabulary import (
     NODE_MIGRATION_URI_ANNOTATION,
     NODE_VMI_STATE_DIR_ANNOTATION,
@@ -133,7 +134,7 @@ class SourceTransfer:
         if not plan.is_progress_sample(self._progress, progress, aborting=self._aborting or self._reason is not None):
             return
         self._progress = progress
-        metrics.observe_migration(self.labels, progress)
+        migration_metrics.observe_migration(self.labels, progress)
         now = time.monotonic()
         if force or now - self._last_write >= WRITE_SECONDS:
             self._last_write = now
@@ -159,6 +160,8 @@ class SourceTransfer:
                 tracing.mark_failed("MigrationFailed", outcome.reason or "")
                 if self._progress is not None:  # the last good sample, over whatever was written since
                     outcome = dataclasses.replace(outcome, progress={**self._progress, **(outcome.progress or {})})
+            migration_metrics.observe_migration(
+                self.labels, migration_metrics.compute_migration_end_values(self._progress, outcome.succeeded))
             await self.ex.write_outcome(self.key, self.migration_uid, outcome)
 
     async def _stand_in(self) -> Outcome:
