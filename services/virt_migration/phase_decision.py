@@ -6,7 +6,8 @@ this project's roles (/work/notes/migration-design.md):
 - ``""`` -> ``Pending``; ``Failed`` when another non-final VMIM of the VMI was created earlier,
   or the VMI is missing, final, being deleted or not Running.
 - ``Pending`` -> ``Scheduling`` when one more migration fits the limits
-  (:mod:`services.virt_migration.limits`) and no evacuation backoff is pending.
+  (:mod:`services.virt_migration.limits`) and no evacuation backoff is pending; with a limit of
+  0 a Warning Event ``MigrationPending`` says so (nothing can start until it is raised).
 - ``Scheduling`` -> ``Scheduled`` once scheduler-bridge wrote ``status.migrationState.targetNode``;
   ``Failed`` when that takes longer than the scheduling timeout.
 - ``Scheduled``: the hand-off is written on the VMI (:class:`VmiChange.HANDOFF`); once the VMI's
@@ -37,7 +38,7 @@ from enum import StrEnum
 
 import msgspec
 
-from services.virt_migration.limits import MigrationCounts, MigrationLimits, has_capacity
+from services.virt_migration.limits import MigrationCounts, MigrationLimits, compute_zero_limit_reason, has_capacity
 from shared.api.meta import Condition
 from shared.api.migration import (
     MigrationState,
@@ -65,6 +66,7 @@ SUCCESSFUL_MIGRATION = "SuccessfulMigration"
 FAILED_MIGRATION = "FailedMigration"
 SUCCESSFUL_ABORT_MIGRATION = "SuccessfulAbortMigration"
 MIGRATION_BACKOFF = "MigrationBackoff"
+MIGRATION_PENDING = "MigrationPending"  # ours: a limit of 0 keeps every migration Pending
 
 # KubeVirt's messages where it has them (migration.go), ours otherwise
 VMI_MISSING = "Migration failed because vmi does not exist."
@@ -276,7 +278,9 @@ def _decide_before_handoff(vmim: VirtualMachineInstanceMigration, vmi: VirtualMa
             return MigrationAction(requeue_after=(inputs.backoff_until - now).total_seconds(), events=(
                 EventNote(EventType.WARNING, MIGRATION_BACKOFF, f"backoff migrating vmi {vmi_name}", on_vmi=True),))
         if not has_capacity(inputs.counts, inputs.limits):
-            return NOTHING
+            blocked = compute_zero_limit_reason(inputs.limits)
+            return NOTHING if blocked is None else MigrationAction(
+                events=(EventNote(EventType.WARNING, MIGRATION_PENDING, blocked),))
         name = vmi.metadata.name if vmi.metadata else ""
         return _moved(vmim, MigrationPhase.SCHEDULING, now, None,
                       EventNote(EventType.NORMAL, SUCCESSFUL_CREATE, TARGET_REQUESTED.format(vmi=name)),

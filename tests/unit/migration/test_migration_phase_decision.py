@@ -68,8 +68,30 @@ def test_pending_starts_scheduling_only_within_both_limits(cluster, node, limits
         assert phases(action) == ["Pending", "Scheduling"]
         assert action.events[0].reason == "SuccessfulCreate"
         assert action.requeue_after == 300  # the scheduling timeout is checked again then
+    elif 0 in (limits.cluster, limits.per_node):
+        assert action.status is None
+        assert [(e.type, e.reason, e.message) for e in action.events] == [
+            ("Warning", "MigrationPending", "waiting: parallelMigrationsPerCluster is 0, no migration can start")]
     else:
         assert action == pd.NOTHING
+
+
+@pytest.mark.parametrize("limits, reason", [
+    (MigrationLimits(5, 2), None),
+    (MigrationLimits(0, 2), "waiting: parallelMigrationsPerCluster is 0, no migration can start"),
+    (MigrationLimits(5, 0), "waiting: parallelOutboundMigrationsPerNode is 0, no migration can leave a node"),
+])
+def test_a_zero_limit_is_named(limits, reason):
+    from services.virt_migration.limits import compute_zero_limit_reason
+    assert compute_zero_limit_reason(limits) == reason
+
+
+def test_an_empty_drain_taint_key_drains_no_node():
+    from services.virt_migration.evacuation import is_drained
+    node = {"spec": {"taints": [{"key": "", "effect": "NoSchedule"}, {"effect": "NoSchedule"}]}}
+    assert not is_drained(node, "")
+    assert is_drained({"spec": {"taints": [{"key": "kubevirt.io/drain", "effect": "NoSchedule"}]}},
+                      "kubevirt.io/drain")
 
 
 def test_pending_waits_out_an_evacuation_backoff_then_starts():
