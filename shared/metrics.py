@@ -243,29 +243,6 @@ def unregister_vmi_stats_source(source: Callable[[], dict[tuple[str, str, str], 
         _VMI_STATS.sources.remove(source)
 
 
-# -- virt-handler: live migration, from libvirt's job statistics (KubeVirt's names, kubevirt-api.md §11) ----
-_MIGRATION_GAUGES = {  # progress key (or time) -> (metric, help), labels namespace/name/node; real samples only
-    "dataTotalBytes": ("kubevirt_vmi_migration_data_bytes_total", "The total Guest OS data to be migrated."),
-    "dataProcessedBytes": ("kubevirt_vmi_migration_data_processed_bytes", "The Guest OS data migrated so far."),
-    "dataRemainingBytes": ("kubevirt_vmi_migration_data_remaining_bytes", "The Guest OS data left to migrate."),
-    "dirtyMemoryRateBytes": ("kubevirt_vmi_migration_dirty_memory_rate_bytes", "The rate of memory being dirtied."),
-    "transferRateBytes": ("kubevirt_vmi_migration_memory_transfer_rate_bytes", "The memory transfer rate."),
-    "start": ("kubevirt_vmi_migration_start_time_seconds", "The time at which the migration started."),
-    "end": ("kubevirt_vmi_migration_end_time_seconds", "The time at which the migration ended."),
-    "downtime": ("kubevirt_vmi_migration_last_downtime_duration_seconds", "QEMU-measured switch-over pause."),
-}
-MIGRATION_GAUGES = {k: Gauge(n, h, ("namespace", "name", "node")) for k, (n, h) in _MIGRATION_GAUGES.items()}
-
-
-def observe_migration(labels: tuple[str, str, str], progress: dict[str, Any] | None = None, *,
-                      start: float | None = None, end: float | None = None, downtime_ms: int | None = None) -> None:
-    """Set one VMI's migration gauges (namespace, name, node): progress sample, times (Unix s), downtime (ms)."""
-    times = {"start": start, "end": end, "downtime": None if downtime_ms is None else downtime_ms / 1e3}
-    for key, value in {**(progress or {}), **times}.items():
-        if key in MIGRATION_GAUGES and isinstance(value, (int, float)):
-            MIGRATION_GAUGES[key].labels(*labels).set(value)
-
-
 # -- helpers used by the instrumented code ----------------------------------------------------------------
 def observe_phase_transition(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
     """Record the phase-transition histograms when ``new`` (a VMI) is in a different phase than

@@ -46,6 +46,7 @@ from services.virt_handler.sync_executor import (
     decode_vmi,
 )
 from services.virt_handler.vmi_files import VmiFiles
+from shared import handler_migration_metrics as migration_metrics
 from shared import tracing
 from shared.api.vmi import VirtualMachineInstance
 from shared.api.vocabulary import object_key, utc_now
@@ -186,6 +187,7 @@ class VmiAgent:
         cached = self.vmis.get(key)
         if cached is not None and not self._is_mine(cached):
             del self.vmis[key]
+            self._left(key)
 
     def _observe(self, vmi: dict[str, Any], *, enqueue: bool = True) -> None:
         meta = vmi.get("metadata") or {}
@@ -202,6 +204,7 @@ class VmiAgent:
                 self.queue.add(key)
         elif cached is not None:
             del self.vmis[key]
+            self._left(key)
             self.queue.add(key)
 
     def _forget(self, vmi: dict[str, Any]) -> None:
@@ -209,9 +212,16 @@ class VmiAgent:
         cached = self.vmis.get(key)
         if cached is not None and (cached.get("metadata") or {}).get("uid") == (vmi.get("metadata") or {}).get("uid"):
             del self.vmis[key]
+            self._left(key)
             self.queue.add(key)
         elif self._is_mine(vmi):
             self.queue.add(key)
+
+    def _left(self, key: str) -> None:
+        """The VMI ``key`` left this node's view (moved away, or deleted): its migration series on
+        this node go (``shared.handler_migration_metrics.forget_migration``)."""
+        namespace, _, name = key.partition("/")
+        migration_metrics.forget_migration((namespace, name, self.config.node_name))
 
     def _lookup_struct(self, key: str) -> VirtualMachineInstance | None:
         obj = self.vmis.get(key)

@@ -45,7 +45,7 @@ from services.virt_handler.migration_decision import (
 )
 from services.virt_handler.migration_plan import compute_progress
 from services.virt_handler.migration_runner import Outcome, SourceTransfer, migration_span
-from shared import metrics
+from shared import handler_migration_metrics as migration_metrics
 from shared.api.vmi import VirtualMachineInstance
 from shared.api.vocabulary import format_time
 from shared.errors import Conflict, NotFound
@@ -136,7 +136,7 @@ class MigrationExecutor:
                 v, migration_uid, self.clock()))
             started = ((stored or {}).get("status") or {}).get("migrationState") or {}
             if started.get("migrationUid") == migration_uid and started.get("startTimestamp"):
-                metrics.observe_migration((*key.split("/", 1), self.config.node_name),
+                migration_metrics.observe_migration((*key.split("/", 1), self.config.node_name),
                                                 start=self.clock().timestamp())
                 self._spawn(key, uid, migration_uid, dname, "stand-in" if self.stand_in else "real")
             return None
@@ -181,7 +181,7 @@ class MigrationExecutor:
         await self.sync.write_status(key, obj, lambda v: migration_status.compute_source_outcome(
             v, migration_uid, succeeded=outcome.succeeded, reason=outcome.reason, abort_status=outcome.abort_status,
             now=self.clock(), progress=outcome.progress))
-        metrics.observe_migration((*key.split("/", 1), self.config.node_name), end=self.clock().timestamp())
+        migration_metrics.observe_migration((*key.split("/", 1), self.config.node_name), end=self.clock().timestamp())
 
     async def _prepare(self, key: str, obj: dict[str, Any], uid: str, migration_uid: str, dname: str,
                        domain: DomainInfo | None, define_paused: bool) -> float | None:
@@ -229,7 +229,7 @@ class MigrationExecutor:
             log.info("VMI %s now runs on this node (migration %s)", key, migration_uid)
             self.sync.state.agent_connected.pop(dname, None)  # adopt: ask the agent on this side
             self.sync.observe(stored)
-            metrics.observe_migration((*key.split("/", 1), self.config.node_name), downtime_ms=downtime)
+            migration_metrics.observe_migration((*key.split("/", 1), self.config.node_name), downtime_ms=downtime)
             return 0.0
         raise Conflict(f"ownership of VMI {key} kept changing underneath the handler")
 

@@ -34,6 +34,7 @@ from shared.api.quantity import QuantityError, to_bytes
 
 DEFAULT_COMPLETION_TIMEOUT_PER_GIB = 150
 DEFAULT_PROGRESS_TIMEOUT = 150
+QEMU_DEFAULT_MAX_DOWNTIME_MS = 300  # QEMU's downtime-limit default (KubeVirt QEMUDefaultTargetDowntimeMS)
 GIB = 2**30
 MIB = 2**20
 
@@ -78,6 +79,20 @@ def compute_migration_options(configuration: Mapping[str, Any] | None) -> Migrat
         allow_auto_converge=bool(conf.get("allowAutoConverge")),
         allow_post_copy=bool(conf.get("allowPostCopy")),
         allow_workload_disruption=bool(conf.get("allowWorkloadDisruption")))
+
+
+def compute_initial_max_downtime(options: MigrationOptions) -> int | None:
+    """The ``migrateSetMaxDowntime`` (ms) applied once the job exists: ``maxDowntimeMs`` capped
+    at QEMU's own default of 300 ms, None when no limit is configured (QEMU keeps its default).
+
+    KubeVirt's source monitor (``live-migration-source.go``) never hands ``maxDowntimeMs`` (default
+    900) to QEMU as the starting limit: without stall detection it leaves QEMU's 300 ms; with
+    it, it sets ``min(maxDowntimeMs, 300)`` at the start and raises the limit towards
+    ``maxDowntimeMs`` only when the migration stalls. This project has no stall detection, so a
+    configured value only ever lowers the limit below QEMU's default."""
+    if not options.max_downtime_ms:
+        return None
+    return min(options.max_downtime_ms, QEMU_DEFAULT_MAX_DOWNTIME_MS)
 
 
 @dataclass(frozen=True)
@@ -186,22 +201,59 @@ def _stat(stats: Mapping[str, Any], key: str) -> int | None:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def memory_transfer_started(stats: Mapping[str, Any]) -> bool:
+    """Whether QEMU's memory transfer has begun (``memory_total``, ``memory_processed`` or
+    ``memory_iteration`` non-zero); with block migration libvirt copies the disks before it."""
+    return bool(_stat(stats, "memory_total") or _stat(stats, "memory_processed")
+                or _stat(stats, "memory_iteration"))
+
+
 def compute_progress(stats: Mapping[str, Any], updated: str) -> dict[str, Any]:
     """``migrationState.progress`` (camelCase keys, bytes, bytes/s, ms) from a job-stats record
-    (libvirt ``VIR_DOMAIN_JOB_*`` keys); fields libvirt did not report are left out."""
+    (libvirt ``VIR_DOMAIN_JOB_*`` keys); fields libvirt did not report are left out.
+
+    libvirt's ``data_*`` are the whole transfer: memory (``memory_*``) plus the disks copied by
+    block migration (``disk_*``), so ``data*Bytes`` include the disks and ``disk*Bytes`` say how
+    much of it is disk. With block migration libvirt copies the disks first and QEMU's memory
+    transfer starts only after that: until ``memory_total``/``memory_processed`` are non-zero,
+    the memory figures (``memoryIteration``, dirty rate, memory transfer rate) mean nothing and
+    are left out, so a disk-copy sample is never read as a memory one."""
     page = _stat(stats, "memory_page_size") or 4096
-    dirty = _stat(stats, "memory_dirty_rate")
+    memory_started = memory_transfer_started(stats)
+    dirty = _stat(stats, "memory_dirty_rate") if memory_started else None
+    total = _stat(stats, "data_total")
+    if total is None and (_stat(stats, "memory_total") is not None or _stat(stats, "disk_total") is not None):
+        total = (_stat(stats, "memory_total") or 0) + (_stat(stats, "disk_total") or 0)
     fields = {
         "dataProcessedBytes": _stat(stats, "data_processed"),
         "dataRemainingBytes": _stat(stats, "data_remaining"),
-        "dataTotalBytes": _stat(stats, "data_total"),
-        "memoryIteration": _stat(stats, "memory_iteration"),
+        "dataTotalBytes": total,
+        "diskProcessedBytes": _stat(stats, "disk_processed"),
+        "diskRemainingBytes": _stat(stats, "disk_remaining"),
+        "diskTotalBytes": _stat(stats, "disk_total"),
+        "memoryIteration": _stat(stats, "memory_iteration") if memory_started else None,
         "dirtyMemoryRateBytes": dirty * page if dirty is not None else None,
-        "transferRateBytes": _stat(stats, "memory_bps"),
+        "transferRateBytes": _stat(stats, "memory_bps") if memory_started else None,
         "elapsedMs": _stat(stats, "time_elapsed"),
         "downtimeMs": _stat(stats, "downtime"),
     }
     return {**{k: v for k, v in fields.items() if v is not None}, "updatedTimestamp": updated}
+
+
+def is_progress_sample(last: Mapping[str, Any] | None, sample: Mapping[str, Any], *, aborting: bool) -> bool:
+    """Whether ``sample`` (a :func:`compute_progress` result) may replace ``last`` (the last one
+    published, None before the first) as the migration's progress. Not when an abort was asked for
+    (``aborting``: libvirt is cancelling; what it reports then describes the cancellation, e.g.
+    only the disk mirror's figures with ``time_elapsed`` 0), when ``elapsedMs`` went back, or when
+    the memory figures vanished after the memory transfer had begun (a job that is ending)."""
+    if aborting:
+        return False
+    if last is None:
+        return True
+    if isinstance(last.get("elapsedMs"), int) and isinstance(sample.get("elapsedMs"), int) \
+            and sample["elapsedMs"] < last["elapsedMs"]:
+        return False
+    return not ("memoryIteration" in last and "memoryIteration" not in sample)
 
 
 def compute_stand_in_stats(elapsed: float, duration: float, total_bytes: int) -> dict[str, int]:

@@ -14,7 +14,8 @@ three modes:
 
 While it runs it samples the job statistics every ``SAMPLE_SECONDS`` (progress into
 ``migrationState.progress`` at most once per ``WRITE_SECONDS``; the migration gauges of
-``shared.metrics``), applies ``maxDowntimeMs`` once the job exists, the timeouts of
+``shared.metrics``), applies ``maxDowntimeMs`` (capped at QEMU's 300 ms default, as KubeVirt:
+``migration_plan.compute_initial_max_downtime``) once the job exists, the timeouts of
 ``migration_plan.compute_timeout_step`` and an ``abortRequested`` (``abortJob``; ``abortStatus``
 ``Aborting``, then ``Succeeded`` when the guest stayed, ``Failed`` when the migration completed
 anyway). Its outcome is written by ``MigrationExecutor.write_outcome``. Everything runs under
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -35,7 +37,8 @@ from services.virt_handler import migration_plan as plan
 from services.virt_handler import migration_status
 from services.virt_handler.hypervisor_types import HypervisorError
 from shared.api.migration_vocabulary import MIGRATION_TRACEPARENT_ANNOTATION
-from shared import metrics, tracing
+from shared import handler_migration_metrics as migration_metrics
+from shared import tracing
 from shared.api.migration_vocabulary import (
     NODE_MIGRATION_URI_ANNOTATION,
     NODE_VMI_STATE_DIR_ANNOTATION,
@@ -109,6 +112,8 @@ class SourceTransfer:
         self.labels = (namespace, name, executor.config.node_name)
         self._last_write = 0.0
         self._reason: str | None = None
+        self._aborting = False
+        self._progress: dict[str, Any] | None = None  # the last published sample
 
     # -- the cached VMI --------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -126,7 +131,10 @@ class SourceTransfer:
 
     async def _sample(self, stats: dict[str, Any], *, force: bool = False) -> None:
         progress = plan.compute_progress(stats, format_time(self.ex.clock()))
-        metrics.observe_migration(self.labels, progress)
+        if not plan.is_progress_sample(self._progress, progress, aborting=self._aborting or self._reason is not None):
+            return
+        self._progress = progress
+        migration_metrics.observe_migration(self.labels, progress)
         now = time.monotonic()
         if force or now - self._last_write >= WRITE_SECONDS:
             self._last_write = now
@@ -150,6 +158,10 @@ class SourceTransfer:
                                   MigrationAbortStatus.SUCCEEDED if self._abort_requested() else None)
             if not outcome.succeeded:
                 tracing.mark_failed("MigrationFailed", outcome.reason or "")
+                if self._progress is not None:  # the last good sample, over whatever was written since
+                    outcome = dataclasses.replace(outcome, progress={**self._progress, **(outcome.progress or {})})
+            migration_metrics.observe_migration(
+                self.labels, migration_metrics.compute_migration_end_values(self._progress, outcome.succeeded))
             await self.ex.write_outcome(self.key, self.migration_uid, outcome)
 
     async def _stand_in(self) -> Outcome:
@@ -203,7 +215,7 @@ class SourceTransfer:
         started = time.monotonic()
         best_remaining: int | None = None
         last_progress = started
-        downtime_set = aborting = False
+        downtime_set = aborting = memory_phase = False
         mode = self._state().get("mode") or MigrationMode.PRE_COPY
         paused = False
         while True:
@@ -221,15 +233,18 @@ class SourceTransfer:
                 if task is None:
                     break
                 continue
-            if not downtime_set and options.max_downtime_ms:
+            initial_downtime = plan.compute_initial_max_downtime(options)
+            if not downtime_set and initial_downtime:
                 downtime_set = True
-                await self._quietly(self.ex.hv.set_max_downtime(self.domain_name, options.max_downtime_ms))
+                await self._quietly(self.ex.hv.set_max_downtime(self.domain_name, initial_downtime))
             remaining = stats.get("data_remaining")
+            if not memory_phase and plan.memory_transfer_started(stats):
+                memory_phase, best_remaining = True, None  # the disks are copied: memory's figures start over
             if isinstance(remaining, int) and (best_remaining is None or remaining < best_remaining):
                 best_remaining, last_progress = remaining, time.monotonic()
             await self._sample(stats)
             if self._abort_requested() and not aborting:
-                aborting = True
+                aborting = self._aborting = True
                 await self._write(lambda v: migration_status.compute_abort_status(
                     v, self.migration_uid, MigrationAbortStatus.ABORTING))
                 await self._quietly(self.ex.hv.abort_job(self.domain_name))

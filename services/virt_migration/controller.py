@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SCHEDULING_TIMEOUT = 300.0
 """Seconds a VMIM may wait in Scheduling for a target (KubeVirt: 5 min for an unschedulable pod)."""
+DEFAULT_TARGET_READY_TIMEOUT = 300.0
+"""Seconds from PreparingTarget until the source starts (KubeVirt: a target pod not ready in 5 min fails)."""
 
 
 class MigrationController:
@@ -66,11 +68,13 @@ class MigrationController:
         vmims, vmis, policies, kubevirts: typed informers.
         writer: the store edge.
         scheduling_timeout: seconds in Scheduling before Failed.
+        target_ready_timeout: seconds from PreparingTarget to the source's start before Failed.
     """
 
     def __init__(self, vmims: Informer[VirtualMachineInstanceMigration], vmis: Informer[VirtualMachineInstance],
                  policies: Informer[MigrationPolicy], kubevirts: Informer[KubeVirt], writer: MigrationWriter, *,
-                 clock: Clock | None = None, scheduling_timeout: float = DEFAULT_SCHEDULING_TIMEOUT) -> None:
+                 clock: Clock | None = None, scheduling_timeout: float = DEFAULT_SCHEDULING_TIMEOUT,
+                 target_ready_timeout: float = DEFAULT_TARGET_READY_TIMEOUT) -> None:
         self.vmims = vmims
         self.vmis = vmis
         self.policies = policies
@@ -78,6 +82,7 @@ class MigrationController:
         self.writer = writer
         self.clock = clock or SystemClock()
         self.scheduling_timeout = scheduling_timeout
+        self.target_ready_timeout = target_ready_timeout
         self.queue = WorkQueue(name="migration")
         self.orphans = WorkQueue(name="migration-orphans")  # keys "<vmi key>|<migration uid>"
         self.by_vmi: dict[str, set[str]] = {}
@@ -196,6 +201,7 @@ class MigrationController:
             else MigrationCounts()
         return MigrationInputs(earlier_active=has_earlier_active(vmim, siblings), counts=counts, limits=limits,
                                scheduling_timeout=self.scheduling_timeout,
+                               target_ready_timeout=self.target_ready_timeout,
                                backoff_until=compute_backoff_until(vmim, siblings))
 
     # -- reconcile ---------------------------------------------------------------------------
@@ -234,7 +240,7 @@ class MigrationController:
                 return
             self._observe(vmim, action, now)
         if action.vmi_change is not None and vmi is not None:
-            await self._write_vmi(vmim, vmi, action.vmi_change, cluster, now)
+            await self._write_vmi(vmim, vmi, action.vmi_change, cluster, now, action.failure_reason or "")
         if action.status is not None and action.vmi_change == VmiChange.FINISH and current is not None:
             current = await self.writer.write_vmim_status(current, action.status)
         if action.remove_finalizer and current is not None:
@@ -252,7 +258,7 @@ class MigrationController:
                                      f"VirtualMachineInstance migration uid {uid} failed. reason: {last}")
 
     async def _write_vmi(self, vmim: VirtualMachineInstanceMigration, vmi: VirtualMachineInstance,
-                         change: VmiChange, cluster: ClusterMigrationConfig, now: datetime) -> None:
+                         change: VmiChange, cluster: ClusterMigrationConfig, now: datetime, reason: str = "") -> None:
         uid = uid_of(vmim) or ""
         if change == VmiChange.HANDOFF:
             meta = vmi.metadata
@@ -266,6 +272,9 @@ class MigrationController:
                 vmi, lambda v: vmi_writes.compute_handoff(v, uid, target, effective, traceparent), status_only=False)
         elif change == VmiChange.ABORT:
             await self.writer.write_vmi(vmi, lambda v: vmi_writes.compute_abort(v, uid, now), status_only=True)
+        elif change == VmiChange.TARGET_TIMEOUT:
+            await self.writer.write_vmi(vmi, lambda v: vmi_writes.compute_target_timeout(v, uid, now, reason),
+                                        status_only=True)
         else:
             succeeded = phase_of(vmim) == MigrationPhase.SUCCEEDED
             await self.writer.write_vmi(vmi, lambda v: vmi_writes.compute_finish(v, uid, succeeded),

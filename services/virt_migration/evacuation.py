@@ -44,7 +44,11 @@ NOT_EVICTABLE_MESSAGE = "VMI {vmi} is configured with an eviction strategy but i
 
 
 def is_drained(node: Mapping[str, Any] | None, taint_key: str) -> bool:
-    """Whether ``node`` (a Node dict) carries a taint with key ``taint_key``."""
+    """Whether ``node`` (a Node dict) carries a taint with key ``taint_key``; never for an empty
+    key (KubeVirt accepts ``nodeDrainTaintKey: ""``; no Kubernetes taint has an empty key, so it
+    turns taint-driven evacuation off)."""
+    if not taint_key:
+        return False
     taints = ((node or {}).get("spec") or {}).get("taints") or []
     return any(isinstance(t, dict) and t.get("key") == taint_key for t in taints)
 

@@ -50,6 +50,16 @@ def has_capacity(counts: MigrationCounts, limits: MigrationLimits) -> bool:
     return counts.cluster < limits.cluster and counts.source_node < limits.per_node
 
 
+def compute_zero_limit_reason(limits: MigrationLimits) -> str | None:
+    """Why no migration can ever start under ``limits`` (a limit of 0: KubeVirt accepts it and
+    its migrations wait in Pending without a word), None when both allow some."""
+    if limits.cluster <= 0:
+        return f"waiting: parallelMigrationsPerCluster is {limits.cluster}, no migration can start"
+    if limits.per_node <= 0:
+        return f"waiting: parallelOutboundMigrationsPerNode is {limits.per_node}, no migration can leave a node"
+    return None
+
+
 def compute_counts_for(key: str, running_sources: Iterable[str | None], waiting: Iterable[WaitingMigration],
                        limits: MigrationLimits) -> MigrationCounts:
     """The counts VMIM ``key`` (one of ``waiting``) sees: the running migrations (their source

@@ -5,7 +5,8 @@ Usage: ``virt-migration --nats nats://127.0.0.1:4222 --id mig-1``. Several may r
 ``--health-port`` serves ``GET /healthz`` (200 once the caches are synced), ``GET /leader`` and
 ``GET /metrics`` (the ``kubevirt_vmi_migration*`` metrics, workqueues, store latency).
 ``--scheduling-timeout`` is how long a VMIM may wait for scheduler-bridge to find a target before
-it fails (KubeVirt: 5 minutes for an unschedulable target pod). Start-up, signals, logging and
+it fails (KubeVirt: 5 minutes for an unschedulable target pod); ``--target-ready-timeout`` how
+long from PreparingTarget until the source has started (the target could not prepare). Start-up, signals, logging and
 tracing are :mod:`shared.service`'s.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import click
 from aiohttp import web
 
-from services.virt_migration.controller import DEFAULT_SCHEDULING_TIMEOUT
+from services.virt_migration.controller import DEFAULT_SCHEDULING_TIMEOUT, DEFAULT_TARGET_READY_TIMEOUT
 from services.virt_migration.manager import MigrationManager
 from shared.errors import ApiError
 from shared.service import (
@@ -34,7 +35,8 @@ async def run(ctx: ServiceContext) -> None:
     store = await ctx.connect_store(name=f"virt-migration-{identity}")
     manager = MigrationManager(store, identity, workers=params["workers"], lease_duration=params["lease_duration"],
                                renew_deadline=params["renew_deadline"], retry_period=params["retry_period"],
-                               scheduling_timeout=params["scheduling_timeout"])
+                               scheduling_timeout=params["scheduling_timeout"],
+                               target_ready_timeout=params["target_ready_timeout"])
 
     async def leader(_: web.Request) -> web.Response:
         return web.json_response({"identity": manager.identity, "leader": manager.is_leader})
@@ -51,6 +53,9 @@ SERVICE = ServiceDefinition(
         click.option("--workers", default=4, show_default=True, help="Worker tasks for migrations."),
         click.option("--scheduling-timeout", default=DEFAULT_SCHEDULING_TIMEOUT, show_default=True,
                      help="Seconds a migration may wait for a target node before it fails."),
+        click.option("--target-ready-timeout", default=DEFAULT_TARGET_READY_TIMEOUT, show_default=True,
+                     help="Seconds from PreparingTarget until the source node must have started the transfer "
+                          "before the migration fails (the target node could not prepare)."),
     ],
     state_dir_help="Accepted for the embedded installation's uniform command line; virt-migration keeps "
                    "no local state (everything is in the store).",

@@ -16,7 +16,11 @@ import asyncio
 import logging
 from typing import Any
 
-from services.virt_migration.controller import DEFAULT_SCHEDULING_TIMEOUT, MigrationController
+from services.virt_migration.controller import (
+    DEFAULT_SCHEDULING_TIMEOUT,
+    DEFAULT_TARGET_READY_TIMEOUT,
+    MigrationController,
+)
 from services.virt_migration.evacuation_controller import EvacuationController
 from services.virt_migration.executor import MigrationWriter, as_body
 from services.virt_migration.phase_decision import phase_of
@@ -48,11 +52,13 @@ class MigrationManager:
         workers: worker tasks for the migration queue (evacuation and orphans get one each).
         lease_duration, renew_deadline, retry_period: leader election timing (seconds).
         scheduling_timeout: seconds a VMIM may wait for a target.
+        target_ready_timeout: seconds from PreparingTarget until the source must have started.
     """
 
     def __init__(self, store: Any, identity: str, *, workers: int = 4, clock: Clock | None = None,
                  lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
-                 scheduling_timeout: float = DEFAULT_SCHEDULING_TIMEOUT, lease_namespace: str = "kubevirt") -> None:
+                 scheduling_timeout: float = DEFAULT_SCHEDULING_TIMEOUT, lease_namespace: str = "kubevirt",
+                 target_ready_timeout: float = DEFAULT_TARGET_READY_TIMEOUT) -> None:
         self.store = store
         self.identity = identity
         self.workers = workers
@@ -66,7 +72,8 @@ class MigrationManager:
         self.writer = MigrationWriter(store, self.vmim_informer, self.vmi_informer, self.recorder)
         self.migrations = MigrationController(self.vmim_informer, self.vmi_informer, self.policy_informer,
                                               self.kubevirt_informer, self.writer, clock=self.clock,
-                                              scheduling_timeout=scheduling_timeout)
+                                              scheduling_timeout=scheduling_timeout,
+                                              target_ready_timeout=target_ready_timeout)
         self.evacuation = EvacuationController(self.node_informer, self.vmi_informer, self.vmim_informer,
                                                self.migrations, self.writer)
         self.elector = LeaderElector(store, identity, name=LEASE_NAME, namespace=lease_namespace,

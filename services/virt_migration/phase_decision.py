@@ -6,12 +6,17 @@ this project's roles (/work/notes/migration-design.md):
 - ``""`` -> ``Pending``; ``Failed`` when another non-final VMIM of the VMI was created earlier,
   or the VMI is missing, final, being deleted or not Running.
 - ``Pending`` -> ``Scheduling`` when one more migration fits the limits
-  (:mod:`services.virt_migration.limits`) and no evacuation backoff is pending.
+  (:mod:`services.virt_migration.limits`) and no evacuation backoff is pending; with a limit of
+  0 a Warning Event ``MigrationPending`` says so (nothing can start until it is raised).
 - ``Scheduling`` -> ``Scheduled`` once scheduler-bridge wrote ``status.migrationState.targetNode``;
   ``Failed`` when that takes longer than the scheduling timeout.
 - ``Scheduled``: the hand-off is written on the VMI (:class:`VmiChange.HANDOFF`); once the VMI's
   ``migrationState.migrationUid`` is this VMIM's uid -> ``PreparingTarget``.
-- ``PreparingTarget`` -> ``TargetReady`` (``targetNodeAddress``) -> ``Running`` (``startTimestamp``).
+- ``PreparingTarget`` -> ``TargetReady`` (``targetNodeAddress``) -> ``Running`` (``startTimestamp``);
+  when the source has not started within the target-ready timeout counted from entering
+  ``PreparingTarget`` (KubeVirt fails a migration whose target pod is not ready in 5 min), the
+  migration is ended as failed on the VMI (:class:`VmiChange.TARGET_TIMEOUT`: nobody else would
+  write it; the target then removes what it prepared) and the phase follows.
 - -> ``Succeeded`` when the VMI's migration state is completed, not failed, and ``nodeName`` is
   the target; -> ``Failed`` when it failed, was cleared, or names another migration.
 - cancel (``deletionTimestamp``): before the hand-off -> ``Failed`` at once (condition
@@ -33,7 +38,7 @@ from enum import StrEnum
 
 import msgspec
 
-from services.virt_migration.limits import MigrationCounts, MigrationLimits, has_capacity
+from services.virt_migration.limits import MigrationCounts, MigrationLimits, compute_zero_limit_reason, has_capacity
 from shared.api.meta import Condition
 from shared.api.migration import (
     MigrationState,
@@ -61,6 +66,7 @@ SUCCESSFUL_MIGRATION = "SuccessfulMigration"
 FAILED_MIGRATION = "FailedMigration"
 SUCCESSFUL_ABORT_MIGRATION = "SuccessfulAbortMigration"
 MIGRATION_BACKOFF = "MigrationBackoff"
+MIGRATION_PENDING = "MigrationPending"  # ours: a limit of 0 keeps every migration Pending
 
 # KubeVirt's messages where it has them (migration.go), ours otherwise
 VMI_MISSING = "Migration failed because vmi does not exist."
@@ -76,6 +82,7 @@ HANDED_OVER = "Migration target on node {node} is ready for preparation by virt-
 ABORT_REQUESTED = "Migration is ready to be canceled by virt-handler."
 TARGET_REQUESTED = "Requested a migration target for VMI {vmi} from scheduler-bridge."
 TARGET_IS_SOURCE = "Migration target node {node} is the VMI's current node."
+TARGET_NOT_READY = "Migration target on node {node} was not ready within {seconds:g} seconds."
 
 
 class VmiChange(StrEnum):
@@ -84,6 +91,7 @@ class VmiChange(StrEnum):
     HANDOFF = "HandOff"
     ABORT = "Abort"
     FINISH = "Finish"
+    TARGET_TIMEOUT = "TargetTimeout"
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,7 @@ class MigrationInputs:
     limits: MigrationLimits = MigrationLimits()
     scheduling_timeout: float = 300.0
     backoff_until: datetime | None = None
+    target_ready_timeout: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,7 @@ class MigrationAction:
     remove_finalizer: bool = False
     events: tuple[EventNote, ...] = field(default=())
     requeue_after: float | None = None
+    failure_reason: str | None = None  # with TARGET_TIMEOUT: the VMI's migrationState.failureReason
 
     @property
     def phase(self) -> str | None:
@@ -268,7 +278,9 @@ def _decide_before_handoff(vmim: VirtualMachineInstanceMigration, vmi: VirtualMa
             return MigrationAction(requeue_after=(inputs.backoff_until - now).total_seconds(), events=(
                 EventNote(EventType.WARNING, MIGRATION_BACKOFF, f"backoff migrating vmi {vmi_name}", on_vmi=True),))
         if not has_capacity(inputs.counts, inputs.limits):
-            return NOTHING
+            blocked = compute_zero_limit_reason(inputs.limits)
+            return NOTHING if blocked is None else MigrationAction(
+                events=(EventNote(EventType.WARNING, MIGRATION_PENDING, blocked),))
         name = vmi.metadata.name if vmi.metadata else ""
         return _moved(vmim, MigrationPhase.SCHEDULING, now, None,
                       EventNote(EventType.NORMAL, SUCCESSFUL_CREATE, TARGET_REQUESTED.format(vmi=name)),
@@ -288,11 +300,17 @@ def _decide_before_handoff(vmim: VirtualMachineInstanceMigration, vmi: VirtualMa
 
 
 def _decide_after_handoff(vmim: VirtualMachineInstanceMigration, vmi: VirtualMachineInstance,
-                          own: MigrationState, now: datetime) -> MigrationAction:
-    """Phases PreparingTarget, TargetReady, Running (and Scheduled once the hand-off is seen)."""
+                          own: MigrationState, now: datetime, timeout: float) -> MigrationAction:
+    """Phases PreparingTarget, TargetReady, Running (and Scheduled once the hand-off is seen);
+    ``timeout``: the target-ready timeout (s)."""
     phase = phase_of(vmim)
     if own.failed:
-        return _failed(vmim, now, own, CANCELED if own.abort_requested else SOURCE_FAILED)
+        if own.abort_requested:
+            return _failed(vmim, now, own, CANCELED)
+        # before the source started only virt-migration ends a migration (the target-ready timeout)
+        before_start = phase in (MigrationPhase.PREPARING_TARGET, MigrationPhase.TARGET_READY) \
+            and not own.start_timestamp
+        return _failed(vmim, now, own, (own.failure_reason if before_start else None) or SOURCE_FAILED)
     node = vmi.status.node_name if vmi.status is not None else None
     if own.completed and own.target_node and node == own.target_node:
         return _moved(vmim, MigrationPhase.SUCCEEDED, now, own,
@@ -304,12 +322,23 @@ def _decide_after_handoff(vmim: VirtualMachineInstanceMigration, vmi: VirtualMac
             return MigrationAction(status=status, vmi_change=VmiChange.ABORT, events=(
                 EventNote(EventType.NORMAL, SUCCESSFUL_ABORT_MIGRATION, ABORT_REQUESTED),))
     if phase == MigrationPhase.SCHEDULED:
-        return _moved(vmim, MigrationPhase.PREPARING_TARGET, now, own, status=status)
+        return _moved(vmim, MigrationPhase.PREPARING_TARGET, now, own, status=status,
+                      requeue_after=timeout)
+    left = None
+    if phase in (MigrationPhase.PREPARING_TARGET, MigrationPhase.TARGET_READY) and not own.start_timestamp:
+        since = phase_entered_at(vmim, MigrationPhase.PREPARING_TARGET) or now
+        left = timeout - (now - since).total_seconds()
+        if left <= 0 and not own.abort_requested:
+            reason = TARGET_NOT_READY.format(node=own.target_node or "", seconds=timeout)
+            return MigrationAction(status=status if status != vmim.status else None,
+                                   vmi_change=VmiChange.TARGET_TIMEOUT, failure_reason=reason)
     if phase == MigrationPhase.PREPARING_TARGET and own.target_node_address:
-        return _moved(vmim, MigrationPhase.TARGET_READY, now, own, status=status)
+        return _moved(vmim, MigrationPhase.TARGET_READY, now, own, status=status, requeue_after=left)
     if phase == MigrationPhase.TARGET_READY and own.start_timestamp:
         return _moved(vmim, MigrationPhase.RUNNING, now, own, status=status)
-    return MigrationAction(status=status) if status != vmim.status else NOTHING
+    if status != vmim.status:
+        return MigrationAction(status=status, requeue_after=left)
+    return MigrationAction(requeue_after=left) if left is not None else NOTHING
 
 
 def compute_migration_action(vmim: VirtualMachineInstanceMigration, vmi: VirtualMachineInstance | None,
@@ -326,7 +355,7 @@ def compute_migration_action(vmim: VirtualMachineInstanceMigration, vmi: Virtual
     if phase in (MigrationPhase.UNSET, MigrationPhase.PENDING, MigrationPhase.SCHEDULING):
         return _decide_before_handoff(vmim, vmi, inputs, now)
     if own is not None:
-        return _decide_after_handoff(vmim, vmi, own, now)
+        return _decide_after_handoff(vmim, vmi, own, now, inputs.target_ready_timeout)
     if phase != MigrationPhase.SCHEDULED:  # the VMI's state for this migration is gone or another's
         return _failed(vmim, now, None, TAKEN_OVER if vmi_migration_state(vmi) is not None else STATE_CLEARED)
     if is_deleting(vmim):

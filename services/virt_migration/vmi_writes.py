@@ -13,6 +13,8 @@ was not made for.
 - abort: ``migrationState.abortRequested=true``; when the source has not started yet
   (no ``startTimestamp``), the migration also ends there: ``abortStatus: Succeeded``,
   ``completed``, ``failed``, ``endTimestamp`` and a failure reason (nobody else would);
+- target timeout: a migration the source has not started (no ``startTimestamp``) ends as
+  failed: ``completed``, ``failed``, ``endTimestamp``, ``failureReason``;
 - finish: the target-node label removed, and after a success ``evacuationNodeName`` cleared
   when it named the node the VMI left;
 - evacuation mark: ``status.evacuationNodeName=<node>``.
@@ -83,6 +85,20 @@ def compute_abort(vmi: VirtualMachineInstance, migration_uid: str, now: datetime
         state = _replace(current, abort_requested=True, abort_status=MigrationAbortStatus.SUCCEEDED.value,
                          completed=True, failed=True, end_timestamp=format_time(now),
                          failure_reason=ABORTED_BEFORE_START)
+    assert vmi.status is not None
+    return _replace(vmi, status=_replace(vmi.status, migration_state=state))
+
+
+def compute_target_timeout(vmi: VirtualMachineInstance, migration_uid: str, now: datetime,
+                           reason: str) -> VirtualMachineInstance | None:
+    """The VMI with migration ``migration_uid`` ended as failed because its target was not ready in
+    time; None when the state is another's, has ended, or the source has started (then the source
+    decides how it ends)."""
+    current = _state(vmi)
+    if current is None or current.migration_uid != migration_uid or current.start_timestamp \
+            or current.completed or current.failed:
+        return None
+    state = _replace(current, completed=True, failed=True, end_timestamp=format_time(now), failure_reason=reason)
     assert vmi.status is not None
     return _replace(vmi, status=_replace(vmi.status, migration_state=state))
 

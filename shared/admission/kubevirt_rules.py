@@ -7,7 +7,12 @@ Sources: KubeVirt ``staging/src/kubevirt.io/api/core/v1/types.go`` (MigrationCon
 structural schema, whose messages are Kubernetes' (``<path> in body should be greater than or
 equal to 1``). The field types themselves are checked by decoding (shared.api.kubevirt).
 
-Deliberate differences: a negative ``bandwidthPerMigration`` is refused (KubeVirt's schema lets
+Deliberate differences: a negative ``progressTimeout`` or ``completionTimeoutPerGiB`` is refused
+(KubeVirt's schema takes any int64; its migration monitor then treats a negative
+``progressTimeout`` as "stuck" at the first check and aborts every migration, and a negative
+completion timeout as an immediate timeout; its MigrationPolicy admitter already refuses a
+negative ``completionTimeoutPerGiB``); 0 stays valid for both and means "no such timeout", as in
+KubeVirt. A negative ``bandwidthPerMigration`` is refused (KubeVirt's schema lets
 it through; it means nothing); KubeVirt's newest update admitter refuses changing
 ``maxDowntimeMs`` without the alpha MigrationStallDetection/MigrationDowntimeTuning gates — here
 it may be changed freely, as in KubeVirt releases before those gates.
@@ -24,11 +29,14 @@ from shared.errors import StatusCause
 
 MIGRATIONS_PATH = "spec.configuration.migrations"
 UINT32_MAX = 2**32 - 1
+INT64_MAX = 2**63 - 1
 #: field -> (minimum, maximum) as KubeVirt's schema and Go types allow.
 INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "parallelMigrationsPerCluster": (0, UINT32_MAX),
     "parallelOutboundMigrationsPerNode": (0, UINT32_MAX),
     "maxDowntimeMs": (1, 2_000_000),
+    "progressTimeout": (0, INT64_MAX),
+    "completionTimeoutPerGiB": (0, INT64_MAX),
 }
 
 

@@ -22,11 +22,16 @@ class MigrationProgress(ApiStruct, kw_only=True):
     """``migrationState.progress`` (a kubevirt-py extension, not in KubeVirt): the source
     virt-handler's latest sample of libvirt's job statistics (``virDomainGetJobStats``) while the
     migration runs, and the QEMU-reported ``downtimeMs`` once it has ended. Bytes, bytes per
-    second, milliseconds."""
+    second, milliseconds. ``data*`` cover the whole transfer (memory and the disks block
+    migration copies), ``disk*`` the disks' share; ``memoryIteration`` and the rates are absent
+    while only disks are being copied (the memory transfer has not begun)."""
 
     data_processed_bytes: Int64 | None = None
     data_remaining_bytes: Int64 | None = None
     data_total_bytes: Int64 | None = None
+    disk_processed_bytes: Int64 | None = None
+    disk_remaining_bytes: Int64 | None = None
+    disk_total_bytes: Int64 | None = None
     memory_iteration: Int64 | None = None
     dirty_memory_rate_bytes: Int64 | None = None
     transfer_rate_bytes: Int64 | None = None

@@ -189,6 +189,15 @@ P = "spec.configuration.migrations"
         pytest.param({"parallelMigrationsPerCluster": -1},
                      [(f"{P}.parallelMigrationsPerCluster", f"Invalid value: -1: {P}.parallelMigrationsPerCluster "
                        "in body should be greater than or equal to 0")], id="parallel-negative"),
+        pytest.param({"progressTimeout": -5},
+                     [(f"{P}.progressTimeout", f"Invalid value: -5: {P}.progressTimeout "
+                       "in body should be greater than or equal to 0")], id="progress-timeout-negative"),
+        pytest.param({"completionTimeoutPerGiB": -1},
+                     [(f"{P}.completionTimeoutPerGiB", f"Invalid value: -1: {P}.completionTimeoutPerGiB "
+                       "in body should be greater than or equal to 0")], id="completion-timeout-negative"),
+        pytest.param({"progressTimeout": 0, "completionTimeoutPerGiB": 0, "parallelMigrationsPerCluster": 0,
+                      "parallelOutboundMigrationsPerNode": 0, "nodeDrainTaintKey": ""}, [],
+                     id="zeros-mean-off-as-in-kubevirt"),
         pytest.param({"bandwidthPerMigration": "fast"},
                      [(f"{P}.bandwidthPerMigration", f"Invalid value: 'fast': {P}.bandwidthPerMigration "
                        "is not a quantity")], id="bandwidth-syntax"),

@@ -149,3 +149,57 @@ def test_migration_uri_of_a_node():
     node = "qemu+unix:///system?socket=/run/kubevirt-py/nodes/abc/libvirt-sock"
     assert compute_migration_uri(node, 42) == node
     assert compute_migration_uri("test:///tmp/h.xml", 42) == "test:///tmp/h.xml"
+
+
+# libvirt job stats of a block migration (containerDisk overlay copied with NON_SHARED_INC): first
+# the disk mirror alone (memory_* zero), then memory; after abortJob only the mirror's figures.
+DISK_PHASE = {"type": 2, "data_total": 4458496, "data_processed": 4404019, "data_remaining": 54477,
+              "disk_total": 4458496, "disk_processed": 4404019, "disk_remaining": 54477, "memory_total": 0,
+              "memory_processed": 0, "memory_remaining": 0, "memory_iteration": 0, "memory_bps": 0,
+              "memory_dirty_rate": 0, "time_elapsed": 310}
+MEMORY_PHASE = {"type": 2, "data_total": 273477632 + 4458496, "data_processed": 19818086 + 4458496,
+                "data_remaining": 253659546, "disk_total": 4458496, "disk_processed": 4458496, "disk_remaining": 0,
+                "memory_total": 273477632, "memory_processed": 19818086, "memory_remaining": 253659546,
+                "memory_iteration": 1, "memory_bps": 96 * 2**20, "memory_dirty_rate": 10,
+                "memory_page_size": 4096, "time_elapsed": 1820}
+CANCELLED = {**DISK_PHASE, "time_elapsed": 0}
+
+
+@pytest.mark.parametrize("stats,expected", [
+    (DISK_PHASE, {"dataTotalBytes": 4458496, "dataProcessedBytes": 4404019, "dataRemainingBytes": 54477,
+                  "diskTotalBytes": 4458496, "diskProcessedBytes": 4404019, "diskRemainingBytes": 54477,
+                  "elapsedMs": 310}),
+    (MEMORY_PHASE, {"dataTotalBytes": 277936128, "dataProcessedBytes": 24276582, "dataRemainingBytes": 253659546,
+                    "diskTotalBytes": 4458496, "diskProcessedBytes": 4458496, "diskRemainingBytes": 0,
+                    "memoryIteration": 1, "transferRateBytes": 96 * 2**20, "dirtyMemoryRateBytes": 40960,
+                    "elapsedMs": 1820}),
+    ({"type": 2, "memory_total": 100, "disk_total": 20, "memory_iteration": 1},
+     {"dataTotalBytes": 120, "diskTotalBytes": 20, "memoryIteration": 1}),
+])
+def test_progress_separates_disk_copy_from_memory(stats, expected):
+    assert plan.compute_progress(stats, "T") == {**expected, "updatedTimestamp": "T"}
+
+
+@pytest.mark.parametrize("last,sample,aborting,usable", [
+    (None, DISK_PHASE, False, True),
+    (DISK_PHASE, MEMORY_PHASE, False, True),
+    (MEMORY_PHASE, {**MEMORY_PHASE, "time_elapsed": 2300, "memory_iteration": 2}, False, True),
+    (MEMORY_PHASE, MEMORY_PHASE, True, False),  # abortJob issued: libvirt describes the cancellation
+    (MEMORY_PHASE, CANCELLED, False, False),  # elapsed went back and memory figures vanished
+    (MEMORY_PHASE, {**DISK_PHASE, "time_elapsed": 5000}, False, False),  # memory figures vanished
+    (DISK_PHASE, {**DISK_PHASE, "time_elapsed": 100}, False, False),  # elapsed went back
+])
+def test_only_real_progress_replaces_the_last_sample(last, sample, aborting, usable):
+    previous = plan.compute_progress(last, "T0") if last is not None else None
+    assert plan.is_progress_sample(previous, plan.compute_progress(sample, "T1"), aborting=aborting) is usable
+
+
+@pytest.mark.parametrize("configured,applied", [
+    (None, None),  # QEMU keeps its default
+    (900, 300),  # KubeVirt's default: QEMU's 300 ms stays the limit
+    (300, 300),
+    (50, 50),  # a lower limit is respected
+])
+def test_initial_max_downtime_follows_kubevirt(configured, applied):
+    conf = {} if configured is None else {"maxDowntimeMs": configured}
+    assert plan.compute_initial_max_downtime(plan.compute_migration_options(conf)) == applied

@@ -68,8 +68,30 @@ def test_pending_starts_scheduling_only_within_both_limits(cluster, node, limits
         assert phases(action) == ["Pending", "Scheduling"]
         assert action.events[0].reason == "SuccessfulCreate"
         assert action.requeue_after == 300  # the scheduling timeout is checked again then
+    elif 0 in (limits.cluster, limits.per_node):
+        assert action.status is None
+        assert [(e.type, e.reason, e.message) for e in action.events] == [
+            ("Warning", "MigrationPending", "waiting: parallelMigrationsPerCluster is 0, no migration can start")]
     else:
         assert action == pd.NOTHING
+
+
+@pytest.mark.parametrize("limits, reason", [
+    (MigrationLimits(5, 2), None),
+    (MigrationLimits(0, 2), "waiting: parallelMigrationsPerCluster is 0, no migration can start"),
+    (MigrationLimits(5, 0), "waiting: parallelOutboundMigrationsPerNode is 0, no migration can leave a node"),
+])
+def test_a_zero_limit_is_named(limits, reason):
+    from services.virt_migration.limits import compute_zero_limit_reason
+    assert compute_zero_limit_reason(limits) == reason
+
+
+def test_an_empty_drain_taint_key_drains_no_node():
+    from services.virt_migration.evacuation import is_drained
+    node = {"spec": {"taints": [{"key": "", "effect": "NoSchedule"}, {"effect": "NoSchedule"}]}}
+    assert not is_drained(node, "")
+    assert is_drained({"spec": {"taints": [{"key": "kubevirt.io/drain", "effect": "NoSchedule"}]}},
+                      "kubevirt.io/drain")
 
 
 def test_pending_waits_out_an_evacuation_backoff_then_starts():
@@ -162,9 +184,50 @@ def test_the_phase_follows_the_vmi_migration_state(phase, vmi_state, expected):
     action = decide(vmim, make_vmi(state=vmi_state))
     assert action.phase == expected
     if expected is None:
-        assert action == pd.NOTHING
+        assert action.status is None and action.vmi_change is None and not action.events
     if expected == "Failed":
         assert action.events[0].message == pd.SOURCE_FAILED
+
+
+STARTED = "2026-03-01T11:59:59Z"
+
+
+@pytest.mark.parametrize("phase, entered, vmi_state, timeout, change, requeue", [
+    ("PreparingTarget", 100, {**HANDED}, 300, None, 200),  # still within the timeout: look again then
+    ("PreparingTarget", 301, {**HANDED}, 300, VmiChange.TARGET_TIMEOUT, None),
+    ("TargetReady", 400, {**HANDED, "targetNodeAddress": "127.0.0.1"}, 300, VmiChange.TARGET_TIMEOUT, None),
+    ("TargetReady", 60, {**HANDED, "targetNodeAddress": "127.0.0.1"}, 30, VmiChange.TARGET_TIMEOUT, None),
+    ("TargetReady", 400, {**HANDED, "targetNodeAddress": "127.0.0.1", "startTimestamp": STARTED}, 300, None, None),
+    ("Running", 400, {**HANDED, "startTimestamp": STARTED}, 300, None, None),  # the source decides now
+    ("PreparingTarget", 400, {**HANDED, "abortRequested": True}, 300, None, 0),  # the abort ends it
+])
+def test_a_target_not_ready_in_time_fails_the_migration(phase, entered, vmi_state, timeout, change, requeue):
+    vmim = make_vmim(phase=phase, state=vmi_state, stamps=[("Scheduled", ago(entered + 1)),
+                                                           ("PreparingTarget", ago(entered))])
+    action = decide(vmim, make_vmi(state=vmi_state), target_ready_timeout=timeout)
+    assert action.vmi_change == change
+    if change is not None:
+        assert action.failure_reason == f"Migration target on node node-b was not ready within {timeout} seconds."
+        assert action.phase is None  # the phase follows the VMI once the failure is written there
+    elif requeue:
+        assert action.requeue_after == pytest.approx(requeue)
+
+
+def test_a_migration_ended_by_the_target_timeout_fails_with_that_reason():
+    reason = "Migration target on node node-b was not ready within 300 seconds."
+    state = {**HANDED, "completed": True, "failed": True, "failureReason": reason}
+    action = decide(make_vmim(phase="PreparingTarget", state=HANDED), make_vmi(state=state))
+    assert action.phase == "Failed" and action.events[0].message == reason
+
+
+def test_the_target_timeout_write_ends_only_a_migration_not_yet_started():
+    from services.virt_migration import vmi_writes
+    vmi = make_vmi(state={**HANDED, "targetNodeAddress": "127.0.0.1"})
+    new = as_dict(vmi_writes.compute_target_timeout(vmi, "uid-mig", NOW, "why"))["status"]["migrationState"]
+    assert (new["completed"], new["failed"], new["failureReason"]) == (True, True, "why") and new["endTimestamp"]
+    assert vmi_writes.compute_target_timeout(make_vmi(state={**HANDED, "startTimestamp": STARTED}),
+                                             "uid-mig", NOW, "why") is None
+    assert vmi_writes.compute_target_timeout(vmi, "uid-other", NOW, "why") is None
 
 
 def test_success_needs_the_ownership_cas_on_the_target():
