@@ -201,7 +201,7 @@ SHARED_USERS_DIR = Path("/run/kubevirt-py/system-daemon-users")
 
 
 def apply_shared_system_daemons(timeout: float = 15.0, users_dir: Path | None = None, *,
-                                holder: str | None = None) -> DaemonState:
+                                holder: str | None = None, holder_while: Path | None = None) -> DaemonState:
     """:func:`apply_system_daemons` for users that share the machine's system daemons (test runs,
     embedded installations): registers a user, and records the daemons it had to start as started
     *by the users*, so that the last user to leave stops them
@@ -209,8 +209,9 @@ def apply_shared_system_daemons(timeout: float = 15.0, users_dir: Path | None = 
     Daemons that ran before any user came are never stopped.
 
     ``holder`` None registers this process (a user while its pid lives); a name (``[a-z0-9-]+``,
-    e.g. an installation's) registers a user that stays until it leaves by that name, whatever
-    process does. ``users_dir`` defaults to :data:`SHARED_USERS_DIR`. Idempotent per user.
+    e.g. an installation's) registers a user that stays until it leaves by that name, or until
+    the file ``holder_while`` (when given) no longer exists, e.g. an installation removed without
+    ``down``. ``users_dir`` defaults to :data:`SHARED_USERS_DIR`. Idempotent per user.
     Raises :class:`LibvirtdError`."""
     users_dir = users_dir or SHARED_USERS_DIR
     with _users_lock(users_dir):
@@ -221,7 +222,7 @@ def apply_shared_system_daemons(timeout: float = 15.0, users_dir: Path | None = 
             started[name] = state.pids[name]
         if started:
             started_record.write_text(json.dumps(started))
-        (users_dir / f"user-{holder or os.getpid()}").touch()
+        (users_dir / f"user-{holder or os.getpid()}").write_text(str(holder_while or ""))
     return state
 
 
@@ -235,11 +236,10 @@ def apply_leave_shared_system_daemons(timeout: float = 15.0, users_dir: Path | N
         (users_dir / f"user-{holder or os.getpid()}").unlink(missing_ok=True)
         alive = False
         for record in users_dir.glob("user-*"):
-            user = record.name.removeprefix("user-")
-            if not user.isdigit() or is_pid_alive(int(user)):
+            if _is_user_present(record):
                 alive = True
             else:
-                record.unlink(missing_ok=True)  # a process user that died without leaving
+                record.unlink(missing_ok=True)  # a user that went away without leaving
         if alive:
             return []
         started_record = users_dir / "started.json"
@@ -251,6 +251,18 @@ def apply_leave_shared_system_daemons(timeout: float = 15.0, users_dir: Path | N
                 stopped.append(name)
         started_record.unlink(missing_ok=True)
         return stopped
+
+
+def _is_user_present(record: Path) -> bool:
+    """A process user while its pid lives; a named user while its ``holder_while`` file exists."""
+    user = record.name.removeprefix("user-")
+    if user.isdigit():
+        return is_pid_alive(int(user))
+    try:
+        while_path = record.read_text().strip()
+    except OSError:
+        return False
+    return not while_path or Path(while_path).exists()
 
 
 @contextlib.contextmanager

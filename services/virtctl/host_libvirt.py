@@ -35,7 +35,9 @@ def apply_libvirt_daemons(layout: Layout) -> list[str]:
     message."""
     from shared import libvirtd
 
-    return list(libvirtd.apply_shared_system_daemons(holder=compute_daemon_holder(layout)).started)
+    state = libvirtd.apply_shared_system_daemons(holder=compute_daemon_holder(layout),
+                                                 holder_while=layout.state_dir / "installation.json")
+    return list(state.started)
 
 
 def apply_stop_libvirt_daemons(layout: Layout, timeout: float = 15.0) -> list[str]:

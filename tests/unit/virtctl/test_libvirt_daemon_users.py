@@ -34,7 +34,12 @@ def test_down_stops_the_daemons_only_when_no_other_user_remains(tmp_path: Path, 
     try:
         (users / "started.json").write_text(json.dumps({"sleep": daemon}))
         for layout in (first, second):
-            (users / f"user-{host_libvirt.compute_daemon_holder(layout)}").touch()
+            layout.state_dir.mkdir(parents=True, exist_ok=True)
+            (layout.state_dir / "installation.json").write_text("{}")
+            (users / f"user-{host_libvirt.compute_daemon_holder(layout)}").write_text(
+                str(layout.state_dir / "installation.json"))
+        gone = users / "user-installation-0000000000000000"  # an installation removed without down
+        gone.write_text(str(tmp_path / "removed" / "installation.json"))
         (users / f"user-{test_run.pid}").touch()
 
         assert inst.apply_stop_libvirt_daemons(first, timeout=5) == []  # the other installation uses it
@@ -45,6 +50,7 @@ def test_down_stops_the_daemons_only_when_no_other_user_remains(tmp_path: Path, 
         (users / f"user-{host_libvirt.compute_daemon_holder(second)}").touch()  # `up` again
         assert inst.apply_stop_libvirt_daemons(second, timeout=5) == ["sleep"]  # the last user leaves
         assert not libvirtd.is_pid_alive(daemon)
+        assert not gone.exists()
     finally:
         if test_run.poll() is None:
             test_run.kill()
