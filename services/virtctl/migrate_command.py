@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import time
 from typing import Any
 
 import click
@@ -28,11 +27,13 @@ from services.virtctl.main import cli, client_options, resolve_kubeconfig, selec
 from services.virtctl.migration_progress import (
     FollowState,
     compute_follow_step,
+    compute_total_seconds,
     compute_outcome,
     phase_of,
 )
 from shared import errors
 from shared.api.migration_vocabulary import VMI_NAME_LABEL, is_final_migration_phase
+from shared.api.vocabulary import utc_now
 
 SUBRESOURCES = "subresources.kubevirt.io"
 VMIMS = "virtualmachineinstancemigrations"
@@ -101,14 +102,13 @@ class Display:
                              **({"detail": detail} if detail is not None else {}))
 
 
-async def _follow(api: ApiClient, path: str, vmim: dict[str, Any], rv: str, started: float,
-                  display: Display) -> dict[str, Any]:
+async def _follow(api: ApiClient, path: str, vmim: dict[str, Any], rv: str, display: Display) -> dict[str, Any]:
     """Show ``vmim``'s phases and progress until it is final; returns the final object."""
     name = vmim["metadata"]["name"]
     state = FollowState()
     current = vmim
     while True:
-        step = compute_follow_step(state, current, time.monotonic() - started)
+        step = compute_follow_step(state, current, utc_now())
         state = step.state
         for text in step.phase_lines:
             display.line(text)
@@ -135,7 +135,6 @@ async def _migrate(ctx_values: dict[str, Any], name: str, body: dict[str, Any], 
         vmims = resource_path("kubevirt.io", "v1", VMIMS, ns)
         selector = {"labelSelector": f"{VMI_NAME_LABEL}={name}"}
         before = {i["metadata"]["uid"] for i in (await api.get(vmims, selector))["items"]} if wait else set()
-        started = time.monotonic()
         try:
             await api.put(resource_path(SUBRESOURCES, "v1", "virtualmachines", ns, name, "migrate"), body)
         except errors.ApiError as err:
@@ -153,11 +152,11 @@ async def _migrate(ctx_values: dict[str, Any], name: str, body: dict[str, Any], 
         try:
             with Display(sys.stdout.isatty()) as display:
                 async with asyncio.timeout(timeout):
-                    final = await _follow(api, vmims, vmim, listed["metadata"]["resourceVersion"], started, display)
+                    final = await _follow(api, vmims, vmim, listed["metadata"]["resourceVersion"], display)
         except TimeoutError:
             raise click.ClickException(
                 f"timed out after {timeout:g}s waiting for migration {vmim['metadata']['name']}") from None
-        outcome = compute_outcome(final, time.monotonic() - started)
+        outcome = compute_outcome(final, compute_total_seconds(final, utc_now()))
         assert outcome is not None
         if not outcome.ok:
             raise click.ClickException(outcome.message)
