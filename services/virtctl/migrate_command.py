@@ -37,6 +37,8 @@ from shared.api.vocabulary import utc_now
 
 SUBRESOURCES = "subresources.kubevirt.io"
 VMIMS = "virtualmachineinstancemigrations"
+#: The watch's ``timeoutSeconds``: the server ends it then and the follower opens the next one.
+WATCH_SECONDS = 300
 
 
 def parse_node_selector(text: str | None) -> dict[str, str]:
@@ -103,29 +105,47 @@ class Display:
 
 
 async def _follow(api: ApiClient, path: str, vmim: dict[str, Any], rv: str, display: Display) -> dict[str, Any]:
-    """Show ``vmim``'s phases and progress until it is final; returns the final object."""
+    """Show ``vmim``'s phases and progress until it is final; returns the final object.
+
+    One watch (``fieldSelector`` on the name) carries every change; it is reopened only when it
+    really ends (the server's ``timeoutSeconds``), from the last resourceVersion seen — or, when
+    that version is too old (410 Gone), from a fresh read of the VMIM."""
     name = vmim["metadata"]["name"]
     state = FollowState()
     current = vmim
-    while True:
-        step = compute_follow_step(state, current, utc_now())
+
+    def show(obj: dict[str, Any]) -> bool:
+        nonlocal state
+        step = compute_follow_step(state, obj, utc_now())
         state = step.state
         for text in step.phase_lines:
             display.line(text)
         display.update(step.detail, step.bar)
-        if is_final_migration_phase(phase_of(current)):
-            return current
-        params = {"fieldSelector": f"metadata.name={name}", "resourceVersion": rv, "timeoutSeconds": "60"}
-        async with contextlib.aclosing(api.watch(path, params)) as events:
-            async for event in events:
-                obj = event.get("object") or {}
-                rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                if event.get("type") == "DELETED" and not is_final_migration_phase(phase_of(obj)):
-                    raise click.ClickException(f"migration {name} was deleted before it ended "
-                                               f"(last phase {phase_of(current) or 'unset'})")
-                if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                    current = obj
-                    break
+        return is_final_migration_phase(phase_of(obj))
+
+    if show(current):
+        return current
+    while True:
+        params = {"fieldSelector": f"metadata.name={name}", "resourceVersion": rv,
+                  "timeoutSeconds": str(WATCH_SECONDS)}
+        try:
+            async with contextlib.aclosing(api.watch(path, params)) as events:
+                async for event in events:
+                    obj = event.get("object") or {}
+                    rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                    kind = event.get("type")
+                    if kind == "DELETED" and not is_final_migration_phase(phase_of(obj)):
+                        raise click.ClickException(f"migration {name} was deleted before it ended "
+                                                   f"(last phase {phase_of(current) or 'unset'})")
+                    if kind in ("ADDED", "MODIFIED", "DELETED"):
+                        current = obj
+                        if show(current):
+                            return current
+        except errors.Gone:
+            current = await api.get(f"{path}/{name}")
+            rv = current["metadata"]["resourceVersion"]
+            if show(current):
+                return current
 
 
 async def _migrate(ctx_values: dict[str, Any], name: str, body: dict[str, Any], wait: bool,
