@@ -2,8 +2,9 @@
 
 Owns: the metric objects (one process-wide ``prometheus_client`` registry, the library's default
 ``REGISTRY``, so the process and platform collectors come along), the VMI phase-count collector,
-the workqueue / store / NATS / REST instruments, and :func:`apply_metrics_route`, which mounts
-``GET /metrics`` (text exposition format 0.0.4) on an aiohttp application.
+the workqueue / store / NATS instruments (virt-api's request metrics are
+:mod:`shared.request_metrics`), and :func:`apply_metrics_route`, which mounts ``GET /metrics``
+(text exposition format 0.0.4) on an aiohttp application.
 
 Names and buckets come from KubeVirt (``pkg/monitoring/metrics/*``, kubevirt-api.md §11,
 performance-anchors.md §1b). kubevirt-py's own instruments (store and NATS latency) use the
@@ -13,10 +14,9 @@ metric is only set where a real measurement exists.
 
 from __future__ import annotations
 
-import time
 import weakref
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -83,15 +83,7 @@ NATS_REQUEST_DURATION = Histogram(
     ["outcome"], buckets=LATENCY_BUCKETS,
 )
 
-# -- virt-api (it plays the API server: Kubernetes' apiserver request metric names) ---------------------
-API_REQUESTS = Counter(
-    "apiserver_request", "Counter of virt-api requests by verb, resource and HTTP code.",
-    ["verb", "group", "resource", "subresource", "code"],
-)
-API_REQUEST_DURATION = Histogram(
-    "apiserver_request_duration_seconds", "virt-api response latency by verb and resource.",
-    ["verb", "group", "resource"], buckets=LATENCY_BUCKETS,
-)
+# -- virt-api: apiserver_request_total and apiserver_request_duration_seconds are shared.request_metrics' --
 
 # -- virt-handler: per-VMI statistics from libvirt ---------------------------------------------------------
 VMI_LABELS = ("node", "namespace", "name")
@@ -318,60 +310,3 @@ async def apply_metrics_server(port: int, host: str = "127.0.0.1",
 
 async def _ok(_: web.Request) -> web.Response:
     return web.Response(text="ok")
-
-
-def api_request_middleware(classify: Callable[[web.Request], tuple[str, str, str, str]]) -> Any:
-    """aiohttp middleware counting every request in ``apiserver_request_total`` and timing it in
-    ``apiserver_request_duration_seconds``. ``classify(request)`` gives (verb, group, resource,
-    subresource) as kube-apiserver labels them (verb: get, list, watch, create, update, patch,
-    delete, deletecollection)."""
-
-    @web.middleware
-    async def middleware(request: web.Request,
-                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        verb, group, resource, sub = classify(request)
-        started = time.perf_counter()
-        code = 500
-        try:
-            response = await handler(request)
-            code = response.status
-            return response
-        except web.HTTPException as exc:
-            code = exc.status
-            raise
-        finally:
-            API_REQUESTS.labels(verb, group, resource, sub, str(code)).inc()
-            if verb != "watch":
-                API_REQUEST_DURATION.labels(verb, group, resource).observe(time.perf_counter() - started)
-
-    return middleware
-
-
-def compute_request_labels(request: web.Request) -> tuple[str, str, str, str]:
-    """kube-apiserver's (verb, group, resource, subresource) of a virt-api request; resource ""
-    for non-resource paths (discovery, health). Pure function of method, path and query."""
-    parts = [p for p in request.path.split("/") if p]
-    group = resource = sub = ""
-    name = None
-    if parts[:1] == ["api"] and len(parts) >= 3:
-        rest = parts[2:]
-    elif parts[:1] == ["apis"] and len(parts) >= 4:
-        group, rest = parts[1], parts[3:]
-    else:
-        rest = []
-    if len(rest) >= 3 and rest[0] == "namespaces":
-        rest = rest[2:]
-    if rest:
-        resource = rest[0]
-        name = rest[1] if len(rest) > 1 else None
-        sub = rest[2] if len(rest) > 2 else ""
-    method = request.method.upper()
-    if method in ("GET", "HEAD"):
-        if name is None and resource:
-            verb = "watch" if request.query.get("watch") in ("1", "true", "True") else "list"
-        else:
-            verb = "get"
-    else:
-        verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
-                "DELETE": "delete" if name is not None else "deletecollection"}.get(method, method.lower())
-    return verb, group, resource, sub

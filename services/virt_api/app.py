@@ -26,7 +26,8 @@ from services.virt_api.rest import ResourceHandlers
 from services.virt_api.routing import ResourceRouter
 from services.virt_api.subresources import SubresourceRegistry
 from shared.api.resources import RESOURCES
-from shared.metrics import api_request_middleware, apply_metrics_route, compute_request_labels
+from shared.metrics import apply_metrics_route
+from shared.request_metrics import api_request_middleware, compute_request_labels, remember_prepared_response
 from shared.errors import (
     ApiError,
     BadRequest,
@@ -120,6 +121,7 @@ def create_app(
     # client_max_size is a backstop; bodies are read with the same limit in negotiation.read_body.
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES + 1)
     apply_request_tracing(app)
+    app.on_response_prepare.append(remember_prepared_response)  # status of client-ended requests
     registry = subresources or SubresourceRegistry()
     app[STORE_KEY] = store
     app[SUBRESOURCES_KEY] = registry

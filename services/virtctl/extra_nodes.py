@@ -89,11 +89,16 @@ def load_extra_nodes(layout: inst.Layout) -> tuple[int, list[ExtraNode]]:
         return 1, []
 
 
-def compute_running_specs(layout: inst.Layout) -> list[inst.ServiceSpec]:
-    """The handler specs of nodes 2..count that ``up`` runs (for ``virtctl status``)."""
+def compute_running_nodes(layout: inst.Layout) -> list[ExtraNode]:
+    """The extra nodes 2..count that ``up`` runs (recorded order)."""
     count, nodes = load_extra_nodes(layout)
     wanted = {f"{layout.node_name}-node{i}" for i in range(2, count + 1)}
-    return [n.handler_spec(layout) for n in nodes if n.name in wanted]
+    return [n for n in nodes if n.name in wanted]
+
+
+def compute_running_specs(layout: inst.Layout) -> list[inst.ServiceSpec]:
+    """The handler specs of nodes 2..count that ``up`` runs (for ``virtctl status``)."""
+    return [n.handler_spec(layout) for n in compute_running_nodes(layout)]
 
 
 def compute_extra_nodes(layout: inst.Layout, count: int | None) -> tuple[int, list[ExtraNode]]:

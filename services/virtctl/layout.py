@@ -1,8 +1,9 @@
 """Where an embedded installation keeps things, and the ports it chose.
 
 Owns :class:`Layout` (paths under the state directory: ``installation.json`` with the chosen
-ports, ``logs/<service>.log``, ``run/<service>.json`` pid records, ``nats/`` JetStream data,
-``api/`` TLS material and token, ``kubeconfig``, ``images/``, ``virt-handler/``) and
+ports — API, NATS, each service's health/metrics port —, ``logs/<service>.log``,
+``run/<service>.json`` pid records, ``nats/`` JetStream data, ``api/`` TLS material and token,
+``kubeconfig``, ``images/``, ``virt-handler/``) and
 :func:`load_layout`, which reads and persists it.
 """
 
@@ -34,6 +35,7 @@ class Layout:
     controller_health_port: int = 0
     bridge_health_port: int = 0
     handler_health_port: int = 0
+    migration_health_port: int = 0
 
     @property
     def handler_dir(self) -> Path:
@@ -104,13 +106,24 @@ def load_layout(state_dir: Path, api_port: int | None = None, *, libvirt_uri: st
     data.setdefault("nats_http_port", pick_free_port())
     data.setdefault("libvirt_uri", DEFAULT_LIBVIRT_URI)
     data.setdefault("node_name", os.environ.get("NODE_NAME") or socket.gethostname())
+    if "migration_health_port" not in data:
+        data["migration_health_port"] = _legacy_migration_port(state_dir) or pick_free_port()
     for key in ("controller_health_port", "bridge_health_port", "handler_health_port"):
         data.setdefault(key, pick_free_port())
     layout = Layout(state_dir, data["api_port"], data["nats_port"], data["nats_http_port"],
                     data["libvirt_uri"], data["node_name"], data["controller_health_port"],
-                    data["bridge_health_port"], data["handler_health_port"])
+                    data["bridge_health_port"], data["handler_health_port"], data["migration_health_port"])
     state_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps({k: v for k, v in asdict(layout).items() if k != "state_dir"}, indent=2) + "\n"
     if not record.exists() or record.read_text() != text:
         record.write_text(text)
     return layout
+
+
+def _legacy_migration_port(state_dir: Path) -> int | None:
+    """virt-migration's port as installations made before ``installation.json`` recorded it kept
+    it (``<state>/virt-migration/health-port``), so a running virt-migration keeps its port."""
+    try:
+        return int((state_dir / "virt-migration" / "health-port").read_text())
+    except (OSError, ValueError):
+        return None

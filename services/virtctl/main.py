@@ -238,6 +238,9 @@ def status(state_dir: Path | None) -> None:
         else:
             state, healthy = f"running (pid {record.pid}), NOT healthy", False
         click.echo(f"{spec.name:<16} {state}")
+    click.echo("nodes (libvirt URI of each node's virt-handler):")
+    for name, uri in compute_node_uris(layout).items():
+        click.echo(f"  {name:<16} {uri}")
     click.echo("metrics (Prometheus text; virt-api needs the bearer token in <state-dir>/api/token):")
     for name, url in compute_metrics_urls(layout).items():
         click.echo(f"  {name:<16} {url}")
@@ -245,15 +248,27 @@ def status(state_dir: Path | None) -> None:
         sys.exit(1)
 
 
+def compute_node_uris(layout: inst.Layout) -> dict[str, str]:
+    """Node name -> the libvirt URI its virt-handler uses: this host's node (``up --libvirt-uri``)
+    and nodes 2..N of ``up --nodes N`` (each on its own libvirtd)."""
+    uris = {layout.node_name: layout.libvirt_uri}
+    for node in extra_nodes.compute_running_nodes(layout):
+        uris[node.name] = node.uri(layout)
+    return uris
+
+
 def compute_metrics_urls(layout: inst.Layout) -> dict[str, str]:
-    """Each service's ``/metrics`` URL in this installation (the health ports serve it too)."""
-    ports = {"virt-controller": "controller_health_port", "scheduler-bridge": "bridge_health_port",
-             "virt-handler": "handler_health_port"}
+    """Each service's ``/metrics`` URL in this installation (the health ports serve it too),
+    the extra nodes' virt-handlers (``virt-handler-<node>``) included."""
+    ports = {"virt-controller": "controller_health_port", "virt-migration": "migration_health_port",
+             "scheduler-bridge": "bridge_health_port", "virt-handler": "handler_health_port"}
     urls = {"virt-api": f"{layout.api_url}/metrics"}
     for name, attr in ports.items():
         port = getattr(layout, attr, 0)
         if port:
             urls[name] = f"http://127.0.0.1:{port}/metrics"
+    for node in extra_nodes.compute_running_nodes(layout):
+        urls[f"virt-handler-{node.name}"] = f"http://127.0.0.1:{node.health_port}/metrics"
     return urls
 
 

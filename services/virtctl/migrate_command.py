@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import time
 from typing import Any
 
 import click
@@ -28,14 +27,18 @@ from services.virtctl.main import cli, client_options, resolve_kubeconfig, selec
 from services.virtctl.migration_progress import (
     FollowState,
     compute_follow_step,
+    compute_total_seconds,
     compute_outcome,
     phase_of,
 )
 from shared import errors
 from shared.api.migration_vocabulary import VMI_NAME_LABEL, is_final_migration_phase
+from shared.api.vocabulary import utc_now
 
 SUBRESOURCES = "subresources.kubevirt.io"
 VMIMS = "virtualmachineinstancemigrations"
+#: The watch's ``timeoutSeconds``: the server ends it then and the follower opens the next one.
+WATCH_SECONDS = 300
 
 
 def parse_node_selector(text: str | None) -> dict[str, str]:
@@ -101,31 +104,48 @@ class Display:
                              **({"detail": detail} if detail is not None else {}))
 
 
-async def _follow(api: ApiClient, path: str, vmim: dict[str, Any], rv: str, started: float,
-                  display: Display) -> dict[str, Any]:
-    """Show ``vmim``'s phases and progress until it is final; returns the final object."""
+async def _follow(api: ApiClient, path: str, vmim: dict[str, Any], rv: str, display: Display) -> dict[str, Any]:
+    """Show ``vmim``'s phases and progress until it is final; returns the final object.
+
+    One watch (``fieldSelector`` on the name) carries every change; it is reopened only when it
+    really ends (the server's ``timeoutSeconds``), from the last resourceVersion seen — or, when
+    that version is too old (410 Gone), from a fresh read of the VMIM."""
     name = vmim["metadata"]["name"]
     state = FollowState()
     current = vmim
-    while True:
-        step = compute_follow_step(state, current, time.monotonic() - started)
+
+    def show(obj: dict[str, Any]) -> bool:
+        nonlocal state
+        step = compute_follow_step(state, obj, utc_now())
         state = step.state
         for text in step.phase_lines:
             display.line(text)
         display.update(step.detail, step.bar)
-        if is_final_migration_phase(phase_of(current)):
-            return current
-        params = {"fieldSelector": f"metadata.name={name}", "resourceVersion": rv, "timeoutSeconds": "60"}
-        async with contextlib.aclosing(api.watch(path, params)) as events:
-            async for event in events:
-                obj = event.get("object") or {}
-                rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                if event.get("type") == "DELETED" and not is_final_migration_phase(phase_of(obj)):
-                    raise click.ClickException(f"migration {name} was deleted before it ended "
-                                               f"(last phase {phase_of(current) or 'unset'})")
-                if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                    current = obj
-                    break
+        return is_final_migration_phase(phase_of(obj))
+
+    if show(current):
+        return current
+    while True:
+        params = {"fieldSelector": f"metadata.name={name}", "resourceVersion": rv,
+                  "timeoutSeconds": str(WATCH_SECONDS)}
+        try:
+            async with contextlib.aclosing(api.watch(path, params)) as events:
+                async for event in events:
+                    obj = event.get("object") or {}
+                    rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+                    kind = event.get("type")
+                    if kind == "DELETED" and not is_final_migration_phase(phase_of(obj)):
+                        raise click.ClickException(f"migration {name} was deleted before it ended "
+                                                   f"(last phase {phase_of(current) or 'unset'})")
+                    if kind in ("ADDED", "MODIFIED", "DELETED"):
+                        current = obj
+                        if show(current):
+                            return current
+        except errors.Gone:
+            current = await api.get(f"{path}/{name}")
+            rv = current["metadata"]["resourceVersion"]
+            if show(current):
+                return current
 
 
 async def _migrate(ctx_values: dict[str, Any], name: str, body: dict[str, Any], wait: bool,
@@ -135,7 +155,6 @@ async def _migrate(ctx_values: dict[str, Any], name: str, body: dict[str, Any], 
         vmims = resource_path("kubevirt.io", "v1", VMIMS, ns)
         selector = {"labelSelector": f"{VMI_NAME_LABEL}={name}"}
         before = {i["metadata"]["uid"] for i in (await api.get(vmims, selector))["items"]} if wait else set()
-        started = time.monotonic()
         try:
             await api.put(resource_path(SUBRESOURCES, "v1", "virtualmachines", ns, name, "migrate"), body)
         except errors.ApiError as err:
@@ -153,11 +172,11 @@ async def _migrate(ctx_values: dict[str, Any], name: str, body: dict[str, Any], 
         try:
             with Display(sys.stdout.isatty()) as display:
                 async with asyncio.timeout(timeout):
-                    final = await _follow(api, vmims, vmim, listed["metadata"]["resourceVersion"], started, display)
+                    final = await _follow(api, vmims, vmim, listed["metadata"]["resourceVersion"], display)
         except TimeoutError:
             raise click.ClickException(
                 f"timed out after {timeout:g}s waiting for migration {vmim['metadata']['name']}") from None
-        outcome = compute_outcome(final, time.monotonic() - started)
+        outcome = compute_outcome(final, compute_total_seconds(final, utc_now()))
         assert outcome is not None
         if not outcome.ok:
             raise click.ClickException(outcome.message)

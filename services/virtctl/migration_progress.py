@@ -3,17 +3,22 @@
 The VMIM's ``status.phase`` (KubeVirt's phases), ``status.migrationState`` (virt-migration's
 copy of the VMI's) and its ``progress`` (a kubevirt-py extension: the source virt-handler's
 samples of libvirt's job statistics — bytes, bytes per second, the memory iteration, and at the
-end QEMU's measured downtime in ms) become: a line per phase change, a progress line (or the
-fields of a progress bar on a terminal), and one closing line — success with the nodes, the
-downtime and the total time, or the failure as one readable sentence.
+end QEMU's measured downtime in ms) become: a line per phase reached (every entry of
+``status.phaseTransitionTimestamps``, also those reached before the follower first saw the
+object, with its time since the VMIM's ``metadata.creationTimestamp``), a progress line (or the
+fields of a progress bar on a terminal) while the migration has not ended, and one closing line
+— success with the nodes, the downtime and the total time, or the failure as one readable
+sentence.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from shared.api.migration_vocabulary import MigrationAbortStatus, MigrationPhase
+from shared.api.migration_vocabulary import MigrationAbortStatus, MigrationPhase, is_final_migration_phase
+from shared.api.vocabulary import parse_time
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
@@ -59,8 +64,48 @@ def phase_of(vmim: dict[str, Any]) -> str:
 
 
 def compute_phase_line(phase: str, elapsed: float) -> str:
-    """``"  Scheduling           +0.4s"``: a phase reached, seconds since the command sent the request."""
-    return f"  {phase or 'Created':<20} +{format_seconds(elapsed)}"
+    """``"  Scheduling           +0.4s"``: a phase reached, ``elapsed`` seconds after the VMIM was created."""
+    return f"  {phase:<20} +{format_seconds(max(elapsed, 0.0))}"
+
+
+def _time(text: Any) -> datetime | None:
+    try:
+        return parse_time(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def compute_elapsed(vmim: dict[str, Any], moment: datetime) -> float:
+    """Seconds from the VMIM's ``metadata.creationTimestamp`` to ``moment`` (0 without one).
+    creationTimestamp has whole seconds (as Kubernetes stores it), so this may exceed the true
+    figure by up to a second."""
+    created = _time((vmim.get("metadata") or {}).get("creationTimestamp"))
+    return (moment - created).total_seconds() if created is not None else 0.0
+
+
+def compute_total_seconds(vmim: dict[str, Any], now: datetime) -> float:
+    """The closing line's total: creation to the time of the last phase reached (``now`` when
+    ``phaseTransitionTimestamps`` has none)."""
+    times = compute_phase_times(vmim, now)
+    return times[-1][1] if times else compute_elapsed(vmim, now)
+
+
+def compute_phase_times(vmim: dict[str, Any], now: datetime) -> list[tuple[str, float]]:
+    """(phase, seconds since creation) for each phase the VMIM reached, in order: its
+    ``status.phaseTransitionTimestamps``, then its current phase at ``now`` if no entry names it
+    yet. The unset phase ("") is no phase reached."""
+    status = vmim.get("status") or {}
+    stamped: list[tuple[datetime, str]] = []
+    for entry in status.get("phaseTransitionTimestamps") or []:
+        moment = _time((entry or {}).get("phaseTransitionTimestamp"))
+        if (entry or {}).get("phase") and moment is not None:
+            stamped.append((moment, entry["phase"]))
+    stamped.sort(key=lambda item: item[0])
+    times = [(phase, compute_elapsed(vmim, moment)) for moment, phase in stamped]
+    phase = phase_of(vmim)
+    if phase and phase not in {p for p, _ in times}:
+        times.append((phase, compute_elapsed(vmim, now)))
+    return times
 
 
 def compute_progress_detail(progress: dict[str, Any]) -> str | None:
@@ -139,16 +184,17 @@ def _last_condition_message(vmim: dict[str, Any]) -> str | None:
 
 @dataclass(frozen=True)
 class FollowState:
-    """What the follower has shown: the last phase and the last progress detail."""
+    """What the follower has shown: the phases printed and the last progress detail."""
 
-    phase: str | None = None
+    phases: frozenset[str] = frozenset()
     detail: str | None = None
 
 
 @dataclass(frozen=True)
 class FollowStep:
-    """What to show for one observed VMIM: new phase lines, a new progress detail (None: no change)
-    and the bar figures; ``state`` is the follower's state after it."""
+    """What to show for one observed VMIM, in this order: new phase lines, then a new progress
+    detail (None: no change; never once the migration has ended) and the bar figures; ``state``
+    is the follower's state after it."""
 
     state: FollowState
     phase_lines: tuple[str, ...]
@@ -156,13 +202,18 @@ class FollowStep:
     bar: tuple[int, int] | None
 
 
-def compute_follow_step(state: FollowState, vmim: dict[str, Any], elapsed: float) -> FollowStep:
-    """One step of following: print a phase line when the phase changed, a progress detail when
-    the sample changed."""
-    phase = phase_of(vmim)
-    lines = (compute_phase_line(phase, elapsed),) if phase != state.phase else ()
+def compute_follow_step(state: FollowState, vmim: dict[str, Any], now: datetime) -> FollowStep:
+    """One step of following ``vmim`` at wall-clock ``now``: a line for each phase reached and
+    not yet printed (from ``phaseTransitionTimestamps``, so phases passed before the first look
+    are listed too), then the progress detail when the sample changed and the migration has not
+    ended (a final sample would follow the line that ends it)."""
+    lines = tuple(compute_phase_line(phase, elapsed) for phase, elapsed in compute_phase_times(vmim, now)
+                  if phase not in state.phases)
+    phases = state.phases | {phase for phase, _ in compute_phase_times(vmim, now)}
+    if is_final_migration_phase(phase_of(vmim)):
+        return FollowStep(FollowState(phases, state.detail), lines, None, None)
     progress = progress_of(vmim)
     detail = compute_progress_detail(progress)
     new_detail = detail if detail is not None and detail != state.detail else None
-    return FollowStep(FollowState(phase, detail if detail is not None else state.detail), lines, new_detail,
+    return FollowStep(FollowState(phases, detail if detail is not None else state.detail), lines, new_detail,
                       compute_bar(progress))

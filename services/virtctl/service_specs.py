@@ -23,7 +23,7 @@ from pathlib import Path
 from services.virtctl.host_libvirt import apply_libvirt_daemons
 from services.virtctl.layout import DEFAULT_LIBVIRT_URI, Layout, load_layout
 from services.virtctl.processes import ServiceSpec, is_our_process, read_record, stays_up
-from shared.natsserver import find_nats_server_binary, pick_free_port
+from shared.natsserver import find_nats_server_binary
 
 
 # -- health probes ---------------------------------------------------------------------------
@@ -104,17 +104,8 @@ def _prepare_handler(layout: Layout) -> None:
 
 
 def migration_health_port(layout: Layout) -> int:
-    """virt-migration's health port: chosen once and kept in ``<state>/virt-migration/health-port``
-    (``installation.json`` records the ports of the services that came before it)."""
-    path = layout.state_dir / "virt-migration" / "health-port"
-    try:
-        return int(path.read_text())
-    except (OSError, ValueError):
-        pass
-    port = pick_free_port()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{port}\n")
-    return port
+    """virt-migration's health (and metrics) port, recorded in ``installation.json``."""
+    return layout.migration_health_port
 
 
 NATS_SERVER = ServiceSpec("nats-server", _nats_argv, is_nats_healthy, prepare=_prepare_nats, start_timeout=20.0)

@@ -1,7 +1,9 @@
 """virtctl trace: an object's recent operations as a waterfall, from the installation's trace store.
 
 ``virtctl trace vm/<name>`` reads the object's ``kubevirt-py.io/trace-id`` annotation (a VM's
-VMI too, when it records another trace; a VMI recording none falls back to its controlling VM)
+VMI too, when it records another trace; a VMI recording none falls back to its controlling VM;
+``vmim/<name>``, a migration, has one trace of its own: virt-api's create, virt-migration's
+phases, scheduler-bridge's placement, both nodes' handlers and their libvirt calls)
 and that trace's spans from the JetStream trace stream
 (:mod:`shared.trace_store`), and prints one line per span: start offset and duration in
 milliseconds, a bar, the service, the span name indented under its parent, the status, and the
@@ -30,6 +32,9 @@ KINDS = {
     "virtualmachines": "virtualmachines",
     "vmi": "virtualmachineinstances", "vmis": "virtualmachineinstances",
     "virtualmachineinstance": "virtualmachineinstances", "virtualmachineinstances": "virtualmachineinstances",
+    "vmim": "virtualmachineinstancemigrations", "vmims": "virtualmachineinstancemigrations",
+    "virtualmachineinstancemigration": "virtualmachineinstancemigrations",
+    "virtualmachineinstancemigrations": "virtualmachineinstancemigrations",
 }
 BAR_WIDTH = 24
 _STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
@@ -54,7 +59,7 @@ def parse_target(target: str) -> tuple[str, str]:
     """``vm/NAME`` -> (``virtualmachines``, NAME). Raises click.BadParameter on other forms."""
     kind, sep, name = target.partition("/")
     if not sep or not name or kind.lower() not in KINDS:
-        raise click.BadParameter(f"expected <kind>/<name> with kind one of vm, vmi (got {target!r})",
+        raise click.BadParameter(f"expected <kind>/<name> with kind one of vm, vmi, vmim (got {target!r})",
                                  param_hint="TARGET")
     return KINDS[kind.lower()], name
 
@@ -142,7 +147,7 @@ def _controlling_vm(vmi: dict[str, Any]) -> dict[str, Any] | None:
 async def collect_trace_documents(nats_url: str, prefix: str, plural: str, namespace: str,
                                   name: str) -> tuple[list[str], list[dict[str, Any]]]:
     """(trace ids recorded on the object — and on a VM's VMI; for a VMI recording none, on the VM
-    controlling it —, their OTLP JSON documents). Raises NotFound (shared.errors) when the
+    controlling it; a VMIM's alone —, their OTLP JSON documents). Raises NotFound (shared.errors) when the
     object does not exist."""
     from shared.errors import NotFound
     from shared.store import ObjectStore
@@ -154,7 +159,7 @@ async def collect_trace_documents(nats_url: str, prefix: str, plural: str, names
                 objects.append(await store.get("virtualmachineinstances", namespace, name))
             except NotFound:
                 pass
-        elif tracing.trace_id_of(objects[0]) is None:
+        elif plural == "virtualmachineinstances" and tracing.trace_id_of(objects[0]) is None:
             # A VMI stamped by nothing (made by an older controller, or in a reconcile that had no
             # span) belongs to the latest operation on the VM that controls it.
             owner = _controlling_vm(objects[0])
@@ -185,7 +190,8 @@ async def collect_trace_documents(nats_url: str, prefix: str, plural: str, names
 @click.pass_context
 def trace_command(ctx: click.Context, target: str, nats_url: str | None, bucket_prefix: str,
                   export_file: Path | None, state_dir: Path | None) -> None:
-    """Show the recent operations on TARGET (vm/<name> or vmi/<name>) as a waterfall of spans."""
+    """Show the recent operations on TARGET (vm/<name>, vmi/<name>, or vmim/<name>: one
+    migration) as a waterfall of spans."""
     plural, name = parse_target(target)
     namespace = selected_namespace(ctx) or os.environ.get("NAMESPACE") or "default"
     url = nats_url or default_nats_url(state_dir or default_state_dir())

@@ -17,6 +17,7 @@ from typing import Any
 
 from shared.admission.context import AdmissionContext
 from shared.admission.fields import forbidden, invalid_value, not_supported, required
+from shared.admission.labels import compute_label_map_causes
 from shared.api.migration_vocabulary import MIGRATION_FINALIZER, VMI_NAME_LABEL, is_final_migration_phase
 from shared.api.quantity import is_quantity, parse_quantity
 from shared.errors import StatusCause
@@ -47,10 +48,12 @@ def apply_migration_mutation(obj: dict[str, Any]) -> None:
 def compute_create_causes(spec: dict[str, Any], ctx: AdmissionContext) -> list[StatusCause]:
     """The object-only create rules: ``vmiName`` required (alone: KubeVirt stops there),
     ``priority`` only from KubeVirt itself (``ctx.trusted``), ``sendTo``/``receive`` only with
-    the DecentralizedLiveMigration gate and with one migrationID."""
+    the DecentralizedLiveMigration gate and with one migrationID, and ``addedNodeSelector`` a
+    map of valid label keys and values (Kubernetes' rules for a nodeSelector; KubeVirt leaves
+    that to the target pod's creation, which has no counterpart here)."""
     if not spec.get("vmiName"):
         return [required("spec.vmiName", VMI_NAME_MISSING)]
-    causes: list[StatusCause] = []
+    causes = compute_label_map_causes("spec.addedNodeSelector", spec.get("addedNodeSelector"))
     if spec.get("priority") is not None and not ctx.trusted:
         causes.append(forbidden("spec.migrationPriority", PRIORITY_FORBIDDEN))
     send_to, receive = spec.get("sendTo"), spec.get("receive")

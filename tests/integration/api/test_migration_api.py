@@ -158,6 +158,37 @@ def test_migrate_subresource(http, namespace):
     assert resp.json()["message"].startswith("Can not unmarshal Request body to struct, error: ")
 
 
+def test_vmim_with_an_invalid_added_node_selector_is_422(http, namespace):
+    for selector in ({"bad key!!": "x"}, {"zone": "v" * (2 * 1024 * 1024)}):
+        body = {**vmim_body("guest"), "spec": {"vmiName": "guest", "addedNodeSelector": selector}}
+        resp = http("POST", f"{V1}/namespaces/{namespace}/virtualmachineinstancemigrations", json=body)
+        assert resp.status_code == 422, resp.text[:300]
+        status = resp.json()
+        assert status["reason"] == "Invalid" and len(resp.content) < 8192
+        assert {c["field"] for c in status["details"]["causes"]} == {"spec.addedNodeSelector"}
+    assert list_vmims(http, namespace) == []
+
+
+def test_the_live_migration_doc_states_what_the_migrate_subresource_returns(http, namespace):
+    """docs/live-migration.md's table for the subresource names the code and message each case
+    really gets: no VM, a stopped VM (no VMI: 404 for the VMI, as KubeVirt), a VMI not Running."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "live-migration.md").read_text()
+    name = "vm-doc"
+
+    def answered(situation: str) -> None:
+        resp = migrate(http, namespace, name)
+        row = f"| {situation} | {resp.status_code}, `{resp.json()['message'].replace(name, '<name>')}` |"
+        assert row in doc.splitlines(), row
+
+    answered("no such VM")
+    assert http("POST", f"{V1}/namespaces/{namespace}/virtualmachines", json=make_vm(name)).status_code == 201
+    answered("the VM has no VMI (it is stopped)")
+    put_vmi(http, namespace, name, "Scheduling")
+    answered("the VMI exists but is not `Running` (Pending, Scheduling, Scheduled, Succeeded, Failed, ...)")
+
+
 # ---- the KubeVirt object ----------------------------------------------------------------------
 
 def test_kubevirt_object_one_per_installation_validated_and_patchable(http, namespace):

@@ -131,6 +131,35 @@ def test_migrate_wait_follows_phases_and_progress_and_prints_the_downtime(http, 
                                 "downtime 37 ms (QEMU-reported), total ")
 
 
+def _vmim_watches(http) -> float:
+    """virt-api's count of watch requests on VMIMs so far (all codes)."""
+    text = http("GET", "/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{") and 'verb="watch"' in line \
+                and 'resource="virtualmachineinstancemigrations"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_migrate_wait_keeps_one_watch_for_all_the_changes(http, virtctl, namespace):
+    running_vm(http, namespace, "vm5")
+    before = _vmim_watches(http)
+    proc = virtctl.start("migrate", "vm5", "-n", namespace, "--wait", "--timeout", "60")
+    try:
+        vmim = _wait_for_vmim(http, namespace)
+        for phase in ("Pending", "Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running"):
+            _write_status(http, namespace, vmim, {"phase": phase})
+        _write_status(http, namespace, vmim, {"phase": "Succeeded", "migrationState": {"completed": True}})
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("  ") and "+" in line][-2:] == [
+        "Running", "Succeeded"]
+    assert _vmim_watches(http) - before == 1
+
+
 def test_migrate_wait_fails_in_one_line_with_the_failure_reason(http, virtctl, namespace):
     running_vm(http, namespace, "vm3")
     proc = virtctl.start("migrate", "vm3", "-n", namespace, "--wait")

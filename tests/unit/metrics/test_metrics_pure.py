@@ -9,7 +9,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from services.virt_api.events_route import compute_event_table, is_event_selected, split_event_selector
 from services.virt_controller.observer import compute_vmi_transition_events
-from shared import metrics
+from shared import metrics, request_metrics
 from shared.errors import BadRequest
 from shared.events_recorder import compute_dedupe_key, compute_event, compute_involved_object, field_of
 
@@ -41,7 +41,7 @@ def vmi(phase, *, node="n1", deleting=False, unschedulable=None, stamps=()):
     pytest.param("GET", "/healthz", ("get", "", "", ""), id="non-resource"),
 ])
 def test_request_labels_follow_kube_apiserver(method, path, expected):
-    assert metrics.compute_request_labels(make_mocked_request(method, path)) == expected
+    assert request_metrics.compute_request_labels(make_mocked_request(method, path)) == expected
 
 
 def test_phase_count_labels_read_kubevirt_annotations():

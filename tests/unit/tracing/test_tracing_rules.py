@@ -135,6 +135,9 @@ def test_waterfall_orders_children_under_parents_and_shows_errors():
     pytest.param("vm/demo", ("virtualmachines", "demo"), id="vm"),
     pytest.param("VMI/demo", ("virtualmachineinstances", "demo"), id="vmi-upper"),
     pytest.param("virtualmachine/x", ("virtualmachines", "x"), id="long"),
+    pytest.param("vmim/kubevirt-migrate-vm-7xk2p", ("virtualmachineinstancemigrations", "kubevirt-migrate-vm-7xk2p"),
+                 id="vmim"),
+    pytest.param("virtualmachineinstancemigration/m", ("virtualmachineinstancemigrations", "m"), id="vmim-long"),
 ])
 def test_targets(target, expected):
     assert trace_command.parse_target(target) == expected

@@ -1,5 +1,7 @@
 """What ``virtctl migrate --wait`` prints (pure functions of the VMIM) and its argument parsing."""
 
+from datetime import datetime, timedelta, timezone
+
 import click
 import pytest
 
@@ -9,12 +11,13 @@ from services.virtctl.migration_progress import (
     compute_bar,
     compute_follow_step,
     compute_outcome,
-    compute_phase_line,
     compute_progress_detail,
+    compute_total_seconds,
     format_bytes,
     format_rate,
     format_seconds,
 )
+from shared.api.vocabulary import format_micro_time
 
 MiB = 1024 * 1024
 
@@ -86,20 +89,60 @@ def test_outcome(obj, ok, message):
         assert (outcome.ok, outcome.message) == (ok, message)
 
 
-def test_follow_steps_print_each_phase_once_and_each_new_sample():
-    state = FollowState()
-    step = compute_follow_step(state, vmim(""), 0.01)
-    assert step.phase_lines == (compute_phase_line("", 0.01),) and step.phase_lines[0].split() == ["Created", "+0.0s"]
-    step = compute_follow_step(step.state, vmim("Pending"), 0.2)
-    assert step.phase_lines == ("  Pending              +0.2s",) and step.detail is None and step.bar is None
+CREATED = "2026-03-01T10:00:00Z"
+T0 = datetime(2026, 3, 1, 10, 0, 0, tzinfo=timezone.utc)
+
+
+def followed(phase, stamps=(), state=None):
+    """A VMIM created at CREATED, in ``phase``, with ``stamps``: (phase, seconds after creation)."""
+    obj = vmim(phase, state)
+    obj["metadata"]["creationTimestamp"] = CREATED
+    obj["status"]["phaseTransitionTimestamps"] = [
+        {"phase": p, "phaseTransitionTimestamp": format_micro_time(T0 + timedelta(seconds=t))} for p, t in stamps]
+    return obj
+
+
+def at(seconds):
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_the_unset_phase_prints_no_line():
+    step = compute_follow_step(FollowState(), followed(""), at(0.01))
+    assert step.phase_lines == () and step.detail is None
+
+
+def test_phases_passed_before_the_first_look_are_listed_with_their_times_since_creation():
+    stamps = [("Pending", 0.1), ("Scheduling", 0.2), ("Scheduled", 0.4), ("PreparingTarget", 0.5)]
+    step = compute_follow_step(FollowState(), followed("PreparingTarget", stamps), at(7.0))
+    assert step.phase_lines == ("  Pending              +0.1s", "  Scheduling           +0.2s",
+                                "  Scheduled            +0.4s", "  PreparingTarget      +0.5s")
+    again = compute_follow_step(step.state, followed("TargetReady", [*stamps, ("TargetReady", 1.3)]), at(8.0))
+    assert again.phase_lines == ("  TargetReady          +1.3s",)
+
+
+def test_a_phase_without_its_timestamp_yet_counts_from_creation_to_now():
+    step = compute_follow_step(FollowState(), followed("Pending"), at(2.5))
+    assert step.phase_lines == ("  Pending              +2.5s",)
+    assert compute_follow_step(step.state, followed("Pending", [("Pending", 0.1)]), at(3.0)).phase_lines == ()
+
+
+def test_progress_comes_after_its_phase_and_never_after_the_end():
+    stamps = [("Pending", 0.1), ("Running", 1.5)]
     sample = {"progress": {"dataProcessedBytes": MiB, "dataRemainingBytes": MiB}}
-    step = compute_follow_step(step.state, vmim("Running", sample), 1.0)
-    assert [line.split()[0] for line in step.phase_lines] == ["Running"]
+    step = compute_follow_step(FollowState(), followed("Running", stamps, sample), at(2.0))
+    assert [line.split()[0] for line in step.phase_lines] == ["Pending", "Running"]
     assert step.detail == "1.0 MiB transferred, 1.0 MiB remaining" and step.bar == (MiB, 2 * MiB)
-    again = compute_follow_step(step.state, vmim("Running", sample), 1.5)
+    again = compute_follow_step(step.state, followed("Running", stamps, sample), at(2.5))
     assert again.phase_lines == () and again.detail is None and again.bar == (MiB, 2 * MiB)
-    done = compute_follow_step(again.state, vmim("Succeeded", {}), 2.0)
-    assert done.phase_lines == ("  Succeeded            +2.0s",) and done.detail is None
+    last = {"progress": {"dataProcessedBytes": 2 * MiB, "dataRemainingBytes": 0, "downtimeMs": 30}}
+    done = compute_follow_step(again.state, followed("Succeeded", [*stamps, ("Succeeded", 4.9)], last), at(9.0))
+    assert done.phase_lines == ("  Succeeded            +4.9s",) and done.detail is None and done.bar is None
+
+
+def test_total_counts_from_creation_to_the_final_phase():
+    final = followed("Succeeded", [("Pending", 0.1), ("Succeeded", 4.9)])
+    assert compute_total_seconds(final, at(60)) == pytest.approx(4.9)
+    assert compute_total_seconds(followed("Failed"), at(12.5)) == pytest.approx(12.5)
 
 
 def test_parse_node_selector():
