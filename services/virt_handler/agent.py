@@ -25,6 +25,7 @@ Node registration and heartbeat are ``node.py``; domain XML is ``domain/``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from services.virt_handler.commands import CommandServer
 from services.virt_handler.domain import ImageResolver
 from services.virt_handler.domain_events import DomainEventRelay, compute_key_of_domain
 from services.virt_handler.hypervisor_types import HypervisorError
+from services.virt_handler.migration_decision import is_migration_in_flight
 from services.virt_handler.migration_executor import MigrationExecutor
 from services.virt_handler.sync_decision import compute_grace_seconds
 from services.virt_handler.sync_executor import (
@@ -249,6 +251,16 @@ class VmiAgent:
         again (None: only when something changes). Raises on failures to retry with backoff."""
         return await self.executor.sync(key)
 
+    def _sync_span(self, key: str) -> contextlib.AbstractContextManager[Any]:
+        """The span of one sync: under the VMI's own trace, except while a migration of it is in
+        flight, when the migration's spans (prepare, transfer, take over, clean up; in the
+        migration's trace) say what this handler does and a sync span per progress write would
+        only pad the VMI's creation trace."""
+        obj = self.vmis.get(key)
+        if obj is not None and is_migration_in_flight(self._lookup_struct(key)):
+            return contextlib.nullcontext()
+        return tracing.object_span(SERVICE, "sync VirtualMachineInstance", obj)
+
     async def _worker(self) -> None:
         while True:
             key = await self.queue.get()
@@ -256,7 +268,7 @@ class VmiAgent:
                 return  # shut down
             delay = None
             try:
-                with tracing.object_span(SERVICE, "sync VirtualMachineInstance", self.vmis.get(key)):
+                with self._sync_span(key):
                     delay = await self.reconcile(key)
             except asyncio.CancelledError:
                 self.queue.done(key)

@@ -181,6 +181,16 @@ def is_started_not_ended(ms: MigrationState | None) -> bool:
     return ms is not None and bool(ms.start_timestamp) and not ms.completed
 
 
+def is_migration_in_flight(vmi: VirtualMachineInstance | None) -> bool:
+    """A migration of ``vmi`` was handed off and has not ended: neither failed nor claimed by the
+    target (``completed`` with ``nodeName`` equal to the target). While it is, the handlers' work
+    on the VMI belongs to the migration's trace, not to the VMI's own."""
+    ms = migration_state_of(vmi)
+    if vmi is None or ms is None or not ms.migration_uid or ms.failed:
+        return False
+    return not (ms.completed and _node_of(vmi) == ms.target_node)
+
+
 def is_moving_away(vmi: VirtualMachineInstance | None, node_name: str) -> bool:
     """On the source: the VMI's domain may vanish or stop because of its migration (started and not
     ended, or succeeded and not yet claimed by the target), so its absence says nothing about the

@@ -125,15 +125,18 @@ class MigrationExecutor:
             with migration_span(obj, "take over VirtualMachineInstance"):
                 return await self._claim(key, obj, vmi, uid, migration_uid, dname, domain, action.resume)
         if isinstance(action, CleanUpTarget):
-            await self._remove(action.domain_name, destroy=True, uid=uid)
+            with migration_span(obj, "clean up migration target"):
+                await self._remove(action.domain_name, destroy=True, uid=uid)
             return None
         if isinstance(action, CleanUpFormer):
-            await self._remove(action.domain_name, destroy=action.destroy, uid=uid)
+            with migration_span(obj, "clean up migration source"):
+                await self._remove(action.domain_name, destroy=action.destroy, uid=uid)
             self.release(key)
             return None
         if isinstance(action, StartSource):
-            stored = await self.sync.write_status(key, obj, lambda v: migration_status.compute_source_started(
-                v, migration_uid, self.clock()))
+            with migration_span(obj, "start migration on the source"):
+                stored = await self.sync.write_status(key, obj, lambda v: migration_status.compute_source_started(
+                    v, migration_uid, self.clock()))
             started = ((stored or {}).get("status") or {}).get("migrationState") or {}
             if started.get("migrationUid") == migration_uid and started.get("startTimestamp"):
                 migration_metrics.observe_migration((*key.split("/", 1), self.config.node_name),

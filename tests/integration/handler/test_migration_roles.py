@@ -215,7 +215,8 @@ async def test_spans_join_the_migration_trace_and_the_source_exports_metrics(obj
         source = names["migrate VirtualMachineInstance (stand-in source)"]
         assert source.parent.span_id == int(parent_id, 16)
         assert names["libvirt.destroy"].parent.span_id == source.context.span_id
-        assert {"prepare migration target", "take over VirtualMachineInstance"} <= set(names)
+        assert {"prepare migration target", "start migration on the source",
+                "take over VirtualMachineInstance"} <= set(names)
         # the source's series go once the VMI has left node-a (its files are removed)
         await wait_until(lambda: 'node="node-a"' not in _migration_series(compute_metrics_text().decode()))
     finally:

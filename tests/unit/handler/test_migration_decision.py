@@ -9,6 +9,7 @@ import pytest
 
 from services.virt_handler.hypervisor_types import DomainInfo
 from services.virt_handler.migration_decision import (
+    is_migration_in_flight,
     ABORTED_BEFORE_START,
     INTERRUPTED,
     ClaimOwnership,
@@ -178,3 +179,15 @@ def test_sync_decision_never_fails_a_migrating_vmi(case, ms, domain, guarded):
         assert action == Nothing(requeue_after=1.0)
     elif domain is None:
         assert action == MarkFailed(uid="u1", vanished=True)
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    pytest.param(vmi(_none=True), False, id="no migration"),
+    pytest.param(vmi(), True, id="handed off"),
+    pytest.param(vmi(targetNodeAddress="127.0.0.1", startTimestamp="t"), True, id="transferring"),
+    pytest.param(vmi(startTimestamp="t", completed=True), True, id="source done, target has not claimed"),
+    pytest.param(vmi(node=B, startTimestamp="t", completed=True), False, id="claimed by the target"),
+    pytest.param(vmi(startTimestamp="t", completed=True, failed=True), False, id="failed"),
+])
+def test_a_migration_is_in_flight_from_hand_off_until_claimed_or_failed(case, expected):
+    assert is_migration_in_flight(case) is expected
