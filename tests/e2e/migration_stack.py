@@ -233,6 +233,14 @@ class MigStack:
         spec = self.spec(process)
         inst.wait_healthy(self.layout, spec, inst.launch(self.layout, spec))
 
+    def missing_processes(self) -> list[str]:
+        """Processes ``virtctl up`` would start now (not running)."""
+        from services.virtctl import installation as inst
+        from services.virtctl.extra_nodes import compute_running_specs
+
+        return [s.name for s in [*inst.SERVICES, *compute_running_specs(self.layout)]
+                if inst.running_record(self.layout, s) is None]
+
     def resume_all(self) -> None:
         """SIGCONT every recorded process of the installation (after a test that stopped some)."""
         from services.virtctl import installation as inst
