@@ -251,51 +251,6 @@ class MigStack:
                 os.kill(record.pid, signal.SIGCONT)
 
 
-class MigrationRecorder:
-    """Every state of the namespace's VMIMs as a watch delivers them (ADDED/MODIFIED/DELETED), so
-    a VMIM deleted right after it turned final (cancel) is still seen Failed. Use as a context
-    manager; :meth:`states` lists the recorded objects of one VMIM in order."""
-
-    def __init__(self, stack: MigStack):
-        import threading
-
-        self.stack = stack
-        self.events: list[tuple[str, dict]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> MigrationRecorder:
-        listed = self.stack.api.list_namespaced_custom_object("kubevirt.io", "v1", self.stack.namespace, VMIMS)
-        self._rv = listed["metadata"]["resourceVersion"]
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(15)
-
-    def _run(self) -> None:
-        from kubernetes import watch
-
-        while not self._stop.is_set():
-            w = watch.Watch()
-            try:
-                for event in w.stream(self.stack.api.list_namespaced_custom_object, "kubevirt.io", "v1",
-                                      self.stack.namespace, VMIMS, resource_version=self._rv, timeout_seconds=5):
-                    obj = event["object"]
-                    self._rv = obj["metadata"].get("resourceVersion", self._rv)
-                    self.events.append((event["type"], obj))
-                    if self._stop.is_set():
-                        break
-            except Exception:  # noqa: BLE001 - a broken watch is resumed from the last revision
-                time.sleep(0.2)
-            finally:
-                w.stop()
-
-    def states(self, name: str) -> list[dict]:
-        return [obj for _, obj in list(self.events) if obj["metadata"]["name"] == name]
-
-
 class Console:
     """``virtctl console <vm>`` on a pty, as a terminal user runs it."""
 

@@ -26,7 +26,6 @@ import pytest
 from tests.e2e.migration_stack import (
     ROOT,
     VMIMS,
-    MigrationRecorder,
     MigStack,
     demo_vm_manifest,
     needs_qemu,
@@ -35,6 +34,7 @@ from tests.e2e.migration_stack import (
     two_node_installation,
     wait_for,
 )
+from tests.e2e.migration_watch import MigrationRecorder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600), needs_qemu]
 

@@ -28,12 +28,10 @@ guest's uptime continuing on the target, whose console log never saw a boot bann
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 
@@ -41,7 +39,6 @@ import pytest
 
 from tests.e2e.migration_stack import (
     VMIMS,
-    MigrationRecorder,
     MigStack,
     demo_vm_manifest,
     needs_qemu,
@@ -50,6 +47,7 @@ from tests.e2e.migration_stack import (
     virtctl,
     wait_for,
 )
+from tests.e2e.migration_watch import MigrationRecorder, PhaseCatcher
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180), needs_qemu]
 
@@ -127,35 +125,6 @@ def settled(stack: MigStack, timeout: float = 90) -> Before:
     return Before(uid, node, stack.other(node), qemu_pids(stack.domain)[0], domain_id(stack, node), uptime)
 
 
-class PhaseCatcher(threading.Thread):
-    """SIGSTOPs ``pid`` the moment a watch event shows VMIM ``name`` in ``phase``."""
-
-    def __init__(self, stack: MigStack, name: str, phase: str, pid: int):
-        super().__init__(daemon=True)
-        self.stack, self.name, self.phase, self.pid = stack, name, phase, pid
-        self.caught = threading.Event()
-        listed = stack.api.list_namespaced_custom_object("kubevirt.io", "v1", stack.namespace, VMIMS)
-        self.rv = listed["metadata"]["resourceVersion"]
-
-    def run(self) -> None:
-        from kubernetes import watch
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not self.caught.is_set():
-            for event in watch.Watch().stream(self.stack.api.list_namespaced_custom_object, "kubevirt.io", "v1",
-                                              self.stack.namespace, VMIMS, resource_version=self.rv,
-                                              field_selector=f"metadata.name={self.name}", timeout_seconds=10):
-                obj = event["object"]
-                self.rv = obj["metadata"].get("resourceVersion", self.rv)
-                phase = (obj.get("status") or {}).get("phase")
-                if phase == self.phase:
-                    os.kill(self.pid, signal.SIGSTOP)
-                    self.caught.set()
-                    return
-                if phase in FINAL:
-                    return
-
-
 def phase_of(stack: MigStack, name: str) -> str | None:
     return ((stack.get(VMIMS, name) or {}).get("status") or {}).get("phase")
 
@@ -178,7 +147,8 @@ def hold(stack: MigStack, phase: str, before: Before, name: str) -> list:
     for attempt in range(3):
         catcher = None
         if phase == "Scheduled":
-            catcher = PhaseCatcher(stack, f"{name}-{attempt}", "Scheduled", stack.pid("virt-migration"))
+            catcher = PhaseCatcher(stack, f"{name}-{attempt}", "Scheduled", stack.pid("virt-migration"),
+                                   signal.SIGSTOP)
             catcher.start()
         vmim = stack.create_migration(f"{name}-{attempt}")["metadata"]["name"]
         if phase == "Running":
