@@ -112,6 +112,26 @@ def _wait_for(predicate: Callable[[], object], what: str, timeout: float) -> Non
     raise LibvirtdError(f"{what} not ready after {timeout:.0f} s")
 
 
+def compute_migration_uri(libvirt_uri: str, system_libvirtd_pid: int | None) -> str:
+    """The URI by which another node's libvirtd reaches the daemon at ``libvirt_uri`` for a
+    peer-to-peer migration (the Node annotation ``kubevirt-py.io/libvirt-migration-uri``).
+
+    Node daemons run in mount namespaces of their own, where ``/run/libvirt`` is theirs, so
+    ``qemu:///system`` means the system daemon only in the root namespace: it becomes the socket
+    reached through the system daemon's own root,
+    ``qemu+unix:///system?socket=/proc/<pid>/root/run/libvirt/libvirt-sock`` (feasibility notes
+    §1; unchanged when the pid is unknown). Any other URI (a node daemon's socket URI, whose path
+    every namespace shares, or ``test://``) is returned as it is."""
+    if libvirt_uri in ("qemu:///system", "qemu+unix:///system") and system_libvirtd_pid is not None:
+        return f"qemu+unix:///system?socket=/proc/{system_libvirtd_pid}/root{SYSTEM_SOCKET}"
+    return libvirt_uri
+
+
+def find_system_libvirtd() -> int | None:
+    """The pid of the system ``libvirtd`` of this mount namespace, None when it does not run."""
+    return _find_running("libvirtd")
+
+
 def apply_kvm_device_access(device: Path = KVM_DEVICE) -> bool:
     """Give ``/dev/kvm`` the owner and mode Debian's udev rules set (group ``kvm``, 0660).
 

@@ -8,7 +8,12 @@ O(waiting VMIs + nodes) whatever the number of VMIs placed before. It holds
   (:func:`~services.scheduler_bridge.placement.holds_node`), where a VMI whose placement is being
   written counts on the node it is being written to (kube-scheduler's "assume") instead;
 * the waiting VMIs (:func:`~services.scheduler_bridge.vmi_writes.is_waiting_for_node`) with their
-  queue order, oldest first: ``(creationTimestamp, resourceVersion)``.
+  queue order, oldest first: ``(creationTimestamp, resourceVersion)``;
+* the migration targets: a VMIM that is not final and names a target node (or whose target is being
+  written) reserves its VMI's requests on that node, as KubeVirt's target launcher pod holds them
+  next to the source pod while the migration runs. Counted once: when the VMI's own holding is
+  already that node (the ownership switch happened, the VMIM is not final yet), the reservation
+  adds nothing; a VMI holding no node (final, gone) reserves nothing either.
 
 Everything here is deterministic bookkeeping without I/O; the service feeds it (``observe`` /
 ``forget`` from informer events, ``assume`` / ``release`` around its writes) and reads it
@@ -49,6 +54,12 @@ class PlacementBook:
     held: dict[str, Holding] = field(default_factory=dict)
     assumed: dict[str, Holding] = field(default_factory=dict)
     waiting: dict[str, QueueOrder] = field(default_factory=dict)
+    targets: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """VMIM key -> (VMI key, target node) of the reserving migrations."""
+    reserved: dict[str, Holding] = field(default_factory=dict)
+    """VMIM key -> what its reservation adds to ``totals`` now."""
+    targets_of: dict[str, set[str]] = field(default_factory=dict)
+    """VMI key -> keys of the VMIMs reserving for it."""
 
     def _counted(self, key: str) -> Holding | None:
         return self.assumed.get(key) or self.held.get(key)
@@ -67,6 +78,27 @@ class PlacementBook:
             node, request = after
             self.totals[node] = self.totals.get(node, NO_REQUESTS) + request
 
+    def _reservation(self, migration: str) -> Holding | None:
+        entry = self.targets.get(migration)
+        if entry is None:
+            return None
+        vmi_key, node = entry
+        counted = self._counted(vmi_key)
+        if counted is None or counted[0] == node:
+            return None
+        return (node, counted[1])
+
+    def _refresh(self, migration: str) -> None:
+        after = self._reservation(migration)
+        before = self.reserved.pop(migration, None)
+        if after is not None:
+            self.reserved[migration] = after
+        self._shift(before, after)
+
+    def _refresh_vmi(self, key: str) -> None:
+        for migration in self.targets_of.get(key, ()):
+            self._refresh(migration)
+
     def observe(self, key: str, holding: Holding | None, order: QueueOrder | None) -> None:
         """The latest state of VMI ``key``: the node it holds with its requests (None: none)
         and its queue order when it waits for a node (None: it does not wait)."""
@@ -76,6 +108,7 @@ class PlacementBook:
         else:
             self.held[key] = holding
         self._shift(before, self._counted(key))
+        self._refresh_vmi(key)
         if order is None:
             self.waiting.pop(key, None)
         else:
@@ -91,12 +124,34 @@ class PlacementBook:
         before = self._counted(key)
         self.assumed[key] = (node, request)
         self._shift(before, self._counted(key))
+        self._refresh_vmi(key)
 
     def release(self, key: str) -> None:
         """The write for ``key`` ended (either way): count what the informer says again."""
         before = self._counted(key)
         self.assumed.pop(key, None)
         self._shift(before, self._counted(key))
+        self._refresh_vmi(key)
+
+    def observe_migration(self, migration: str, vmi_key: str, target: str | None) -> None:
+        """The latest state of VMIM ``migration`` (moving VMI ``vmi_key``): ``target`` is the node it
+        reserves (its ``migrationState.targetNode``, or the one being written) while it is not
+        final, None when it reserves nothing (final, no target yet, deleted)."""
+        old = self.targets.pop(migration, None)
+        if old is not None:
+            users = self.targets_of.get(old[0])
+            if users is not None:
+                users.discard(migration)
+                if not users:
+                    del self.targets_of[old[0]]
+        if target is not None:
+            self.targets[migration] = (vmi_key, target)
+            self.targets_of.setdefault(vmi_key, set()).add(migration)
+        self._refresh(migration)
+
+    def reserving_migrations(self) -> dict[str, tuple[str, str]]:
+        """A copy of VMIM key -> (VMI key, target node) of the reserving migrations."""
+        return dict(self.targets)
 
     def placed(self) -> dict[str, Requests]:
         """A copy of the requests per node (a round adds its own decisions to it)."""

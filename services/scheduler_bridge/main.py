@@ -34,7 +34,8 @@ async def run(ctx: ServiceContext) -> None:
     await bridge.start()
     await ctx.serve_health(lambda: (bridge.synced.is_set(), {
         "synced": bridge.synced.is_set(), "placements": bridge.placements, "writes": bridge.writes,
-        "waiting": len(bridge.pending())}))
+        "waiting": len(bridge.pending()), "migrationTargets": bridge.migrations.targets_written,
+        "migrationsAwaitingTarget": len(bridge.migrations.awaiting())}))
     log.info("scheduler-bridge placing VMIs (NATS %s)", ",".join(ctx.settings.nats_servers))
     await ctx.wait_stopped()
 

@@ -18,6 +18,10 @@ twice, whether a bridge dies mid-write or two bridges race; after a restart ever
 read again from the store. Resources of VMIs being written are reserved in memory first
 (kube-scheduler's "assume") so concurrent writes never overbook a node.
 The decision itself is ``placement.plan_placement_on`` (pure).
+
+Live migrations: VMIMs in ``Scheduling`` get their target node in the same round, after the
+VMIs (:mod:`services.scheduler_bridge.migration_service`), and reserve their VMI's requests on
+it until they are final.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.scheduler_bridge.accounting import PlacementBook, compute_queue_order
+from services.scheduler_bridge.migration_service import MigrationTargets
 from services.scheduler_bridge.placement import (
     DEFAULT_HEARTBEAT_TIMEOUT,
     NodeFacts,
@@ -101,6 +106,8 @@ class SchedulerBridge:
         self._writers: set[asyncio.Task[None]] = set()
         self._requests: dict[str, Requests] = {}  # uid -> requests (a VMI's resources never change)
         self.synced = asyncio.Event()
+        self.migrations = MigrationTargets(store, self.book, vmi_of=self.vmi_informer.get,
+                                           requests_of=self.requests_of, wake=self.wake.set, clock=self.clock)
         self.vmi_informer.add_handler(self._on_vmi)
         self.node_informer.add_handler(self._on_node)
 
@@ -150,9 +157,11 @@ class SchedulerBridge:
         listed within ``timeout`` seconds."""
         self.vmi_informer.start()
         self.node_informer.start()
+        self.migrations.informer.start()
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.gather(self.vmi_informer.wait_synced(), self.node_informer.wait_synced())
+                await asyncio.gather(self.vmi_informer.wait_synced(), self.node_informer.wait_synced(),
+                                     self.migrations.informer.wait_synced())
         except TimeoutError:
             await self.stop()
             raise
@@ -166,6 +175,7 @@ class SchedulerBridge:
         Python 3.11, CPython gh-86296)."""
         await self.vmi_informer.stop()
         await self.node_informer.stop()
+        await self.migrations.informer.stop()
         await cancel_and_wait([*self._tasks, *self._writers])
         self._tasks = []
 
@@ -221,9 +231,10 @@ class SchedulerBridge:
         return facts
 
     async def schedule_pending(self) -> None:
-        """One round: decide for every waiting VMI in order and start the writes."""
+        """One round: decide for every waiting VMI in order, then for every VMIM awaiting a target,
+        and start the writes."""
         waiting = self.pending()
-        if not waiting:
+        if not waiting and not self.migrations.awaiting():
             return
         placed = self.compute_placed()
         now = self.clock()
@@ -251,11 +262,23 @@ class SchedulerBridge:
                 if status is not None:
                     await self.in_flight.acquire()
                     self._spawn_writer(self._write_unschedulable(key, vmi, status))
+        for kind, (vmim, detail) in self.migrations.plan_round(nodes, placed):
+            await self.in_flight.acquire()
+            if kind == "target":
+                self._spawn_writer(self._release_after(self.migrations.write_target(vmim, detail)))
+            else:
+                self._spawn_writer(self._release_after(self.migrations.report_unschedulable(vmim, detail)))
 
     def _spawn_writer(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._writers.add(task)
         task.add_done_callback(self._writers.discard)
+
+    async def _release_after(self, write: Coroutine[Any, Any, None]) -> None:
+        try:
+            await write
+        finally:
+            self.in_flight.release()
 
     async def _write_placement(self, key: str, vmi: VirtualMachineInstance, node_name: str) -> None:
         try:

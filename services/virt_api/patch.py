@@ -1,10 +1,12 @@
 """PATCH bodies: which patch media types are served and how each applies to a stored object.
 
 Owns: ``application/merge-patch+json`` (RFC 7386, a dozen lines, written here) and
-``application/json-patch+json`` (RFC 6902, through the ``jsonpatch`` library). Like kube-apiserver
-for custom resources, ``application/strategic-merge-patch+json`` and server-side apply
-(``application/apply-patch+yaml``) are refused with 415: strategic merge needs Go struct tags
-that custom resources do not have. The caller re-validates the patched object with admission.
+``application/json-patch+json`` (RFC 6902, through the ``jsonpatch`` library), and for the built-in kinds (Node, Lease)
+``application/strategic-merge-patch+json`` (:mod:`services.virt_api.strategic_merge`), which
+kubectl uses for them (cordon, taint). Like kube-apiserver for custom resources, strategic merge
+on KubeVirt's kinds and server-side apply (``application/apply-patch+yaml``) are refused with
+415: strategic merge needs Go struct tags that custom resources do not have. The caller
+re-validates the patched object with admission.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import msgspec
 
 from services.virt_api.negotiation import check_encodable
 from services.virt_api.safe_decoding import decode_json
+from services.virt_api.strategic_merge import compute_strategic_merge
 from shared.errors import BadRequest, Invalid, UnsupportedMediaType
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -26,32 +29,40 @@ APPLY_PATCH = "application/apply-patch+yaml"
 
 #: The patch types this server accepts (also what its OpenAPI should list for PATCH).
 SUPPORTED_PATCH_TYPES = (JSON_PATCH, MERGE_PATCH)
+#: API groups of built-in (non-CRD) kinds: these also take strategic merge patches.
+BUILTIN_GROUPS = ("", "coordination.k8s.io")
 
 
-def check_patch_type(content_type: str | None) -> str:
-    """The bare patch media type when this server applies it; UnsupportedMediaType (415) otherwise
-    (checked before anything is read, as kube-apiserver does)."""
+def check_patch_type(content_type: str | None, group: str | None = None) -> str:
+    """The bare patch media type when this server applies it to a kind of API ``group`` (None: a
+    KubeVirt kind); UnsupportedMediaType (415) otherwise (checked before anything is read, as
+    kube-apiserver does)."""
     kind = (content_type or "").split(";", 1)[0].strip().lower()
-    if kind not in SUPPORTED_PATCH_TYPES:
+    accepted = (*SUPPORTED_PATCH_TYPES, STRATEGIC_MERGE_PATCH) if group in BUILTIN_GROUPS else SUPPORTED_PATCH_TYPES
+    if kind not in accepted:
         raise UnsupportedMediaType(
             f'the body of the request was in an unknown format "{kind}" - accepted media types include: '
-            + ", ".join(SUPPORTED_PATCH_TYPES)
+            + ", ".join(accepted)
         )
     return kind
 
 
-def apply_patch(current: dict[str, Any], raw: bytes, content_type: str | None) -> dict[str, Any]:
+def apply_patch(current: dict[str, Any], raw: bytes, content_type: str | None,
+                group: str | None = None) -> dict[str, Any]:
     """Return a new object: ``current`` with the patch in ``raw`` applied (``current`` untouched).
 
+    ``group`` is the API group of the object's kind (strategic merge only for built-in groups).
     Raises UnsupportedMediaType (415) for other patch types (strategic merge, apply), BadRequest
     (400) for a patch document that does not parse or has the wrong shape, Invalid (422) when a
     JSON patch cannot be applied (missing path, failed ``test``), and BadRequest when the result
     is not an object.
     """
-    kind = check_patch_type(content_type)
+    kind = check_patch_type(content_type, group)
     if kind == MERGE_PATCH:
         patch = _decode(raw)
         result = compute_merge_patch(current, patch)
+    elif kind == STRATEGIC_MERGE_PATCH:
+        result = compute_strategic_merge(current, _decode(raw))
     else:
         ops = _decode(raw)
         if not isinstance(ops, list):

@@ -101,6 +101,7 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("VMI", "string", ".spec.vmiName", "The name of the VMI to perform the migration on"),
     ),
     "MigrationPolicy": (AGE,),
+    "KubeVirt": (AGE, Column("Phase", "string", ".status.phase")),
     "Node": (
         Column("Status", "string", value=_node_status, description="Node readiness"),
         Column("Roles", "string", value=_node_roles, description="Roles from node-role.kubernetes.io/ labels"),

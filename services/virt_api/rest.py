@@ -2,8 +2,9 @@
 
 Owns: the request flow of every verb on ``/api/v1/...`` and ``/apis/<group>/<version>/...``
 resource URLs — read and decode the body, apply the URL's namespace, run ObjectMeta rules and
-admission (:func:`shared.admission.admit`), call the :class:`shared.store.ObjectStore`,
-and answer with the object, a List, a Table or a watch stream, plus ``Warning`` headers.
+admission (:func:`shared.admission.admit`; on create also :mod:`~services.virt_api.store_admission`),
+call the :class:`shared.store.ObjectStore`, answer with the object, a List, a Table or a watch
+stream, plus ``Warning`` headers.
 URL parsing and dispatch are in :mod:`services.virt_api.routing`; errors become Status bodies in
 :mod:`services.virt_api.app`'s middleware. Kubernetes semantics followed (apiserver
 ``endpoints/handlers`` and ``registry/generic``): create of a namespaced object takes the URL's
@@ -27,6 +28,7 @@ from services.virt_api.object_meta import apply_metadata_rules, clear_server_own
 from services.virt_api.patch import apply_patch, check_patch_type
 from services.virt_api.printers import to_table
 from services.virt_api.safe_decoding import duplicate_field_message
+from services.virt_api.store_admission import admit_create_against_store
 from services.virt_api.watch import stream_watch
 from shared import tracing
 from shared.api.resources import ResourceInfo
@@ -137,8 +139,7 @@ def check_kind(body: dict[str, Any], info: ResourceInfo) -> None:
 
 
 class ResourceHandlers:
-    """The verbs, bound to one store. ``admit`` defaults to
-    :func:`shared.admission.admit` (injectable for tests of this layer)."""
+    """The verbs, bound to one store; ``admit`` defaults to :func:`shared.admission.admit`."""
 
     def __init__(self, store: Any, admit: Any = None) -> None:
         self.store = store
@@ -205,6 +206,7 @@ class ResourceHandlers:
             body.pop("status", None)  # status is written through /status only (CRD status subresource rule)
         result = self.admit(info, body, operation="CREATE", field_validation=opts.field_validation)
         warnings += result.warnings
+        await admit_create_against_store(self.store, info, result.obj)
         if opts.dry_run:
             return encode_response(result.obj, status=201, warnings=warnings)
         apply_operation_trace(info, result.obj)
@@ -242,12 +244,12 @@ class ResourceHandlers:
     async def patch(self, request: web.Request, target: Target) -> web.StreamResponse:
         info = target.resource
         content_type = request.headers.get("Content-Type")
-        check_patch_type(content_type)
+        check_patch_type(content_type, info.group)
         opts = compute_write_options(request.query)
         raw = await read_body(request)
         for attempt in range(PATCH_RETRIES):
             current = await self.store.get(info.plural, target.namespace, target.name)
-            patched = apply_patch(current, raw, content_type)
+            patched = apply_patch(current, raw, content_type, info.group)
             check_kind(patched, info)
             metadata = patched.get("metadata")
             if not isinstance(metadata, dict):

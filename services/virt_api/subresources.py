@@ -43,6 +43,7 @@ SUBRESOURCE_MODULES: list[str] = [
     "services.virt_api.lifecycle",
     "services.virt_api.console",
     "services.virt_api.guestosinfo",
+    "services.virt_api.migrate",
 ]
 
 

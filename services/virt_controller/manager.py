@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 
-from services.virt_controller.clock import Clock, SystemClock
-from services.virt_controller.leader import LeaderElector
+from shared.clock import Clock, SystemClock
+from shared.leader import LeaderElector
 from services.virt_controller.observer import VMIObserver
 from services.virt_controller.pool_controller import POOLS, PoolController
 from services.virt_controller.reconcile_tracing import compute_traced_reconcile

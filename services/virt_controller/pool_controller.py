@@ -21,7 +21,7 @@ from msgspec.structs import replace
 
 from services.virt_controller import phases
 from services.virt_controller.admission import apply_create_admission
-from services.virt_controller.clock import Clock, SystemClock
+from shared.clock import Clock, SystemClock
 from services.virt_controller.key_index import KeyIndex
 from services.virt_controller.replicaset_controller import (
     compute_replica_failure,

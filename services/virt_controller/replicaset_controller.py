@@ -22,7 +22,7 @@ from msgspec.structs import replace
 
 from services.virt_controller import phases
 from services.virt_controller.admission import apply_vmi_admission
-from services.virt_controller.clock import Clock, SystemClock
+from shared.clock import Clock, SystemClock
 from services.virt_controller.conditions import (
     has_condition,
     with_condition,

@@ -29,7 +29,7 @@ from msgspec.structs import replace
 from services.virt_controller import phases
 from services.virt_controller.admission import apply_vmi_admission
 from services.virt_controller.backoff import compute_start_failure
-from services.virt_controller.clock import Clock, SystemClock
+from shared.clock import Clock, SystemClock
 from services.virt_controller.run_strategy import (
     NOTHING,
     RunStrategyAction,

@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from services.virt_controller import phases
-from services.virt_controller.clock import Clock, SystemClock
+from shared.clock import Clock, SystemClock
 from services.virt_controller.key_index import KeyIndex
 from shared.api.decoding import encode_object
 from services.virt_controller.vmi_lifecycle import (

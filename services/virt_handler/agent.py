@@ -2,7 +2,8 @@
 
 ``VmiAgent`` wires the parts (KubeVirt's ``pkg/virt-handler/vm.go`` in spirit):
 
-- the VMIs whose ``status.nodeName`` is this node, from the shared informer
+- the VMIs whose ``status.nodeName`` is this node, or whose ``migrationState.targetNode`` is
+  (an incoming live migration), or whose files are still here, from the shared informer
   (``shared.informer``: list, then watch; relist on ``Gone``), and the shared rate-limited
   work queue (``shared.workqueue``) of ``<namespace>/<name>`` keys woken by VMI changes,
   libvirt domain events (``domain_events``) and a periodic resync;
@@ -10,6 +11,8 @@
   adopt, live status, ACPI stop then destroy after the grace period, finish, remove a stale
   domain, mark Failed), ``sync_executor`` performs it; a failed sync is retried with
   exponential backoff;
+- the migration roles (``migration_decision``/``migration_executor``: target preparation and
+  ownership take-over, the source's transfer in ``migration_runner``), decided before the sync;
 - the command server (``commands``: pause, unpause, soft reboot, guest OS info);
 - the per-VMI files (``vmi_files``: ``<state_dir>/vmis/<uid>/``, ``vmi.json``, ownership: only
   domains this handler made are ever touched, so handlers sharing one libvirt leave each
@@ -33,6 +36,7 @@ from services.virt_handler.commands import CommandServer
 from services.virt_handler.domain import ImageResolver
 from services.virt_handler.domain_events import DomainEventRelay, compute_key_of_domain
 from services.virt_handler.hypervisor_types import HypervisorError
+from services.virt_handler.migration_executor import MigrationExecutor
 from services.virt_handler.sync_decision import compute_grace_seconds
 from services.virt_handler.sync_executor import (
     SERVICE,
@@ -62,7 +66,9 @@ class AgentConfig:
 
     ``domain_type``: ``test`` | ``qemu`` | ``kvm`` (see ``domain.ConversionContext``);
     ``images``: resolves containerDisk/kernelBoot images (None: image volumes fail with
-    ``ErrImagePull``); ``workers``: VMIs reconciled concurrently; intervals in seconds.
+    ``ErrImagePull``); ``workers``: VMIs reconciled concurrently; intervals in seconds;
+    ``stand_in_migration_seconds``: how long a stand-in migration (test driver) "transfers";
+    ``migration_address``: where migration data to this node goes (``targetNodeAddress``).
     """
 
     node_name: str
@@ -76,6 +82,8 @@ class AgentConfig:
     max_retry_delay: float = 30.0
     publish_domain_events: bool = True
     guest_refresh_interval: float = 30.0
+    stand_in_migration_seconds: float = 1.0
+    migration_address: str = "127.0.0.1"
 
 
 def _rv(obj: dict[str, Any] | None) -> int:
@@ -118,6 +126,8 @@ class VmiAgent:
                                      lookup=self.vmis.get,
                                      observe=lambda vmi: self._observe(vmi, enqueue=False),
                                      record_event=self._record_event, clock=self.clock)
+        self.migrations = MigrationExecutor(self.executor, release=self._release, enqueue=self.queue.add)
+        self.executor.migrations = self.migrations
         self.commands = CommandServer(bus, hypervisor, config.node_name, lookup=self._lookup_struct,
                                       agent_connected=self.state.agent_connected, changed=self.queue.add)
         self.domain_events = DomainEventRelay(
@@ -146,6 +156,7 @@ class VmiAgent:
     async def stop(self) -> None:
         """Stop all tasks; domains are left exactly as they are (a restart adopts them)."""
         await self.commands.stop()
+        await self.migrations.stop()
         await cancel_and_wait(self._tasks)
         self._tasks = []
         self.queue.shutdown()
@@ -159,7 +170,22 @@ class VmiAgent:
             self._forget(old)
 
     def _is_mine(self, vmi: dict[str, Any]) -> bool:
-        return (vmi.get("status") or {}).get("nodeName") == self.config.node_name
+        """In this node's view: placed here, arriving here (``migrationState.targetNode``), or with
+        files still here (a migration's former source or target; ``migration_decision.is_in_view``)."""
+        status = vmi.get("status") or {}
+        if status.get("nodeName") == self.config.node_name:
+            return True
+        ms = status.get("migrationState") or {}
+        if ms.get("migrationUid") and ms.get("targetNode") == self.config.node_name:
+            return True
+        uid = (vmi.get("metadata") or {}).get("uid")
+        return bool(uid) and self.files.vmi_dir(str(uid)).is_dir()
+
+    def _release(self, key: str) -> None:
+        """Drop ``key`` from the view when this node no longer has a part in it (its files are gone)."""
+        cached = self.vmis.get(key)
+        if cached is not None and not self._is_mine(cached):
+            del self.vmis[key]
 
     def _observe(self, vmi: dict[str, Any], *, enqueue: bool = True) -> None:
         meta = vmi.get("metadata") or {}

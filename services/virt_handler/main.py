@@ -27,6 +27,7 @@ from services.virt_handler.domain_stats import DomainStatsSnapshot
 from services.virt_handler.domain_type import ACCELERATION_RECORD, decide_domain_type
 from services.virt_handler.hypervisor import Hypervisor, HypervisorError
 from services.virt_handler.node import NodeHeartbeat, default_node_name
+from shared.api.migration_vocabulary import NODE_MIGRATION_URI_ANNOTATION, NODE_VMI_STATE_DIR_ANNOTATION
 from shared.errors import ApiError
 from shared.service import CommonSettings, ServiceContext, ServiceDefinition, TracingIdentity, service_command
 from shared.tasks import cancel_and_wait
@@ -42,7 +43,10 @@ class HandlerSettings:
     """Everything virt-handler is configured with (seconds for intervals).
 
     ``domain_type`` ``auto`` decides from the URI and the KVM probe; ``image_dir`` is the local
-    OCI image store for containerDisk/kernelBoot images (default ``<state_dir>/images``).
+    OCI image store for containerDisk/kernelBoot images (default ``<state_dir>/images``);
+    ``migration_uri``: how other nodes' libvirtd reach this node's (None: computed,
+    :func:`compute_migration_uri`); ``stand_in_migration_seconds``: the fixed duration of a
+    stand-in migration on the test driver.
     """
 
     nats_servers: tuple[str, ...]
@@ -57,6 +61,8 @@ class HandlerSettings:
     connect_timeout: float = 30.0
     health_port: int | None = None
     stats_interval: float = 10.0
+    migration_uri: str | None = None
+    stand_in_migration_seconds: float = 1.0
 
 
 def compute_handler_settings(common: CommonSettings) -> HandlerSettings:
@@ -66,7 +72,25 @@ def compute_handler_settings(common: CommonSettings) -> HandlerSettings:
     return HandlerSettings(nats_servers=common.nats_servers, node_name=p["node_name"], libvirt_uri=p["libvirt_uri"],
                            state_dir=common.state_dir, image_dir=p["image_dir"], bucket_prefix=common.bucket_prefix,
                            domain_type=p["domain_type"], heartbeat_interval=p["heartbeat_interval"],
-                           workers=p["workers"], health_port=common.health_port)
+                           workers=p["workers"], health_port=common.health_port,
+                           migration_uri=p.get("migration_uri"),
+                           stand_in_migration_seconds=p.get("stand_in_migration_seconds", 1.0))
+
+
+def compute_migration_uri(settings: HandlerSettings) -> str:
+    """The Node annotation ``kubevirt-py.io/libvirt-migration-uri``: ``--migration-uri``, else
+    derived from ``--libvirt-uri`` (``shared.libvirtd.compute_migration_uri``)."""
+    from shared import libvirtd
+
+    if settings.migration_uri:
+        return settings.migration_uri
+    return libvirtd.compute_migration_uri(settings.libvirt_uri, libvirtd.find_system_libvirtd())
+
+
+def compute_node_annotations(settings: HandlerSettings) -> dict[str, str]:
+    """The annotations the handler keeps on its Node for migrations (URI and VMI state dir)."""
+    return {NODE_MIGRATION_URI_ANNOTATION: compute_migration_uri(settings),
+            NODE_VMI_STATE_DIR_ANNOTATION: str(settings.state_dir / "vmis")}
 
 
 def build_node(store: Any, hypervisor: Hypervisor, settings: HandlerSettings,
@@ -75,10 +99,12 @@ def build_node(store: Any, hypervisor: Hypervisor, settings: HandlerSettings,
     from shared.images import ImageStore
 
     images = ImageStore(settings.image_dir or settings.state_dir / "images")
-    heartbeat = NodeHeartbeat(store, settings.node_name, hypervisor.node_info, interval=settings.heartbeat_interval)
+    heartbeat = NodeHeartbeat(store, settings.node_name, hypervisor.node_info, interval=settings.heartbeat_interval,
+                              annotations=compute_node_annotations(settings))
     agent = VmiAgent(store, hypervisor, AgentConfig(
         node_name=settings.node_name, state_dir=settings.state_dir, domain_type=domain_type,
-        images=images, workers=settings.workers), bus=store.bus)
+        images=images, workers=settings.workers, stand_in_migration_seconds=settings.stand_in_migration_seconds),
+        bus=store.bus)
     return heartbeat, agent, ConsoleServer(store.bus, hypervisor, settings.node_name)
 
 
@@ -143,6 +169,12 @@ SERVICE = ServiceDefinition(
                      show_default=True, help="Domain type; auto = test for test://, KVM when usable, else TCG."),
         click.option("--heartbeat-interval", default=5.0, show_default=True, help="Seconds between Node heartbeats."),
         click.option("--workers", default=8, show_default=True, help="VMIs reconciled concurrently."),
+        click.option("--migration-uri", default=None,
+                     help="libvirt URI by which other nodes' libvirtd reach this node's for live migration "
+                          "(default: from --libvirt-uri; qemu:///system becomes the system daemon's socket "
+                          "through /proc/<pid>/root)."),
+        click.option("--stand-in-migration-seconds", default=1.0, show_default=True, type=float,
+                     help="Duration of a STAND-IN migration on the test driver (which cannot migrate)."),
     ],
     failures=(HypervisorError, ApiError), describe=_describe_failure,
     tracing_attributes=lambda settings: TracingIdentity(node_name=settings.params["node_name"]))

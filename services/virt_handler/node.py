@@ -7,7 +7,9 @@ Owns the Node object's fields the handler is responsible for (KubeVirt's virt-ha
   ``kubernetes.io/arch``, ``kubernetes.io/os``, ``cpu-model.node.kubevirt.io/<model>``,
   ``host-model-cpu.node.kubevirt.io/<model>``, ``cpu-vendor.node.kubevirt.io/<vendor>``,
   ``cpu-feature.node.kubevirt.io/<feature>`` (all ``"true"``); other labels are kept.
-- ``metadata.annotations["kubevirt.io/heartbeat"]``: RFC 3339 time of the last beat.
+- ``metadata.annotations["kubevirt.io/heartbeat"]``: RFC 3339 time of the last beat;
+  ``kubevirt-py.io/libvirt-migration-uri`` (how other nodes' libvirtd reach this node's) and
+  ``kubevirt-py.io/vmi-state-dir`` (this node's per-VMI directory root), given by the handler.
 - ``status.capacity`` / ``status.allocatable``: ``cpu`` (logical CPUs), ``memory``
   (``<n>Ki``), ``pods``; allocatable equals capacity (no system reservation here).
 - ``status.conditions[type=Ready]``: ``True``/``KubeletReady`` with ``lastHeartbeatTime``
@@ -69,9 +71,10 @@ def compute_node_labels(node_name: str, info: NodeInfo) -> dict[str, str]:
 
 
 def compute_node(existing: dict | None, node_name: str, info: NodeInfo, now: datetime,
-                 *, ready: bool = True) -> dict:
+                 *, ready: bool = True, annotations: dict[str, str] | None = None) -> dict:
     """The Node to store: ``existing`` (or a new object) with the handler's labels, heartbeat,
-    capacity and Ready condition applied; everything else in ``existing`` is kept."""
+    capacity, Ready condition and ``annotations`` (the migration URI and VMI state directory)
+    applied; everything else in ``existing`` is kept."""
     node = dict(existing or {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name}, "spec": {}})
     meta = dict(node.get("metadata") or {})
     labels = {k: v for k, v in (meta.get("labels") or {}).items()
@@ -80,7 +83,7 @@ def compute_node(existing: dict | None, node_name: str, info: NodeInfo, now: dat
     labels.update(compute_node_labels(node_name, info))
     meta["labels"] = labels
     stamp = format_time(now)
-    meta["annotations"] = {**(meta.get("annotations") or {}), HEARTBEAT_ANNOTATION: stamp}
+    meta["annotations"] = {**(meta.get("annotations") or {}), **(annotations or {}), HEARTBEAT_ANNOTATION: stamp}
     node["metadata"] = meta
     status = dict(node.get("status") or {})
     capacity = {"cpu": str(info.cpus), "memory": format_memory(info.memory_bytes),
@@ -109,7 +112,7 @@ def compute_node(existing: dict | None, node_name: str, info: NodeInfo, now: dat
 
 
 async def apply_node_status(store, node_name: str, info: NodeInfo, *, now: datetime | None = None,
-                            ready: bool = True, attempts: int = 5) -> dict:
+                            ready: bool = True, attempts: int = 5, annotations: dict[str, str] | None = None) -> dict:
     """Create or update the Node (compare-and-swap on its resourceVersion, re-read on conflict).
     Returns the stored Node. Raises ``shared.errors.Conflict`` after ``attempts`` lost races."""
     for _ in range(attempts):
@@ -118,11 +121,11 @@ async def apply_node_status(store, node_name: str, info: NodeInfo, *, now: datet
             existing = await store.get(NODES, None, node_name)
         except NotFound:
             try:
-                return await store.create(NODES, compute_node(None, node_name, info, moment, ready=ready),
-                                          namespaced=False)
+                return await store.create(NODES, compute_node(None, node_name, info, moment, ready=ready,
+                                                              annotations=annotations), namespaced=False)
             except (AlreadyExists, Conflict):  # someone created it meanwhile
                 continue
-        updated = compute_node(existing, node_name, info, moment, ready=ready)
+        updated = compute_node(existing, node_name, info, moment, ready=ready, annotations=annotations)
         try:
             return await store.update(NODES, updated, has_status_subresource=False)
         except Conflict:
@@ -138,17 +141,19 @@ class NodeHeartbeat:
     """
 
     def __init__(self, store, node_name: str, read_info: Callable, *, interval: float = 5.0,
-                 clock: Callable[[], datetime] = _now):
+                 clock: Callable[[], datetime] = _now, annotations: dict[str, str] | None = None):
         self.store = store
         self.node_name = node_name
         self.read_info = read_info
         self.interval = interval
         self.clock = clock
+        self.annotations = annotations
         self.beats = 0
 
     async def register(self) -> dict:
         """First beat; raises on failure (a handler that cannot register must not start)."""
-        node = await apply_node_status(self.store, self.node_name, await self.read_info(), now=self.clock())
+        node = await apply_node_status(self.store, self.node_name, await self.read_info(), now=self.clock(),
+                                      annotations=self.annotations)
         self.beats += 1
         return node
 
@@ -157,7 +162,8 @@ class NodeHeartbeat:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                await apply_node_status(self.store, self.node_name, await self.read_info(), now=self.clock())
+                await apply_node_status(self.store, self.node_name, await self.read_info(), now=self.clock(),
+                                      annotations=self.annotations)
                 self.beats += 1
             except asyncio.CancelledError:
                 raise

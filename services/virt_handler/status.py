@@ -100,14 +100,16 @@ def with_phase(status: dict[str, Any], phase: str, precise_now: str) -> dict[str
 
 
 def compute_live_status(vmi: dict[str, Any], state: str, reason: str, *, now: datetime,
-                        agent_connected: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                        agent_connected: bool = False, extra: dict[str, Any] | None = None,
+                        migratability: tuple[dict[str, Any], str] | None = None) -> dict[str, Any]:
     """The VMI status for a domain that exists in ``state``/``reason``.
 
     Sets the phase (with transition timestamp), ``Ready`` (True while running; False while
     paused, as the launcher pod's ``kubevirt.io/virtual-machine-unpaused`` readiness gate
     makes it in KubeVirt), ``Paused`` (only while paused), ``AgentConnected`` (only while the
     guest agent is connected) and removes a failed ``Synchronized`` condition. ``extra`` is
-    merged into the status (e.g. ``guestOSInfo``, ``interfaces``, ``machine``).
+    merged into the status (e.g. ``guestOSInfo``, ``interfaces``, ``machine``). ``migratability``:
+    the ``LiveMigratable`` condition and ``migrationMethod`` (``migratability`` module) to keep.
     """
     status = dict(vmi.get("status") or {})
     stamp = format_time(now)
@@ -124,9 +126,13 @@ def compute_live_status(vmi: dict[str, Any], state: str, reason: str, *, now: da
     else:
         ready, paused_cond = _condition(ConditionType.READY, ConditionStatus.TRUE, stamp), None
     agent = _condition(ConditionType.AGENT_CONNECTED, ConditionStatus.TRUE, stamp) if agent_connected else None
-    status["conditions"] = with_conditions(status.get("conditions"), {
+    wanted: dict[str, dict[str, Any] | None] = {
         ConditionType.READY: ready, ConditionType.PAUSED: paused_cond, ConditionType.AGENT_CONNECTED: agent,
-        ConditionType.SYNCHRONIZED: None})
+        ConditionType.SYNCHRONIZED: None}
+    if migratability is not None:
+        wanted[ConditionType.LIVE_MIGRATABLE] = migratability[0]
+        status["migrationMethod"] = migratability[1]
+    status["conditions"] = with_conditions(status.get("conditions"), wanted)
     if extra:
         status.update(extra)
     return status

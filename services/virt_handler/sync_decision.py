@@ -23,7 +23,11 @@ rules are those of KubeVirt's virt-handler (``pkg/virt-handler/vm.go``: ``execut
    ``status.compute_phase``.
 8. Domain running, guest agent state unknown (adopted after a restart) -> ``AdoptDomain``:
    ask the domain, then decide again. Adoption never restarts a guest.
-9. Otherwise -> ``WriteLiveStatus``: phase and conditions true to the domain; guest details
+9. Migration guard: while the VMI is moving away from this node (``migration_decision.
+   is_moving_away``: started and not ended, or succeeded and not yet claimed by the target) a
+   missing or stopped domain is the migration's doing -> ``Nothing`` (look again soon): the VMI
+   is neither marked Failed nor finished. (Checked before rules 5 and 7.)
+10. Otherwise -> ``WriteLiveStatus``: phase and conditions true to the domain; guest details
    fetched from a connected agent every ``guest_refresh_interval`` seconds (not while paused).
 
 Times are wall-clock seconds (``time.time()``), as the shutdown record stores them.
@@ -34,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.virt_handler.hypervisor_types import DomainInfo
+from services.virt_handler.migration_decision import WAIT_SECONDS, is_moving_away
 from services.virt_handler.status import compute_phase
 from shared.api.vmi import VirtualMachineInstance
 from shared.api.vocabulary import Phase, is_final_phase
@@ -229,6 +234,8 @@ def compute_sync_action(vmi: VirtualMachineInstance | None, domain: DomainInfo |
         return RemoveStaleDomain(domain_name=domain.name, uid=domain.uid or "", step=step, then=then)
     if vmi is None:
         return Nothing()
+    if (domain is None or not domain.is_active) and is_moving_away(vmi, node.node_name):
+        return Nothing(requeue_after=WAIT_SECONDS)
     if domain is None:
         return _compute_action_without_domain(vmi, uid, node)
     if is_final_phase(_phase_of(vmi)):

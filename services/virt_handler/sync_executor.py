@@ -66,6 +66,40 @@ def decode_vmi(obj: dict[str, Any]) -> VirtualMachineInstance:
         return decoded
 
 
+def load_migratability() -> Any:
+    """``services.virt_handler.migratability`` (pure, written by another helper), None while absent."""
+    import importlib
+
+    try:
+        return importlib.import_module("services.virt_handler.migratability")
+    except ImportError:
+        return None
+
+
+def compute_migratability_status(vmi: VirtualMachineInstance) -> tuple[dict[str, Any], str] | None:
+    """The ``LiveMigratable`` condition (type, status, reason, message) and ``migrationMethod`` of
+    ``vmi`` from ``services.virt_handler.migratability`` (another helper's module; None while it is
+    not there)."""
+    migratability = load_migratability()
+    if migratability is None:
+        return None
+    condition = migratability.compute_live_migratable_condition(vmi)
+    fields = {"type": condition.type, "status": condition.status}
+    for name in ("reason", "message"):
+        if getattr(condition, name, None):
+            fields[name] = getattr(condition, name)
+    return fields, str(migratability.compute_migration_method(vmi))
+
+
+def migratability_with_time(migratable: tuple[dict[str, Any], str] | None,
+                            now: datetime) -> tuple[dict[str, Any], str] | None:
+    """``migratable`` with the condition's ``lastProbeTime`` (null) and ``lastTransitionTime``."""
+    if migratable is None:
+        return None
+    from shared.api.vocabulary import format_time
+    return {**migratable[0], "lastProbeTime": None, "lastTransitionTime": format_time(now)}, migratable[1]
+
+
 class RetryQueue(Protocol):
     """The part of ``shared.workqueue.WorkQueue`` the executor uses for its backoff."""
 
@@ -124,6 +158,7 @@ class SyncExecutor:
         self.observe = observe
         self.record_event = record_event
         self.clock = clock
+        self.migrations: Any = None  # MigrationExecutor, attached by the agent (None: no migration roles)
 
     # -- facts and decision ------------------------------------------------------------------
     def compute_facts(self, key: str, vmi: VirtualMachineInstance | None, domain: DomainInfo | None) -> NodeFacts:
@@ -161,6 +196,10 @@ class SyncExecutor:
         dname = domain_name(namespace, name)
         self.state.own_events.pop(dname, None)  # this sync reads the domain as it is now
         domain = await self.hv.get_domain(dname)
+        if vmi is not None and obj is not None and self.migrations is not None:
+            handled, delay = await self.migrations.handle(key, obj, vmi, domain)
+            if handled:
+                return delay
         action = compute_sync_action(vmi, domain, self.compute_facts(key, vmi, domain))
         return await self.perform(key, obj, vmi, domain, action)
 
@@ -207,15 +246,18 @@ class SyncExecutor:
             self.state.agent_connected[action.domain_name] = await self.hv.is_agent_connected(action.domain_name)
             again = compute_sync_action(vmi, domain, self.compute_facts(key, vmi, domain))
             return await self.perform(key, obj, vmi, domain, again)
-        return await self._write_live(key, obj, action)
+        return await self._write_live(key, obj, action, vmi)
 
-    async def _write_live(self, key: str, obj: dict[str, Any], action: WriteLiveStatus) -> float | None:
+    async def _write_live(self, key: str, obj: dict[str, Any], action: WriteLiveStatus,
+                          vmi: VirtualMachineInstance | None = None) -> float | None:
         name = domain_name(*key.split("/", 1))
         if action.fetch_guest_info:
             self.state.guest_status[key] = (time.monotonic(), await guest_agent.fetch_guest_status(self.hv, name))
         extra = self.state.guest_status.get(key, (None, {}))[1]
+        migratable = compute_migratability_status(vmi) if vmi is not None else None
         await self.write_status(key, obj, lambda v: vmi_status.compute_live_status(
-            v, action.state, action.reason, now=self.clock(), agent_connected=action.agent_connected, extra=extra))
+            v, action.state, action.reason, now=self.clock(), agent_connected=action.agent_connected, extra=extra,
+            migratability=migratability_with_time(migratable, self.clock())))
         return action.requeue_after
 
     async def _start(self, key: str, obj: dict[str, Any], paused: bool) -> float | None:

@@ -8,6 +8,7 @@ Kubernetes ones; helpers build them for KubeVirt's resources and subresources.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,27 @@ class ApiClient:
 
     async def delete(self, path: str, body: Any = None) -> Any:
         return await self.request("DELETE", path, body)
+
+    async def watch(self, path: str, params: dict[str, str] | None = None,
+                    timeout: float | None = None) -> AsyncGenerator[dict[str, Any], None]:
+        """Watch a list ``path`` (``?watch=1`` plus ``params``: ``fieldSelector``,
+        ``resourceVersion``, ...): yields each event ``{"type", "object"}`` as the server streams
+        it, until the server ends the stream (``timeoutSeconds``) or ``timeout`` seconds of
+        silence pass (then TimeoutError). An ``ERROR`` event is raised as its Status's error."""
+        assert self._session is not None, "use 'async with ApiClient(...)'"
+        query = {**(params or {}), "watch": "1"}
+        stream_timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout)
+        try:
+            async with self._session.get(path, params=query, timeout=stream_timeout) as resp:
+                if resp.status >= 400:
+                    raise compute_error(resp.status, await resp.read())
+                async for line in resp.content:
+                    if not line.strip():
+                        continue
+                    event = msgspec.json.decode(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise compute_error(int(status.get("code") or 500), msgspec.json.encode(status))
+                    yield event
+        except aiohttp.ClientError as err:
+            raise errors.ServiceUnavailable(f"cannot reach {self.access.server}: {err}") from err

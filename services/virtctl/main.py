@@ -10,6 +10,7 @@ installation (:mod:`services.virtctl.installation`); client commands talk to vir
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import sys
@@ -21,6 +22,7 @@ import click
 
 from services.virtctl import extra_nodes
 from services.virtctl import installation as inst
+from services.virtctl.kubevirt_object import apply_kubevirt_object
 from services.virtctl.kubeconfig import apply_kubeconfig, compute_kubeconfig
 
 #: Modules that add commands to :data:`cli` when imported (one line per module).
@@ -31,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "services.virtctl.events_command",
     "services.virtctl.image_command",
     "services.virtctl.guestosinfo_command",
+    "services.virtctl.migrate_command",
 ]
 
 
@@ -172,6 +175,7 @@ def up(state_dir: Path | None, api_port: int | None, libvirt_uri: str | None, no
     token = layout.token_file.read_text().strip()
     config = compute_kubeconfig(layout.api_url, layout.ca_cert.read_bytes(), token)
     changed = apply_kubeconfig(layout.kubeconfig, config)
+    click.echo(f"{'kubevirt':<16} {asyncio.run(apply_kubevirt_object(layout.kubeconfig))}")
     click.echo("")
     click.echo(f"API:        {layout.api_url}")
     click.echo(f"kubeconfig: {layout.kubeconfig}{'' if changed else ' (unchanged)'}")

@@ -1,8 +1,8 @@
 """Which processes ``virtctl up`` starts, as data: one :class:`ServiceSpec` per process.
 
 :data:`SERVICES` is started in order and stopped in reverse: nats-server, virt-api,
-virt-controller, scheduler-bridge, virt-handler (node = this host, ``qemu:///system`` by
-default). Adding a service is one entry, e.g.::
+virt-controller, virt-migration, scheduler-bridge, virt-handler (node = this host,
+``qemu:///system`` by default). Adding a service is one entry, e.g.::
 
     python_service("virt-controller", "services.virt_controller.main")
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from services.virtctl.host_libvirt import apply_libvirt_daemons
 from services.virtctl.layout import DEFAULT_LIBVIRT_URI, Layout, load_layout
 from services.virtctl.processes import ServiceSpec, is_our_process, read_record, stays_up
-from shared.natsserver import find_nats_server_binary
+from shared.natsserver import find_nats_server_binary, pick_free_port
 
 
 # -- health probes ---------------------------------------------------------------------------
@@ -103,12 +103,29 @@ def _prepare_handler(layout: Layout) -> None:
         apply_libvirt_daemons(layout)
 
 
+def migration_health_port(layout: Layout) -> int:
+    """virt-migration's health port: chosen once and kept in ``<state>/virt-migration/health-port``
+    (``installation.json`` records the ports of the services that came before it)."""
+    path = layout.state_dir / "virt-migration" / "health-port"
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        pass
+    port = pick_free_port()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{port}\n")
+    return port
+
+
 NATS_SERVER = ServiceSpec("nats-server", _nats_argv, is_nats_healthy, prepare=_prepare_nats, start_timeout=20.0)
 VIRT_API = ServiceSpec("virt-api", _api_argv, is_api_ready, start_timeout=45.0)
 VIRT_CONTROLLER = python_service(
     "virt-controller", "services.virt_controller.main",
     extra_args=health_port_args(lambda layout: layout.controller_health_port),
     health=healthz_probe(lambda layout: layout.controller_health_port))
+VIRT_MIGRATION = python_service(
+    "virt-migration", "services.virt_migration.main",
+    extra_args=health_port_args(migration_health_port), health=healthz_probe(migration_health_port))
 SCHEDULER_BRIDGE = python_service(
     "scheduler-bridge", "services.scheduler_bridge.main", state_dir_arg=False,
     extra_args=health_port_args(lambda layout: layout.bridge_health_port),
@@ -118,7 +135,8 @@ VIRT_HANDLER = python_service("virt-handler", "services.virt_handler.main", extr
                               health=healthz_probe(lambda layout: layout.handler_health_port), start_timeout=60.0)
 
 #: Started in this order, stopped in reverse. One entry per process.
-SERVICES: list[ServiceSpec] = [NATS_SERVER, VIRT_API, VIRT_CONTROLLER, SCHEDULER_BRIDGE, VIRT_HANDLER]
+SERVICES: list[ServiceSpec] = [NATS_SERVER, VIRT_API, VIRT_CONTROLLER, VIRT_MIGRATION, SCHEDULER_BRIDGE,
+                               VIRT_HANDLER]
 
 
 def check_api_port_change(state_dir: Path, api_port: int | None) -> None:

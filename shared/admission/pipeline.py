@@ -16,6 +16,7 @@ from typing import Any
 
 from shared.admission.cluster import DEFAULT_CLUSTER, ClusterConfig
 from shared.admission.context import AdmissionContext, random_uuid, rfc3339_now
+from shared.admission.kubevirt_rules import admit_kubevirt
 from shared.admission.migration_rules import admit_migration, admit_migration_policy
 from shared.admission.set_rules import admit_pool, admit_replica_set
 from shared.admission.vm_rules import admit_vm
@@ -36,6 +37,7 @@ ADMITTERS: dict[str, Admitter] = {
     "VirtualMachinePool": admit_pool,
     "VirtualMachineInstanceMigration": admit_migration,
     "MigrationPolicy": admit_migration_policy,
+    "KubeVirt": admit_kubevirt,
 }
 """Kind-specific admitters; kinds without one (Node, Lease) are only decoded."""
 

@@ -80,6 +80,7 @@ class LiveMigratableReason(StrEnum):
     CPU_MODE_NOT_LIVE_MIGRATABLE = "CPUModeLiveMigratable"
     HOST_DEVICE_NOT_LIVE_MIGRATABLE = "HostDeviceNotLiveMigratable"
     SEV_NOT_LIVE_MIGRATABLE = "SEVNotLiveMigratable"
+    TDX_NOT_LIVE_MIGRATABLE = "TDXNotLiveMigratable"
     SECURE_EXECUTION_NOT_LIVE_MIGRATABLE = "SecureExecutionNotLiveMigratable"
     TSC_NOT_LIVE_MIGRATABLE = "NoTSCFrequencyNotLiveMigratable"
     HYPERV_PASSTHROUGH_NOT_LIVE_MIGRATABLE = "HypervPassthroughNotLiveMigratable"
@@ -125,6 +126,10 @@ NODE_VMI_STATE_DIR_ANNOTATION = "kubevirt-py.io/vmi-state-dir"
 """On a Node (written by its virt-handler): the directory holding that node's per-VMI files
 (overlays, cloud-init ISOs, console logs); the source rewrites these paths in the domain XML it
 sends to the target."""
+
+MIGRATION_TRACEPARENT_ANNOTATION = "kubevirt-py.io/migration-traceparent"
+"""On a VMI (written by virt-migration at hand-off): the W3C traceparent of the VMIM's trace, so
+both virt-handlers put their spans of the migration into it."""
 
 KEEP_FINALIZED_MIGRATIONS_PER_VMI = 5
 """Finalized VMIMs kept per VMI; older ones are garbage-collected (KubeVirt's

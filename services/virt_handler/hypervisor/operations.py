@@ -1,4 +1,5 @@
-"""The domain operations of the gateway: define/start, look up, stop, pause, agent, statistics.
+"""The domain operations of the gateway: define/start, look up, stop, pause, agent, statistics
+(and, inherited from ``migration``, the live-migration calls).
 
 Each method runs its libvirt calls through ``LibvirtConnection._call`` (thread pool, timeout,
 error mapping); domain XML is computed elsewhere (``services.virt_handler.domain``) and only
@@ -14,7 +15,7 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 
-from services.virt_handler.hypervisor.connection import LibvirtConnection
+from services.virt_handler.hypervisor.migration import MigrationOperations
 from services.virt_handler.hypervisor_types import (
     DomainInfo,
     HypervisorError,
@@ -24,7 +25,7 @@ from services.virt_handler.hypervisor_types import (
 )
 
 
-class Hypervisor(LibvirtConnection):
+class Hypervisor(MigrationOperations):
     """Async facade over one libvirt connection (``qemu:///system``, ``test:///default``, ...).
 
     ``max_workers`` bounds the threads running libvirt calls; ``call_timeout`` (seconds) bounds

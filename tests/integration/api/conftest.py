@@ -8,7 +8,9 @@ uses) in a private state directory on free ports, and writes a kubeconfig that k
 
 from __future__ import annotations
 
+import shutil
 import ssl
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from shared.natsserver import pick_free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 CONFORMANCE = PROJECT_ROOT.parent / "shared" / "conformance"
+KUBECTL = shutil.which("kubectl")
 
 
 @dataclass
@@ -116,3 +119,23 @@ def private_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiInstall
 def namespace() -> str:
     """A namespace name no other test uses."""
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """kubectl's discovery cache, per test module."""
+    return tmp_path_factory.mktemp("kubectl-cache")
+
+
+@pytest.fixture
+def kubectl(api, cache_dir):
+    """Run the real kubectl with the installation's kubeconfig: ``kubectl("get", "vm")``; fails
+    the test on a non-zero exit unless ``check=False``."""
+    def run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([KUBECTL, "--kubeconfig", str(api.kubeconfig), "--cache-dir", str(cache_dir), *args],
+                              capture_output=True, text=True, input=stdin, timeout=90)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc
+
+    return run

@@ -5,39 +5,19 @@ explain. Reads ../shared/conformance/kubevirt-examples/ in place."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.integration.api.conftest import CONFORMANCE
+from tests.integration.api.conftest import CONFORMANCE, KUBECTL
 from tests.integration.api.vm_factory import GROUP, VERSION, make_vmi
 
-KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed on this machine")
 
 EXAMPLES = CONFORMANCE / "kubevirt-examples"
 #: Applied after everything else: it names a VMI that must exist first.
 LAST = ("migration-job.yaml",)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("kubectl-cache")
-
-
-@pytest.fixture
-def kubectl(api, cache_dir):
-    def run(*args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([KUBECTL, "--kubeconfig", str(api.kubeconfig), "--cache-dir", str(cache_dir), *args],
-                              capture_output=True, text=True, input=stdin, timeout=90)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-        return proc
-
-    return run
 
 
 def example_files() -> list[Path]:

@@ -3,7 +3,7 @@ import asyncio
 
 import pytest
 
-from services.virt_controller.leader import LeaderElector
+from shared.leader import LeaderElector
 
 
 class FakeMonotonic:

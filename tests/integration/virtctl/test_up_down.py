@@ -57,6 +57,7 @@ def test_up_is_idempotent_down_keeps_data_and_wipe_removes_it(state: Path):
     assert f"kubeconfig: {kubeconfig}" in first.stdout
     assert f"kubectl --kubeconfig {kubeconfig}" in first.stdout
     assert str(state / "logs") in first.stdout
+    assert "kubevirt         kubevirt/kubevirt created" in first.stdout
     assert oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
     doc = yaml.safe_load(kubeconfig.read_text())
     assert doc["clusters"][0]["cluster"]["server"] == f"https://127.0.0.1:{port}"
@@ -69,11 +70,16 @@ def test_up_is_idempotent_down_keeps_data_and_wipe_removes_it(state: Path):
           "spec": {"runStrategy": "Halted", "template": {"spec": {"domain": {
               "devices": {}, "resources": {"requests": {"memory": "64Mi"}}}}}}}
     custom.create_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachines", vm)
+    kv = custom.get_namespaced_custom_object("kubevirt.io", "v1", "kubevirt", "kubevirts", "kubevirt")
+    assert kv["status"]["phase"] == "Deployed"
+    custom.patch_namespaced_custom_object("kubevirt.io", "v1", "kubevirt", "kubevirts", "kubevirt",
+                                          {"spec": {"configuration": {"migrations": {"allowPostCopy": True}}}})
     api_client.close()
 
     second = virtctl("up", "--state-dir", str(state))
     assert "already running" in second.stdout and "started" not in second.stdout
     assert "(unchanged)" in second.stdout
+    assert "kubevirt         kubevirt/kubevirt unchanged" in second.stdout
     assert pids(state) == started
     assert virtctl("status", "--state-dir", str(state)).stdout.count("healthy") == len(SERVICES)
 

@@ -251,7 +251,7 @@ def test_migration_gets_vmi_name_label_and_priority_is_kubevirts():
     vmim["spec"]["priority"] = "user-triggered"
     with pytest.raises(Invalid) as info:
         admit(VIRTUAL_MACHINE_INSTANCE_MIGRATION, vmim, operation="CREATE")
-    assert [c.field for c in info.value.causes] == ["spec.priority"]
+    assert [c.field for c in info.value.causes] == ["spec.migrationPriority"]  # KubeVirt names the field so
     admit(VIRTUAL_MACHINE_INSTANCE_MIGRATION, vmim, operation="CREATE", trusted=True)
 
 

@@ -2,7 +2,8 @@
 
 Same rules as client-go's ``leaderelection`` (``k8s.io/client-go/tools/leaderelection``):
 
-* one Lease (``leases`` bucket, default ``kubevirt/virt-controller``) with ``spec.holderIdentity``,
+* one Lease per leader-elected service (``leases`` bucket: ``kubevirt/virt-controller``,
+  ``kubevirt/virt-migration``) with ``spec.holderIdentity``,
   ``leaseDurationSeconds``, ``acquireTime``, ``renewTime``, ``leaseTransitions``;
 * candidates try every ``retry_period``; the holder renews by a compare-and-swap update on the
   Lease's resourceVersion, so two candidates can never both win the same revision;
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from services.virt_controller.clock import Clock, SystemClock
+from shared.clock import Clock, SystemClock
 from shared.api.vocabulary import format_micro_time
 from shared.errors import AlreadyExists, ApiError, Conflict, NotFound
 

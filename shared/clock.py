@@ -1,4 +1,4 @@
-"""Time for controllers: the Clock protocol.
+"""Time for controllers: the Clock protocol (virt-controller, virt-migration, leader election).
 
 Controllers take a Clock so that backoff and heartbeat timeouts can be tested on a fake clock
 with exact seconds. Formatting and parsing RFC 3339 timestamps is

@@ -1,0 +1,1 @@
+"""virt-migration: drives VirtualMachineInstanceMigrations through their phases (issue 10)."""

@@ -1,0 +1,68 @@
+"""``virt-migration``: drives VirtualMachineInstanceMigrations and node evacuations.
+
+Usage: ``virt-migration --nats nats://127.0.0.1:4222 --id mig-1``. Several may run; one leads
+(Lease ``kubevirt/virt-migration`` in the store), the others stand by with warm caches.
+``--health-port`` serves ``GET /healthz`` (200 once the caches are synced), ``GET /leader`` and
+``GET /metrics`` (the ``kubevirt_vmi_migration*`` metrics, workqueues, store latency).
+``--scheduling-timeout`` is how long a VMIM may wait for scheduler-bridge to find a target before
+it fails (KubeVirt: 5 minutes for an unschedulable target pod). Start-up, signals, logging and
+tracing are :mod:`shared.service`'s.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import click
+from aiohttp import web
+
+from services.virt_migration.controller import DEFAULT_SCHEDULING_TIMEOUT
+from services.virt_migration.manager import MigrationManager
+from shared.errors import ApiError
+from shared.service import ServiceContext, ServiceDefinition, TracingIdentity, service_command
+
+
+async def run(ctx: ServiceContext) -> None:
+    """Run the migration controllers until the process is asked to stop."""
+    params = ctx.params
+    identity = params["identity"]
+    store = await ctx.connect_store(name=f"virt-migration-{identity}")
+    manager = MigrationManager(store, identity, workers=params["workers"], lease_duration=params["lease_duration"],
+                               renew_deadline=params["renew_deadline"], retry_period=params["retry_period"],
+                               scheduling_timeout=params["scheduling_timeout"])
+
+    async def leader(_: web.Request) -> web.Response:
+        return web.json_response({"identity": manager.identity, "leader": manager.is_leader})
+
+    await ctx.serve_health(lambda: (manager.has_synced(), {"synced": manager.has_synced()}),
+                           routes=lambda app: app.router.add_get("/leader", leader))
+    await ctx.wait_stopped(ctx.start_task(manager.run(), "migration-manager"))
+
+
+def _default_identity(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    return value or f"{socket.gethostname()}-{os.getpid()}"
+
+
+SERVICE = ServiceDefinition(
+    name="virt-migration", summary="Run the live-migration and node-evacuation controllers.", run=run,
+    options=[
+        click.option("--id", "identity", default=None, callback=_default_identity,
+                     help="Replica identity (default: host-pid)."),
+        click.option("--workers", default=4, show_default=True, help="Worker tasks for migrations."),
+        click.option("--lease-duration", default=15.0, show_default=True, help="Leader lease duration (s)."),
+        click.option("--renew-deadline", default=10.0, show_default=True, help="Leader renew deadline (s)."),
+        click.option("--retry-period", default=2.0, show_default=True, help="Leader election retry period (s)."),
+        click.option("--scheduling-timeout", default=DEFAULT_SCHEDULING_TIMEOUT, show_default=True,
+                     help="Seconds a migration may wait for a target node before it fails."),
+    ],
+    state_dir_help="Accepted for the embedded installation's uniform command line; virt-migration keeps "
+                   "no local state (everything is in the store).",
+    health_help="Serve /healthz, /leader and /metrics on this port.",
+    failures=(ApiError, ValueError, OSError),
+    tracing_attributes=lambda settings: TracingIdentity(instance_id=settings.params["identity"]))
+
+main = service_command(SERVICE)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""virt-migration's process: informers, the two controllers, their workers, leader election.
+
+Like virt-controller: every replica keeps its informers (VMIMs, VMIs, Nodes, MigrationPolicies,
+KubeVirt objects) warm; only the holder of the Lease ``kubevirt/virt-migration``
+(:class:`shared.leader.LeaderElector`) runs workers, and it starts by queueing every cached
+object, so nothing depends on events a standby saw or missed. Each reconcile of a VMIM runs in a
+span under the VMIM's trace context (``reconcile VirtualMachineInstanceMigration``).
+
+Workers (client-go's pattern): success forgets a key's backoff; a Conflict or any failure
+requeues it with the queue's rate-limited backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from services.virt_migration.controller import DEFAULT_SCHEDULING_TIMEOUT, MigrationController
+from services.virt_migration.evacuation_controller import EvacuationController
+from services.virt_migration.executor import MigrationWriter, as_body
+from services.virt_migration.phase_decision import phase_of
+from shared import migration_metrics, tracing
+from shared.api.kubevirt import KubeVirt
+from shared.api.migration import VirtualMachineInstanceMigration
+from shared.api.migration_vocabulary import MigrationPhase
+from shared.api.migrationpolicy import MigrationPolicy
+from shared.api.vmi import VirtualMachineInstance
+from shared.clock import Clock, SystemClock
+from shared.errors import Conflict
+from shared.events_recorder import EventRecorder
+from shared.informer import Informer
+from shared.leader import LeaderElector
+from shared.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+SERVICE = "virt-migration"
+LEASE_NAME = "virt-migration"
+
+
+async def run_worker(queue: WorkQueue, reconcile: Callable[[str], Awaitable[None]], name: str) -> None:
+    """Process keys of ``queue`` until it shuts down (or the task is cancelled)."""
+    while True:
+        key = await queue.get()
+        if key is None:
+            return
+        try:
+            await reconcile(key)
+        except asyncio.CancelledError:
+            raise
+        except Conflict:
+            queue.add_rate_limited(key)
+        except Exception:  # a bug or a lost store: keep the loop alive, retry later
+            log.exception("%s %s: reconcile failed", name, key)
+            queue.add_rate_limited(key)
+        else:
+            queue.forget(key)
+        finally:
+            queue.done(key)
+
+
+class MigrationManager:
+    """All virt-migration loops over one ObjectStore.
+
+    Args:
+        store: ObjectStore.
+        identity: this replica's id (lease holder identity).
+        workers: worker tasks for the migration queue (evacuation and orphans get one each).
+        lease_duration, renew_deadline, retry_period: leader election timing (seconds).
+        scheduling_timeout: seconds a VMIM may wait for a target.
+    """
+
+    def __init__(self, store: Any, identity: str, *, workers: int = 4, clock: Clock | None = None,
+                 lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
+                 scheduling_timeout: float = DEFAULT_SCHEDULING_TIMEOUT, lease_namespace: str = "kubevirt") -> None:
+        self.store = store
+        self.identity = identity
+        self.workers = workers
+        self.clock = clock or SystemClock()
+        self.vmim_informer = Informer(store, "virtualmachineinstancemigrations", decode=VirtualMachineInstanceMigration)
+        self.vmi_informer = Informer(store, "virtualmachineinstances", decode=VirtualMachineInstance)
+        self.node_informer = Informer(store, "nodes")
+        self.policy_informer = Informer(store, "migrationpolicies", decode=MigrationPolicy)
+        self.kubevirt_informer = Informer(store, "kubevirts", decode=KubeVirt)
+        self.recorder = EventRecorder(store, SERVICE)
+        self.writer = MigrationWriter(store, self.vmim_informer, self.vmi_informer, self.recorder)
+        self.migrations = MigrationController(self.vmim_informer, self.vmi_informer, self.policy_informer,
+                                              self.kubevirt_informer, self.writer, clock=self.clock,
+                                              scheduling_timeout=scheduling_timeout)
+        self.evacuation = EvacuationController(self.node_informer, self.vmi_informer, self.vmim_informer,
+                                               self.migrations, self.writer)
+        self.elector = LeaderElector(store, identity, name=LEASE_NAME, namespace=lease_namespace,
+                                     lease_duration=lease_duration, renew_deadline=renew_deadline,
+                                     retry_period=retry_period, clock=self.clock)
+        self.informers: list[Informer[Any]] = [self.vmim_informer, self.vmi_informer, self.node_informer,
+                                               self.policy_informer, self.kubevirt_informer]
+        migration_metrics.register_migration_source(self)
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica holds the lease."""
+        return self.elector.is_leader
+
+    def has_synced(self) -> bool:
+        """Whether every informer has listed once."""
+        return all(i.has_synced() for i in self.informers)
+
+    def migration_samples(self) -> migration_metrics.MigrationSamples | None:
+        """The metric values of this replica (None while standing by)."""
+        if not self.is_leader:
+            return None
+        samples = migration_metrics.MigrationSamples(phases=self.migrations.phase_groups(),
+                                                     non_evictable=self.evacuation.non_evictable())
+        for vmim in self.vmim_informer.items():
+            meta = vmim.metadata
+            labels = (vmim.spec.vmi_name or "", meta.name or "" if meta else "", meta.namespace or "" if meta else "")
+            if phase_of(vmim) == MigrationPhase.SUCCEEDED:
+                samples.succeeded.append(labels)
+            elif phase_of(vmim) == MigrationPhase.FAILED:
+                samples.failed.append(labels)
+        return samples
+
+    async def _traced_reconcile(self, key: str) -> None:
+        if not tracing.is_enabled():
+            await self.migrations.reconcile(key)
+            return
+        vmim = self.vmim_informer.get(key)
+        view = as_body(vmim, "VirtualMachineInstanceMigration") if vmim is not None else None
+        with tracing.object_span(SERVICE, "reconcile VirtualMachineInstanceMigration", view,
+                                 mark_exceptions=False) as span:
+            try:
+                await self.migrations.reconcile(key)
+            except Conflict:
+                span.set_attribute("kubevirt.requeued", "Conflict")
+                raise
+            except Exception as err:
+                tracing.mark_failed(type(err).__name__, str(err), span)
+                raise
+
+    async def start_informers(self, timeout: float = 30.0) -> None:
+        """Start every informer and wait until each has listed once."""
+        for informer in self.informers:
+            informer.start()
+        await asyncio.gather(*(i.wait_synced(timeout) for i in self.informers))
+
+    async def lead(self) -> None:
+        """Run the workers until cancelled (while holding the lease)."""
+        self.migrations.enqueue_all()
+        self.evacuation.enqueue_all()
+        tasks = [asyncio.create_task(run_worker(self.migrations.queue, self._traced_reconcile, "migration"),
+                                     name=f"migration-worker-{i}") for i in range(self.workers)]
+        tasks.append(asyncio.create_task(run_worker(self.migrations.orphans, self.migrations.reconcile_orphan,
+                                                    "migration-orphans"), name="migration-orphans"))
+        tasks.append(asyncio.create_task(run_worker(self.evacuation.queue, self.evacuation.reconcile, "evacuation"),
+                                         name="evacuation-worker"))
+        log.info("%s leading virt-migration: %d tasks", self.identity, len(tasks))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def run(self) -> None:
+        """Start informers, then take part in leader election until cancelled."""
+        await self.start_informers()
+        try:
+            await self.elector.run(self.lead)
+        finally:
+            await self.stop_informers()
+
+    async def stop_informers(self) -> None:
+        """Stop every informer and stop reporting metrics."""
+        migration_metrics.unregister_migration_source(self)
+        for informer in self.informers:
+            await informer.stop()
