@@ -31,13 +31,16 @@ def virtctl(*args: str, timeout: float = 300) -> str:
 
 
 def vm_manifest(name: str, user_data_text: str) -> dict:
-    """examples/vm-demo.yaml renamed, with the bench's cloud-init script."""
+    """examples/vm-demo.yaml renamed, with a masquerade pod interface and the bench's cloud-init script."""
     import yaml
 
     vm = yaml.safe_load((ROOT / "examples" / "vm-demo.yaml").read_text())
     vm["metadata"] = {"name": name, "labels": {"app": name}}
     template = vm["spec"]["template"]
     template["metadata"]["labels"] = {"kubevirt.io/vm": name}
+    if not template["spec"]["domain"]["devices"].get("interfaces"):  # bridge (the default) is not migratable
+        template["spec"]["domain"]["devices"]["interfaces"] = [{"name": "default", "masquerade": {}}]
+        template["spec"]["networks"] = [{"name": "default", "pod": {}}]
     for volume in template["spec"]["volumes"]:
         if "cloudInitNoCloud" in volume:
             volume["cloudInitNoCloud"] = {"userData": user_data_text}

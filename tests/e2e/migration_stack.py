@@ -325,8 +325,14 @@ def read_shell(stack: MigStack, set_token: str | None = None) -> ShellFacts:
 
 
 def demo_vm_manifest(user_data: str | None = None) -> dict:
-    """examples/vm-demo.yaml (optionally with other cloud-init user data)."""
+    """examples/vm-demo.yaml with its pod interface bound by ``masquerade`` (migratable; the
+    default binding, ``bridge``, is refused with ``InterfaceNotLiveMigratable`` as in KubeVirt),
+    optionally with other cloud-init user data."""
     manifest = yaml.safe_load((ROOT / "examples" / "vm-demo.yaml").read_text())
+    spec = manifest["spec"]["template"]["spec"]
+    if not spec["domain"]["devices"].get("interfaces"):
+        spec["domain"]["devices"]["interfaces"] = [{"name": "default", "masquerade": {}}]
+        spec["networks"] = [{"name": "default", "pod": {}}]
     if user_data is not None:
         for volume in manifest["spec"]["template"]["spec"]["volumes"]:
             if "cloudInitNoCloud" in volume:

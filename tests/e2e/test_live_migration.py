@@ -2,7 +2,8 @@
 
 One ``virtctl up --nodes 2`` serves the module (:mod:`tests.e2e.migration_stack`): node 1 on the
 system libvirtd, node 2 on a private libvirtd with its own host UUID; ``examples/vm-demo.yaml`` runs
-in a namespace of its own. In order, on the same guest:
+in a namespace of its own, its pod interface bound by ``masquerade`` (the default ``bridge``
+binding is not live-migratable, in KubeVirt as here). In order, on the same guest:
 
 1. ``virtctl migrate vm-demo --wait`` -> the VMIM Succeeded through every phase, the VMI's
    ``nodeName`` is the other node, its domain exists only on that node's libvirt (and the source's
