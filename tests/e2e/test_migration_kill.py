@@ -219,6 +219,6 @@ def test_kill_9_in_phase_leaves_one_guest_and_true_status(stack: MigStack, phase
             stack.get(VMIMS, vmim)), 120, 0.25, what=f"{vmim} final")
         seen = [s.get("status", {}).get("phase") for s in recorder.states(vmim)]
     outcome = assert_consistent(stack, before, final)
-    OUTCOMES[f"{phase}/{victim}"] = outcome
+    OUTCOMES[f"{phase}/{victim}"] = f"{outcome} (attempt {vmim.rsplit('-', 1)[1]})"
     assert seen.count("Succeeded") + seen.count("Failed") >= 1
     assert "Succeeded" not in seen or "Failed" not in seen, seen  # never both
