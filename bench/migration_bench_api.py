@@ -47,11 +47,59 @@ def vm_manifest(name: str, user_data_text: str) -> dict:
     return vm
 
 
-def migration_sample(vmim: dict, vmi: dict | None, requested_at: float, seen_at: float) -> dict:
+class JobCompletedListener:
+    """QEMU's figures of each migration as libvirt reports them to an observer: the
+    ``JOB_COMPLETED`` event the source daemon emits with the job's statistics (``time_elapsed``,
+    ``downtime``, ``memory_processed``/``disk_processed`` bytes, ``memory_iteration``;
+    feasibility-on-this-machine.md §2). Listening takes nothing from the handlers (reading a
+    destination's completed-job statistics without KEEP_COMPLETED would remove them)."""
+
+    def __init__(self, uris: list[str]):
+        import threading
+
+        import libvirt
+
+        libvirt.virEventRegisterDefaultImpl()
+        self.events: list[tuple[str, dict]] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, args=(libvirt,), daemon=True)
+        self._thread.start()
+        self.conns = [libvirt.open(uri) for uri in uris]
+        for conn in self.conns:
+            conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, self._on_event, None)
+
+    def _loop(self, libvirt) -> None:
+        while not self._stop:
+            libvirt.virEventRunDefaultImpl()
+
+    def _on_event(self, conn, dom, params, opaque) -> None:
+        self.events.append((dom.name(), dict(params)))
+
+    def take(self, domain: str, timeout: float = 15.0) -> dict | None:
+        """The oldest unread statistics of ``domain`` (waits up to ``timeout`` s; None if none came)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for index, (name, stats) in enumerate(self.events):
+                if name == domain:
+                    del self.events[index]
+                    return stats
+            time.sleep(0.05)
+        return None
+
+    def close(self) -> None:
+        self._stop = True
+        for conn in self.conns:
+            conn.close()
+
+
+def migration_sample(vmim: dict, vmi: dict | None, requested_at: float, seen_at: float,
+                     qemu: dict | None) -> dict:
     """Figures of one final VMIM: ``total_s`` = client's create request -> the object's Succeeded
     stamp (same host clock), ``pending_to_succeeded_s`` (object stamps only), ``wall_s`` (client
-    saw it final), QEMU's ``qemu_ms``/``downtime_ms``/``data_mib`` from ``migrationState.progress``
-    (the VMIM's copy, else the VMI's when it is the same migration) and ``overhead_s``."""
+    saw it final); QEMU's ``qemu_ms``/``downtime_ms``/``data_mib``/``iterations`` from the
+    JOB_COMPLETED statistics ``qemu`` and ``overhead_s`` = total - QEMU time; and what the product
+    reports in ``migrationState.progress`` (``reported_downtime_ms``, ``reported_elapsed_ms``,
+    ``reported_data_mib``; the VMIM's copy, else the VMI's when it is the same migration)."""
     status = vmim.get("status") or {}
     stamps = {t.get("phase"): t.get("phaseTransitionTimestamp") for t in status.get("phaseTransitionTimestamps") or []}
     state = status.get("migrationState") or {}
@@ -60,14 +108,19 @@ def migration_sample(vmim: dict, vmi: dict | None, requested_at: float, seen_at:
                                           if vmi_state.get("migrationUid") == vmim["metadata"]["uid"] else None) or {}
     done = stamps.get("Succeeded") or stamps.get("Failed")
     total = parse_time(done) - requested_at if done else None
-    qemu_ms = progress.get("elapsedMs")
+    qemu = qemu or {}
+    qemu_ms = qemu.get("time_elapsed")
+    data = qemu.get("memory_processed")
     return {"phase": status.get("phase"), "total_s": total,
             "pending_to_succeeded_s": parse_time(done) - parse_time(stamps["Pending"])
             if done and stamps.get("Pending") else None,
-            "wall_s": seen_at - requested_at, "qemu_ms": qemu_ms, "downtime_ms": progress.get("downtimeMs"),
-            "data_mib": progress["dataProcessedBytes"] / 2**20 if progress.get("dataProcessedBytes") else None,
-            "iterations": progress.get("memoryIteration"),
+            "wall_s": seen_at - requested_at, "qemu_ms": qemu_ms, "downtime_ms": qemu.get("downtime"),
+            "data_mib": (data + qemu.get("disk_processed", 0)) / 2**20 if data is not None else None,
+            "iterations": qemu.get("memory_iteration"),
             "overhead_s": total - qemu_ms / 1000 if total is not None and qemu_ms is not None else None,
+            "reported_downtime_ms": progress.get("downtimeMs"), "reported_elapsed_ms": progress.get("elapsedMs"),
+            "reported_data_mib": progress["dataProcessedBytes"] / 2**20 if progress.get("dataProcessedBytes")
+            else None,
             "direction": f"{state.get('sourceNode')}->{state.get('targetNode')}"}
 
 
@@ -88,6 +141,9 @@ class ApiStack:
         layout = load_layout(self.state)
         apply_demo_guest_import(ImageStore(layout.images_dir), guest)
         self.api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(layout.kubeconfig)))
+        from services.virtctl.extra_nodes import load_extra_nodes
+
+        self.uris = [layout.libvirt_uri, *(n.uri(layout) for n in load_extra_nodes(layout)[1])]
 
     def get(self, plural: str, name: str) -> dict | None:
         from kubernetes.client.exceptions import ApiException
@@ -119,6 +175,7 @@ def run_api(args, guest, variants: list[str]) -> dict:
     """The API part (see the module docstring); returns {variant: {samples, summary}, load}."""
     stack = ApiStack(guest)
     results: dict = {}
+    listener = JobCompletedListener(stack.uris)
     try:
         meter = LoadMeter().start()
         for variant in variants:
@@ -131,8 +188,13 @@ def run_api(args, guest, variants: list[str]) -> dict:
 
             vmi = wait_for(running, BOOT_TIMEOUT, f"VMI {name} Running", 0.5)
             uid = vmi["metadata"]["uid"]
-            wait_for(lambda: (lambda log: log is not None and log_has(log, READY, FILLED))(stack.console_log(uid)),
-                     BOOT_TIMEOUT, f"{variant} guest ready and filled", 0.5)
+            try:
+                wait_for(lambda: (lambda log: log is not None and log_has(log, READY, FILLED))(stack.console_log(uid)),
+                         BOOT_TIMEOUT, f"{variant} guest ready and filled", 0.5)
+            except TimeoutError as err:
+                log = stack.console_log(uid)
+                tail = log.read_text(errors="replace")[-1500:] if log else "(no console log)"
+                raise TimeoutError(f"{err} (node {vmi['status'].get('nodeName')}, {log}):\n{tail}") from None
             samples = []
             for i in range(args.count + 1):
                 requested_at = time.time()
@@ -146,7 +208,9 @@ def run_api(args, guest, variants: list[str]) -> dict:
                         else None
 
                 done = wait_for(final, MIGRATION_TIMEOUT, f"VMIM {vmim['metadata']['name']} final", 0.1)
-                sample = migration_sample(done, stack.get("virtualmachineinstances", name), requested_at, time.time())
+                seen_at = time.time()
+                qemu = listener.take(f"{stack.namespace}_{name}")
+                sample = migration_sample(done, stack.get("virtualmachineinstances", name), requested_at, seen_at, qemu)
                 if args.verbose:
                     print(f"  api {variant} #{i}{' (warm-up)' if i == 0 else ''}: {_fmt(sample)}")
                 if sample["phase"] != "Succeeded":
@@ -157,10 +221,12 @@ def run_api(args, guest, variants: list[str]) -> dict:
             results[variant] = {"samples": samples,
                                 "summary": summarize(samples, ("total_s", "pending_to_succeeded_s", "wall_s",
                                                                "qemu_ms", "downtime_ms", "data_mib", "iterations",
-                                                               "overhead_s"))}
+                                                               "overhead_s", "reported_downtime_ms",
+                                                               "reported_elapsed_ms", "reported_data_mib"))}
             stack.delete("virtualmachines", name)
             wait_for(lambda: stack.get("virtualmachineinstances", name) is None, 120, f"VMI {name} gone", 0.5)
         results["load"] = meter.stop()
     finally:
+        listener.close()
         stack.close()
     return results
