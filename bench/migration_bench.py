@@ -304,7 +304,8 @@ def _p(summary: dict, key: str, which: str, scale: float = 1.0, digits: int = 0)
 def report(result: dict) -> None:
     """Print the per-part tables, the ratios API/floor and the goals."""
     print(f"\nB6 live migration, 256 MiB TCG demo guest, {result['count']} migrations per variant "
-          f"(+1 warm-up); dirty rate {result['dirty_rate']} MiB/s")
+          f"(+1 warm-up); dirty rate {result['dirty_rate']} MiB/s; max downtime: floor QEMU's 300 ms, "
+          f"API maxDowntimeMs {result['api_max_downtime_ms']}")
     print(f"{'part':<6} {'variant':<6} {'total p50/p95 s':>16} {'QEMU p50/p95 ms':>16} {'downtime p50/p95 ms':>20} "
           f"{'data p50 MiB':>12} {'overhead p95 s':>14}")
     for part, total_key in (("floor", "wall_s"), ("api", "total_s")):
@@ -317,6 +318,9 @@ def report(result: dict) -> None:
                   f"  {_p(s, 'downtime_ms', 'p50'):>10} /{_p(s, 'downtime_ms', 'p95'):>6}"
                   f"  {_p(s, 'data_mib', 'p50', digits=1):>11}  {_p(s, 'overhead_s', 'p95', digits=2):>13}")
             if part == "api":
+                if data.get("failures"):
+                    print(f"{'':<13} FAILED migrations (not measured): {len(data['failures'])}: "
+                          f"{sorted({f['reason'] for f in data['failures']})}")
                 print(f"{'':<13} reported progress.downtimeMs p50/p95 {_p(s, 'reported_downtime_ms', 'p50')} / "
                       f"{_p(s, 'reported_downtime_ms', 'p95')} ms, elapsedMs p50 {_p(s, 'reported_elapsed_ms', 'p50')}"
                       f" ms, dataProcessed p50 {_p(s, 'reported_data_mib', 'p50', digits=1)} MiB")
@@ -356,6 +360,9 @@ def main() -> None:
     parser.add_argument("--variants", default="idle,dirty", help="comma list of idle, dirty")
     parser.add_argument("--fill-mib", type=int, default=200, help="memory the guest fills (bounded by its free memory)")
     parser.add_argument("--dirty-rate", type=int, default=5, help="MiB rewritten per second in the dirty variant")
+    parser.add_argument("--max-downtime-ms", type=int, default=300,
+                        help="the API part's maxDowntimeMs (KubeVirt object); default 300 = QEMU's default, which "
+                             "the floor's virsh migrations run with; 0 = the installation's default (KubeVirt's 900)")
     parser.add_argument("--verbose", action="store_true", help="print every migration")
     parser.add_argument("--json", metavar="PATH", help="also write every figure to this file")
     args = parser.parse_args()
@@ -363,7 +370,8 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     CACHE.mkdir(parents=True, exist_ok=True)
     guest = apply_demo_guest_build(CACHE)
-    result: dict = {"count": args.count, "dirty_rate": args.dirty_rate, "fill_mib_max": args.fill_mib}
+    result: dict = {"count": args.count, "dirty_rate": args.dirty_rate, "fill_mib_max": args.fill_mib,
+                    "api_max_downtime_ms": args.max_downtime_ms or 900}
     if "floor" in parts:
         result["floor"] = run_floor(args, guest, variants)
     if "api" in parts:
