@@ -183,6 +183,13 @@ def assert_consistent(stack: MigStack, before: Before, vmim: dict) -> str:
     assert vmi["metadata"]["uid"] == before.uid and vmi["status"]["phase"] == "Running"
     assert vmi["status"]["nodeName"] == owner, (phase, vmi["status"]["nodeName"], vmi["status"].get("migrationState"))
     assert vmi["metadata"]["labels"]["kubevirt.io/nodeName"] == owner
+    wait_for(lambda: stack.condition(stack.vmi(), "Ready") == "True", 60, what="the VMI Ready")
+    copy = vmim["status"].get("migrationState") or {}
+    if phase == "Succeeded":
+        assert (copy.get("sourceNode"), copy.get("targetNode")) == (before.source, before.target), copy
+        assert copy.get("completed") is True and not copy.get("failed"), copy
+    elif copy.get("startTimestamp"):
+        assert copy.get("failed") is True, copy
     state = vmi["status"].get("migrationState") or {}
     if state.get("migrationUid") == vmim["metadata"]["uid"]:
         assert state.get("completed") is True
