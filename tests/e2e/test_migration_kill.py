@@ -224,6 +224,8 @@ def test_kill_9_in_phase_leaves_one_guest_and_true_status(stack: MigStack, phase
             release()
         final = wait_for(lambda: (lambda m: m if m and m.get("status", {}).get("phase") in FINAL else None)(
             stack.get(VMIMS, vmim)), 120, 0.25, what=f"{vmim} final")
+        wait_for(lambda: any(s.get("status", {}).get("phase") in FINAL for s in recorder.states(vmim)), 15,
+                 what="the watch delivering the final state")
         seen = [s.get("status", {}).get("phase") for s in recorder.states(vmim)]
     outcome = assert_consistent(stack, before, final)
     OUTCOMES[f"{phase}/{victim}"] = f"{outcome} (attempt {vmim.rsplit('-', 1)[1]})"
