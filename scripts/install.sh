@@ -22,7 +22,11 @@ if [ ! -f "$stamp" ]; then
   echo "install: python environment in .venv"
   [ -x .venv/bin/python ] || python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[test,supplychain]"
+  .venv/bin/pip install -q -e ".[test,supplychain,cli]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+
+# the project's build backend inside .venv, so `pip wheel --no-build-isolation` builds the
+# images' wheel offline and reproducibly (hatchling honours SOURCE_DATE_EPOCH); docs/supply-chain.md
+.venv/bin/python -c "import hatchling" 2>/dev/null || .venv/bin/pip install -q "hatchling>=1.25"

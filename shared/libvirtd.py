@@ -16,11 +16,14 @@ socket-activates the daemons; ``libvirtd`` needs ``virtlogd`` for serial
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,6 +194,81 @@ def apply_stop(state: DaemonState, timeout: float = 15.0) -> None:
         os.kill(pid, 15)
         _wait_for(lambda: not is_pid_alive(pid), f"{name} (pid {pid}) exit", timeout)
     state.started.clear()
+
+
+SHARED_USERS_DIR = Path("/run/kubevirt-py/system-daemon-users")
+"""Where processes sharing the test-started system daemons register (one file per user pid)."""
+
+
+def apply_shared_system_daemons(timeout: float = 15.0, users_dir: Path = SHARED_USERS_DIR) -> DaemonState:
+    """:func:`apply_system_daemons` for processes that share the machine's system daemons with
+    others of their kind (two test runs at once): registers this process as a user, and records
+    the daemons it had to start as started *by the users*, so that the last user to leave stops
+    them (:func:`apply_leave_shared_system_daemons`) and no run stops a daemon another run still
+    uses. Daemons that ran before any user came are never stopped. Raises :class:`LibvirtdError`."""
+    with _users_lock(users_dir):
+        state = apply_system_daemons(timeout)
+        started_record = users_dir / "started.json"
+        started = _read_json(started_record)
+        for name in state.started:
+            started[name] = state.pids[name]
+        if started:
+            started_record.write_text(json.dumps(started))
+        (users_dir / f"user-{os.getpid()}").touch()
+    return state
+
+
+def apply_leave_shared_system_daemons(timeout: float = 15.0, users_dir: Path = SHARED_USERS_DIR) -> list[str]:
+    """Unregister this process; when no registered user is alive any more, stop the daemons the
+    users started (newest first, each only while its pid still runs that daemon). Returns the
+    names stopped (empty while other users remain)."""
+    with _users_lock(users_dir):
+        (users_dir / f"user-{os.getpid()}").unlink(missing_ok=True)
+        alive = False
+        for record in users_dir.glob("user-*"):
+            if is_pid_alive(int(record.name.removeprefix("user-"))):
+                alive = True
+            else:
+                record.unlink(missing_ok=True)  # a user that died without leaving
+        if alive:
+            return []
+        started_record = users_dir / "started.json"
+        stopped = []
+        for name, pid in reversed(list(_read_json(started_record).items())):
+            if _runs(pid, name):
+                os.kill(pid, 15)
+                _wait_for(lambda: not is_pid_alive(pid), f"{name} (pid {pid}) exit", timeout)
+                stopped.append(name)
+        started_record.unlink(missing_ok=True)
+        return stopped
+
+
+@contextlib.contextmanager
+def _users_lock(users_dir: Path) -> Iterator[None]:
+    users_dir.mkdir(parents=True, exist_ok=True)
+    with open(users_dir / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_json(path: Path) -> dict[str, int]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _runs(pid: int, name: str) -> bool:
+    """Whether ``pid`` is alive and its command is ``name`` (not a reused pid)."""
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return False
+    return Path(argv0).name == name
 
 
 # --- simulated nodes: one privileged libvirtd per node, in its own mount + UTS namespace ------------

@@ -243,51 +243,27 @@ def unregister_vmi_stats_source(source: Callable[[], dict[tuple[str, str, str], 
         _VMI_STATS.sources.remove(source)
 
 
-# -- virt-handler: live migration, from libvirt's job statistics (source; downtime: either side) ----------
-# KubeVirt's names (kubevirt-api.md §11; pkg/monitoring/metrics/virt-handler/migrationdomainstats); labels
-# as KubeVirt's (namespace, name of the VMI, node). Set only from real samples of a running migration.
-MIGRATION_LABELS = ("namespace", "name", "node")
-MIGRATION_DATA_TOTAL = Gauge("kubevirt_vmi_migration_data_bytes_total",
-                             "The total Guest OS data to be migrated to the new VM.", MIGRATION_LABELS)
-MIGRATION_DATA_PROCESSED = Gauge("kubevirt_vmi_migration_data_processed_bytes",
-                                 "The total Guest OS data processed and migrated to the new VM.", MIGRATION_LABELS)
-MIGRATION_DATA_REMAINING = Gauge("kubevirt_vmi_migration_data_remaining_bytes",
-                                 "The remaining guest OS data to be migrated to the new VM.", MIGRATION_LABELS)
-MIGRATION_DIRTY_MEMORY_RATE = Gauge("kubevirt_vmi_migration_dirty_memory_rate_bytes",
-                                    "The rate of memory being dirty in the Guest OS.", MIGRATION_LABELS)
-MIGRATION_MEMORY_TRANSFER_RATE = Gauge("kubevirt_vmi_migration_memory_transfer_rate_bytes",
-                                       "The rate at which the memory is being transferred.", MIGRATION_LABELS)
-MIGRATION_START_TIME = Gauge("kubevirt_vmi_migration_start_time_seconds",
-                             "The time at which the migration started.", MIGRATION_LABELS)
-MIGRATION_END_TIME = Gauge("kubevirt_vmi_migration_end_time_seconds",
-                           "The time at which the migration ended.", MIGRATION_LABELS)
-MIGRATION_LAST_DOWNTIME = Gauge("kubevirt_vmi_migration_last_downtime_duration_seconds",
-                                "The guest's pause at the switch-over of its last migration, as QEMU measured it.",
-                                MIGRATION_LABELS)
-_MIGRATION_SAMPLE_GAUGES = {"dataTotalBytes": MIGRATION_DATA_TOTAL, "dataProcessedBytes": MIGRATION_DATA_PROCESSED,
-                            "dataRemainingBytes": MIGRATION_DATA_REMAINING,
-                            "dirtyMemoryRateBytes": MIGRATION_DIRTY_MEMORY_RATE,
-                            "transferRateBytes": MIGRATION_MEMORY_TRANSFER_RATE}
+# -- virt-handler: live migration, from libvirt's job statistics (KubeVirt's names, kubevirt-api.md §11) ----
+_MIGRATION_GAUGES = {  # progress key (or time) -> (metric, help), labels namespace/name/node; real samples only
+    "dataTotalBytes": ("kubevirt_vmi_migration_data_bytes_total", "The total Guest OS data to be migrated."),
+    "dataProcessedBytes": ("kubevirt_vmi_migration_data_processed_bytes", "The Guest OS data migrated so far."),
+    "dataRemainingBytes": ("kubevirt_vmi_migration_data_remaining_bytes", "The Guest OS data left to migrate."),
+    "dirtyMemoryRateBytes": ("kubevirt_vmi_migration_dirty_memory_rate_bytes", "The rate of memory being dirtied."),
+    "transferRateBytes": ("kubevirt_vmi_migration_memory_transfer_rate_bytes", "The memory transfer rate."),
+    "start": ("kubevirt_vmi_migration_start_time_seconds", "The time at which the migration started."),
+    "end": ("kubevirt_vmi_migration_end_time_seconds", "The time at which the migration ended."),
+    "downtime": ("kubevirt_vmi_migration_last_downtime_duration_seconds", "QEMU-measured switch-over pause."),
+}
+MIGRATION_GAUGES = {k: Gauge(n, h, ("namespace", "name", "node")) for k, (n, h) in _MIGRATION_GAUGES.items()}
 
 
-def observe_migration_sample(labels: tuple[str, str, str], progress: dict[str, Any]) -> None:
-    """Set the migration gauges of one VMI (``labels``: namespace, name, node) from a
-    ``migrationState.progress`` sample (camelCase keys; missing ones are left as they are)."""
-    for key, gauge in _MIGRATION_SAMPLE_GAUGES.items():
-        value = progress.get(key)
-        if isinstance(value, (int, float)):
-            gauge.labels(*labels).set(value)
-
-
-def observe_migration_times(labels: tuple[str, str, str], *, start: float | None = None,
-                            end: float | None = None, downtime_ms: int | None = None) -> None:
-    """Set the start/end time (Unix seconds) and the last downtime (from ms) of one VMI's migration."""
-    if start is not None:
-        MIGRATION_START_TIME.labels(*labels).set(start)
-    if end is not None:
-        MIGRATION_END_TIME.labels(*labels).set(end)
-    if downtime_ms is not None:
-        MIGRATION_LAST_DOWNTIME.labels(*labels).set(downtime_ms / 1000.0)
+def observe_migration(labels: tuple[str, str, str], progress: dict[str, Any] | None = None, *,
+                      start: float | None = None, end: float | None = None, downtime_ms: int | None = None) -> None:
+    """Set one VMI's migration gauges (namespace, name, node): progress sample, times (Unix s), downtime (ms)."""
+    times = {"start": start, "end": end, "downtime": None if downtime_ms is None else downtime_ms / 1e3}
+    for key, value in {**(progress or {}), **times}.items():
+        if key in MIGRATION_GAUGES and isinstance(value, (int, float)):
+            MIGRATION_GAUGES[key].labels(*labels).set(value)
 
 
 # -- helpers used by the instrumented code ----------------------------------------------------------------

@@ -3,7 +3,7 @@
 ``nats_server`` (session) is one JetStream server for the whole run; tests stay apart by using the
 ``object_store`` fixture, whose bucket prefix is unique per test. ``system_libvirtd`` (session)
 makes sure the system ``virtlogd``/``libvirtd`` run for the whole session and stops at the end
-only the ones it started, so a ``virtctl down`` inside one test (which stops only what its ``up``
+only the ones test runs started, once no other run still uses them (two runs share a machine), so a ``virtctl down`` inside one test (which stops only what its ``up``
 started) never takes the daemons away from the tests after it. ``fresh_nats_server`` (function)
 is a private server for tests that kill or restart it. Servers run from ``.venv/bin/nats-server``
 on free loopback ports with state in pytest's temporary directories; a fixture stops only the
@@ -39,11 +39,11 @@ def system_libvirtd() -> Iterator[libvirtd.DaemonState]:
 
     Yields :class:`shared.libvirtd.DaemonState` (``started`` names what this fixture started);
     raises ``LibvirtdError`` when they cannot come up (needs root and scripts/install.sh)."""
-    state = libvirtd.apply_system_daemons()
+    state = libvirtd.apply_shared_system_daemons()  # another test run may share them
     try:
         yield state
     finally:
-        libvirtd.apply_stop(state)
+        libvirtd.apply_leave_shared_system_daemons()
 
 
 @pytest.fixture

@@ -17,14 +17,34 @@ import struct
 import zipfile
 from pathlib import Path
 
+from supplychain.dpkgdb import STATUS_PATH, compute_dpkg_status
 from supplychain.errors import SupplyChainError
+from supplychain.rpmdb import RPMDB_PATH, compute_rpmdb
 from supplychain.fetch import Cache
-from supplychain.layer import DIR, FILE, SYMLINK, LayerEntry, compute_layer, compute_normal_path
+from supplychain.layer import DIR, FILE, HARDLINK, SYMLINK, LayerEntry, compute_layer, compute_normal_path
 from supplychain.lockfile import check_lock_fresh, compute_target_packages, read_lock
 from supplychain.oci import ImageConfig, Layout, compute_created
 from supplychain.packages import apply_fetch_verified, compute_payload_entries
 from supplychain.pylock import apply_fetch_wheels, check_python_lock_fresh
 from supplychain.spec import ImageSpec, read_spec
+
+
+BUILD_REF = "build:generated"
+
+
+def compute_files(view: dict[str, LayerEntry], owners: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
+    """Regular files (and hard links, by their target's bytes) of the merged `view` with their
+    SHA-256 and owner bom-ref, sorted by path."""
+    out = []
+    for path, entry in view.items():
+        if entry.kind == FILE:
+            data = entry.data
+        elif entry.kind == HARDLINK and compute_normal_path(entry.link) in view:
+            data = view[compute_normal_path(entry.link)].data
+        else:
+            continue
+        out.append((f"/{path}", hashlib.sha256(data).hexdigest(), owners.get(path, BUILD_REF)))
+    return tuple(sorted(out))
 
 
 def _pyproject() -> Path:
@@ -45,8 +65,10 @@ class PythonDist:
 @dataclasses.dataclass(frozen=True)
 class BuildResult:
     """What a build produced: the tagged manifest `descriptor` (digest = image identity), the
-    lock `kind` and `packages` (lock entries) in the image, the `python` distributions, and the
-    lock's `repositories` entries."""
+    lock `kind` and `packages` (lock entries) in the image, the `python` distributions, the
+    lock's `repositories` entries, and `files`: every regular file of the image as
+    ("/path", sha256 hex, owner bom-ref) sorted by path (owner: "<kind>:<package id>",
+    "pypi:<name>==<version>" or BUILD_REF for files the build generates)."""
 
     spec: ImageSpec
     layout: Layout
@@ -56,6 +78,7 @@ class BuildResult:
     packages: list[dict]
     python: list[PythonDist]
     repositories: list[dict] = dataclasses.field(default_factory=list)
+    files: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def digest(self) -> str:
@@ -199,10 +222,17 @@ def apply_build(spec_path: Path, out: Path, tag: str, cache: Cache, wheels: list
     owners = {u["name"]: int(u["uid"]) for u in spec.users}
     groups = {g["name"]: int(g["gid"]) for g in spec.groups}
     pkg_entries: list[LayerEntry] = []
-    for path in paths:
-        pkg_entries += compute_payload_entries(lock["kind"], path, owners, groups)
+    file_owner: dict[str, str] = {}
+    for pkg, path in zip(pkgs, paths):
+        entries = compute_payload_entries(lock["kind"], path, owners, groups)
+        file_owner.update({compute_normal_path(e.path): f"{lock['kind']}:{pkg['id']}" for e in entries})
+        pkg_entries += entries
     layers = [compute_layer(pkg_entries, epoch, f"{lock['kind']} packages of target {spec.target}")]
     account_entries = compute_account_entries(spec)
+    if lock["kind"] == "deb":
+        account_entries.append(LayerEntry(STATUS_PATH, FILE, 0o644, data=compute_dpkg_status(paths)))
+    else:
+        account_entries.append(LayerEntry(RPMDB_PATH, FILE, 0o644, data=compute_rpmdb(paths, epoch)))
     layers.append(compute_layer(account_entries, epoch, "accounts and paths"))
     py_entries, dists = [], []
     if spec.python_lock is not None:
@@ -210,6 +240,7 @@ def apply_build(spec_path: Path, out: Path, tag: str, cache: Cache, wheels: list
         wheels = list(wheels) + apply_fetch_wheels(spec.python_lock, cache.root / "wheels")
     for wheel in sorted(wheels, key=lambda w: Path(w).name):
         entries, dist = compute_wheel_entries(Path(wheel), spec.python_target)
+        file_owner.update({compute_normal_path(e.path): f"pypi:{dist.name}=={dist.version}" for e in entries})
         py_entries += entries
         dists.append(dist)
     if py_entries:
@@ -218,6 +249,8 @@ def apply_build(spec_path: Path, out: Path, tag: str, cache: Cache, wheels: list
     for entries in (pkg_entries, account_entries, py_entries):
         for e in entries:
             path = compute_normal_path(e.path)
+            if entries is account_entries:
+                file_owner[path] = BUILD_REF
             view[path] = dataclasses.replace(e, path=path)
             parent = posixpath.dirname(path)
             while parent and parent not in view:
@@ -237,4 +270,5 @@ def apply_build(spec_path: Path, out: Path, tag: str, cache: Cache, wheels: list
                    "org.opencontainers.image.created": compute_created(epoch)}
     desc = layout.apply_image(config, layers, annotations)
     layout.apply_tag(desc, tag)
-    return BuildResult(spec, layout, tag, desc, lock["kind"], pkgs, dists, lock["repositories"])
+    return BuildResult(spec, layout, tag, desc, lock["kind"], pkgs, dists, lock["repositories"],
+                       compute_files(view, file_owner))

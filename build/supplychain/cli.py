@@ -24,6 +24,8 @@ from supplychain.errors import SupplyChainError
 
 DEFAULT_CACHE = Path(os.environ.get("KUBEVIRT_BUILD_CACHE", Path.home() / ".cache" / "kubevirt-build"))
 DEFAULT_BUILDER = "https://github.com/kubevirt-py/kubevirt-py/.github/workflows/release.yml"
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE_SIGNERS = ROOT / "build" / "keys" / "release-signers.asc"
 
 
 def _epoch(value: int | None) -> int:
@@ -80,26 +82,43 @@ def python_lock(pyproject: Path, exclude: tuple[str, ...], out: Path) -> None:
 def build(spec: Path, out: Path, tag: str, wheels: tuple[Path, ...], cache: Path, sbom_dir: Path,
           source_date_epoch: int | None, vendor: str | None, builder_id: str, python_env: Path | None) -> None:
     """Build the image, write its SBOM and provenance, attach the SBOM as a referrer."""
-    from supplychain.builder import apply_build
     from supplychain.fetch import Cache
-    from supplychain.provenance import compute_provenance, read_git_commit
-    from supplychain.sbom import SBOM_MEDIA_TYPE, apply_python_env_sbom, compute_sbom
+    from supplychain.release import apply_build_outputs
+    from supplychain.sbom import apply_python_env_sbom
 
     epoch = _epoch(source_date_epoch)
-    result = apply_build(spec, out, tag, Cache(cache), list(wheels), epoch)
-    sbom_text = compute_sbom(result, vendor or ("debian" if result.kind == "deb" else "kubevirt-py"), epoch)
-    sbom_dir.mkdir(parents=True, exist_ok=True)
-    sbom_path = sbom_dir / f"{result.spec.name}.cdx.json"
-    sbom_path.write_text(sbom_text)
-    result.layout.apply_referrer(result.descriptor, SBOM_MEDIA_TYPE, sbom_text.encode(), SBOM_MEDIA_TYPE)
+    built = apply_build_outputs(spec, out, tag, Cache(cache), list(wheels), epoch, sbom_dir, vendor, builder_id,
+                                ROOT)
+    result = built.result
     if python_env is not None:
         apply_python_env_sbom(python_env, sbom_dir / f"{result.spec.name}.python-env.cdx.json")
-    root = Path(__file__).resolve().parents[2]
-    prov = compute_provenance(result, builder_id, "https://github.com/kubevirt-py/kubevirt-py",
-                              read_git_commit(root), epoch)
-    (Path(out) / f"{result.spec.name}.provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=True))
     click.echo(f"{result.spec.name} {tag} {result.digest} ({len(result.packages)} {result.kind} packages, "
-               f"{len(result.python)} wheels) sbom={sbom_path}")
+               f"{len(result.python)} wheels) sbom={built.sbom_path}")
+
+
+def _signer_options(fn):
+    """--key / --trust-config / --identity-token / --staging, shared by sign and release."""
+    fn = click.option("--staging", is_flag=True, help="keyless: the sigstore staging instance")(fn)
+    fn = click.option("--identity-token", "token_file", type=click.Path(path_type=Path), default=None,
+                      help="keyless: file holding the OIDC token (default: $SIGSTORE_ID_TOKEN or the CI's)")(fn)
+    fn = click.option("--trust-config", type=click.Path(path_type=Path), default=None,
+                      help="keyless against a private sigstore: ClientTrustConfig JSON (trusted root + "
+                           "Fulcio/Rekor URLs); default: the public-good instance (network)")(fn)
+    fn = click.option("--key", "key", type=click.Path(path_type=Path), default=None,
+                      help="sign with this private key (generate-key-pair; password in "
+                           "$KUBEVIRT_BUILD_KEY_PASSWORD) instead of keyless")(fn)
+    return fn
+
+
+@cli.command("generate-key-pair")
+@click.option("--out", "prefix", type=click.Path(path_type=Path), required=True,
+              help="writes <out>.key (PKCS#8 PEM, encrypted with $KUBEVIRT_BUILD_KEY_PASSWORD) and <out>.pub")
+def generate_key_pair(prefix: Path) -> None:
+    """Make an ECDSA P-256 signing key pair (cosign's key type) for key-based signing."""
+    from supplychain.keysign import apply_generate_key_pair
+
+    key, pub = apply_generate_key_pair(prefix)
+    click.echo(f"private key {key}, public key {pub}")
 
 
 @cli.command()
@@ -107,33 +126,79 @@ def build(spec: Path, out: Path, tag: str, wheels: tuple[Path, ...], cache: Path
 @click.option("--tag", required=True)
 @click.option("--spec", type=click.Path(path_type=Path), required=True)
 @click.option("--sbom", "sbom_path", type=click.Path(path_type=Path), required=True)
-@click.option("--staging", is_flag=True, help="use the sigstore staging instance")
-def sign(layout: Path, tag: str, spec: Path, sbom_path: Path, staging: bool) -> None:
-    """Keyless signing in CI (ambient OIDC identity): image signature, SBOM and provenance
-    attestations, attached as referrers."""
+@_signer_options
+def sign(layout: Path, tag: str, spec: Path, sbom_path: Path, key: Path | None, trust_config: Path | None,
+         token_file: Path | None, staging: bool) -> None:
+    """Sign the image (cosign-shaped signature) and attest its SBOM and provenance; the bundles
+    are attached as referrers. Keyless (sigstore) or with --key."""
     from supplychain.oci import Layout
-    from supplychain.signing import apply_sign_image, read_ambient_context
+    from supplychain.signing import apply_sign_image, open_signer
     from supplychain.spec import read_spec
 
     image = read_spec(spec)
-    context, token = read_ambient_context(staging)
-    prov = json.loads((Path(layout) / f"{image.name}.provenance.json").read_text())
-    refs = apply_sign_image(Layout(layout), tag, image.repository, context, token,
-                            json.loads(Path(sbom_path).read_text()), prov)
-    click.echo(f"signed {tag} as {token.identity}: {len(refs)} bundles attached")
+    prov = _read_json(Path(layout) / f"{image.name}.provenance.json", "provenance")
+    sbom = _read_json(Path(sbom_path), "SBOM")
+    with open_signer(key, trust_config, token_file, staging) as signer:
+        refs = apply_sign_image(Layout(layout), tag, image.repository, signer, sbom, prov)
+    click.echo(f"signed {tag} as {signer.identity}: {len(refs)} bundles attached")
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise SupplyChainError(f"{what} {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise SupplyChainError(f"{what} {path}: not JSON ({exc})") from None
 
 
 @cli.command("release")
+@click.option("--version", "version", required=True, help="release version = git tag, e.g. v0.1.0")
+@click.option("--spec", "specs", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="image spec (repeatable); each image is tagged <version>-<name>")
+@click.option("--out-dir", type=click.Path(path_type=Path), required=True,
+              help="writes oci/ (layout), sbom/, release.json and release.json.sigstore.json")
+@click.option("--wheel", "wheels", multiple=True, type=click.Path(path_type=Path), help="wheel to install (repeatable)")
+@click.option("--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
+@click.option("--source-date-epoch", type=int, default=None, help="default: $SOURCE_DATE_EPOCH")
+@click.option("--builder-id", default=DEFAULT_BUILDER, show_default=True)
+@click.option("--repo", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+              help="git checkout the release is made from and tagged in")
+@click.option("--tag-key", default=None, help="OpenPGP key for `git tag -s -u` (default: git's user.signingkey)")
+@click.option("--git-tag/--no-git-tag", default=True, show_default=True, help="create the signed git tag <version>")
+@_signer_options
+def release(version: str, specs: tuple[Path, ...], out_dir: Path, wheels: tuple[Path, ...], cache: Path,
+            source_date_epoch: int | None, builder_id: str, repo: Path, tag_key: str | None, git_tag: bool,
+            key: Path | None, trust_config: Path | None, token_file: Path | None, staging: bool) -> None:
+    """Build every image, SBOM and provenance, sign them and the release manifest, and create the
+    signed git tag."""
+    from supplychain.fetch import Cache
+    from supplychain.release import apply_release
+    from supplychain.signing import open_signer
+
+    epoch = _epoch(source_date_epoch)
+    with open_signer(key, trust_config, token_file, staging) as signer:
+        doc = apply_release(list(specs), version, Path(out_dir), Cache(cache), list(wheels), epoch, signer,
+                            builder_id, Path(repo), tag_key, git_tag)
+    for name, image in sorted(doc["images"].items()):
+        click.echo(f"{name} {image['tag']} {image['digest']}")
+    click.echo(f"release {version} at {doc['gitCommit']}: {out_dir}/release.json signed by {signer.identity}"
+               + (f", git tag {version} signed" if git_tag else ""))
+
+
+@cli.command("release-manifest")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--version", "version", required=True)
 @click.option("--image", "images", multiple=True, required=True,
               help="NAME=LAYOUT:TAG:REPOSITORY (repeatable)")
-@click.option("--sign/--no-sign", "do_sign", default=False, help="sign keylessly with the ambient CI identity")
-def release(out: Path, version: str, images: tuple[str, ...], do_sign: bool) -> None:
+@click.option("--sign/--no-sign", "do_sign", default=False, help="sign the manifest (keyless or --key)")
+@_signer_options
+def release_manifest(out: Path, version: str, images: tuple[str, ...], do_sign: bool, key: Path | None,
+                     trust_config: Path | None, token_file: Path | None, staging: bool) -> None:
     """Write the release manifest (tag -> digests) and optionally sign it."""
     from supplychain.oci import Layout
     from supplychain.provenance import read_git_commit
-    from supplychain.signing import apply_sign_file, compute_release_manifest, read_ambient_context
+    from supplychain.signing import apply_sign_file, compute_release_manifest, open_signer
 
     doc = {}
     for item in images:
@@ -143,32 +208,42 @@ def release(out: Path, version: str, images: tuple[str, ...], do_sign: bool) -> 
         doc[name] = {"repository": repository, "tag": tag, "digest": desc["digest"]}
     Path(out).write_bytes(compute_release_manifest(version, read_git_commit(Path.cwd()), doc))
     if do_sign:
-        context, token = read_ambient_context()
-        apply_sign_file(Path(out), context, token)
+        with open_signer(key, trust_config, token_file, staging) as signer:
+            apply_sign_file(Path(out), signer)
     click.echo(f"release manifest {out} ({len(doc)} images)")
 
 
 @cli.command()
 @click.option("--layout", type=click.Path(path_type=Path), required=True)
 @click.option("--tag", required=True)
-@click.option("--trusted-root", type=click.Path(path_type=Path), required=True,
+@click.option("--trusted-root", type=click.Path(path_type=Path), default=None,
               help="sigstore TrustedRoot JSON (public-good: `sigstore` caches it; tests: a throw-away root)")
-@click.option("--certificate-identity", required=True)
-@click.option("--certificate-oidc-issuer", required=True)
+@click.option("--certificate-identity", default=None)
+@click.option("--certificate-oidc-issuer", default=None)
+@click.option("--key", "keys", multiple=True, type=click.Path(path_type=Path),
+              help="pinned public key of key-based signatures (repeatable) instead of a trusted root")
 @click.option("--lock", "lock_path", type=click.Path(path_type=Path), required=True)
 @click.option("--target", required=True)
 @click.option("--release-manifest", type=click.Path(path_type=Path), default=None)
 @click.option("--builder-id", "builder_ids", multiple=True, help="allowed provenance builder ids")
 @click.option("--spec", type=click.Path(path_type=Path), default=None,
               help="image spec whose runAs and entrypoint the image must carry")
-def verify(layout: Path, tag: str, trusted_root: Path, certificate_identity: str, certificate_oidc_issuer: str,
-           lock_path: Path, target: str, release_manifest: Path | None, builder_ids: tuple[str, ...],
-           spec: Path | None) -> None:
+@click.option("--strict/--no-strict", default=True, show_default=True,
+              help="require --release-manifest, --spec and --builder-id")
+@click.option("--rebuild", is_flag=True, help="rebuild from lock, spec and --cache (offline once the cache is "
+              "filled) and require the same digest")
+@click.option("--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
+@click.option("--wheel", "wheels", multiple=True, type=click.Path(path_type=Path),
+              help="with --rebuild: the project wheel(s) the build used (listed in the provenance)")
+def verify(layout: Path, tag: str, trusted_root: Path | None, certificate_identity: str | None,
+           certificate_oidc_issuer: str | None, keys: tuple[Path, ...], lock_path: Path, target: str,
+           release_manifest: Path | None, builder_ids: tuple[str, ...], spec: Path | None, strict: bool,
+           rebuild: bool, cache: Path, wheels: tuple[Path, ...]) -> None:
     """Verify an image; one line per check, exit 1 on the first failure."""
     from supplychain.verify import VerifyRequest, check_all
 
     req = VerifyRequest(layout, tag, trusted_root, certificate_identity, certificate_oidc_issuer, lock_path,
-                        target, release_manifest, builder_ids, spec)
+                        target, release_manifest, builder_ids, spec, keys, strict, rebuild, cache, wheels)
     try:
         for line in check_all(req):
             click.echo(line)
@@ -178,19 +253,60 @@ def verify(layout: Path, tag: str, trusted_root: Path, certificate_identity: str
     click.echo("verified")
 
 
+@cli.command()
+@click.option("--layout", type=click.Path(path_type=Path), required=True)
+@click.option("--tag", required=True)
+@click.option("--to", "dest", required=True, help="host/repository[:tag] (default tag: --tag)")
+def push(layout: Path, tag: str, dest: str) -> None:
+    """Push an image and every referrer (signatures, attestations, SBOM) by digest; tag last."""
+    from supplychain.oci import Layout
+    from supplychain.registry import apply_push
+
+    digest, refs = apply_push(Layout(layout), tag, dest)
+    click.echo(f"pushed {dest} {digest} with {refs} referrers")
+
+
+@cli.command()
+@click.option("--from", "src", required=True, help="host/repository:tag or host/repository@sha256:...")
+@click.option("--layout", type=click.Path(path_type=Path), required=True, help="OCI layout to pull into")
+@click.option("--tag", required=True, help="tag in the layout")
+def pull(src: str, layout: Path, tag: str) -> None:
+    """Pull an image and every referrer into an OCI layout (digests checked)."""
+    from supplychain.oci import Layout
+    from supplychain.registry import apply_pull
+
+    digest, refs = apply_pull(src, Layout(layout), tag)
+    click.echo(f"pulled {src} {digest} with {refs} referrers -> {layout}:{tag}")
+
+
 @cli.command("verify-tag")
 @click.option("--repo", type=click.Path(path_type=Path), default=Path("."), show_default=True)
 @click.option("--tag", required=True)
-@click.option("--key", "keys", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="pinned release-signer key file (repeatable)")
+@click.option("--key", "keys", multiple=True, type=click.Path(path_type=Path),
+              help=f"pinned release-signer key file (repeatable; default {RELEASE_SIGNERS.relative_to(ROOT)})")
 @click.option("--commit", default=None, help="the commit the tag must point at (release manifest gitCommit)")
-def verify_tag(repo: Path, tag: str, keys: tuple[Path, ...], commit: str | None) -> None:
+@click.option("--release-manifest", type=click.Path(path_type=Path), default=None,
+              help="release.json: the tag must point at its gitCommit and its message name the file's sha256")
+@click.option("--allow-test-key", is_flag=True, help="accept keys whose user id marks them as test keys")
+def verify_tag(repo: Path, tag: str, keys: tuple[Path, ...], commit: str | None, release_manifest: Path | None,
+               allow_test_key: bool) -> None:
     """Verify a signed git tag against pinned release-signer keys only."""
-    from supplychain.gittag import check_git_tag
+    from supplychain.gittag import check_git_tag, check_tag_names_manifest
     from supplychain.keys import Keyring
 
-    fpr = check_git_tag(repo, tag, Keyring(list(keys)), commit)
-    click.echo(f"ok tag: {tag} signed by pinned key {fpr}")
+    if release_manifest is not None:
+        doc = _read_json(Path(release_manifest), "release manifest")
+        if commit is not None and commit != doc.get("gitCommit"):
+            raise SupplyChainError(f"--commit {commit} differs from {release_manifest} gitCommit {doc.get('gitCommit')}")
+        commit = doc.get("gitCommit")
+    keyring = Keyring(list(keys) or [RELEASE_SIGNERS])
+    fpr = check_git_tag(repo, tag, keyring, commit, allow_test_key)
+    click.echo(f"ok tag: {tag} signed by pinned key {fpr} ({keyring.find(fpr).uids[0] if keyring.find(fpr).uids else '?'})")
+    if commit is not None:
+        click.echo(f"ok commit: {tag} points at {commit}")
+    if release_manifest is not None:
+        digest = check_tag_names_manifest(repo, tag, Path(release_manifest).read_bytes())
+        click.echo(f"ok release manifest: tag message names {release_manifest} {digest}")
 
 
 def main() -> None:
@@ -206,6 +322,10 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
+        sys.exit(1)
+    except Exception as exc:  # the one-line contract holds for bugs and library errors too
+        text = " ".join(str(exc).split())[:300]
+        click.echo(f"kubevirt-build: {type(exc).__name__}: {text}", err=True)
         sys.exit(1)
 
 

@@ -18,11 +18,16 @@ from supplychain.errors import SupplyChainError
 from supplychain.keys import Keyring
 
 
-def check_git_tag(repo: Path, tag: str, keyring: Keyring, commit: str | None = None) -> str:
+TEST_KEY_MARK = "TEST KEY"
+
+
+def check_git_tag(repo: Path, tag: str, keyring: Keyring, commit: str | None = None,
+                  allow_test_key: bool = False) -> str:
     """Verify annotated tag `tag` in `repo`; return the signer's primary fingerprint.
 
     Raises SupplyChainError: "tag v1: not signed", "... signed by unpinned key ...", revoked or
-    expired key, or "tag v1 points at <sha>, expected <sha>"."""
+    expired key, a key whose user id says "TEST KEY" unless `allow_test_key`, or "tag v1 points
+    at <sha>, expected <sha>"."""
     what = f"tag {tag}"
     with tempfile.TemporaryDirectory(prefix="kvb-gittag-") as home:
         os.chmod(home, 0o700)
@@ -40,10 +45,29 @@ def check_git_tag(repo: Path, tag: str, keyring: Keyring, commit: str | None = N
         issuer = next((line.split()[2] for line in status if line.startswith("[GNUPG:] ERRSIG")), "")
         raise SupplyChainError(f"{what}: signed by unpinned key {issuer.lower() or '?'}")
     fpr = valid[0][-1]
-    keyring.check_usable(fpr, what)
+    key = keyring.check_usable(fpr, what)
+    primary = next((k for k in keyring.keys if k.fingerprint == key.primary), key)
+    if not allow_test_key and any(TEST_KEY_MARK in uid for uid in primary.uids):
+        raise SupplyChainError(f"{what}: signed by test key {primary.fingerprint} ({primary.uids[0]}); "
+                               "not a release signer (--allow-test-key to accept it)")
     if commit is not None:
         actual = subprocess.run(["git", "-C", str(repo), "rev-parse", f"{tag}^{{commit}}"], capture_output=True,
                                 text=True).stdout.strip()
         if actual != commit:
             raise SupplyChainError(f"{what} points at {actual}, expected {commit}")
     return fpr
+
+
+def check_tag_names_manifest(repo: Path, tag: str, manifest: bytes) -> str:
+    """The tag message must name "release.json sha256:<hex>" of `manifest` (what `kubevirt-build
+    release` writes); returns that digest. SupplyChainError otherwise."""
+    import hashlib
+
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    proc = subprocess.run(["git", "-C", str(repo), "for-each-ref", f"refs/tags/{tag}", "--format=%(contents)"],
+                          capture_output=True, text=True)
+    named = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("release.json sha256:")]
+    if named != [digest]:
+        raise SupplyChainError(f"tag {tag}: message names release.json {named[0] if named else 'nothing'}, "
+                               f"the file is {digest}")
+    return digest

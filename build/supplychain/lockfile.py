@@ -62,7 +62,10 @@ def apply_lock(config_path: Path, lock_path: Path, cache: Cache) -> dict:
         if config.kind == "rpm":
             meta = read_rpm_metadata(repo)
             solver.add_rpm_primary(repo.name, meta.primary_xml)
-            doc.update(repomdSha256=meta.repomd_sha256, primarySha256=meta.primary_sha256)
+            doc.update(repomdSha256=meta.repomd_sha256, primarySha256=meta.primary_sha256,
+                       signedMetadata=repo.signed_metadata)
+            if repo.distro:
+                doc["distro"] = repo.distro
         else:
             index = read_deb_index(repo)
             solver.add_deb_packages(repo.name, index.stanzas)

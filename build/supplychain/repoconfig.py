@@ -10,7 +10,8 @@ Owns the YAML file (e.g. build/repos/debian-bookworm.yaml) that a lock is resolv
         keys: [../keys/test-repo.asc]   # paths relative to this file
         revokedKeys: []                 # fingerprints withdrawn by the publisher
         mirrors: [https://cas.example/] # content-addressed mirrors: <mirror><sha256> (KubeVirt's builddeps bucket)
-        signedMetadata: true            # rpm: require repodata/repomd.xml.asc by a pinned key
+        signedMetadata: true            # rpm: require repodata/repomd.xml.asc by a pinned key (default)
+        distro: fedora-40               # rpm: purl `distro` qualifier of its packages
       - name: bookworm-main          # deb: baseurl + suite + component + arch
         baseurl: http://deb.debian.org/debian
         suite: bookworm
@@ -49,6 +50,7 @@ class Repository:
     component: str = ""
     mirrors: tuple[str, ...] = ()
     signed_metadata: bool = False
+    distro: str = ""
 
     def keyring(self) -> Keyring:
         """The pinned keyring of this repository."""
@@ -119,7 +121,7 @@ def read_source_config(path: Path) -> SourceConfig:
                                 tuple(raw.get("revokedKeys") or ()), raw.get("suite", ""),
                                 raw.get("component", ""),
                                 tuple(m.rstrip("/") + "/" for m in raw.get("mirrors") or ()),
-                                bool(raw.get("signedMetadata", False))))
+                                bool(raw.get("signedMetadata", doc["kind"] == "rpm")), str(raw.get("distro", ""))))
     if not repos:
         raise SupplyChainError(f"{path}: repositories must list at least one repository")
     targets = {}

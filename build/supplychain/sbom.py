@@ -5,12 +5,15 @@ Owns the SBOM document: `metadata.component` is the image (type container, purl
 locked package (purl `pkg:rpm/...` or `pkg:deb/...` with the package file's SHA-256) and every
 Python distribution installed from a wheel (purl `pkg:pypi/...`, wheel SHA-256), and the
 dependency graph follows the lock's requires. The time stamp comes from SOURCE_DATE_EPOCH and
-the serial number from the image digest, so the SBOM is reproducible. The Python build
+the serial number from the image digest, so the SBOM is reproducible. Every regular file of
+the image is a nested `file` component (path, SHA-256) of the component it belongs to; files the
+build writes itself belong to the `kubevirt-build` component (bom-ref "build:generated"). The Python build
 environment itself is described by `cyclonedx-py environment` (cyclonedx-bom).
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import uuid
@@ -30,14 +33,16 @@ SBOM_MEDIA_TYPE = "application/vnd.cyclonedx+json"
 
 
 def compute_package_purl(kind: str, pkg: dict, vendor: str, distro: str = "") -> PackageURL:
-    """purl of a lock entry: `pkg:rpm/<vendor>/<name>@<version>-<release>?arch=..&epoch=..`
-    (epoch only when non-zero) or `pkg:deb/<vendor>/<name>@<version>?arch=..&distro=<suite>`
+    """purl of a lock entry: `pkg:rpm/<vendor>/<name>@<version>-<release>?arch=..&epoch=..&distro=..`
+    (epoch only when non-zero, distro when the repository names one, e.g. fedora-40) or `pkg:deb/<vendor>/<name>@<version>?arch=..&distro=<suite>`
     (purl-spec types/rpm-definition.json, deb-definition.json)."""
     if kind == "rpm":
         epoch, _, vr = pkg["evr"].rpartition(":")
         qualifiers = {"arch": pkg["arch"]}
         if epoch and epoch != "0":
             qualifiers["epoch"] = epoch
+        if distro:
+            qualifiers["distro"] = distro
         return PackageURL("rpm", vendor.lower(), pkg["name"], vr, qualifiers)
     qualifiers = {"arch": pkg["arch"]}
     if distro:
@@ -62,7 +67,7 @@ def compute_sbom(build, vendor: str, epoch: int) -> str:
     bom.metadata.timestamp = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
     bom.metadata.component = image
     by_name = {}
-    suites = {r["name"]: r.get("suite", "") for r in build.repositories}
+    suites = {r["name"]: r.get("distro") or r.get("suite", "") for r in build.repositories}
     for pkg in build.packages:
         comp = Component(type=ComponentType.LIBRARY if build.kind == "rpm" else ComponentType.APPLICATION,
                          name=pkg["name"], version=pkg["evr"], bom_ref=f"{build.kind}:{pkg['id']}",
@@ -87,9 +92,51 @@ def compute_sbom(build, vendor: str, epoch: int) -> str:
         deps = [by_name[n] for n in pkg.get("requires", []) if n in by_name]
         if deps:
             bom.register_dependency(by_name[pkg["name"]], deps)
-    text = JsonV1Dot6(bom).output_as_string(indent=2)
+    text = compute_with_files(JsonV1Dot6(bom).output_as_string(indent=2), build.files)
     check_sbom_schema(text)
     return text
+
+
+BUILD_COMPONENT = {"type": "application", "name": "kubevirt-build", "bom-ref": "build:generated",
+                   "description": "files the image build writes itself (accounts, declared paths and files, "
+                                  "the package database)"}
+
+
+def compute_file_component(path: str, sha256: str) -> dict:
+    """A CycloneDX `file` component: name = absolute path in the image, SHA-256 of the bytes."""
+    return {"type": "file", "name": path, "bom-ref": f"file:{path}",
+            "hashes": [{"alg": "SHA-256", "content": sha256}]}
+
+
+def compute_with_files(text: str, files: tuple[tuple[str, str, str], ...]) -> str:
+    """Add every image file as a `file` component nested in the component that owns it (a
+    package, a Python distribution, or the build component for generated files)."""
+    if not files:
+        return text
+    doc = json.loads(text)
+    by_ref = {c["bom-ref"]: c for c in doc.get("components", [])}
+    build = dict(BUILD_COMPONENT)
+    for path, sha, owner in files:
+        parent = by_ref.get(owner, build)
+        parent.setdefault("components", []).append(compute_file_component(path, sha))
+    if build.get("components"):
+        doc.setdefault("components", []).append(build)
+    return json.dumps(doc, indent=2) + "\n"
+
+
+PROJECT_DIST = "kubevirt-py"
+
+
+def compute_sbom_baseline(doc: dict) -> dict:
+    """What the committed `sbom/<image>.cdx.json` must keep matching: the SBOM without what
+    changes with every source commit (serial number, time stamp, the image's digest in
+    metadata and dependencies, and the project's own wheel `kubevirt-py` with its files), i.e.
+    every locked OS package, every pinned runtime wheel, every file of theirs and every file the
+    build generates, with hashes."""
+    keep = [c for c in doc.get("components", []) if c.get("name") != PROJECT_DIST]
+    return {"bomFormat": doc.get("bomFormat"), "specVersion": doc.get("specVersion"),
+            "image": doc.get("metadata", {}).get("component", {}).get("name"),
+            "components": sorted(keep, key=lambda c: c.get("bom-ref", ""))}
 
 
 def check_sbom_schema(text: str) -> None:

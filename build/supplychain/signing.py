@@ -7,19 +7,24 @@ Owns what gets signed and in which shape (docs/supply-chain.md §5.4, cosign v3)
 * provenance attestation: predicateType https://slsa.dev/provenance/v1;
 * release manifest: the file bytes signed as a message signature (`release.json.sigstore.json`).
 Bundles (sigstore bundle v0.3) are attached to the image as OCI referrers with artifactType
-application/vnd.dev.sigstore.bundle.v0.3+json (cosign v3's layout). Signing is keyless: the
-caller passes a sigstore SigningContext (production: ClientTrustConfig.production() and a CI
-OIDC token; tests: a throw-away instance) and an IdentityToken.
+application/vnd.dev.sigstore.bundle.v0.3+json (cosign v3's layout). A signer is anything with
+`identity`, `sign_dsse(statement) -> bundle JSON` and `sign_artifact(bytes) -> bundle JSON`:
+sigstore keyless (`open_sigstore_signer`: a SigningContext from the public-good instance, or from
+a ClientTrustConfig file naming a private instance, plus an OIDC token) or a key pair
+(keysign.KeySigner). Every failure is a one-line SupplyChainError.
 """
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Protocol
 
 from sigstore.dsse import StatementBuilder, Subject
 from sigstore.oidc import IdentityToken
 from sigstore.sign import SigningContext
 
+from supplychain.errors import SupplyChainError
 from supplychain.oci import Layout
 
 BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -42,8 +47,62 @@ def apply_attach_bundle(layout: Layout, subject: dict, bundle_json: str, predica
                                   "dev.sigstore.bundle.predicateType": predicate_type})
 
 
-def apply_sign_image(layout: Layout, tag: str, repository: str, context: SigningContext,
-                     token: IdentityToken, sbom: dict | None, provenance: dict | None) -> list[dict]:
+class BundleSigner(Protocol):
+    """What signs: `identity` (certificate SAN or "key:<id>") and two bundle makers."""
+
+    identity: str
+
+    def sign_dsse(self, statement) -> str:
+        """A sigstore bundle (JSON text) with a DSSE envelope over the in-toto statement."""
+
+    def sign_artifact(self, data: bytes) -> str:
+        """A sigstore bundle (JSON text) with a message signature over `data`."""
+
+
+class _SigstoreSigner:
+    def __init__(self, signer, identity: str):
+        self._signer, self.identity = signer, identity
+
+    def sign_dsse(self, statement) -> str:
+        try:
+            return self._signer.sign_dsse(statement).to_json()
+        except Exception as exc:
+            raise _signing_error(exc) from None
+
+    def sign_artifact(self, data: bytes) -> str:
+        try:
+            return self._signer.sign_artifact(data).to_json()
+        except Exception as exc:
+            raise _signing_error(exc) from None
+
+
+def _signing_error(exc: BaseException) -> SupplyChainError:
+    return SupplyChainError(f"sigstore signing failed: {type(exc).__name__}: {_one_line(exc)}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause).strip() and str(cause).strip() not in text:
+        text += f" ({str(cause).strip()})"
+    return " ".join(text.split())[:300]
+
+
+@contextmanager
+def open_sigstore_signer(context: SigningContext, token: IdentityToken) -> Iterator[BundleSigner]:
+    """Keyless signing session (one Fulcio certificate for every signature); sigstore's errors
+    (Fulcio or Rekor unreachable or refusing, expired token) become one SupplyChainError line."""
+    from sigstore.sign import Signer
+
+    try:  # the Signer asks Fulcio for its certificate as it starts
+        signer = Signer(token, context, True)
+    except Exception as exc:
+        raise _signing_error(exc) from None
+    yield _SigstoreSigner(signer, token.identity)
+
+
+def apply_sign_image(layout: Layout, tag: str, repository: str, signer: BundleSigner,
+                     sbom: dict | None, provenance: dict | None) -> list[dict]:
     """Sign the image tagged `tag`: the cosign-shaped signature, plus the SBOM and provenance
     attestations when given; attach every bundle as a referrer. Returns referrer descriptors."""
     desc = layout.read_tagged(tag)
@@ -53,10 +112,9 @@ def apply_sign_image(layout: Layout, tag: str, repository: str, context: Signing
     if provenance is not None:
         statements.append((SLSA_PREDICATE, provenance))
     out = []
-    with context.signer(token) as signer:
-        for predicate_type, predicate in statements:
-            bundle = signer.sign_dsse(compute_statement(repository, desc["digest"], predicate_type, predicate))
-            out.append(apply_attach_bundle(layout, desc, bundle.to_json(), predicate_type))
+    for predicate_type, predicate in statements:
+        bundle = signer.sign_dsse(compute_statement(repository, desc["digest"], predicate_type, predicate))
+        out.append(apply_attach_bundle(layout, desc, bundle, predicate_type))
     return out
 
 
@@ -67,25 +125,74 @@ def compute_release_manifest(version: str, git_commit: str, images: dict[str, di
     return json.dumps(doc, sort_keys=True, indent=2).encode() + b"\n"
 
 
-def apply_sign_file(path: Path, context: SigningContext, token: IdentityToken) -> Path:
+def apply_sign_file(path: Path, signer: BundleSigner) -> Path:
     """Sign a file's bytes (message signature); writes and returns `<path>.sigstore.json`."""
     path = Path(path)
-    with context.signer(token) as signer:
-        bundle = signer.sign_artifact(path.read_bytes())
     out = path.with_name(path.name + ".sigstore.json")
-    out.write_text(bundle.to_json())
+    out.write_text(signer.sign_artifact(path.read_bytes()))
     return out
 
 
-def read_ambient_context(staging: bool = False) -> tuple[SigningContext, IdentityToken]:
-    """Production keyless signing: the public-good (or staging) instance and the ambient CI OIDC
-    token (GitHub Actions with `permissions: id-token: write`). Needs network; not used in tests."""
-    from sigstore.models import ClientTrustConfig
+def read_identity_token(token_file: Path | None) -> IdentityToken:
+    """The OIDC token: from `token_file`, else $SIGSTORE_ID_TOKEN, else the ambient CI credential
+    (GitHub Actions with `permissions: id-token: write`). One-line SupplyChainError if none."""
+    import os
+
     from sigstore.oidc import detect_credential
 
-    trust = ClientTrustConfig.staging() if staging else ClientTrustConfig.production()
-    raw = detect_credential("sigstore")
-    if raw is None:
-        from supplychain.errors import SupplyChainError
-        raise SupplyChainError("no ambient OIDC credential (run in CI with id-token: write)")
-    return SigningContext.from_trust_config(trust), IdentityToken(raw)
+    raw: str | None
+    if token_file is not None:
+        try:
+            raw = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise SupplyChainError(f"identity token {token_file}: {exc.strerror}") from None
+    else:
+        raw = os.environ.get("SIGSTORE_ID_TOKEN")
+        if not raw:
+            try:
+                raw = detect_credential("sigstore")
+            except Exception as exc:
+                raise SupplyChainError(f"ambient OIDC credential: {_one_line(exc)}") from None
+    if not raw:
+        raise SupplyChainError("no OIDC identity token (give --identity-token FILE, set SIGSTORE_ID_TOKEN, "
+                               "run in CI with id-token: write, or sign with --key)")
+    try:
+        return IdentityToken(raw)
+    except Exception as exc:
+        raise SupplyChainError(f"identity token is not usable: {_one_line(exc)}") from None
+
+
+def read_signing_context(trust_config: Path | None, staging: bool = False) -> SigningContext:
+    """SigningContext from a ClientTrustConfig file (trusted root + signing config of a private
+    sigstore instance: its Fulcio/Rekor URLs) or, without one, the public-good (staging)
+    instance through TUF, which needs network. One-line SupplyChainError on any failure."""
+    from sigstore.models import ClientTrustConfig
+
+    try:
+        if trust_config is not None:
+            trust = ClientTrustConfig.from_json(Path(trust_config).read_text())
+        else:
+            trust = ClientTrustConfig.staging() if staging else ClientTrustConfig.production()
+        return SigningContext.from_trust_config(trust)
+    except OSError as exc:
+        raise SupplyChainError(f"trust config {trust_config}: {exc.strerror}") from None
+    except Exception as exc:
+        where = f"trust config {trust_config}" if trust_config else "public-good sigstore trust root (TUF, needs network)"
+        raise SupplyChainError(f"{where}: {type(exc).__name__}: {_one_line(exc)}; "
+                               "offline, give --trust-config FILE or --key FILE") from None
+
+
+@contextmanager
+def open_signer(key: Path | None, trust_config: Path | None, token_file: Path | None,
+                staging: bool = False) -> Iterator[BundleSigner]:
+    """The signer the command line asks for: `key` (key pair) or keyless sigstore against
+    `trust_config` (or the public-good instance)."""
+    if key is not None:
+        from supplychain.keysign import KeySigner, read_private_key
+
+        yield KeySigner(read_private_key(key))
+        return
+    token = read_identity_token(token_file)
+    context = read_signing_context(trust_config, staging)
+    with open_sigstore_signer(context, token) as signer:
+        yield signer

@@ -1,15 +1,20 @@
 """`kubevirt-build verify`: every check a consumer needs before running an image, failing closed.
 
-Owns the verification pipeline (docs/supply-chain.md §9.4), one result line per check:
+Owns the verification pipeline (docs/supply-chain.md §9.4), one result line per check. Strict
+mode (default) first requires the release manifest, the spec and the builder ids:
 1. layout: every blob's digest and size, the config's diff_ids against the uncompressed layers;
 2. release: the signed release manifest verifies (signer identity/issuer) and maps tag -> digest;
 3. signature: cosign-shaped DSSE bundle(s) verify with sigstore's Verifier against the trusted
    root and the expected identity/issuer, and their subject is this manifest digest;
 4. sbom: the CycloneDX attestation verifies the same way, validates against the 1.6 schema,
-   names this image digest, and its package set (name, version, arch, sha256) equals the lock's;
+   names this image digest, its package set (name, version, arch, sha256) equals the lock's,
+   its Python packages equal the distributions installed in the image, no other component
+   appears, and the unsigned SBOM referrer is the attested document (sbomcheck.py);
 5. provenance: the SLSA v1 attestation verifies, its builder id is allowed, and its
-   resolvedDependencies contain every locked package digest;
-6. policy: numeric non-root user, entrypoint is an executable file, no shell/package manager.
+   resolvedDependencies contain every locked package digest and every SBOM wheel digest;
+6. policy: numeric non-root user, entrypoint is an executable file, no shell/package manager;
+7. rebuild (with --rebuild): the image rebuilt offline from lock, spec and cache has the same
+   digest (rebuild.py).
 sigstore-python's verifier does not check statement subjects; this module does.
 """
 from __future__ import annotations
@@ -19,17 +24,17 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from sigstore.models import Bundle, TrustedRoot
-from sigstore.verify import Verifier, policy
-
 from supplychain.builder import compute_resolved
+from supplychain.bundleverify import read_bundle_verifier
 from supplychain.errors import SupplyChainError
-from supplychain.layer import compute_entries_from_tar, compute_normal_path
+from supplychain.layer import LayerEntry, compute_entries_from_tar, compute_normal_path
 from supplychain.lockfile import compute_target_packages, read_lock
 from supplychain.oci import Layout, LayoutError
 from supplychain.sbom import check_sbom_schema
+from supplychain.sbomcheck import (DEFAULT_PYTHON_TARGET, check_sbom_components, check_sbom_files,
+                                   check_unsigned_sbom, compute_image_dists, compute_sbom_wheels)
 from supplychain.signing import BUNDLE_TYPE, COSIGN_SIGN_PREDICATE, CYCLONEDX_PREDICATE, SLSA_PREDICATE
-from supplychain.spec import DEFAULT_FORBIDDEN
+from supplychain.spec import DEFAULT_FORBIDDEN, read_spec
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 
@@ -44,32 +49,38 @@ class VerifyRequest:
 
     layout: Path
     tag: str
-    trusted_root: Path
-    identity: str
-    issuer: str
+    trusted_root: Path | None
+    identity: str | None
+    issuer: str | None
     lock: Path
     target: str
     release_manifest: Path | None = None
     builder_ids: tuple[str, ...] = ()
     spec: Path | None = None
+    keys: tuple[Path, ...] = ()
+    strict: bool = True
+    rebuild: bool = False
+    cache: Path | None = None
+    wheels: tuple[Path, ...] = ()
 
 
-def _verifier(req: VerifyRequest) -> Verifier:
-    try:
-        return Verifier(trusted_root=TrustedRoot.from_file(str(req.trusted_root)))
-    except Exception as exc:  # a malformed root must stop everything
-        raise SupplyChainError(f"trusted root {req.trusted_root}: {exc}") from None
+def check_strict(req: VerifyRequest) -> None:
+    """Strict mode (the default) needs every anchor a release has: the signed release manifest,
+    the image spec and the allowed builder ids. SupplyChainError naming what is missing."""
+    missing = [opt for opt, value in (("--release-manifest", req.release_manifest), ("--spec", req.spec),
+                                      ("--builder-id", req.builder_ids)) if not value]
+    if req.strict and missing:
+        raise SupplyChainError(f"strict: missing {', '.join(missing)} (or --no-strict to skip those checks)")
 
 
-def _dsse_statements(layout: Layout, digest: str, verifier: Verifier, pol) -> list[dict]:
+def _dsse_statements(layout: Layout, digest: str, verifier) -> list[dict]:
     """Verify every sigstore bundle referring to `digest`; return their in-toto statements."""
     out = []
     for ref in layout.read_referrers(digest, BUNDLE_TYPE):
         raw = layout.read_blob(ref["layers"][0])
         try:
-            bundle = Bundle.from_json(raw)
-            payload_type, payload = verifier.verify_dsse(bundle, pol)
-        except Exception as exc:
+            payload_type, payload = verifier.verify_dsse(raw)
+        except SupplyChainError as exc:
             raise SupplyChainError(f"bundle {ref['_descriptor']['digest']} does not verify: {exc}") from None
         statement = json.loads(payload)
         if payload_type != "application/vnd.in-toto+json" or statement.get("_type") != STATEMENT_TYPE:
@@ -85,6 +96,7 @@ def _dsse_statements(layout: Layout, digest: str, verifier: Verifier, pol) -> li
 def check_all(req: VerifyRequest) -> Iterator[str]:
     """Yield one "ok <check>: <detail>" line per passed check; raise SupplyChainError with the
     failing check's line ("<check>: <reason>") on the first failure."""
+    check_strict(req)
     layout = Layout(req.layout)
     try:
         desc = layout.read_tagged(req.tag)
@@ -93,15 +105,16 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
         raise SupplyChainError(f"layout: {exc}") from None
     digest = desc["digest"]
     yield f"ok layout: {req.tag} -> {digest}, {len(lines)} blobs match digest and size, diff_ids match"
-    verifier = _verifier(req)
-    pol = policy.Identity(identity=req.identity, issuer=req.issuer)
+    verifier = read_bundle_verifier(req.keys, req.trusted_root, req.identity, req.issuer)
 
     if req.release_manifest is not None:
         data = Path(req.release_manifest).read_bytes()
         bundle_path = Path(str(req.release_manifest) + ".sigstore.json")
         try:
-            verifier.verify_artifact(data, Bundle.from_json(bundle_path.read_bytes()), pol)
-        except Exception as exc:
+            verifier.verify_artifact(data, bundle_path.read_bytes())
+        except OSError as exc:
+            raise SupplyChainError(f"release: {bundle_path.name}: {exc.strerror}") from None
+        except SupplyChainError as exc:
             raise SupplyChainError(f"release: {req.release_manifest.name} signature does not verify: {exc}") from None
         images = json.loads(data).get("images", {})
         match = [n for n, i in images.items() if i.get("tag") == req.tag and i.get("digest") == digest]
@@ -111,15 +124,15 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
         yield f"ok release: signed release manifest maps {req.tag} ({match[0]}) to {digest}"
 
     try:
-        statements = _dsse_statements(layout, digest, verifier, pol)
+        statements = _dsse_statements(layout, digest, verifier)
     except SupplyChainError as exc:
         raise SupplyChainError(f"signature: {exc}") from None
     by_type: dict[str, list[dict]] = {}
     for st in statements:
         by_type.setdefault(st.get("predicateType"), []).append(st)
     if not by_type.get(COSIGN_SIGN_PREDICATE):
-        raise SupplyChainError(f"signature: no image signature for {digest} by {req.identity}")
-    yield f"ok signature: {digest} signed by {req.identity} (issuer {req.issuer})"
+        raise SupplyChainError(f"signature: no image signature for {digest} by {verifier.identity}")
+    yield f"ok signature: {digest} signed by {verifier.identity}"
 
     lock = read_lock(req.lock)
     locked = {(p["name"], p["evr"], p["arch"], p["sha256"]) for p in compute_target_packages(lock, req.target)}
@@ -133,18 +146,18 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
         raise SupplyChainError(f"sbom: {exc}") from None
     if sbom.get("metadata", {}).get("component", {}).get("version") != digest:
         raise SupplyChainError(f"sbom: describes {sbom.get('metadata', {}).get('component', {}).get('version')}, not {digest}")
-    listed = set()
-    for comp in sbom.get("components", []):
-        purl = comp.get("purl", "")
-        if purl.startswith(f"pkg:{lock['kind']}/"):
-            arch = purl.split("arch=", 1)[1].split("&", 1)[0] if "arch=" in purl else ""
-            sha = next((h["content"] for h in comp.get("hashes", []) if h["alg"] == "SHA-256"), "")
-            listed.add((comp["name"], comp["version"], arch, sha))
-    if listed != locked:
-        extra, missing = sorted(listed - locked), sorted(locked - listed)
-        raise SupplyChainError(f"sbom: package set differs from lock target {req.target}: "
-                               f"not in lock {[e[0] for e in extra]}, missing {[m[0] for m in missing]}")
-    yield f"ok sbom: signed CycloneDX 1.6 SBOM valid, {len(listed)} {lock['kind']} packages == lock target {req.target}"
+    view = compute_view(layout, desc)
+    spec = read_spec(req.spec) if req.spec is not None else None
+    image_dists = compute_image_dists(view, spec.python_target if spec else DEFAULT_PYTHON_TARGET)
+    try:
+        counts = check_sbom_components(sbom, lock["kind"], locked, image_dists, req.target)
+        files = check_sbom_files(sbom, view)
+        check_unsigned_sbom(layout, digest, sbom)
+    except SupplyChainError as exc:
+        raise SupplyChainError(f"sbom: {exc}") from None
+    yield (f"ok sbom: signed CycloneDX 1.6 SBOM valid, {counts[0]} {lock['kind']} packages == lock target "
+           f"{req.target}, {counts[1]} Python packages == the image's, all {files} files with SHA-256, "
+           "unsigned SBOM referrer == attested")
 
     provs = by_type.get(SLSA_PREDICATE, [])
     if len(provs) != 1:
@@ -157,29 +170,42 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
     missing = sorted(p[0] for p in locked if p[3] not in resolved)
     if missing:
         raise SupplyChainError(f"provenance: resolvedDependencies lack locked packages {missing}")
-    yield f"ok provenance: SLSA v1 by builder {builder}, all {len(locked)} locked packages in resolvedDependencies"
+    wheels = compute_sbom_wheels(sbom)
+    missing = sorted(name for name, sha in wheels if sha not in resolved)
+    if missing:
+        raise SupplyChainError(f"provenance: resolvedDependencies lack the SBOM's Python packages {missing}")
+    yield (f"ok provenance: SLSA v1 by builder {builder}, all {len(locked)} locked packages and {len(wheels)} "
+           "wheels in resolvedDependencies")
 
-    yield from _check_policy(layout, desc, req.spec)
+    yield from _check_policy(layout, desc, spec, view)
+    if req.rebuild:
+        if req.spec is None or req.cache is None:
+            raise SupplyChainError("rebuild: needs --spec and --cache")
+        from supplychain.rebuild import check_rebuild
+
+        yield check_rebuild(digest, pred, req.spec, req.cache, req.wheels)
 
 
-def _check_policy(layout: Layout, desc: dict, spec_path: Path | None) -> Iterator[str]:
+def compute_view(layout: Layout, desc: dict) -> dict[str, LayerEntry]:
+    """The merged file system of the image: normalized path -> entry, later layers win."""
+    view: dict[str, LayerEntry] = {}
+    for tar in layout.read_layer_tars(desc):
+        for entry in compute_entries_from_tar(tar):
+            view[compute_normal_path(entry.path)] = entry
+    return view
+
+
+def _check_policy(layout: Layout, desc: dict, spec, view: dict[str, LayerEntry]) -> Iterator[str]:
     manifest = layout.read_json(desc)
     config = layout.read_json(manifest["config"])["config"]
     user = config.get("User", "")
-    if spec_path is not None:
-        from supplychain.spec import read_spec
-
-        spec = read_spec(spec_path)
+    if spec is not None:
         if user != f"{spec.run_as[0]}:{spec.run_as[1]}" or tuple(config.get("Entrypoint") or ()) != spec.entrypoint:
             raise SupplyChainError(f"policy: image runs {user!r} {config.get('Entrypoint')}, spec {spec.path.name} "
                                    f"declares {spec.run_as[0]}:{spec.run_as[1]} {list(spec.entrypoint)}")
     uid = user.split(":", 1)[0]
     if not uid.isdigit() or int(uid) == 0 or not all(p.isdigit() for p in user.split(":")):
         raise SupplyChainError(f"policy: User {user!r} is not a numeric non-root uid[:gid]")
-    view = {}
-    for tar in layout.read_layer_tars(desc):
-        for entry in compute_entries_from_tar(tar):
-            view[compute_normal_path(entry.path)] = entry
     entrypoint = (config.get("Entrypoint") or [""])[0]
     if not entrypoint:
         raise SupplyChainError("policy: no entrypoint")

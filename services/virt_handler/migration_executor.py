@@ -20,6 +20,7 @@ import asyncio
 import logging
 from typing import Any
 
+from services.virt_handler.migratability import compute_migration_method
 from services.virt_handler import migration_status
 from services.virt_handler.domain import DomainConversionError, domain_name
 from services.virt_handler.hypervisor_types import DomainInfo, HypervisorError
@@ -42,11 +43,11 @@ from services.virt_handler.migration_decision import (
     is_started_not_ended,
     migration_state_of,
 )
-from services.virt_handler.sync_executor import load_migratability
+from services.virt_handler.migration_plan import compute_progress
 from services.virt_handler.migration_runner import Outcome, SourceTransfer, migration_span
 from shared import metrics
-from shared.api.migration_vocabulary import MigrationMethod
 from shared.api.vmi import VirtualMachineInstance
+from shared.api.vocabulary import format_time
 from shared.errors import Conflict, NotFound
 from shared.images import ImageNotFound
 
@@ -54,18 +55,6 @@ log = logging.getLogger(__name__)
 
 INCOMING_RECORD = "migration-incoming"
 VMIS = "virtualmachineinstances"
-
-
-def compute_method(vmi: VirtualMachineInstance) -> str:
-    """``status.migrationMethod`` of ``vmi``: virt-handler's migratability module when present, else
-    ``BlockMigration`` when it has a node-local writable volume (containerDisk, emptyDisk,
-    ephemeral), else ``LiveMigration``."""
-    migratability = load_migratability()  # written by another helper (mig-sched)
-    if migratability is not None:
-        return str(migratability.compute_migration_method(vmi))
-    local = any(v.container_disk is not None or v.empty_disk is not None or v.ephemeral is not None
-                for v in vmi.spec.volumes or [])
-    return MigrationMethod.BLOCK_MIGRATION if local else MigrationMethod.LIVE_MIGRATION
 
 
 class MigrationExecutor:
@@ -147,7 +136,7 @@ class MigrationExecutor:
                 v, migration_uid, self.clock()))
             started = ((stored or {}).get("status") or {}).get("migrationState") or {}
             if started.get("migrationUid") == migration_uid and started.get("startTimestamp"):
-                metrics.observe_migration_times((*key.split("/", 1), self.config.node_name),
+                metrics.observe_migration((*key.split("/", 1), self.config.node_name),
                                                 start=self.clock().timestamp())
                 self._spawn(key, uid, migration_uid, dname, "stand-in" if self.stand_in else "real")
             return None
@@ -192,7 +181,7 @@ class MigrationExecutor:
         await self.sync.write_status(key, obj, lambda v: migration_status.compute_source_outcome(
             v, migration_uid, succeeded=outcome.succeeded, reason=outcome.reason, abort_status=outcome.abort_status,
             now=self.clock(), progress=outcome.progress))
-        metrics.observe_migration_times((*key.split("/", 1), self.config.node_name), end=self.clock().timestamp())
+        metrics.observe_migration((*key.split("/", 1), self.config.node_name), end=self.clock().timestamp())
 
     async def _prepare(self, key: str, obj: dict[str, Any], uid: str, migration_uid: str, dname: str,
                        domain: DomainInfo | None, define_paused: bool) -> float | None:
@@ -215,13 +204,15 @@ class MigrationExecutor:
                      dname: str, domain: DomainInfo | None, resume: bool) -> float | None:
         if resume:
             await self.hv.resume(dname)
-        downtime = await self._downtime(dname) if domain is not None and not self.stand_in else None
+        final = await self._completed_stats(dname) if domain is not None and not self.stand_in else None
+        progress = compute_progress(final, format_time(self.clock())) if final else None
+        downtime = (progress or {}).get("downtimeMs")
         await asyncio.to_thread(self.incoming_marker(uid).unlink, True)
-        method = compute_method(vmi)
+        method = compute_migration_method(vmi)
         current = obj
         for _ in range(5):
             new = migration_status.compute_claimed_vmi(current, migration_uid, self.config.node_name,
-                                                       now=self.clock(), method=method, downtime_ms=downtime)
+                                                       now=self.clock(), method=method, progress=progress)
             if new is None:
                 return None
             try:
@@ -238,21 +229,22 @@ class MigrationExecutor:
             log.info("VMI %s now runs on this node (migration %s)", key, migration_uid)
             self.sync.state.agent_connected.pop(dname, None)  # adopt: ask the agent on this side
             self.sync.observe(stored)
-            metrics.observe_migration_times((*key.split("/", 1), self.config.node_name), downtime_ms=downtime)
+            metrics.observe_migration((*key.split("/", 1), self.config.node_name), downtime_ms=downtime)
             return 0.0
         raise Conflict(f"ownership of VMI {key} kept changing underneath the handler")
 
-    async def _downtime(self, dname: str, attempts: int = 15) -> int | None:
-        """QEMU's downtime (ms) of the migration that brought ``dname`` here, from the destination's
-        completed-job statistics; libvirt records them as it finishes the incoming job, a moment
-        after the guest resumed, so it is asked a few times (None when it never says)."""
+    async def _completed_stats(self, dname: str, attempts: int = 15) -> dict[str, Any] | None:
+        """The destination's completed-job statistics of the migration that brought ``dname`` here
+        (QEMU's ``downtime`` in ms, data processed...); libvirt records them as it finishes the
+        incoming job, a moment after the guest resumed, so it is asked a few times (None when it
+        never says)."""
         for _ in range(attempts):
             try:
                 stats = await self.hv.completed_job_stats(dname)
             except HypervisorError:
                 return None
             if stats and isinstance(stats.get("downtime"), int):
-                return int(stats["downtime"])
+                return stats
             await asyncio.sleep(0.2)
         return None
 

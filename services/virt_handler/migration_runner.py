@@ -34,6 +34,7 @@ from typing import Any
 from services.virt_handler import migration_plan as plan
 from services.virt_handler import migration_status
 from services.virt_handler.hypervisor_types import HypervisorError
+from shared.api.migration_vocabulary import MIGRATION_TRACEPARENT_ANNOTATION
 from shared import metrics, tracing
 from shared.api.migration_vocabulary import (
     NODE_MIGRATION_URI_ANNOTATION,
@@ -47,7 +48,6 @@ from shared.errors import NotFound
 
 log = logging.getLogger(__name__)
 
-MIGRATION_TRACEPARENT_ANNOTATION = "kubevirt-py.io/migration-traceparent"
 """On a VMI (written by virt-migration at hand-off): the migration's W3C traceparent."""
 SAMPLE_SECONDS = 0.5
 WRITE_SECONDS = 1.0
@@ -126,7 +126,7 @@ class SourceTransfer:
 
     async def _sample(self, stats: dict[str, Any], *, force: bool = False) -> None:
         progress = plan.compute_progress(stats, format_time(self.ex.clock()))
-        metrics.observe_migration_sample(self.labels, progress)
+        metrics.observe_migration(self.labels, progress)
         now = time.monotonic()
         if force or now - self._last_write >= WRITE_SECONDS:
             self._last_write = now
@@ -167,7 +167,7 @@ class SourceTransfer:
             await asyncio.sleep(min(0.05, max(0.0, duration - elapsed)))
         await self.ex.hv.destroy(self.domain_name)
         await self.ex.hv.undefine(self.domain_name)
-        return Outcome(True, progress={"downtimeMs": 0})
+        return Outcome(True)  # no downtime is reported: nothing was measured
 
     async def _transfer(self) -> Outcome:
         ms = self._state()

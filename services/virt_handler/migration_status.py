@@ -7,7 +7,7 @@ status unchanged, and the executor writes nothing).
 - target: :func:`compute_target_ready` (``targetNodeAddress``), :func:`compute_claimed_vmi` (the
   ownership compare-and-swap: ``nodeName``, label ``kubevirt.io/nodeName``, ``completed``,
   ``endTimestamp``, ``targetNodeDomainDetected``, ``targetNodeDomainReadyTimestamp``,
-  ``migrationMethod``, ``progress.downtimeMs`` when known);
+  ``migrationMethod``, the final ``progress`` with ``downtimeMs`` when known);
 - source: :func:`compute_source_started` (``startTimestamp``, ``mode: PreCopy``),
   :func:`compute_progress_status` (``progress``), :func:`compute_mode_status` (``mode``),
   :func:`compute_abort_status` (``abortStatus``), :func:`compute_source_outcome` (``completed``,
@@ -93,10 +93,11 @@ def compute_source_outcome(vmi: dict[str, Any], uid: str, *, succeeded: bool, re
 
 
 def compute_claimed_vmi(vmi: dict[str, Any], uid: str, node_name: str, *, now: datetime, method: str,
-                        downtime_ms: int | None = None) -> dict[str, Any] | None:
+                        progress: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The whole VMI after the target's ownership compare-and-swap, or None when it must not be
     made: another migration, a failed one, or ``nodeName`` not the migration's source (already
-    this node: nothing to do either)."""
+    this node: nothing to do either). ``progress``: the final sample (the destination's
+    completed-job statistics, with QEMU's ``downtimeMs``) merged over the source's last one."""
     status = _status(vmi)
     ms = dict(status.get("migrationState") or {})
     if ms.get("migrationUid") != uid or ms.get("failed") or ms.get("targetNode") != node_name:
@@ -107,8 +108,8 @@ def compute_claimed_vmi(vmi: dict[str, Any], uid: str, node_name: str, *, now: d
     ms.update({"completed": True, "endTimestamp": ms.get("endTimestamp") or stamp,
                "targetNodeDomainDetected": True,
                "targetNodeDomainReadyTimestamp": ms.get("targetNodeDomainReadyTimestamp") or format_micro_time(now)})
-    if downtime_ms is not None and (ms.get("progress") or {}).get("downtimeMs") is None:
-        ms["progress"] = {**(ms.get("progress") or {}), "downtimeMs": downtime_ms}
+    if progress:
+        ms["progress"] = {**(ms.get("progress") or {}), **progress}
     status.update({"nodeName": node_name, "migrationState": ms, "migrationMethod": method})
     new = copy.copy(vmi)
     meta = dict(vmi.get("metadata") or {})

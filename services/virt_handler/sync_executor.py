@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from services.virt_handler.migratability import compute_live_migratable_condition, compute_migration_method
 from services.virt_handler import guest_agent
 from services.virt_handler import status as vmi_status
 from services.virt_handler.acceleration import compute_annotated_metadata
@@ -66,29 +67,15 @@ def decode_vmi(obj: dict[str, Any]) -> VirtualMachineInstance:
         return decoded
 
 
-def load_migratability() -> Any:
-    """``services.virt_handler.migratability`` (pure, written by another helper), None while absent."""
-    import importlib
-
-    try:
-        return importlib.import_module("services.virt_handler.migratability")
-    except ImportError:
-        return None
-
-
-def compute_migratability_status(vmi: VirtualMachineInstance) -> tuple[dict[str, Any], str] | None:
+def compute_migratability_status(vmi: VirtualMachineInstance) -> tuple[dict[str, Any], str]:
     """The ``LiveMigratable`` condition (type, status, reason, message) and ``migrationMethod`` of
-    ``vmi`` from ``services.virt_handler.migratability`` (another helper's module; None while it is
-    not there)."""
-    migratability = load_migratability()
-    if migratability is None:
-        return None
-    condition = migratability.compute_live_migratable_condition(vmi)
+    ``vmi`` (:mod:`services.virt_handler.migratability`)."""
+    condition = compute_live_migratable_condition(vmi)
     fields = {"type": condition.type, "status": condition.status}
     for name in ("reason", "message"):
         if getattr(condition, name, None):
             fields[name] = getattr(condition, name)
-    return fields, str(migratability.compute_migration_method(vmi))
+    return fields, compute_migration_method(vmi)
 
 
 def migratability_with_time(migratable: tuple[dict[str, Any], str] | None,
@@ -234,7 +221,7 @@ class SyncExecutor:
                 await asyncio.to_thread(self.files.remove, action.uid)
             return None
         if isinstance(action, StartDomain):
-            return await self._start(key, obj, action.paused)
+            return await self._start(key, obj, action.paused, vmi)
         if isinstance(action, StopDomain):
             await self._stop(action.domain_name, action.uid, action.step, obj)
             return action.step.requeue_after
@@ -260,7 +247,8 @@ class SyncExecutor:
             migratability=migratability_with_time(migratable, self.clock())))
         return action.requeue_after
 
-    async def _start(self, key: str, obj: dict[str, Any], paused: bool) -> float | None:
+    async def _start(self, key: str, obj: dict[str, Any], paused: bool,
+                     vmi: VirtualMachineInstance | None = None) -> float | None:
         uid = obj["metadata"]["uid"]
         ctx = self.files.context(uid)
         dname = domain_name(*key.split("/", 1))
@@ -277,8 +265,10 @@ class SyncExecutor:
         log.info("started domain %s for VMI %s", info.name, key)
         self.record_event(obj, EventType.NORMAL, "Created", "VirtualMachineInstance defined.")
         self.state.agent_connected[info.name] = False  # a fresh guest's agent connects later (event)
+        migratable = compute_migratability_status(vmi or decode_vmi(obj))  # in the first Running write: no extra write
         await self.write_status(key, obj, lambda v: vmi_status.compute_live_status(
-            v, info.state, info.reason, now=self.clock()), annotate=True)
+            v, info.state, info.reason, now=self.clock(),
+            migratability=migratability_with_time(migratable, self.clock())), annotate=True)
         return None
 
     async def _report_sync_failure(self, key: str, obj: dict[str, Any], err: Exception) -> None:

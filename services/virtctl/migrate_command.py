@@ -60,14 +60,17 @@ def compute_new_migration(before: set[str], items: list[dict[str, Any]]) -> dict
 
 
 class Display:
-    """Where the follower writes: plain lines, or (on a terminal) lines above a rich progress bar."""
+    """Where the follower writes: plain lines, or (on a terminal, with ``rich`` installed: the
+    project's optional ``cli`` extra) lines above a progress bar."""
 
     def __init__(self, terminal: bool) -> None:
         self.progress: Any = None
         self.task: Any = None
         if terminal:
-            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
+            try:
+                from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+            except ImportError:  # the optional "cli" extra is not installed: plain lines
+                return
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                                      TextColumn("{task.fields[detail]}"), transient=True)
 

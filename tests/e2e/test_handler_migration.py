@@ -151,6 +151,14 @@ def domains(uri):
         conn.close()
 
 
+def _live_xml(uri):
+    conn = libvirt.open(uri)
+    try:
+        return conn.lookupByName(DOMAIN).XMLDesc(0)
+    finally:
+        conn.close()
+
+
 def agent_connected(vmi):
     return any(c["type"] == "AgentConnected" and c["status"] == "True"
                for c in (vmi or {}).get("status", {}).get("conditions") or [])
@@ -199,7 +207,13 @@ async def test_live_migration_to_a_node_daemon_and_back_with_kill_9_of_the_sourc
         assert after > before  # the same guest, still running
         log_b = work_dir / node_b / "vmis" / uid / "console.log"
         assert BANNER not in log_b.read_bytes()  # it never booted on B
-        await wait_until(lambda: _agent(object_store), timeout=60)  # the guest agent reconnected on B
+        # the guest agent answers on B: through B's handler (guestosinfo), and B's libvirt sees it connected
+        reply = events.decode_command_result((await object_store.bus.request(
+            events.handler_command_subject(node_b), events.encode(events.GuestOSInfo(namespace=NS, name="demo")),
+            timeout=30)).data)
+        assert reply.ok and reply.body["os"]["id"] == "kubevirt-py-demo", reply
+        await wait_until(lambda: "state='connected'" in _live_xml(daemons.uri), timeout=60)
+        await wait_until(lambda: _agent(object_store), timeout=60)
 
         # B -> A, slowly, and kill -9 of the source handler (B) while it runs
         await hand_off(object_store, "demo", node_b, node_a, "mig-2",

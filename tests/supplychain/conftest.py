@@ -61,10 +61,64 @@ def publish(served, tmp_path, rpm_world):
         doc = {"kind": "rpm",
                "repositories": [{"name": name, "baseurl": f"{url}{repo_dir.name}/", "arch": "x86_64",
                                  "keys": [str(k) for k in key_paths],
-                                 **({"signedMetadata": True} if sign_metadata is not None else {})}],
+                                 "signedMetadata": sign_metadata is not None}],
                "targets": targets or {"app": {"install": ["hello", "greeter-data"], "exclude": ["fakeshell"]}}}
         path = config_dir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(doc))
         return path, repo_dir
 
     return _publish
+
+
+@pytest.fixture(scope="session")
+def sigstore_server():
+    """A private sigstore instance (Fulcio + Rekor) on loopback, shared by the session."""
+    from sc_sigstore import SigstoreServer, TestInstance
+
+    server = SigstoreServer(TestInstance())
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def release(rpm_world, served, sigstore_server, tmp_path_factory):
+    """The end-to-end release (sc_cli.make_release), built once per session."""
+    from sc_cli import make_release
+
+    return make_release(rpm_world, served, sigstore_server, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """A real OCI registry (Debian's docker-registry, distribution 2.8) on a free loopback port;
+    the `docker-registry` package comes from scripts/apt-packages.txt."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry missing: run ./scripts/install.sh")
+    root = tmp_path_factory.mktemp("registry")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (root / "config.yml").write_text(yaml.safe_dump({
+        "version": 0.1, "log": {"level": "error"},
+        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
+        "http": {"addr": f"127.0.0.1:{port}"}}))
+    proc = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=subprocess.DEVNULL,
+                            stderr=open(root / "registry.log", "w"))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for _ in range(100):
+        try:
+            opener.open(f"http://127.0.0.1:{port}/v2/", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"docker-registry exited: {(root / 'registry.log').read_text()[-500:]}")
+            time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)

@@ -95,10 +95,12 @@ class TestInstance:
             "timestampAuthorities": [],
         }
 
-    def apply_client_trust_config(self, path: Path) -> Path:
-        """Write a ClientTrustConfig (trusted root + signing config naming this instance's
-        never-contacted service URLs), the form `sigstore --trust-config` reads."""
+    def apply_client_trust_config(self, path: Path, url: str | None = None) -> Path:
+        """Write a ClientTrustConfig (trusted root + signing config), the form `sigstore
+        --trust-config` and `kubevirt-build sign --trust-config` read. The service URLs are
+        `url` (a SigstoreServer serving this instance) or never-contacted .invalid names."""
         start = {"start": "2020-01-01T00:00:00Z"}
+        fulcio, rekor = (url, url) if url else ("https://fulcio.test.invalid", "https://rekor.test.invalid")
 
         def service(url):
             return {"url": url, "majorApiVersion": 1, "validFor": start, "operator": self.name}
@@ -106,9 +108,9 @@ class TestInstance:
         doc = {"mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
                "trustedRoot": self.trusted_root_json(),
                "signingConfig": {"mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
-                                 "caUrls": [service("https://fulcio.test.invalid")],
+                                 "caUrls": [service(fulcio)],
                                  "oidcUrls": [service("https://oauth2.test.invalid")],
-                                 "rekorTlogUrls": [service("https://rekor.test.invalid")],
+                                 "rekorTlogUrls": [service(rekor)],
                                  "tsaUrls": [], "rekorTlogConfig": {"selector": "ANY"},
                                  "tsaConfig": {"selector": "ANY"}}}
         Path(path).write_text(json.dumps(doc, indent=2))
@@ -169,6 +171,10 @@ class TestInstance:
     # -- transparency log ---------------------------------------------------------------------
     def log_entry(self, body: dict) -> TransparencyLogEntry:
         """Log a canonical body in a one-leaf tree: inclusion proof, signed checkpoint, SET."""
+        return TransparencyLogEntry._from_v1_response(self.log_entry_response(body))
+
+    def log_entry_response(self, body: dict) -> dict:
+        """The Rekor v1 `POST /api/v1/log/entries` response for a logged canonical body."""
         canonical = rfc8785.dumps(body)
         index, self.entries = self.entries, self.entries + 1
         integrated = int(time.time())
@@ -180,20 +186,24 @@ class TestInstance:
         set_payload = rfc8785.dumps({"body": b64body, "integratedTime": integrated,
                                      "logID": self.rekor_log_id.hex(), "logIndex": index})
         set_sig = self.rekor_key.sign(set_payload, ec.ECDSA(hashes.SHA256()))
-        return TransparencyLogEntry._from_v1_response({f"{index:064x}": {
+        return {f"{index:064x}": {
             "body": b64body, "integratedTime": integrated, "logID": self.rekor_log_id.hex(), "logIndex": index,
             "verification": {"signedEntryTimestamp": base64.b64encode(set_sig).decode(),
                              "inclusionProof": {"logIndex": 0, "rootHash": root.hex(), "treeSize": 1,
-                                                "hashes": [], "checkpoint": checkpoint}}}})
+                                                "hashes": [], "checkpoint": checkpoint}}}}
 
 
 def identity_token(identity: str, issuer: str, lifetime_s: int = 300) -> IdentityToken:
     """An OIDC-shaped token (unsigned for practical purposes, as sigstore's own tests use):
     the stand-in Fulcio takes the identity from `sub` and the issuer from `iss`."""
+    return IdentityToken(identity_token_raw(identity, issuer, lifetime_s))
+
+
+def identity_token_raw(identity: str, issuer: str, lifetime_s: int = 300) -> str:
+    """The JWT text of identity_token (what `--identity-token FILE` holds)."""
     now = int(time.time())
-    raw = jwt.encode({"iss": issuer, "aud": "sigstore", "sub": identity, "iat": now, "nbf": now - 5,
-                      "exp": now + lifetime_s}, key="test-only-not-a-secret-0123456789abcdef", algorithm="HS256")
-    return IdentityToken(raw)
+    return jwt.encode({"iss": issuer, "aud": "sigstore", "sub": identity, "iat": now, "nbf": now - 5,
+                       "exp": now + lifetime_s}, key="test-only-not-a-secret-0123456789abcdef", algorithm="HS256")
 
 
 class _CertEndpoint:
@@ -219,6 +229,11 @@ class FakeRekor(RekorLogSubmitter):
         self.instance = instance
 
     def create_entry(self, request):
+        return self.instance.log_entry(self.proposed_body(request))
+
+    def proposed_body(self, request: dict) -> dict:
+        """The canonical Rekor v1 body for a proposed entry (dsse: hashes of the envelope and
+        payload instead of the envelope; hashedrekord: as proposed)."""
         if request["kind"] == "dsse":
             content = request["spec"]["proposedContent"]
             envelope = json.loads(content["envelope"])
@@ -231,10 +246,64 @@ class FakeRekor(RekorLogSubmitter):
                                for s in envelope["signatures"]]}}
         else:
             body = request
-        return self.instance.log_entry(body)
+        return body
 
     def _build_hashed_rekord_request(self, hashed_input, signature, certificate):
         return RekorClient._build_hashed_rekord_request(self, hashed_input, signature, certificate)
 
     def _build_dsse_request(self, envelope, certificate):
         return RekorClient._build_dsse_request(self, envelope, certificate)
+
+
+class SigstoreServer:
+    """A private sigstore instance on loopback HTTP: Fulcio's `POST /api/v2/signingCert` (CSR
+    in, chain with embedded SCT out, identity from the token's `sub`/`iss`) and Rekor v1's
+    `POST /api/v1/log/entries`, both backed by a TestInstance. sigstore-python's own
+    FulcioClient and RekorClient talk to it, as `kubevirt-build sign --trust-config` does."""
+
+    def __init__(self, instance: TestInstance):
+        import http.server
+        import threading
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                try:
+                    status, doc = server._handle(self.path, body, self.headers.get("Authorization", ""))
+                except Exception as exc:  # a refusal, as the real services send it
+                    status, doc = 400, {"code": 400, "message": str(exc)}
+                data = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.instance = instance
+        self.requests: list[str] = []
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _handle(self, path: str, body: dict, auth: str) -> tuple[int, dict]:
+        self.requests.append(path)
+        if path == "/api/v2/signingCert":
+            claims = jwt.decode(auth.removeprefix("Bearer "), options={"verify_signature": False})
+            csr = x509.load_pem_x509_csr(base64.b64decode(body["certificateSigningRequest"]))
+            cert = self.instance.issue(csr.public_key(), claims["sub"], claims["iss"])
+            pem = [c.public_bytes(serialization.Encoding.PEM).decode() for c in (cert, self.instance.ca_cert)]
+            return 201, {"signedCertificateEmbeddedSct": {"chain": {"certificates": pem}}}
+        if path == "/api/v1/log/entries":
+            return 201, self.instance.log_entry_response(FakeRekor(self.instance).proposed_body(body))
+        return 404, {"code": 404, "message": f"no route {path}"}
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.httpd.shutdown()
+        self.httpd.server_close()

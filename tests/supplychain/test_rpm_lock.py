@@ -194,3 +194,15 @@ def test_payload_owned_by_an_undeclared_user_is_refused(rpm_world):
     with pytest.raises(SupplyChainError, match=rf"^package file {rpm.name}: \./usr/share/greeter/motd is owned by "
                                                r"qemu:qemu, not an account of the image$"):
         compute_payload_entries("rpm", rpm, {}, {})
+
+
+def test_rpm_repository_metadata_must_be_signed_by_default(rpm_world, publish, tmp_path):
+    """signedMetadata defaults to true for rpm repositories (dnf's repo_gpgcheck)."""
+    import yaml
+
+    config, _ = publish("meta-default", _good(rpm_world))
+    doc = yaml.safe_load(config.read_text())
+    del doc["repositories"][0]["signedMetadata"]
+    config.write_text(yaml.safe_dump(doc))
+    with pytest.raises(SupplyChainError, match=r"^repository meta-default repomd.xml: not signed "):
+        apply_lock(config, tmp_path / "l.json", Cache(tmp_path / "c"))

@@ -51,3 +51,32 @@ def test_node_config_sets_host_uuid_once(conf, expected_lines):
 def test_node_uri_points_at_the_node_socket(tmp_path):
     node = libvirtd.NodeDaemons(name="n1", base=tmp_path, host_uuid="u")
     assert node.uri == f"qemu+unix:///system?socket={tmp_path}/run/libvirt-sock"
+
+
+def test_the_last_of_the_sharing_runs_stops_what_the_runs_started(tmp_path):
+    import json
+    import signal
+    import subprocess
+
+    # stands for a daemon a test run started: not our child (a daemon detaches), so init reaps it
+    daemon_pid = int(subprocess.run(["sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!"], capture_output=True,
+                                    text=True, check=True).stdout)
+    other_run = subprocess.Popen(["sleep", "60"])  # another test run still using it
+    try:
+        (tmp_path / "started.json").write_text(json.dumps({"sleep": daemon_pid}))
+        (tmp_path / f"user-{other_run.pid}").touch()
+        (tmp_path / f"user-{os.getpid()}").touch()
+        assert libvirtd.apply_leave_shared_system_daemons(users_dir=tmp_path) == []
+        assert libvirtd.is_pid_alive(daemon_pid)  # the other run still uses it
+        other_run.kill()
+        other_run.wait()
+        (tmp_path / f"user-{os.getpid()}").touch()
+        assert libvirtd.apply_leave_shared_system_daemons(users_dir=tmp_path) == ["sleep"]
+        assert not libvirtd.is_pid_alive(daemon_pid)
+        assert not (tmp_path / "started.json").exists() and not list(tmp_path.glob("user-*"))
+    finally:
+        if other_run.poll() is None:
+            other_run.kill()
+            other_run.wait()
+        if libvirtd.is_pid_alive(daemon_pid):
+            os.kill(daemon_pid, signal.SIGKILL)

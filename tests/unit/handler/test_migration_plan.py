@@ -127,7 +127,7 @@ def test_status_writes_touch_only_their_migration():
 
 def test_claim_is_one_write_of_node_label_and_state():
     claimed = ms.compute_claimed_vmi(vmi(completed=True, endTimestamp="E"), "m1", "b", now=NOW,
-                                     method="BlockMigration", downtime_ms=25)
+                                     method="BlockMigration", progress={"downtimeMs": 25})
     assert claimed["status"]["nodeName"] == "b" and claimed["status"]["migrationMethod"] == "BlockMigration"
     assert claimed["metadata"]["labels"] == {"kubevirt.io/nodeName": "b", "x": "y"}
     state = claimed["status"]["migrationState"]

@@ -1,0 +1,59 @@
+"""Every `kubevirt-build` command line written in the release workflow and the docs parses with
+the real command-line definition (right command, existing options, required options given)."""
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from supplychain.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _invocations(text: str) -> list[list[str]]:
+    """kubevirt-build command lines in shell text (continuations joined, comments dropped)."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    out = []
+    for line in joined.splitlines():
+        for part in re.split(r"\|\||&&|;|\|", line):
+            m = re.search(r"(?:^|\s)(?:\S*/)?kubevirt-build\s+(.*)$", part)
+            if m and not part.lstrip().startswith("#"):
+                words = shlex.split(m.group(1).split(" #", 1)[0])
+                out.append(words)
+    return out
+
+
+def _check(words: list[str]) -> None:
+    name, args = words[0], words[1:]
+    assert name in cli.commands, f"no command {name}"
+    cmd = cli.commands[name]
+    with cmd.make_context(name, list(args)) as ctx:
+        assert ctx.params is not None
+
+
+def _workflow_runs() -> str:
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    return "\n".join(step.get("run", "") for job in doc["jobs"].values() for step in job["steps"])
+
+
+def test_release_workflow_commands_parse():
+    calls = _workflow_runs()
+    found = _invocations(calls)
+    assert [w[0] for w in found] == ["verify-tag", "release", "verify", "push"]
+    for words in found:
+        _check(words)
+
+
+@pytest.mark.parametrize("doc", ["docs/supply-chain.md", "SECURITY.md"])
+def test_documented_commands_parse(doc):
+    blocks = re.findall(r"```(?:sh|bash|console)?\n(.*?)```", (ROOT / doc).read_text(), re.S)
+    found = _invocations("\n".join(blocks))
+    assert found
+    for words in found:
+        try:
+            _check(words)
+        except click.UsageError as exc:
+            raise AssertionError(f"{doc}: kubevirt-build {' '.join(words)}: {exc}") from None

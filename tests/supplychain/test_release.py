@@ -1,0 +1,130 @@
+"""`kubevirt-build release` end to end: both images built, SBOMs and provenance, all signed
+against the private sigstore instance, the signed release manifest, and a signed git tag made
+with the committed test release signer (build/keys/test-release-signer.*); `verify-tag` checks it
+against build/keys/release-signers.asc, and refuses tags signed by keys not pinned there."""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sc_cli import BUILDER, IDENTITY, ISSUER, kb, kb_inprocess
+
+KEYS = Path(__file__).resolve().parents[2] / "build" / "keys"
+
+
+def _git(repo, *args, env=None):
+    return subprocess.run(["git", "-C", str(repo), *args], env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def released(release, rpm_world, tmp_path_factory):
+    work = tmp_path_factory.mktemp("rel")
+    gnupg = work / "gnupg"
+    gnupg.mkdir(mode=0o700)
+    env = {"GNUPGHOME": str(gnupg), "GIT_AUTHOR_NAME": "r", "GIT_AUTHOR_EMAIL": "r@kubevirt-py.invalid",
+           "GIT_COMMITTER_NAME": "r", "GIT_COMMITTER_EMAIL": "r@kubevirt-py.invalid", "HOME": str(work)}
+    subprocess.run(["gpg", "--batch", "--quiet", "--import", str(KEYS / "test-release-signer.secret.asc")],
+                   env={**os.environ, **env}, check=True, capture_output=True)
+    fpr = subprocess.run(["gpg", "--with-colons", "--list-secret-keys"], env={**os.environ, **env},
+                         capture_output=True, text=True).stdout.split("fpr:::::::::")[1].split(":")[0]
+    repo = work / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "README").write_text("release\n")
+    _git(repo, "add", "README")
+    _git(repo, "commit", "-q", "-m", "release", env={**os.environ, **env})
+    images = release["work"] / "images"
+    spec = yaml.safe_load((images / "handler.yaml").read_text())
+    spec.update({"name": "control-plane", "repository": "registry.test.invalid/kubevirt-py/control-plane",
+                 "runAs": "65532:65532",
+                 "accounts": {"groups": [{"name": "qemu", "gid": 107}, {"name": "nonroot", "gid": 65532}],
+                              "users": [{"name": "qemu", "uid": 107, "gid": 107, "home": "/home/qemu"},
+                                        {"name": "nonroot", "uid": 65532, "gid": 65532, "home": "/home/nonroot"}]},
+                 "paths": [{"path": "/home/nonroot", "type": "dir", "uid": 65532, "gid": 65532, "mode": "0700"}]})
+    (images / "control-plane.yaml").write_text(yaml.safe_dump(spec))
+    proc = kb("release", "--version", "v0.1.0", "--spec", str(images / "control-plane.yaml"),
+              "--spec", str(images / "handler.yaml"), "--out-dir", str(work / "out"), "--repo", str(repo),
+              "--cache", str(release["work"] / "cache1"), "--builder-id", BUILDER, "--tag-key", fpr,
+              "--trust-config", str(release["work"] / "trust_config.json"),
+              "--identity-token", str(release["work"] / "token"), env=env)
+    # a tag over the same commit by a key that is not in build/keys/ (the RPM world's stranger)
+    _git(repo, "-c", "gpg.program=gpg", "tag", "-s", "-u", rpm_world.fingerprints["stranger"], "-m", "forged",
+         "v0.1.0-forged", env={**os.environ, **env, "GNUPGHOME": str(rpm_world.gnupg)})
+    return {"work": work, "repo": repo, "out": work / "out", "stdout": proc.stdout, "fpr": fpr,
+            "head": _git(repo, "rev-parse", "HEAD"), "lock": release["lock"], "root": release["root"],
+            "images": images, "env": env}
+
+
+def test_release_builds_signs_and_tags_both_images(released):
+    doc = json.loads((released["out"] / "release.json").read_text())
+    assert doc["version"] == "v0.1.0" and doc["gitCommit"] == released["head"]
+    assert sorted(doc["images"]) == ["control-plane", "handler"]
+    assert {i["tag"] for i in doc["images"].values()} == {"v0.1.0-control-plane", "v0.1.0-handler"}
+    assert (released["out"] / "release.json.sigstore.json").is_file()
+    assert sorted(p.name for p in (released["out"] / "sbom").iterdir()) == ["control-plane.cdx.json", "handler.cdx.json"]
+    assert released["stdout"].splitlines()[-1].endswith(f"signed by {IDENTITY}, git tag v0.1.0 signed")
+    assert _git(released["repo"], "cat-file", "-t", "v0.1.0") == "tag"
+
+
+@pytest.mark.parametrize("name", ["control-plane", "handler"])
+def test_each_released_image_verifies_against_the_signed_manifest(released, name):
+    proc = kb_inprocess("verify", "--layout", str(released["out"] / "oci"), "--tag", f"v0.1.0-{name}",
+                        "--trusted-root", str(released["root"]), "--certificate-identity", IDENTITY,
+                        "--certificate-oidc-issuer", ISSUER, "--lock", str(released["lock"]), "--target", "handler",
+                        "--builder-id", BUILDER, "--spec", str(released["images"] / f"{name}.yaml"),
+                        "--release-manifest", str(released["out"] / "release.json"))
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.splitlines()[-1] == "verified"
+
+
+def _verify_tag(released, tag, *extra):
+    return kb("verify-tag", "--repo", str(released["repo"]), "--tag", tag, *extra, check=False)
+
+
+def test_verify_tag_checks_the_release_tag_end_to_end(released):
+    proc = _verify_tag(released, "v0.1.0", "--allow-test-key", "--release-manifest",
+                       str(released["out"] / "release.json"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"ok tag: v0.1.0 signed by pinned key {released['fpr']} (kubevirt-py test release signer")
+    assert lines[1] == f"ok commit: v0.1.0 points at {released['head']}"
+    assert lines[2].startswith("ok release manifest: tag message names ")
+
+
+def test_committed_release_signers_hold_the_test_signer_only_as_a_marked_test_key(released):
+    proc = _verify_tag(released, "v0.1.0")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"kubevirt-build: tag v0.1.0: signed by test key {released['fpr']} "
+                                   "(kubevirt-py test release signer (TEST KEY, NOT FOR RELEASES) "
+                                   "<test-release-signer@kubevirt-py.invalid>); not a release signer "
+                                   "(--allow-test-key to accept it)")
+
+
+def test_tag_signed_by_a_key_not_in_build_keys_is_refused(released):
+    proc = _verify_tag(released, "v0.1.0-forged", "--allow-test-key")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("kubevirt-build: tag v0.1.0-forged: signed by unpinned key ")
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_changed_release_manifest_no_longer_matches_the_tag(released, tmp_path):
+    manifest = tmp_path / "release.json"
+    manifest.write_bytes((released["out"] / "release.json").read_bytes().replace(b'"version"', b'"version" '))
+    proc = _verify_tag(released, "v0.1.0", "--allow-test-key", "--release-manifest", str(manifest))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("kubevirt-build: tag v0.1.0: message names release.json sha256:")
+
+
+def test_release_refuses_an_existing_tag_in_one_line(released):
+    proc = kb("release", "--version", "v0.1.0", "--spec", str(released["images"] / "handler.yaml"),
+              "--out-dir", str(released["work"] / "again"), "--repo", str(released["repo"]),
+              "--cache", str(released["work"] / "cache"), "--key", str(KEYS / "absent.key"), env=released["env"],
+              check=False)
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1
+    assert "absent.key" in proc.stderr
+    shutil.rmtree(released["work"] / "again", ignore_errors=True)
