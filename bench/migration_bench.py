@@ -227,16 +227,15 @@ def run_floor(args, guest, variants: list[str]) -> dict:
     from services.virt_handler.domain import compute_domain_xml, domain_name
     from shared.images import ImageStore
 
-    system = libvirtd.apply_system_daemons()
+    libvirtd.apply_shared_system_daemons()  # other runs may use them too: the last user stops them
     base = Path(tempfile.mkdtemp(prefix="kvmb-", dir="/var/tmp"))
     base.chmod(0o755)
     node = None
     results: dict = {}
     try:
         node = libvirtd.apply_node_daemons(base / "n", f"b6-{secrets.token_hex(3)}", str(uuid.uuid4()))
-        system_pid = libvirtd._find_running("libvirtd")
         sys_uri = "qemu:///system"
-        sys_from_node = f"qemu+unix:///system?socket=/proc/{system_pid}/root/run/libvirt/libvirt-sock"
+        sys_from_node = libvirtd.compute_migration_uri(sys_uri, libvirtd.find_system_libvirtd())
         store = ImageStore(base / "images")
         apply_demo_guest_import(store, guest)
         domain_type = kvm_probe.compute_domain_type()
@@ -277,7 +276,7 @@ def run_floor(args, guest, variants: list[str]) -> dict:
     finally:
         if node is not None:
             libvirtd.apply_stop_node(node)
-        libvirtd.apply_stop(system)
+        libvirtd.apply_leave_shared_system_daemons()
         shutil.rmtree(base, ignore_errors=True)
     return results
 
