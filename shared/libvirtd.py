@@ -200,12 +200,19 @@ SHARED_USERS_DIR = Path("/run/kubevirt-py/system-daemon-users")
 """Where processes sharing the test-started system daemons register (one file per user pid)."""
 
 
-def apply_shared_system_daemons(timeout: float = 15.0, users_dir: Path = SHARED_USERS_DIR) -> DaemonState:
-    """:func:`apply_system_daemons` for processes that share the machine's system daemons with
-    others of their kind (two test runs at once): registers this process as a user, and records
-    the daemons it had to start as started *by the users*, so that the last user to leave stops
-    them (:func:`apply_leave_shared_system_daemons`) and no run stops a daemon another run still
-    uses. Daemons that ran before any user came are never stopped. Raises :class:`LibvirtdError`."""
+def apply_shared_system_daemons(timeout: float = 15.0, users_dir: Path | None = None, *,
+                                holder: str | None = None) -> DaemonState:
+    """:func:`apply_system_daemons` for users that share the machine's system daemons (test runs,
+    embedded installations): registers a user, and records the daemons it had to start as started
+    *by the users*, so that the last user to leave stops them
+    (:func:`apply_leave_shared_system_daemons`) and nobody stops a daemon another user still needs.
+    Daemons that ran before any user came are never stopped.
+
+    ``holder`` None registers this process (a user while its pid lives); a name (``[a-z0-9-]+``,
+    e.g. an installation's) registers a user that stays until it leaves by that name, whatever
+    process does. ``users_dir`` defaults to :data:`SHARED_USERS_DIR`. Idempotent per user.
+    Raises :class:`LibvirtdError`."""
+    users_dir = users_dir or SHARED_USERS_DIR
     with _users_lock(users_dir):
         state = apply_system_daemons(timeout)
         started_record = users_dir / "started.json"
@@ -214,22 +221,25 @@ def apply_shared_system_daemons(timeout: float = 15.0, users_dir: Path = SHARED_
             started[name] = state.pids[name]
         if started:
             started_record.write_text(json.dumps(started))
-        (users_dir / f"user-{os.getpid()}").touch()
+        (users_dir / f"user-{holder or os.getpid()}").touch()
     return state
 
 
-def apply_leave_shared_system_daemons(timeout: float = 15.0, users_dir: Path = SHARED_USERS_DIR) -> list[str]:
-    """Unregister this process; when no registered user is alive any more, stop the daemons the
-    users started (newest first, each only while its pid still runs that daemon). Returns the
-    names stopped (empty while other users remain)."""
+def apply_leave_shared_system_daemons(timeout: float = 15.0, users_dir: Path | None = None, *,
+                                      holder: str | None = None) -> list[str]:
+    """Unregister a user (this process, or ``holder``); when no registered user remains (a process
+    user counts while its pid lives), stop the daemons the users started (newest first, each only
+    while its pid still runs that daemon). Returns the names stopped (empty while others remain)."""
+    users_dir = users_dir or SHARED_USERS_DIR
     with _users_lock(users_dir):
-        (users_dir / f"user-{os.getpid()}").unlink(missing_ok=True)
+        (users_dir / f"user-{holder or os.getpid()}").unlink(missing_ok=True)
         alive = False
         for record in users_dir.glob("user-*"):
-            if is_pid_alive(int(record.name.removeprefix("user-"))):
+            user = record.name.removeprefix("user-")
+            if not user.isdigit() or is_pid_alive(int(user)):
                 alive = True
             else:
-                record.unlink(missing_ok=True)  # a user that died without leaving
+                record.unlink(missing_ok=True)  # a process user that died without leaving
         if alive:
             return []
         started_record = users_dir / "started.json"

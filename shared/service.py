@@ -30,6 +30,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -225,6 +226,24 @@ def common_options(definition: ServiceDefinition) -> list[Option]:
                      help=f"Log lines as 'json' or as 'text' [env: {LOG_FORMAT_ENV}]."),
         click.option("--otlp-endpoint", envvar="OTEL_EXPORTER_OTLP_ENDPOINT", default=None,
                      help="Export traces by OTLP/HTTP to this URL [env: OTEL_EXPORTER_OTLP_ENDPOINT]."),
+    ]
+
+
+def _default_identity(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    return value or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def leader_election_options() -> list[Option]:
+    """The options of a leader-elected service (client-go ``leaderelection``'s knobs, seconds):
+    ``--id`` (replica identity, default host-pid), ``--lease-duration``, ``--renew-deadline``,
+    ``--retry-period``; their values arrive as params ``identity``, ``lease_duration``,
+    ``renew_deadline``, ``retry_period``."""
+    return [
+        click.option("--id", "identity", default=None, callback=_default_identity,
+                     help="Replica identity (default: host-pid)."),
+        click.option("--lease-duration", default=15.0, show_default=True, help="Leader lease duration (s)."),
+        click.option("--renew-deadline", default=10.0, show_default=True, help="Leader renew deadline (s)."),
+        click.option("--retry-period", default=2.0, show_default=True, help="Leader election retry period (s)."),
     ]
 
 

@@ -9,8 +9,6 @@ latency). Start-up, signals, logging and tracing are :mod:`shared.service`'s.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +18,13 @@ from aiohttp import web
 from services.virt_controller.manager import ControllerManager
 from shared import metrics
 from shared.errors import ApiError
-from shared.service import ServiceContext, ServiceDefinition, TracingIdentity, service_command
+from shared.service import (
+    ServiceContext,
+    ServiceDefinition,
+    TracingIdentity,
+    leader_election_options,
+    service_command,
+)
 
 
 def build_manager(store: Any, params: Mapping[str, Any]) -> ControllerManager:
@@ -50,19 +54,11 @@ async def run(ctx: ServiceContext) -> None:
     await ctx.wait_stopped(ctx.start_task(manager.run(), "controller-manager"))
 
 
-def _default_identity(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
-    return value or f"{socket.gethostname()}-{os.getpid()}"
-
-
 SERVICE = ServiceDefinition(
     name="virt-controller", summary="Run the VirtualMachine, VMI and replica set controllers.", run=run,
     options=[
-        click.option("--id", "identity", default=None, callback=_default_identity,
-                     help="Replica identity (default: host-pid)."),
+        *leader_election_options(),
         click.option("--workers", default=4, show_default=True, help="Worker tasks per controller."),
-        click.option("--lease-duration", default=15.0, show_default=True, help="Leader lease duration (s)."),
-        click.option("--renew-deadline", default=10.0, show_default=True, help="Leader renew deadline (s)."),
-        click.option("--retry-period", default=2.0, show_default=True, help="Leader election retry period (s)."),
         click.option("--heartbeat-timeout", default=40.0, show_default=True,
                      help="Seconds without node heartbeat before its VMIs become Unknown."),
     ],

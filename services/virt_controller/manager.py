@@ -25,7 +25,7 @@ from services.virt_controller.replicaset_controller import (
 from services.virt_controller.vm_controller import VMS, VMController
 from services.virt_controller.vmi_controller import VMIS, VMIController
 from services.virt_controller.vmi_lifecycle import DEFAULT_HEARTBEAT_TIMEOUT
-from services.virt_controller.worker import start_workers
+from shared.workers import start_workers
 from shared.api.pool import VirtualMachinePool
 from shared.api.replicaset import VirtualMachineInstanceReplicaSet
 from shared.api.vm import VirtualMachine

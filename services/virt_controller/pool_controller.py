@@ -28,7 +28,7 @@ from services.virt_controller.replicaset_controller import (
     compute_selector_text,
     controller_uid_of,
 )
-from services.virt_controller.sync_error import SyncError
+from shared.sync_error import SyncError
 from services.virt_controller.typed_writes import assume_delete_result
 from shared.api.decoding import encode_object
 from services.virt_controller.vmi_template import (

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.virt_controller.sync_error import SyncError
-from services.virt_controller.worker import Reconcile
+from shared.sync_error import SyncError
+from shared.workers import Reconcile
 from shared import tracing
 from shared.errors import Conflict
 

@@ -29,7 +29,7 @@ from services.virt_controller.conditions import (
     without_condition,
 )
 from services.virt_controller.key_index import KeyIndex
-from services.virt_controller.sync_error import SyncError
+from shared.sync_error import SyncError
 from services.virt_controller.typed_writes import (
     assume_delete_result,
     assume_stored,

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from services.virt_controller import phases
 from services.virt_controller.backoff import compute_backoff_time_left
-from services.virt_controller.sync_error import UNKNOWN_RUN_STRATEGY, SyncError
+from shared.sync_error import SyncError
 from shared.api.run_strategy import RunStrategyError, run_strategy_of
 from shared.api.vm import (
     VirtualMachine,
@@ -24,6 +24,9 @@ from shared.api.vm import (
 )
 from shared.api.vmi import VirtualMachineInstance
 from shared.api.vocabulary import Phase, RunStrategy, StateChangeAction
+
+UNKNOWN_RUN_STRATEGY = "UnknownRunStrategy"
+"""Reason of a VM whose spec names no valid run strategy (KubeVirt's virt-controller)."""
 
 Requests = Sequence[VirtualMachineStateChangeRequest]
 

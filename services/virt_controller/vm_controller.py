@@ -38,7 +38,7 @@ from services.virt_controller.run_strategy import (
     compute_trimmed_requests,
     has_start_paused_request,
 )
-from services.virt_controller.sync_error import SyncError
+from shared.sync_error import SyncError
 from services.virt_controller.typed_writes import (
     assume_delete_result,
     assume_stored,

@@ -29,7 +29,7 @@ from services.virt_controller.conditions import (
 )
 from services.virt_controller.printable_status import compute_printable_status
 from services.virt_controller.run_strategy import compute_trimmed_requests
-from services.virt_controller.sync_error import SyncError
+from shared.sync_error import SyncError
 from shared.api.meta import Condition
 from shared.api.vm import VirtualMachine, VirtualMachineStatus
 from shared.api.vmi import VirtualMachineInstance

@@ -11,8 +11,6 @@ tracing are :mod:`shared.service`'s.
 
 from __future__ import annotations
 
-import os
-import socket
 
 import click
 from aiohttp import web
@@ -20,7 +18,13 @@ from aiohttp import web
 from services.virt_migration.controller import DEFAULT_SCHEDULING_TIMEOUT
 from services.virt_migration.manager import MigrationManager
 from shared.errors import ApiError
-from shared.service import ServiceContext, ServiceDefinition, TracingIdentity, service_command
+from shared.service import (
+    ServiceContext,
+    ServiceDefinition,
+    TracingIdentity,
+    leader_election_options,
+    service_command,
+)
 
 
 async def run(ctx: ServiceContext) -> None:
@@ -40,19 +44,11 @@ async def run(ctx: ServiceContext) -> None:
     await ctx.wait_stopped(ctx.start_task(manager.run(), "migration-manager"))
 
 
-def _default_identity(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
-    return value or f"{socket.gethostname()}-{os.getpid()}"
-
-
 SERVICE = ServiceDefinition(
     name="virt-migration", summary="Run the live-migration and node-evacuation controllers.", run=run,
     options=[
-        click.option("--id", "identity", default=None, callback=_default_identity,
-                     help="Replica identity (default: host-pid)."),
+        *leader_election_options(),
         click.option("--workers", default=4, show_default=True, help="Worker tasks for migrations."),
-        click.option("--lease-duration", default=15.0, show_default=True, help="Leader lease duration (s)."),
-        click.option("--renew-deadline", default=10.0, show_default=True, help="Leader renew deadline (s)."),
-        click.option("--retry-period", default=2.0, show_default=True, help="Leader election retry period (s)."),
         click.option("--scheduling-timeout", default=DEFAULT_SCHEDULING_TIMEOUT, show_default=True,
                      help="Seconds a migration may wait for a target node before it fails."),
     ],

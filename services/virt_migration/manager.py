@@ -6,15 +6,14 @@ KubeVirt objects) warm; only the holder of the Lease ``kubevirt/virt-migration``
 object, so nothing depends on events a standby saw or missed. Each reconcile of a VMIM runs in a
 span under the VMIM's trace context (``reconcile VirtualMachineInstanceMigration``).
 
-Workers (client-go's pattern): success forgets a key's backoff; a Conflict or any failure
-requeues it with the queue's rate-limited backoff.
+Workers are :func:`shared.workers.run_worker` (client-go's pattern: success forgets a key's
+backoff; a Conflict or any failure requeues it with the queue's rate-limited backoff).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from services.virt_migration.controller import DEFAULT_SCHEDULING_TIMEOUT, MigrationController
@@ -32,33 +31,12 @@ from shared.errors import Conflict
 from shared.events_recorder import EventRecorder
 from shared.informer import Informer
 from shared.leader import LeaderElector
-from shared.workqueue import WorkQueue
+from shared.workers import start_workers
 
 log = logging.getLogger(__name__)
 
 SERVICE = "virt-migration"
 LEASE_NAME = "virt-migration"
-
-
-async def run_worker(queue: WorkQueue, reconcile: Callable[[str], Awaitable[None]], name: str) -> None:
-    """Process keys of ``queue`` until it shuts down (or the task is cancelled)."""
-    while True:
-        key = await queue.get()
-        if key is None:
-            return
-        try:
-            await reconcile(key)
-        except asyncio.CancelledError:
-            raise
-        except Conflict:
-            queue.add_rate_limited(key)
-        except Exception:  # a bug or a lost store: keep the loop alive, retry later
-            log.exception("%s %s: reconcile failed", name, key)
-            queue.add_rate_limited(key)
-        else:
-            queue.forget(key)
-        finally:
-            queue.done(key)
 
 
 class MigrationManager:
@@ -149,12 +127,9 @@ class MigrationManager:
         """Run the workers until cancelled (while holding the lease)."""
         self.migrations.enqueue_all()
         self.evacuation.enqueue_all()
-        tasks = [asyncio.create_task(run_worker(self.migrations.queue, self._traced_reconcile, "migration"),
-                                     name=f"migration-worker-{i}") for i in range(self.workers)]
-        tasks.append(asyncio.create_task(run_worker(self.migrations.orphans, self.migrations.reconcile_orphan,
-                                                    "migration-orphans"), name="migration-orphans"))
-        tasks.append(asyncio.create_task(run_worker(self.evacuation.queue, self.evacuation.reconcile, "evacuation"),
-                                         name="evacuation-worker"))
+        tasks = start_workers(self.migrations.queue, self._traced_reconcile, self.workers, name="migration")
+        tasks += start_workers(self.migrations.orphans, self.migrations.reconcile_orphan, 1, name="migration-orphans")
+        tasks += start_workers(self.evacuation.queue, self.evacuation.reconcile, 1, name="evacuation")
         log.info("%s leading virt-migration: %d tasks", self.identity, len(tasks))
         try:
             await asyncio.gather(*tasks)

@@ -1,7 +1,8 @@
 """The host's libvirt around an embedded installation: its daemons and its guests.
 
 Owns starting ``virtlogd``/``libvirtd`` when the handler needs them and they are not running
-(recorded in ``run/libvirt/daemons.json`` so ``down`` stops only what ``up`` started), and
+(shared with other installations and test runs: ``down`` stops them only when this
+installation was their last user and a user had started them), and
 stopping the installation's guests on ``down``. Guests are stopped by the handler's own tool
 (``python -m services.virt_handler.guest_cleanup``, a process: virtctl imports neither libvirt
 nor another service): ACPI, destroy after a grace period, undefine, remove the VMI directory.
@@ -9,65 +10,40 @@ nor another service): ACPI, destroy after a grace period, undefine, remove the V
 
 from __future__ import annotations
 
+import hashlib
 import json
-import signal
 import subprocess
 import sys
-import time
-from dataclasses import asdict
-from pathlib import Path
 
 from services.virtctl.layout import Layout
-from services.virtctl.processes import ProcessRecord, is_alive, is_our_process, send_signal
 
 #: The handler's guest clean-up command (see :mod:`services.virt_handler.guest_cleanup`).
 GUEST_CLEANUP_MODULE = "services.virt_handler.guest_cleanup"
 
 
-def _daemons_record(layout: Layout) -> Path:
-    return layout.run_dir / "libvirt" / "daemons.json"
-
-
-def _read_daemon_records(layout: Layout) -> dict[str, ProcessRecord]:
-    try:
-        data = json.loads(_daemons_record(layout).read_text())
-        return {name: ProcessRecord(int(r["pid"]), list(r["argv"])) for name, r in data.items()}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+def compute_daemon_holder(layout: Layout) -> str:
+    """The name this installation registers under with the shared system daemons
+    (:func:`shared.libvirtd.apply_shared_system_daemons`): one per state directory."""
+    return "installation-" + hashlib.sha256(str(layout.state_dir.resolve()).encode()).hexdigest()[:16]
 
 
 def apply_libvirt_daemons(layout: Layout) -> list[str]:
-    """Start ``virtlogd``/``libvirtd`` when they are not running (``shared.libvirtd``) and add
-    the ones started here to ``run/libvirt/daemons.json`` (pid + command line) so that
-    :func:`apply_stop_libvirt_daemons` stops exactly those. Returns the names started now.
-    Raises ``shared.libvirtd.LibvirtdError`` with a readable message."""
+    """Start ``virtlogd``/``libvirtd`` when they are not running and register this installation
+    as one of their users (``shared.libvirtd``: the last user to leave stops what users started,
+    so ``down`` never takes libvirt from another installation or a test run still using it).
+    Returns the names started now. Raises ``shared.libvirtd.LibvirtdError`` with a readable
+    message."""
     from shared import libvirtd
 
-    state = libvirtd.apply_system_daemons()
-    records = {name: r for name, r in _read_daemon_records(layout).items() if is_our_process(r)}
-    for name in state.started:
-        pid = state.pids[name]
-        argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
-        records[name] = ProcessRecord(pid, argv)
-    _daemons_record(layout).parent.mkdir(parents=True, exist_ok=True)
-    _daemons_record(layout).write_text(json.dumps({n: asdict(r) for n, r in records.items()}) + "\n")
-    return list(state.started)
+    return list(libvirtd.apply_shared_system_daemons(holder=compute_daemon_holder(layout)).started)
 
 
 def apply_stop_libvirt_daemons(layout: Layout, timeout: float = 15.0) -> list[str]:
-    """Stop the libvirt daemons this installation started (newest first; a daemon whose pid now
-    belongs to another command line is left alone). Returns the names stopped."""
-    stopped = []
-    for name, record in reversed(list(_read_daemon_records(layout).items())):
-        if not is_our_process(record):
-            continue
-        send_signal(record.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while is_alive(record.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        stopped.append(name)
-    _daemons_record(layout).unlink(missing_ok=True)
-    return stopped
+    """Unregister this installation from the system daemons; stops them (returns their names) only
+    when it was their last user and users had started them."""
+    from shared import libvirtd
+
+    return libvirtd.apply_leave_shared_system_daemons(timeout, holder=compute_daemon_holder(layout))
 
 
 def apply_stop_guests(layout: Layout, grace: float = 20.0) -> list[str]:

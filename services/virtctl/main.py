@@ -211,7 +211,7 @@ def down(state_dir: Path | None, wipe: bool) -> None:
     for name in inst.apply_stop_guests(layout):
         click.echo(f"{'guest':<16} {name} shut down")
     for name in inst.apply_stop_libvirt_daemons(layout):
-        click.echo(f"{name:<16} stopped (started by 'up')")
+        click.echo(f"{name:<16} stopped (started by an 'up', no other user left)")
     if wipe:
         extra_nodes.apply_wipe(layout)
         inst.wipe(layout, inst.SERVICES)

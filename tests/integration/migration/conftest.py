@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from migration_helpers import start_manager, stop_manager
+from migration_controller_helpers import start_manager, stop_manager
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ a VMIM deleted without its finalizer, and garbage collection. The test plays sch
 the two handlers by writing the fields they would write."""
 from __future__ import annotations
 
-from migration_helpers import (
+from migration_controller_helpers import (
     NS,
     VMIMS,
     VMIS,
@@ -189,7 +189,7 @@ async def test_garbage_collection_keeps_five_final_vmims_per_vmi(object_store, m
 
 async def test_reconciles_are_spans_of_the_vmims_trace(object_store):
     from shared import tracing
-    from migration_helpers import start_manager, stop_manager
+    from migration_controller_helpers import start_manager, stop_manager
 
     memory = tracing.use_in_memory_exporter()
     try:

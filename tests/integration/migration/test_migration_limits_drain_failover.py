@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from migration_helpers import (
+from migration_controller_helpers import (
     NS,
     VMIMS,
     VMIS,

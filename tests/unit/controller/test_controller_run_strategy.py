@@ -13,7 +13,7 @@ from services.virt_controller.run_strategy import (
     compute_trimmed_requests,
     is_set_to_start,
 )
-from services.virt_controller.sync_error import SyncError
+from shared.sync_error import SyncError
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 

@@ -1,6 +1,6 @@
 """VM status computed from the VMI: created/ready, conditions, requests, stable when unchanged."""
 from controller_objects import as_dict, vm as typed_vm, vm_status, vmi as typed_vmi
-from services.virt_controller.sync_error import SyncError
+from shared.sync_error import SyncError
 from services.virt_controller.vm_status import compute_vm_status as compute_typed_vm_status
 
 NOW = "2026-01-02T03:04:05Z"

@@ -1,4 +1,5 @@
-"""Workers: take keys from a WorkQueue and run a reconcile function on each.
+"""Workers: take keys from a WorkQueue and run a reconcile function on each (every controller
+service: virt-controller, virt-migration).
 
 The error policy (KubeVirt ``pkg/virt-controller/watch`` ``Execute``): success forgets the key's
 backoff; a retryable SyncError, a store Conflict or any unexpected exception requeues the key
@@ -12,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from services.virt_controller.sync_error import SyncError
+from shared.sync_error import SyncError
 from shared.errors import Conflict
 from shared.workqueue import WorkQueue
 

@@ -1,16 +1,14 @@
 """SyncError: why one reconcile of one key failed, and whether to retry it.
 
 Modelled on KubeVirt's ``common.SyncError`` (``pkg/virt-controller/watch/common``): a stable,
-machine-readable ``reason`` (shown in the VM's ``Failure`` condition) and a message for people.
-The work queue requeues a key whose reconcile raised a retryable SyncError with per-key
-exponential backoff; ``retry_after`` (seconds) overrides that delay when the error knows better.
-Reasons shared with other services are :class:`shared.api.vocabulary.Reason`.
+machine-readable ``reason`` (virt-controller shows it in the VM's ``Failure`` condition) and a
+message for people. :func:`shared.workers.run_worker` requeues a key whose reconcile raised a
+retryable SyncError with per-key exponential backoff; ``retry_after`` (seconds) overrides that
+delay when the error knows better. Reasons shared by services are
+:class:`shared.api.vocabulary.Reason`.
 """
 
 from __future__ import annotations
-
-UNKNOWN_RUN_STRATEGY = "UnknownRunStrategy"
-"""Reason of a VM whose spec names no valid run strategy (virt-controller only)."""
 
 
 class SyncError(Exception):
