@@ -341,13 +341,37 @@ def compute_node_config(libvirtd_conf: str, host_uuid: str) -> str:
     return "\n".join([*lines, f'host_uuid = "{host_uuid}"', ""])
 
 
+SYSTEM_MIGRATION_PORTS = (49152, 49215)
+"""libvirt's default ``migration_port_min``/``max`` (qemu.conf), used by the system daemon."""
+NODE_MIGRATION_PORT_BLOCKS = 15
+"""Blocks of 64 ports above the system daemon's range that node daemons choose from."""
+
+
+def compute_node_migration_ports(host_uuid: str) -> tuple[int, int]:
+    """The incoming-migration port range (first, last) of a node daemon: a block of 64 ports
+    above libvirt's default range, chosen by the host UUID. Daemons on one machine share the
+    network namespace; with the same range, two of them could hand the same free port to two
+    incoming QEMUs at once ("Failed to find an available port: Address already in use")."""
+    block = int(host_uuid.replace("-", "")[:8], 16) % NODE_MIGRATION_PORT_BLOCKS
+    first = SYSTEM_MIGRATION_PORTS[1] + 1 + 64 * block
+    return first, first + 63
+
+
+def compute_node_qemu_config(qemu_conf: str, ports: tuple[int, int]) -> str:
+    """``qemu.conf`` text with ``migration_port_min``/``migration_port_max`` set to ``ports``."""
+    lines = [line for line in qemu_conf.splitlines()
+             if not line.strip().startswith(("migration_port_min", "migration_port_max"))]
+    return "\n".join([*lines, f"migration_port_min = {ports[0]}", f"migration_port_max = {ports[1]}", ""])
+
+
 def apply_node_daemons(base: Path, name: str, host_uuid: str, timeout: float = 20.0) -> NodeDaemons:
     """Start a simulated node's ``virtlogd`` and ``libvirtd`` (facts: feasibility notes §1).
 
     The daemons run in a private mount + UTS namespace (hostname ``name``) where per-node
     directories under ``base`` are bind-mounted over libvirt's config, runtime, state, cache
     and log directories. The config is a copy of ``/etc/libvirt`` without domain and network
-    definitions, with ``host_uuid`` set. Idempotent: when the node's daemons already run, they
+    definitions, with ``host_uuid`` set and a migration port range of its own
+    (:func:`compute_node_migration_ports`). Idempotent: when the node's daemons already run, they
     are returned as they are. Raises :class:`LibvirtdError` when they do not come up.
     """
     base = Path(base)
@@ -368,6 +392,9 @@ def apply_node_daemons(base: Path, name: str, host_uuid: str, timeout: float = 2
                         ignore=lambda d, names: names if Path(d) == Path("/etc/libvirt/qemu") else [])
     conf = etc / "libvirtd.conf"
     conf.write_text(compute_node_config(conf.read_text() if conf.exists() else "", host_uuid))
+    qemu_conf = etc / "qemu.conf"
+    qemu_conf.write_text(compute_node_qemu_config(qemu_conf.read_text() if qemu_conf.exists() else "",
+                                                  compute_node_migration_ports(host_uuid)))
     _copy_dir_skeleton(Path("/var/lib/libvirt"), base / "lib")
     for sub in ("run", "cache", "log"):
         (base / sub).mkdir(exist_ok=True)

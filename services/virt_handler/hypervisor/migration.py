@@ -93,7 +93,8 @@ class MigrationOperations(LibvirtConnection):
         ``downtime`` in ms, QEMU's measure), None when libvirt has none."""
         def blocking() -> dict[str, Any] | None:
             try:
-                stats = self._lookup(name).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+                stats = self._lookup(name).jobStats(  # KEEP: others (virsh domjobinfo --completed) still see them
+                    libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED)
             except libvirt.libvirtError as err:
                 if err.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID,
                                             libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):

@@ -80,3 +80,12 @@ def test_the_last_of_the_sharing_runs_stops_what_the_runs_started(tmp_path):
             other_run.wait()
         if libvirtd.is_pid_alive(daemon_pid):
             os.kill(daemon_pid, signal.SIGKILL)
+
+
+def test_node_daemons_get_incoming_migration_ports_apart_from_the_system_daemon():
+    first, last = libvirtd.compute_node_migration_ports("22222222-2222-4222-8222-222222222222")
+    assert last - first == 63 and first > libvirtd.SYSTEM_MIGRATION_PORTS[1] and last <= 65535
+    blocks = {libvirtd.compute_node_migration_ports(f"{i:08x}-0000-4000-8000-000000000000") for i in range(15)}
+    assert len(blocks) == 15  # fifteen node UUIDs, fifteen disjoint ranges
+    conf = libvirtd.compute_node_qemu_config('#user = "qemu"\nmigration_port_min = 1\n', (50000, 50063))
+    assert conf.splitlines() == ['#user = "qemu"', "migration_port_min = 50000", "migration_port_max = 50063"]
