@@ -242,6 +242,8 @@ def run(state_dir: Path, manifest: Path, timeout: float, console_lines: int) -> 
     say(f"VM {name} is Running; the installation keeps running.")
     say(f"  console:  {virtctl} --kubeconfig {layout.kubeconfig} console {name}    (Ctrl-] leaves)")
     say(f"  kubectl:  export KUBECONFIG={layout.kubeconfig}; kubectl get vm,vmi")
+    say(f"  migrate:  {virtctl} up --nodes 2 --state-dir {layout.state_dir}; "
+        f"{virtctl} --kubeconfig {layout.kubeconfig} migrate {name} --wait")
     say(f"  stop:     {virtctl} down --state-dir {layout.state_dir}    (--wipe also deletes the data)")
 
 
