@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from guest.demo_guest import DEMO_DISK_REF, apply_demo_guest_build, apply_demo_guest_import  # noqa: E402
-from shared import libvirtd  # noqa: E402
+from shared import libvirtd, libvirtd_users  # noqa: E402
 
 CACHE = Path(os.environ.get("KUBEVIRT_PY_TEST_CACHE", "/var/tmp/kubevirt-py-test-cache"))
 READY = b"demo guest ready"
@@ -227,7 +227,7 @@ def run_floor(args, guest, variants: list[str]) -> dict:
     from services.virt_handler.domain import compute_domain_xml, domain_name
     from shared.images import ImageStore
 
-    libvirtd.apply_shared_system_daemons()  # other runs may use them too: the last user stops them
+    libvirtd_users.apply_shared_system_daemons()  # other runs may use them too: the last user stops them
     base = Path(tempfile.mkdtemp(prefix="kvmb-", dir="/var/tmp"))
     base.chmod(0o755)
     node = None
@@ -276,7 +276,7 @@ def run_floor(args, guest, variants: list[str]) -> dict:
     finally:
         if node is not None:
             libvirtd.apply_stop_node(node)
-        libvirtd.apply_leave_shared_system_daemons()
+        libvirtd_users.apply_leave_shared_system_daemons()
         shutil.rmtree(base, ignore_errors=True)
     return results
 

@@ -16,14 +16,11 @@ socket-activates the daemons; ``libvirtd`` needs ``virtlogd`` for serial
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,7 +103,7 @@ def _start(name: str) -> None:
         raise LibvirtdError(f"{name} -d failed (exit {result.returncode}): {result.stderr.strip()}")
 
 
-def _wait_for(predicate: Callable[[], object], what: str, timeout: float) -> None:
+def wait_for(predicate: Callable[[], object], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -175,10 +172,10 @@ def apply_system_daemons(timeout: float = 15.0) -> DaemonState:
         if pid is None:
             _start(name)
             state.started.append(name)
-            _wait_for(lambda: _find_running(name) is not None, name, timeout)
+            wait_for(lambda: _find_running(name) is not None, name, timeout)
             pid = _find_running(name)
         state.pids[name] = pid  # type: ignore[assignment]
-    _wait_for(SYSTEM_SOCKET.exists, f"libvirtd socket {SYSTEM_SOCKET}", timeout)
+    wait_for(SYSTEM_SOCKET.exists, f"libvirtd socket {SYSTEM_SOCKET}", timeout)
     return state
 
 
@@ -192,105 +189,8 @@ def apply_stop(state: DaemonState, timeout: float = 15.0) -> None:
         if pid is None or not is_pid_alive(pid):
             continue
         os.kill(pid, 15)
-        _wait_for(lambda: not is_pid_alive(pid), f"{name} (pid {pid}) exit", timeout)
+        wait_for(lambda: not is_pid_alive(pid), f"{name} (pid {pid}) exit", timeout)
     state.started.clear()
-
-
-SHARED_USERS_DIR = Path("/run/kubevirt-py/system-daemon-users")
-"""Where processes sharing the test-started system daemons register (one file per user pid)."""
-
-
-def apply_shared_system_daemons(timeout: float = 15.0, users_dir: Path | None = None, *,
-                                holder: str | None = None, holder_while: Path | None = None) -> DaemonState:
-    """:func:`apply_system_daemons` for users that share the machine's system daemons (test runs,
-    embedded installations): registers a user, and records the daemons it had to start as started
-    *by the users*, so that the last user to leave stops them
-    (:func:`apply_leave_shared_system_daemons`) and nobody stops a daemon another user still needs.
-    Daemons that ran before any user came are never stopped.
-
-    ``holder`` None registers this process (a user while its pid lives); a name (``[a-z0-9-]+``,
-    e.g. an installation's) registers a user that stays until it leaves by that name, or until
-    the file ``holder_while`` (when given) no longer exists, e.g. an installation removed without
-    ``down``. ``users_dir`` defaults to :data:`SHARED_USERS_DIR`. Idempotent per user.
-    Raises :class:`LibvirtdError`."""
-    users_dir = users_dir or SHARED_USERS_DIR
-    with _users_lock(users_dir):
-        state = apply_system_daemons(timeout)
-        started_record = users_dir / "started.json"
-        started = _read_json(started_record)
-        for name in state.started:
-            started[name] = state.pids[name]
-        if started:
-            started_record.write_text(json.dumps(started))
-        (users_dir / f"user-{holder or os.getpid()}").write_text(str(holder_while or ""))
-    return state
-
-
-def apply_leave_shared_system_daemons(timeout: float = 15.0, users_dir: Path | None = None, *,
-                                      holder: str | None = None) -> list[str]:
-    """Unregister a user (this process, or ``holder``); when no registered user remains (a process
-    user counts while its pid lives), stop the daemons the users started (newest first, each only
-    while its pid still runs that daemon). Returns the names stopped (empty while others remain)."""
-    users_dir = users_dir or SHARED_USERS_DIR
-    with _users_lock(users_dir):
-        (users_dir / f"user-{holder or os.getpid()}").unlink(missing_ok=True)
-        alive = False
-        for record in users_dir.glob("user-*"):
-            if _is_user_present(record):
-                alive = True
-            else:
-                record.unlink(missing_ok=True)  # a user that went away without leaving
-        if alive:
-            return []
-        started_record = users_dir / "started.json"
-        stopped = []
-        for name, pid in reversed(list(_read_json(started_record).items())):
-            if _runs(pid, name):
-                os.kill(pid, 15)
-                _wait_for(lambda: not is_pid_alive(pid), f"{name} (pid {pid}) exit", timeout)
-                stopped.append(name)
-        started_record.unlink(missing_ok=True)
-        return stopped
-
-
-def _is_user_present(record: Path) -> bool:
-    """A process user while its pid lives; a named user while its ``holder_while`` file exists."""
-    user = record.name.removeprefix("user-")
-    if user.isdigit():
-        return is_pid_alive(int(user))
-    try:
-        while_path = record.read_text().strip()
-    except OSError:
-        return False
-    return not while_path or Path(while_path).exists()
-
-
-@contextlib.contextmanager
-def _users_lock(users_dir: Path) -> Iterator[None]:
-    users_dir.mkdir(parents=True, exist_ok=True)
-    with open(users_dir / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _read_json(path: Path) -> dict[str, int]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-def _runs(pid: int, name: str) -> bool:
-    """Whether ``pid`` is alive and its command is ``name`` (not a reused pid)."""
-    try:
-        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-    except OSError:
-        return False
-    return Path(argv0).name == name
 
 
 # --- simulated nodes: one privileged libvirtd per node, in its own mount + UTS namespace ------------
@@ -405,7 +305,7 @@ def apply_node_daemons(base: Path, name: str, host_uuid: str, timeout: float = 2
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise LibvirtdError(f"node {name}: daemons did not start: {result.stderr.strip()}")
-    _wait_for(lambda: all(_read_pid(p) for p in pid_files.values()) and node.socket.exists(),
+    wait_for(lambda: all(_read_pid(p) for p in pid_files.values()) and node.socket.exists(),
               f"node {name} libvirtd socket {node.socket}", timeout)
     node.pids = {n: _read_pid(p) for n, p in pid_files.items()}  # type: ignore[misc]
     return node
@@ -419,4 +319,4 @@ def apply_stop_node(node: NodeDaemons, timeout: float = 15.0) -> None:
         if pid is None:
             continue
         os.kill(pid, 15)
-        _wait_for(lambda: not is_pid_alive(pid), f"node {node.name} {daemon} (pid {pid}) exit", timeout)
+        wait_for(lambda: not is_pid_alive(pid), f"node {node.name} {daemon} (pid {pid}) exit", timeout)

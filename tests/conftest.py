@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from shared import libvirtd
+from shared import libvirtd, libvirtd_users
 from shared.natsserver import NatsCluster, NatsServer
 from shared.store import ObjectStore
 
@@ -39,11 +39,11 @@ def system_libvirtd() -> Iterator[libvirtd.DaemonState]:
 
     Yields :class:`shared.libvirtd.DaemonState` (``started`` names what this fixture started);
     raises ``LibvirtdError`` when they cannot come up (needs root and scripts/install.sh)."""
-    state = libvirtd.apply_shared_system_daemons()  # another test run may share them
+    state = libvirtd_users.apply_shared_system_daemons()  # another test run may share them
     try:
         yield state
     finally:
-        libvirtd.apply_leave_shared_system_daemons()
+        libvirtd_users.apply_leave_shared_system_daemons()
 
 
 @pytest.fixture

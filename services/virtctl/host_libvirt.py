@@ -23,7 +23,7 @@ GUEST_CLEANUP_MODULE = "services.virt_handler.guest_cleanup"
 
 def compute_daemon_holder(layout: Layout) -> str:
     """The name this installation registers under with the shared system daemons
-    (:func:`shared.libvirtd.apply_shared_system_daemons`): one per state directory."""
+    (:func:`shared.libvirtd_users.apply_shared_system_daemons`): one per state directory."""
     return "installation-" + hashlib.sha256(str(layout.state_dir.resolve()).encode()).hexdigest()[:16]
 
 
@@ -33,9 +33,9 @@ def apply_libvirt_daemons(layout: Layout) -> list[str]:
     so ``down`` never takes libvirt from another installation or a test run still using it).
     Returns the names started now. Raises ``shared.libvirtd.LibvirtdError`` with a readable
     message."""
-    from shared import libvirtd
+    from shared import libvirtd_users
 
-    state = libvirtd.apply_shared_system_daemons(holder=compute_daemon_holder(layout),
+    state = libvirtd_users.apply_shared_system_daemons(holder=compute_daemon_holder(layout),
                                                  holder_while=layout.state_dir / "installation.json")
     return list(state.started)
 
@@ -43,9 +43,9 @@ def apply_libvirt_daemons(layout: Layout) -> list[str]:
 def apply_stop_libvirt_daemons(layout: Layout, timeout: float = 15.0) -> list[str]:
     """Unregister this installation from the system daemons; stops them (returns their names) only
     when it was their last user and users had started them."""
-    from shared import libvirtd
+    from shared import libvirtd_users
 
-    return libvirtd.apply_leave_shared_system_daemons(timeout, holder=compute_daemon_holder(layout))
+    return libvirtd_users.apply_leave_shared_system_daemons(timeout, holder=compute_daemon_holder(layout))
 
 
 def apply_stop_guests(layout: Layout, grace: float = 20.0) -> list[str]:

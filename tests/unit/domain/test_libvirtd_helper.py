@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from shared import libvirtd
+from shared import libvirtd, libvirtd_users
 
 
 def test_kvm_device_access_gets_group_kvm_and_0660(tmp_path):
@@ -66,12 +66,12 @@ def test_the_last_of_the_sharing_runs_stops_what_the_runs_started(tmp_path):
         (tmp_path / "started.json").write_text(json.dumps({"sleep": daemon_pid}))
         (tmp_path / f"user-{other_run.pid}").touch()
         (tmp_path / f"user-{os.getpid()}").touch()
-        assert libvirtd.apply_leave_shared_system_daemons(users_dir=tmp_path) == []
+        assert libvirtd_users.apply_leave_shared_system_daemons(users_dir=tmp_path) == []
         assert libvirtd.is_pid_alive(daemon_pid)  # the other run still uses it
         other_run.kill()
         other_run.wait()
         (tmp_path / f"user-{os.getpid()}").touch()
-        assert libvirtd.apply_leave_shared_system_daemons(users_dir=tmp_path) == ["sleep"]
+        assert libvirtd_users.apply_leave_shared_system_daemons(users_dir=tmp_path) == ["sleep"]
         assert not libvirtd.is_pid_alive(daemon_pid)
         assert not (tmp_path / "started.json").exists() and not list(tmp_path.glob("user-*"))
     finally:

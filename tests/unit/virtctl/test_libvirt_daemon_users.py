@@ -13,7 +13,7 @@ from pathlib import Path
 
 from services.virtctl import host_libvirt
 from services.virtctl import installation as inst
-from shared import libvirtd
+from shared import libvirtd, libvirtd_users
 
 
 def _detached_sleep() -> int:
@@ -25,7 +25,7 @@ def _detached_sleep() -> int:
 def test_down_stops_the_daemons_only_when_no_other_user_remains(tmp_path: Path, monkeypatch):
     users = tmp_path / "users"
     users.mkdir()
-    monkeypatch.setattr(libvirtd, "SHARED_USERS_DIR", users)
+    monkeypatch.setattr(libvirtd_users, "SHARED_USERS_DIR", users)
     first = inst.load_layout(tmp_path / "one", 18443)
     second = inst.load_layout(tmp_path / "two", 18444)
     assert host_libvirt.compute_daemon_holder(first) != host_libvirt.compute_daemon_holder(second)
