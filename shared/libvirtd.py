@@ -104,6 +104,8 @@ def _start(name: str) -> None:
 
 
 def wait_for(predicate: Callable[[], object], what: str, timeout: float) -> None:
+    """Poll ``predicate`` every 50 ms until true; raises :class:`LibvirtdError` naming ``what``
+    after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
