@@ -35,51 +35,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from e2e_helpers import ROOT, needs_qemu, qemu_pids, virtctl, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
-ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("KUBEVIRT_PY_TEST_CACHE", "/var/tmp/kubevirt-py-test-cache"))
 PROMPT = re.compile(rb"\[root@vm-demo [^\]]*\]# ")
 BANNER = b"kubevirt-py demo guest"
 BOOT_TIMEOUT = 150
-
-needs_qemu = pytest.mark.skipif(
-    shutil.which("qemu-system-x86_64") is None or shutil.which("libvirtd") is None or os.geteuid() != 0,
-    reason="needs root, QEMU and libvirtd (scripts/install.sh installs them)")
-
-
-def virtctl(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "services.virtctl.main", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"virtctl {' '.join(args)} -> {proc.returncode}: {proc.stdout}{proc.stderr}")
-    return proc
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def qemu_pids(domain: str) -> list[int]:
-    """Live QEMU processes of libvirt domain ``domain`` (its ``-name guest=<domain>,...``)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                args = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(a.startswith(f"guest={domain},".encode()) or a == f"guest={domain}".encode() for a in args):
-                pids.append(int(entry.name))
-    return pids
-
 
 def virsh_domains() -> list[str]:
     out = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"], capture_output=True,
