@@ -9,7 +9,9 @@ was not made for.
 - hand-off (KubeVirt ``handleTargetPodHandoff``): ``status.migrationState`` replaced by
   ``{migrationUid, sourceNode, targetNode, migrationPolicyName, migrationConfiguration}``, label
   ``kubevirt.io/migrationTargetNodeName=<target>``, annotation
-  ``kubevirt-py.io/migration-traceparent`` (the VMIM's trace context, for the handlers' spans);
+  ``kubevirt-py.io/migration-traceparent`` (the VMIM's trace context, for the handlers' spans)
+  and the VMI's own trace annotations set to the same context (the migration is the latest
+  operation on the VMI);
 - abort: ``migrationState.abortRequested=true``; when the source has not started yet
   (no ``startTimestamp``), the migration also ends there: ``abortStatus: Succeeded``,
   ``completed``, ``failed``, ``endTimestamp`` and a failure reason (nobody else would);
@@ -36,6 +38,7 @@ from shared.api.migration_vocabulary import (
 )
 from shared.api.vmi import VirtualMachineInstance, VirtualMachineInstanceStatus
 from shared.api.vocabulary import format_time
+from shared.tracing import TRACE_ID_ANNOTATION, TRACEPARENT_ANNOTATION
 
 """On a VMI: the W3C traceparent of the migration in flight (copied from its VMIM at hand-off)."""
 
@@ -64,7 +67,11 @@ def compute_handoff(vmi: VirtualMachineInstance, migration_uid: str, target_node
     meta = vmi.metadata or ObjectMeta()
     annotations = dict(meta.annotations or {})
     if traceparent:
-        annotations[MIGRATION_TRACEPARENT_ANNOTATION] = traceparent
+        # the migration is now the latest operation on the VMI: every service's work on it (the
+        # handlers' syncs, virt-controller's reconciles) joins the migration's trace, not the VMI's
+        # creation trace; ``virtctl trace vm/NAME`` then shows the VM's last operation and this one
+        annotations.update({MIGRATION_TRACEPARENT_ANNOTATION: traceparent, TRACEPARENT_ANNOTATION: traceparent,
+                            TRACE_ID_ANNOTATION: traceparent[3:35]})
     else:
         annotations.pop(MIGRATION_TRACEPARENT_ANNOTATION, None)
     meta = _replace(meta, labels={**(meta.labels or {}), MIGRATION_TARGET_NODE_LABEL: target_node},

@@ -110,13 +110,20 @@ def compute_phase_times(vmim: dict[str, Any], now: datetime) -> list[tuple[str, 
 
 def compute_progress_detail(progress: dict[str, Any]) -> str | None:
     """``"256.0 MiB of 1.0 GiB transferred, 12.0 MiB remaining, iteration 2, 95.3 MiB/s"`` from a
-    progress sample (None when it has no transfer figure yet). Parts the sample lacks are left out."""
+    progress sample (None when it has no transfer figure yet). Parts the sample lacks are left out.
+    With block migration the line starts ``copying disks`` (the disk figures, before QEMU moves
+    memory: no ``memoryIteration`` yet) or ``memory and disks`` (libvirt's data figures count both)."""
     processed = progress.get("dataProcessedBytes")
     if processed is None:
         return None
     total = progress.get("dataTotalBytes")
-    parts = [f"{format_bytes(processed)} of {format_bytes(total)} transferred" if total
-             else f"{format_bytes(processed)} transferred"]
+    copying_disks = progress.get("memoryIteration") is None and bool(progress.get("diskTotalBytes"))
+    parts = ["copying disks" if copying_disks else "memory and disks"] if progress.get("diskTotalBytes") else []
+    if copying_disks:  # block migration copies the local disks first; memory figures come after
+        processed, total = progress.get("diskProcessedBytes", processed), progress["diskTotalBytes"]
+        progress = {**progress, "dataRemainingBytes": progress.get("diskRemainingBytes")}
+    parts.append(f"{format_bytes(processed)} of {format_bytes(total)} transferred" if total
+                 else f"{format_bytes(processed)} transferred")
     if progress.get("dataRemainingBytes") is not None:
         parts.append(f"{format_bytes(progress['dataRemainingBytes'])} remaining")
     if progress.get("memoryIteration") is not None:

@@ -166,6 +166,9 @@ def test_hand_off_writes_state_label_and_trace():
         "migrationConfiguration": {**MigrationOptions(max_downtime_ms=300).to_configuration()}}
     assert out["metadata"]["labels"] == {"app": "x", "kubevirt.io/migrationTargetNodeName": "node-b"}
     assert out["metadata"]["annotations"]["kubevirt-py.io/migration-traceparent"].startswith("00-aaaa")
+    # the migration becomes the VMI's latest operation: its own trace annotations follow
+    assert out["metadata"]["annotations"]["kubevirt-py.io/traceparent"].startswith("00-aaaa")
+    assert out["metadata"]["annotations"]["kubevirt-py.io/trace-id"] == "a" * 32
     assert compute_handoff(make_vmi(state={"migrationUid": "uid-mig"}), "uid-mig", "node-b", effective, None) is None
     assert compute_handoff(make_vmi(state={"migrationUid": "x"}), "uid-mig", "node-b", effective, None) is None
 

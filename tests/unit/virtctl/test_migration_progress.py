@@ -43,6 +43,13 @@ def test_format_rate_and_seconds():
       "memoryIteration": 2, "transferRateBytes": 100 * MiB, "dirtyMemoryRateBytes": 3 * MiB},
      "128.0 MiB of 256.0 MiB transferred, 130.0 MiB remaining, iteration 2, 100.0 MiB/s, dirtying 3.0 MiB/s"),
     ({"dataProcessedBytes": 1024, "dirtyMemoryRateBytes": 0}, "1.0 KiB transferred"),
+    # block migration: the disk copy first (no memory iteration yet), then memory and disks together
+    ({"dataProcessedBytes": 4 * MiB, "dataTotalBytes": 4 * MiB + 2048, "dataRemainingBytes": 2048,
+      "diskProcessedBytes": 4 * MiB, "diskTotalBytes": 4 * MiB + 2048, "diskRemainingBytes": 2048},
+     "copying disks, 4.0 MiB of 4.0 MiB transferred, 2.0 KiB remaining"),
+    ({"dataProcessedBytes": 50 * MiB, "dataTotalBytes": 265 * MiB, "dataRemainingBytes": 84 * MiB,
+      "memoryIteration": 2, "diskTotalBytes": 4 * MiB, "diskProcessedBytes": 4 * MiB},
+     "memory and disks, 50.0 MiB of 265.0 MiB transferred, 84.0 MiB remaining, iteration 2"),
 ])
 def test_progress_detail(progress, detail):
     assert compute_progress_detail(progress) == detail
