@@ -197,7 +197,7 @@ def release_manifest(out: Path, version: str, images: tuple[str, ...], do_sign: 
                      trust_config: Path | None, token_file: Path | None, staging: bool) -> None:
     """Write the release manifest (tag -> digests) and optionally sign it."""
     from supplychain.oci import Layout
-    from supplychain.provenance import read_git_commit
+    from supplychain.sourcetree import read_git_commit
     from supplychain.signing import apply_sign_file, compute_release_manifest, open_signer
 
     doc = {}

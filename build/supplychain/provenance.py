@@ -6,18 +6,9 @@ wheel, so a verifier can compare them with the lock and the SBOM.
 """
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 from supplychain.oci import compute_created
 
 BUILD_TYPE = "https://github.com/kubevirt-py/kubevirt-py/blob/main/docs/supply-chain.md#build-type-v1"
-
-
-def read_git_commit(root: Path) -> str:
-    """HEAD commit of the repository at `root`, or "" when not a git checkout."""
-    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
 def compute_provenance(build, builder_id: str, source_uri: str, git_commit: str, epoch: int) -> dict:

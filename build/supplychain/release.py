@@ -18,9 +18,10 @@ from pathlib import Path
 from supplychain.builder import BuildResult, apply_build
 from supplychain.errors import SupplyChainError
 from supplychain.fetch import Cache
-from supplychain.provenance import compute_provenance, read_git_commit
+from supplychain.provenance import compute_provenance
 from supplychain.sbom import SBOM_MEDIA_TYPE, compute_sbom
 from supplychain.signing import BundleSigner, apply_sign_file, apply_sign_image, compute_release_manifest
+from supplychain.sourcetree import check_clean_tree, check_wheel_from_commit, read_git_commit
 from supplychain.spec import read_spec
 
 SOURCE_URI = "https://github.com/kubevirt-py/kubevirt-py"
@@ -73,10 +74,14 @@ def apply_release(specs: list[Path], version: str, out_dir: Path, cache: Cache, 
                   signer: BundleSigner, builder_id: str, repo: Path, signing_key: str | None,
                   git_tag: bool = True) -> dict:
     """Build, sign and tag a release into `out_dir` (`oci/` layout, `sbom/`, `release.json` and
-    its bundle). Returns the release manifest document."""
+    its bundle). Returns the release manifest document. Refuses (SupplyChainError) a checkout
+    with local changes and a wheel whose files are not the files of the commit being tagged."""
     commit = read_git_commit(repo)
     if not commit:
         raise SupplyChainError(f"{repo} is not a git checkout with a commit")
+    check_clean_tree(repo)
+    for wheel in wheels:
+        check_wheel_from_commit(repo, commit, wheel)
     layout_dir, images = out_dir / "oci", {}
     for spec in specs:
         image = read_spec(spec)

@@ -57,7 +57,8 @@ def released(release, rpm_world, tmp_path_factory):
          "v0.1.0-forged", env={**os.environ, **env, "GNUPGHOME": str(rpm_world.gnupg)})
     return {"work": work, "repo": repo, "out": work / "out", "stdout": proc.stdout, "fpr": fpr,
             "head": _git(repo, "rev-parse", "HEAD"), "lock": release["lock"], "root": release["root"],
-            "images": images, "env": env}
+            "images": images, "env": env, "cache": release["work"] / "cache1",
+            "trust_config": release["work"] / "trust_config.json", "token": release["work"] / "token"}
 
 
 def test_release_builds_signs_and_tags_both_images(released):
@@ -128,3 +129,67 @@ def test_release_refuses_an_existing_tag_in_one_line(released):
     assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1
     assert "absent.key" in proc.stderr
     shutil.rmtree(released["work"] / "again", ignore_errors=True)
+
+
+def _clone(released, tmp_path):
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "-q", str(released["repo"]), str(clone))
+    return clone
+
+
+def _release_from(released, repo, out, *extra):
+    return kb("release", "--version", "v0.2.0", "--spec", str(released["images"] / "handler.yaml"),
+              "--out-dir", str(out), "--repo", str(repo), "--no-git-tag",
+              "--cache", str(released["cache"]), "--trust-config", str(released["trust_config"]),
+              "--identity-token", str(released["token"]), *extra, env=released["env"], check=False)
+
+
+def test_release_refuses_a_checkout_with_local_changes(released, tmp_path):
+    clone = _clone(released, tmp_path)
+    (clone / "README").write_text("changed after the commit\n")
+    proc = _release_from(released, clone, tmp_path / "out")
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stderr.splitlines() == [f"kubevirt-build: {clone} has local changes (README); "
+                                        "commit or stash them before a release"]
+    assert not (tmp_path / "out" / "release.json").exists()
+
+
+def test_release_refuses_a_wheel_not_built_from_the_commit(released, tmp_path):
+    from sc_cli import apply_tiny_wheel
+
+    clone = _clone(released, tmp_path)
+    wheel = apply_tiny_wheel(tmp_path / "greeting_helper-1.0-py3-none-any.whl")
+    proc = _release_from(released, clone, tmp_path / "out", "--wheel", str(wheel))
+    assert proc.returncode == 1, proc.stdout
+    head = _git(clone, "rev-parse", "HEAD")
+    assert proc.stderr.splitlines() == [
+        f"kubevirt-build: wheel {wheel.name}: greeting_helper.py is not in commit {head[:12]} (greeting_helper.py); "
+        "build the wheel from the clean checkout being released"]
+
+
+def test_wheel_files_are_compared_with_the_commit_through_the_hatch_package_map(released, tmp_path):
+    import zipfile
+
+    from supplychain.errors import SupplyChainError
+    from supplychain.sourcetree import check_wheel_from_commit
+
+    clone = _clone(released, tmp_path)
+    (clone / "build" / "greeting_helper").mkdir(parents=True)
+    (clone / "build" / "greeting_helper" / "__init__.py").write_text("GREETING = 'hi'\n")
+    (clone / "pyproject.toml").write_text('[tool.hatch.build.targets.wheel]\npackages = ["build/greeting_helper"]\n')
+    _git(clone, "add", "build", "pyproject.toml")
+    _git(clone, "commit", "-q", "-m", "package", env={**os.environ, **released["env"]})
+    head = _git(clone, "rev-parse", "HEAD")
+
+    def wheel(text):
+        path = tmp_path / "w.whl"
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("greeting_helper/__init__.py", text)
+            zf.writestr("greeting_helper-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n")
+        return path
+
+    assert check_wheel_from_commit(clone, head, wheel("GREETING = 'hi'\n")) == 1
+    with pytest.raises(SupplyChainError, match=r"greeting_helper/__init__.py differs from commit .* "
+                                                r"\(build/greeting_helper/__init__.py\)"):
+        check_wheel_from_commit(clone, head, wheel("GREETING = 'swapped'\n"))
+
