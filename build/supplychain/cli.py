@@ -79,17 +79,23 @@ def python_lock(pyproject: Path, exclude: tuple[str, ...], out: Path) -> None:
 @click.option("--builder-id", default=DEFAULT_BUILDER, show_default=True)
 @click.option("--python-env", type=click.Path(path_type=Path), default=None,
               help="interpreter of the build environment to describe with cyclonedx-py")
+@click.option("--source", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+              help="git checkout the wheels are built from (its HEAD is the provenance gitCommit)")
 def build(spec: Path, out: Path, tag: str, wheels: tuple[Path, ...], cache: Path, sbom_dir: Path,
-          source_date_epoch: int | None, vendor: str | None, builder_id: str, python_env: Path | None) -> None:
+          source_date_epoch: int | None, vendor: str | None, builder_id: str, python_env: Path | None,
+          source: Path) -> None:
     """Build the image, write its SBOM and provenance, attach the SBOM as a referrer."""
     from supplychain.fetch import Cache
     from supplychain.release import apply_build_outputs
     from supplychain.sbom import apply_python_env_sbom
+    from supplychain.sourcetree import read_local_changes
 
     epoch = _epoch(source_date_epoch)
     built = apply_build_outputs(spec, out, tag, Cache(cache), list(wheels), epoch, sbom_dir, vendor, builder_id,
-                                ROOT)
+                                Path(source))
     result = built.result
+    if read_local_changes(Path(source)):
+        click.echo(f"kubevirt-build: warning: {source} has local changes; the provenance marks them", err=True)
     if python_env is not None:
         apply_python_env_sbom(python_env, sbom_dir / f"{result.spec.name}.python-env.cdx.json")
     click.echo(f"{result.spec.name} {tag} {result.digest} ({len(result.packages)} {result.kind} packages, "

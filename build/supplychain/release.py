@@ -21,7 +21,8 @@ from supplychain.fetch import Cache
 from supplychain.provenance import compute_provenance
 from supplychain.sbom import SBOM_MEDIA_TYPE, compute_sbom
 from supplychain.signing import BundleSigner, apply_sign_file, apply_sign_image, compute_release_manifest
-from supplychain.sourcetree import check_clean_tree, check_wheel_from_commit, read_git_commit
+from supplychain.sourcetree import (check_clean_tree, check_wheel_from_commit, read_git_commit,
+                                    read_local_changes)
 from supplychain.spec import read_spec
 
 SOURCE_URI = "https://github.com/kubevirt-py/kubevirt-py"
@@ -39,14 +40,16 @@ class BuiltImage:
 def apply_build_outputs(spec: Path, out: Path, tag: str, cache: Cache, wheels: list[Path], epoch: int,
                         sbom_dir: Path, vendor: str | None, builder_id: str, source_root: Path) -> BuiltImage:
     """Build one image and write `<sbom_dir>/<name>.cdx.json` (also attached as the unsigned SBOM
-    referrer) and `<out>/<name>.provenance.json` (git commit of `source_root`)."""
+    referrer) and `<out>/<name>.provenance.json` (HEAD of the source tree `source_root`, marked
+    when that tree has local changes)."""
     result = apply_build(spec, out, tag, cache, wheels, epoch)
     sbom_text = compute_sbom(result, vendor or ("debian" if result.kind == "deb" else "kubevirt-py"), epoch)
     sbom_dir.mkdir(parents=True, exist_ok=True)
     sbom_path = sbom_dir / f"{result.spec.name}.cdx.json"
     sbom_path.write_text(sbom_text)
     result.layout.apply_referrer(result.descriptor, SBOM_MEDIA_TYPE, sbom_text.encode(), SBOM_MEDIA_TYPE)
-    prov = compute_provenance(result, builder_id, SOURCE_URI, read_git_commit(source_root), epoch)
+    prov = compute_provenance(result, builder_id, SOURCE_URI, read_git_commit(source_root), epoch,
+                              bool(read_local_changes(source_root)))
     prov_path = Path(out) / f"{result.spec.name}.provenance.json"
     prov_path.write_text(json.dumps(prov, indent=2, sort_keys=True))
     return BuiltImage(result, sbom_path, prov_path)

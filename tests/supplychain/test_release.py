@@ -193,3 +193,28 @@ def test_wheel_files_are_compared_with_the_commit_through_the_hatch_package_map(
                                                 r"\(build/greeting_helper/__init__.py\)"):
         check_wheel_from_commit(clone, head, wheel("GREETING = 'swapped'\n"))
 
+
+def _build_in(released, cwd, out):
+    return kb("build", "--spec", str(released["images"] / "handler.yaml"), "--out", str(out), "--tag", "t",
+              "--cache", str(released["cache"]), "--sbom-dir", str(out / "sbom"), "--builder-id", BUILDER,
+              cwd=cwd, check=False)
+
+
+def test_build_provenance_names_the_commit_of_the_tree_it_runs_in_and_marks_local_changes(released, tmp_path):
+    clone = _clone(released, tmp_path)
+    head = _git(clone, "rev-parse", "HEAD")
+    proc = _build_in(released, clone, tmp_path / "clean")
+    assert proc.returncode == 0, proc.stderr
+    prov = json.loads((tmp_path / "clean" / "handler.provenance.json").read_text())
+    source = prov["buildDefinition"]["resolvedDependencies"][0]
+    assert source == {"uri": "git+https://github.com/kubevirt-py/kubevirt-py", "digest": {"gitCommit": head}}
+    assert "sourceLocalChanges" not in prov["buildDefinition"]["internalParameters"]
+    (clone / "README").write_text("changed after the commit\n")
+    proc = _build_in(released, clone, tmp_path / "dirty")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["kubevirt-build: warning: . has local changes; the provenance marks them"]
+    prov = json.loads((tmp_path / "dirty" / "handler.provenance.json").read_text())
+    source = prov["buildDefinition"]["resolvedDependencies"][0]
+    assert source["digest"] == {"gitCommit": head} and source["annotations"] == {"localChanges": True}
+    assert prov["buildDefinition"]["internalParameters"]["sourceLocalChanges"] is True
+
