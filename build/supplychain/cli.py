@@ -138,14 +138,15 @@ def sign(layout: Path, tag: str, spec: Path, sbom_path: Path, key: Path | None, 
     """Sign the image (cosign-shaped signature) and attest its SBOM and provenance; the bundles
     are attached as referrers. Keyless (sigstore) or with --key."""
     from supplychain.oci import Layout
-    from supplychain.signing import apply_sign_image, open_signer
+    from supplychain.signing import apply_sign_image, check_attestation_subjects, open_signer
     from supplychain.spec import read_spec
 
     image = read_spec(spec)
     prov = _read_json(Path(layout) / f"{image.name}.provenance.json", "provenance")
     sbom = _read_json(Path(sbom_path), "SBOM")
+    check_attestation_subjects(Layout(layout).read_tagged(tag)["digest"], tag, sbom, prov, image.name)
     with open_signer(key, trust_config, token_file, staging) as signer:
-        refs = apply_sign_image(Layout(layout), tag, image.repository, signer, sbom, prov)
+        refs = apply_sign_image(Layout(layout), tag, image.repository, signer, sbom, prov, image.name)
     click.echo(f"signed {tag} as {signer.identity}: {len(refs)} bundles attached")
 
 

@@ -92,7 +92,8 @@ def apply_release(specs: list[Path], version: str, out_dir: Path, cache: Cache, 
         built = apply_build_outputs(spec, layout_dir, tag, cache, wheels, epoch, out_dir / "sbom", None,
                                     builder_id, repo)
         apply_sign_image(built.result.layout, tag, image.repository, signer,
-                         json.loads(built.sbom_path.read_text()), json.loads(built.provenance_path.read_text()))
+                         json.loads(built.sbom_path.read_text()), json.loads(built.provenance_path.read_text()),
+                         image.name)
         images[image.name] = {"repository": image.repository, "tag": tag, "digest": built.result.digest}
     manifest = out_dir / "release.json"
     data = compute_release_manifest(version, commit, images)

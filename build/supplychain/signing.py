@@ -101,11 +101,36 @@ def open_sigstore_signer(context: SigningContext, token: IdentityToken) -> Itera
     yield _SigstoreSigner(signer, token.identity)
 
 
+def check_attestation_subjects(digest: str, tag: str, sbom: dict | None, provenance: dict | None,
+                               name: str | None = None) -> None:
+    """The SBOM and provenance must describe the image being signed or verified: the SBOM's
+    `metadata.component.version` is `digest`; the provenance's `externalParameters.tag` is `tag`,
+    its `runDetails.metadata.invocationId` is "<image name>@<digest>" (and the image name is
+    `name` when given). SupplyChainError naming the first mismatch (a stale `sbom/<name>.cdx.json`
+    or `<layout>/<name>.provenance.json` of another build, another image's SBOM)."""
+    if sbom is not None:
+        described = sbom.get("metadata", {}).get("component", {})
+        if described.get("version") != digest or (name is not None and described.get("name") != name):
+            raise SupplyChainError(f"SBOM describes {described.get('name')}@{described.get('version')}, "
+                                   f"not the image {tag} {digest}")
+    if provenance is not None:
+        params = provenance.get("buildDefinition", {}).get("externalParameters", {})
+        invocation = provenance.get("runDetails", {}).get("metadata", {}).get("invocationId", "")
+        if str(invocation).rpartition("@")[2] != digest:
+            raise SupplyChainError(f"provenance is for {invocation or 'no image'}, not the image {tag} {digest}")
+        if name is not None and params.get("image") != name:
+            raise SupplyChainError(f"provenance is for image {params.get('image')!r}, not {name!r}")
+        if params.get("tag") != tag:
+            raise SupplyChainError(f"provenance names tag {params.get('tag')!r}, not {tag!r} ({digest})")
+
+
 def apply_sign_image(layout: Layout, tag: str, repository: str, signer: BundleSigner,
-                     sbom: dict | None, provenance: dict | None) -> list[dict]:
+                     sbom: dict | None, provenance: dict | None, name: str | None = None) -> list[dict]:
     """Sign the image tagged `tag`: the cosign-shaped signature, plus the SBOM and provenance
-    attestations when given; attach every bundle as a referrer. Returns referrer descriptors."""
+    attestations when given; attach every bundle as a referrer. Returns referrer descriptors.
+    Refuses (check_attestation_subjects) an SBOM or provenance of another image or tag."""
     desc = layout.read_tagged(tag)
+    check_attestation_subjects(desc["digest"], tag, sbom, provenance, name)
     statements = [(COSIGN_SIGN_PREDICATE, {})]
     if sbom is not None:
         statements.append((CYCLONEDX_PREDICATE, sbom))

@@ -33,7 +33,8 @@ from supplychain.oci import Layout, LayoutError
 from supplychain.sbom import check_sbom_schema
 from supplychain.sbomcheck import (DEFAULT_PYTHON_TARGET, check_sbom_components, check_sbom_files,
                                    check_unsigned_sbom, compute_image_dists, compute_sbom_wheels)
-from supplychain.signing import BUNDLE_TYPE, COSIGN_SIGN_PREDICATE, CYCLONEDX_PREDICATE, SLSA_PREDICATE
+from supplychain.signing import (BUNDLE_TYPE, COSIGN_SIGN_PREDICATE, CYCLONEDX_PREDICATE, SLSA_PREDICATE,
+                                 check_attestation_subjects)
 from supplychain.spec import DEFAULT_FORBIDDEN, read_spec
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -163,6 +164,10 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
     if len(provs) != 1:
         raise SupplyChainError(f"provenance: expected one signed SLSA provenance, found {len(provs)}")
     pred = provs[0]["predicate"]
+    try:
+        check_attestation_subjects(digest, req.tag, None, pred)
+    except SupplyChainError as exc:
+        raise SupplyChainError(f"provenance: {exc}") from None
     builder = pred.get("runDetails", {}).get("builder", {}).get("id", "")
     if req.builder_ids and builder not in req.builder_ids:
         raise SupplyChainError(f"provenance: builder {builder!r} is not allowed")

@@ -218,3 +218,36 @@ def test_build_provenance_names_the_commit_of_the_tree_it_runs_in_and_marks_loca
     assert source["digest"] == {"gitCommit": head} and source["annotations"] == {"localChanges": True}
     assert prov["buildDefinition"]["internalParameters"]["sourceLocalChanges"] is True
 
+
+@pytest.mark.parametrize("sbom,tag,expected", [
+    ("control-plane", "v0.1.0-handler", "SBOM describes control-plane@{control-plane}, not the image v0.1.0-handler "
+                                        "{handler}"),
+    ("handler", "v0.1.0-control-plane", "SBOM describes handler@{handler}, not the image v0.1.0-control-plane "
+                                        "{control-plane}"),
+])
+def test_sign_refuses_an_sbom_of_another_image(released, sbom, tag, expected):
+    doc = json.loads((released["out"] / "release.json").read_text())
+    digests = {name: image["digest"] for name, image in doc["images"].items()}
+    spec = tag.removeprefix("v0.1.0-")
+    proc = kb("sign", "--layout", str(released["out"] / "oci"), "--tag", tag,
+              "--spec", str(released["images"] / f"{spec}.yaml"),
+              "--sbom", str(released["out"] / "sbom" / f"{sbom}.cdx.json"), "--key", str(KEYS / "absent.key"),
+              check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == ["kubevirt-build: " + expected.format(**digests)]
+
+
+def test_sign_refuses_a_provenance_of_another_tag(released, tmp_path):
+    layout = tmp_path / "oci"
+    shutil.copytree(released["out"] / "oci", layout)
+    from supplychain.oci import Layout
+
+    Layout(layout).apply_tag(Layout(layout).read_tagged("v0.1.0-handler"), "v0.2.0-handler")
+    proc = kb("sign", "--layout", str(layout), "--tag", "v0.2.0-handler",
+              "--spec", str(released["images"] / "handler.yaml"),
+              "--sbom", str(released["out"] / "sbom" / "handler.cdx.json"), "--key", str(KEYS / "absent.key"),
+              check=False)
+    assert proc.returncode == 1
+    digest = Layout(layout).read_tagged("v0.1.0-handler")["digest"]
+    assert proc.stderr.splitlines() == [f"kubevirt-build: provenance names tag 'v0.1.0-handler', not "
+                                        f"'v0.2.0-handler' ({digest})"]

@@ -266,13 +266,27 @@ def provenance_drops_package(c):
     return "provenance: resolvedDependencies lack locked packages ['libgreet']"
 
 
+def provenance_other_tag(c):
+    prov = c.attested(SLSA_PREDICATE)
+    prov["buildDefinition"]["externalParameters"]["tag"] = "v0.0.9"
+    c.resign(SLSA_PREDICATE, prov)
+    return f"provenance: provenance names tag 'v0.0.9', not 'v0.1.0' ({c.digest})"
+
+
+def provenance_other_image(c):
+    prov = c.attested(SLSA_PREDICATE)
+    prov["runDetails"]["metadata"]["invocationId"] = "handler@" + OTHER
+    c.resign(SLSA_PREDICATE, prov)
+    return f"provenance: provenance is for handler@{OTHER}, not the image v0.1.0 {c.digest}"
+
+
 CASES = [layer_byte, layer_missing, manifest_edited, manifest_rewritten, config_user_root, replaced_file, moved_tag,
          signature_swapped, sbom_attestation_swapped, provenance_swapped, unsigned_sbom_swapped,
          unsigned_sbom_removed, referrers_removed, sbom_attestation_removed, provenance_removed,
          release_manifest_changed, release_bundle_removed, lock_checksum, other_ca, other_identity, foreign_bundle,
          sbom_drops_package, sbom_drops_python_package, sbom_adds_component, sbom_file_hash_changed,
          sbom_drops_generated_file, provenance_other_builder,
-         provenance_drops_package]
+         provenance_drops_package, provenance_other_tag, provenance_other_image]
 
 
 @pytest.mark.parametrize("tamper", CASES, ids=[f.__name__ for f in CASES])
