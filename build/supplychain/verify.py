@@ -107,6 +107,7 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
     digest = desc["digest"]
     yield f"ok layout: {req.tag} -> {digest}, {len(lines)} blobs match digest and size, diff_ids match"
     verifier = read_bundle_verifier(req.keys, req.trusted_root, req.identity, req.issuer)
+    release_tag = req.tag  # the tag the image was built and signed as: the manifest's when given
 
     if req.release_manifest is not None:
         data = Path(req.release_manifest).read_bytes()
@@ -118,11 +119,9 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
         except SupplyChainError as exc:
             raise SupplyChainError(f"release: {req.release_manifest.name} signature does not verify: {exc}") from None
         images = json.loads(data).get("images", {})
-        match = [n for n, i in images.items() if i.get("tag") == req.tag and i.get("digest") == digest]
-        if not match:
-            listed = sorted({i.get("digest") for i in images.values() if i.get("tag") == req.tag})
-            raise SupplyChainError(f"release: signed manifest maps {req.tag} to {listed or 'nothing'}, layout has {digest}")
-        yield f"ok release: signed release manifest maps {req.tag} ({match[0]}) to {digest}"
+        name, release_tag = compute_release_entry(images, req.tag, digest)
+        local = f" (layout tag {req.tag})" if release_tag != req.tag else ""
+        yield f"ok release: signed release manifest maps {release_tag} ({name}) to {digest}{local}"
 
     try:
         statements = _dsse_statements(layout, digest, verifier)
@@ -165,7 +164,7 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
         raise SupplyChainError(f"provenance: expected one signed SLSA provenance, found {len(provs)}")
     pred = provs[0]["predicate"]
     try:
-        check_attestation_subjects(digest, req.tag, None, pred)
+        check_attestation_subjects(digest, release_tag, None, pred)
     except SupplyChainError as exc:
         raise SupplyChainError(f"provenance: {exc}") from None
     builder = pred.get("runDetails", {}).get("builder", {}).get("id", "")
@@ -189,6 +188,20 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
         from supplychain.rebuild import check_rebuild
 
         yield check_rebuild(digest, pred, req.spec, req.cache, req.wheels)
+
+
+def compute_release_entry(images: dict[str, dict], tag: str, digest: str) -> tuple[str, str]:
+    """(image name, release tag) of the signed release manifest's entry for the image `digest`
+    that the layout holds under `tag`. A `tag` the manifest names must map to `digest` (a moved
+    tag fails); any other `tag` is a local name chosen at pull time, and the entry is the one whose
+    digest is `digest`. SupplyChainError "release: ..." when no entry matches."""
+    named = {n: i for n, i in images.items() if i.get("tag") == tag}
+    pool = named or images
+    match = [(n, str(i.get("tag"))) for n, i in sorted(pool.items()) if i.get("digest") == digest]
+    if not match:
+        listed = sorted({str(i.get("digest")) for i in named.values()})
+        raise SupplyChainError(f"release: signed manifest maps {tag} to {listed or 'nothing'}, layout has {digest}")
+    return match[0]
 
 
 def compute_view(layout: Layout, desc: dict) -> dict[str, LayerEntry]:

@@ -251,3 +251,31 @@ def test_sign_refuses_a_provenance_of_another_tag(released, tmp_path):
     digest = Layout(layout).read_tagged("v0.1.0-handler")["digest"]
     assert proc.stderr.splitlines() == [f"kubevirt-build: provenance names tag 'v0.1.0-handler', not "
                                         f"'v0.2.0-handler' ({digest})"]
+
+
+def test_verify_uses_the_tag_the_signed_manifest_names_for_an_image_pulled_under_another_tag(released, tmp_path):
+    """SECURITY.md pulls a release image into a layout under a local tag of the user's choice;
+    the release check finds the image by digest and the provenance is compared with the tag the
+    signed manifest names."""
+    from supplychain.oci import Layout
+
+    layout = tmp_path / "oci"
+    shutil.copytree(released["out"] / "oci", layout)
+    desc = Layout(layout).read_tagged("v0.1.0-control-plane")
+    Layout(layout).apply_tag(desc, "mine")
+    args = ["--trusted-root", str(released["root"]), "--certificate-identity", IDENTITY,
+            "--certificate-oidc-issuer", ISSUER, "--lock", str(released["lock"]), "--target", "handler",
+            "--builder-id", BUILDER, "--spec", str(released["images"] / "control-plane.yaml"),
+            "--release-manifest", str(released["out"] / "release.json")]
+    proc = kb_inprocess("verify", "--layout", str(layout), "--tag", "mine", *args)
+    assert proc.returncode == 0, proc.stdout
+    assert (f"ok release: signed release manifest maps v0.1.0-control-plane (control-plane) to {desc['digest']} "
+            "(layout tag mine)") in proc.stdout.splitlines()
+    assert proc.stdout.splitlines()[-1] == "verified"
+    # a tag the manifest names must still point at its own image (moved tag)
+    Layout(layout).apply_tag(desc, "v0.1.0-handler")
+    proc = kb_inprocess("verify", "--layout", str(layout), "--tag", "v0.1.0-handler", *args)
+    assert proc.returncode == 1
+    handler = json.loads((released["out"] / "release.json").read_text())["images"]["handler"]["digest"]
+    assert proc.stdout.splitlines()[-1] == (f"FAIL release: signed manifest maps v0.1.0-handler to ['{handler}'], "
+                                            f"layout has {desc['digest']}")
