@@ -57,3 +57,24 @@ def test_documented_commands_parse(doc):
             _check(words)
         except click.UsageError as exc:
             raise AssertionError(f"{doc}: kubevirt-build {' '.join(words)}: {exc}") from None
+
+
+def test_every_wheel_build_uses_the_one_pinned_hatchling_without_isolation():
+    """Same source, same wheel: pyproject pins hatchling exactly, install.sh installs that pin
+    into .venv, and every documented or workflow `pip wheel` builds with it (no isolation, which
+    would fetch the newest hatchling)."""
+    import importlib.metadata
+    import tomllib
+
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    pins = [r for r in requires if r.startswith("hatchling")]
+    assert len(pins) == 1 and re.fullmatch(r"hatchling==\d+(\.\d+)+", pins[0]), requires
+    assert f"hatchling=={importlib.metadata.version('hatchling')}" == pins[0]
+    install = (ROOT / "scripts" / "install.sh").read_text()
+    assert 'pip install -q "$hatchling_pin"' in install and ">=" not in install.split("hatchling_pin", 1)[1]
+    texts = {p: (ROOT / p).read_text() for p in ("docs/supply-chain.md", "SECURITY.md", "README.md",
+                                                 ".github/workflows/release.yml")}
+    builds = [(p, line) for p, text in texts.items() for line in re.sub(r"\\\n\s*", " ", text).splitlines()
+              if "pip wheel" in line]
+    assert builds
+    assert [b for b in builds if "--no-build-isolation" not in b[1]] == []
