@@ -119,11 +119,12 @@ def _signer_options(fn):
 @cli.command("generate-key-pair")
 @click.option("--out", "prefix", type=click.Path(path_type=Path), required=True,
               help="writes <out>.key (PKCS#8 PEM, encrypted with $KUBEVIRT_BUILD_KEY_PASSWORD) and <out>.pub")
-def generate_key_pair(prefix: Path) -> None:
+@click.option("--no-password", is_flag=True, help="write the private key unencrypted (refused by default)")
+def generate_key_pair(prefix: Path, no_password: bool) -> None:
     """Make an ECDSA P-256 signing key pair (cosign's key type) for key-based signing."""
     from supplychain.keysign import apply_generate_key_pair
 
-    key, pub = apply_generate_key_pair(prefix)
+    key, pub = apply_generate_key_pair(prefix, no_password)
     click.echo(f"private key {key}, public key {pub}")
 
 
