@@ -88,13 +88,12 @@ def build(spec: Path, out: Path, tag: str, wheels: tuple[Path, ...], cache: Path
     from supplychain.fetch import Cache
     from supplychain.release import apply_build_outputs
     from supplychain.sbom import apply_python_env_sbom
-    from supplychain.sourcetree import read_local_changes
 
     epoch = _epoch(source_date_epoch)
     built = apply_build_outputs(spec, out, tag, Cache(cache), list(wheels), epoch, sbom_dir, vendor, builder_id,
                                 Path(source))
     result = built.result
-    if read_local_changes(Path(source)):
+    if built.local_changes:
         click.echo(f"kubevirt-build: warning: {source} has local changes; the provenance marks them", err=True)
     if python_env is not None:
         apply_python_env_sbom(python_env, sbom_dir / f"{result.spec.name}.python-env.cdx.json")

@@ -35,6 +35,7 @@ class BuiltImage:
     result: BuildResult
     sbom_path: Path
     provenance_path: Path
+    local_changes: bool = False
 
 
 def apply_build_outputs(spec: Path, out: Path, tag: str, cache: Cache, wheels: list[Path], epoch: int,
@@ -42,17 +43,17 @@ def apply_build_outputs(spec: Path, out: Path, tag: str, cache: Cache, wheels: l
     """Build one image and write `<sbom_dir>/<name>.cdx.json` (also attached as the unsigned SBOM
     referrer) and `<out>/<name>.provenance.json` (HEAD of the source tree `source_root`, marked
     when that tree has local changes)."""
+    commit, changed = read_git_commit(source_root), bool(read_local_changes(source_root, (Path(sbom_dir),)))
     result = apply_build(spec, out, tag, cache, wheels, epoch)
     sbom_text = compute_sbom(result, vendor or ("debian" if result.kind == "deb" else "kubevirt-py"), epoch)
     sbom_dir.mkdir(parents=True, exist_ok=True)
     sbom_path = sbom_dir / f"{result.spec.name}.cdx.json"
     sbom_path.write_text(sbom_text)
     result.layout.apply_referrer(result.descriptor, SBOM_MEDIA_TYPE, sbom_text.encode(), SBOM_MEDIA_TYPE)
-    prov = compute_provenance(result, builder_id, SOURCE_URI, read_git_commit(source_root), epoch,
-                              bool(read_local_changes(source_root)))
+    prov = compute_provenance(result, builder_id, SOURCE_URI, commit, epoch, changed)
     prov_path = Path(out) / f"{result.spec.name}.provenance.json"
     prov_path.write_text(json.dumps(prov, indent=2, sort_keys=True))
-    return BuiltImage(result, sbom_path, prov_path)
+    return BuiltImage(result, sbom_path, prov_path, changed)
 
 
 def compute_tag_message(version: str, manifest: bytes) -> str:

@@ -24,13 +24,25 @@ def read_git_commit(root: Path) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
-def read_local_changes(root: Path) -> list[str]:
-    """Paths `git status --porcelain` reports for `root` (modified, staged, deleted, untracked
-    and not ignored); [] for a clean checkout or when `root` is not a git checkout."""
-    proc = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True)
-    if proc.returncode != 0:
+def read_local_changes(root: Path, outputs: tuple[Path, ...] = ()) -> list[str]:
+    """Tracked paths of `root` that differ from HEAD (`git status --porcelain -uno`: modified,
+    staged, deleted; untracked files such as dist/ or oci/ are not sources), except those under
+    `outputs` (directories the build itself writes, e.g. sbom/); [] for a clean checkout or when
+    `root` is not a git checkout."""
+    proc = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-uno"], capture_output=True,
+                          text=True)
+    top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if proc.returncode != 0 or top.returncode != 0:
         return []
-    return [line[3:] for line in proc.stdout.splitlines() if line.strip()]
+    base = Path(top.stdout.strip())
+    skip = []
+    for out in outputs:
+        try:
+            skip.append(Path(out).resolve().relative_to(base).as_posix().rstrip("/") + "/")
+        except ValueError:
+            continue
+    paths = [line[3:] for line in proc.stdout.splitlines() if line.strip()]
+    return [p for p in paths if not any(p.startswith(s) for s in skip)]
 
 
 def check_clean_tree(root: Path) -> None:

@@ -279,3 +279,18 @@ def test_verify_uses_the_tag_the_signed_manifest_names_for_an_image_pulled_under
     handler = json.loads((released["out"] / "release.json").read_text())["images"]["handler"]["digest"]
     assert proc.stdout.splitlines()[-1] == (f"FAIL release: signed manifest maps v0.1.0-handler to ['{handler}'], "
                                             f"layout has {desc['digest']}")
+
+
+def test_untracked_files_and_the_builds_own_sbom_are_not_local_changes(released, tmp_path):
+    from supplychain.sourcetree import read_local_changes
+
+    clone = _clone(released, tmp_path)
+    (clone / "dist").mkdir()
+    (clone / "dist" / "x.whl").write_bytes(b"w")
+    (clone / "sbom").mkdir()
+    (clone / "sbom" / "a.cdx.json").write_text("{}")
+    _git(clone, "add", "sbom")
+    _git(clone, "commit", "-q", "-m", "sbom", env={**os.environ, **released["env"]})
+    (clone / "sbom" / "a.cdx.json").write_text('{"new": 1}')
+    assert read_local_changes(clone, (clone / "sbom",)) == []
+    assert read_local_changes(clone) == ["sbom/a.cdx.json"]
