@@ -27,12 +27,13 @@ from typing import Iterator
 from supplychain.builder import compute_resolved
 from supplychain.bundleverify import read_bundle_verifier
 from supplychain.errors import SupplyChainError
-from supplychain.layer import LayerEntry, compute_entries_from_tar, compute_normal_path
+from supplychain.layer import DIR, FILE, HARDLINK, LayerEntry, compute_entries_from_tar, compute_normal_path
 from supplychain.lockfile import compute_target_packages, read_lock
 from supplychain.oci import Layout, LayoutError
 from supplychain.sbom import check_sbom_schema
 from supplychain.sbomcheck import (DEFAULT_PYTHON_TARGET, check_sbom_components, check_sbom_files,
-                                   check_unsigned_sbom, compute_image_dists, compute_sbom_wheels)
+                                   check_sbom_links, check_unsigned_sbom, compute_image_dists,
+                                   compute_sbom_wheels)
 from supplychain.signing import (BUNDLE_TYPE, COSIGN_SIGN_PREDICATE, CYCLONEDX_PREDICATE, SLSA_PREDICATE,
                                  check_attestation_subjects)
 from supplychain.spec import DEFAULT_FORBIDDEN, read_spec
@@ -152,11 +153,13 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
     try:
         counts = check_sbom_components(sbom, lock["kind"], locked, image_dists, req.target)
         files = check_sbom_files(sbom, view)
+        links = check_sbom_links(sbom, view)
         check_unsigned_sbom(layout, digest, sbom)
     except SupplyChainError as exc:
         raise SupplyChainError(f"sbom: {exc}") from None
     yield (f"ok sbom: signed CycloneDX 1.6 SBOM valid, {counts[0]} {lock['kind']} packages == lock target "
-           f"{req.target}, {counts[1]} Python packages == the image's, all {files} files with SHA-256, "
+           f"{req.target}, {counts[1]} Python packages == the image's, all {files} files with SHA-256 and "
+           f"{links} symlinks with targets, "
            "unsigned SBOM referrer == attested")
 
     provs = by_type.get(SLSA_PREDICATE, [])
@@ -233,4 +236,22 @@ def _check_policy(layout: Layout, desc: dict, spec, view: dict[str, LayerEntry])
     present = [p for p in DEFAULT_FORBIDDEN if compute_resolved(view, p) is not None]
     if present:
         raise SupplyChainError(f"policy: image contains /{present[0]} (shell or package manager)")
-    yield f"ok policy: user {user} numeric non-root, entrypoint {entrypoint} executable, no shell or package manager"
+    try:
+        check_file_modes(view)
+    except SupplyChainError as exc:
+        raise SupplyChainError(f"policy: {exc}") from None
+    yield (f"ok policy: user {user} numeric non-root, entrypoint {entrypoint} executable, no shell or package "
+           "manager, no setuid/setgid or world-writable file")
+
+
+def check_file_modes(view: dict[str, LayerEntry]) -> None:
+    """No setuid or setgid file (a non-root user must not gain another identity by exec: the
+    reason distroless images carry none) and no file or directory writable by others (except
+    sticky directories such as /tmp). SupplyChainError naming the first offending path."""
+    for path, entry in sorted(view.items()):
+        if entry.kind in (FILE, HARDLINK) and entry.mode & 0o6000:
+            kind = "setuid" if entry.mode & 0o4000 else "setgid"
+            raise SupplyChainError(f"/{path} is {kind} (mode {entry.mode:04o}, owner {entry.uid}:{entry.gid})")
+        sticky_dir = entry.kind == DIR and entry.mode & 0o1000
+        if entry.kind in (FILE, HARDLINK, DIR) and entry.mode & 0o002 and not sticky_dir:
+            raise SupplyChainError(f"/{path} is writable by others (mode {entry.mode:04o})")
