@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -23,7 +24,9 @@ import click
 from supplychain.errors import SupplyChainError
 
 DEFAULT_CACHE = Path(os.environ.get("KUBEVIRT_BUILD_CACHE", Path.home() / ".cache" / "kubevirt-build"))
-DEFAULT_BUILDER = "https://github.com/kubevirt-py/kubevirt-py/.github/workflows/release.yml"
+# a build on this machine names this machine; only the release workflow claims to be the workflow
+# (it passes --builder-id https://github.com/<repo>/.github/workflows/release.yml itself)
+DEFAULT_BUILDER = f"local:{socket.gethostname()}"
 ROOT = Path(__file__).resolve().parents[2]
 RELEASE_SIGNERS = ROOT / "build" / "keys" / "release-signers.asc"
 
@@ -76,7 +79,8 @@ def python_lock(pyproject: Path, exclude: tuple[str, ...], out: Path) -> None:
 @click.option("--sbom-dir", type=click.Path(path_type=Path), default=Path("sbom"), show_default=True)
 @click.option("--source-date-epoch", type=int, default=None, help="default: $SOURCE_DATE_EPOCH")
 @click.option("--vendor", default=None, help="purl namespace of the packages (default: debian / the rpm config name)")
-@click.option("--builder-id", default=DEFAULT_BUILDER, show_default=True)
+@click.option("--builder-id", default=DEFAULT_BUILDER, show_default="local:<hostname>",
+              help="provenance builder id; CI passes its workflow's URL")
 @click.option("--python-env", type=click.Path(path_type=Path), default=None,
               help="interpreter of the build environment to describe with cyclonedx-py")
 @click.option("--source", type=click.Path(path_type=Path), default=Path("."), show_default=True,
@@ -168,7 +172,8 @@ def _read_json(path: Path, what: str) -> dict:
 @click.option("--wheel", "wheels", multiple=True, type=click.Path(path_type=Path), help="wheel to install (repeatable)")
 @click.option("--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
 @click.option("--source-date-epoch", type=int, default=None, help="default: $SOURCE_DATE_EPOCH")
-@click.option("--builder-id", default=DEFAULT_BUILDER, show_default=True)
+@click.option("--builder-id", default=DEFAULT_BUILDER, show_default="local:<hostname>",
+              help="provenance builder id; CI passes its workflow's URL")
 @click.option("--repo", type=click.Path(path_type=Path), default=Path("."), show_default=True,
               help="git checkout the release is made from and tagged in")
 @click.option("--tag-key", default=None, help="OpenPGP key for `git tag -s -u` (default: git's user.signingkey)")

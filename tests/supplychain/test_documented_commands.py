@@ -78,3 +78,14 @@ def test_every_wheel_build_uses_the_one_pinned_hatchling_without_isolation():
               if "pip wheel" in line]
     assert builds
     assert [b for b in builds if "--no-build-isolation" not in b[1]] == []
+
+
+def test_local_builds_name_the_local_builder_and_only_the_workflow_names_itself():
+    import socket
+
+    for name in ("build", "release"):
+        option = next(p for p in cli.commands[name].params if p.name == "builder_id")
+        assert option.default == f"local:{socket.gethostname()}"
+    release = next(w for w in _invocations(_workflow_runs()) if w[0] == "release")
+    builder = release[release.index("--builder-id") + 1]
+    assert builder == "https://github.com/${{ github.repository }}/.github/workflows/release.yml"
