@@ -157,7 +157,13 @@ def compute_with_capabilities(spec: ImageSpec, view: dict[str, LayerEntry]) -> l
 
 def compute_wheel_entries(wheel: Path, target: str) -> tuple[list[LayerEntry], PythonDist]:
     """Unpack a wheel (PEP 427: a zip whose root goes into site-packages) under `target`."""
-    data = Path(wheel).read_bytes()
+    try:
+        data = Path(wheel).read_bytes()
+        zipfile.ZipFile(wheel).close()
+    except OSError as exc:
+        raise SupplyChainError(f"wheel {wheel}: {exc.strerror}") from None
+    except zipfile.BadZipFile:
+        raise SupplyChainError(f"wheel {wheel}: not a wheel (not a zip file)") from None
     entries, meta = [], None
     with zipfile.ZipFile(wheel) as zf:
         for info in sorted(zf.infolist(), key=lambda i: i.filename):

@@ -215,7 +215,10 @@ def release_manifest(out: Path, version: str, images: tuple[str, ...], do_sign: 
     doc = {}
     for item in images:
         name, _, rest = item.partition("=")
-        layout_dir, tag, repository = rest.split(":", 2)
+        parts = rest.split(":", 2)
+        if not name or len(parts) != 3 or not all(parts):
+            raise SupplyChainError(f"--image {item}: expected NAME=LAYOUT:TAG:REPOSITORY")
+        layout_dir, tag, repository = parts
         desc = Layout(Path(layout_dir)).read_tagged(tag)
         doc[name] = {"repository": repository, "tag": tag, "digest": desc["digest"]}
     Path(out).write_bytes(compute_release_manifest(version, read_git_commit(Path.cwd()), doc))
@@ -336,9 +339,23 @@ def main() -> None:
     except click.exceptions.Abort:
         sys.exit(1)
     except Exception as exc:  # the one-line contract holds for bugs and library errors too
-        text = " ".join(str(exc).split())[:300]
-        click.echo(f"kubevirt-build: {type(exc).__name__}: {text}", err=True)
+        click.echo(f"kubevirt-build: {compute_error_line(exc)}", err=True)
         sys.exit(1)
+
+
+def compute_error_line(exc: BaseException) -> str:
+    """The one line for an error that is not a SupplyChainError: a layout error's own text, an
+    OS error as "<file>: <reason>", anything else (a bug, a library's error) with its class
+    name so it can be reported."""
+    from supplychain.oci import LayoutError
+
+    if isinstance(exc, LayoutError):
+        text = str(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:300]
 
 
 if __name__ == "__main__":

@@ -75,14 +75,28 @@ def check_sbom_components(sbom: dict, kind: str, locked: set[tuple[str, str, str
             raise SupplyChainError(f"component {comp.get('name')!r} ({purl or 'no purl'}) is neither a locked "
                                    f"{kind} package nor a Python package of the image")
     if listed != locked:
-        extra, missing = sorted(listed - locked), sorted(locked - listed)
         raise SupplyChainError(f"package set differs from lock target {target}: "
-                               f"not in lock {[e[0] for e in extra]}, missing {[m[0] for m in missing]}")
+                               f"{compute_package_difference(listed, locked)}")
     if pythons != image_dists:
         extra, missing = sorted(pythons - image_dists), sorted(image_dists - pythons)
         raise SupplyChainError(f"Python packages differ from the image's: not installed "
                                f"{[f'{n}=={v}' for n, v in extra]}, not listed {[f'{n}=={v}' for n, v in missing]}")
     return len(listed), len(pythons)
+
+
+def compute_package_difference(listed: set[tuple[str, ...]], locked: set[tuple[str, ...]]) -> str:
+    """Name by name: packages only in the SBOM, only in the lock, and in both with another
+    version, arch or SHA-256, e.g. "hello: SBOM and lock differ in version, arch or SHA-256"."""
+    extra = {e[0] for e in listed - locked}
+    missing = {m[0] for m in locked - listed}
+    parts = []
+    if extra - missing:
+        parts.append(f"not in the lock {sorted(extra - missing)}")
+    if missing - extra:
+        parts.append(f"not in the SBOM {sorted(missing - extra)}")
+    if extra & missing:
+        parts.append(f"version, arch or SHA-256 differ from the lock {sorted(extra & missing)}")
+    return "; ".join(parts)
 
 
 def check_unsigned_sbom(layout: Layout, digest: str, attested: dict) -> None:

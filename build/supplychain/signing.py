@@ -81,6 +81,14 @@ def _signing_error(exc: BaseException) -> SupplyChainError:
 
 
 def _one_line(exc: BaseException) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and type(exc).__name__ == "ValidationError":  # pydantic: first error, no URLs
+        try:
+            first = errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "document"
+            return f"{where}: {first.get('msg', 'invalid')}"[:300]
+        except Exception:  # noqa: BLE001 - fall back to the text
+            pass
     text = str(exc).strip() or type(exc).__name__
     cause = exc.__cause__ or exc.__context__
     if cause is not None and str(cause).strip() and str(cause).strip() not in text:
@@ -202,9 +210,11 @@ def read_signing_context(trust_config: Path | None, staging: bool = False) -> Si
     except OSError as exc:
         raise SupplyChainError(f"trust config {trust_config}: {exc.strerror}") from None
     except Exception as exc:
-        where = f"trust config {trust_config}" if trust_config else "public-good sigstore trust root (TUF, needs network)"
-        raise SupplyChainError(f"{where}: {type(exc).__name__}: {_one_line(exc)}; "
-                               "offline, give --trust-config FILE or --key FILE") from None
+        if trust_config is not None:
+            raise SupplyChainError(f"trust config {trust_config}: not a ClientTrustConfig: {_one_line(exc)}") from None
+        raise SupplyChainError("public-good sigstore trust root (TUF, needs network): "
+                               f"{type(exc).__name__}: {_one_line(exc)}; offline, give --trust-config FILE or "
+                               "--key FILE") from None
 
 
 @contextmanager

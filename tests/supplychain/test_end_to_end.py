@@ -184,7 +184,7 @@ def test_sbom_that_does_not_match_the_image_is_refused(release, tmp_path):
     proc = _verify(release, layout=dst, manifest=False)
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[-1] == ("FAIL sbom: package set differs from lock target handler: "
-                                            "not in lock [], missing ['libgreet']")
+                                            "not in the SBOM ['libgreet']")
 
 
 def test_moved_tag_is_caught_by_the_signed_release_manifest(release, tmp_path):
