@@ -89,3 +89,26 @@ def test_local_builds_name_the_local_builder_and_only_the_workflow_names_itself(
     release = next(w for w in _invocations(_workflow_runs()) if w[0] == "release")
     builder = release[release.index("--builder-id") + 1]
     assert builder == "https://github.com/${{ github.repository }}/.github/workflows/release.yml"
+
+
+@pytest.mark.parametrize("doc", ["docs/supply-chain.md", "SECURITY.md"])
+def test_documented_commands_name_the_installed_tool_by_path(doc):
+    """install.sh puts kubevirt-build in .venv/bin, not on PATH: commands say .venv/bin/kubevirt-build."""
+    blocks = "\n".join(re.findall(r"```(?:sh|bash|console)?\n(.*?)```", (ROOT / doc).read_text(), re.S))
+    bare = [line for line in blocks.splitlines()
+            if re.search(r"(?:^|[\s;&|(])kubevirt-build\s", line) and not line.lstrip().startswith("#")]
+    assert bare == []
+
+
+def test_image_specs_name_the_registry_the_release_workflow_publishes_to():
+    doc = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    registry = doc["jobs"]["release"]["env"]["REGISTRY"]
+    for name in ("control-plane", "handler"):
+        spec = yaml.safe_load((ROOT / "build" / "images" / f"{name}.yaml").read_text())
+        assert spec["repository"] == f"{registry}/{name}"
+    assert "registry.example" not in (ROOT / "docs" / "supply-chain.md").read_text() + (ROOT / "SECURITY.md").read_text()
+
+
+def test_build_section_waits_for_the_service_before_asking_healthz():
+    text = (ROOT / "docs" / "supply-chain.md").read_text().split("## Build", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"for i in \$\(seq \d+\); do curl -fsS http://127\.0\.0\.1:18443/healthz && break; sleep", text)
