@@ -28,5 +28,8 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # the project's build backend inside .venv, so `pip wheel --no-build-isolation` builds the
-# images' wheel offline and reproducibly (hatchling honours SOURCE_DATE_EPOCH); docs/supply-chain.md
-.venv/bin/python -c "import hatchling" 2>/dev/null || .venv/bin/pip install -q "hatchling>=1.25"
+# images' wheel offline and reproducibly: exactly the version pyproject's [build-system] pins (another
+# hatchling writes another WHEEL Generator line, so another wheel and another image digest)
+hatchling_pin=$(.venv/bin/python -c 'import tomllib; print(next(r for r in tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"] if r.startswith("hatchling==")))')
+[ "$(.venv/bin/python -c 'import importlib.metadata as m; print("hatchling==" + m.version("hatchling"))' 2>/dev/null)" = "$hatchling_pin" ] \
+  || .venv/bin/pip install -q "$hatchling_pin"

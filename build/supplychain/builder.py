@@ -47,6 +47,12 @@ def compute_files(view: dict[str, LayerEntry], owners: dict[str, str]) -> tuple[
     return tuple(sorted(out))
 
 
+def compute_links(view: dict[str, LayerEntry], owners: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
+    """Symbolic links of the merged `view` as ("/path", target as stored, owner bom-ref), sorted."""
+    return tuple(sorted((f"/{path}", entry.link, owners.get(path, BUILD_REF))
+                        for path, entry in view.items() if entry.kind == SYMLINK))
+
+
 def _pyproject() -> Path:
     return Path(__file__).resolve().parents[2] / "pyproject.toml"
 
@@ -68,7 +74,8 @@ class BuildResult:
     lock `kind` and `packages` (lock entries) in the image, the `python` distributions, the
     lock's `repositories` entries, and `files`: every regular file of the image as
     ("/path", sha256 hex, owner bom-ref) sorted by path (owner: "<kind>:<package id>",
-    "pypi:<name>==<version>" or BUILD_REF for files the build generates)."""
+    "pypi:<name>==<version>" or BUILD_REF for files the build generates), and `links`: every
+    symbolic link as ("/path", target, owner bom-ref)."""
 
     spec: ImageSpec
     layout: Layout
@@ -79,6 +86,7 @@ class BuildResult:
     python: list[PythonDist]
     repositories: list[dict] = dataclasses.field(default_factory=list)
     files: tuple[tuple[str, str, str], ...] = ()
+    links: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def digest(self) -> str:
@@ -149,7 +157,13 @@ def compute_with_capabilities(spec: ImageSpec, view: dict[str, LayerEntry]) -> l
 
 def compute_wheel_entries(wheel: Path, target: str) -> tuple[list[LayerEntry], PythonDist]:
     """Unpack a wheel (PEP 427: a zip whose root goes into site-packages) under `target`."""
-    data = Path(wheel).read_bytes()
+    try:
+        data = Path(wheel).read_bytes()
+        zipfile.ZipFile(wheel).close()
+    except OSError as exc:
+        raise SupplyChainError(f"wheel {wheel}: {exc.strerror}") from None
+    except zipfile.BadZipFile:
+        raise SupplyChainError(f"wheel {wheel}: not a wheel (not a zip file)") from None
     entries, meta = [], None
     with zipfile.ZipFile(wheel) as zf:
         for info in sorted(zf.infolist(), key=lambda i: i.filename):
@@ -271,4 +285,4 @@ def apply_build(spec_path: Path, out: Path, tag: str, cache: Cache, wheels: list
     desc = layout.apply_image(config, layers, annotations)
     layout.apply_tag(desc, tag)
     return BuildResult(spec, layout, tag, desc, lock["kind"], pkgs, dists, lock["repositories"],
-                       compute_files(view, file_owner))
+                       compute_files(view, file_owner), compute_links(view, file_owner))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -23,7 +24,9 @@ import click
 from supplychain.errors import SupplyChainError
 
 DEFAULT_CACHE = Path(os.environ.get("KUBEVIRT_BUILD_CACHE", Path.home() / ".cache" / "kubevirt-build"))
-DEFAULT_BUILDER = "https://github.com/kubevirt-py/kubevirt-py/.github/workflows/release.yml"
+# a build on this machine names this machine; only the release workflow claims to be the workflow
+# (it passes --builder-id https://github.com/<repo>/.github/workflows/release.yml itself)
+DEFAULT_BUILDER = f"local:{socket.gethostname()}"
 ROOT = Path(__file__).resolve().parents[2]
 RELEASE_SIGNERS = ROOT / "build" / "keys" / "release-signers.asc"
 
@@ -76,11 +79,15 @@ def python_lock(pyproject: Path, exclude: tuple[str, ...], out: Path) -> None:
 @click.option("--sbom-dir", type=click.Path(path_type=Path), default=Path("sbom"), show_default=True)
 @click.option("--source-date-epoch", type=int, default=None, help="default: $SOURCE_DATE_EPOCH")
 @click.option("--vendor", default=None, help="purl namespace of the packages (default: debian / the rpm config name)")
-@click.option("--builder-id", default=DEFAULT_BUILDER, show_default=True)
+@click.option("--builder-id", default=DEFAULT_BUILDER, show_default="local:<hostname>",
+              help="provenance builder id; CI passes its workflow's URL")
 @click.option("--python-env", type=click.Path(path_type=Path), default=None,
               help="interpreter of the build environment to describe with cyclonedx-py")
+@click.option("--source", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+              help="git checkout the wheels are built from (its HEAD is the provenance gitCommit)")
 def build(spec: Path, out: Path, tag: str, wheels: tuple[Path, ...], cache: Path, sbom_dir: Path,
-          source_date_epoch: int | None, vendor: str | None, builder_id: str, python_env: Path | None) -> None:
+          source_date_epoch: int | None, vendor: str | None, builder_id: str, python_env: Path | None,
+          source: Path) -> None:
     """Build the image, write its SBOM and provenance, attach the SBOM as a referrer."""
     from supplychain.fetch import Cache
     from supplychain.release import apply_build_outputs
@@ -88,8 +95,10 @@ def build(spec: Path, out: Path, tag: str, wheels: tuple[Path, ...], cache: Path
 
     epoch = _epoch(source_date_epoch)
     built = apply_build_outputs(spec, out, tag, Cache(cache), list(wheels), epoch, sbom_dir, vendor, builder_id,
-                                ROOT)
+                                Path(source))
     result = built.result
+    if built.local_changes:
+        click.echo(f"kubevirt-build: warning: {source} has local changes; the provenance marks them", err=True)
     if python_env is not None:
         apply_python_env_sbom(python_env, sbom_dir / f"{result.spec.name}.python-env.cdx.json")
     click.echo(f"{result.spec.name} {tag} {result.digest} ({len(result.packages)} {result.kind} packages, "
@@ -113,11 +122,12 @@ def _signer_options(fn):
 @cli.command("generate-key-pair")
 @click.option("--out", "prefix", type=click.Path(path_type=Path), required=True,
               help="writes <out>.key (PKCS#8 PEM, encrypted with $KUBEVIRT_BUILD_KEY_PASSWORD) and <out>.pub")
-def generate_key_pair(prefix: Path) -> None:
+@click.option("--no-password", is_flag=True, help="write the private key unencrypted (refused by default)")
+def generate_key_pair(prefix: Path, no_password: bool) -> None:
     """Make an ECDSA P-256 signing key pair (cosign's key type) for key-based signing."""
     from supplychain.keysign import apply_generate_key_pair
 
-    key, pub = apply_generate_key_pair(prefix)
+    key, pub = apply_generate_key_pair(prefix, no_password)
     click.echo(f"private key {key}, public key {pub}")
 
 
@@ -132,14 +142,15 @@ def sign(layout: Path, tag: str, spec: Path, sbom_path: Path, key: Path | None, 
     """Sign the image (cosign-shaped signature) and attest its SBOM and provenance; the bundles
     are attached as referrers. Keyless (sigstore) or with --key."""
     from supplychain.oci import Layout
-    from supplychain.signing import apply_sign_image, open_signer
+    from supplychain.signing import apply_sign_image, check_attestation_subjects, open_signer
     from supplychain.spec import read_spec
 
     image = read_spec(spec)
     prov = _read_json(Path(layout) / f"{image.name}.provenance.json", "provenance")
     sbom = _read_json(Path(sbom_path), "SBOM")
+    check_attestation_subjects(Layout(layout).read_tagged(tag)["digest"], tag, sbom, prov, image.name)
     with open_signer(key, trust_config, token_file, staging) as signer:
-        refs = apply_sign_image(Layout(layout), tag, image.repository, signer, sbom, prov)
+        refs = apply_sign_image(Layout(layout), tag, image.repository, signer, sbom, prov, image.name)
     click.echo(f"signed {tag} as {signer.identity}: {len(refs)} bundles attached")
 
 
@@ -161,7 +172,8 @@ def _read_json(path: Path, what: str) -> dict:
 @click.option("--wheel", "wheels", multiple=True, type=click.Path(path_type=Path), help="wheel to install (repeatable)")
 @click.option("--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
 @click.option("--source-date-epoch", type=int, default=None, help="default: $SOURCE_DATE_EPOCH")
-@click.option("--builder-id", default=DEFAULT_BUILDER, show_default=True)
+@click.option("--builder-id", default=DEFAULT_BUILDER, show_default="local:<hostname>",
+              help="provenance builder id; CI passes its workflow's URL")
 @click.option("--repo", type=click.Path(path_type=Path), default=Path("."), show_default=True,
               help="git checkout the release is made from and tagged in")
 @click.option("--tag-key", default=None, help="OpenPGP key for `git tag -s -u` (default: git's user.signingkey)")
@@ -197,13 +209,16 @@ def release_manifest(out: Path, version: str, images: tuple[str, ...], do_sign: 
                      trust_config: Path | None, token_file: Path | None, staging: bool) -> None:
     """Write the release manifest (tag -> digests) and optionally sign it."""
     from supplychain.oci import Layout
-    from supplychain.provenance import read_git_commit
+    from supplychain.sourcetree import read_git_commit
     from supplychain.signing import apply_sign_file, compute_release_manifest, open_signer
 
     doc = {}
     for item in images:
         name, _, rest = item.partition("=")
-        layout_dir, tag, repository = rest.split(":", 2)
+        parts = rest.split(":", 2)
+        if not name or len(parts) != 3 or not all(parts):
+            raise SupplyChainError(f"--image {item}: expected NAME=LAYOUT:TAG:REPOSITORY")
+        layout_dir, tag, repository = parts
         desc = Layout(Path(layout_dir)).read_tagged(tag)
         doc[name] = {"repository": repository, "tag": tag, "digest": desc["digest"]}
     Path(out).write_bytes(compute_release_manifest(version, read_git_commit(Path.cwd()), doc))
@@ -324,9 +339,23 @@ def main() -> None:
     except click.exceptions.Abort:
         sys.exit(1)
     except Exception as exc:  # the one-line contract holds for bugs and library errors too
-        text = " ".join(str(exc).split())[:300]
-        click.echo(f"kubevirt-build: {type(exc).__name__}: {text}", err=True)
+        click.echo(f"kubevirt-build: {compute_error_line(exc)}", err=True)
         sys.exit(1)
+
+
+def compute_error_line(exc: BaseException) -> str:
+    """The one line for an error that is not a SupplyChainError: a layout error's own text, an
+    OS error as "<file>: <reason>", anything else (a bug, a library's error) with its class
+    name so it can be reported."""
+    from supplychain.oci import LayoutError
+
+    if isinstance(exc, LayoutError):
+        text = str(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:300]
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def check_git_tag(repo: Path, tag: str, keyring: Keyring, commit: str | None = N
     expired key, a key whose user id says "TEST KEY" unless `allow_test_key`, or "tag v1 points
     at <sha>, expected <sha>"."""
     what = f"tag {tag}"
+    check_tag_exists(repo, tag)
     with tempfile.TemporaryDirectory(prefix="kvb-gittag-") as home:
         os.chmod(home, 0o700)
         env = {**os.environ, "GNUPGHOME": home}
@@ -56,6 +57,17 @@ def check_git_tag(repo: Path, tag: str, keyring: Keyring, commit: str | None = N
         if actual != commit:
             raise SupplyChainError(f"{what} points at {actual}, expected {commit}")
     return fpr
+
+
+def check_tag_exists(repo: Path, tag: str) -> None:
+    """SupplyChainError "<repo> is not a git repository" or "tag <tag> does not exist in <repo>"."""
+    inside = subprocess.run(["git", "-C", str(repo), "rev-parse", "--git-dir"], capture_output=True, text=True)
+    if inside.returncode != 0:
+        raise SupplyChainError(f"{repo} is not a git repository")
+    found = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "-q", f"refs/tags/{tag}"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        raise SupplyChainError(f"tag {tag} does not exist in {repo} (git fetch --tags?)")
 
 
 def check_tag_names_manifest(repo: Path, tag: str, manifest: bytes) -> str:

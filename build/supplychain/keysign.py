@@ -3,7 +3,7 @@
 Owns the key pair files and the bundle shape for signatures made with a long-lived key instead
 of a Fulcio certificate:
 * private key: PKCS#8 PEM, encrypted with the password in $KUBEVIRT_BUILD_KEY_PASSWORD (or
-  $COSIGN_PASSWORD) when set; public key: PKIX "PUBLIC KEY" PEM, the form `cosign verify --key`
+  $COSIGN_PASSWORD); unencrypted only when asked for (`--no-password`); public key: PKIX "PUBLIC KEY" PEM, the form `cosign verify --key`
   reads; ECDSA P-256 with SHA-256 (cosign's default key type);
 * bundle: sigstore bundle v0.3 JSON whose verificationMaterial is `publicKey.hint` (the key id:
   hex SHA-256 of the DER SubjectPublicKeyInfo) with no certificate and no transparency-log entry
@@ -45,15 +45,20 @@ def compute_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def apply_generate_key_pair(prefix: Path) -> tuple[Path, Path]:
-    """Write `<prefix>.key` (PKCS#8 PEM, encrypted when a password is set) and `<prefix>.pub`;
-    refuses to overwrite. Returns (private, public) paths."""
+def apply_generate_key_pair(prefix: Path, allow_no_password: bool = False) -> tuple[Path, Path]:
+    """Write `<prefix>.key` (PKCS#8 PEM, encrypted with the password from the environment) and
+    `<prefix>.pub`; refuses to overwrite, and refuses to write an unencrypted private key unless
+    `allow_no_password` (cosign generate-key-pair also asks for a password). Returns (private,
+    public) paths."""
     key_path, pub_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
     for path in (key_path, pub_path):
         if path.exists():
             raise SupplyChainError(f"{path} exists; refusing to overwrite a key")
-    key = ec.generate_private_key(ec.SECP256R1())
     password = _password()
+    if password is None and not allow_no_password:
+        raise SupplyChainError(f"{PASSWORD_ENV[0]} is not set: the private key would be written unencrypted "
+                               "(set it, or pass --no-password to accept an unencrypted key)")
+    key = ec.generate_private_key(ec.SECP256R1())
     enc: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption())
     key_path.parent.mkdir(parents=True, exist_ok=True)

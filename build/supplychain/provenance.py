@@ -6,25 +6,23 @@ wheel, so a verifier can compare them with the lock and the SBOM.
 """
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 from supplychain.oci import compute_created
 
 BUILD_TYPE = "https://github.com/kubevirt-py/kubevirt-py/blob/main/docs/supply-chain.md#build-type-v1"
 
 
-def read_git_commit(root: Path) -> str:
-    """HEAD commit of the repository at `root`, or "" when not a git checkout."""
-    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
-
-
-def compute_provenance(build, builder_id: str, source_uri: str, git_commit: str, epoch: int) -> dict:
-    """The SLSA v1 predicate for a builder.BuildResult."""
-    deps = []
+def compute_provenance(build, builder_id: str, source_uri: str, git_commit: str, epoch: int,
+                       local_changes: bool = False) -> dict:
+    """The SLSA v1 predicate for a builder.BuildResult. `git_commit` is HEAD of the source tree
+    the build ran in ("" outside git: no source entry); `local_changes` marks that tree as
+    differing from the commit (annotation `localChanges: true` on the source entry and
+    `internalParameters.sourceLocalChanges`), so nobody reads the commit as the exact source."""
+    deps: list[dict] = []
     if git_commit:
-        deps.append({"uri": f"git+{source_uri}", "digest": {"gitCommit": git_commit}})
+        source: dict = {"uri": f"git+{source_uri}", "digest": {"gitCommit": git_commit}}
+        if local_changes:
+            source["annotations"] = {"localChanges": True}
+        deps.append(source)
     for pkg in build.packages:
         deps.append({"uri": pkg["urls"][0], "name": pkg["id"], "digest": {"sha256": pkg["sha256"]}})
     for dist in build.python:
@@ -34,7 +32,8 @@ def compute_provenance(build, builder_id: str, source_uri: str, git_commit: str,
         "buildDefinition": {
             "buildType": BUILD_TYPE,
             "externalParameters": {"spec": build.spec.path.name, "image": build.spec.name, "tag": build.tag},
-            "internalParameters": {"sourceDateEpoch": epoch, "lockKind": build.kind},
+            "internalParameters": {"sourceDateEpoch": epoch, "lockKind": build.kind,
+                                   **({"sourceLocalChanges": True} if local_changes else {})},
             "resolvedDependencies": deps,
         },
         "runDetails": {

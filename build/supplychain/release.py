@@ -18,9 +18,11 @@ from pathlib import Path
 from supplychain.builder import BuildResult, apply_build
 from supplychain.errors import SupplyChainError
 from supplychain.fetch import Cache
-from supplychain.provenance import compute_provenance, read_git_commit
+from supplychain.provenance import compute_provenance
 from supplychain.sbom import SBOM_MEDIA_TYPE, compute_sbom
 from supplychain.signing import BundleSigner, apply_sign_file, apply_sign_image, compute_release_manifest
+from supplychain.sourcetree import (check_clean_tree, check_wheel_from_commit, read_git_commit,
+                                    read_local_changes)
 from supplychain.spec import read_spec
 
 SOURCE_URI = "https://github.com/kubevirt-py/kubevirt-py"
@@ -33,22 +35,25 @@ class BuiltImage:
     result: BuildResult
     sbom_path: Path
     provenance_path: Path
+    local_changes: bool = False
 
 
 def apply_build_outputs(spec: Path, out: Path, tag: str, cache: Cache, wheels: list[Path], epoch: int,
                         sbom_dir: Path, vendor: str | None, builder_id: str, source_root: Path) -> BuiltImage:
     """Build one image and write `<sbom_dir>/<name>.cdx.json` (also attached as the unsigned SBOM
-    referrer) and `<out>/<name>.provenance.json` (git commit of `source_root`)."""
+    referrer) and `<out>/<name>.provenance.json` (HEAD of the source tree `source_root`, marked
+    when that tree has local changes)."""
+    commit, changed = read_git_commit(source_root), bool(read_local_changes(source_root, (Path(sbom_dir),)))
     result = apply_build(spec, out, tag, cache, wheels, epoch)
     sbom_text = compute_sbom(result, vendor or ("debian" if result.kind == "deb" else "kubevirt-py"), epoch)
     sbom_dir.mkdir(parents=True, exist_ok=True)
     sbom_path = sbom_dir / f"{result.spec.name}.cdx.json"
     sbom_path.write_text(sbom_text)
     result.layout.apply_referrer(result.descriptor, SBOM_MEDIA_TYPE, sbom_text.encode(), SBOM_MEDIA_TYPE)
-    prov = compute_provenance(result, builder_id, SOURCE_URI, read_git_commit(source_root), epoch)
+    prov = compute_provenance(result, builder_id, SOURCE_URI, commit, epoch, changed)
     prov_path = Path(out) / f"{result.spec.name}.provenance.json"
     prov_path.write_text(json.dumps(prov, indent=2, sort_keys=True))
-    return BuiltImage(result, sbom_path, prov_path)
+    return BuiltImage(result, sbom_path, prov_path, changed)
 
 
 def compute_tag_message(version: str, manifest: bytes) -> str:
@@ -73,10 +78,14 @@ def apply_release(specs: list[Path], version: str, out_dir: Path, cache: Cache, 
                   signer: BundleSigner, builder_id: str, repo: Path, signing_key: str | None,
                   git_tag: bool = True) -> dict:
     """Build, sign and tag a release into `out_dir` (`oci/` layout, `sbom/`, `release.json` and
-    its bundle). Returns the release manifest document."""
+    its bundle). Returns the release manifest document. Refuses (SupplyChainError) a checkout
+    with local changes and a wheel whose files are not the files of the commit being tagged."""
     commit = read_git_commit(repo)
     if not commit:
         raise SupplyChainError(f"{repo} is not a git checkout with a commit")
+    check_clean_tree(repo)
+    for wheel in wheels:
+        check_wheel_from_commit(repo, commit, wheel)
     layout_dir, images = out_dir / "oci", {}
     for spec in specs:
         image = read_spec(spec)
@@ -84,7 +93,8 @@ def apply_release(specs: list[Path], version: str, out_dir: Path, cache: Cache, 
         built = apply_build_outputs(spec, layout_dir, tag, cache, wheels, epoch, out_dir / "sbom", None,
                                     builder_id, repo)
         apply_sign_image(built.result.layout, tag, image.repository, signer,
-                         json.loads(built.sbom_path.read_text()), json.loads(built.provenance_path.read_text()))
+                         json.loads(built.sbom_path.read_text()), json.loads(built.provenance_path.read_text()),
+                         image.name)
         images[image.name] = {"repository": image.repository, "tag": tag, "digest": built.result.digest}
     manifest = out_dir / "release.json"
     data = compute_release_manifest(version, commit, images)

@@ -92,7 +92,7 @@ def compute_sbom(build, vendor: str, epoch: int) -> str:
         deps = [by_name[n] for n in pkg.get("requires", []) if n in by_name]
         if deps:
             bom.register_dependency(by_name[pkg["name"]], deps)
-    text = compute_with_files(JsonV1Dot6(bom).output_as_string(indent=2), build.files)
+    text = compute_with_files(JsonV1Dot6(bom).output_as_string(indent=2), build.files, build.links)
     check_sbom_schema(text)
     return text
 
@@ -108,10 +108,22 @@ def compute_file_component(path: str, sha256: str) -> dict:
             "hashes": [{"alg": "SHA-256", "content": sha256}]}
 
 
-def compute_with_files(text: str, files: tuple[tuple[str, str, str], ...]) -> str:
-    """Add every image file as a `file` component nested in the component that owns it (a
-    package, a Python distribution, or the build component for generated files)."""
-    if not files:
+SYMLINK_PROPERTY = "kubevirt-build:symlink-target"
+
+
+def compute_link_component(path: str, target: str) -> dict:
+    """A CycloneDX `file` component for a symbolic link: no hash (a link has no bytes of its
+    own), its target in the property `kubevirt-build:symlink-target`."""
+    return {"type": "file", "name": path, "bom-ref": f"file:{path}",
+            "properties": [{"name": SYMLINK_PROPERTY, "value": target}]}
+
+
+def compute_with_files(text: str, files: tuple[tuple[str, str, str], ...],
+                       links: tuple[tuple[str, str, str], ...] = ()) -> str:
+    """Add every image file (and symbolic link, with its target) as a `file` component nested in
+    the component that owns it (a package, a Python distribution, or the build component for
+    generated files)."""
+    if not files and not links:
         return text
     doc = json.loads(text)
     by_ref = {c["bom-ref"]: c for c in doc.get("components", [])}
@@ -119,6 +131,9 @@ def compute_with_files(text: str, files: tuple[tuple[str, str, str], ...]) -> st
     for path, sha, owner in files:
         parent = by_ref.get(owner, build)
         parent.setdefault("components", []).append(compute_file_component(path, sha))
+    for path, target, owner in links:
+        parent = by_ref.get(owner, build)
+        parent.setdefault("components", []).append(compute_link_component(path, target))
     if build.get("components"):
         doc.setdefault("components", []).append(build)
     return json.dumps(doc, indent=2) + "\n"

@@ -16,10 +16,10 @@ import posixpath
 import re
 
 from supplychain.errors import SupplyChainError
-from supplychain.builder import BUILD_REF, compute_files
+from supplychain.builder import BUILD_REF, compute_files, compute_links
 from supplychain.layer import FILE, LayerEntry, compute_normal_path
 from supplychain.oci import Layout
-from supplychain.sbom import SBOM_MEDIA_TYPE
+from supplychain.sbom import SBOM_MEDIA_TYPE, SYMLINK_PROPERTY
 
 DEFAULT_PYTHON_TARGET = "/opt/kubevirt-py/site-packages"
 
@@ -75,14 +75,28 @@ def check_sbom_components(sbom: dict, kind: str, locked: set[tuple[str, str, str
             raise SupplyChainError(f"component {comp.get('name')!r} ({purl or 'no purl'}) is neither a locked "
                                    f"{kind} package nor a Python package of the image")
     if listed != locked:
-        extra, missing = sorted(listed - locked), sorted(locked - listed)
         raise SupplyChainError(f"package set differs from lock target {target}: "
-                               f"not in lock {[e[0] for e in extra]}, missing {[m[0] for m in missing]}")
+                               f"{compute_package_difference(listed, locked)}")
     if pythons != image_dists:
         extra, missing = sorted(pythons - image_dists), sorted(image_dists - pythons)
         raise SupplyChainError(f"Python packages differ from the image's: not installed "
                                f"{[f'{n}=={v}' for n, v in extra]}, not listed {[f'{n}=={v}' for n, v in missing]}")
     return len(listed), len(pythons)
+
+
+def compute_package_difference(listed: set[tuple[str, ...]], locked: set[tuple[str, ...]]) -> str:
+    """Name by name: packages only in the SBOM, only in the lock, and in both with another
+    version, arch or SHA-256, e.g. "hello: SBOM and lock differ in version, arch or SHA-256"."""
+    extra = {e[0] for e in listed - locked}
+    missing = {m[0] for m in locked - listed}
+    parts = []
+    if extra - missing:
+        parts.append(f"not in the lock {sorted(extra - missing)}")
+    if missing - extra:
+        parts.append(f"not in the SBOM {sorted(missing - extra)}")
+    if extra & missing:
+        parts.append(f"version, arch or SHA-256 differ from the lock {sorted(extra & missing)}")
+    return "; ".join(parts)
 
 
 def check_unsigned_sbom(layout: Layout, digest: str, attested: dict) -> None:
@@ -100,10 +114,16 @@ def check_unsigned_sbom(layout: Layout, digest: str, attested: dict) -> None:
                                "SBOM attestation")
 
 
-def compute_sbom_files(sbom: dict) -> dict[str, str]:
-    """{"/path": sha256} of every file component nested in the SBOM's components; a path listed
-    twice, or a file component at the top level, is refused."""
+def _link_target(comp: dict) -> str | None:
+    return next((p.get("value", "") for p in comp.get("properties", []) if p.get("name") == SYMLINK_PROPERTY), None)
+
+
+def compute_sbom_files(sbom: dict, links: bool = False) -> dict[str, str]:
+    """{"/path": sha256} of every file component nested in the SBOM's components (with `links`:
+    {"/path": target} of the symbolic links instead); a path listed twice, or a file component
+    at the top level, is refused."""
     out: dict[str, str] = {}
+    seen: set[str] = set()
     for comp in sbom.get("components", []):
         if comp.get("type") == "file":
             raise SupplyChainError(f"file {comp.get('name')} is not attributed to a component")
@@ -111,10 +131,32 @@ def compute_sbom_files(sbom: dict) -> dict[str, str]:
             if sub.get("type") != "file":
                 continue
             path = sub.get("name", "")
-            if path in out:
+            if path in seen:
                 raise SupplyChainError(f"file {path} is listed twice")
-            out[path] = _sha256(sub)
+            seen.add(path)
+            target = _link_target(sub)
+            if (target is not None) == links:
+                out[path] = target if target is not None else _sha256(sub)
     return out
+
+
+def check_sbom_links(sbom: dict, view: dict[str, LayerEntry]) -> int:
+    """Every symbolic link of the image is in the SBOM with the same target, and the SBOM lists
+    no other link. Returns the number of links."""
+    listed = compute_sbom_files(sbom, links=True)
+    actual = {path: target for path, target, _ in compute_links(view, {})}
+    missing = sorted(set(actual) - set(listed))
+    if missing:
+        raise SupplyChainError(f"{len(missing)} symlinks of the image are not in the SBOM, e.g. {missing[0]} -> "
+                               f"{actual[missing[0]]}")
+    extra = sorted(set(listed) - set(actual))
+    if extra:
+        raise SupplyChainError(f"SBOM lists {len(extra)} symlinks the image does not have, e.g. {extra[0]}")
+    for path in sorted(actual):
+        if listed[path] != actual[path]:
+            raise SupplyChainError(f"symlink {path}: target in the image {actual[path]} differs from the "
+                                   f"SBOM's {listed[path]}")
+    return len(actual)
 
 
 def check_sbom_files(sbom: dict, view: dict[str, LayerEntry]) -> int:

@@ -81,6 +81,14 @@ def _signing_error(exc: BaseException) -> SupplyChainError:
 
 
 def _one_line(exc: BaseException) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and type(exc).__name__ == "ValidationError":  # pydantic: first error, no URLs
+        try:
+            first = errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "document"
+            return f"{where}: {first.get('msg', 'invalid')}"[:300]
+        except Exception:  # noqa: BLE001 - fall back to the text
+            pass
     text = str(exc).strip() or type(exc).__name__
     cause = exc.__cause__ or exc.__context__
     if cause is not None and str(cause).strip() and str(cause).strip() not in text:
@@ -101,11 +109,36 @@ def open_sigstore_signer(context: SigningContext, token: IdentityToken) -> Itera
     yield _SigstoreSigner(signer, token.identity)
 
 
+def check_attestation_subjects(digest: str, tag: str, sbom: dict | None, provenance: dict | None,
+                               name: str | None = None) -> None:
+    """The SBOM and provenance must describe the image being signed or verified: the SBOM's
+    `metadata.component.version` is `digest`; the provenance's `externalParameters.tag` is `tag`,
+    its `runDetails.metadata.invocationId` is "<image name>@<digest>" (and the image name is
+    `name` when given). SupplyChainError naming the first mismatch (a stale `sbom/<name>.cdx.json`
+    or `<layout>/<name>.provenance.json` of another build, another image's SBOM)."""
+    if sbom is not None:
+        described = sbom.get("metadata", {}).get("component", {})
+        if described.get("version") != digest or (name is not None and described.get("name") != name):
+            raise SupplyChainError(f"SBOM describes {described.get('name')}@{described.get('version')}, "
+                                   f"not the image {tag} {digest}")
+    if provenance is not None:
+        params = provenance.get("buildDefinition", {}).get("externalParameters", {})
+        invocation = provenance.get("runDetails", {}).get("metadata", {}).get("invocationId", "")
+        if str(invocation).rpartition("@")[2] != digest:
+            raise SupplyChainError(f"provenance is for {invocation or 'no image'}, not the image {tag} {digest}")
+        if name is not None and params.get("image") != name:
+            raise SupplyChainError(f"provenance is for image {params.get('image')!r}, not {name!r}")
+        if params.get("tag") != tag:
+            raise SupplyChainError(f"provenance names tag {params.get('tag')!r}, not {tag!r} ({digest})")
+
+
 def apply_sign_image(layout: Layout, tag: str, repository: str, signer: BundleSigner,
-                     sbom: dict | None, provenance: dict | None) -> list[dict]:
+                     sbom: dict | None, provenance: dict | None, name: str | None = None) -> list[dict]:
     """Sign the image tagged `tag`: the cosign-shaped signature, plus the SBOM and provenance
-    attestations when given; attach every bundle as a referrer. Returns referrer descriptors."""
+    attestations when given; attach every bundle as a referrer. Returns referrer descriptors.
+    Refuses (check_attestation_subjects) an SBOM or provenance of another image or tag."""
     desc = layout.read_tagged(tag)
+    check_attestation_subjects(desc["digest"], tag, sbom, provenance, name)
     statements = [(COSIGN_SIGN_PREDICATE, {})]
     if sbom is not None:
         statements.append((CYCLONEDX_PREDICATE, sbom))
@@ -177,9 +210,11 @@ def read_signing_context(trust_config: Path | None, staging: bool = False) -> Si
     except OSError as exc:
         raise SupplyChainError(f"trust config {trust_config}: {exc.strerror}") from None
     except Exception as exc:
-        where = f"trust config {trust_config}" if trust_config else "public-good sigstore trust root (TUF, needs network)"
-        raise SupplyChainError(f"{where}: {type(exc).__name__}: {_one_line(exc)}; "
-                               "offline, give --trust-config FILE or --key FILE") from None
+        if trust_config is not None:
+            raise SupplyChainError(f"trust config {trust_config}: not a ClientTrustConfig: {_one_line(exc)}") from None
+        raise SupplyChainError("public-good sigstore trust root (TUF, needs network): "
+                               f"{type(exc).__name__}: {_one_line(exc)}; offline, give --trust-config FILE or "
+                               "--key FILE") from None
 
 
 @contextmanager

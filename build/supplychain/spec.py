@@ -3,7 +3,7 @@
 Owns parsing and validating what an image declares (an apko-like, RUN-free description):
 
     name: control-plane
-    repository: registry.example/kubevirt-py/control-plane   # for purls and the signature subject name
+    repository: ghcr.io/kubevirt-py/control-plane   # for purls and the signature subject name
     lock: ../locks/debian-bookworm.lock.json                 # relative to this file
     target: control-plane                                    # lock target of the packages layer
     accounts:

@@ -27,13 +27,15 @@ from typing import Iterator
 from supplychain.builder import compute_resolved
 from supplychain.bundleverify import read_bundle_verifier
 from supplychain.errors import SupplyChainError
-from supplychain.layer import LayerEntry, compute_entries_from_tar, compute_normal_path
+from supplychain.layer import DIR, FILE, HARDLINK, LayerEntry, compute_entries_from_tar, compute_normal_path
 from supplychain.lockfile import compute_target_packages, read_lock
 from supplychain.oci import Layout, LayoutError
 from supplychain.sbom import check_sbom_schema
 from supplychain.sbomcheck import (DEFAULT_PYTHON_TARGET, check_sbom_components, check_sbom_files,
-                                   check_unsigned_sbom, compute_image_dists, compute_sbom_wheels)
-from supplychain.signing import BUNDLE_TYPE, COSIGN_SIGN_PREDICATE, CYCLONEDX_PREDICATE, SLSA_PREDICATE
+                                   check_sbom_links, check_unsigned_sbom, compute_image_dists,
+                                   compute_sbom_wheels)
+from supplychain.signing import (BUNDLE_TYPE, COSIGN_SIGN_PREDICATE, CYCLONEDX_PREDICATE, SLSA_PREDICATE,
+                                 check_attestation_subjects)
 from supplychain.spec import DEFAULT_FORBIDDEN, read_spec
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -106,6 +108,7 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
     digest = desc["digest"]
     yield f"ok layout: {req.tag} -> {digest}, {len(lines)} blobs match digest and size, diff_ids match"
     verifier = read_bundle_verifier(req.keys, req.trusted_root, req.identity, req.issuer)
+    release_tag = req.tag  # the tag the image was built and signed as: the manifest's when given
 
     if req.release_manifest is not None:
         data = Path(req.release_manifest).read_bytes()
@@ -117,11 +120,9 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
         except SupplyChainError as exc:
             raise SupplyChainError(f"release: {req.release_manifest.name} signature does not verify: {exc}") from None
         images = json.loads(data).get("images", {})
-        match = [n for n, i in images.items() if i.get("tag") == req.tag and i.get("digest") == digest]
-        if not match:
-            listed = sorted({i.get("digest") for i in images.values() if i.get("tag") == req.tag})
-            raise SupplyChainError(f"release: signed manifest maps {req.tag} to {listed or 'nothing'}, layout has {digest}")
-        yield f"ok release: signed release manifest maps {req.tag} ({match[0]}) to {digest}"
+        name, release_tag = compute_release_entry(images, req.tag, digest)
+        local = f" (layout tag {req.tag})" if release_tag != req.tag else ""
+        yield f"ok release: signed release manifest maps {release_tag} ({name}) to {digest}{local}"
 
     try:
         statements = _dsse_statements(layout, digest, verifier)
@@ -152,17 +153,23 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
     try:
         counts = check_sbom_components(sbom, lock["kind"], locked, image_dists, req.target)
         files = check_sbom_files(sbom, view)
+        links = check_sbom_links(sbom, view)
         check_unsigned_sbom(layout, digest, sbom)
     except SupplyChainError as exc:
         raise SupplyChainError(f"sbom: {exc}") from None
     yield (f"ok sbom: signed CycloneDX 1.6 SBOM valid, {counts[0]} {lock['kind']} packages == lock target "
-           f"{req.target}, {counts[1]} Python packages == the image's, all {files} files with SHA-256, "
+           f"{req.target}, {counts[1]} Python packages == the image's, all {files} files with SHA-256 and "
+           f"{links} symlinks with targets, "
            "unsigned SBOM referrer == attested")
 
     provs = by_type.get(SLSA_PREDICATE, [])
     if len(provs) != 1:
         raise SupplyChainError(f"provenance: expected one signed SLSA provenance, found {len(provs)}")
     pred = provs[0]["predicate"]
+    try:
+        check_attestation_subjects(digest, release_tag, None, pred)
+    except SupplyChainError as exc:
+        raise SupplyChainError(f"provenance: {exc}") from None
     builder = pred.get("runDetails", {}).get("builder", {}).get("id", "")
     if req.builder_ids and builder not in req.builder_ids:
         raise SupplyChainError(f"provenance: builder {builder!r} is not allowed")
@@ -184,6 +191,20 @@ def check_all(req: VerifyRequest) -> Iterator[str]:
         from supplychain.rebuild import check_rebuild
 
         yield check_rebuild(digest, pred, req.spec, req.cache, req.wheels)
+
+
+def compute_release_entry(images: dict[str, dict], tag: str, digest: str) -> tuple[str, str]:
+    """(image name, release tag) of the signed release manifest's entry for the image `digest`
+    that the layout holds under `tag`. A `tag` the manifest names must map to `digest` (a moved
+    tag fails); any other `tag` is a local name chosen at pull time, and the entry is the one whose
+    digest is `digest`. SupplyChainError "release: ..." when no entry matches."""
+    named = {n: i for n, i in images.items() if i.get("tag") == tag}
+    pool = named or images
+    match = [(n, str(i.get("tag"))) for n, i in sorted(pool.items()) if i.get("digest") == digest]
+    if not match:
+        listed = sorted({str(i.get("digest")) for i in named.values()})
+        raise SupplyChainError(f"release: signed manifest maps {tag} to {listed or 'nothing'}, layout has {digest}")
+    return match[0]
 
 
 def compute_view(layout: Layout, desc: dict) -> dict[str, LayerEntry]:
@@ -215,4 +236,22 @@ def _check_policy(layout: Layout, desc: dict, spec, view: dict[str, LayerEntry])
     present = [p for p in DEFAULT_FORBIDDEN if compute_resolved(view, p) is not None]
     if present:
         raise SupplyChainError(f"policy: image contains /{present[0]} (shell or package manager)")
-    yield f"ok policy: user {user} numeric non-root, entrypoint {entrypoint} executable, no shell or package manager"
+    try:
+        check_file_modes(view)
+    except SupplyChainError as exc:
+        raise SupplyChainError(f"policy: {exc}") from None
+    yield (f"ok policy: user {user} numeric non-root, entrypoint {entrypoint} executable, no shell or package "
+           "manager, no setuid/setgid or world-writable file")
+
+
+def check_file_modes(view: dict[str, LayerEntry]) -> None:
+    """No setuid or setgid file (a non-root user must not gain another identity by exec: the
+    reason distroless images carry none) and no file or directory writable by others (except
+    sticky directories such as /tmp). SupplyChainError naming the first offending path."""
+    for path, entry in sorted(view.items()):
+        if entry.kind in (FILE, HARDLINK) and entry.mode & 0o6000:
+            kind = "setuid" if entry.mode & 0o4000 else "setgid"
+            raise SupplyChainError(f"/{path} is {kind} (mode {entry.mode:04o}, owner {entry.uid}:{entry.gid})")
+        sticky_dir = entry.kind == DIR and entry.mode & 0o1000
+        if entry.kind in (FILE, HARDLINK, DIR) and entry.mode & 0o002 and not sticky_dir:
+            raise SupplyChainError(f"/{path} is writable by others (mode {entry.mode:04o})")

@@ -108,7 +108,7 @@ def test_sbom_lists_every_file_with_its_hash_and_owner(release):
                 if m.isfile():
                     files["/" + m.name] = hashlib.sha256(tar.extractfile(m).read()).hexdigest()
     listed = {f["name"]: (c["name"], f["hashes"][0]["content"]) for c in release["sbom"]["components"]
-              for f in c.get("components", [])}
+              for f in c.get("components", []) if "hashes" in f}
     assert {p: sha for p, (_, sha) in listed.items()} == files
     assert listed["/usr/bin/hello"][0] == "hello"
     assert listed["/etc/passwd"][0] == listed["/etc/group"][0] == listed["/etc/hello.conf"][0] == "kubevirt-build"
@@ -184,7 +184,7 @@ def test_sbom_that_does_not_match_the_image_is_refused(release, tmp_path):
     proc = _verify(release, layout=dst, manifest=False)
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[-1] == ("FAIL sbom: package set differs from lock target handler: "
-                                            "not in lock [], missing ['libgreet']")
+                                            "not in the SBOM ['libgreet']")
 
 
 def test_moved_tag_is_caught_by_the_signed_release_manifest(release, tmp_path):

@@ -137,3 +137,14 @@ def test_sign_failures_are_one_line(release, keyed, tmp_path, case, extra, env, 
     assert len(lines) == 1 and lines[0].startswith("kubevirt-build: "), proc.stderr
     assert fill(expected) in lines[0]
     assert EPOCH  # the environment kb gives every run
+
+
+def test_generate_key_pair_refuses_an_unencrypted_key_unless_asked(tmp_path):
+    proc = kb("generate-key-pair", "--out", str(tmp_path / "plain"), check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == ["kubevirt-build: KUBEVIRT_BUILD_KEY_PASSWORD is not set: the private key "
+                                        "would be written unencrypted (set it, or pass --no-password to accept "
+                                        "an unencrypted key)"]
+    assert not (tmp_path / "plain.key").exists() and not (tmp_path / "plain.pub").exists()
+    proc = kb("generate-key-pair", "--out", str(tmp_path / "plain"), "--no-password")
+    assert (tmp_path / "plain.key").read_text().startswith("-----BEGIN PRIVATE KEY-----")

@@ -57,7 +57,8 @@ def released(release, rpm_world, tmp_path_factory):
          "v0.1.0-forged", env={**os.environ, **env, "GNUPGHOME": str(rpm_world.gnupg)})
     return {"work": work, "repo": repo, "out": work / "out", "stdout": proc.stdout, "fpr": fpr,
             "head": _git(repo, "rev-parse", "HEAD"), "lock": release["lock"], "root": release["root"],
-            "images": images, "env": env}
+            "images": images, "env": env, "cache": release["work"] / "cache1",
+            "trust_config": release["work"] / "trust_config.json", "token": release["work"] / "token"}
 
 
 def test_release_builds_signs_and_tags_both_images(released):
@@ -128,3 +129,168 @@ def test_release_refuses_an_existing_tag_in_one_line(released):
     assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1
     assert "absent.key" in proc.stderr
     shutil.rmtree(released["work"] / "again", ignore_errors=True)
+
+
+def _clone(released, tmp_path):
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "-q", str(released["repo"]), str(clone))
+    return clone
+
+
+def _release_from(released, repo, out, *extra):
+    return kb("release", "--version", "v0.2.0", "--spec", str(released["images"] / "handler.yaml"),
+              "--out-dir", str(out), "--repo", str(repo), "--no-git-tag",
+              "--cache", str(released["cache"]), "--trust-config", str(released["trust_config"]),
+              "--identity-token", str(released["token"]), *extra, env=released["env"], check=False)
+
+
+def test_release_refuses_a_checkout_with_local_changes(released, tmp_path):
+    clone = _clone(released, tmp_path)
+    (clone / "README").write_text("changed after the commit\n")
+    proc = _release_from(released, clone, tmp_path / "out")
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stderr.splitlines() == [f"kubevirt-build: {clone} has local changes (README); "
+                                        "commit or stash them before a release"]
+    assert not (tmp_path / "out" / "release.json").exists()
+
+
+def test_release_refuses_a_wheel_not_built_from_the_commit(released, tmp_path):
+    from sc_cli import apply_tiny_wheel
+
+    clone = _clone(released, tmp_path)
+    wheel = apply_tiny_wheel(tmp_path / "greeting_helper-1.0-py3-none-any.whl")
+    proc = _release_from(released, clone, tmp_path / "out", "--wheel", str(wheel))
+    assert proc.returncode == 1, proc.stdout
+    head = _git(clone, "rev-parse", "HEAD")
+    assert proc.stderr.splitlines() == [
+        f"kubevirt-build: wheel {wheel.name}: greeting_helper.py is not in commit {head[:12]} (greeting_helper.py); "
+        "build the wheel from the clean checkout being released"]
+
+
+def test_wheel_files_are_compared_with_the_commit_through_the_hatch_package_map(released, tmp_path):
+    import zipfile
+
+    from supplychain.errors import SupplyChainError
+    from supplychain.sourcetree import check_wheel_from_commit
+
+    clone = _clone(released, tmp_path)
+    (clone / "build" / "greeting_helper").mkdir(parents=True)
+    (clone / "build" / "greeting_helper" / "__init__.py").write_text("GREETING = 'hi'\n")
+    (clone / "pyproject.toml").write_text('[tool.hatch.build.targets.wheel]\npackages = ["build/greeting_helper"]\n')
+    _git(clone, "add", "build", "pyproject.toml")
+    _git(clone, "commit", "-q", "-m", "package", env={**os.environ, **released["env"]})
+    head = _git(clone, "rev-parse", "HEAD")
+
+    def wheel(text):
+        path = tmp_path / "w.whl"
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("greeting_helper/__init__.py", text)
+            zf.writestr("greeting_helper-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n")
+        return path
+
+    assert check_wheel_from_commit(clone, head, wheel("GREETING = 'hi'\n")) == 1
+    with pytest.raises(SupplyChainError, match=r"greeting_helper/__init__.py differs from commit .* "
+                                                r"\(build/greeting_helper/__init__.py\)"):
+        check_wheel_from_commit(clone, head, wheel("GREETING = 'swapped'\n"))
+
+
+def _build_in(released, cwd, out):
+    return kb("build", "--spec", str(released["images"] / "handler.yaml"), "--out", str(out), "--tag", "t",
+              "--cache", str(released["cache"]), "--sbom-dir", str(out / "sbom"), "--builder-id", BUILDER,
+              cwd=cwd, check=False)
+
+
+def test_build_provenance_names_the_commit_of_the_tree_it_runs_in_and_marks_local_changes(released, tmp_path):
+    clone = _clone(released, tmp_path)
+    head = _git(clone, "rev-parse", "HEAD")
+    proc = _build_in(released, clone, tmp_path / "clean")
+    assert proc.returncode == 0, proc.stderr
+    prov = json.loads((tmp_path / "clean" / "handler.provenance.json").read_text())
+    source = prov["buildDefinition"]["resolvedDependencies"][0]
+    assert source == {"uri": "git+https://github.com/kubevirt-py/kubevirt-py", "digest": {"gitCommit": head}}
+    assert "sourceLocalChanges" not in prov["buildDefinition"]["internalParameters"]
+    (clone / "README").write_text("changed after the commit\n")
+    proc = _build_in(released, clone, tmp_path / "dirty")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["kubevirt-build: warning: . has local changes; the provenance marks them"]
+    prov = json.loads((tmp_path / "dirty" / "handler.provenance.json").read_text())
+    source = prov["buildDefinition"]["resolvedDependencies"][0]
+    assert source["digest"] == {"gitCommit": head} and source["annotations"] == {"localChanges": True}
+    assert prov["buildDefinition"]["internalParameters"]["sourceLocalChanges"] is True
+
+
+@pytest.mark.parametrize("sbom,tag,expected", [
+    ("control-plane", "v0.1.0-handler", "SBOM describes control-plane@{control-plane}, not the image v0.1.0-handler "
+                                        "{handler}"),
+    ("handler", "v0.1.0-control-plane", "SBOM describes handler@{handler}, not the image v0.1.0-control-plane "
+                                        "{control-plane}"),
+])
+def test_sign_refuses_an_sbom_of_another_image(released, sbom, tag, expected):
+    doc = json.loads((released["out"] / "release.json").read_text())
+    digests = {name: image["digest"] for name, image in doc["images"].items()}
+    spec = tag.removeprefix("v0.1.0-")
+    proc = kb("sign", "--layout", str(released["out"] / "oci"), "--tag", tag,
+              "--spec", str(released["images"] / f"{spec}.yaml"),
+              "--sbom", str(released["out"] / "sbom" / f"{sbom}.cdx.json"), "--key", str(KEYS / "absent.key"),
+              check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == ["kubevirt-build: " + expected.format(**digests)]
+
+
+def test_sign_refuses_a_provenance_of_another_tag(released, tmp_path):
+    layout = tmp_path / "oci"
+    shutil.copytree(released["out"] / "oci", layout)
+    from supplychain.oci import Layout
+
+    Layout(layout).apply_tag(Layout(layout).read_tagged("v0.1.0-handler"), "v0.2.0-handler")
+    proc = kb("sign", "--layout", str(layout), "--tag", "v0.2.0-handler",
+              "--spec", str(released["images"] / "handler.yaml"),
+              "--sbom", str(released["out"] / "sbom" / "handler.cdx.json"), "--key", str(KEYS / "absent.key"),
+              check=False)
+    assert proc.returncode == 1
+    digest = Layout(layout).read_tagged("v0.1.0-handler")["digest"]
+    assert proc.stderr.splitlines() == [f"kubevirt-build: provenance names tag 'v0.1.0-handler', not "
+                                        f"'v0.2.0-handler' ({digest})"]
+
+
+def test_verify_uses_the_tag_the_signed_manifest_names_for_an_image_pulled_under_another_tag(released, tmp_path):
+    """SECURITY.md pulls a release image into a layout under a local tag of the user's choice;
+    the release check finds the image by digest and the provenance is compared with the tag the
+    signed manifest names."""
+    from supplychain.oci import Layout
+
+    layout = tmp_path / "oci"
+    shutil.copytree(released["out"] / "oci", layout)
+    desc = Layout(layout).read_tagged("v0.1.0-control-plane")
+    Layout(layout).apply_tag(desc, "mine")
+    args = ["--trusted-root", str(released["root"]), "--certificate-identity", IDENTITY,
+            "--certificate-oidc-issuer", ISSUER, "--lock", str(released["lock"]), "--target", "handler",
+            "--builder-id", BUILDER, "--spec", str(released["images"] / "control-plane.yaml"),
+            "--release-manifest", str(released["out"] / "release.json")]
+    proc = kb_inprocess("verify", "--layout", str(layout), "--tag", "mine", *args)
+    assert proc.returncode == 0, proc.stdout
+    assert (f"ok release: signed release manifest maps v0.1.0-control-plane (control-plane) to {desc['digest']} "
+            "(layout tag mine)") in proc.stdout.splitlines()
+    assert proc.stdout.splitlines()[-1] == "verified"
+    # a tag the manifest names must still point at its own image (moved tag)
+    Layout(layout).apply_tag(desc, "v0.1.0-handler")
+    proc = kb_inprocess("verify", "--layout", str(layout), "--tag", "v0.1.0-handler", *args)
+    assert proc.returncode == 1
+    handler = json.loads((released["out"] / "release.json").read_text())["images"]["handler"]["digest"]
+    assert proc.stdout.splitlines()[-1] == (f"FAIL release: signed manifest maps v0.1.0-handler to ['{handler}'], "
+                                            f"layout has {desc['digest']}")
+
+
+def test_untracked_files_and_the_builds_own_sbom_are_not_local_changes(released, tmp_path):
+    from supplychain.sourcetree import read_local_changes
+
+    clone = _clone(released, tmp_path)
+    (clone / "dist").mkdir()
+    (clone / "dist" / "x.whl").write_bytes(b"w")
+    (clone / "sbom").mkdir()
+    (clone / "sbom" / "a.cdx.json").write_text("{}")
+    _git(clone, "add", "sbom")
+    _git(clone, "commit", "-q", "-m", "sbom", env={**os.environ, **released["env"]})
+    (clone / "sbom" / "a.cdx.json").write_text('{"new": 1}')
+    assert read_local_changes(clone, (clone / "sbom",)) == []
+    assert read_local_changes(clone) == ["sbom/a.cdx.json"]

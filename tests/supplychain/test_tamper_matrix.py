@@ -9,7 +9,7 @@ import pytest
 
 from sc_cli import BUILDER, IDENTITY, ISSUER, kb_inprocess
 from sc_sigstore import TestInstance, identity_token
-from supplychain.layer import FILE, LayerEntry, compute_layer
+from supplychain.layer import DIR, FILE, SYMLINK, LayerEntry, compute_layer
 from supplychain.oci import ImageConfig, Layout, compute_json
 from supplychain.sbom import SBOM_MEDIA_TYPE
 from supplychain.signing import (COSIGN_SIGN_PREDICATE, CYCLONEDX_PREDICATE, SLSA_PREDICATE, apply_attach_bundle,
@@ -192,7 +192,8 @@ def lock_checksum(c):
     pkg = next(p for p in doc["packages"] if p["name"] == "hello")
     pkg["sha256"] = "00" * 32
     c.lock.write_text(json.dumps(doc))
-    return "sbom: package set differs from lock target handler: not in lock ['hello'], missing ['hello']"
+    return ("sbom: package set differs from lock target handler: version, arch or SHA-256 differ from the lock "
+            "['hello']")
 
 
 def other_ca(c):
@@ -213,7 +214,7 @@ def foreign_bundle(c):
 def sbom_drops_package(c):
     sbom = dict(c.release["sbom"], components=[x for x in c.release["sbom"]["components"] if x["name"] != "libgreet"])
     c.resign(CYCLONEDX_PREDICATE, sbom)
-    return "sbom: package set differs from lock target handler: not in lock [], missing ['libgreet']"
+    return "sbom: package set differs from lock target handler: not in the SBOM ['libgreet']"
 
 
 def sbom_drops_python_package(c):
@@ -266,13 +267,42 @@ def provenance_drops_package(c):
     return "provenance: resolvedDependencies lack locked packages ['libgreet']"
 
 
+def provenance_other_tag(c):
+    prov = c.attested(SLSA_PREDICATE)
+    prov["buildDefinition"]["externalParameters"]["tag"] = "v0.0.9"
+    c.resign(SLSA_PREDICATE, prov)
+    return f"provenance: provenance names tag 'v0.0.9', not 'v0.1.0' ({c.digest})"
+
+
+def provenance_other_image(c):
+    prov = c.attested(SLSA_PREDICATE)
+    prov["runDetails"]["metadata"]["invocationId"] = "handler@" + OTHER
+    c.resign(SLSA_PREDICATE, prov)
+    return f"provenance: provenance is for handler@{OTHER}, not the image v0.1.0 {c.digest}"
+
+
+def sbom_drops_symlink(c):
+    _sbom_files_edited(c, lambda f: f["name"] != "/var/run")
+    return "sbom: 1 symlinks of the image are not in the SBOM, e.g. /var/run -> ../run"
+
+
+def sbom_symlink_retargeted(c):
+    def edit(f):
+        if f["name"] == "/var/run":
+            f["properties"] = [{"name": "kubevirt-build:symlink-target", "value": "/etc/shadow"}]
+        return True
+    _sbom_files_edited(c, edit)
+    return "sbom: symlink /var/run: target in the image ../run differs from the SBOM's /etc/shadow"
+
+
 CASES = [layer_byte, layer_missing, manifest_edited, manifest_rewritten, config_user_root, replaced_file, moved_tag,
          signature_swapped, sbom_attestation_swapped, provenance_swapped, unsigned_sbom_swapped,
          unsigned_sbom_removed, referrers_removed, sbom_attestation_removed, provenance_removed,
          release_manifest_changed, release_bundle_removed, lock_checksum, other_ca, other_identity, foreign_bundle,
          sbom_drops_package, sbom_drops_python_package, sbom_adds_component, sbom_file_hash_changed,
          sbom_drops_generated_file, provenance_other_builder,
-         provenance_drops_package]
+         provenance_drops_package, provenance_other_tag, provenance_other_image,
+         sbom_drops_symlink, sbom_symlink_retargeted]
 
 
 @pytest.mark.parametrize("tamper", CASES, ids=[f.__name__ for f in CASES])
@@ -301,3 +331,31 @@ def test_strict_is_the_default(release):
     assert proc.returncode == 1
     assert proc.stdout.splitlines() == ["FAIL strict: missing --release-manifest, --spec, --builder-id "
                                         "(or --no-strict to skip those checks)"]
+
+
+@pytest.mark.parametrize("entries,expected", [
+    ([LayerEntry("usr/bin/python3", FILE, 0o4755, data=b"x")], "/usr/bin/python3 is setuid (mode 4755, owner 0:0)"),
+    ([LayerEntry("usr/bin/x", FILE, 0o2755, 0, 42, data=b"x")], "/usr/bin/x is setgid (mode 2755, owner 0:42)"),
+    ([LayerEntry("etc/conf", FILE, 0o666, data=b"x")], "/etc/conf is writable by others (mode 0666)"),
+    ([LayerEntry("var/spool", DIR, 0o777)], "/var/spool is writable by others (mode 0777)"),
+    ([LayerEntry("tmp", DIR, 0o1777), LayerEntry("usr/bin/ok", FILE, 0o755, data=b"x"),
+      LayerEntry("etc/shadow-link", SYMLINK, 0o777, link="/etc/shadow")], None),
+])
+def test_file_mode_policy(entries, expected):
+    from supplychain.errors import SupplyChainError
+    from supplychain.verify import check_file_modes
+
+    view = {e.path: e for e in entries}
+    if expected is None:
+        check_file_modes(view)
+    else:
+        with pytest.raises(SupplyChainError) as info:
+            check_file_modes(view)
+        assert str(info.value) == expected
+
+
+def test_sbom_lists_symlinks_with_their_targets(release):
+    links = {f["name"]: f for c in release["sbom"]["components"] for f in c.get("components", [])
+             if f.get("properties")}
+    assert links["/var/run"] == {"type": "file", "name": "/var/run", "bom-ref": "file:/var/run",
+                                 "properties": [{"name": "kubevirt-build:symlink-target", "value": "../run"}]}
