@@ -25,6 +25,7 @@ from services.virt_controller.replicaset_controller import (
 from services.virt_controller.vm_controller import VMS, VMController
 from services.virt_controller.vmi_controller import VMIS, VMIController
 from services.virt_controller.vmi_lifecycle import DEFAULT_HEARTBEAT_TIMEOUT
+from shared.tasks import cancel_and_wait
 from shared.workers import start_workers
 from shared.api.pool import VirtualMachinePool
 from shared.api.replicaset import VirtualMachineInstanceReplicaSet
@@ -100,9 +101,7 @@ class ControllerManager:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
 
     async def run(self) -> None:
         """Start informers, then take part in leader election forever."""

@@ -35,6 +35,7 @@ from shared.errors import Conflict
 from shared.events_recorder import EventRecorder
 from shared.informer import Informer
 from shared.leader import LeaderElector
+from shared.tasks import cancel_and_wait
 from shared.workers import start_workers
 
 log = logging.getLogger(__name__)
@@ -141,9 +142,7 @@ class MigrationManager:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
 
     async def run(self) -> None:
         """Start informers, then take part in leader election until cancelled."""

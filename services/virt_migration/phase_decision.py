@@ -1,7 +1,7 @@
 """The VMIM phase machine (pure): from a VMIM, its VMI and the counts, the next action.
 
 KubeVirt's rules (``pkg/virt-controller/watch/migration/migration.go``, kubevirt-api.md §8) on
-this project's roles (/work/notes/migration-design.md):
+the roles of this project's services (docs/architecture.md, "Live migration"):
 
 - ``""`` -> ``Pending``; ``Failed`` when another non-final VMIM of the VMI was created earlier,
   or the VMI is missing, final, being deleted or not Running.
