@@ -11,7 +11,9 @@ Families:
 
 ``kubevirt.v1.handler.<node>.command`` - request/reply to the virt-handler of
   ``<node>``: ``Pause``, ``Unpause``, ``SoftReboot``, ``GuestOSInfo`` (virt-api's
-  ``pause``, ``unpause``, ``softreboot``, ``guestosinfo`` subresources). The reply is a ``CommandResult``
+  ``pause``, ``unpause``, ``softreboot``, ``guestosinfo`` subresources), ``Freeze``, ``Unfreeze``
+  (virt-api's ``freeze``/``unfreeze`` subresources and virt-snapshot), ``BackupVolumes``,
+  ``BackupStatus``, ``AbortBackup`` (virt-snapshot's copies of a running VM's disks). The reply is a ``CommandResult``
   whose ``code``/``reason``/``message`` are those of the Kubernetes Status
   virt-api should answer with (200 on success). Idempotent: pausing a paused
   VMI succeeds.
@@ -85,7 +87,64 @@ class GuestOSInfo(_Command, tag="GuestOSInfo"):
     subresource (``VirtualMachineInstanceGuestAgentInfo``). 409 when no agent is connected."""
 
 
-HandlerCommand = Union[Pause, Unpause, SoftReboot, GuestOSInfo]
+class Freeze(_Command, tag="Freeze"):
+    """Freeze the guest's filesystems through the guest agent (libvirt ``virDomainFSFreeze``).
+
+    ``unfreeze_timeout_seconds`` (> 0): the handler thaws the guest on its own that many seconds
+    after the request even if no ``Unfreeze`` comes - armed before the freeze is asked, persisted
+    in the VMI's directory so a restarted handler still honours it (KubeVirt's virt-launcher
+    ``unfreezeTimeout``). 409 when the VMI is not running, is paused or has no connected agent;
+    the agent's error (or its silence past libvirt's agent timeout) is a 500 with its message."""
+
+    unfreeze_timeout_seconds: int
+
+
+class Unfreeze(_Command, tag="Unfreeze"):
+    """Thaw the guest's filesystems (``virDomainFSThaw``) and drop the armed unfreeze timeout.
+    Idempotent: thawing a thawed guest succeeds."""
+
+
+class VolumeCopy(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One disk of a running domain to copy: the VMI volume ``volume_name`` into ``target_path``
+    (a qcow2 file the handler creates; it appears under that name only once complete, written
+    as ``<target_path>.part`` until then)."""
+
+    volume_name: str
+    target_path: str
+
+
+class BackupVolumes(_Command, tag="BackupVolumes"):
+    """Start one point-in-time copy of several disks of a running domain, atomic across them
+    (libvirt push-mode backup, ``virDomainBackupBegin``; on libvirt's test driver a stand-in
+    file copy, named as such). Idempotent by ``backup_id`` (the snapshot's uid): a second request
+    for a backup that runs or has completed answers 200 again. The reply (200) means the point
+    in time is fixed; ``body`` is ``{"creationTime": RFC 3339}``. 409 when the domain does not
+    run or another backup job runs; 422 for a volume the domain has no disk for."""
+
+    backup_id: str
+    volumes: list[VolumeCopy]
+
+
+class BackupStatus(_Command, tag="BackupStatus"):
+    """Where the backup ``backup_id`` stands. Reply ``body``: ``{"phase": "Running" |
+    "Completed" | "Failed" | "NotFound", "processedBytes": int, "totalBytes": int,
+    "message": str}``; ``NotFound`` when the handler knows no such job and its target files are
+    not complete (e.g. it restarted and the job is gone)."""
+
+    backup_id: str
+    volumes: list[VolumeCopy]
+
+
+class AbortBackup(_Command, tag="AbortBackup"):
+    """Abort the backup ``backup_id`` if it runs (``virDomainAbortJob``) and remove its partial
+    files. Idempotent."""
+
+    backup_id: str
+    volumes: list[VolumeCopy]
+
+
+HandlerCommand = Union[Pause, Unpause, SoftReboot, GuestOSInfo, Freeze, Unfreeze, BackupVolumes, BackupStatus,
+                       AbortBackup]
 
 
 class CommandResult(msgspec.Struct, tag="CommandResult", tag_field="kind", kw_only=True, omit_defaults=True):

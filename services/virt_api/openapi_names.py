@@ -20,6 +20,8 @@ MODULE_PREFIXES = {
     "shared.api.lease": "io.k8s.api.coordination.v1",
     "shared.api.pool": "io.kubevirt.pool.v1beta1",
     "shared.api.migrationpolicy": "io.kubevirt.migrations.v1alpha1",
+    "shared.api.snapshot": "io.kubevirt.snapshot.v1beta1",
+    "shared.api.storage": "io.k8s.api.core.v1",
 }
 KUBEVIRT_PREFIX = "io.kubevirt.v1"
 KUBEVIRT_META_CLASSES = {"Condition"}  # KubeVirt's own condition shape, not meta/v1's

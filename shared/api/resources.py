@@ -17,6 +17,8 @@ from shared.api.migrationpolicy import MigrationPolicy
 from shared.api.node import Node
 from shared.api.pool import VirtualMachinePool
 from shared.api.replicaset import VirtualMachineInstanceReplicaSet
+from shared.api.snapshot import VirtualMachineRestore, VirtualMachineSnapshot, VirtualMachineSnapshotContent
+from shared.api.storage import PersistentVolumeClaim
 from shared.api.vm import VirtualMachine
 from shared.api.vmi import VirtualMachineInstance
 from shared.errors import NotFound
@@ -74,7 +76,7 @@ VIRTUAL_MACHINE_INSTANCE = ResourceInfo(
     list_kind="VirtualMachineInstanceList",
     categories=("all",),
     type=VirtualMachineInstance,
-    subresources=("pause", "unpause", "console", "vnc", "softreboot", "guestosinfo"),
+    subresources=("pause", "unpause", "console", "vnc", "softreboot", "guestosinfo", "freeze", "unfreeze"),
 )
 VIRTUAL_MACHINE_INSTANCE_REPLICA_SET = ResourceInfo(
     group="kubevirt.io",
@@ -168,6 +170,59 @@ LEASE = ResourceInfo(
     subresources=(),
 )
 
+VIRTUAL_MACHINE_SNAPSHOT = ResourceInfo(
+    group="snapshot.kubevirt.io",
+    version="v1beta1",
+    kind="VirtualMachineSnapshot",
+    plural="virtualmachinesnapshots",
+    singular="virtualmachinesnapshot",
+    short_names=("vmsnapshot", "vmsnapshots"),
+    namespaced=True,
+    list_kind="VirtualMachineSnapshotList",
+    categories=("all",),
+    type=VirtualMachineSnapshot,
+    subresources=("status",),
+)
+VIRTUAL_MACHINE_SNAPSHOT_CONTENT = ResourceInfo(
+    group="snapshot.kubevirt.io",
+    version="v1beta1",
+    kind="VirtualMachineSnapshotContent",
+    plural="virtualmachinesnapshotcontents",
+    singular="virtualmachinesnapshotcontent",
+    short_names=("vmsnapshotcontent", "vmsnapshotcontents"),
+    namespaced=True,
+    list_kind="VirtualMachineSnapshotContentList",
+    categories=("all",),
+    type=VirtualMachineSnapshotContent,
+    subresources=("status",),
+)
+VIRTUAL_MACHINE_RESTORE = ResourceInfo(
+    group="snapshot.kubevirt.io",
+    version="v1beta1",
+    kind="VirtualMachineRestore",
+    plural="virtualmachinerestores",
+    singular="virtualmachinerestore",
+    short_names=("vmrestore", "vmrestores"),
+    namespaced=True,
+    list_kind="VirtualMachineRestoreList",
+    categories=("all",),
+    type=VirtualMachineRestore,
+    subresources=("status",),
+)
+PERSISTENT_VOLUME_CLAIM = ResourceInfo(
+    group="",
+    version="v1",
+    kind="PersistentVolumeClaim",
+    plural="persistentvolumeclaims",
+    singular="persistentvolumeclaim",
+    short_names=("pvc",),
+    namespaced=True,
+    list_kind="PersistentVolumeClaimList",
+    categories=(),
+    type=PersistentVolumeClaim,
+    subresources=("status",),
+)
+
 RESOURCES: tuple[ResourceInfo, ...] = (
     VIRTUAL_MACHINE,
     VIRTUAL_MACHINE_INSTANCE,
@@ -178,6 +233,10 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     KUBEVIRT,
     NODE,
     LEASE,
+    VIRTUAL_MACHINE_SNAPSHOT,
+    VIRTUAL_MACHINE_SNAPSHOT_CONTENT,
+    VIRTUAL_MACHINE_RESTORE,
+    PERSISTENT_VOLUME_CLAIM,
 )
 
 _BY_PLURAL = {(r.group, r.version, r.plural): r for r in RESOURCES}

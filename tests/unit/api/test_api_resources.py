@@ -85,6 +85,11 @@ def test_every_resource_type_decodes_a_minimal_object():
         "KubeVirt": {},
         "Node": {},
         "Lease": {},
+        "VirtualMachineSnapshot": {"source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "vm"}},
+        "VirtualMachineSnapshotContent": {"source": {}},
+        "VirtualMachineRestore": {"target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "vm"},
+                                  "virtualMachineSnapshotName": "snap"},
+        "PersistentVolumeClaim": {},
     }
     for info in RESOURCES:
         body = {"apiVersion": info.api_version, "kind": info.kind, "metadata": {"name": "x"},
