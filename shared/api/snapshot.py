@@ -108,9 +108,9 @@ class VirtualMachineSnapshotContentSpec(ApiStruct, kw_only=True):
 
 
 class ContentVolumeSnapshotStatus(ApiStruct, kw_only=True):
-    """``volumeSnapshotStatus[]`` (KubeVirt's v1beta1 VolumeSnapshotStatus, renamed here: the VM status
-    in shared.api.vm has a VolumeSnapshotStatus of its own). State of one volume's copy: ``creationTime`` once the point in time is fixed,
-    ``readyToUse`` once the copy can be restored from."""
+    """``volumeSnapshotStatus[]``, KubeVirt's v1beta1 VolumeSnapshotStatus (renamed here because
+    the VM status in shared.api.vm has a VolumeSnapshotStatus of its own): ``creationTime`` once
+    the point in time is fixed, ``readyToUse`` once the copy can be restored from."""
 
     volume_snapshot_name: str
     creation_time: str | None = None
