@@ -10,7 +10,11 @@ examples use).
 The guest: Debian's ``linux-image-*-cloud-amd64`` kernel, ``/init`` from ``guest/init.sh``
 (banner "kubevirt-py demo guest" + kernel version on the serial console, DHCP with udhcpc,
 ``qemu-ga`` on ``org.qemu.guest_agent.0``, busybox ``acpid`` powering off on the ACPI power
-button, a shell on the console). Facts: ../shared/docs/feasibility-on-this-machine.md §4.
+button, a shell on the console). Data disks: each virtio disk with a ``serial`` (KubeVirt's
+``disks[].serial``, e.g. a PVC) is mounted at ``/data/<serial>`` (formatted with busybox
+``mke2fs`` first when blank); ``qemu-ga``'s ``guest-fsfreeze-freeze`` freezes it, and its fsfreeze
+hook (``guest/fsfreeze-hook.sh``) logs ``fsfreeze-hook: freeze`` / ``thaw`` to the guest's syslog
+(``logread``). Facts: ../shared/docs/feasibility-on-this-machine.md §4.
 
 Everything is cached under ``<state>/guest-build``: packages are downloaded once and the
 outputs are rebuilt only when the inputs (package versions, files in ``guest/``) change.
@@ -221,7 +225,8 @@ def _packages_of_libraries(binary: Path) -> list[str]:
 
 def _files_digest() -> str:
     h = hashlib.sha256()
-    for name in ("init.sh", "udhcpc.script", "poweroff.sh", "profile", "os-release", "demo_guest.py"):
+    for name in ("init.sh", "udhcpc.script", "poweroff.sh", "profile", "os-release", "fsfreeze-hook.sh",
+                 "demo_guest.py"):
         h.update((GUEST_DIR / name).read_bytes())
     return h.hexdigest()
 
@@ -283,7 +288,7 @@ def apply_demo_guest_build(state_dir: Path, *, refresh: bool = False, log=None) 
     try:
         say("demo guest: assembling the initramfs")
         root = staging / "root"
-        for d in ("bin", "sbin", "dev", "proc", "sys", "run", "tmp", "mnt", "root", "etc/acpi/PWRF",
+        for d in ("bin", "sbin", "dev", "proc", "sys", "run", "tmp", "mnt", "root", "etc/acpi/PWRF", "etc/qemu",
                   "lib/modules", "var"):
             (root / d).mkdir(parents=True, exist_ok=True)
         shutil.copy2(unpacked[BUSYBOX_PACKAGE] / "bin" / "busybox", root / "bin" / "busybox")
@@ -301,7 +306,8 @@ def apply_demo_guest_build(state_dir: Path, *, refresh: bool = False, log=None) 
         (root / "etc" / "modules").write_text("".join(Path(rel).name + "\n" for rel in module_list))
         for name, target, mode in (("init.sh", "init", 0o755), ("udhcpc.script", "etc/udhcpc.script", 0o755),
                                    ("poweroff.sh", "etc/acpi/PWRF/00000080", 0o755),
-                                   ("profile", "etc/profile", 0o644), ("os-release", "etc/os-release", 0o644)):
+                                   ("profile", "etc/profile", 0o644), ("os-release", "etc/os-release", 0o644),
+                                   ("fsfreeze-hook.sh", "etc/qemu/fsfreeze-hook", 0o755)):
             shutil.copyfile(GUEST_DIR / name, root / target)
             (root / target).chmod(mode)
         (root / "etc" / "hostname").write_text("demo-guest\n")

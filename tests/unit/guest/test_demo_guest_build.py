@@ -49,6 +49,18 @@ def test_init_script_prints_the_banner_starts_the_agent_and_a_console_shell():
     assert "poweroff -f" in (demo_guest.GUEST_DIR / "poweroff.sh").read_text()
 
 
+def test_init_script_mounts_data_disks_by_serial_and_the_agent_logs_freeze_and_thaw():
+    init = (demo_guest.GUEST_DIR / "init.sh").read_text()
+    for needle in ('serial=$(cat "$blk/serial"', 'mount -t ext4 "$dev" "/data/$serial"',
+                   'cmp -s -n 65536 "$dev" /dev/zero', "mke2fs -q", "syslogd -C",
+                   "-F/etc/qemu/fsfreeze-hook"):
+        assert needle in init
+    # a disk with a serial never takes /mnt (the first ext4 disk without one keeps it)
+    assert init.index('/serial" 2>/dev/null)" ] && continue') < init.index('mount -t ext4 "$dev" /mnt')
+    hook = (demo_guest.GUEST_DIR / "fsfreeze-hook.sh").read_text()
+    assert hook.startswith("#!/bin/sh\n") and 'logger -t qemu-ga "fsfreeze-hook: $1"' in hook
+
+
 def test_import_names(tmp_path):
     files = tmp_path / "f"
     files.mkdir()
