@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from xml.etree import ElementTree
@@ -101,7 +102,13 @@ def test_blank_pvc_disk_is_formatted_mounted_at_its_serial_and_frozen_by_the_age
         assert shell.agent("guest-fsfreeze-status")["return"] == "frozen"
         assert shell.agent("guest-fsfreeze-thaw")["return"] == frozen
         assert shell.agent("guest-fsfreeze-status")["return"] == "thawed"
+        shell.run("echo 3 > /run/fsfreeze-hold")  # the next freeze waits 3 s in the hook (test facility)
+        started = time.monotonic()
+        assert shell.agent("guest-fsfreeze-freeze", timeout=30)["return"] == frozen
+        assert time.monotonic() - started >= 3
+        assert shell.agent("guest-fsfreeze-thaw")["return"] == frozen
         messages = shell.run("logread")
+        assert "fsfreeze-hook: holding the freeze for 3 s" in messages
         freeze_at = messages.find("qemu-ga: fsfreeze-hook: freeze")
         assert freeze_at >= 0, messages
         assert "qemu-ga: fsfreeze-hook: thaw" in messages[freeze_at:], messages

@@ -59,6 +59,10 @@ def test_init_script_mounts_data_disks_by_serial_and_the_agent_logs_freeze_and_t
     assert init.index('/serial" 2>/dev/null)" ] && continue') < init.index('mount -t ext4 "$dev" /mnt')
     hook = (demo_guest.GUEST_DIR / "fsfreeze-hook.sh").read_text()
     assert hook.startswith("#!/bin/sh\n") and 'logger -t qemu-ga "fsfreeze-hook: $1"' in hook
+    # logged first, then held as many seconds as /run/fsfreeze-hold says (bounded, consumed)
+    assert hook.index("logger") < hook.index('hold=$(cat /run/fsfreeze-hold)') < hook.index('sleep "$hold"')
+    assert '[ "$hold" -gt 120 ] && hold=120' in hook and "rm -f /run/fsfreeze-hold" in hook
+    assert "umount \"$m\"" in (demo_guest.GUEST_DIR / "poweroff.sh").read_text()
 
 
 def test_import_names(tmp_path):
