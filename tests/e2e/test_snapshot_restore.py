@@ -173,6 +173,7 @@ def test_3_snapshots_of_a_paused_and_of_a_stopped_vm_are_restorable(stack: SnapS
     status = stack.wait_snapshot_ready("snap-paused")["status"]
     assert {"Online", "Paused"} <= set(status["indications"]), status["indications"]
     assert not {"GuestAgent", "NoGuestAgent"} & set(status["indications"])
+    assert_unlocked(stack)  # virt-api refuses unpause while a snapshot is in progress
     stack.vctl("unpause", "vm", VM)
     wait_for(lambda: (condition(stack.vmi_of(), "Paused") or {}).get("status") != "True", 60, 0.5,
              what="VMI unpaused")
