@@ -103,7 +103,10 @@ def test_1_online_snapshot_then_restore_in_place(stack: SnapStack):
     assert status["snapshotVolumes"]["includedVolumes"] == ["data"]
     assert set(status["snapshotVolumes"]["excludedVolumes"]) == {"containerdisk", "cloudinitdisk"}
     assert condition(snap, "Ready")["status"] == "True" and condition(snap, "Progressing")["status"] == "False"
-    assert new_lines(hooks, guest.freeze_log()) == ["freeze", "thaw"]  # the agent froze, then thawed
+    # the agent froze once, then thawed (a thaw of a thawed guest is harmless and logged again: virt-snapshot
+    # repeats Unfreeze while its cache still shows fsFreezeStatus frozen)
+    lines = new_lines(hooks, guest.freeze_log())
+    assert lines[:2] == ["freeze", "thaw"] and set(lines[2:]) <= {"thaw"}, lines
     assert not (stack.vmi_of().get("status") or {}).get("fsFreezeStatus")
     assert_unlocked(stack)
 
