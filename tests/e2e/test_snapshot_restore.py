@@ -197,14 +197,16 @@ def test_4_restore_onto_the_running_vm_follows_the_target_readiness_policy(stack
     uid = stack.vmi_of()["metadata"]["uid"]
     stack.create_restore("restore-fail", "snap-online", targetReadinessPolicy="FailImmediate")
 
-    def failed():
+    def failed():  # KubeVirt writes the sentence as the conditions' reason
         restore = stack.sget(RESTORES, "restore-fail")
-        ready = condition(restore, "Ready") or {}
-        return restore if ready.get("status") == "False" and ready.get("message") == TARGET_NOT_READY else None
+        failure = condition(restore, "Failure") or {}
+        return restore if failure.get("status") == "True" and failure.get("reason") == TARGET_NOT_READY else None
 
     restore = wait_for(failed, 60, 0.5, what="FailImmediate restore failed")
     assert restore["status"].get("complete") is False
-    assert (condition(restore, "Progressing") or {}).get("status") == "False"
+    for kind in ("Ready", "Progressing"):
+        assert (condition(restore, kind)["status"], condition(restore, kind)["reason"]) == ("False", TARGET_NOT_READY)
+    assert "Operation failed" in stack.event_reasons("VirtualMachineRestore", "restore-fail")
     assert stack.vmi_of()["metadata"]["uid"] == uid and stack.vmi_of()["status"]["phase"] == "Running"
     assert stack.guest().read_data() == "at-stop"  # untouched
     stack.sdelete(RESTORES, "restore-fail")
