@@ -95,14 +95,16 @@ class SnapStack(MigStack):
             assert status.get("phase") != "Failed", f"snapshot {name} failed: {status}"
             return snap if status.get("readyToUse") is True else None
 
-        return wait_for(ready, timeout, 0.5, what=f"snapshot {name} readyToUse")
+        with self.explained((SNAPSHOTS, name)):
+            return wait_for(ready, timeout, 0.5, what=f"snapshot {name} readyToUse")
 
     def wait_restore_complete(self, name: str, timeout: float = 240) -> dict:
         def complete():
             restore = self.sget(RESTORES, name)
             return restore if ((restore or {}).get("status") or {}).get("complete") is True else None
 
-        return wait_for(complete, timeout, 0.5, what=f"restore {name} complete")
+        with self.explained((RESTORES, name)):
+            return wait_for(complete, timeout, 0.5, what=f"restore {name} complete")
 
     # -- core v1 ----------------------------------------------------------------------------------
     def create_claim(self, name: str, size: str) -> None:
@@ -128,6 +130,26 @@ class SnapStack(MigStack):
         """Reasons of the namespace's Events about object ``kind``/``name``, oldest first."""
         items = self.core.list_namespaced_event(self.namespace).items
         return [e.reason for e in items if e.involved_object.kind == kind and e.involved_object.name == name]
+
+    # -- diagnostics ------------------------------------------------------------------------------
+    def log_tail(self, process: str, lines: int = 25) -> str:
+        """The last ``lines`` lines of ``process``'s log (health checks and access lines left out)."""
+        out = []
+        for path in sorted(self.layout.logs_dir.glob(f"{process}*.log")):
+            out += [line for line in path.read_text(errors="replace").splitlines()
+                    if "/healthz" not in line and "aiohttp.access" not in line]
+        return "\n".join(out[-lines:])
+
+    @contextlib.contextmanager
+    def explained(self, *objects: tuple[str, str]) -> Iterator[None]:
+        """On an AssertionError inside, add the status of each ``(plural, name)`` snapshot-group object
+        and the tails of virt-snapshot's and virt-handler's logs to its message."""
+        try:
+            yield
+        except AssertionError as err:
+            details = [f"{plural}/{name}: {((self.sget(plural, name) or {}).get('status'))}" for plural, name in objects]
+            details += [f"--- {p} log ---\n{self.log_tail(p)}" for p in ("virt-snapshot", "virt-handler")]
+            raise AssertionError(f"{err}\n" + "\n".join(details)) from err
 
     # -- files ------------------------------------------------------------------------------------
     def copy_path(self, volume_snapshot_name: str) -> Path:

@@ -202,7 +202,8 @@ def test_4_restore_onto_the_running_vm_follows_the_target_readiness_policy(stack
         failure = condition(restore, "Failure") or {}
         return restore if failure.get("status") == "True" and failure.get("reason") == TARGET_NOT_READY else None
 
-    restore = wait_for(failed, 60, 0.5, what="FailImmediate restore failed")
+    with stack.explained((RESTORES, "restore-fail")):
+        restore = wait_for(failed, 60, 0.5, what="FailImmediate restore failed")
     assert restore["status"].get("complete") is False
     for kind in ("Ready", "Progressing"):
         assert (condition(restore, kind)["status"], condition(restore, kind)["reason"]) == ("False", TARGET_NOT_READY)
@@ -232,7 +233,8 @@ def test_5_a_freeze_that_never_answers_fails_at_the_deadline_and_the_guest_is_th
             status = snapshot_status(stack, "snap-hang")
             return status if status.get("phase") == "Failed" else None
 
-        status = wait_for(failed, 90, 0.5, what="snap-hang Failed")
+        with stack.explained((SNAPSHOTS, "snap-hang")):
+            status = wait_for(failed, 90, 0.5, what="snap-hang Failed")
         elapsed = time.monotonic() - started
         assert 15 <= elapsed <= 60, elapsed
         assert status["error"]["message"] == DEADLINE_EXCEEDED
@@ -300,7 +302,8 @@ def test_7_kill_9_of_virt_snapshot_between_freeze_and_thaw(stack: SnapStack):
     deadline_file = stack.vmi_dir(vmi["status"]["nodeName"], vmi["metadata"]["uid"]) / "freeze-deadline"
     guest.run("echo 8 > /run/fsfreeze-hold")  # the next freeze waits 8 s in the guest's hook
     stack.create_snapshot("snap-kill", failureDeadline="40s")
-    wait_for(deadline_file.exists, 60, 0.05, what=f"the handler's {deadline_file}")
+    with stack.explained((SNAPSHOTS, "snap-kill")):
+        wait_for(deadline_file.exists, 60, 0.05, what=f"the handler's {deadline_file}")
     stack.kill9("virt-snapshot")  # Freeze is under way in the guest; nobody will send Unfreeze
     thaw_at = float(deadline_file.read_text())
     try:
@@ -318,7 +321,8 @@ def test_7_kill_9_of_virt_snapshot_between_freeze_and_thaw(stack: SnapStack):
         status = snapshot_status(stack, "snap-kill")
         return status if status.get("phase") in ("Succeeded", "Failed") else None
 
-    status = wait_for(final, 120, 0.5, what="snap-kill Succeeded or Failed")
+    with stack.explained((SNAPSHOTS, "snap-kill")):
+        status = wait_for(final, 120, 0.5, what="snap-kill Succeeded or Failed")
     if status["phase"] == "Failed":
         assert status["error"]["message"] == DEADLINE_EXCEEDED
         content = status.get("virtualMachineSnapshotContentName")
