@@ -178,7 +178,8 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
     ),
     "PersistentVolumeClaim": (
         Column("Status", "string", value=_claim_status, description="Phase of the claim (Terminating when deleted)"),
-        Column("Volume", "string", ".spec.volumeName", "The binding reference to the volume backing this claim"),
+        Column("Volume", "string", value=lambda claim: str((claim.get("spec") or {}).get("volumeName") or ""),
+               description="The binding reference to the volume backing this claim"),
         Column("Capacity", "string", value=_claim_capacity, description="Actual resources of the underlying volume"),
         Column("Access Modes", "string", value=_claim_access_modes,
                description="Actual access modes the volume backing the claim has"),
