@@ -34,6 +34,7 @@ COMMAND_MODULES: list[str] = [
     "services.virtctl.image_command",
     "services.virtctl.guestosinfo_command",
     "services.virtctl.migrate_command",
+    "services.virtctl.freeze_command",
 ]
 
 
