@@ -6,10 +6,13 @@ a PVC whose ``disk.img`` is qcow2, as the local provisioner makes it. Checked: `
 ``status.fsFreezeStatus: frozen`` and the guest agent's ``guest-fsfreeze-status`` says frozen;
 ``Unfreeze`` thaws; a freeze with a 5 s unfreeze timeout is thawed after ~5 s without
 ``Unfreeze``; ``BackupVolumes`` of the running guest's claim disk makes a qcow2 copy that
-``qemu-img compare`` finds equal to the source read while the guest is paused."""
+``qemu-img compare`` finds equal to the source read while the guest is paused; a handler that
+goes away while the guest is frozen (timer lost, as after kill -9) is followed by one that
+thaws the guest at the recorded deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -164,6 +167,22 @@ async def test_freeze_thaw_timeout_and_backup_of_a_real_guest(object_store, syst
         again = await command(object_store, events.BackupVolumes(namespace=NS, name="demo", backup_id="e2e-1",
                                                                  volumes=volumes))
         assert again.ok and again.body["creationTime"] == begun.body["creationTime"]
+
+        # the handler goes away while the guest is frozen (its timer with it, as after kill -9); the
+        # next handler thaws the guest at the recorded deadline
+        started = time.monotonic()
+        assert (await command(object_store, events.Freeze(namespace=NS, name="demo",
+                                                          unfreeze_timeout_seconds=6))).ok
+        await agent.stop()
+        await asyncio.sleep(1)
+        assert await guest_freeze_status(hv) == "frozen"
+        agent = VmiAgent(object_store, hv, agent.config, bus=object_store.bus)
+        await agent.start()
+        await wait_until(lambda: _guest_thawed(hv), timeout=30, interval=0.25)
+        elapsed = time.monotonic() - started
+        assert 5.5 <= elapsed <= 13, f"thawed after {elapsed:.1f} s"
+        print(f"handler restarted while frozen (timeout 6 s): guest thawed after {elapsed:.2f} s")
+        await wait_until(lambda: _fs_freeze_status_is(object_store, None), timeout=20)
     finally:
         await agent.stop()
         try:
