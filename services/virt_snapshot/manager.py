@@ -8,7 +8,7 @@ object of every controller, so a new leader continues whatever the old one left 
 
 A controller is any object with ``queue`` (a :class:`shared.workqueue.WorkQueue`),
 ``enqueue_all()`` and ``async reconcile(key)``; one that also has
-``traced_object(key) -> (span name, object dict) | None`` gets each reconcile in a span joined to
+``traced_object(key) -> (span name, object dict, version | None) | None`` gets each reconcile in a span joined to
 that object's trace (:func:`shared.tracing.object_span`). Controllers are built in
 :meth:`SnapshotManager.build_controllers` from the shared :class:`SnapshotParts`.
 """
@@ -142,7 +142,7 @@ class SnapshotManager:
         return self.parts.snapshots.items() if self.is_leader else None
 
     def _traced(self, name: str, controller: Controller) -> Callable[[str], Awaitable[None]]:
-        traced_object: Callable[[str], tuple[str, Mapping[str, Any] | None] | None] | None = getattr(
+        traced_object: Callable[[str], tuple[str, Mapping[str, Any] | None, str | None] | None] | None = getattr(
             controller, "traced_object", None)
 
         async def reconcile(key: str) -> None:
@@ -150,8 +150,8 @@ class SnapshotManager:
             if target is None:
                 await controller.reconcile(key)
                 return
-            span_name, body = target
-            with tracing.object_span(SERVICE, span_name, body, mark_exceptions=False) as span:
+            span_name, body, version = target
+            with tracing.object_span(SERVICE, span_name, body, mark_exceptions=False, version=version) as span:
                 try:
                     await controller.reconcile(key)
                 except Conflict:
