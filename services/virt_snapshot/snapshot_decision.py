@@ -225,8 +225,9 @@ def compute_status(snapshot: VirtualMachineSnapshot, vm: VirtualMachine | None, 
                          ready_to_use=content.status.ready_to_use, error=content.status.error)
     conditions = list(status.conditions or [])
     if deadline_exceeded(replace(snapshot, status=status), now):
-        error = status.error if phase_of(snapshot) == SnapshotPhase.FAILED and status.error else SnapshotError(
-            time=stamp, message=SNAPSHOT_DEADLINE_EXCEEDED)
+        previous = snapshot.status.error if snapshot.status else None
+        error = previous if previous is not None and previous.message == SNAPSHOT_DEADLINE_EXCEEDED else \
+            SnapshotError(time=stamp, message=SNAPSHOT_DEADLINE_EXCEEDED)
         status = replace(status, phase=SnapshotPhase.FAILED, error=error)
         conditions = set_condition(conditions, SnapshotConditionType.FAILURE, "True", SNAPSHOT_DEADLINE_EXCEEDED, stamp)
         conditions = set_condition(conditions, SnapshotConditionType.PROGRESSING, "False", OPERATION_FAILED, stamp)
