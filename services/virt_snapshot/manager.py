@@ -26,6 +26,8 @@ from services.virt_snapshot.content_controller import ContentController
 from services.virt_snapshot.embedded_snapshotter import EmbeddedSnapshotter
 from services.virt_snapshot.handler_client import HandlerClient
 from services.virt_snapshot.parts import CONTENTS, PVCS, RESTORES, SNAPSHOTS, VMIS, VMS, SnapshotParts
+from services.virt_snapshot.provisioner_controller import ProvisionerController
+from services.virt_snapshot.restore_controller import RestoreController
 from services.virt_snapshot.snapshot_controller import SnapshotController
 from services.virt_snapshot.volume_snapshotter import VolumeSnapshotter
 from shared import snapshot_metrics, tracing
@@ -123,6 +125,10 @@ class SnapshotManager:
         self.content_controller = ContentController(self.parts)
         self.add_controller("snapshot", self.snapshot_controller)
         self.add_controller("content", self.content_controller)
+        self.provisioner_controller = ProvisionerController.from_parts(self.parts)
+        self.restore_controller = RestoreController.from_parts(self.parts)
+        self.add_controller("provisioner", self.provisioner_controller)
+        self.add_controller("restore", self.restore_controller)
 
     def add_controller(self, name: str, controller: Controller, workers: int | None = None) -> None:
         """Run ``controller`` with ``workers`` tasks (default: the manager's count) while leading."""

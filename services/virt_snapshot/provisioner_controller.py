@@ -85,6 +85,12 @@ class ProvisionerController:
         pvcs.add_handler(lambda old, new: self.queue.add(key_of(new if new is not None else old)))
         vmis.add_handler(self._on_vmi)
 
+    @classmethod
+    def from_parts(cls, parts: Any) -> ProvisionerController:
+        """Built on the manager's :class:`services.virt_snapshot.parts.SnapshotParts`."""
+        return cls(parts.store, parts.pvcs, parts.vmis, parts.recorder, pvc_root=parts.pvc_root,
+                   copies_dir=parts.copies_dir)
+
     def _on_vmi(self, old: VirtualMachineInstance | None, new: VirtualMachineInstance | None) -> None:
         vmi = new if new is not None else old
         namespace = vmi.metadata.namespace if vmi is not None and vmi.metadata is not None else None

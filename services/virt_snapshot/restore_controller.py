@@ -19,13 +19,14 @@ is idempotent and a new leader continues from the store:
 
 Errors of a step go to the conditions (Progressing/Ready False with the message, Warning
 ``VirtualMachineRestoreError``) and are retried with backoff. Each reconcile runs in a span of the
-restore's trace (``reconcile VirtualMachineRestore``).
+restore's trace (``reconcile VirtualMachineRestore``, opened by the manager from
+:meth:`RestoreController.traced_object`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -33,7 +34,6 @@ import msgspec
 from services.virt_snapshot import restore_decision as rd
 from services.virt_snapshot import restore_volumes as rv
 from services.virt_snapshot.restore_writes import RestoreWriter, restore_body, vm_body
-from shared import tracing
 from shared.admission.vmi_defaults import compute_stable_firmware_uuid
 from shared.api.decoding import encode_object
 from shared.api.snapshot import (
@@ -141,14 +141,25 @@ class RestoreController:
             self.queue.add(key)
 
     # -- reconcile ----------------------------------------------------------------------------
+    @classmethod
+    def from_parts(cls, parts: Any) -> RestoreController:
+        """Built on the manager's :class:`services.virt_snapshot.parts.SnapshotParts`."""
+        return cls(parts.store, restores=parts.restores, snapshots=parts.snapshots, contents=parts.contents,
+                   vms=parts.vms, vmis=parts.vmis, pvcs=parts.pvcs, recorder=parts.recorder, clock=parts.clock,
+                   claim_data_source=parts.snapshotter.claim_data_source)
+
+    def traced_object(self, key: str) -> tuple[str, Mapping[str, Any], str | None] | None:
+        """The span of a reconcile of ``key`` (the manager opens it): joined to the restore's trace."""
+        restore = self.restores.get(key)
+        return (SPAN_NAME, restore_body(restore), None) if restore is not None else None
+
     async def reconcile(self, key: str) -> None:
-        """One step of restore ``key`` inside a span of the restore's trace. Raises Conflict
-        (requeued) or a retryable SyncError after recording a step's error."""
+        """One step of restore ``key``. Raises Conflict (requeued) or a retryable SyncError after
+        recording a step's error. Run by the manager inside the span of :meth:`traced_object`."""
         restore = self.restores.get(key)
         if restore is None:
             return
-        with tracing.object_span(SERVICE, SPAN_NAME, restore_body(restore), mark_exceptions=False):
-            await self._reconcile(key, restore)
+        await self._reconcile(key, restore)
 
     def _status(self, restore: VirtualMachineRestore) -> VirtualMachineRestoreStatus:
         return restore.status or VirtualMachineRestoreStatus()
