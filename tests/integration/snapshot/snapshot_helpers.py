@@ -60,9 +60,13 @@ async def create_bound_pvc(store: ObjectStore, name: str, size: str = "8Mi") -> 
             "metadata": {"name": name, "namespace": NS},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}},
                      "storageClassName": "local", "volumeMode": "Filesystem"}}
-    created = await store.create(PVCS, body)
-    created["status"] = {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": size}}
-    return await store.update(PVCS, created, subresource="status")
+    current = await store.create(PVCS, body)
+    while True:  # the provisioner may add its finalizer between the create and this write
+        current["status"] = {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": size}}
+        try:
+            return await store.update(PVCS, current, subresource="status")
+        except Conflict:
+            current = await store.get(PVCS, NS, name)
 
 
 async def create_vm(store: ObjectStore, name: str, claims: list[str], *, container_disk: bool = True) -> dict:
