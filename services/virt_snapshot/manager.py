@@ -36,11 +36,10 @@ from shared.api.storage import PersistentVolumeClaim
 from shared.api.vm import VirtualMachine
 from shared.api.vmi import VirtualMachineInstance
 from shared.clock import Clock, SystemClock
-from shared.errors import Conflict
 from shared.events_recorder import EventRecorder
 from shared.informer import Informer
 from shared.leader import LeaderElector
-from shared.tasks import cancel_and_wait
+from shared.leader_process import LeaderElectedProcess
 from shared.workers import start_workers
 from shared.workqueue import WorkQueue
 
@@ -69,7 +68,7 @@ class ControllerEntry:
     workers: int
 
 
-class SnapshotManager:
+class SnapshotManager(LeaderElectedProcess):
     """All virt-snapshot loops over one ObjectStore.
 
     Args:
@@ -134,15 +133,6 @@ class SnapshotManager:
         """Run ``controller`` with ``workers`` tasks (default: the manager's count) while leading."""
         self.controllers.append(ControllerEntry(name, controller, workers or self.workers))
 
-    @property
-    def is_leader(self) -> bool:
-        """Whether this replica holds the lease."""
-        return self.elector.is_leader
-
-    def has_synced(self) -> bool:
-        """Whether every informer has listed once."""
-        return all(i.has_synced() for i in self.informers)
-
     def snapshot_samples(self) -> list[VirtualMachineSnapshot] | None:
         """The cached snapshots for the metrics (None while standing by)."""
         return self.parts.snapshots.items() if self.is_leader else None
@@ -157,46 +147,18 @@ class SnapshotManager:
                 await controller.reconcile(key)
                 return
             span_name, body, version = target
-            with tracing.object_span(SERVICE, span_name, body, mark_exceptions=False, version=version) as span:
-                try:
-                    await controller.reconcile(key)
-                except Conflict:
-                    span.set_attribute("kubevirt.requeued", "Conflict")
-                    raise
-                except Exception as err:
-                    tracing.mark_failed(type(err).__name__, str(err), span)
-                    raise
+            await tracing.traced_reconcile(SERVICE, span_name, body, lambda: controller.reconcile(key), version=version)
         return reconcile
 
-    async def start_informers(self, timeout: float = 30.0) -> None:
-        """Start every informer and wait until each has listed once."""
-        for informer in self.informers:
-            informer.start()
-        await asyncio.gather(*(i.wait_synced(timeout) for i in self.informers))
-
-    async def lead(self) -> None:
-        """Run the workers of every controller until cancelled (while holding the lease)."""
+    def leader_tasks(self) -> list[asyncio.Task[None]]:
+        """The workers of every controller, each queue starting from the whole cache."""
         tasks: list[asyncio.Task[None]] = []
         for entry in self.controllers:
             entry.controller.enqueue_all()
             tasks += start_workers(entry.controller.queue, self._traced(entry.name, entry.controller),
                                    entry.workers, name=entry.name)
-        log.info("%s leading virt-snapshot: %d tasks", self.identity, len(tasks))
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            await cancel_and_wait(tasks)
+        return tasks
 
-    async def run(self) -> None:
-        """Start informers, then take part in leader election until cancelled."""
-        await self.start_informers()
-        try:
-            await self.elector.run(self.lead)
-        finally:
-            await self.stop_informers()
-
-    async def stop_informers(self) -> None:
-        """Stop every informer and stop reporting metrics."""
+    def on_stop(self) -> None:
+        """Stop reporting metrics."""
         snapshot_metrics.unregister_snapshot_source(self)
-        for informer in self.informers:
-            await informer.stop()
