@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from shared.api.decoding import encode_object
-from shared.errors import AlreadyExists, Conflict, NotFound
+from shared.errors import AlreadyExists, NotFound
 from shared.events_recorder import EventRecorder
 from shared.informer import Informer
+from shared.mutating_write import mutate_and_write
 
 log = logging.getLogger(__name__)
 
@@ -54,37 +55,8 @@ class Writer:
         and status in one CAS; else metadata and spec). Returns the stored object, None when
         ``mutate`` had nothing to write or the object is gone. Raises Conflict after
         :data:`WRITE_ATTEMPTS` conflicting attempts."""
-        plural = informer.plural
-        current: T | None = obj
-        for _ in range(WRITE_ATTEMPTS):
-            assert current is not None
-            wanted = mutate(current)
-            if wanted is None:
-                return None
-            body = encode_object(wanted)
-            try:
-                if status_only:
-                    stored = await self.store.update(plural, body, subresource="status")
-                else:
-                    stored = await self.store.update(plural, body, has_status_subresource=not whole)
-            except NotFound:
-                informer.assume_deleted(current)
-                return None
-            except Conflict:
-                meta = body.get("metadata") or {}
-                try:
-                    fresh = await self.store.get(plural, meta.get("namespace"), meta.get("name") or "")
-                except NotFound:
-                    informer.assume_deleted(current)
-                    return None
-                informer.assume(fresh)
-                current = informer.decode(fresh)
-                if current is None:
-                    return None
-                continue
-            informer.assume_written(current, stored)
-            return informer.decode(stored)
-        raise Conflict(f"{plural}: still conflicting after {WRITE_ATTEMPTS} attempts")
+        return await mutate_and_write(self.store, informer, obj, mutate, status_only=status_only, whole=whole,
+                                      attempts=WRITE_ATTEMPTS)
 
     async def create(self, informer: Informer[T], obj: Any, kind: str) -> T | None:
         """Create ``obj``; an existing object of that name is read instead (idempotent)."""
