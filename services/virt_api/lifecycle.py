@@ -1,4 +1,5 @@
-"""VM and VMI lifecycle subresources: start, stop, restart, pause, unpause, softreboot.
+"""VM and VMI lifecycle subresources: start, stop, restart, pause, unpause, softreboot, freeze,
+unfreeze.
 
 KubeVirt's answers per run strategy (``kubevirt/kubevirt: pkg/virt-api/rest/lifecycle.go``):
 202 Accepted on success; 409 Conflict with KubeVirt's message otherwise (table in
@@ -35,11 +36,12 @@ from services.virt_api.subresource_rules import (
     conflict,
 )
 from services.virt_api.vm_state_change import compute_change_requests, restart_vm, start_vm, stop_vm
-from services.virt_api.vmi_commands import pause_vmi, soft_reboot_vmi, unpause_vmi
+from services.virt_api.vmi_commands import freeze_vmi, pause_vmi, soft_reboot_vmi, unfreeze_vmi, unpause_vmi
 from shared.errors import ServiceUnavailable
 
 __all__ = ["GROUP", "HANDLER_TIMEOUT", "VMIS", "VMI_NOT_RUNNING", "VMS", "compute_change_requests", "conflict",
-           "pause_vmi", "register", "restart_vm", "soft_reboot_vmi", "start_vm", "stop_vm", "unpause_vmi"]
+           "freeze_vmi", "pause_vmi", "register", "restart_vm", "soft_reboot_vmi", "start_vm", "stop_vm",
+           "unfreeze_vmi", "unpause_vmi"]
 
 
 def _options(call: Any) -> dict[str, Any]:
@@ -59,13 +61,26 @@ def _vm_handler(operation: Callable[..., Awaitable[None]]) -> Handler:
     return handle
 
 
+def _bus(call: Any) -> Any:
+    bus = getattr(call.store, "bus", None)
+    if bus is None:
+        raise ServiceUnavailable("no message bus to reach virt-handler")
+    return bus
+
+
 def _vmi_handler(operation: Callable[..., Awaitable[None]]) -> Handler:
     async def handle(call: Any) -> None:
-        bus = getattr(call.store, "bus", None)
-        if bus is None:
-            raise ServiceUnavailable("no message bus to reach virt-handler")
-        await operation(call.store, bus, call.namespace, call.name, _options(call))
+        await operation(call.store, _bus(call), call.namespace, call.name, _options(call))
     return handle
+
+
+async def _freeze(call: Any) -> None:
+    await freeze_vmi(call.store, _bus(call), call.namespace, call.name, call.body,
+                     call.request.headers.get("Content-Type"))
+
+
+async def _unfreeze(call: Any) -> None:
+    await unfreeze_vmi(call.store, _bus(call), call.namespace, call.name)
 
 
 def register(registry: Any) -> None:
@@ -76,3 +91,5 @@ def register(registry: Any) -> None:
     registry.add(VMIS, "pause", "PUT", _vmi_handler(pause_vmi))
     registry.add(VMIS, "unpause", "PUT", _vmi_handler(unpause_vmi))
     registry.add(VMIS, "softreboot", "PUT", _vmi_handler(soft_reboot_vmi))
+    registry.add(VMIS, "freeze", "PUT", _freeze)
+    registry.add(VMIS, "unfreeze", "PUT", _unfreeze)

@@ -1,7 +1,8 @@
 """Server-side printing: ``meta.k8s.io/v1`` Tables with KubeVirt's printer columns, the
 answer to ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io`` that ``kubectl get``
 sends (columns from KubeVirt's CRDs, pkg/virt-operator/resource/generate/components/crds.go;
-Node and Lease columns as kube-apiserver prints them).
+Node, Lease and PersistentVolumeClaim columns as kube-apiserver prints them,
+pkg/printers/internalversion/printers.go).
 
 As for custom resources in kube-apiserver, the first column is always ``Name``, ``date``
 columns are rendered as ages (``5m``, ``3h2m``, Kubernetes' HumanDuration) and a value the
@@ -38,6 +39,9 @@ class Column:
     description: str = ""
     priority: int = 0
     value: Callable[[dict[str, Any]], Any] | None = None
+    age: bool = False
+    """Render the (RFC 3339) value as an age whatever ``type`` says (kube-apiserver's built-in
+    printers declare their ``Age`` column a string)."""
 
     def definition(self) -> dict[str, Any]:
         """The ``columnDefinitions`` entry."""
@@ -79,6 +83,50 @@ def _node_roles(node: dict[str, Any]) -> str:
     return ",".join(roles) or "<none>"
 
 
+#: kubectl's short access-mode names, in its order (GetAccessModesAsString).
+ACCESS_MODE_NAMES = (("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"),
+                     ("ReadWriteOncePod", "RWOP"))
+BETA_STORAGE_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
+
+
+def _claim_bound_to_volume(claim: dict[str, Any]) -> bool:
+    return bool((claim.get("spec") or {}).get("volumeName"))
+
+
+def _claim_status(claim: dict[str, Any]) -> str:
+    if (claim.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    return str((claim.get("status") or {}).get("phase") or "")
+
+
+def _claim_capacity(claim: dict[str, Any]) -> str:
+    if not _claim_bound_to_volume(claim):
+        return ""
+    return str(((claim.get("status") or {}).get("capacity") or {}).get("storage") or "0")
+
+
+def _claim_access_modes(claim: dict[str, Any]) -> str:
+    if not _claim_bound_to_volume(claim):
+        return ""
+    modes = set((claim.get("status") or {}).get("accessModes") or [])
+    return ",".join(short for mode, short in ACCESS_MODE_NAMES if mode in modes)
+
+
+def _claim_class(claim: dict[str, Any]) -> str:
+    annotations = (claim.get("metadata") or {}).get("annotations") or {}
+    if BETA_STORAGE_CLASS_ANNOTATION in annotations:
+        return str(annotations[BETA_STORAGE_CLASS_ANNOTATION])
+    return str((claim.get("spec") or {}).get("storageClassName") or "")
+
+
+def _claim_spec_value(key: str) -> Callable[[dict[str, Any]], str]:
+    def value(claim: dict[str, Any]) -> str:
+        return str((claim.get("spec") or {}).get(key) or "<unset>")
+    return value
+
+
+ERROR_COLUMN = Column("Error", "string", ".status.error.message")
+
 COLUMNS: dict[str, tuple[Column, ...]] = {
     "VirtualMachine": (
         AGE,
@@ -109,6 +157,39 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("Version", "string", ".status.nodeInfo.kubeletVersion", "Kubelet version"),
     ),
     "Lease": (Column("Holder", "string", ".spec.holderIdentity", "Current holder of the lease"), AGE),
+    "VirtualMachineSnapshot": (
+        Column("SourceKind", "string", ".spec.source.kind"),
+        Column("SourceName", "string", ".spec.source.name"),
+        Column("Phase", "string", ".status.phase"),
+        Column("ReadyToUse", "boolean", ".status.readyToUse"),
+        Column("CreationTime", "date", ".status.creationTime"),
+        ERROR_COLUMN,
+    ),
+    "VirtualMachineSnapshotContent": (
+        Column("ReadyToUse", "boolean", ".status.readyToUse"),
+        Column("CreationTime", "date", ".status.creationTime"),
+        ERROR_COLUMN,
+    ),
+    "VirtualMachineRestore": (
+        Column("TargetKind", "string", ".spec.target.kind"),
+        Column("TargetName", "string", ".spec.target.name"),
+        Column("Complete", "boolean", ".status.complete"),
+        Column("RestoreTime", "date", ".status.restoreTime"),
+    ),
+    "PersistentVolumeClaim": (
+        Column("Status", "string", value=_claim_status, description="Phase of the claim (Terminating when deleted)"),
+        Column("Volume", "string", value=lambda claim: str((claim.get("spec") or {}).get("volumeName") or ""),
+               description="The binding reference to the volume backing this claim"),
+        Column("Capacity", "string", value=_claim_capacity, description="Actual resources of the underlying volume"),
+        Column("Access Modes", "string", value=_claim_access_modes,
+               description="Actual access modes the volume backing the claim has"),
+        Column("StorageClass", "string", value=_claim_class, description="StorageClass of the pvc"),
+        Column("VolumeAttributesClass", "string", value=_claim_spec_value("volumeAttributesClassName"),
+               description="VolumeAttributesClass of the pvc"),
+        Column("Age", "string", ".metadata.creationTimestamp", AGE_DESCRIPTION, age=True),
+        Column("VolumeMode", "string", value=_claim_spec_value("volumeMode"), priority=1,
+               description="What type of volume is required by the claim"),
+    ),
 }
 
 _STEP = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]|\[\?\(@\.([A-Za-z0-9_]+)==['\"]([^'\"]*)['\"]\)\]")
@@ -147,7 +228,9 @@ def _parse_time(text: str) -> datetime | None:
 
 def _cell(column: Column, obj: dict[str, Any], now: datetime) -> Any:
     value = column.value(obj) if column.value is not None else evaluate_path(obj, column.path)
-    if column.type == "date":
+    if value is None and column.type == "date" and column.path != AGE.path:
+        return None  # a CRD date column the object lacks (a snapshot's creationTime before it is set)
+    if column.type == "date" or column.age:
         created = _parse_time(value) if isinstance(value, str) else None
         if created is None:
             return "<unknown>"

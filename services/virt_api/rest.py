@@ -36,6 +36,9 @@ from shared.errors import BadRequest, Conflict, MethodNotAllowed, NotFound, Stat
 
 FIELD_VALIDATION_VALUES = ("Strict", "Warn", "Ignore")
 PROPAGATION_POLICIES = ("Orphan", "Background", "Foreground")
+#: Groups whose objects carry the trace of the operation that wrote them (KubeVirt's core objects;
+#: snapshots and restores, whose trace virt-snapshot's reconciles join).
+TRACED_GROUPS = ("kubevirt.io", "snapshot.kubevirt.io")
 #: How often a patch without a resourceVersion is retried when a concurrent write wins the CAS.
 PATCH_RETRIES = 8
 
@@ -392,8 +395,8 @@ async def _shielded(coro: Any) -> Any:
 
 
 def apply_operation_trace(info: ResourceInfo, obj: dict[str, Any], subresource: str | None = None) -> None:
-    """Record the request's trace on a KubeVirt object being written (annotations of
+    """Record the request's trace on a KubeVirt or snapshot object being written (annotations of
     :func:`shared.tracing.apply_trace_annotations`), so its reconciles join the trace. Status
     writes are a controller's, not a user operation: left alone."""
-    if info.group == "kubevirt.io" and subresource != "status":
+    if info.group in TRACED_GROUPS and subresource != "status":
         tracing.apply_trace_annotations(obj)

@@ -22,6 +22,7 @@ GROUP = "kubevirt.io"
 VM_NOT_RUNNING = "VM is not running"
 VMI_NOT_RUNNING = "VMI is not running"
 VMI_NOT_PAUSED = "VMI is not paused"
+VM_SNAPSHOT_IN_PROGRESS = "VM snapshot is in progress"
 UNDERWAY = "unable to complete request: stop/start already underway"
 MANUAL_RECOVERY = ("VM recovery required: Volume migration failed, leaving some volumes pointing to non-consistent "
                    "targets; manually set the volumes to the original ones")

@@ -5,6 +5,12 @@ they never touch a VMI's state directly but rewrite ``spec.runStrategy``/``spec.
 append ``status.stateChangeRequests`` that the VM controller carries out. The request list is
 changed only if it still is what we read (KubeVirt uses a JSON-patch ``test``); a store Conflict
 with an unchanged list is retried, a changed list is a 409. Dry-run writes nothing.
+
+A spec rewrite goes through the VM admission's snapshot/restore lock
+(:mod:`shared.admission.vm_lock_rules`) as KubeVirt's patch goes through its VM webhook: while a
+snapshot or restore holds the VM, start/stop of an ``Always``/``Halted`` VM answer KubeVirt's
+500 "Internal error occurred: admission webhook ... denied the request: Cannot update vm running
+state until snapshot ... completes" (request-list changes are status writes and pass, as there).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from services.virt_api.subresource_rules import (
     with_trace,
 )
 from shared import tracing
+from shared.admission.vm_lock_rules import compute_vm_lock_causes, lock_refusal_message
 from shared.api.vocabulary import FINAL_PHASES, ConditionStatus, Phase, RunStrategy, StateChangeAction
 from shared.errors import BadRequest, Conflict, InternalError
 
@@ -84,9 +91,12 @@ async def _patch_running(store: Any, vm: dict[str, Any], running: bool, dry_run:
     while True:
         spec = copy.deepcopy(vm.get("spec") or {})
         spec[field] = (RunStrategy.ALWAYS if running else RunStrategy.HALTED) if uses_strategy else running
+        desired = {**vm, "spec": spec, "metadata": dict(vm["metadata"])}
+        locked = compute_vm_lock_causes(desired, vm)
+        if locked:
+            raise InternalError(f"Internal error occurred: {lock_refusal_message(locked[0])}")
         if dry_run:
             return
-        desired = {**vm, "spec": spec, "metadata": dict(vm["metadata"])}
         tracing.apply_trace_annotations(desired)  # the reconciles this causes join the request's trace
         try:
             await store.update(VMS, desired)

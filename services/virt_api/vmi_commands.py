@@ -1,17 +1,23 @@
-"""VMI commands: the ``pause``, ``unpause`` and ``softreboot`` subresources.
+"""VMI commands: the ``pause``, ``unpause``, ``softreboot``, ``freeze`` and ``unfreeze``
+subresources.
 
 They need the guest: each is checked here (KubeVirt's 409/403 answers from
 ``pkg/virt-api/rest/lifecycle.go``), the VMI is stamped with the request's trace, and the command
 is sent as request/reply to the virt-handler of the VMI's node (:mod:`shared.events`), whose reply
-becomes the answer.
+becomes the answer. ``unpause`` is refused while the VM of the same name is being snapshotted
+(``status.snapshotInProgress``); ``freeze`` reads its ``unfreezeTimeout`` body
+(:mod:`services.virt_api.freeze_body`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from services.virt_api.freeze_body import compute_unfreeze_timeout_seconds
 from services.virt_api.subresource_rules import (
     GROUP,
+    VM_SNAPSHOT_IN_PROGRESS,
+    VMS,
     VM_NOT_RUNNING,
     VMI_NOT_PAUSED,
     VMI_NOT_RUNNING,
@@ -26,7 +32,7 @@ from services.virt_api.subresource_rules import (
 )
 from shared import events
 from shared.api.vocabulary import ConditionStatus, ConditionType, Phase
-from shared.errors import Forbidden
+from shared.errors import Forbidden, NotFound
 
 
 async def _vmi_for_command(store: Any, namespace: str, name: str) -> dict[str, Any]:
@@ -66,8 +72,15 @@ async def pause_vmi(store: Any, bus: Any, namespace: str, name: str, options: di
 
 
 async def unpause_vmi(store: Any, bus: Any, namespace: str, name: str, options: dict[str, Any] | None = None) -> None:
-    """PUT ``virtualmachineinstances/<name>/unpause``: 409 "VMI is not running" / "VMI is not
+    """PUT ``virtualmachineinstances/<name>/unpause``: 409 "VM snapshot is in progress" (on the
+    VM) while the VM of that name is being snapshotted, 409 "VMI is not running" / "VMI is not
     paused"; then the handler resumes the guest."""
+    try:
+        vm = await store.get(VMS, namespace, name)
+    except NotFound:
+        vm = None
+    if vm is not None and (vm.get("status") or {}).get("snapshotInProgress") is not None:
+        raise conflict("virtualmachine", name, VM_SNAPSHOT_IN_PROGRESS)
     vmi = await _vmi_for_command(store, namespace, name)
     if phase_of(vmi) != Phase.RUNNING:
         raise conflict("virtualmachineinstance", name, VMI_NOT_RUNNING)
@@ -94,3 +107,29 @@ async def soft_reboot_vmi(store: Any, bus: Any, namespace: str, name: str,
                            "VMI neither have the agent connected nor the ACPI feature enabled")
     vmi = await stamp_trace(store, VMIS, vmi)
     await _send_command(bus, vmi, _command(events.SoftReboot, vmi))
+
+
+async def freeze_vmi(store: Any, bus: Any, namespace: str, name: str, body: bytes,
+                     content_type: str | None = None) -> None:
+    """PUT ``virtualmachineinstances/<name>/freeze`` with ``{"unfreezeTimeout": "<duration>"}``:
+    404 without the VMI, 409 "VM is not running" unless Running, 400 for a missing or unreadable
+    timeout; then the handler freezes the guest's filesystems (``shared.events.Freeze``) and thaws
+    them by itself after the timeout unless ``unfreeze`` comes first."""
+    vmi = await _vmi_for_command(store, namespace, name)
+    if phase_of(vmi) != Phase.RUNNING:
+        raise conflict("virtualmachineinstance", name, VM_NOT_RUNNING)
+    seconds = compute_unfreeze_timeout_seconds(body, content_type)
+    vmi = await stamp_trace(store, VMIS, vmi)
+    meta = vmi["metadata"]
+    await _send_command(bus, vmi, events.Freeze(namespace=meta.get("namespace") or "", name=meta["name"],
+                                                uid=meta.get("uid") or "", unfreeze_timeout_seconds=seconds))
+
+
+async def unfreeze_vmi(store: Any, bus: Any, namespace: str, name: str) -> None:
+    """PUT ``virtualmachineinstances/<name>/unfreeze``: 404 without the VMI, 409 "VMI is not
+    running" unless Running; then the handler thaws the guest (``shared.events.Unfreeze``)."""
+    vmi = await _vmi_for_command(store, namespace, name)
+    if phase_of(vmi) != Phase.RUNNING:
+        raise conflict("virtualmachineinstance", name, VMI_NOT_RUNNING)
+    vmi = await stamp_trace(store, VMIS, vmi)
+    await _send_command(bus, vmi, _command(events.Unfreeze, vmi))

@@ -25,7 +25,7 @@ from services.virt_controller.replicaset_controller import (
 from services.virt_controller.vm_controller import VMS, VMController
 from services.virt_controller.vmi_controller import VMIS, VMIController
 from services.virt_controller.vmi_lifecycle import DEFAULT_HEARTBEAT_TIMEOUT
-from shared.tasks import cancel_and_wait
+from shared.leader_process import LeaderElectedProcess
 from shared.workers import start_workers
 from shared.api.pool import VirtualMachinePool
 from shared.api.replicaset import VirtualMachineInstanceReplicaSet
@@ -37,7 +37,7 @@ from shared.informer import Informer
 log = logging.getLogger(__name__)
 
 
-class ControllerManager:
+class ControllerManager(LeaderElectedProcess):
     """All virt-controller loops over one ObjectStore.
 
     Args:
@@ -75,43 +75,16 @@ class ControllerManager:
         self.controllers: list[Any] = [self.vm_controller, self.vmi_controller, self.rs_controller,
                                        self.pool_controller]
 
-    @property
-    def is_leader(self) -> bool:
-        return self.elector.is_leader
-
     def _report_vm(self, vm: VirtualMachine, event_type: str, reason: str, message: str) -> None:
         self.observer.record({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", **msgspec.to_builtins(vm)},
                              event_type, reason, message)
 
-    async def start_informers(self, timeout: float = 30.0) -> None:
-        """Start every informer and wait until each has listed once."""
-        for informer in self.informers:
-            informer.start()
-        await asyncio.gather(*(i.wait_synced(timeout) for i in self.informers))
-
-    async def lead(self) -> None:
-        """Run workers and the node monitor until cancelled (while holding the lease)."""
+    def leader_tasks(self) -> list[asyncio.Task[Any]]:
+        """Every controller's workers (each starting from its whole cache) and the node monitor."""
         tasks: list[asyncio.Task[Any]] = []
         for controller in self.controllers:
             controller.enqueue_all()
             name = type(controller).__name__
             tasks += start_workers(controller.queue, compute_traced_reconcile(controller), self.workers, name=name)
         tasks.append(asyncio.create_task(self.vmi_controller.monitor_nodes(), name="node-monitor"))
-        log.info("%s leading: %d tasks", self.identity, len(tasks))
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            await cancel_and_wait(tasks)
-
-    async def run(self) -> None:
-        """Start informers, then take part in leader election forever."""
-        await self.start_informers()
-        try:
-            await self.elector.run(self.lead)
-        finally:
-            for informer in self.informers:
-                await informer.stop()
-
-    async def stop_informers(self) -> None:
-        for informer in self.informers:
-            await informer.stop()
+        return tasks

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.sync_error import SyncError
 from shared.workers import Reconcile
 from shared import tracing
-from shared.errors import Conflict
 
 SERVICE = "virt-controller"
 #: controller attribute holding its primary objects' cache, and the kind named in the span
@@ -58,17 +56,6 @@ def compute_traced_reconcile(controller: Any) -> Reconcile:
             await controller.reconcile(key)
             return
         obj = cache.get(key)
-        with tracing.object_span(SERVICE, span_name, _span_view(obj), mark_exceptions=False,
-                                 version=version(key, obj)) as span:
-            try:
-                await controller.reconcile(key)
-            except SyncError as err:
-                tracing.mark_failed(err.reason or "SyncFailed", err.message, span)
-                raise
-            except Conflict:
-                span.set_attribute("kubevirt.requeued", "Conflict")  # a normal race: retried, not a failure
-                raise
-            except Exception as err:
-                tracing.mark_failed(type(err).__name__, str(err), span)
-                raise
+        await tracing.traced_reconcile(SERVICE, span_name, _span_view(obj), lambda: controller.reconcile(key),
+                                       version=version(key, obj))
     return reconcile

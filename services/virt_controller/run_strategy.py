@@ -10,7 +10,7 @@ in ``vm_controller.py``; this module only decides.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from services.virt_controller import phases
@@ -141,6 +141,18 @@ class RunStrategyAction:
 
 
 NOTHING = RunStrategyAction()
+
+
+def compute_restore_hold(action: RunStrategyAction, vm_status: VirtualMachineStatus | None) -> RunStrategyAction:
+    """``action`` without starting the VM while ``status.restoreInProgress`` names a restore:
+    ``create`` and ``switch_to_always`` are dropped (stopping, start requests and backoff are
+    kept), so the VM waits for virt-snapshot to rewrite its spec and clear the lock, and its next
+    reconcile starts it if its run strategy still says so. KubeVirt keeps a restored VM from
+    starting through the restore's lock and the VM admission of ``restoreInProgress``
+    (pkg/storage/admitters/vm-storage-status.go); its VM controller itself sets no condition for it."""
+    if vm_status is None or not vm_status.restore_in_progress or not (action.create or action.switch_to_always):
+        return action
+    return replace(action, create=False, switch_to_always=False)
 
 
 def _create_unless_backing_off(vm_status: VirtualMachineStatus, now: datetime) -> RunStrategyAction:

@@ -34,6 +34,7 @@ from services.virt_controller.run_strategy import (
     NOTHING,
     RunStrategyAction,
     compute_run_strategy,
+    compute_restore_hold,
     compute_run_strategy_action,
     compute_trimmed_requests,
     has_start_paused_request,
@@ -161,7 +162,7 @@ class VMController:
                              state_change_requests=compute_trimmed_requests(status.state_change_requests, vmi),
                              start_failure=compute_start_failure(status.start_failure, strategy, vmi, now))
             try:
-                action = compute_run_strategy_action(strategy, status, vmi, now)
+                action = compute_restore_hold(compute_run_strategy_action(strategy, status, vmi, now), status)
                 vm, vmi, status = await self._apply(vm, vmi, status, action, now_text)
             except SyncError as err:
                 sync_error = err

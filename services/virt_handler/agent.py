@@ -13,7 +13,8 @@
   exponential backoff;
 - the migration roles (``migration_decision``/``migration_executor``: target preparation and
   ownership take-over, the source's transfer in ``migration_runner``), decided before the sync;
-- the command server (``commands``: pause, unpause, soft reboot, guest OS info);
+- the command server (``commands``: pause, unpause, soft reboot, guest OS info, freeze/unfreeze
+  with the persisted unfreeze deadline (``freeze``), backups of running disks (``backup``));
 - the per-VMI files (``vmi_files``: ``<state_dir>/vmis/<uid>/``, ``vmi.json``, ownership: only
   domains this handler made are ever touched, so handlers sharing one libvirt leave each
   other alone).
@@ -33,9 +34,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from services.virt_handler.backup import BackupKeeper
 from services.virt_handler.commands import CommandServer
-from services.virt_handler.domain import ImageResolver
+from services.virt_handler.domain import DEFAULT_PVC_ROOT, ImageResolver
 from services.virt_handler.domain_events import DomainEventRelay, compute_key_of_domain
+from services.virt_handler.freeze import FreezeKeeper
 from services.virt_handler.hypervisor_types import HypervisorError
 from services.virt_handler.migration_decision import is_migration_in_flight
 from services.virt_handler.migration_executor import MigrationExecutor
@@ -69,7 +72,8 @@ class AgentConfig:
 
     ``domain_type``: ``test`` | ``qemu`` | ``kvm`` (see ``domain.ConversionContext``);
     ``images``: resolves containerDisk/kernelBoot images (None: image volumes fail with
-    ``ErrImagePull``); ``workers``: VMIs reconciled concurrently; intervals in seconds;
+    ``ErrImagePull``); ``pvc_root``: where claims' ``<namespace>/<claim>/disk.img`` live;
+    ``workers``: VMIs reconciled concurrently; intervals in seconds;
     ``stand_in_migration_seconds``: how long a stand-in migration (test driver) "transfers";
     ``migration_address``: where migration data to this node goes (``targetNodeAddress``).
     """
@@ -78,6 +82,7 @@ class AgentConfig:
     state_dir: Path
     domain_type: str
     images: ImageResolver | None = None
+    pvc_root: Path = DEFAULT_PVC_ROOT
     workers: int = 8
     resync_interval: float = 30.0
     shutdown_poll_interval: float = 1.0
@@ -123,7 +128,7 @@ class VmiAgent:
         self.vmis: dict[str, dict[str, Any]] = {}  # key -> latest VMI placed on this node
         self.state = SyncState()
         self.agent_connected = self.state.agent_connected  # domain name -> guest agent connected
-        self.files = VmiFiles(config.state_dir, config.domain_type, config.images)
+        self.files = VmiFiles(config.state_dir, config.domain_type, config.images, pvc_root=config.pvc_root)
         self.recorder = EventRecorder(store, "virt-handler", host=config.node_name)
         self.executor = SyncExecutor(store, hypervisor, config, self.files, self.state, self.queue,
                                      lookup=self.vmis.get,
@@ -131,8 +136,12 @@ class VmiAgent:
                                      record_event=self._record_event, clock=self.clock)
         self.migrations = MigrationExecutor(self.executor, release=self._release, enqueue=self.queue.add)
         self.executor.migrations = self.migrations
+        self.freezes = FreezeKeeper(hypervisor, self.files, changed=self.queue.add, lookup=self.vmis.get)
+        self.executor.freezes = self.freezes
+        self.backups = BackupKeeper(hypervisor, clock=self.clock)
         self.commands = CommandServer(bus, hypervisor, config.node_name, lookup=self._lookup_struct,
-                                      agent_connected=self.state.agent_connected, changed=self.queue.add)
+                                      agent_connected=self.state.agent_connected, changed=self.queue.add,
+                                      freezes=self.freezes, backups=self.backups)
         self.domain_events = DomainEventRelay(
             config.node_name, self.state, bus=bus, publish=config.publish_domain_events, enqueue=self.queue.add,
             enqueue_everything=self._enqueue_everything, clock=self.clock,
@@ -148,6 +157,7 @@ class VmiAgent:
         subscription = self.hv.events()
         self._tasks = [self.informer.start()]
         await self.informer.wait_synced()
+        await self.freezes.recover_all()  # a guest frozen before a restart is thawed at its deadline
         await self._enqueue_everything()
         self.synced.set()
         spawn = asyncio.get_running_loop().create_task
@@ -159,6 +169,8 @@ class VmiAgent:
     async def stop(self) -> None:
         """Stop all tasks; domains are left exactly as they are (a restart adopts them)."""
         await self.commands.stop()
+        await self.freezes.stop()
+        await self.backups.stop()
         await self.migrations.stop()
         await cancel_and_wait(self._tasks)
         self._tasks = []

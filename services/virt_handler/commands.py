@@ -1,7 +1,8 @@
 """virt-handler's command server: lifecycle commands for the VMIs on this node.
 
-Commands (``shared.events``: ``Pause``, ``Unpause``, ``SoftReboot``, ``GuestOSInfo``; the
-migration and freeze commands join here) arrive as requests on
+Commands (``shared.events``: ``Pause``, ``Unpause``, ``SoftReboot``, ``GuestOSInfo``, ``Freeze``,
+``Unfreeze`` (``freeze``/``freeze_decision``), ``BackupVolumes``, ``BackupStatus``, ``AbortBackup``
+(``backup``/``backup_plan``)) arrive as requests on
 ``shared.events.handler_command_subject(node)`` and are answered with a ``CommandResult``
 (the HTTP code virt-api returns). Whether a command may run is decided by pure functions,
 KubeVirt's rules (``pkg/virt-api/rest/subresource.go``, ``pkg/virt-handler/rest``):
@@ -10,7 +11,9 @@ KubeVirt's rules (``pkg/virt-api/rest/subresource.go``, ``pkg/virt-handler/rest`
 - 409 ``Conflict``: no running domain, or the VMI is not ``Running``; a soft reboot of a
   paused guest; guest OS info without a connected guest agent; libvirt refusing the
   operation in the domain's state (``OperationInvalid``);
-- 500 ``InternalError``: any other libvirt failure.
+- 422 ``Invalid``: a backup of a volume the domain has no disk for;
+- 500 ``InternalError``: any other libvirt failure (for a freeze: the guest agent's error or
+  its silence past the call timeout).
 
 After a command changed the domain the VMI is queued, so its status follows at once.
 """
@@ -24,7 +27,11 @@ from typing import Any
 import msgspec
 
 from services.virt_handler import guest_agent
+from services.virt_handler.backup import BackupKeeper
 from services.virt_handler.domain import domain_name
+from services.virt_handler.freeze import FreezeKeeper
+from services.virt_handler.freeze_decision import compute_agent_error, compute_freeze_refusal
+from services.virt_handler.migration_decision import is_migration_in_flight
 from services.virt_handler.hypervisor_types import DomainInfo, HypervisorError
 from shared import events
 from shared.api.vmi import VirtualMachineInstance
@@ -72,18 +79,22 @@ class CommandServer:
     ``bus``: ``shared.bus.Bus`` (None: no subscription; ``handle`` still works); ``hypervisor``:
     the gateway; ``lookup(key)``: the cached VMI Struct on this node (None: not here);
     ``agent_connected``: domain name -> guest agent connected; ``changed(key)``: called after
-    a command changed a VMI's domain (queues it).
+    a command changed a VMI's domain (queues it); ``freezes``: the ``freeze.FreezeKeeper``,
+    ``backups``: the ``backup.BackupKeeper`` (None: those commands answer 501).
     """
 
     def __init__(self, bus: Any, hypervisor: Any, node_name: str, *,
                  lookup: Callable[[str], VirtualMachineInstance | None], agent_connected: dict[str, bool],
-                 changed: Callable[[str], None]):
+                 changed: Callable[[str], None], freezes: FreezeKeeper | None = None,
+                 backups: BackupKeeper | None = None):
         self.bus = bus
         self.hv = hypervisor
         self.node_name = node_name
         self.lookup = lookup
         self.agent_connected = agent_connected
         self.changed = changed
+        self.freezes = freezes
+        self.backups = backups
         self._subscription: Any = None
         self._actions: dict[type, Callable[[str], Awaitable[dict[str, Any] | None]]] = {
             events.Pause: self.hv.pause, events.Unpause: self.hv.resume, events.SoftReboot: self.hv.reboot,
@@ -125,6 +136,10 @@ class CommandServer:
             return refused or events.CommandResult(code=404, reason="NotFound")
         name = domain_name(command.namespace, command.name)
         domain = await self.hv.get_domain(name)
+        if isinstance(command, (events.Freeze, events.Unfreeze)):
+            return await self._freeze_or_thaw(command, key, vmi, domain)
+        if isinstance(command, (events.BackupVolumes, events.BackupStatus, events.AbortBackup)):
+            return await self._backup(command, vmi, domain)
         refused = compute_command_refusal(command, vmi, domain, self.agent_connected.get(name, False))
         if refused is not None:
             return refused
@@ -136,6 +151,55 @@ class CommandServer:
             return events.CommandResult(body=body)
         self.changed(key)
         return events.CommandResult()
+
+    async def _freeze_or_thaw(self, command: events.Freeze | events.Unfreeze, key: str,
+                              vmi: VirtualMachineInstance, domain: DomainInfo | None) -> events.CommandResult:
+        if self.freezes is None:
+            return events.CommandResult(code=501, reason="NotImplemented", message="freeze is not served here")
+        uid = vmi.metadata.uid if vmi.metadata is not None else None
+        if not uid:
+            return events.CommandResult(code=409, reason="Conflict", message="VMI has no uid")
+        name = domain_name(command.namespace, command.name)
+        running = vmi.status is not None and vmi.status.phase == Phase.RUNNING
+        armed = self.freezes.files.read_freeze_deadline(uid) is not None
+        refused = compute_freeze_refusal(command, domain, running, self.agent_connected.get(name, False),
+                                         is_migration_in_flight(vmi), armed)
+        if refused is not None:
+            return refused
+        try:
+            if isinstance(command, events.Freeze):
+                if command.unfreeze_timeout_seconds <= 0:
+                    return events.CommandResult(code=400, reason="BadRequest",
+                                                message="Unfreeze timeout in freeze request is not set")
+                await self.freezes.freeze(key, name, uid, command.unfreeze_timeout_seconds)
+            else:
+                await self.freezes.thaw(key, name, uid)
+        except HypervisorError as err:
+            return compute_agent_error(err)
+        except OSError as err:
+            return events.CommandResult(code=500, reason="InternalError", message=f"recording the deadline: {err}")
+        finally:
+            self.changed(key)
+        return events.CommandResult()
+
+    async def _backup(self, command: events.BackupVolumes | events.BackupStatus | events.AbortBackup,
+                      vmi: VirtualMachineInstance, domain: DomainInfo | None) -> events.CommandResult:
+        if self.backups is None:
+            return events.CommandResult(code=501, reason="NotImplemented", message="backup is not served here")
+        name = domain_name(command.namespace, command.name)
+        try:
+            if isinstance(command, events.BackupStatus):
+                return await self.backups.status(command, name)
+            if isinstance(command, events.AbortBackup):
+                return await self.backups.abort(command, name)
+            refused = compute_command_refusal(command, vmi, domain, True)
+            if refused is not None:
+                return refused
+            return await self.backups.begin(command, name)
+        except HypervisorError as err:
+            return compute_command_error(err)
+        except OSError as err:
+            return events.CommandResult(code=500, reason="InternalError", message=str(err))
 
     async def _guest_os_info(self, name: str) -> dict[str, Any]:
         info: dict[str, Any] = await guest_agent.fetch_guest_agent_info(self.hv, name)

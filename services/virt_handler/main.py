@@ -23,6 +23,7 @@ import click
 
 from services.virt_handler.agent import AgentConfig, VmiAgent, describe
 from services.virt_handler.console import ConsoleServer
+from services.virt_handler.domain import DEFAULT_PVC_ROOT
 from services.virt_handler.domain_stats import DomainStatsSnapshot
 from services.virt_handler.domain_type import ACCELERATION_RECORD, decide_domain_type
 from services.virt_handler.hypervisor import Hypervisor, HypervisorError
@@ -46,7 +47,8 @@ class HandlerSettings:
     OCI image store for containerDisk/kernelBoot images (default ``<state_dir>/images``);
     ``migration_uri``: how other nodes' libvirtd reach this node's (None: computed,
     :func:`compute_migration_uri`); ``stand_in_migration_seconds``: the fixed duration of a
-    stand-in migration on the test driver.
+    stand-in migration on the test driver; ``pvc_root``: where a claim's
+    ``<namespace>/<claim>/disk.img`` lives (the local provisioner's directory).
     """
 
     nats_servers: tuple[str, ...]
@@ -63,6 +65,7 @@ class HandlerSettings:
     stats_interval: float = 10.0
     migration_uri: str | None = None
     stand_in_migration_seconds: float = 1.0
+    pvc_root: Path = DEFAULT_PVC_ROOT
 
 
 def compute_handler_settings(common: CommonSettings) -> HandlerSettings:
@@ -74,7 +77,8 @@ def compute_handler_settings(common: CommonSettings) -> HandlerSettings:
                            domain_type=p["domain_type"], heartbeat_interval=p["heartbeat_interval"],
                            workers=p["workers"], health_port=common.health_port,
                            migration_uri=p.get("migration_uri"),
-                           stand_in_migration_seconds=p.get("stand_in_migration_seconds", 1.0))
+                           stand_in_migration_seconds=p.get("stand_in_migration_seconds", 1.0),
+                           pvc_root=p.get("pvc_root") or DEFAULT_PVC_ROOT)
 
 
 def compute_migration_uri(settings: HandlerSettings) -> str:
@@ -103,7 +107,8 @@ def build_node(store: Any, hypervisor: Hypervisor, settings: HandlerSettings,
                               annotations=compute_node_annotations(settings))
     agent = VmiAgent(store, hypervisor, AgentConfig(
         node_name=settings.node_name, state_dir=settings.state_dir, domain_type=domain_type,
-        images=images, workers=settings.workers, stand_in_migration_seconds=settings.stand_in_migration_seconds),
+        images=images, pvc_root=settings.pvc_root, workers=settings.workers,
+        stand_in_migration_seconds=settings.stand_in_migration_seconds),
         bus=store.bus)
     return heartbeat, agent, ConsoleServer(store.bus, hypervisor, settings.node_name)
 
@@ -173,6 +178,8 @@ SERVICE = ServiceDefinition(
                      help="libvirt URI by which other nodes' libvirtd reach this node's for live migration "
                           "(default: from --libvirt-uri; qemu:///system becomes the system daemon's socket "
                           "through /proc/<pid>/root)."),
+        click.option("--pvc-root", type=click.Path(path_type=Path), default=DEFAULT_PVC_ROOT, show_default=True,
+                     help="Directory of PersistentVolumeClaim disks: <pvc-root>/<namespace>/<claim>/disk.img."),
         click.option("--stand-in-migration-seconds", default=1.0, show_default=True, type=float,
                      help="Duration of a STAND-IN migration on the test driver (which cannot migrate)."),
     ],

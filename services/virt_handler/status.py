@@ -101,7 +101,8 @@ def with_phase(status: dict[str, Any], phase: str, precise_now: str) -> dict[str
 
 def compute_live_status(vmi: dict[str, Any], state: str, reason: str, *, now: datetime,
                         agent_connected: bool = False, extra: dict[str, Any] | None = None,
-                        migratability: tuple[dict[str, Any], str] | None = None) -> dict[str, Any]:
+                        migratability: tuple[dict[str, Any], str] | None = None,
+                        fs_freeze_status: str | None = None) -> dict[str, Any]:
     """The VMI status for a domain that exists in ``state``/``reason``.
 
     Sets the phase (with transition timestamp), ``Ready`` (True while running; False while
@@ -110,6 +111,8 @@ def compute_live_status(vmi: dict[str, Any], state: str, reason: str, *, now: da
     guest agent is connected) and removes a failed ``Synchronized`` condition. ``extra`` is
     merged into the status (e.g. ``guestOSInfo``, ``interfaces``, ``machine``). ``migratability``:
     the ``LiveMigratable`` condition and ``migrationMethod`` (``migratability`` module) to keep.
+    ``fs_freeze_status``: ``status.fsFreezeStatus`` (``"frozen"`` while the guest's filesystems
+    are frozen; None removes the field, as KubeVirt leaves it empty when thawed).
     """
     status = dict(vmi.get("status") or {})
     stamp = format_time(now)
@@ -135,13 +138,18 @@ def compute_live_status(vmi: dict[str, Any], state: str, reason: str, *, now: da
     status["conditions"] = with_conditions(status.get("conditions"), wanted)
     if extra:
         status.update(extra)
+    if fs_freeze_status:
+        status["fsFreezeStatus"] = fs_freeze_status
+    else:
+        status.pop("fsFreezeStatus", None)
     return status
 
 
 def compute_final_status(vmi: dict[str, Any], phase: str, *, now: datetime) -> dict[str, Any]:
     """The status of a VMI whose guest is gone for good: ``phase`` Succeeded or Failed,
-    ``Ready`` False (``GuestNotRunning``), no ``Paused``/``AgentConnected``."""
+    ``Ready`` False (``GuestNotRunning``), no ``Paused``/``AgentConnected``/``fsFreezeStatus``."""
     status = with_phase(dict(vmi.get("status") or {}), phase, format_micro_time(now))
+    status.pop("fsFreezeStatus", None)
     stamp = format_time(now)
     status["conditions"] = with_conditions(status.get("conditions"), {
         ConditionType.READY: _condition(ConditionType.READY, ConditionStatus.FALSE, stamp, "GuestNotRunning",

@@ -146,6 +146,7 @@ class SyncExecutor:
         self.record_event = record_event
         self.clock = clock
         self.migrations: Any = None  # MigrationExecutor, attached by the agent (None: no migration roles)
+        self.freezes: Any = None  # freeze.FreezeKeeper, attached by the agent (None: no freeze deadlines)
 
     # -- facts and decision ------------------------------------------------------------------
     def compute_facts(self, key: str, vmi: VirtualMachineInstance | None, domain: DomainInfo | None) -> NodeFacts:
@@ -242,10 +243,20 @@ class SyncExecutor:
             self.state.guest_status[key] = (time.monotonic(), await guest_agent.fetch_guest_status(self.hv, name))
         extra = self.state.guest_status.get(key, (None, {}))[1]
         migratable = compute_migratability_status(vmi) if vmi is not None else None
+        frozen = await self._freeze_status(key, name, obj)
         await self.write_status(key, obj, lambda v: vmi_status.compute_live_status(
             v, action.state, action.reason, now=self.clock(), agent_connected=action.agent_connected, extra=extra,
-            migratability=migratability_with_time(migratable, self.clock())))
+            migratability=migratability_with_time(migratable, self.clock()), fs_freeze_status=frozen))
         return action.requeue_after
+
+    async def _freeze_status(self, key: str, name: str, obj: dict[str, Any]) -> str | None:
+        """The VMI's ``fsFreezeStatus``, after acting on its recorded unfreeze deadline (thaw when
+        past, else keep the timer armed: ``freeze.FreezeKeeper.reconcile``)."""
+        uid = (obj.get("metadata") or {}).get("uid")
+        if self.freezes is None or not uid:
+            return None
+        frozen: str | None = await self.freezes.reconcile(key, name, uid, True)
+        return frozen
 
     async def _start(self, key: str, obj: dict[str, Any], paused: bool,
                      vmi: VirtualMachineInstance | None = None) -> float | None:

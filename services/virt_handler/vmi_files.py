@@ -3,9 +3,10 @@
 Owns the directory of each VMI (overlays, ISOs, console log, NVRAM), ``vmi.json`` (the VMI as
 last started, so a restarted handler can clean up after a VMI that disappeared meanwhile),
 ``shutdown-started`` (wall-clock seconds when the stop of its domain began: the grace period
-survives a handler restart) and domain ownership: a domain is this handler's when the VMI uid
-in its metadata has a directory here (created before every define), so handlers sharing one
-libvirt never touch each other's domains.
+survives a handler restart), ``freeze-deadline`` (wall-clock seconds at which a frozen guest is
+thawed without an ``Unfreeze``: the unfreeze timeout survives a handler restart) and domain
+ownership: a domain is this handler's when the VMI uid in its metadata has a directory here
+(created before every define), so handlers sharing one libvirt never touch each other's domains.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import msgspec
 
 from services.virt_handler.domain import (
+    DEFAULT_PVC_ROOT,
     ConversionContext,
     ImageResolver,
     apply_disk_preparation,
@@ -32,14 +34,18 @@ log = logging.getLogger(__name__)
 
 VMI_RECORD = "vmi.json"
 SHUTDOWN_RECORD = "shutdown-started"
+FREEZE_RECORD = "freeze-deadline"
 
 
 class VmiFiles:
     """The per-VMI directories under ``state_dir`` (see module docstring). ``last_seen`` maps
-    a VMI uid to the VMI last seen in the store (preferred to ``vmi.json`` for cleanup)."""
+    a VMI uid to the VMI last seen in the store (preferred to ``vmi.json`` for cleanup);
+    ``pvc_root``: where claims' ``<namespace>/<claim>/disk.img`` live (``--pvc-root``)."""
 
-    def __init__(self, state_dir: Path, domain_type: str, images: ImageResolver | None = None):
+    def __init__(self, state_dir: Path, domain_type: str, images: ImageResolver | None = None, *,
+                 pvc_root: Path = DEFAULT_PVC_ROOT):
         self.state_dir = state_dir
+        self.pvc_root = pvc_root
         self.domain_type = domain_type
         self.images = images
         self.last_seen: dict[str, dict[str, Any]] = {}
@@ -54,7 +60,8 @@ class VmiFiles:
 
     def context(self, uid: str) -> ConversionContext:
         """The conversion context of the VMI ``uid`` on this node."""
-        return ConversionContext(domain_type=self.domain_type, vmi_dir=self.vmi_dir(uid), images=self.images)
+        return ConversionContext(domain_type=self.domain_type, vmi_dir=self.vmi_dir(uid), images=self.images,
+                                 pvc_root=self.pvc_root)
 
     def recorded_vmi(self, uid: str) -> dict[str, Any] | None:
         """The VMI ``uid`` as last seen, else as recorded in ``vmi.json``; None when neither."""
@@ -109,3 +116,40 @@ class VmiFiles:
         record = self.vmi_dir(uid) / SHUTDOWN_RECORD
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(repr(moment))
+
+    def read_freeze_deadline(self, uid: str) -> float | None:
+        """The recorded unfreeze deadline of the VMI ``uid`` (epoch seconds), None when none is armed."""
+        try:
+            return float((self.vmi_dir(uid) / FREEZE_RECORD).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write_freeze_deadline(self, uid: str, deadline: float) -> None:
+        """Record the unfreeze ``deadline`` atomically (temporary file, fsync, rename, fsync of
+        the directory): after a crash the record is either the old one or the new one, whole.
+        Raises OSError (e.g. the VMI's directory is gone)."""
+        directory = self.vmi_dir(uid)
+        temporary = directory / f".{FREEZE_RECORD}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, repr(deadline).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, directory / FREEZE_RECORD)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def remove_freeze_deadline(self, uid: str) -> None:
+        """Drop the recorded unfreeze deadline (absent: nothing to do)."""
+        try:
+            os.unlink(self.vmi_dir(uid) / FREEZE_RECORD)
+        except FileNotFoundError:
+            pass
+
+    def uids_with_freeze_deadline(self) -> list[str]:
+        """The VMI uids whose directory holds an unfreeze deadline (start-up recovery)."""
+        return sorted(p.parent.name for p in (self.state_dir / "vmis").glob(f"*/{FREEZE_RECORD}"))

@@ -23,9 +23,10 @@ from shared.api.decoding import encode_object
 from shared.api.migration import VirtualMachineInstanceMigration
 from shared.api.migration_vocabulary import MIGRATION_FINALIZER
 from shared.api.vmi import VirtualMachineInstance
-from shared.errors import Conflict, NotFound
+from shared.errors import NotFound
 from shared.events_recorder import EventRecorder
 from shared.informer import Informer
+from shared.mutating_write import mutate_and_write
 
 log = logging.getLogger(__name__)
 
@@ -92,37 +93,8 @@ class MigrationWriter:
         again and ``mutate`` re-applied (at most :data:`VMI_WRITE_ATTEMPTS` times, then Conflict
         is raised). Returns the stored VMI, or None when ``mutate`` had nothing to write or the
         VMI is gone."""
-        current: VirtualMachineInstance | None = vmi
-        for _ in range(VMI_WRITE_ATTEMPTS):
-            assert current is not None
-            wanted = mutate(current)
-            if wanted is None:
-                return None
-            body = encode_object(wanted)
-            try:
-                if status_only:
-                    stored = await self.store.update(VMIS, body, subresource="status")
-                else:
-                    stored = await self.store.update(VMIS, body, has_status_subresource=False)
-            except NotFound:
-                self.vmis.assume_deleted(current)
-                return None
-            except Conflict:
-                meta = current.metadata
-                try:
-                    fresh = await self.store.get(VMIS, meta.namespace if meta else None, meta.name if meta else "")
-                except NotFound:
-                    self.vmis.assume_deleted(current)
-                    return None
-                self.vmis.assume(fresh)
-                current = self.vmis.decode(fresh)
-                if current is None:
-                    return None
-                continue
-            self.vmis.assume_written(current, stored)
-            return self.vmis.decode(stored)
-        raise Conflict(f"VMI {vmi.metadata.name if vmi.metadata else ''}: still conflicting after "
-                       f"{VMI_WRITE_ATTEMPTS} attempts")
+        return await mutate_and_write(self.store, self.vmis, vmi, mutate, status_only=status_only, whole=True,
+                                      attempts=VMI_WRITE_ATTEMPTS)
 
     async def create_vmim(self, vmim: VirtualMachineInstanceMigration) -> VirtualMachineInstanceMigration | None:
         """Create ``vmim`` (generateName allowed) and assume it; returns the stored VMIM."""

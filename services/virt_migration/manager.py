@@ -31,11 +31,10 @@ from shared.api.migration_vocabulary import MigrationPhase
 from shared.api.migrationpolicy import MigrationPolicy
 from shared.api.vmi import VirtualMachineInstance
 from shared.clock import Clock, SystemClock
-from shared.errors import Conflict
 from shared.events_recorder import EventRecorder
 from shared.informer import Informer
 from shared.leader import LeaderElector
-from shared.tasks import cancel_and_wait
+from shared.leader_process import LeaderElectedProcess
 from shared.workers import start_workers
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ SERVICE = "virt-migration"
 LEASE_NAME = "virt-migration"
 
 
-class MigrationManager:
+class MigrationManager(LeaderElectedProcess):
     """All virt-migration loops over one ObjectStore.
 
     Args:
@@ -84,15 +83,6 @@ class MigrationManager:
                                                self.policy_informer, self.kubevirt_informer]
         migration_metrics.register_migration_source(self)
 
-    @property
-    def is_leader(self) -> bool:
-        """Whether this replica holds the lease."""
-        return self.elector.is_leader
-
-    def has_synced(self) -> bool:
-        """Whether every informer has listed once."""
-        return all(i.has_synced() for i in self.informers)
-
     def migration_samples(self) -> migration_metrics.MigrationSamples | None:
         """The metric values of this replica (None while standing by)."""
         if not self.is_leader:
@@ -109,51 +99,20 @@ class MigrationManager:
         return samples
 
     async def _traced_reconcile(self, key: str) -> None:
-        if not tracing.is_enabled():
-            await self.migrations.reconcile(key)
-            return
         vmim = self.vmim_informer.get(key)
-        view = as_body(vmim, "VirtualMachineInstanceMigration") if vmim is not None else None
-        with tracing.object_span(SERVICE, "reconcile VirtualMachineInstanceMigration", view,
-                                 mark_exceptions=False) as span:
-            try:
-                await self.migrations.reconcile(key)
-            except Conflict:
-                span.set_attribute("kubevirt.requeued", "Conflict")
-                raise
-            except Exception as err:
-                tracing.mark_failed(type(err).__name__, str(err), span)
-                raise
+        view = as_body(vmim, "VirtualMachineInstanceMigration") if vmim is not None and tracing.is_enabled() else None
+        await tracing.traced_reconcile(SERVICE, "reconcile VirtualMachineInstanceMigration", view,
+                                       lambda: self.migrations.reconcile(key))
 
-    async def start_informers(self, timeout: float = 30.0) -> None:
-        """Start every informer and wait until each has listed once."""
-        for informer in self.informers:
-            informer.start()
-        await asyncio.gather(*(i.wait_synced(timeout) for i in self.informers))
-
-    async def lead(self) -> None:
-        """Run the workers until cancelled (while holding the lease)."""
+    def leader_tasks(self) -> list[asyncio.Task[Any]]:
+        """The migration, orphan and evacuation workers, each queue starting from the whole cache."""
         self.migrations.enqueue_all()
         self.evacuation.enqueue_all()
         tasks = start_workers(self.migrations.queue, self._traced_reconcile, self.workers, name="migration")
         tasks += start_workers(self.migrations.orphans, self.migrations.reconcile_orphan, 1, name="migration-orphans")
         tasks += start_workers(self.evacuation.queue, self.evacuation.reconcile, 1, name="evacuation")
-        log.info("%s leading virt-migration: %d tasks", self.identity, len(tasks))
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            await cancel_and_wait(tasks)
+        return tasks
 
-    async def run(self) -> None:
-        """Start informers, then take part in leader election until cancelled."""
-        await self.start_informers()
-        try:
-            await self.elector.run(self.lead)
-        finally:
-            await self.stop_informers()
-
-    async def stop_informers(self) -> None:
-        """Stop every informer and stop reporting metrics."""
+    def on_stop(self) -> None:
+        """Stop reporting metrics."""
         migration_metrics.unregister_migration_source(self)
-        for informer in self.informers:
-            await informer.stop()

@@ -64,7 +64,8 @@ class ExtraNode:
         def argv(lay: inst.Layout) -> list[str]:
             return [sys.executable, "-m", "services.virt_handler.main", "--nats", lay.nats_url,
                     "--state-dir", str(state), "--node-name", self.name, "--libvirt-uri", uri,
-                    "--image-dir", str(lay.images_dir), "--health-port", str(self.health_port)]
+                    "--image-dir", str(lay.images_dir), "--health-port", str(self.health_port),
+                    "--pvc-root", str(lay.pvcs_dir)]
 
         def prepare(lay: inst.Layout) -> None:
             for directory in (lay.state_dir, lay.state_dir / "nodes", self.directory(lay), state, lay.images_dir):

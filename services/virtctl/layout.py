@@ -36,6 +36,12 @@ class Layout:
     bridge_health_port: int = 0
     handler_health_port: int = 0
     migration_health_port: int = 0
+    snapshot_health_port: int = 0
+
+    @property
+    def pvcs_dir(self) -> Path:
+        """Claims' files of the local provisioner: ``<pvc name>/disk.img`` under ``<namespace>/``."""
+        return self.state_dir / "pvcs"
 
     @property
     def handler_dir(self) -> Path:
@@ -108,11 +114,12 @@ def load_layout(state_dir: Path, api_port: int | None = None, *, libvirt_uri: st
     data.setdefault("node_name", os.environ.get("NODE_NAME") or socket.gethostname())
     if "migration_health_port" not in data:
         data["migration_health_port"] = _legacy_migration_port(state_dir) or pick_free_port()
-    for key in ("controller_health_port", "bridge_health_port", "handler_health_port"):
+    for key in ("controller_health_port", "bridge_health_port", "handler_health_port", "snapshot_health_port"):
         data.setdefault(key, pick_free_port())
     layout = Layout(state_dir, data["api_port"], data["nats_port"], data["nats_http_port"],
                     data["libvirt_uri"], data["node_name"], data["controller_health_port"],
-                    data["bridge_health_port"], data["handler_health_port"], data["migration_health_port"])
+                    data["bridge_health_port"], data["handler_health_port"], data["migration_health_port"],
+                    data["snapshot_health_port"])
     state_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps({k: v for k, v in asdict(layout).items() if k != "state_dir"}, indent=2) + "\n"
     if not record.exists() or record.read_text() != text:

@@ -34,6 +34,7 @@ COMMAND_MODULES: list[str] = [
     "services.virtctl.image_command",
     "services.virtctl.guestosinfo_command",
     "services.virtctl.migrate_command",
+    "services.virtctl.freeze_command",
 ]
 
 
@@ -261,7 +262,8 @@ def compute_metrics_urls(layout: inst.Layout) -> dict[str, str]:
     """Each service's ``/metrics`` URL in this installation (the health ports serve it too),
     the extra nodes' virt-handlers (``virt-handler-<node>``) included."""
     ports = {"virt-controller": "controller_health_port", "virt-migration": "migration_health_port",
-             "scheduler-bridge": "bridge_health_port", "virt-handler": "handler_health_port"}
+             "virt-snapshot": "snapshot_health_port", "scheduler-bridge": "bridge_health_port",
+             "virt-handler": "handler_health_port"}
     urls = {"virt-api": f"{layout.api_url}/metrics"}
     for name, attr in ports.items():
         port = getattr(layout, attr, 0)

@@ -1,7 +1,7 @@
 """Which processes ``virtctl up`` starts, as data: one :class:`ServiceSpec` per process.
 
 :data:`SERVICES` is started in order and stopped in reverse: nats-server, virt-api,
-virt-controller, virt-migration, scheduler-bridge, virt-handler (node = this host,
+virt-controller, virt-migration, virt-snapshot, scheduler-bridge, virt-handler (node = this host,
 ``qemu:///system`` by default). Adding a service is one entry, e.g.::
 
     python_service("virt-controller", "services.virt_controller.main")
@@ -91,7 +91,8 @@ def _api_argv(layout: Layout) -> list[str]:
 
 def _handler_args(layout: Layout) -> list[str]:
     return ["--node-name", layout.node_name, "--libvirt-uri", layout.libvirt_uri,
-            "--image-dir", str(layout.images_dir), "--health-port", str(layout.handler_health_port)]
+            "--image-dir", str(layout.images_dir), "--health-port", str(layout.handler_health_port),
+            "--pvc-root", str(layout.pvcs_dir)]
 
 
 def _prepare_handler(layout: Layout) -> None:
@@ -117,6 +118,11 @@ VIRT_CONTROLLER = python_service(
 VIRT_MIGRATION = python_service(
     "virt-migration", "services.virt_migration.main",
     extra_args=health_port_args(migration_health_port), health=healthz_probe(migration_health_port))
+VIRT_SNAPSHOT = python_service(
+    "virt-snapshot", "services.virt_snapshot.main",
+    extra_args=lambda layout: ["--storage-dir", str(layout.state_dir),
+                               *health_port_args(lambda lay: lay.snapshot_health_port)(layout)],
+    health=healthz_probe(lambda layout: layout.snapshot_health_port))
 SCHEDULER_BRIDGE = python_service(
     "scheduler-bridge", "services.scheduler_bridge.main", state_dir_arg=False,
     extra_args=health_port_args(lambda layout: layout.bridge_health_port),
@@ -126,8 +132,8 @@ VIRT_HANDLER = python_service("virt-handler", "services.virt_handler.main", extr
                               health=healthz_probe(lambda layout: layout.handler_health_port), start_timeout=60.0)
 
 #: Started in this order, stopped in reverse. One entry per process.
-SERVICES: list[ServiceSpec] = [NATS_SERVER, VIRT_API, VIRT_CONTROLLER, VIRT_MIGRATION, SCHEDULER_BRIDGE,
-                               VIRT_HANDLER]
+SERVICES: list[ServiceSpec] = [NATS_SERVER, VIRT_API, VIRT_CONTROLLER, VIRT_MIGRATION, VIRT_SNAPSHOT,
+                               SCHEDULER_BRIDGE, VIRT_HANDLER]
 
 
 def check_api_port_change(state_dir: Path, api_port: int | None) -> None:

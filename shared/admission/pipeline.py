@@ -18,12 +18,15 @@ from shared.admission.cluster import DEFAULT_CLUSTER, ClusterConfig
 from shared.admission.context import AdmissionContext, random_uuid, rfc3339_now
 from shared.admission.kubevirt_rules import admit_kubevirt
 from shared.admission.migration_rules import admit_migration, admit_migration_policy
+from shared.admission.pvc_rules import admit_pvc
+from shared.admission.restore_rules import admit_restore
 from shared.admission.set_rules import admit_pool, admit_replica_set
+from shared.admission.snapshot_rules import admit_snapshot
 from shared.admission.vm_rules import admit_vm
 from shared.admission.vmi_rules import admit_vmi
 from shared.api.decoding import FieldErrors, decode_object
 from shared.api.resources import ResourceInfo
-from shared.errors import ApiError, BadRequest, StatusCause, invalid
+from shared.errors import ApiError, BadRequest, Invalid, StatusCause, invalid
 
 FIELD_VALIDATION_MODES = ("Strict", "Warn", "Ignore")
 OPERATIONS = ("CREATE", "UPDATE")
@@ -38,6 +41,9 @@ ADMITTERS: dict[str, Admitter] = {
     "VirtualMachineInstanceMigration": admit_migration,
     "MigrationPolicy": admit_migration_policy,
     "KubeVirt": admit_kubevirt,
+    "VirtualMachineSnapshot": admit_snapshot,
+    "VirtualMachineRestore": admit_restore,
+    "PersistentVolumeClaim": admit_pvc,
 }
 """Kind-specific admitters; kinds without one (Node, Lease) are only decoded."""
 
@@ -135,4 +141,15 @@ def admit(
 
 
 def _invalid(resource: ResourceInfo, name: str | None, causes: list[StatusCause]) -> ApiError:
+    if not resource.group:
+        return core_invalid(resource.kind, name, causes)
     return invalid(resource.kind, name, causes, group=resource.group)
+
+
+def core_invalid(kind: str, name: str | None, causes: list[StatusCause]) -> ApiError:
+    """kube-apiserver's ``Invalid`` for a core-group kind: ``<Kind> "<name>" is invalid: <field>:
+    <body>`` (several errors in brackets, comma-separated; apimachinery ``errors.NewInvalid``)."""
+    parts = [f"{c.field}: {c.message}" if c.field else c.message for c in causes]
+    summary = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+    shown = f' "{name}"' if name else ""
+    return Invalid(f"{kind}{shown} is invalid: {summary}", kind=kind, name=name, causes=causes)

@@ -10,6 +10,7 @@ from typing import Any
 from shared.admission.cluster import ClusterConfig
 from shared.admission.context import AdmissionContext
 from shared.admission.fields import at, forbidden, invalid_value, not_supported, required
+from shared.admission.vm_lock_rules import compute_vm_lock_causes
 from shared.admission.vmi_rules import compute_defaulted_spec_causes
 from shared.api.vm import RUN_STRATEGIES
 from shared.errors import StatusCause
@@ -122,11 +123,14 @@ def compute_vm_template_defaults(spec: dict[str, Any], ctx: AdmissionContext) ->
 
 def admit_vm(obj: dict[str, Any], ctx: AdmissionContext) -> list[StatusCause]:
     """Validate (and on CREATE default) a VM in place; adds the ``spec.running`` deprecation
-    warning to ``ctx.warnings``."""
+    warning to ``ctx.warnings``. On UPDATE of a VM a snapshot or restore holds, the changes
+    :mod:`shared.admission.vm_lock_rules` refuses."""
     spec = obj["spec"]
     if spec.get("running") is not None:
         ctx.warnings.append(RUNNING_DEPRECATED_WARNING)
     causes = compute_vm_spec_causes(spec, "spec", ctx.cluster)
     if not causes and ctx.is_create:
         compute_vm_template_defaults(spec, ctx)
+    if not causes and not ctx.is_create and ctx.old is not None:
+        causes = compute_vm_lock_causes(obj, ctx.old)  # KubeVirt: the storage admitter after the spec rules
     return causes

@@ -23,7 +23,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -33,6 +33,9 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from shared.errors import Conflict
+from shared.sync_error import SyncError
 
 TRACE_ID_ANNOTATION = "kubevirt-py.io/trace-id"
 TRACEPARENT_ANNOTATION = "kubevirt-py.io/traceparent"
@@ -298,6 +301,32 @@ def object_span(service_name: str, name: str, obj: Mapping[str, Any] | None, *,
             name, context=parent, kind=kind, attributes=attrs, record_exception=mark_exceptions,
             set_status_on_exception=mark_exceptions) as span:
         yield span
+
+
+async def traced_reconcile(service_name: str, name: str, obj: Mapping[str, Any] | None,
+                           reconcile: Callable[[], Awaitable[None]], *, version: str | None = None) -> None:
+    """Run ``reconcile()`` inside :func:`object_span` (``name`` joined to the trace on ``obj``).
+
+    A ``shared.errors.Conflict`` is a normal race the queue retries: the span gets
+    ``kubevirt.requeued=Conflict`` and no error status. A ``shared.sync_error.SyncError`` marks
+    the span failed with its own reason; any other exception with its class name. Every
+    exception is re-raised for the worker's retry policy. Costs one flag check while tracing is off.
+    """
+    if not _state.enabled:
+        await reconcile()
+        return
+    with object_span(service_name, name, obj, mark_exceptions=False, version=version) as span:
+        try:
+            await reconcile()
+        except Conflict:
+            span.set_attribute("kubevirt.requeued", "Conflict")
+            raise
+        except SyncError as err:
+            mark_failed(err.reason or "SyncFailed", err.message, span)
+            raise
+        except Exception as err:
+            mark_failed(type(err).__name__, str(err), span)
+            raise
 
 
 def child_span(service_name: str, name: str, *, kind: SpanKind = SpanKind.INTERNAL,

@@ -9,11 +9,15 @@ from shared.api.resources import (
     LEASE,
     MIGRATION_POLICY,
     NODE,
+    PERSISTENT_VOLUME_CLAIM,
     VIRTUAL_MACHINE,
     VIRTUAL_MACHINE_INSTANCE,
     VIRTUAL_MACHINE_INSTANCE_MIGRATION,
     VIRTUAL_MACHINE_INSTANCE_REPLICA_SET,
     VIRTUAL_MACHINE_POOL,
+    VIRTUAL_MACHINE_RESTORE,
+    VIRTUAL_MACHINE_SNAPSHOT,
+    VIRTUAL_MACHINE_SNAPSHOT_CONTENT,
 )
 from shared.errors import BadRequest
 
@@ -155,3 +159,57 @@ def test_evaluate_path(path, value):
 def test_unsupported_path_raises():
     with pytest.raises(ValueError):
         evaluate_path({}, "status.phase")
+
+
+def test_snapshot_columns_as_kubevirts_crd():
+    done = obj("snap", spec={"source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "vm"}},
+               status={"phase": "Succeeded", "readyToUse": True, "creationTime": "2026-12-02T07:58:00Z"})
+    failed = obj("bad", spec={"source": {"kind": "VirtualMachine", "name": "vm"}},
+                 status={"phase": "Failed", "readyToUse": False, "error": {"message": "snapshot deadline exceeded"}})
+    table = to_table(VIRTUAL_MACHINE_SNAPSHOT, [done, failed], now=NOW)
+    assert headers(table) == [("Name", "string", 0), ("SourceKind", "string", 0), ("SourceName", "string", 0),
+                              ("Phase", "string", 0), ("ReadyToUse", "boolean", 0), ("CreationTime", "date", 0),
+                              ("Error", "string", 0)]
+    assert [r["cells"] for r in table["rows"]] == [
+        ["snap", "VirtualMachine", "vm", "Succeeded", True, "2m", None],
+        ["bad", "VirtualMachine", "vm", "Failed", False, None, "snapshot deadline exceeded"],
+    ]
+
+
+def test_content_and_restore_columns_as_kubevirts_crds():
+    content = obj("content", status={"readyToUse": True, "creationTime": "2026-12-02T07:00:00Z"})
+    table = to_table(VIRTUAL_MACHINE_SNAPSHOT_CONTENT, [content], now=NOW)
+    assert headers(table) == [("Name", "string", 0), ("ReadyToUse", "boolean", 0), ("CreationTime", "date", 0),
+                              ("Error", "string", 0)]
+    assert table["rows"][0]["cells"] == ["content", True, "60m", None]
+    restore = obj("r", spec={"target": {"kind": "VirtualMachine", "name": "vm"}},
+                  status={"complete": True, "restoreTime": "2026-12-02T07:59:30Z"})
+    table = to_table(VIRTUAL_MACHINE_RESTORE, [restore, obj("new", spec={"target": {"kind": "VirtualMachine",
+                                                                                    "name": "vm2"}})], now=NOW)
+    assert headers(table) == [("Name", "string", 0), ("TargetKind", "string", 0), ("TargetName", "string", 0),
+                              ("Complete", "boolean", 0), ("RestoreTime", "date", 0)]
+    assert [r["cells"] for r in table["rows"]] == [["r", "VirtualMachine", "vm", True, "30s"],
+                                                   ["new", "VirtualMachine", "vm2", None, None]]
+
+
+def test_pvc_columns_as_kubectl_prints_them():
+    bound = obj("data", spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                              "volumeName": "pvc-u1", "storageClassName": "local", "volumeMode": "Filesystem"},
+                status={"phase": "Bound", "capacity": {"storage": "1Gi"},
+                        "accessModes": ["ReadWriteMany", "ReadWriteOnce"]})
+    pending = obj("new", spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}},
+                  status={"phase": "Pending"})
+    going = obj("old", spec={"volumeName": "pvc-u2", "volumeAttributesClassName": "gold"},
+                status={"phase": "Bound", "capacity": {"storage": "5Gi"}, "accessModes": ["ReadOnlyMany"]})
+    going["metadata"]["deletionTimestamp"] = CREATED
+    going["metadata"]["annotations"] = {"volume.beta.kubernetes.io/storage-class": "legacy"}
+    table = to_table(PERSISTENT_VOLUME_CLAIM, [bound, pending, going], now=NOW)
+    assert headers(table) == [("Name", "string", 0), ("Status", "string", 0), ("Volume", "string", 0),
+                              ("Capacity", "string", 0), ("Access Modes", "string", 0), ("StorageClass", "string", 0),
+                              ("VolumeAttributesClass", "string", 0), ("Age", "string", 0),
+                              ("VolumeMode", "string", 1)]
+    assert [r["cells"] for r in table["rows"]] == [
+        ["data", "Bound", "pvc-u1", "1Gi", "RWO,RWX", "local", "<unset>", "5m", "Filesystem"],
+        ["new", "Pending", "", "", "", "", "<unset>", "5m", "<unset>"],
+        ["old", "Terminating", "pvc-u2", "5Gi", "ROX", "legacy", "gold", "5m", "<unset>"],
+    ]

@@ -9,7 +9,8 @@ Rules (KubeVirt, ``../shared/docs/kubevirt-api.md`` §7 "Disks"):
 containerDisk -> qcow2 overlay in the VMI dir over the image's disk; ephemeral PVC -> qcow2
 overlay over the PVC's ``disk.img``; emptyDisk -> sparse qcow2 of the capacity;
 hostDisk -> raw file at the path (created sparse for DiskOrCreate); PVC / DataVolume ->
-``<pvc-root>/<namespace>/<claim>/disk.img`` raw; cloud-init -> raw ISO in the VMI dir.
+``<pvc-root>/<namespace>/<claim>/disk.img`` in the format its first bytes say (the local
+provisioner makes qcow2; KubeVirt's own PVC disks are raw); cloud-init -> raw ISO in the VMI dir.
 """
 
 from __future__ import annotations
@@ -105,6 +106,15 @@ def _pvc(ctx: ConversionContext, vmi: dict, claim: str, field_path: str) -> Path
     return path
 
 
+def pvc_disk_format(path: Path) -> str:
+    """``"qcow2"`` when the claim's ``disk.img`` starts with the qcow2 magic, else ``"raw"``
+    (also when it does not exist: the test driver needs no host file)."""
+    try:
+        return detect_disk_format(path)
+    except OSError:
+        return "raw"
+
+
 def compute_volume_plans(vmi: dict, ctx: ConversionContext) -> list[VolumePlan]:
     """The plan for every disk in spec order.
 
@@ -138,7 +148,7 @@ def _plan_one(vmi: dict, ctx: ConversionContext, disk: vmi_view.DiskSpec, vi: in
         claim = volume["ephemeral"]["persistentVolumeClaim"]["claimName"]
         base = _pvc(ctx, vmi, claim, f"{fp}.ephemeral.persistentVolumeClaim.claimName")
         return VolumePlan(disk, volume, "ephemeral", ctx.vmi_dir / f"disk-{name}.qcow2", "qcow2",
-                          backing=base, backing_format="raw", create="overlay", owned=True)
+                          backing=base, backing_format=pvc_disk_format(base), create="overlay", owned=True)
     if "emptyDisk" in volume:
         capacity = parse_quantity(volume["emptyDisk"].get("capacity", ""), f"{fp}.emptyDisk.capacity")
         return VolumePlan(disk, volume, "emptyDisk", ctx.vmi_dir / f"empty-{name}.qcow2", "qcow2",
@@ -155,12 +165,13 @@ def _plan_one(vmi: dict, ctx: ConversionContext, disk: vmi_view.DiskSpec, vi: in
         return VolumePlan(disk, volume, "hostDisk", path, "raw")
     if "persistentVolumeClaim" in volume:
         claim = volume["persistentVolumeClaim"]["claimName"]
-        return VolumePlan(disk, volume, "persistentVolumeClaim",
-                          _pvc(ctx, vmi, claim, f"{fp}.persistentVolumeClaim.claimName"), "raw")
+        path = _pvc(ctx, vmi, claim, f"{fp}.persistentVolumeClaim.claimName")
+        return VolumePlan(disk, volume, "persistentVolumeClaim", path, pvc_disk_format(path))
     if "dataVolume" in volume:
         # CDI names the PVC after the DataVolume
         claim = volume["dataVolume"]["name"]
-        return VolumePlan(disk, volume, "dataVolume", _pvc(ctx, vmi, claim, f"{fp}.dataVolume.name"), "raw")
+        path = _pvc(ctx, vmi, claim, f"{fp}.dataVolume.name")
+        return VolumePlan(disk, volume, "dataVolume", path, pvc_disk_format(path))
     if "cloudInitNoCloud" in volume:
         return VolumePlan(disk, volume, "cloudInitNoCloud", ctx.vmi_dir / NOCLOUD_ISO, "raw",
                           create="nocloud", owned=True)

@@ -1,5 +1,5 @@
 """The domain operations of the gateway: define/start, look up, stop, pause, agent, statistics
-(and, inherited from ``migration``, the live-migration calls).
+(and, inherited from ``snapshot`` and ``migration``, freeze/thaw, backup and live-migration calls).
 
 Each method runs its libvirt calls through ``LibvirtConnection._call`` (thread pool, timeout,
 error mapping); domain XML is computed elsewhere (``services.virt_handler.domain``) and only
@@ -15,7 +15,7 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 
-from services.virt_handler.hypervisor.migration import MigrationOperations
+from services.virt_handler.hypervisor.snapshot import SnapshotOperations
 from services.virt_handler.hypervisor_types import (
     DomainInfo,
     HypervisorError,
@@ -25,7 +25,7 @@ from services.virt_handler.hypervisor_types import (
 )
 
 
-class Hypervisor(MigrationOperations):
+class Hypervisor(SnapshotOperations):
     """Async facade over one libvirt connection (``qemu:///system``, ``test:///default``, ...).
 
     ``max_workers`` bounds the threads running libvirt calls; ``call_timeout`` (seconds) bounds

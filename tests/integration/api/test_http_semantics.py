@@ -264,7 +264,8 @@ async def test_discovery_and_openapi_documents(http):
         resources = {r["name"]: r for r in (await resp.json())["resources"]}
     assert resources["virtualmachines"]["shortNames"] == ["vm", "vms"]
     async with http.get("/api/v1") as resp:
-        assert [r["name"] for r in (await resp.json())["resources"] if "/" not in r["name"]] == ["nodes", "namespaces", "events"]
+        assert [r["name"] for r in (await resp.json())["resources"] if "/" not in r["name"]] == [
+            "nodes", "persistentvolumeclaims", "namespaces", "events"]
     async with http.get("/api/v1/namespaces/anything") as resp:
         assert (await resp.json())["status"]["phase"] == "Active"
     async with http.get("/openapi/v3") as resp:

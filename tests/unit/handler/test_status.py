@@ -119,3 +119,13 @@ def test_with_conditions_keeps_unrelated_conditions_and_order():
     conditions = [{"type": "LiveMigratable", "status": "True"}, {"type": "Ready", "status": "False"}]
     out = with_conditions(conditions, {"Ready": {"type": "Ready", "status": "True"}, "Paused": None})
     assert out == [{"type": "LiveMigratable", "status": "True"}, {"type": "Ready", "status": "True"}]
+
+
+def test_fs_freeze_status_is_written_while_frozen_and_removed_after():
+    vmi = make_vmi()
+    vmi["status"] = compute_live_status(vmi, "Running", "Booted", now=NOW, fs_freeze_status="frozen")
+    assert vmi["status"]["fsFreezeStatus"] == "frozen"
+    assert compute_live_status(vmi, "Running", "Booted", now=NOW, fs_freeze_status="frozen") == vmi["status"]
+    thawed = compute_live_status(vmi, "Running", "Booted", now=LATER)
+    assert "fsFreezeStatus" not in thawed
+    assert "fsFreezeStatus" not in compute_final_status(vmi, "Failed", now=LATER)
