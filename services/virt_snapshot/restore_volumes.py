@@ -169,6 +169,13 @@ def compute_restore_claim(restore: VirtualMachineRestore, backup: VolumeBackup, 
 # -- the restored VM --------------------------------------------------------------------------
 
 
+def _firmware_uuid(vm: dict[str, Any] | None) -> str | None:
+    """``spec.template.spec.domain.firmware.uuid`` of a VM dict (None when unset)."""
+    spec = ((vm or {}).get("spec") or {}).get("template") or {}
+    uuid = (((spec.get("spec") or {}).get("domain") or {}).get("firmware") or {}).get("uuid")
+    return str(uuid) if uuid else None
+
+
 def compute_restored_vm(restore: VirtualMachineRestore, snapshot_vm: dict[str, Any],
                         target_vm: dict[str, Any] | None, restores: list[VolumeRestore],
                         firmware_uuid: str) -> dict[str, Any]:
@@ -180,6 +187,11 @@ def compute_restored_vm(restore: VirtualMachineRestore, snapshot_vm: dict[str, A
         restores: ``status.restores``: ``persistentVolumeClaim`` volumes point at their claims.
         firmware_uuid: the stable firmware UUID of the VM's name, set when the snapshot's VM
             and the target have the same name and the spec has none (setLegacyFirmwareUUID).
+            When the snapshot's spec has one, a target of another name keeps its own firmware
+            UUID instead (an existing target's, else this one): kubevirt-py runs every VM of a
+            node on one libvirt daemon whose domain UUID is the firmware UUID, so the copy could
+            not run beside the original with the snapshot's (KubeVirt, one libvirt per pod,
+            keeps the snapshot's).
 
     A new VM: the snapshot's labels/annotations and spec, ``runStrategy: Halted`` (or
     ``running: false`` when the spec used ``running``), the restore's JSON ``patches`` applied.
@@ -235,6 +247,10 @@ def compute_restored_vm(restore: VirtualMachineRestore, snapshot_vm: dict[str, A
         firmware = domain.setdefault("firmware", {})
         if not firmware.get("uuid"):
             firmware["uuid"] = firmware_uuid
+    elif _firmware_uuid(vm):
+        # kubevirt-py: one libvirt daemon per node and the domain UUID is the firmware UUID, so a VM
+        # made from another VM's snapshot keeps its own (the target's, else the stable one of its name)
+        vm["spec"]["template"]["spec"]["domain"]["firmware"]["uuid"] = _firmware_uuid(target_vm) or firmware_uuid
     if target_vm is None and restore.spec.patches:
         text = "[\n" + ",\n".join(restore.spec.patches) + "\n]"
         try:

@@ -227,6 +227,22 @@ def test_restored_vm_new_name_is_halted_patched_without_firmware_uuid():
         {"name": "data", "persistentVolumeClaim": {"claimName": "restore-ruid-data"}}]
 
 
+@pytest.mark.parametrize(("target_vm", "expected"), [
+    pytest.param(None, "fw-of-vm2", id="new-vm-gets-the-stable-uuid-of-its-name"),
+    pytest.param({"metadata": {"name": "vm2"}, "spec": {"runStrategy": "Halted", "template": {"spec": {
+        "domain": {"firmware": {"uuid": "own-uuid"}}}}}}, "own-uuid", id="existing-other-vm-keeps-its-own"),
+    pytest.param({"metadata": {"name": "vm2"}, "spec": {"runStrategy": "Halted", "template": {"spec": {}}}},
+                 "fw-of-vm2", id="existing-other-vm-without-one-gets-the-stable-uuid"),
+])
+def test_restored_vm_of_another_name_never_takes_the_snapshots_firmware_uuid(target_vm, expected):
+    """kubevirt-py: one libvirt daemon per node, domain UUID = firmware UUID; the copy must run beside
+    the original (two domains of one UUID cannot be defined)."""
+    snap_vm = {"metadata": {"name": "vm1"}, "spec": {"runStrategy": "Always", "template": {"spec": {
+        "domain": {"firmware": {"uuid": "uuid-of-vm1", "serial": "s1"}}}}}}
+    vm = rv.compute_restored_vm(restore(target="vm2"), snap_vm, target_vm, [], "fw-of-vm2")
+    assert vm["spec"]["template"]["spec"]["domain"]["firmware"] == {"uuid": expected, "serial": "s1"}
+
+
 def test_running_field_becomes_false():
     snap_vm = {"metadata": {"name": "vm1"}, "spec": {"running": True, "template": {"spec": {}}}}
     vm = rv.compute_restored_vm(restore(target="vm2"), snap_vm, None, [], "fw")
