@@ -16,6 +16,13 @@ in the request's namespace, named by the copy's ``volumeSnapshotName``, as KubeV
   freeze→thaw window covers it, as KubeVirt unfreezes only then).
 - :meth:`CsiSnapshotter.poll` maps ``status.readyToUse``, ``status.error.message`` and
   ``status.restoreSize``; cancel and delete delete the VolumeSnapshots (absent ones are fine).
+- Restored claims (the restore controller's claim half) are PersistentVolumeClaims created in the
+  cluster with the VolumeSnapshot as ``dataSource``/``dataSourceRef`` (the CSI driver provisions
+  them from it) and read back from there; the restore controller looks again every
+  ``claim_poll_interval`` seconds until they are Bound. Their ``ownerReferences`` (to the
+  VirtualMachine, KubeVirt's volumeOwnershipPolicy Vm) are not written, for the same reason as
+  above: the VM lives in kubevirt-py's store, and the cluster's garbage collector would delete a
+  claim whose owner it cannot find.
 
 The ``kubernetes`` client is synchronous: every call runs in a thread (:func:`asyncio.to_thread`).
 Kubernetes API errors become :class:`SnapshotterError` (retryable for 5xx, 429, timeouts and
@@ -38,6 +45,7 @@ from kubernetes.utils import parse_quantity
 from services.virt_snapshot.volume_snapshotter import (
     VOLUME_SNAPSHOT_API_GROUP,
     VOLUME_SNAPSHOT_KIND,
+    ClaimState,
     CopyStatus,
     SnapshotRequest,
     SnapshotterError,
@@ -133,6 +141,20 @@ def to_snapshotter_error(err: Exception, what: str) -> SnapshotterError:
     return SnapshotterError(f"{what}: Kubernetes API unreachable: {err}", retryable=True)
 
 
+def cluster_claim_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A restored claim's body as created in the cluster: ``body`` without
+    ``metadata.ownerReferences`` (see the module docstring) and with ``apiVersion``/``kind``."""
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "ownerReferences"}
+    return {**body, "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta}
+
+
+def claim_state(pvc: Any) -> ClaimState:
+    """The :class:`ClaimState` of a ``kubernetes`` client ``V1PersistentVolumeClaim``."""
+    meta, status = pvc.metadata, pvc.status
+    return ClaimState(phase=(status.phase if status is not None else None) or None,
+                      annotations=dict((meta.annotations if meta is not None else None) or {}))
+
+
 def api_client_from(kubeconfig: Path | None = None, *, in_cluster: bool = False,
                     context: str | None = None) -> Any:
     """A ``kubernetes.client.ApiClient``: in-cluster (service account) when ``in_cluster``; else
@@ -154,10 +176,13 @@ class CsiSnapshotter:
         creation_timeout: seconds :meth:`begin` waits for every ``status.creationTime`` before it
             raises a retryable error (the content controller calls it again).
         creation_interval: seconds between those checks.
+        claim_poll_interval: seconds between the restore controller's looks at restored claims
+            that are not Bound yet.
     """
 
     def __init__(self, api_client: Any, *, request_timeout: float = 10.0, creation_timeout: float = 30.0,
-                 creation_interval: float = 0.5) -> None:
+                 creation_interval: float = 0.5, claim_poll_interval: float = 2.0) -> None:
+        self.claim_poll_interval: float | None = claim_poll_interval
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.storage = client.StorageV1Api(api_client)
@@ -167,11 +192,12 @@ class CsiSnapshotter:
         self.creation_interval = creation_interval
 
     # -- the API, in threads -------------------------------------------------------------------
-    async def _call(self, what: str, fn: Callable[..., Any], *args: Any, missing_ok: bool = False) -> Any:
+    async def _call(self, what: str, fn: Callable[..., Any], *args: Any, missing_ok: bool = False,
+                    exists_ok: bool = False) -> Any:
         try:
             return await asyncio.to_thread(fn, *args, _request_timeout=self.request_timeout)
         except ApiException as err:
-            if missing_ok and err.status == 404:
+            if (missing_ok and err.status == 404) or (exists_ok and err.status == 409):
                 return None
             raise to_snapshotter_error(err, what) from None
         except (urllib3.exceptions.HTTPError, OSError) as err:
@@ -266,6 +292,26 @@ class CsiSnapshotter:
     def claim_data_source(self, volume_snapshot_name: str) -> TypedLocalObjectReference:
         """``{snapshot.storage.k8s.io, VolumeSnapshot, name}``: the CSI driver provisions from it."""
         return volume_snapshot_reference(volume_snapshot_name)
+
+    async def read_claim(self, namespace: str, name: str) -> ClaimState | None:
+        """The cluster's claim ``namespace/name`` (None on 404)."""
+        pvc = await self._call(f"get PersistentVolumeClaim {namespace}/{name}",
+                               self.core.read_namespaced_persistent_volume_claim, name, namespace, missing_ok=True)
+        return claim_state(pvc) if pvc is not None else None
+
+    async def create_claim(self, body: dict[str, Any]) -> None:
+        """Create the restored claim in the cluster (:func:`cluster_claim_body`); 409 AlreadyExists
+        (made by an earlier attempt) is fine."""
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+        await self._call(f"create PersistentVolumeClaim {namespace}/{name}",
+                         self.core.create_namespaced_persistent_volume_claim, namespace, cluster_claim_body(body),
+                         exists_ok=True)
+
+    async def delete_claim(self, namespace: str, name: str) -> None:
+        """Delete the cluster's claim; 404 is fine (its pvc-protection finalizer may keep it a while)."""
+        await self._call(f"delete PersistentVolumeClaim {namespace}/{name}",
+                         self.core.delete_namespaced_persistent_volume_claim, name, namespace, missing_ok=True)
 
     def close(self) -> None:
         """Close the API client's connections."""

@@ -19,13 +19,15 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 
 from services.virt_snapshot.handler_client import HandlerClient, HandlerUnavailable
+from services.virt_snapshot.store_claims import StoreClaims
 from services.virt_snapshot.volume_snapshotter import (
+    ClaimState,
     CopyStatus,
     SnapshotRequest,
     SnapshotterError,
-    volume_snapshot_reference,
 )
 from shared import events, tracing
 from shared.api.storage import TypedLocalObjectReference
@@ -59,11 +61,14 @@ class EmbeddedSnapshotter:
         pvc_root: directory of the claims' files.
         copies_dir: directory of the copies.
         handlers: HandlerClient for running VMs (None: only stopped VMs can be snapshotted).
+        claims: the restored claims in the store (:class:`StoreClaims` on the PVC informer).
         qemu_img: the qemu-img executable.
     """
 
-    def __init__(self, *, pvc_root: Path, copies_dir: Path, handlers: HandlerClient | None,
+    def __init__(self, *, pvc_root: Path, copies_dir: Path, handlers: HandlerClient | None, claims: StoreClaims,
                  qemu_img: str = QEMU_IMG) -> None:
+        self.claims = claims
+        self.claim_poll_interval: float | None = claims.claim_poll_interval
         self.pvc_root = Path(pvc_root)
         self.copies_dir = Path(copies_dir)
         self.handlers = handlers
@@ -205,9 +210,22 @@ class EmbeddedSnapshotter:
             final.unlink(missing_ok=True)
             self._errors.pop((namespace, name), None)
 
+    # -- restored claims: in the store (StoreClaims) ---------------------------------------------
     def claim_data_source(self, volume_snapshot_name: str) -> TypedLocalObjectReference:
         """``{snapshot.storage.k8s.io, VolumeSnapshot, name}`` (the provisioner copies that file)."""
-        return volume_snapshot_reference(volume_snapshot_name)
+        return self.claims.claim_data_source(volume_snapshot_name)
+
+    async def read_claim(self, namespace: str, name: str) -> ClaimState | None:
+        """The claim as the PVC informer has it (:meth:`StoreClaims.read_claim`)."""
+        return await self.claims.read_claim(namespace, name)
+
+    async def create_claim(self, body: dict[str, Any]) -> None:
+        """Create the claim in the store; the local provisioner binds it."""
+        await self.claims.create_claim(body)
+
+    async def delete_claim(self, namespace: str, name: str) -> None:
+        """Delete the claim from the store (the provisioner removes its file)."""
+        await self.claims.delete_claim(namespace, name)
 
     async def _send(self, request: SnapshotRequest, command: object) -> events.CommandResult:
         if self.handlers is None or request.node is None:

@@ -9,9 +9,10 @@ caches. ``--storage-dir`` is the installation's state directory: claims live und
 logging and tracing are :mod:`shared.service`'s.
 
 ``--volume-snapshotter`` picks the VolumeSnapshotter: ``embedded`` (default: qcow2 copies under
-``<storage-dir>/volume-snapshots``) or ``csi`` (``snapshot.storage.k8s.io`` VolumeSnapshots on a
-Kubernetes cluster, reached through ``--kubeconfig`` or, inside a pod, ``--in-cluster``; without
-either, ``$KUBECONFIG`` or ``~/.kube/config``).
+``<storage-dir>/volume-snapshots``; restored claims in the store, bound by the local provisioner)
+or ``csi`` (``snapshot.storage.k8s.io`` VolumeSnapshots on a Kubernetes cluster, and restored
+claims created there for its CSI driver; reached through ``--kubeconfig`` or, inside a pod,
+``--in-cluster``; without either, ``$KUBECONFIG`` or ``~/.kube/config``).
 """
 
 from __future__ import annotations

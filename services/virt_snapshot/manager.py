@@ -29,6 +29,7 @@ from services.virt_snapshot.parts import CONTENTS, PVCS, RESTORES, SNAPSHOTS, VM
 from services.virt_snapshot.provisioner_controller import ProvisionerController
 from services.virt_snapshot.restore_controller import RestoreController
 from services.virt_snapshot.snapshot_controller import SnapshotController
+from services.virt_snapshot.store_claims import StoreClaims
 from services.virt_snapshot.volume_snapshotter import VolumeSnapshotter
 from shared import snapshot_metrics, tracing
 from shared.api.snapshot import VirtualMachineRestore, VirtualMachineSnapshot, VirtualMachineSnapshotContent
@@ -97,8 +98,10 @@ class SnapshotManager(LeaderElectedProcess):
             handlers = HandlerClient(bus)
         copies_dir = storage_dir / "volume-snapshots"
         pvc_root = storage_dir / "pvcs"
+        pvcs = Informer(store, PVCS, decode=PersistentVolumeClaim)
         if snapshotter is None:
-            snapshotter = EmbeddedSnapshotter(pvc_root=pvc_root, copies_dir=copies_dir, handlers=handlers)
+            snapshotter = EmbeddedSnapshotter(pvc_root=pvc_root, copies_dir=copies_dir, handlers=handlers,
+                                              claims=StoreClaims(store, pvcs))
         self.parts = SnapshotParts(
             store=store,
             vms=Informer(store, VMS, decode=VirtualMachine),
@@ -106,7 +109,7 @@ class SnapshotManager(LeaderElectedProcess):
             snapshots=Informer(store, SNAPSHOTS, decode=VirtualMachineSnapshot),
             contents=Informer(store, CONTENTS, decode=VirtualMachineSnapshotContent),
             restores=Informer(store, RESTORES, decode=VirtualMachineRestore),
-            pvcs=Informer(store, PVCS, decode=PersistentVolumeClaim),
+            pvcs=pvcs,
             recorder=EventRecorder(store, SERVICE), clock=self.clock, snapshotter=snapshotter,
             handlers=handlers, storage_dir=storage_dir, pvc_root=pvc_root, copies_dir=copies_dir)
         p = self.parts

@@ -13,7 +13,12 @@ is idempotent and a new leader continues from the store:
    source is refused;
 5. lock: VM ``status.restoreInProgress = <restore>``;
 6. ``status.restores`` (claim names per volumeRestorePolicy), then each claim created with the
-   copy as ``dataSource`` (InPlace: the old claim deleted first), waiting until all are Bound;
+   copy as ``dataSource`` (InPlace: the old claim deleted first), waiting until all are Bound —
+   through the VolumeSnapshotter's claim half
+   (:class:`~services.virt_snapshot.volume_snapshotter.RestoredClaims`): claims in the store bound
+   by the local provisioner (embedded; their changes arrive as PVC informer events) or claims in
+   the Kubernetes cluster provisioned by the CSI driver (CSI; looked at again every
+   ``claim_poll_interval`` seconds while not Bound);
 7. the target VM written (created, or its spec replaced) with ``restore.kubevirt.io/lastRestoreUID``;
 8. lock cleared, ``restoreTime``, ``complete: true``, Ready, Event ``VirtualMachineRestoreComplete``.
 
@@ -34,6 +39,8 @@ import msgspec
 from services.virt_snapshot import restore_decision as rd
 from services.virt_snapshot import restore_volumes as rv
 from services.virt_snapshot.restore_writes import RestoreWriter, restore_body, vm_body
+from services.virt_snapshot.store_claims import StoreClaims
+from services.virt_snapshot.volume_snapshotter import RestoredClaims, SnapshotterError
 from shared.admission.vmi_defaults import compute_stable_firmware_uuid
 from shared.api.decoding import encode_object
 from shared.api.snapshot import (
@@ -41,6 +48,7 @@ from shared.api.snapshot import (
     VirtualMachineRestoreStatus,
     VirtualMachineSnapshot,
     VirtualMachineSnapshotContent,
+    VolumeRestore,
 )
 from shared.api.snapshot_vocabulary import (
     RESTORE_FINALIZER,
@@ -49,7 +57,7 @@ from shared.api.snapshot_vocabulary import (
     VolumeOwnershipPolicy,
     VolumeRestorePolicy,
 )
-from shared.api.storage import ClaimPhase, PersistentVolumeClaim, TypedLocalObjectReference
+from shared.api.storage import ClaimPhase, PersistentVolumeClaim
 from shared.api.vm import VirtualMachine
 from shared.api.vmi import VirtualMachineInstance
 from shared.api.vocabulary import EventType, format_time, object_key
@@ -66,13 +74,6 @@ SPAN_NAME = "reconcile VirtualMachineRestore"
 _replace = msgspec.structs.replace
 
 
-def volume_snapshot_source(volume_snapshot_name: str) -> TypedLocalObjectReference:
-    """``{apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name}`` (the default
-    ``claim_data_source``; the VolumeSnapshotter's method gives the same)."""
-    return TypedLocalObjectReference(api_group="snapshot.storage.k8s.io", kind="VolumeSnapshot",
-                                     name=volume_snapshot_name)
-
-
 class RestoreController:
     """Reconciles VirtualMachineRestores (one key per restore).
 
@@ -81,14 +82,15 @@ class RestoreController:
         restores, snapshots, contents, vms, vmis, pvcs: typed informers (started by the manager).
         recorder: EventRecorder (component ``virt-snapshot``).
         clock: wall clock (the WaitGracePeriod deadline).
-        claim_data_source: the VolumeSnapshotter's ``claim_data_source``.
+        claims: where restored claims are made and read (the VolumeSnapshotter); default: claims
+            in ``store`` read through ``pvcs`` (:class:`StoreClaims`, the embedded installation's).
     """
 
     def __init__(self, store: Any, *, restores: Informer[VirtualMachineRestore],
                  snapshots: Informer[VirtualMachineSnapshot], contents: Informer[VirtualMachineSnapshotContent],
                  vms: Informer[VirtualMachine], vmis: Informer[VirtualMachineInstance],
                  pvcs: Informer[PersistentVolumeClaim], recorder: EventRecorder, clock: Clock | None = None,
-                 claim_data_source: Callable[[str], TypedLocalObjectReference] = volume_snapshot_source) -> None:
+                 claims: RestoredClaims | None = None) -> None:
         self.restores = restores
         self.snapshots = snapshots
         self.contents = contents
@@ -97,7 +99,7 @@ class RestoreController:
         self.pvcs = pvcs
         self.recorder = recorder
         self.clock = clock or SystemClock()
-        self.claim_data_source = claim_data_source
+        self.claims: RestoredClaims = claims if claims is not None else StoreClaims(store, pvcs)
         self.writer = RestoreWriter(store, restores, vms, pvcs)
         self.queue = WorkQueue(name="virt-snapshot-restore")
         restores.add_handler(lambda old, new: self.queue.add(key_of(new if new is not None else old)))
@@ -146,7 +148,7 @@ class RestoreController:
         """Built on the manager's :class:`services.virt_snapshot.parts.SnapshotParts`."""
         return cls(parts.store, restores=parts.restores, snapshots=parts.snapshots, contents=parts.contents,
                    vms=parts.vms, vmis=parts.vmis, pvcs=parts.pvcs, recorder=parts.recorder, clock=parts.clock,
-                   claim_data_source=parts.snapshotter.claim_data_source)
+                   claims=parts.snapshotter)
 
     def traced_object(self, key: str) -> tuple[str, Mapping[str, Any], str | None] | None:
         """The span of a reconcile of ``key`` (the manager opens it): joined to the restore's trace."""
@@ -233,7 +235,7 @@ class RestoreController:
                 target = await self.writer.set_restore_in_progress(target, name)
                 if target is None:
                     return
-        if await self._reconcile_claims(restore, content, target):
+        if await self._reconcile_claims(key, restore, content, target):
             return
         if not restored and await self._reconcile_target(restore, content, target):
             await self._set_conditions(restore, progressing=True, ready=False, reason=rd.UPDATING_TARGET)
@@ -253,9 +255,12 @@ class RestoreController:
         if readiness.recheck_after is not None:
             self.queue.add_after(key, readiness.recheck_after)
 
-    async def _reconcile_claims(self, restore: VirtualMachineRestore, content: VirtualMachineSnapshotContent,
-                                target: VirtualMachine | None) -> bool:
-        """KubeVirt's reconcileVolumeRestores; True while claims are being made (status written)."""
+    async def _reconcile_claims(self, key: str, restore: VirtualMachineRestore,
+                                content: VirtualMachineSnapshotContent, target: VirtualMachine | None) -> bool:
+        """KubeVirt's reconcileVolumeRestores; True while claims are being made (status written;
+        ``key`` queued again after ``claims.claim_poll_interval`` when that is set, as claims on a
+        cluster send no informer events). A :class:`SnapshotterError` of the claim operations
+        becomes a RestoreError."""
         namespace = restore.metadata.namespace if restore.metadata else None
         restores = rv.compute_volume_restores(restore, content)
         status = self._status(restore)
@@ -263,35 +268,46 @@ class RestoreController:
             await self._set_conditions(restore, progressing=True, ready=False, reason=rd.CREATING_PVCS,
                                        restores=restores)
             return True
+        try:
+            busy = await self._make_claims(restore, content, target, namespace or "", restores)
+        except SnapshotterError as err:
+            raise rd.RestoreError(err.message) from err
+        if busy:
+            await self._set_conditions(restore, progressing=True, ready=False, reason=rd.CREATING_PVCS)
+            if self.claims.claim_poll_interval is not None:
+                self.queue.add_after(key, self.claims.claim_poll_interval)
+        return busy
+
+    async def _make_claims(self, restore: VirtualMachineRestore, content: VirtualMachineSnapshotContent,
+                           target: VirtualMachine | None, namespace: str, restores: list[VolumeRestore]) -> bool:
+        """Create missing claims, delete InPlace ones not made by this restore; True while any
+        claim is not Bound. Raises RestoreError for a claim in another phase (Lost)."""
         source_vm = content.spec.source.virtual_machine
         source_meta = source_vm.metadata if source_vm is not None else None
         busy = False
         for volume in restores:
-            pvc = self.pvcs.get_by_name(namespace, volume.persistent_volume_claim_name)
-            if pvc is None:
+            claim = await self.claims.read_claim(namespace, volume.persistent_volume_claim_name)
+            if claim is None:
                 backup = next(b for b in content.spec.volume_backups or [] if b.volume_name == volume.volume_name)
                 owner = (target.metadata.name or "", target.metadata.uid or "") \
                     if target is not None and target.metadata is not None else None
                 body = rv.compute_restore_claim(
                     restore, backup, volume.persistent_volume_claim_name,
-                    data_source=encode_object(self.claim_data_source(volume.volume_snapshot_name)),
+                    data_source=encode_object(self.claims.claim_data_source(volume.volume_snapshot_name)),
                     source_vm_name=(source_meta.name if source_meta else None) or "",
-                    source_vm_namespace=(source_meta.namespace if source_meta else None) or namespace or "",
+                    source_vm_namespace=(source_meta.namespace if source_meta else None) or namespace,
                     source_vm_uid=source_meta.uid if source_meta else None, target=owner)
-                await self.writer.create_claim(body)
+                await self.claims.create_claim(body)
                 busy = True
             elif restore.spec.volume_restore_policy == VolumeRestorePolicy.IN_PLACE and not rv.has_last_restore(
-                    restore, pvc.metadata.annotations if pvc.metadata else None):
-                await self.writer.delete_claim(pvc)
+                    restore, dict(claim.annotations)):
+                await self.claims.delete_claim(namespace, volume.persistent_volume_claim_name)
                 busy = True
-            else:
-                phase = pvc.status.phase if pvc.status is not None else None
-                if phase in (None, "", ClaimPhase.PENDING):
-                    busy = True
-                elif phase != ClaimPhase.BOUND:
-                    raise rd.RestoreError(f'PVC {namespace}/{volume.persistent_volume_claim_name} in status "{phase}"')
-        if busy:
-            await self._set_conditions(restore, progressing=True, ready=False, reason=rd.CREATING_PVCS)
+            elif claim.phase in (None, "", ClaimPhase.PENDING):
+                busy = True
+            elif claim.phase != ClaimPhase.BOUND:
+                raise rd.RestoreError(f'PVC {namespace}/{volume.persistent_volume_claim_name} in status '
+                                      f'"{claim.phase}"')
         return busy
 
     async def _reconcile_target(self, restore: VirtualMachineRestore, content: VirtualMachineSnapshotContent,

@@ -1,4 +1,7 @@
-"""The store edge of the restore controller: CAS writes of restores, VMs and claims.
+"""The store edge of the restore controller: CAS writes of restores, VMs and claim ownership.
+
+(Restored claims are created and deleted by the VolumeSnapshotter's claim half:
+:mod:`services.virt_snapshot.store_claims` on the embedded installation.)
 
 Each write takes the object as last read (a Struct from an informer), changes only the fields the
 restore controller owns, writes with its resourceVersion (Conflict propagates: the worker
@@ -120,22 +123,6 @@ class RestoreWriter:
             stored = await self.store.get(VMS, body["metadata"].get("namespace"), body["metadata"]["name"])
         self.vms.assume(stored)
         return self.vms.decode(stored)
-
-    async def create_claim(self, body: dict[str, Any]) -> None:
-        """Create a restored claim (one that exists already is left as it is)."""
-        try:
-            stored = await self.store.create(PVCS, body)
-        except AlreadyExists:
-            return
-        self.pvcs.assume(stored)
-
-    async def delete_claim(self, pvc: PersistentVolumeClaim) -> None:
-        """Delete a claim (InPlace); a claim already gone is fine."""
-        meta = pvc.metadata
-        try:
-            await self.store.delete(PVCS, meta.namespace if meta else None, meta.name if meta else "")
-        except NotFound:
-            pass
 
     async def adopt_claim(self, pvc: PersistentVolumeClaim, owner: dict[str, Any]) -> None:
         """Owner reference ``owner`` on a claim marked ``restore.kubevirt.io/owned-by-vm`` (that

@@ -5,14 +5,20 @@ Two implementations stand behind it (docs/snapshot-restore.md): the embedded one
 CSI one (:mod:`services.virt_snapshot.csi_snapshotter`, ``snapshot.storage.k8s.io/v1``
 VolumeSnapshot objects on a Kubernetes cluster). The content controller uses only this module.
 
-Every method is idempotent by ``request.snapshot_uid`` / the copy names, so a new leader can
-repeat what an old one started.
+The restore controller uses its claim half, :class:`RestoredClaims`: where the claims restored from
+the copies are created, read and deleted — in kubevirt-py's store, where the local provisioner
+binds them (embedded), or in the cluster, where the CSI driver provisions them from the
+VolumeSnapshot (CSI).
+
+Every method is idempotent by ``request.snapshot_uid`` / the copy names / the claim names, so a
+new leader can repeat what an old one started.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.api.storage import TypedLocalObjectReference
 
@@ -67,8 +73,45 @@ class CopyStatus:
     total_bytes: int = 0
 
 
-class VolumeSnapshotter(Protocol):
-    """Point-in-time copies of claims (see the module docstring)."""
+@dataclass(frozen=True)
+class ClaimState:
+    """What the restore controller reads of a claim: ``status.phase`` (None while unset) and
+    ``metadata.annotations`` (the restore's ``restore.kubevirt.io/lastRestoreUID`` marks a claim
+    it made)."""
+
+    phase: str | None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+class RestoredClaims(Protocol):
+    """The claims a restore makes from the copies (KubeVirt's restore.go creates them with the
+    Kubernetes client; here the VolumeSnapshotter knows where claims live).
+
+    ``claim_poll_interval``: seconds after which the restore controller looks again at claims
+    that are not Bound yet; None when claim changes reach it as informer events (embedded)."""
+
+    claim_poll_interval: float | None
+
+    def claim_data_source(self, volume_snapshot_name: str) -> TypedLocalObjectReference:
+        """The ``spec.dataSource`` of a claim restored from that copy."""
+        ...
+
+    async def read_claim(self, namespace: str, name: str) -> ClaimState | None:
+        """The claim's :class:`ClaimState`; None when it does not exist. Raises :class:`SnapshotterError`."""
+        ...
+
+    async def create_claim(self, body: dict[str, Any]) -> None:
+        """Create a restored claim (a ``v1`` PersistentVolumeClaim as a dict, namespace in its
+        metadata); one that exists already is left as it is. Raises :class:`SnapshotterError`."""
+        ...
+
+    async def delete_claim(self, namespace: str, name: str) -> None:
+        """Delete a claim (InPlace restores); one already gone is fine. Raises :class:`SnapshotterError`."""
+        ...
+
+
+class VolumeSnapshotter(RestoredClaims, Protocol):
+    """Point-in-time copies of claims, and the claims restored from them (see the module docstring)."""
 
     async def begin(self, request: SnapshotRequest) -> str:
         """Fix the point in time of all ``request.volumes`` at once and start their copies;
@@ -86,10 +129,6 @@ class VolumeSnapshotter(Protocol):
 
     async def delete(self, namespace: str, volume_snapshot_names: list[str]) -> None:
         """Remove the copies (complete or not); missing ones are fine."""
-        ...
-
-    def claim_data_source(self, volume_snapshot_name: str) -> TypedLocalObjectReference:
-        """The ``spec.dataSource`` of a claim restored from that copy."""
         ...
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
+from mock_kubernetes_api import CUT, SNAP, serve_mock
 from services.virt_snapshot.csi_snapshotter import CsiSnapshotter, api_client_from
 from services.virt_snapshot.volume_snapshotter import SnapshotRequest, SnapshotterError, VolumeRequest
 from shared.api.storage import TypedLocalObjectReference
@@ -28,140 +26,19 @@ from snapshot_helpers import (
 from tests.polling import wait_until
 
 HOSTPATH = "hostpath.csi.k8s.io"
-SNAP = "/apis/snapshot.storage.k8s.io/v1"
-CUT = "2026-03-04T05:06:07Z"
-
-
-class MockKubernetesApi:
-    """A mock Kubernetes API (no real API server can run here): serves only the paths the CSI
-    snapshotter uses, from in-memory dicts — persistentvolumeclaims, storageclasses,
-    storageprofiles, volumesnapshotclasses, volumesnapshots — with Kubernetes' Status bodies for
-    404/409. ``cut_on_create`` / ``ready_on_create`` play the external-snapshotter (set
-    ``status.creationTime`` / ``readyToUse`` on creation); ``fail`` maps a method+path to an
-    HTTP status answered once; ``requests`` records (method, path)."""
-
-    def __init__(self) -> None:
-        self.claims: dict[tuple[str, str], dict[str, Any]] = {}
-        self.storage_classes: dict[str, dict[str, Any]] = {}
-        self.profiles: dict[str, dict[str, Any]] = {}
-        self.classes: dict[str, dict[str, Any]] = {}
-        self.snapshots: dict[tuple[str, str], dict[str, Any]] = {}
-        self.cut_on_create = True
-        self.ready_on_create = False
-        self.fail: dict[tuple[str, str], int] = {}
-        self.requests: list[tuple[str, str]] = []
-        self.app = web.Application(middlewares=[self._middleware])
-        r = self.app.router
-        r.add_get("/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}", self._claim)
-        r.add_get("/apis/storage.k8s.io/v1/storageclasses/{name}", self._storage_class)
-        r.add_get("/apis/cdi.kubevirt.io/v1beta1/storageprofiles/{name}", self._profile)
-        r.add_get(SNAP + "/volumesnapshotclasses", self._classes)
-        r.add_post(SNAP + "/namespaces/{ns}/volumesnapshots", self._create)
-        r.add_get(SNAP + "/namespaces/{ns}/volumesnapshots/{name}", self._get)
-        r.add_delete(SNAP + "/namespaces/{ns}/volumesnapshots/{name}", self._delete)
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.requests.append((request.method, request.path))
-        code = self.fail.pop((request.method, request.path), None)
-        if code is not None:
-            return _status(code, "Injected", f"injected failure {code}")
-        return await handler(request)
-
-    def add_claim(self, name: str, storage_class: str | None, ns: str = NS) -> None:
-        spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
-        if storage_class is not None:
-            spec["storageClassName"] = storage_class
-        self.claims[(ns, name)] = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                                   "metadata": {"name": name, "namespace": ns}, "spec": spec,
-                                   "status": {"phase": "Bound"}}
-
-    def add_storage_class(self, name: str, provisioner: str) -> None:
-        self.storage_classes[name] = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-                                      "metadata": {"name": name}, "provisioner": provisioner}
-
-    def add_class(self, name: str, driver: str, default: bool = False) -> None:
-        meta: dict[str, Any] = {"name": name}
-        if default:
-            meta["annotations"] = {"snapshot.storage.kubernetes.io/is-default-class": "true"}
-        self.classes[name] = {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
-                              "metadata": meta, "driver": driver, "deletionPolicy": "Delete"}
-
-    async def _claim(self, request: web.Request) -> web.Response:
-        return _found(self.claims.get((request.match_info["ns"], request.match_info["name"])),
-                      "persistentvolumeclaims", request.match_info["name"])
-
-    async def _storage_class(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        return _found(self.storage_classes.get(name), "storageclasses.storage.k8s.io", name)
-
-    async def _profile(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        return _found(self.profiles.get(name), "storageprofiles.cdi.kubevirt.io", name)
-
-    async def _classes(self, _: web.Request) -> web.Response:
-        return web.json_response({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClassList",
-                                  "metadata": {}, "items": list(self.classes.values())})
-
-    async def _create(self, request: web.Request) -> web.Response:
-        ns, body = request.match_info["ns"], await request.json()
-        name = body["metadata"]["name"]
-        if (ns, name) in self.snapshots:
-            return _status(409, "AlreadyExists",
-                           f'volumesnapshots.snapshot.storage.k8s.io "{name}" already exists')
-        body["metadata"].update(namespace=ns, uid=f"uid-{name}", creationTimestamp=CUT)
-        status: dict[str, Any] = {}
-        if self.cut_on_create:
-            status["creationTime"] = CUT
-        if self.ready_on_create:
-            status.update(readyToUse=True, restoreSize="1Gi")
-        if status:
-            body["status"] = status
-        self.snapshots[(ns, name)] = body
-        return web.json_response(body, status=201)
-
-    async def _get(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        return _found(self.snapshots.get((request.match_info["ns"], name)),
-                      "volumesnapshots.snapshot.storage.k8s.io", name)
-
-    async def _delete(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        obj = self.snapshots.pop((request.match_info["ns"], name), None)
-        return _found(obj, "volumesnapshots.snapshot.storage.k8s.io", name)
-
-
-def _status(code: int, reason: str, message: str) -> web.Response:
-    return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
-                              "reason": reason, "code": code}, status=code)
-
-
-def _found(obj: dict[str, Any] | None, resource: str, name: str) -> web.Response:
-    if obj is None:
-        return _status(404, "NotFound", f'{resource} "{name}" not found')
-    return web.json_response(obj)
 
 
 @pytest.fixture
 async def kube(tmp_path):
     """(mock Kubernetes API, CsiSnapshotter on the real client through a kubeconfig pointing at it)."""
-    mock = MockKubernetesApi()
-    server = TestServer(mock.app, host="127.0.0.1")
-    await server.start_server()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "mock",
-        "clusters": [{"name": "mock", "cluster": {"server": f"http://127.0.0.1:{server.port}"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "mock", "context": {"cluster": "mock", "user": "u"}}]}))
-    snapshotter = CsiSnapshotter(api_client_from(kubeconfig), request_timeout=5.0, creation_timeout=1.0,
-                                 creation_interval=0.05)
-    mock.add_storage_class("csi-hostpath", HOSTPATH)
-    try:
-        yield mock, snapshotter
-    finally:
-        snapshotter.close()
-        await server.close()
+    async with serve_mock(tmp_path) as (mock, kubeconfig):
+        snapshotter = CsiSnapshotter(api_client_from(kubeconfig), request_timeout=5.0, creation_timeout=1.0,
+                                     creation_interval=0.05)
+        mock.add_storage_class("csi-hostpath", HOSTPATH)
+        try:
+            yield mock, snapshotter
+        finally:
+            snapshotter.close()
 
 
 def request_for(*claims: str) -> SnapshotRequest:
