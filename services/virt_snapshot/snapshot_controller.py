@@ -150,14 +150,16 @@ class SnapshotController:
             await w.delete(parts.contents, content)
         if plan.unlock and vm is not None:
             await w.write(parts.vms, vm, lambda v: _unlocked(v, name), whole=True)
-        if plan.unfreeze and state is not None and state.node and parts.handlers is not None:
-            await self._unfreeze(ns or "", state)
         if plan.status is not None:
             status = plan.status
             stored = await w.write(parts.snapshots, snap, lambda s: replace(s, status=status), status_only=True)
             snap = stored or snap
         for event_type, reason, message in plan.events:
             await w.record(snap, "VirtualMachineSnapshot", event_type, reason, message)
+        # after the status: a thaw may wait on a handler still stuck in the freeze that failed the
+        # snapshot; if this process dies first, the handler's own unfreeze deadline thaws the guest
+        if plan.unfreeze and state is not None and state.node and parts.handlers is not None:
+            await self._unfreeze(ns or "", state)
         if plan.remove_finalizer:
             await w.write(parts.snapshots, snap, lambda s: _with_snapshot_finalizer(s, False))
         if plan.requeue_after is not None:
