@@ -3,7 +3,9 @@
 ``virtctl trace vm/<name>`` reads the object's ``kubevirt-py.io/trace-id`` annotation (a VM's
 VMI too, when it records another trace; a VMI recording none falls back to its controlling VM;
 ``vmim/<name>``, a migration, has one trace of its own: virt-api's create, virt-migration's
-phases, scheduler-bridge's placement, both nodes' handlers and their libvirt calls)
+phases, scheduler-bridge's placement, both nodes' handlers and their libvirt calls; so do
+``vmsnapshot/<name>`` — virt-snapshot's reconciles, the freeze, each volume copy and the thaw on
+the node — and ``vmrestore/<name>``)
 and that trace's spans from the JetStream trace stream
 (:mod:`shared.trace_store`), and prints one line per span: start offset and duration in
 milliseconds, a bar, the service, the span name indented under its parent, the status, and the
@@ -35,6 +37,10 @@ KINDS = {
     "vmim": "virtualmachineinstancemigrations", "vmims": "virtualmachineinstancemigrations",
     "virtualmachineinstancemigration": "virtualmachineinstancemigrations",
     "virtualmachineinstancemigrations": "virtualmachineinstancemigrations",
+    "vmsnapshot": "virtualmachinesnapshots", "vmsnapshots": "virtualmachinesnapshots",
+    "virtualmachinesnapshot": "virtualmachinesnapshots", "virtualmachinesnapshots": "virtualmachinesnapshots",
+    "vmrestore": "virtualmachinerestores", "vmrestores": "virtualmachinerestores",
+    "virtualmachinerestore": "virtualmachinerestores", "virtualmachinerestores": "virtualmachinerestores",
 }
 BAR_WIDTH = 24
 _STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
@@ -59,7 +65,8 @@ def parse_target(target: str) -> tuple[str, str]:
     """``vm/NAME`` -> (``virtualmachines``, NAME). Raises click.BadParameter on other forms."""
     kind, sep, name = target.partition("/")
     if not sep or not name or kind.lower() not in KINDS:
-        raise click.BadParameter(f"expected <kind>/<name> with kind one of vm, vmi, vmim (got {target!r})",
+        raise click.BadParameter("expected <kind>/<name> with kind one of vm, vmi, vmim, vmsnapshot, vmrestore "
+                                 f"(got {target!r})",
                                  param_hint="TARGET")
     return KINDS[kind.lower()], name
 
@@ -190,8 +197,8 @@ async def collect_trace_documents(nats_url: str, prefix: str, plural: str, names
 @click.pass_context
 def trace_command(ctx: click.Context, target: str, nats_url: str | None, bucket_prefix: str,
                   export_file: Path | None, state_dir: Path | None) -> None:
-    """Show the recent operations on TARGET (vm/<name>, vmi/<name>, or vmim/<name>: one
-    migration) as a waterfall of spans."""
+    """Show the recent operations on TARGET (vm/<name>, vmi/<name>, or one operation:
+    vmim/<name>, vmsnapshot/<name>, vmrestore/<name>) as a waterfall of spans."""
     plural, name = parse_target(target)
     namespace = selected_namespace(ctx) or os.environ.get("NAMESPACE") or "default"
     url = nats_url or default_nats_url(state_dir or default_state_dir())

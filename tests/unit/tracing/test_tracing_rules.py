@@ -138,6 +138,8 @@ def test_waterfall_orders_children_under_parents_and_shows_errors():
     pytest.param("vmim/kubevirt-migrate-vm-7xk2p", ("virtualmachineinstancemigrations", "kubevirt-migrate-vm-7xk2p"),
                  id="vmim"),
     pytest.param("virtualmachineinstancemigration/m", ("virtualmachineinstancemigrations", "m"), id="vmim-long"),
+    pytest.param("vmsnapshot/snap-a", ("virtualmachinesnapshots", "snap-a"), id="vmsnapshot"),
+    pytest.param("VirtualMachineRestore/r", ("virtualmachinerestores", "r"), id="vmrestore-long"),
 ])
 def test_targets(target, expected):
     assert trace_command.parse_target(target) == expected
