@@ -121,7 +121,8 @@ def format_waterfall(rows: list[WaterfallRow]) -> str:
     total = max((r.offset_ms + r.duration_ms for r in rows), default=0.0) or 1.0
     service_width = max([len("SERVICE")] + [len(r.service) for r in rows])
     name_width = max([len("SPAN")] + [2 * r.depth + len(r.name) for r in rows])
-    lines = [f"{'START':>9} {'DURATION':>9}  {'':{BAR_WIDTH}}  {'SERVICE':{service_width}}  "
+    # START is as wide as a row's "%8.1fms" offset (10), DURATION as its "%7.1fms" duration (9)
+    lines = [f"{'START':>10} {'DURATION':>9}  {'':{BAR_WIDTH}}  {'SERVICE':{service_width}}  "
              f"{'SPAN':{name_width}}  STATUS"]
     for row in rows:
         first = int(row.offset_ms / total * BAR_WIDTH)

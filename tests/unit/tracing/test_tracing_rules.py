@@ -129,6 +129,13 @@ def test_waterfall_orders_children_under_parents_and_shows_errors():
     text = trace_command.format_waterfall(rows).splitlines()
     assert text[0].split() == ["START", "DURATION", "SERVICE", "SPAN", "STATUS"]
     assert text[3].endswith("ERROR  ErrImagePull: missing") and "virt-handler" in text[3]
+    # the headings sit over their columns
+    service_at, span_at, status_at = (text[0].index(h) for h in ("SERVICE", "SPAN", "STATUS"))
+    assert [(line[service_at:span_at].rstrip(), line[span_at:status_at].rstrip(), line[status_at:status_at + 5])
+            for line in text[1:]] == [("virt-api", "POST vms", "UNSET"), ("scheduler-bridge", "  place", "UNSET"),
+                                      ("virt-handler", "  sync", "ERROR")]
+    assert [line[:text[0].index("DURATION") + len("DURATION")].split() for line in text[1:]] == [
+        ["0.0ms", "8.0ms"], ["1.0ms", "0.5ms"], ["2.0ms", "2.0ms"]]
 
 
 @pytest.mark.parametrize("target, expected", [
