@@ -8,12 +8,15 @@ update) and ``status`` Bound with capacity and access modes (CAS on ``/status``)
 ``ProvisioningSucceeded`` / Warning ``ProvisioningFailed``; on deletion the claim's directory is
 removed once no VMI that is not final uses it, then the finalizer goes (and the store drops the
 claim). Every step reads the cache and the disk again, so a new leader continues where an old
-one stopped.
+one stopped. A reconcile runs in a span ``reconcile PersistentVolumeClaim`` joined to the trace
+recorded on the claim (virt-api's create, or the restore that created it), the file work in a
+child span ``copy <volume snapshot>`` or ``create disk``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from services.virt_snapshot.provisioner_decision import (
     succeeded_message,
     volume_name_of,
 )
+from shared import tracing
 from shared.api.decoding import encode_object
 from shared.api.quantity import format_bytes
 from shared.api.storage import PVC_PROTECTION_FINALIZER, ClaimPhase, PersistentVolumeClaim
@@ -40,6 +44,8 @@ from shared.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 PVCS = "persistentvolumeclaims"
+SERVICE = "virt-snapshot"
+SPAN_NAME = "reconcile PersistentVolumeClaim"
 #: seconds before a claim waiting for its source copy is looked at again
 MISSING_COPY_RETRY = 5.0
 
@@ -113,6 +119,11 @@ class ProvisionerController:
                 return True
         return False
 
+    def traced_object(self, key: str) -> tuple[str, Mapping[str, Any], str | None] | None:
+        """The span of a reconcile of ``key`` (the manager opens it): joined to the claim's trace."""
+        pvc = self.pvcs.get(key)
+        return (SPAN_NAME, claim_body(pvc), None) if pvc is not None else None
+
     async def reconcile(self, key: str) -> None:
         """Do the next step for claim ``key``. Raises Conflict (requeued by the worker) or
         :class:`local_volumes.VolumeFileError` (retried with backoff)."""
@@ -137,9 +148,11 @@ class ProvisionerController:
                 self.queue.add_after(key, MISSING_COPY_RETRY)
         elif step == ProvisionStep.PROVISION:
             if copy is not None:
-                await local_volumes.copy_disk(copy, disk, decision.size_bytes)
+                with tracing.child_span(SERVICE, f"copy {source}", attributes={"kubevirt.claim": name}):
+                    await local_volumes.copy_disk(copy, disk, decision.size_bytes)
             else:
-                await local_volumes.create_disk(disk, decision.size_bytes)
+                with tracing.child_span(SERVICE, "create disk", attributes={"kubevirt.claim": name}):
+                    await local_volumes.create_disk(disk, decision.size_bytes)
             await self._bind(pvc, disk)
         elif step == ProvisionStep.BIND:
             await self._bind(pvc, disk)

@@ -5,7 +5,8 @@ VolumeSnapshotter. A claim created here is bound by the local provisioner
 (:mod:`services.virt_snapshot.provisioner_controller`) from the copy named in its ``dataSource``;
 its changes reach the restore controller as events of the PVC informer, so no polling is needed
 (``claim_poll_interval`` None). Reads come from that informer's cache; a created claim is assumed
-into it (read-your-writes).
+into it (read-your-writes). A claim is created with the trace annotations of the current span (the
+restore's reconcile), so the provisioner's copy into it joins the restore's trace.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.virt_snapshot.volume_snapshotter import ClaimState, volume_snapshot_reference
+from shared import tracing
 from shared.api.storage import PersistentVolumeClaim, TypedLocalObjectReference
 from shared.errors import AlreadyExists, NotFound
 from shared.informer import Informer
@@ -47,7 +49,10 @@ class StoreClaims:
                           annotations=dict((pvc.metadata.annotations if pvc.metadata else None) or {}))
 
     async def create_claim(self, body: dict[str, Any]) -> None:
-        """Create a restored claim (one that exists already is left as it is)."""
+        """Create a restored claim (one that exists already is left as it is), stamped with the
+        current span's trace."""
+        body = {**body, "metadata": dict(body.get("metadata") or {})}
+        tracing.apply_trace_annotations(body)
         try:
             stored = await self.store.create(PVCS, body)
         except AlreadyExists:
