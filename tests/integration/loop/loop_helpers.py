@@ -75,14 +75,16 @@ def phase_of(vmi):
 
 class InProcessNode:
     """One node's virt-handler (heartbeat + agent) in this process on a private test-driver host
-    of the given size; ``stop()`` leaves domains running, as a killed handler would."""
+    of the given size; ``stop()`` leaves domains running, as a killed handler would. ``pvc_root``:
+    where claims' ``<namespace>/<claim>/disk.img`` live (default: the handler's)."""
 
-    def __init__(self, store, name, directory, *, cpus=4, memory_bytes=4 * GI):
+    def __init__(self, store, name, directory, *, cpus=4, memory_bytes=4 * GI, pvc_root=None):
         from services.virt_handler.simulated_node import apply_test_node_file
         self.store = store
         self.name = name
         self.directory = directory
         self.uri = apply_test_node_file(directory / f"{name}.xml", cpus=cpus, memory_bytes=memory_bytes)
+        self.pvc_root = pvc_root
         self.hypervisor = None
         self.agent = None
         self._beat = None
@@ -100,7 +102,8 @@ class InProcessNode:
         self._beat = asyncio.get_running_loop().create_task(heartbeat.run())
         self.agent = VmiAgent(self.store, hypervisor, AgentConfig(
             node_name=self.name, state_dir=self.directory / self.name, domain_type="test",
-            resync_interval=2.0, shutdown_poll_interval=0.1, base_retry_delay=0.1, max_retry_delay=1.0),
+            resync_interval=2.0, shutdown_poll_interval=0.1, base_retry_delay=0.1, max_retry_delay=1.0,
+            **({"pvc_root": self.pvc_root} if self.pvc_root is not None else {})),
             bus=self.store.bus)
         await self.agent.start()
         return self
