@@ -3,8 +3,9 @@
 Pure rules on the object (:func:`admit_restore`): CREATE - ``spec.target`` names a
 VirtualMachine in ``kubevirt.io`` (as a snapshot's source), ``spec.patches`` are JSON patches on
 ``/spec/...`` (or ``/metadata/labels/...``, ``/metadata/annotations/...``), every
-``volumeRestoreOverrides[i]`` names its volume and overrides something, ``volumeRestorePolicy``
-and ``volumeOwnershipPolicy`` are known values; UPDATE - the spec is immutable.
+``volumeRestoreOverrides[i]`` names its volume and overrides something, ``volumeRestorePolicy``,
+``volumeOwnershipPolicy`` and ``targetReadinessPolicy`` are known values (an unknown readiness
+policy would leave the restore controller waiting forever); UPDATE - the spec is immutable.
 
 Rules that read other objects (:func:`compute_restore_store_causes`; virt-api reads them):
 
@@ -24,7 +25,12 @@ from typing import Any
 from shared.admission.context import AdmissionContext
 from shared.admission.fields import at, invalid_value, required
 from shared.admission.snapshot_rules import check_source_reference, check_spec_unchanged
-from shared.api.snapshot_vocabulary import SnapshotPhase, VolumeOwnershipPolicy, VolumeRestorePolicy
+from shared.api.snapshot_vocabulary import (
+    SnapshotPhase,
+    TargetReadinessPolicy,
+    VolumeOwnershipPolicy,
+    VolumeRestorePolicy,
+)
 from shared.errors import StatusCause
 
 BACKEND_STORAGE_MESSAGE = ("Restore to a different VM is not supported when snapshotted VM has backend storage "
@@ -96,7 +102,8 @@ def check_volume_overrides(spec: dict[str, Any]) -> list[StatusCause]:
 
 
 def check_policies(spec: dict[str, Any]) -> list[StatusCause]:
-    """``volumeRestorePolicy`` and ``volumeOwnershipPolicy`` must be known values."""
+    """``volumeRestorePolicy``, ``volumeOwnershipPolicy`` and ``targetReadinessPolicy`` must be
+    known values (``FieldValueInvalid``, KubeVirt's ``... policy "<v>" doesn't exist`` wording)."""
     causes: list[StatusCause] = []
     restore_policy = spec.get("volumeRestorePolicy")
     if restore_policy is not None and restore_policy not in set(VolumeRestorePolicy):
@@ -106,6 +113,10 @@ def check_policies(spec: dict[str, Any]) -> list[StatusCause]:
     if ownership is not None and ownership not in set(VolumeOwnershipPolicy):
         causes.append(invalid_value("spec.volumeOwnershipPolicy",
                                     f'volume ownership policy "{ownership}" doesn\'t exist'))
+    readiness = spec.get("targetReadinessPolicy")
+    if readiness is not None and readiness not in set(TargetReadinessPolicy):
+        causes.append(invalid_value("spec.targetReadinessPolicy",
+                                    f'target readiness policy "{readiness}" doesn\'t exist'))
     return causes
 
 

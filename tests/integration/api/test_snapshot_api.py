@@ -154,10 +154,18 @@ def test_snapshot_admission_answers(http, namespace):
     assert_invalid(http("POST", path, json=body),
                    'VirtualMachineSnapshot.snapshot.kubevirt.io "snap-c" is invalid: spec.source.kind: invalid kind',
                    [("FieldValueInvalid", "spec.source.kind", "invalid kind")])
-    resp = http("POST", path, json=snapshot_body("snap-c", failureDeadline="2d"))
-    assert resp.status_code == 400
-    assert resp.json()["message"] == ('admission webhook "virtualmachinesnapshot-validator.snapshot.kubevirt.io" '
-                                      'denied the request: time: unknown unit "d" in duration "2d"')
+    bad_deadline = 'Invalid value: "2d": time: unknown unit "d" in duration "2d"'
+    assert_invalid(http("POST", path, json=snapshot_body("snap-c", failureDeadline="2d")),
+                   f'VirtualMachineSnapshot.snapshot.kubevirt.io "snap-c" is invalid: spec.failureDeadline: {bad_deadline}',
+                   [("FieldValueInvalid", "spec.failureDeadline", bad_deadline)])
+    negative = 'Invalid value: "-5m": must be a non-negative duration'
+    assert_invalid(http("POST", path, json=snapshot_body("snap-c", failureDeadline="-5m")),
+                   f'VirtualMachineSnapshot.snapshot.kubevirt.io "snap-c" is invalid: spec.failureDeadline: {negative}',
+                   [("FieldValueInvalid", "spec.failureDeadline", negative)])
+    maybe = 'Unsupported value: "Maybe": supported values: "Delete", "Retain"'
+    assert_invalid(http("POST", path, json=snapshot_body("snap-c", deletionPolicy="Maybe")),
+                   f'VirtualMachineSnapshot.snapshot.kubevirt.io "snap-c" is invalid: spec.deletionPolicy: {maybe}',
+                   [("FieldValueNotSupported", "spec.deletionPolicy", maybe)])
     snap = http("POST", path, json=snapshot_body("snap-c")).json()
     snap["spec"]["deletionPolicy"] = "Retain"
     assert_invalid(http("PUT", f"{path}/snap-c", json=snap),
@@ -183,6 +191,10 @@ def test_restore_admission_reads_the_snapshot_and_the_restores_in_progress(http,
                             '"/metadata/name"',
                    [("FieldValueInvalid", "spec.patches",
                      'patching is valid only for elements under /spec/ only:  "path": "/metadata/name"')])
+    assert_invalid(http("POST", path, json=restore_body("r1", "s1", targetReadinessPolicy="Whenever")),
+                   prefix + 'spec.targetReadinessPolicy: target readiness policy "Whenever" doesn\'t exist',
+                   [("FieldValueInvalid", "spec.targetReadinessPolicy",
+                     'target readiness policy "Whenever" doesn\'t exist')])
     first = http("POST", path, json=restore_body("r1", "s1"))
     assert first.status_code == 201, first.text
     second = http("POST", path, json=restore_body("r2", "s1"))

@@ -18,7 +18,7 @@ from shared.admission.restore_rules import (
 from shared.admission.snapshot_rules import admit_snapshot
 from shared.admission.vm_lock_rules import compute_vm_lock_causes, lock_refusal_message
 from shared.api.resources import VIRTUAL_MACHINE_RESTORE, VIRTUAL_MACHINE_SNAPSHOT
-from shared.errors import ApiError, Invalid, StatusCause
+from shared.errors import Invalid, StatusCause
 
 CREATE = AdmissionContext(operation="CREATE")
 
@@ -68,21 +68,44 @@ def test_snapshot_spec_is_immutable_on_update(change, refused):
 
 
 @pytest.mark.parametrize("deadline, message", [
-    ("5m", None), ("0s", None), ("1h30m", None), ("1.5h", None),
-    ("1d", 'time: unknown unit "d" in duration "1d"'),
-    ("10", 'time: missing unit in duration "10"'),
-    ("soon", 'time: invalid duration "soon"'),
+    ("5m", None), ("0s", None), ("0", None), ("1h30m", None), ("1.5h", None), ("-0s", None),
+    ("1d", 'Invalid value: "1d": time: unknown unit "d" in duration "1d"'),
+    ("10", 'Invalid value: "10": time: missing unit in duration "10"'),
+    ("soon", 'Invalid value: "soon": time: invalid duration "soon"'),
+    ("abc", 'Invalid value: "abc": time: invalid duration "abc"'),
+    ("-5m", 'Invalid value: "-5m": must be a non-negative duration'),
+    ("-1ns", 'Invalid value: "-1ns": must be a non-negative duration'),
 ])
-def test_snapshot_failure_deadline_must_be_a_go_duration(deadline, message):
+def test_snapshot_failure_deadline_must_be_a_non_negative_go_duration(deadline, message):
     body = snapshot(failureDeadline=deadline)
-    if message is None:
-        assert admit_snapshot(body, CREATE) == []
-        return
-    with pytest.raises(ApiError) as err:
-        admit_snapshot(body, CREATE)
-    assert err.value.code == 400
-    assert err.value.message == ('admission webhook "virtualmachinesnapshot-validator.snapshot.kubevirt.io" '
-                                 f"denied the request: {message}")
+    expected = [] if message is None else [("FieldValueInvalid", "spec.failureDeadline", message)]
+    assert causes_of(admit_snapshot(body, CREATE)) == expected
+    old = snapshot(failureDeadline=deadline)
+    assert causes_of(admit_snapshot(body, AdmissionContext(operation="UPDATE", old=old))) == expected
+
+
+@pytest.mark.parametrize("policy, message", [
+    (None, None), ("Delete", None), ("Retain", None),
+    ("Maybe", 'Unsupported value: "Maybe": supported values: "Delete", "Retain"'),
+    ("delete", 'Unsupported value: "delete": supported values: "Delete", "Retain"'),
+    ("", 'Unsupported value: "": supported values: "Delete", "Retain"'),
+])
+def test_snapshot_deletion_policy_is_kubevirts_enum(policy, message):
+    body = snapshot() if policy is None else snapshot(deletionPolicy=policy)
+    expected = [] if message is None else [("FieldValueNotSupported", "spec.deletionPolicy", message)]
+    assert causes_of(admit_snapshot(body, CREATE)) == expected
+
+
+def test_snapshot_bad_deadline_through_the_pipeline_is_invalid_at_its_field():
+    with pytest.raises(Invalid) as err:
+        admit(VIRTUAL_MACHINE_SNAPSHOT, snapshot(failureDeadline="abc"), operation="CREATE")
+    status = err.value.to_status()
+    assert (status["code"], status["reason"]) == (422, "Invalid")
+    assert status["message"] == ('VirtualMachineSnapshot.snapshot.kubevirt.io "snap" is invalid: '
+                                 'spec.failureDeadline: Invalid value: "abc": time: invalid duration "abc"')
+    assert status["details"]["causes"] == [
+        {"reason": "FieldValueInvalid", "message": 'Invalid value: "abc": time: invalid duration "abc"',
+         "field": "spec.failureDeadline"}]
 
 
 def test_snapshot_refusal_through_the_pipeline_is_invalid_with_kubevirts_cause():
@@ -134,6 +157,16 @@ def test_restore_overrides_and_policies():
     ok = restore(volumeRestorePolicy="PrefixTargetName", volumeOwnershipPolicy="None",
                  volumeRestoreOverrides=[{"volumeName": "disk", "labels": {}}])
     assert admit_restore(ok, CREATE) == []
+
+
+@pytest.mark.parametrize("policy, refused", [
+    ("StopTarget", False), ("WaitGracePeriod", False), ("FailImmediate", False), ("WaitEventually", False),
+    ("Whenever", True), ("stopTarget", True), ("", True),
+])
+def test_restore_target_readiness_policy_must_exist(policy, refused):
+    causes = causes_of(admit_restore(restore(targetReadinessPolicy=policy), CREATE))
+    assert causes == ([("FieldValueInvalid", "spec.targetReadinessPolicy",
+                        f'target readiness policy "{policy}" doesn\'t exist')] if refused else [])
 
 
 def test_restore_spec_is_immutable_on_update():
