@@ -110,7 +110,8 @@ def compute_provision(pvc: PersistentVolumeClaim, *, in_use: bool, copy_exists: 
         pvc: the claim as cached.
         in_use: a VMI that is not final has a volume using this claim.
         copy_exists: the complete copy named by ``spec.dataSource`` exists (ignored without one).
-        disk_exists: ``disk.img`` (complete) exists for this claim.
+        disk_exists: ``disk.img`` (complete) exists and was made for this claim (its ``claim-uid``
+            marker names ``pvc``'s uid); a leftover of another claim does not count.
     """
     meta = pvc.metadata
     finalizers = (meta.finalizers if meta is not None else None) or []

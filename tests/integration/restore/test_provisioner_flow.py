@@ -45,6 +45,20 @@ async def test_empty_claim_is_provisioned_and_bound(object_store, snapshot_servi
         await events_of(store, "data")
 
 
+async def test_a_leftover_disk_of_the_same_name_is_never_adopted(object_store, snapshot_service, tmp_path):
+    # a disk.img left by a deleted claim (or a wiped installation) with data in it and an old marker
+    store = object_store
+    old = write_copy(tmp_path / "old", "old-disk", MARKER, 64 * 2**20)
+    disk = local_volumes.claim_disk(snapshot_service.pvc_root, NS, "reused")
+    disk.parent.mkdir(parents=True)
+    old.rename(disk)
+    (disk.parent / local_volumes.OWNER_FILE).write_text("uid-of-a-deleted-claim\n")
+    pvc = await bound_claim(store, "reused", "32Mi")
+    assert image_info(disk)["virtual-size"] == 32 * 2**20
+    assert read_head(disk, tmp_path) == bytes(len(MARKER))
+    assert local_volumes.owner_of(disk) == pvc["metadata"]["uid"]
+
+
 async def test_claim_from_a_copy_holds_its_data_and_grows_to_the_request(object_store, snapshot_service, tmp_path):
     store = object_store
     write_copy(snapshot_service.copies_dir, "vs-1", size=32 * 2**20)
