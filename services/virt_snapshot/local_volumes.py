@@ -73,6 +73,24 @@ def _own(disk: Path, owner_uid: str) -> None:
     os.replace(part, marker)
 
 
+def free_bytes(directory: Path) -> int:
+    """Free bytes (for an unprivileged writer) of the filesystem holding ``directory`` (or its
+    nearest existing parent when it does not exist yet)."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return shutil.disk_usage(existing).free
+
+
+def _drop_failed(part: Path) -> None:
+    """After a failed qemu-img: remove the ``.part`` and the claim's directory when left empty."""
+    part.unlink(missing_ok=True)
+    try:
+        part.parent.rmdir()
+    except OSError:
+        pass
+
+
 def _part(path: Path) -> Path:
     return path.with_name(path.name + PART_SUFFIX)
 
@@ -101,7 +119,11 @@ async def create_disk(path: Path, size_bytes: int, *, owner_uid: str) -> None:
     _disown(path)
     part = _part(path)
     part.unlink(missing_ok=True)
-    await _qemu_img("create", "-q", "-f", "qcow2", str(part), str(size_bytes))
+    try:
+        await _qemu_img("create", "-q", "-f", "qcow2", str(part), str(size_bytes))
+    except VolumeFileError:
+        _drop_failed(part)
+        raise
     os.replace(part, path)
     _own(path, owner_uid)
 
@@ -116,11 +138,15 @@ async def copy_disk(source: Path, path: Path, size_bytes: int, *, owner_uid: str
     _disown(path)
     part = _part(path)
     part.unlink(missing_ok=True)
-    await _qemu_img("convert", "-q", "-O", "qcow2", str(source), str(part))
-    size = await virtual_size(part)
-    if size_bytes > size:
-        await _qemu_img("resize", "-q", str(part), str(size_bytes))
-        size = size_bytes
+    try:
+        await _qemu_img("convert", "-q", "-O", "qcow2", str(source), str(part))
+        size = await virtual_size(part)
+        if size_bytes > size:
+            await _qemu_img("resize", "-q", str(part), str(size_bytes))
+            size = size_bytes
+    except VolumeFileError:
+        _drop_failed(part)
+        raise
     os.replace(part, path)
     _own(path, owner_uid)
     return size

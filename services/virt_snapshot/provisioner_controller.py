@@ -138,7 +138,8 @@ class ProvisionerController:
         uid = pvc.metadata.uid or ""
         decision = compute_provision(pvc, in_use=self.in_use(namespace, name),
                                      copy_exists=copy is not None and copy.exists(),
-                                     disk_exists=local_volumes.owned_disk_exists(disk, uid))
+                                     disk_exists=local_volumes.owned_disk_exists(disk, uid),
+                                     free_bytes=local_volumes.free_bytes(self.pvc_root))
         step = decision.step
         if step == ProvisionStep.ADD_FINALIZER:
             body = claim_body(pvc)

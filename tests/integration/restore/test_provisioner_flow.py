@@ -100,6 +100,29 @@ async def test_unsupported_class_and_mode_stay_pending(object_store, snapshot_se
     assert not local_volumes.claim_dir(snapshot_service.pvc_root, NS, "fast").exists()
 
 
+async def test_oversized_and_shared_claims_stay_pending_without_files(object_store, snapshot_service):
+    store = object_store
+    await store.create(PVCS, claim_body("huge", "900Ei"))
+    await store.create(PVCS, claim_body("beyond-free", "1Pi"))
+    await store.create(PVCS, claim_body("shared", accessModes=["ReadWriteMany"]))
+    for name in ("huge", "beyond-free", "shared"):
+        await wait_until(lambda n=name: claim_phase(store, n, "Pending"), timeout=10)
+    await wait_until(lambda: _has_event(store, "huge", (
+        "Warning", "ProvisioningFailed",
+        f"requested storage 900Ei ({900 * 2**60} bytes) is larger than the local provisioner's maximum of 2Pi")))
+    await wait_until(lambda: _has_event(store, "shared", (
+        "Warning", "ProvisioningFailed", "local provisioner gives node-local disks: access modes ReadWriteMany "
+        "not supported (supported: ReadWriteOnce, ReadWriteOncePod)")))
+
+    async def capacity_refused():
+        return any(t == "Warning" and r == "ProvisioningFailed" and m.startswith(
+            "insufficient capacity: requested storage 1Pi but the local storage directory has ")
+            for t, r, m in await events_of(store, "beyond-free"))
+    await wait_until(capacity_refused, timeout=10)
+    for name in ("huge", "beyond-free", "shared"):
+        assert not local_volumes.claim_dir(snapshot_service.pvc_root, NS, name).exists()
+
+
 async def test_deletion_waits_for_the_vmi_using_the_claim(object_store, snapshot_service):
     store = object_store
     await bound_claim(store, "used")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from services.virt_snapshot import local_volumes
 
 async def test_a_disk_without_a_marker_is_replaced_then_owned(tmp_path: Path) -> None:
@@ -25,3 +27,10 @@ async def test_the_owners_disk_is_kept(tmp_path: Path) -> None:
     inode = disk.stat().st_ino
     await local_volumes.create_disk(disk, 4 * 2**20, owner_uid="u-1")
     assert disk.stat().st_ino == inode and await local_volumes.virtual_size(disk) == 2**20
+
+
+async def test_a_failed_create_leaves_no_directory(tmp_path: Path) -> None:
+    disk = local_volumes.claim_disk(tmp_path, "default", "huge")
+    with pytest.raises(local_volumes.VolumeFileError, match="too large"):
+        await local_volumes.create_disk(disk, 2**51 + 2**16, owner_uid="u-1")
+    assert not disk.parent.exists()
