@@ -6,6 +6,12 @@ a qcow2 whose virtual size is the granted capacity; a volume copy is
 ``<final>.part`` and renamed when complete, so a file without ``.part`` is always whole and a
 crashed provisioner simply starts the ``.part`` again.
 
+Ownership: next to ``disk.img`` the file ``claim-uid`` holds the uid of the claim the disk was
+made for, written only after the disk is complete. A disk whose marker is missing or names
+another uid (a deleted claim's leftover, an older installation's disk) is never adopted: it is
+replaced by a fresh file for the new claim, so a re-created claim of the same name never sees
+the data of the old one.
+
 Errors: :class:`VolumeFileError` (qemu-img's stderr) when a command fails.
 """
 
@@ -20,6 +26,7 @@ from pathlib import Path
 DISK_FILE = "disk.img"
 PART_SUFFIX = ".part"
 COPY_SUFFIX = ".qcow2"
+OWNER_FILE = "claim-uid"
 
 
 class VolumeFileError(Exception):
@@ -41,6 +48,49 @@ def copy_path(copies_dir: Path, namespace: str, volume_snapshot_name: str) -> Pa
     return copies_dir / namespace / f"{volume_snapshot_name}{COPY_SUFFIX}"
 
 
+def owner_of(disk: Path) -> str | None:
+    """The claim uid recorded next to ``disk`` (None when there is no marker)."""
+    try:
+        return (disk.parent / OWNER_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def owned_disk_exists(disk: Path, owner_uid: str) -> bool:
+    """Whether ``disk`` is complete and was made for the claim with uid ``owner_uid``."""
+    return bool(owner_uid) and disk.exists() and owner_of(disk) == owner_uid
+
+
+def _disown(disk: Path) -> None:
+    """Drop the marker of a disk that is about to be replaced (before the new file goes in)."""
+    (disk.parent / OWNER_FILE).unlink(missing_ok=True)
+
+
+def _own(disk: Path, owner_uid: str) -> None:
+    marker = disk.parent / OWNER_FILE
+    part = _part(marker)
+    part.write_text(owner_uid + "\n")
+    os.replace(part, marker)
+
+
+def free_bytes(directory: Path) -> int:
+    """Free bytes (for an unprivileged writer) of the filesystem holding ``directory`` (or its
+    nearest existing parent when it does not exist yet)."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return shutil.disk_usage(existing).free
+
+
+def _drop_failed(part: Path) -> None:
+    """After a failed qemu-img: remove the ``.part`` and the claim's directory when left empty."""
+    part.unlink(missing_ok=True)
+    try:
+        part.parent.rmdir()
+    except OSError:
+        pass
+
+
 def _part(path: Path) -> Path:
     return path.with_name(path.name + PART_SUFFIX)
 
@@ -60,31 +110,45 @@ async def virtual_size(path: Path) -> int:
     return int(info["virtual-size"])
 
 
-async def create_disk(path: Path, size_bytes: int) -> None:
-    """An empty qcow2 of ``size_bytes`` at ``path`` (nothing done when it exists)."""
-    if path.exists():
+async def create_disk(path: Path, size_bytes: int, *, owner_uid: str) -> None:
+    """An empty qcow2 of ``size_bytes`` at ``path`` made for claim ``owner_uid`` (nothing done when
+    that claim's disk is already there; a disk of another claim is replaced)."""
+    if owned_disk_exists(path, owner_uid):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    _disown(path)
     part = _part(path)
     part.unlink(missing_ok=True)
-    await _qemu_img("create", "-q", "-f", "qcow2", str(part), str(size_bytes))
+    try:
+        await _qemu_img("create", "-q", "-f", "qcow2", str(part), str(size_bytes))
+    except VolumeFileError:
+        _drop_failed(part)
+        raise
     os.replace(part, path)
+    _own(path, owner_uid)
 
 
-async def copy_disk(source: Path, path: Path, size_bytes: int) -> int:
-    """``path`` as a qcow2 copy of ``source``, grown to ``size_bytes`` when the copy is smaller;
-    returns the final virtual size (nothing copied when ``path`` exists)."""
-    if path.exists():
+async def copy_disk(source: Path, path: Path, size_bytes: int, *, owner_uid: str) -> int:
+    """``path`` as a qcow2 copy of ``source`` made for claim ``owner_uid``, grown to ``size_bytes``
+    when the copy is smaller; returns the final virtual size (nothing copied when that claim's
+    disk is already there; a disk of another claim is replaced)."""
+    if owned_disk_exists(path, owner_uid):
         return await virtual_size(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _disown(path)
     part = _part(path)
     part.unlink(missing_ok=True)
-    await _qemu_img("convert", "-q", "-O", "qcow2", str(source), str(part))
-    size = await virtual_size(part)
-    if size_bytes > size:
-        await _qemu_img("resize", "-q", str(part), str(size_bytes))
-        size = size_bytes
+    try:
+        await _qemu_img("convert", "-q", "-O", "qcow2", str(source), str(part))
+        size = await virtual_size(part)
+        if size_bytes > size:
+            await _qemu_img("resize", "-q", str(part), str(size_bytes))
+            size = size_bytes
+    except VolumeFileError:
+        _drop_failed(part)
+        raise
     os.replace(part, path)
+    _own(path, owner_uid)
     return size
 
 

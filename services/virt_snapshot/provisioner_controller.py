@@ -135,8 +135,11 @@ class ProvisionerController:
         disk = local_volumes.claim_disk(self.pvc_root, namespace, name)
         source = source_copy_of(pvc)
         copy = local_volumes.copy_path(self.copies_dir, namespace, source) if source else None
+        uid = pvc.metadata.uid or ""
         decision = compute_provision(pvc, in_use=self.in_use(namespace, name),
-                                     copy_exists=copy is not None and copy.exists(), disk_exists=disk.exists())
+                                     copy_exists=copy is not None and copy.exists(),
+                                     disk_exists=local_volumes.owned_disk_exists(disk, uid),
+                                     free_bytes=local_volumes.free_bytes(self.pvc_root))
         step = decision.step
         if step == ProvisionStep.ADD_FINALIZER:
             body = claim_body(pvc)
@@ -149,10 +152,10 @@ class ProvisionerController:
         elif step == ProvisionStep.PROVISION:
             if copy is not None:
                 with tracing.child_span(SERVICE, f"copy {source}", attributes={"kubevirt.claim": name}):
-                    await local_volumes.copy_disk(copy, disk, decision.size_bytes)
+                    await local_volumes.copy_disk(copy, disk, decision.size_bytes, owner_uid=uid)
             else:
                 with tracing.child_span(SERVICE, "create disk", attributes={"kubevirt.claim": name}):
-                    await local_volumes.create_disk(disk, decision.size_bytes)
+                    await local_volumes.create_disk(disk, decision.size_bytes, owner_uid=uid)
             await self._bind(pvc, disk)
         elif step == ProvisionStep.BIND:
             await self._bind(pvc, disk)

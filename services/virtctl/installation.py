@@ -64,16 +64,31 @@ __all__ = [
 ]
 
 
-def wipe(layout: Layout, services: list[ServiceSpec]) -> None:
-    """Remove what the installation wrote (data, TLS material, token, logs, records, kubeconfig),
-    never anything else in the state directory; the directory itself goes when left empty."""
+def wipe(layout: Layout, services: list[ServiceSpec]) -> list[str]:
+    """Remove what the installation wrote (data — claims' disks under ``pvcs/`` and volume copies
+    under ``volume-snapshots/`` included —, TLS material, token, logs, records, kubeconfig), never
+    anything else in the state directory; the directory itself goes when left empty.
+
+    Returns one line per path that could not be removed (``<path>: <error>``; empty when all went),
+    so the caller never claims a wipe that left data behind.
+    """
+    failed: list[str] = []
+
+    def _failed(_func: object, path: str, exc_info: tuple[type[BaseException], BaseException, object]) -> None:
+        failed.append(f"{path}: {exc_info[1]}")
+
     for sub in [layout.nats_dir, layout.api_dir, layout.logs_dir, layout.run_dir, layout.images_dir,
+                layout.pvcs_dir, layout.volume_snapshots_dir,
                 layout.state_dir / "guest-build", *[layout.state_dir / s.name for s in services]]:
         if sub.is_dir():
-            shutil.rmtree(sub)
+            shutil.rmtree(sub, onerror=_failed)
     for f in (layout.kubeconfig, layout.state_dir / "installation.json"):
-        f.unlink(missing_ok=True)
+        try:
+            f.unlink(missing_ok=True)
+        except OSError as exc:
+            failed.append(f"{f}: {exc}")
     try:
         layout.state_dir.rmdir()
     except OSError:
         pass
+    return failed

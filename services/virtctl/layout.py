@@ -44,6 +44,11 @@ class Layout:
         return self.state_dir / "pvcs"
 
     @property
+    def volume_snapshots_dir(self) -> Path:
+        """virt-snapshot's volume copies: ``<namespace>/<volumeSnapshotName>.qcow2``."""
+        return self.state_dir / "volume-snapshots"
+
+    @property
     def handler_dir(self) -> Path:
         """virt-handler's state: ``vmis/<uid>/`` holds each guest's overlay, ISOs, console log."""
         return self.state_dir / "virt-handler"

@@ -215,7 +215,11 @@ def down(state_dir: Path | None, wipe: bool) -> None:
         click.echo(f"{name:<16} stopped (started by an 'up', no other user left)")
     if wipe:
         extra_nodes.apply_wipe(layout)
-        inst.wipe(layout, inst.SERVICES)
+        left = inst.wipe(layout, inst.SERVICES)
+        for line in left:
+            click.echo(f"could not remove {line}", err=True)
+        if left:
+            raise click.ClickException(f"wipe of {directory} incomplete: {len(left)} path(s) left")
         click.echo(f"wiped {directory}")
     else:
         click.echo(f"data kept in {directory}")

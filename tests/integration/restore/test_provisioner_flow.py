@@ -45,6 +45,20 @@ async def test_empty_claim_is_provisioned_and_bound(object_store, snapshot_servi
         await events_of(store, "data")
 
 
+async def test_a_leftover_disk_of_the_same_name_is_never_adopted(object_store, snapshot_service, tmp_path):
+    # a disk.img left by a deleted claim (or a wiped installation) with data in it and an old marker
+    store = object_store
+    old = write_copy(tmp_path / "old", "old-disk", MARKER, 64 * 2**20)
+    disk = local_volumes.claim_disk(snapshot_service.pvc_root, NS, "reused")
+    disk.parent.mkdir(parents=True)
+    old.rename(disk)
+    (disk.parent / local_volumes.OWNER_FILE).write_text("uid-of-a-deleted-claim\n")
+    pvc = await bound_claim(store, "reused", "32Mi")
+    assert image_info(disk)["virtual-size"] == 32 * 2**20
+    assert read_head(disk, tmp_path) == bytes(len(MARKER))
+    assert local_volumes.owner_of(disk) == pvc["metadata"]["uid"]
+
+
 async def test_claim_from_a_copy_holds_its_data_and_grows_to_the_request(object_store, snapshot_service, tmp_path):
     store = object_store
     write_copy(snapshot_service.copies_dir, "vs-1", size=32 * 2**20)
@@ -84,6 +98,29 @@ async def test_unsupported_class_and_mode_stay_pending(object_store, snapshot_se
     await wait_until(lambda: _has_event(store, "block", ("Warning", "ProvisioningFailed",
                                                          "local provisioner supports Filesystem only")))
     assert not local_volumes.claim_dir(snapshot_service.pvc_root, NS, "fast").exists()
+
+
+async def test_oversized_and_shared_claims_stay_pending_without_files(object_store, snapshot_service):
+    store = object_store
+    await store.create(PVCS, claim_body("huge", "900Ei"))
+    await store.create(PVCS, claim_body("beyond-free", "1Pi"))
+    await store.create(PVCS, claim_body("shared", accessModes=["ReadWriteMany"]))
+    for name in ("huge", "beyond-free", "shared"):
+        await wait_until(lambda n=name: claim_phase(store, n, "Pending"), timeout=10)
+    await wait_until(lambda: _has_event(store, "huge", (
+        "Warning", "ProvisioningFailed",
+        f"requested storage 900Ei ({900 * 2**60} bytes) is larger than the local provisioner's maximum of 2Pi")))
+    await wait_until(lambda: _has_event(store, "shared", (
+        "Warning", "ProvisioningFailed", "local provisioner gives node-local disks: access modes ReadWriteMany "
+        "not supported (supported: ReadWriteOnce, ReadWriteOncePod)")))
+
+    async def capacity_refused():
+        return any(t == "Warning" and r == "ProvisioningFailed" and m.startswith(
+            "insufficient capacity: requested storage 1Pi but the local storage directory has ")
+            for t, r, m in await events_of(store, "beyond-free"))
+    await wait_until(capacity_refused, timeout=10)
+    for name in ("huge", "beyond-free", "shared"):
+        assert not local_volumes.claim_dir(snapshot_service.pvc_root, NS, name).exists()
 
 
 async def test_deletion_waits_for_the_vmi_using_the_claim(object_store, snapshot_service):

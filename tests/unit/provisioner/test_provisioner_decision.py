@@ -19,8 +19,8 @@ PROTECT = "kubernetes.io/pvc-protection"
 
 
 def claim(*, finalizers=(PROTECT,), deleting=False, phase=None, storage_class=None, volume_mode=None,
-          size="1Gi", data_source=None):
-    spec = {"accessModes": ["ReadWriteOnce"]}
+          size="1Gi", data_source=None, access_modes=("ReadWriteOnce",)):
+    spec = {"accessModes": list(access_modes)}
     if size is not None:
         spec["resources"] = {"requests": {"storage": size}}
     if storage_class is not None:
@@ -90,3 +90,36 @@ def test_requested_bytes(size, expected):
 
 def test_volume_name_is_pvc_uid():
     assert volume_name_of("abc") == "pvc-abc"
+
+
+SUPPORTED = "(supported: ReadWriteOnce, ReadWriteOncePod)"
+GI = 2**30
+
+CAPACITY_CASES = [
+    # (name, claim, disk_exists, free_bytes, step, message)
+    ("fits in the free space", claim(size="1Gi"), False, 2 * GI, ProvisionStep.PROVISION, ""),
+    ("exactly the free space", claim(size="1Gi"), False, GI, ProvisionStep.PROVISION, ""),
+    ("free space unknown: not checked", claim(size="1Ti"), False, None, ProvisionStep.PROVISION, ""),
+    ("more than the free space", claim(size="3Gi"), False, 2 * GI, ProvisionStep.REFUSE,
+     "insufficient capacity: requested storage 3Gi but the local storage directory has 2Gi free"),
+    ("900Ei: larger than a qcow2 can be", claim(size="900Ei"), False, None, ProvisionStep.REFUSE,
+     f"requested storage 900Ei ({900 * 2**60} bytes) is larger than the local provisioner's maximum of 2Pi"),
+    ("2Pi is the qcow2 maximum", claim(size="2Pi"), False, None, ProvisionStep.PROVISION, ""),
+    ("copy larger than the free space", claim(size="3Gi", data_source="vs-1"), False, GI, ProvisionStep.REFUSE,
+     "insufficient capacity: requested storage 3Gi but the local storage directory has 1Gi free"),
+    ("own disk already made: bound whatever the free space", claim(size="3Gi"), True, 0, ProvisionStep.BIND, ""),
+    ("ReadWriteOncePod supported", claim(access_modes=("ReadWriteOncePod",)), False, 2 * GI,
+     ProvisionStep.PROVISION, ""),
+    ("ReadWriteMany refused", claim(access_modes=("ReadWriteMany",)), False, 2 * GI, ProvisionStep.REFUSE,
+     f"local provisioner gives node-local disks: access modes ReadWriteMany not supported {SUPPORTED}"),
+    ("ReadOnlyMany with ReadWriteOnce refused", claim(access_modes=("ReadWriteOnce", "ReadOnlyMany")), False,
+     2 * GI, ProvisionStep.REFUSE,
+     f"local provisioner gives node-local disks: access modes ReadOnlyMany not supported {SUPPORTED}"),
+]
+
+
+@pytest.mark.parametrize(("pvc", "disk_exists", "free", "step", "message"),
+                         [c[1:] for c in CAPACITY_CASES], ids=[c[0] for c in CAPACITY_CASES])
+def test_capacity_and_access_modes(pvc, disk_exists, free, step, message):
+    decision = compute_provision(pvc, in_use=False, copy_exists=True, disk_exists=disk_exists, free_bytes=free)
+    assert (decision.step, decision.message) == (step, message)
