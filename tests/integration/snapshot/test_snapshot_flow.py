@@ -158,7 +158,7 @@ async def test_freeze_without_answer_fails_at_the_deadline_thawed_and_cleaned(ob
     _, task = await start_manager(object_store, "snap-1", storage_dir, handlers=HandlerClient(object_store.bus,
                                                                                               timeout=1.0))
     try:
-        uid = (await create_snapshot(object_store, "late", "vm1", failure_deadline="3s"))["metadata"]["uid"]
+        uid = (await create_snapshot(object_store, "late", "vm1", failure_deadline="8s"))["metadata"]["uid"]
         status = (await _snapshot_when(object_store, "late", lambda s: s.get("phase") == "Failed",
                                        timeout=20))["status"]
         assert status["error"]["message"] == "snapshot deadline exceeded"
@@ -166,6 +166,9 @@ async def test_freeze_without_answer_fails_at_the_deadline_thawed_and_cleaned(ob
         assert _cond(status, "Progressing")["reason"] == "Operation failed"
         assert status["readyToUse"] is False
         await wait_until(lambda: "Unfreeze" in handler.log, timeout=10)
+        await wait_until(lambda: not handler.frozen, timeout=10)  # the guest ends thawed
+        assert handler.log.count("Freeze") >= 2  # the failed freeze was retried
+        assert "BackupVolumes" not in handler.log  # the copy never started unfrozen
         await wait_until(lambda: _gone(object_store, CONTENTS, f"vmsnapshot-content-{uid}"), timeout=10)
         await wait_until(lambda: _unlocked(object_store, "vm1"), timeout=10)
         leftovers = list((storage_dir / "volume-snapshots").rglob("*")) if (
