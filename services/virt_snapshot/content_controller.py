@@ -67,7 +67,7 @@ class ContentController:
     def __init__(self, parts: SnapshotParts) -> None:
         self.parts = parts
         self.writer = Writer(parts.store, parts.recorder)
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(name="virt-snapshot-content")
         parts.contents.add_handler(lambda old, new: self._enqueue(new or old))
         parts.snapshots.add_handler(lambda old, new: self._on_snapshot(new or old))
 
