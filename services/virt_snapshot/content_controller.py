@@ -2,10 +2,12 @@
 
 Steps (:func:`content_decision.content_step`, KubeVirt updateVMSnapshotContent):
 
-- Begin: when the snapshot says ``GuestAgent`` and the guest is not frozen yet, ``Freeze`` on the
+- Begin: when the snapshot says ``GuestAgent`` (:func:`content_decision.begin_action`), ``Freeze`` on the
   VMI's node with ``unfreeze_timeout_seconds`` = the snapshot's failureDeadline (300 when none)
   — the handler thaws by itself at that time whatever happens here; then
-  ``VolumeSnapshotter.begin`` (fixes the point in time); the content's ``creationTime`` is written
+  ``VolumeSnapshotter.begin`` (fixes the point in time) only once that Freeze answered ok — a
+  refused or unanswered Freeze is retried every ``BEGIN_RETRY`` s and the copy never starts
+  unfrozen; at the failureDeadline the snapshot fails and Abandon thaws; the content's ``creationTime`` is written
   (event ``SuccessfulVolumeSnapshotCreate`` per copy); then ``Unfreeze``.
 - Poll: the copies' states into ``volumeSnapshotStatus``/``readyToUse``/``error``.
 - Abandon (snapshot gone or failed): ``Unfreeze`` (always), abort unfinished copies.
@@ -26,7 +28,9 @@ from typing import Any
 from msgspec.structs import replace
 
 from services.virt_snapshot.content_decision import (
+    BeginAction,
     ContentStep,
+    begin_action,
     compute_begin_error,
     compute_created_status,
     compute_polled_status,
@@ -63,7 +67,7 @@ class ContentController:
     def __init__(self, parts: SnapshotParts) -> None:
         self.parts = parts
         self.writer = Writer(parts.store, parts.recorder)
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(name="virt-snapshot-content")
         parts.contents.add_handler(lambda old, new: self._enqueue(new or old))
         parts.snapshots.add_handler(lambda old, new: self._on_snapshot(new or old))
 
@@ -160,7 +164,8 @@ class ContentController:
         ns = content.metadata.namespace if content.metadata else ""
         now = format_time(parts.clock.now())
         try:
-            if needs_freeze(snap) and state is not None and state.online and not state.frozen:
+            if begin_action(snap, state) == BeginAction.FREEZE_THEN_COPY:
+                assert state is not None
                 await self._freeze(ns or "", snap, state)
             with tracing.child_span(SERVICE, "begin copies", attributes={"kubevirt.volumes": len(request.volumes)}):
                 creation_time = await parts.snapshotter.begin(request)

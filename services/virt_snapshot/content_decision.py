@@ -97,6 +97,24 @@ def needs_freeze(snapshot: VirtualMachineSnapshot | None) -> bool:
         (snapshot.status.indications if snapshot.status else None) or [])
 
 
+class BeginAction(StrEnum):
+    """How the Begin step fixes the point in time."""
+
+    FREEZE_THEN_COPY = "FreezeThenCopy"  # Freeze must answer ok before the copy begins
+    COPY = "Copy"                        # no quiescing asked (or the guest no longer runs)
+
+
+def begin_action(snapshot: VirtualMachineSnapshot | None, state: SourceState | None) -> BeginAction:
+    """Whether Begin freezes first. With indication ``GuestAgent`` and a running VMI the Freeze
+    is sent on every attempt, whatever the VMI's ``fsFreezeStatus`` says: the handler reports
+    ``frozen`` while a deadline is armed, also after a Freeze that timed out in the agent, so that
+    status is no proof the guest is quiesced (KubeVirt: a failed freeze is retried and the copy
+    is not started unfrozen). The handler's Freeze is idempotent."""
+    if needs_freeze(snapshot) and state is not None and state.online:
+        return BeginAction.FREEZE_THEN_COPY
+    return BeginAction.COPY
+
+
 def compute_request(content: VirtualMachineSnapshotContent, snapshot: VirtualMachineSnapshot | None,
                     state: SourceState | None) -> SnapshotRequest:
     """The VolumeSnapshotter request of ``content``: its volumes, and the VMI's node when the

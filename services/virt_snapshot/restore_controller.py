@@ -247,10 +247,12 @@ class RestoreController:
         if readiness.step == rd.ReadinessStep.FAIL:
             await self._error(restore, readiness.reason, failed=True)
             return
-        await self.recorder.record(restore_body(restore), EventType.WARNING, rd.RESTORE_VM_NOT_READY_EVENT,
-                                   readiness.event_message)
+        stopping = readiness.step == rd.ReadinessStep.STOP
+        if not stopping or (target is not None and rd.stop_needed(target)):
+            await self.recorder.record(restore_body(restore), EventType.WARNING, rd.RESTORE_VM_NOT_READY_EVENT,
+                                       readiness.event_message)
         await self._set_conditions(restore, progressing=False, ready=False, reason=readiness.reason)
-        if readiness.step == rd.ReadinessStep.STOP and target is not None:
+        if stopping and target is not None and rd.stop_needed(target):
             await self.writer.stop_vm(target)
         if readiness.recheck_after is not None:
             self.queue.add_after(key, readiness.recheck_after)

@@ -21,8 +21,10 @@ from shared.api.snapshot_vocabulary import (
     SnapshotPhase,
     TargetReadinessPolicy,
 )
+from shared.api.run_strategy import RunStrategyError, read_run_strategy
+from shared.api.vm import VirtualMachine
 from shared.api.vmi import VirtualMachineInstance
-from shared.api.vocabulary import format_time, is_final_phase, parse_time
+from shared.api.vocabulary import RunStrategy, format_time, is_final_phase, parse_time
 
 # Event reasons (restore.go)
 RESTORE_COMPLETE_EVENT = "VirtualMachineRestoreComplete"
@@ -43,6 +45,8 @@ _GRACE = "5m0s"  # snapshotv1.DefaultGracePeriod as Go prints it
 WAIT_EVENTUALLY_MESSAGE = ("Waiting for target VM to be powered off. Please stop the restore target to proceed "
                            "with restore")
 STOP_TARGET_MESSAGE = "Automatically stopping restore target for restore operation"
+#: seconds between checks while a StopTarget restore waits for the stopped VMI to go
+STOP_TARGET_RECHECK_SECONDS = 1.0
 VMI_EXISTS_EVENT_MESSAGE = ("Restore target VMI still exists, please stop the restore target to proceed with "
                             "restore")
 TARGET_NOT_READY_FAILURE_MESSAGE = "Restore target VMI must be powered off before restore operation"
@@ -161,7 +165,8 @@ def compute_target_readiness(restore: VirtualMachineRestore, *, target_exists: b
     if policy == TargetReadinessPolicy.WAIT_EVENTUALLY:
         return Readiness(ReadinessStep.WAIT, WAIT_EVENTUALLY_MESSAGE, VMI_EXISTS_EVENT_MESSAGE)
     if policy == TargetReadinessPolicy.STOP_TARGET:
-        return Readiness(ReadinessStep.STOP, STOP_TARGET_MESSAGE, STOP_TARGET_MESSAGE)
+        return Readiness(ReadinessStep.STOP, STOP_TARGET_MESSAGE, STOP_TARGET_MESSAGE,
+                         recheck_after=STOP_TARGET_RECHECK_SECONDS)
     if policy == TargetReadinessPolicy.FAIL_IMMEDIATE:
         return Readiness(ReadinessStep.FAIL, TARGET_NOT_READY_FAILURE_MESSAGE)
     if policy == TargetReadinessPolicy.WAIT_GRACE_PERIOD:
@@ -172,6 +177,15 @@ def compute_target_readiness(restore: VirtualMachineRestore, *, target_exists: b
         return Readiness(ReadinessStep.WAIT, WAIT_GRACE_PERIOD_MESSAGE, VMI_EXISTS_EVENT_MESSAGE,
                          recheck_after=remaining + 0.5)
     raise RestoreError(f"unknown targetReadinessPolicy: {policy}")
+
+
+def stop_needed(target: VirtualMachine) -> bool:
+    """StopTarget: the target VM still has to be stopped (its run strategy is not Halted yet);
+    once it is, the restore only waits for the VMI to go (no new write, no new Event)."""
+    try:
+        return read_run_strategy(target.spec.running, target.spec.run_strategy) != RunStrategy.HALTED
+    except RunStrategyError:
+        return True
 
 
 # -- snapshot and content ---------------------------------------------------------------------

@@ -72,7 +72,7 @@ class SnapshotController:
     def __init__(self, parts: SnapshotParts) -> None:
         self.parts = parts
         self.writer = Writer(parts.store, parts.recorder)
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(name="virt-snapshot-snapshot")
         parts.snapshots.add_handler(lambda old, new: self._enqueue(new or old))
         parts.contents.add_handler(self._on_content)
         parts.vms.add_handler(lambda old, new: self._enqueue_for_vm(new or old))

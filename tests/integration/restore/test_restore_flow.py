@@ -175,6 +175,12 @@ async def test_stop_target_halts_the_vm_then_restores(object_store, snapshot_ser
     await wait_until(halted, timeout=10)
     assert await _reason_is(store, "r-stop", rd.STOP_TARGET_MESSAGE)
     assert ("Warning", "RestoreTargetNotReady", rd.STOP_TARGET_MESSAGE) in await events_of(store, "r-stop")
+    await asyncio.sleep(2)  # the VMI is still there: the restore waits without a hot loop
+    recorded, _ = await store.list("events", NS)
+    not_ready = [e for e in recorded if e["involvedObject"]["name"] == "r-stop"
+                 and e["reason"] == "RestoreTargetNotReady"]
+    assert 1 <= sum(e.get("count") or 1 for e in not_ready) <= 2
+    assert (await store.get(VMS, NS, "vm1"))["spec"]["runStrategy"] == "Halted"
     await _stop_vmi(store)
     await complete(store, "r-stop")
     assert (await store.get(VMS, NS, "vm1"))["spec"]["runStrategy"] == "Halted"

@@ -184,7 +184,10 @@ class StandInHandler:
         if isinstance(cmd, events.Freeze):
             assert cmd.unfreeze_timeout_seconds > 0
             if not self.freeze_answers:
-                return  # the agent never answers: the request times out
+                # the agent never answers: the request times out, while the handler keeps the
+                # armed deadline, so the VMI reports fsFreezeStatus frozen (as the real one does)
+                await self._set_frozen(cmd, True)
+                return
             await self._set_frozen(cmd, True)
         elif isinstance(cmd, events.Unfreeze):
             await self._set_frozen(cmd, False)

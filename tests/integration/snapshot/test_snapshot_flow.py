@@ -158,7 +158,7 @@ async def test_freeze_without_answer_fails_at_the_deadline_thawed_and_cleaned(ob
     _, task = await start_manager(object_store, "snap-1", storage_dir, handlers=HandlerClient(object_store.bus,
                                                                                               timeout=1.0))
     try:
-        uid = (await create_snapshot(object_store, "late", "vm1", failure_deadline="3s"))["metadata"]["uid"]
+        uid = (await create_snapshot(object_store, "late", "vm1", failure_deadline="8s"))["metadata"]["uid"]
         status = (await _snapshot_when(object_store, "late", lambda s: s.get("phase") == "Failed",
                                        timeout=20))["status"]
         assert status["error"]["message"] == "snapshot deadline exceeded"
@@ -166,6 +166,9 @@ async def test_freeze_without_answer_fails_at_the_deadline_thawed_and_cleaned(ob
         assert _cond(status, "Progressing")["reason"] == "Operation failed"
         assert status["readyToUse"] is False
         await wait_until(lambda: "Unfreeze" in handler.log, timeout=10)
+        await wait_until(lambda: not handler.frozen, timeout=10)  # the guest ends thawed
+        assert handler.log.count("Freeze") >= 2  # the failed freeze was retried
+        assert "BackupVolumes" not in handler.log  # the copy never started unfrozen
         await wait_until(lambda: _gone(object_store, CONTENTS, f"vmsnapshot-content-{uid}"), timeout=10)
         await wait_until(lambda: _unlocked(object_store, "vm1"), timeout=10)
         leftovers = list((storage_dir / "volume-snapshots").rglob("*")) if (
@@ -199,7 +202,11 @@ async def test_new_leader_thaws_and_finishes_after_the_old_one_dies_between_free
             status = (await _snapshot_when(object_store, "crash", lambda s: s.get("readyToUse")))["status"]
             assert status["phase"] == "Succeeded"
             assert not handler.frozen
-            assert handler.log.count("Freeze") == 1  # the frozen guest was not frozen again
+            # the new leader re-runs Begin: it freezes again (idempotent in the handler, the
+            # deadline moves) before its idempotent BackupVolumes; no copy is begun unfrozen
+            begun = [i for i, kind in enumerate(handler.log) if kind == "BackupVolumes"]
+            assert len(begun) == 2 and handler.log[begun[1] - 1] == "Freeze"
+            assert "Unfreeze" not in handler.log[:begun[1]]
             await wait_until(lambda: _unlocked(object_store, "vm1"), timeout=10)
         finally:
             await stop_manager(task2)

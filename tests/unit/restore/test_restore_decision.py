@@ -43,7 +43,7 @@ READINESS = [
     ("default fails after the grace period", {}, True, vmi("Running"), CREATED + timedelta(seconds=301),
      rd.ReadinessStep.FAIL, rd.RESTORE_GRACE_PERIOD_EXCEEDED_ERROR, "", None),
     ("StopTarget", {"targetReadinessPolicy": "StopTarget"}, True, vmi("Running"), CREATED,
-     rd.ReadinessStep.STOP, rd.STOP_TARGET_MESSAGE, rd.STOP_TARGET_MESSAGE, None),
+     rd.ReadinessStep.STOP, rd.STOP_TARGET_MESSAGE, rd.STOP_TARGET_MESSAGE, rd.STOP_TARGET_RECHECK_SECONDS),
     ("FailImmediate", {"targetReadinessPolicy": "FailImmediate"}, True, vmi("Scheduling"), CREATED,
      rd.ReadinessStep.FAIL, rd.TARGET_NOT_READY_FAILURE_MESSAGE, "", None),
     ("WaitEventually long after", {"targetReadinessPolicy": "WaitEventually"}, True, vmi("Running"),
@@ -269,3 +269,20 @@ def test_conditions_keep_transition_time_when_unchanged():
     failed = rd.progress_conditions(first, progressing=False, ready=False, reason="x", now=later, failed=True)
     assert [c.type for c in failed] == ["Progressing", "Ready", "Failure"]
     assert rd.is_failed(restore()) is False
+
+
+@pytest.mark.parametrize(("spec", "needed"), [
+    ({"runStrategy": "Always"}, True),
+    ({"runStrategy": "RerunOnFailure"}, True),
+    ({"running": True}, True),
+    ({"runStrategy": "Halted"}, False),   # already stopping: no new write, no new Event
+    ({"running": False}, False),
+    ({}, False),                          # neither field: Halted
+    ({"running": True, "runStrategy": "Halted"}, True),  # invalid: write Halted to fix it
+])
+def test_stop_needed_only_until_halted(spec, needed):
+    from shared.api.vm import VirtualMachine
+    vm = decode_as(VirtualMachine, {"metadata": {"name": "vm1", "namespace": "default"},
+                                    "spec": {**spec, "template": {"spec": {"domain": {"devices": {}}}}}})
+    assert rd.stop_needed(vm) is needed
+    assert 0 < rd.STOP_TARGET_RECHECK_SECONDS <= 2

@@ -8,12 +8,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from services.virt_snapshot.content_decision import (
+    BeginAction,
     ContentStep,
+    begin_action,
     compute_polled_status,
     compute_request,
     content_step,
 )
-from services.virt_snapshot.indications import compute_indications, compute_source_state
+from services.virt_snapshot.indications import SourceState, compute_indications, compute_source_state
 from services.virt_snapshot.snapshot_decision import decide, parse_go_duration
 from services.virt_snapshot.volume_snapshotter import CopyStatus
 from shared.informer import decode_as
@@ -206,3 +208,23 @@ def test_go_duration(text, seconds):
 def test_go_duration_invalid(text):
     with pytest.raises(ValueError):
         parse_go_duration(text)
+
+
+_RUNNING = dict(online=True, node="node01", vmi_name="vm1", vmi_uid="u1")
+
+
+@pytest.mark.parametrize("indications,state,want", [
+    # GuestAgent: freeze on every attempt, also when the VMI already says frozen (the handler
+    # reports frozen while the deadline of a timed-out Freeze is armed: no proof of quiescing)
+    (["Online", "GuestAgent"], SourceState(**_RUNNING), BeginAction.FREEZE_THEN_COPY),
+    (["Online", "GuestAgent"], SourceState(frozen=True, **_RUNNING), BeginAction.FREEZE_THEN_COPY),
+    # no quiescing asked
+    (["Online", "NoGuestAgent"], SourceState(**_RUNNING), BeginAction.COPY),
+    (["Online", "Paused"], SourceState(paused=True, **_RUNNING), BeginAction.COPY),
+    ([], None, BeginAction.COPY),
+    # the guest no longer runs: nothing to quiesce
+    (["Online", "GuestAgent"], SourceState(online=False), BeginAction.COPY),
+    (["Online", "GuestAgent"], None, BeginAction.COPY),
+])
+def test_begin_freezes_first_whenever_the_guest_must_be_quiesced(indications, state, want):
+    assert begin_action(_snap({"indications": indications}), state) == want

@@ -37,3 +37,21 @@ def test_succeeded_timestamp_and_phase_counts():
             '1.76722561e+09') in text
     assert 'snapshot_name="b"' not in text
     assert 'kubevirt_vmsnapshot_phase_count{namespace="ns",phase="InProgress"} 1.0' in text
+
+
+def test_snapshot_and_content_queues_are_named_in_metrics():
+    """kubevirt_workqueue_* carry name="virt-snapshot-snapshot"/"virt-snapshot-content" (as the
+    restore and provisioner queues are named), not name=""."""
+    from types import SimpleNamespace
+
+    from services.virt_snapshot.content_controller import ContentController
+    from services.virt_snapshot.snapshot_controller import SnapshotController
+
+    class _Informer:
+        def add_handler(self, handler):
+            pass
+
+    parts = SimpleNamespace(store=None, recorder=None, snapshots=_Informer(), contents=_Informer(),
+                            vms=_Informer(), vmis=_Informer(), pvcs=_Informer())
+    assert SnapshotController(parts).queue.name == "virt-snapshot-snapshot"
+    assert ContentController(parts).queue.name == "virt-snapshot-content"
