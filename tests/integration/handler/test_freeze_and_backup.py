@@ -123,27 +123,35 @@ async def test_the_unfreeze_timeout_thaws_without_unfreeze(object_store, hypervi
     await wait_until(lambda: _not_frozen(object_store))
 
 
-@pytest.mark.parametrize("downtime", [0.2, 2.5], ids=["restart-before-deadline", "restart-after-deadline"])
-async def test_a_restarted_handler_thaws_at_the_recorded_deadline(object_store, hypervisor, agent_config, downtime):
+@pytest.mark.parametrize("lead", [1.0, -0.5], ids=["restart-before-deadline", "restart-after-deadline"])
+async def test_a_restarted_handler_thaws_at_the_recorded_deadline(object_store, hypervisor, agent_config, lead):
+    """The first handler records a far deadline (60 s: its own timer cannot fire however slowly it
+    stops under load) and is stopped (as after kill -9: the timer is gone, the record stays). The
+    second handler runs on a wall clock that starts ``lead`` seconds before that deadline (negative:
+    after it), so it must arm a timer for the rest (or thaw at once) from the record alone."""
     first = VmiAgent(object_store, hypervisor, agent_config, bus=object_store.bus)
     await first.start()
     try:
         vmi = await running_vmi(object_store, hypervisor)
         assert (await command(object_store, events.Freeze(namespace="default", name="vm1",
-                                                          unfreeze_timeout_seconds=2))).ok
+                                                          unfreeze_timeout_seconds=60))).ok
         deadline = float(deadline_file(first, vmi).read_text())
     finally:
-        await first.stop()  # as after kill -9: the timer is gone, the record stays
+        await first.stop()
     spy = ThawSpy(hypervisor)
-    await asyncio.sleep(downtime)
+    await asyncio.sleep(0.2)
     assert deadline_file(first, vmi).exists() and not spy.calls
     second = VmiAgent(object_store, hypervisor, agent_config, bus=object_store.bus)
+    offset = deadline - lead - time.time()  # fake wall clock = real one + offset
+    second.freezes.wall_clock = lambda: time.time() + offset
+    restarted = time.monotonic()  # the fake clock reads deadline - lead here
     await second.start()
     try:
         await wait_until(lambda: not deadline_file(second, vmi).exists(), timeout=10)
         assert len(spy.calls) == 1
-        assert time.time() - deadline < 1.5  # at the deadline (or at once when it had passed)
-        assert time.time() >= deadline - 0.05
+        thawed_at = deadline - lead + (spy.calls[0] - restarted)  # on the fake clock
+        assert thawed_at >= deadline - 0.05  # never before the deadline
+        assert thawed_at - max(deadline, deadline - lead) < 1.5  # at it (or at once when it had passed)
         await wait_until(lambda: _not_frozen(object_store))
     finally:
         await second.stop()
