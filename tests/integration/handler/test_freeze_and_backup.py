@@ -234,6 +234,23 @@ async def test_backup_answers(object_store, hypervisor, agent, tmp_path):
     assert (stopped.code, stopped.message) == (409, "VMI is not running")
 
 
+async def test_a_backup_without_job_loses_its_partial_copies(object_store, hypervisor, agent, tmp_path):
+    """As after a handler killed during the copy: the ``.part`` stays, no job writes it; the
+    NotFound status removes it (the final copy of another volume is kept)."""
+    make_qcow2(agent.config.pvc_root / "default" / "data" / "disk.img", b"x")
+    await running_vmi(object_store, hypervisor, agent_connected=False, **pvc_vmi("data"))
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    part = copies / "c.qcow2.part"
+    part.write_bytes(b"partial")
+    (copies / "other.qcow2").write_bytes(b"whole")
+    status = events.BackupStatus(namespace="default", name="vm1", backup_id="b9",
+                                 volumes=[events.VolumeCopy(volume_name="data", target_path=str(copies / "c.qcow2"))])
+    assert await backup_phase(object_store, status) == "NotFound"
+    assert not part.exists()
+    assert (copies / "other.qcow2").read_bytes() == b"whole"
+
+
 async def _final(store):
     return phase_of(await get_vmi(store, "vm1")) in ("Failed", "Succeeded")
 
