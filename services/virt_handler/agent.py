@@ -169,10 +169,10 @@ class VmiAgent:
     async def stop(self) -> None:
         """Stop all tasks; domains are left exactly as they are (a restart adopts them)."""
         await self.commands.stop()
-        await self.freezes.stop()
         await self.backups.stop()
         await self.migrations.stop()
         await cancel_and_wait(self._tasks)
+        await self.freezes.stop()  # after the workers: a last sync could re-arm a thaw timer
         self._tasks = []
         self.queue.shutdown()
 

@@ -67,12 +67,16 @@ def _finals_exist(volumes: list[events.VolumeCopy]) -> list[bool]:
     return [os.path.isfile(v.target_path) for v in volumes]
 
 
-def _remove_parts(paths: list[str]) -> None:
+def _remove_parts(paths: list[str]) -> list[str]:
+    """Remove ``paths`` (absent ones are fine); the ones that existed."""
+    removed = []
     for path in paths:
         try:
             os.unlink(path)
         except FileNotFoundError:
-            pass
+            continue
+        removed.append(path)
+    return removed
 
 
 class BackupKeeper:
@@ -84,6 +88,7 @@ class BackupKeeper:
         self.clock = clock
         self.poll_interval = poll_interval
         self.jobs: dict[str, BackupJob] = {}
+        self._beginning: dict[str, set[str]] = {}  # backup id -> the .part paths a begin prepares
 
     # -- commands ----------------------------------------------------------------------------
     async def begin(self, command: events.BackupVolumes, name: str) -> events.CommandResult:
@@ -104,30 +109,45 @@ class BackupKeeper:
             return _ok(adopted.creation_time)
         if any(j.domain == name and j.view.phase == plan.RUNNING for j in self.jobs.values()):
             return _conflict(f"another backup job runs on domain {name}")
-        await asyncio.to_thread(self._prepare, plans)
-        creation_time = format_time(self.clock())
-        stand_in = False
+        self._beginning[command.backup_id] = {p.part_path for p in plans}
         try:
-            await self.hv.backup_begin(name, plan.compute_backup_xml(plans))
-        except HypervisorError as err:
-            if err.reason != "Unsupported":
-                tracing.mark_failed(err.reason, err.message)
-                code = 409 if err.reason == "OperationInvalid" else 500
-                return events.CommandResult(code=code, reason="Conflict" if code == 409 else "InternalError",
-                                            message=err.message)
-            stand_in = True  # test driver: STAND-IN BACKUP
+            await asyncio.to_thread(self._prepare, plans)
+            creation_time = format_time(self.clock())
+            stand_in = False
+            try:
+                await self.hv.backup_begin(name, plan.compute_backup_xml(plans))
+            except HypervisorError as err:
+                if err.reason != "Unsupported":
+                    tracing.mark_failed(err.reason, err.message)
+                    code = 409 if err.reason == "OperationInvalid" else 500
+                    return events.CommandResult(code=code, reason="Conflict" if code == 409 else "InternalError",
+                                                message=err.message)
+                stand_in = True  # test driver: STAND-IN BACKUP
+        finally:
+            self._beginning.pop(command.backup_id, None)
         self._start(BackupJob(command.backup_id, name, plans, creation_time, stand_in))
         log.info("backup %s of %s started (%s)%s", command.backup_id, name,
                  ", ".join(p.disk.volume for p in plans), " as a STAND-IN copy" if stand_in else "")
         return _ok(creation_time)
 
     async def status(self, command: events.BackupStatus, name: str) -> events.CommandResult:
-        """``BackupStatus``: the body ``{phase, processedBytes, totalBytes, message}``."""
+        """``BackupStatus``: the body ``{phase, processedBytes, totalBytes, message}``. A backup
+        answered ``NotFound`` (no job on this node, e.g. the handler was killed during the copy)
+        has its leftover ``.part`` files removed (``backup_plan.compute_stale_parts``)."""
         job = self.jobs.get(command.backup_id)
+        checked = False
         if job is None:
-            job = await self._adopt_unknown(command, name)
+            job, checked = await self._adopt_unknown_checked(command, name)
         finals = await asyncio.to_thread(_finals_exist, command.volumes)
-        return events.CommandResult(body=plan.compute_backup_status(job.view if job else None, finals))
+        body = plan.compute_backup_status(job.view if job else None, finals)
+        stale = plan.compute_stale_parts(body["phase"], checked and job is None,
+                                         [v.target_path + plan.PART_SUFFIX for v in command.volumes],
+                                         self._parts_in_use())
+        removed = await asyncio.to_thread(_remove_parts, stale)
+        if removed:
+            log.warning("backup %s of %s: no job runs for it; removed its partial copies %s",
+                        command.backup_id, name, ", ".join(removed))
+        return events.CommandResult(body=body)
 
     async def abort(self, command: events.AbortBackup, name: str) -> events.CommandResult:
         """``AbortBackup``: cancel the job if it runs, remove its partial files (idempotent)."""
@@ -182,14 +202,26 @@ class BackupKeeper:
 
     async def _adopt_unknown(self, command: events.BackupStatus | events.AbortBackup,
                              name: str) -> BackupJob | None:
+        return (await self._adopt_unknown_checked(command, name))[0]
+
+    async def _adopt_unknown_checked(self, command: events.BackupStatus | events.AbortBackup,
+                                     name: str) -> tuple[BackupJob | None, bool]:
+        """The libvirt job still writing this backup's copies, adopted (``_adopt``), and whether
+        libvirt was asked at all (False when the domain's XML could not be read or names no disk
+        for a volume: then a missing job proves nothing)."""
         try:
             disks = plan.parse_domain_disks(await self.hv.get_domain_xml(name))
         except HypervisorError:
-            return None
+            return None, False
         plans = plan.compute_copy_plans(command.volumes, disks)
         if isinstance(plans, events.CommandResult):
-            return None
-        return await self._adopt(command.backup_id, name, plans)
+            return None, False
+        return await self._adopt(command.backup_id, name, plans), True
+
+    def _parts_in_use(self) -> set[str]:
+        """The ``.part`` paths of this handler's running jobs and of the begins under way."""
+        used = {p.part_path for j in self.jobs.values() if j.view.phase == plan.RUNNING for p in j.plans}
+        return used.union(*self._beginning.values())
 
     async def _watch(self, job: BackupJob) -> None:
         spans = self._open_spans(job)

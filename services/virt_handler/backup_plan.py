@@ -147,3 +147,14 @@ def compute_backup_status(job: JobView | None, finals_exist: list[bool]) -> dict
     elif job.phase == COMPLETED and not all(finals_exist):
         job = JobView(FAILED, job.processed, job.total, "a completed copy is missing")
     return {"phase": job.phase, "processedBytes": job.processed, "totalBytes": job.total, "message": job.message}
+
+
+def compute_stale_parts(phase: str, no_job_for_sure: bool, parts: list[str], parts_in_use: set[str]) -> list[str]:
+    """The ``.part`` files of a backup answered ``phase`` that no job can still write, to be removed
+    (a handler killed during the copy leaves them: libvirt's job died with QEMU's, a stand-in
+    copy with the handler). Only for ``NotFound``, and only when libvirt was asked and runs no job
+    writing them (``no_job_for_sure``; a libvirt error proves nothing); never a path a job of this
+    handler writes (``parts_in_use``: the ``.part`` paths of its running jobs and begins)."""
+    if phase != NOT_FOUND or not no_job_for_sure:
+        return []
+    return [p for p in parts if p not in parts_in_use]

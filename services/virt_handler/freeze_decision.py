@@ -90,14 +90,19 @@ def compute_freeze_refusal(command: events.Freeze | events.Unfreeze, domain: Dom
 
     ``vmi_running``: VMI phase Running; ``armed``: an unfreeze deadline is recorded. An
     ``Unfreeze`` with neither an agent nor an armed freeze has nothing to thaw: it succeeds
-    (``CommandResult`` 200) without touching the guest.
+    (``CommandResult`` 200) without touching the guest. A paused guest can neither freeze nor
+    thaw (libvirt: "domain is not running"): both answer 409 "VMI is paused", as KubeVirt does
+    for the commands a paused VMI cannot run (an armed deadline stays: after the unpause the
+    timer, or a new ``Unfreeze``, thaws).
     """
     if domain is None or not domain.is_active or not vmi_running:
         return events.CommandResult(code=409, reason="Conflict", message=NOT_RUNNING)
-    if isinstance(command, events.Unfreeze):
-        return events.CommandResult() if not agent_connected and not armed else None
+    if isinstance(command, events.Unfreeze) and not agent_connected and not armed:
+        return events.CommandResult()
     if domain.state == "Paused":
         return events.CommandResult(code=409, reason="Conflict", message=PAUSED)
+    if isinstance(command, events.Unfreeze):
+        return None
     if not agent_connected:
         return events.CommandResult(code=409, reason="Conflict", message=NO_AGENT)
     if migrating:

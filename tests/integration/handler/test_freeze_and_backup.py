@@ -123,27 +123,37 @@ async def test_the_unfreeze_timeout_thaws_without_unfreeze(object_store, hypervi
     await wait_until(lambda: _not_frozen(object_store))
 
 
-@pytest.mark.parametrize("downtime", [0.2, 2.5], ids=["restart-before-deadline", "restart-after-deadline"])
-async def test_a_restarted_handler_thaws_at_the_recorded_deadline(object_store, hypervisor, agent_config, downtime):
+@pytest.mark.parametrize("lead", [1.0, -0.5], ids=["restart-before-deadline", "restart-after-deadline"])
+async def test_a_restarted_handler_thaws_at_the_recorded_deadline(object_store, hypervisor, agent_config, lead):
+    """The first handler records a far deadline (60 s: its own timer cannot fire however slowly it
+    stops under load) and is stopped (as after kill -9: the timer is gone, the record stays). The
+    second handler runs on a wall clock that starts ``lead`` seconds before that deadline (negative:
+    after it), so it must arm a timer for the rest (or thaw at once) from the record alone."""
     first = VmiAgent(object_store, hypervisor, agent_config, bus=object_store.bus)
     await first.start()
     try:
         vmi = await running_vmi(object_store, hypervisor)
         assert (await command(object_store, events.Freeze(namespace="default", name="vm1",
-                                                          unfreeze_timeout_seconds=2))).ok
+                                                          unfreeze_timeout_seconds=60))).ok
         deadline = float(deadline_file(first, vmi).read_text())
     finally:
-        await first.stop()  # as after kill -9: the timer is gone, the record stays
+        await first.stop()
     spy = ThawSpy(hypervisor)
-    await asyncio.sleep(downtime)
+    await asyncio.sleep(0.2)
     assert deadline_file(first, vmi).exists() and not spy.calls
     second = VmiAgent(object_store, hypervisor, agent_config, bus=object_store.bus)
+    offset = deadline - lead - time.time()  # fake wall clock = real one + offset
+    second.freezes.wall_clock = lambda: time.time() + offset
+    restarted = time.monotonic()  # the fake clock reads deadline - lead here
     await second.start()
+    up_at = deadline - lead + (time.monotonic() - restarted)  # on the fake clock: start-up took its time
     try:
         await wait_until(lambda: not deadline_file(second, vmi).exists(), timeout=10)
-        assert len(spy.calls) == 1
-        assert time.time() - deadline < 1.5  # at the deadline (or at once when it had passed)
-        assert time.time() >= deadline - 0.05
+        assert len(spy.calls) == 1, spy.calls
+        thawed_at = deadline - lead + (spy.calls[0] - restarted)  # on the fake clock
+        assert thawed_at >= deadline - 0.05  # never before the deadline
+        # at the deadline, or at once (start-up thaws a passed one) when it had passed
+        assert thawed_at - max(deadline, up_at) < 1.5, (thawed_at - deadline, up_at - deadline)
         await wait_until(lambda: _not_frozen(object_store))
     finally:
         await second.stop()
@@ -222,6 +232,23 @@ async def test_backup_answers(object_store, hypervisor, agent, tmp_path):
                                                                uid=vmi["metadata"]["uid"], backup_id="b3",
                                                                volumes=volumes))
     assert (stopped.code, stopped.message) == (409, "VMI is not running")
+
+
+async def test_a_backup_without_job_loses_its_partial_copies(object_store, hypervisor, agent, tmp_path):
+    """As after a handler killed during the copy: the ``.part`` stays, no job writes it; the
+    NotFound status removes it (the final copy of another volume is kept)."""
+    make_qcow2(agent.config.pvc_root / "default" / "data" / "disk.img", b"x")
+    await running_vmi(object_store, hypervisor, agent_connected=False, **pvc_vmi("data"))
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    part = copies / "c.qcow2.part"
+    part.write_bytes(b"partial")
+    (copies / "other.qcow2").write_bytes(b"whole")
+    status = events.BackupStatus(namespace="default", name="vm1", backup_id="b9",
+                                 volumes=[events.VolumeCopy(volume_name="data", target_path=str(copies / "c.qcow2"))])
+    assert await backup_phase(object_store, status) == "NotFound"
+    assert not part.exists()
+    assert (copies / "other.qcow2").read_bytes() == b"whole"
 
 
 async def _final(store):

@@ -16,6 +16,7 @@ from services.virt_handler.backup_plan import (
     compute_copy_plans,
     compute_job_outcome,
     compute_job_progress,
+    compute_stale_parts,
     parse_backup_targets,
     parse_domain_disks,
 )
@@ -112,3 +113,18 @@ def test_job_outcome(completed, expected):
 def test_backup_status_answers(job, finals, expected):
     body = compute_backup_status(job, finals)
     assert (body["phase"], body["processedBytes"], body["totalBytes"], body["message"]) == expected
+
+
+PARTS = ["/snap/a.qcow2.part", "/snap/b.qcow2.part"]
+
+
+@pytest.mark.parametrize("phase, sure, in_use, expected", [
+    pytest.param("NotFound", True, set(), PARTS, id="no-job-anywhere-removes-all"),
+    pytest.param("NotFound", True, {"/snap/b.qcow2.part"}, PARTS[:1], id="a-job-of-this-handler-writes-one"),
+    pytest.param("NotFound", False, set(), [], id="libvirt-not-asked-keeps"),
+    pytest.param("Running", True, set(), [], id="running-keeps"),
+    pytest.param("Failed", True, set(), [], id="failed-keeps-(its-watcher-removed-them)"),
+    pytest.param("Completed", True, set(), [], id="completed-keeps"),
+])
+def test_stale_parts_of_a_backup_no_job_writes(phase, sure, in_use, expected):
+    assert compute_stale_parts(phase, sure, PARTS, in_use) == expected

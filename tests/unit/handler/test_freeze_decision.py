@@ -74,7 +74,9 @@ UNFREEZE = events.Unfreeze(namespace="default", name="vm1")
     pytest.param(UNFREEZE, None, True, True, False, True, (409, NOT_RUNNING), id="unfreeze-no-domain"),
     pytest.param(UNFREEZE, domain(), True, False, False, False, (200, ""), id="unfreeze-nothing-to-thaw"),
     pytest.param(UNFREEZE, domain(), True, False, False, True, None, id="unfreeze-armed-without-agent-tries"),
-    pytest.param(UNFREEZE, domain("Paused"), True, True, False, False, None, id="unfreeze-paused-thaws"),
+    pytest.param(UNFREEZE, domain("Paused"), True, True, False, False, (409, PAUSED), id="unfreeze-paused"),
+    pytest.param(UNFREEZE, domain("Paused"), True, True, False, True, (409, PAUSED), id="unfreeze-paused-armed"),
+    pytest.param(UNFREEZE, domain("Paused"), True, False, False, False, (200, ""), id="unfreeze-paused-nothing-to-thaw"),
     pytest.param(UNFREEZE, domain(), True, True, True, False, None, id="unfreeze-while-migrating"),
 ])
 def test_freeze_refusals(command, the_domain, running, agent, migrating, armed, expected):
