@@ -47,6 +47,7 @@ from shared.logging_setup import LOG_FORMAT_ENV, apply_service_logging
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from aiohttp import web
 
+    from shared.leader_process import LeaderElectedProcess
     from shared.store import ObjectStore
 
 log = logging.getLogger("kubevirt.service")
@@ -174,6 +175,20 @@ class ServiceContext:
         for fut in done:
             if fut is not stopper and not fut.cancelled():
                 fut.result()
+
+
+    async def run_leader_elected(self, manager: LeaderElectedProcess, name: str) -> None:
+        """Run ``manager`` (a :class:`shared.leader_process.LeaderElectedProcess`) until the
+        service stops: ``/healthz`` is ready once its informers have synced, ``/leader`` answers
+        ``{"identity", "leader"}``; ``name`` names its task. Its failure is raised."""
+        from aiohttp import web
+
+        async def leader(_: web.Request) -> web.Response:
+            return web.json_response({"identity": manager.identity, "leader": manager.is_leader})
+
+        await self.serve_health(lambda: (manager.has_synced(), {"synced": manager.has_synced()}),
+                                routes=lambda app: app.router.add_get("/leader", leader))
+        await self.wait_stopped(self.start_task(manager.run(), name))
 
 
 #: A service's run coroutine.

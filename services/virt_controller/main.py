@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import click
-from aiohttp import web
 
 from services.virt_controller.manager import ControllerManager
 from shared import metrics
@@ -39,19 +38,10 @@ async def run(ctx: ServiceContext) -> None:
     identity = ctx.params["identity"]
     store = await ctx.connect_store(name=f"virt-controller-{identity}")
     manager = build_manager(store, ctx.params)
-
-    def synced() -> bool:
-        return all(i.has_synced() for i in manager.informers)
-
-    async def leader(_: web.Request) -> web.Response:
-        return web.json_response({"identity": manager.identity, "leader": manager.is_leader})
-
     if ctx.settings.health_port is not None:
         metrics.CONTROLLER_LEADING.labels(identity).set_function(lambda: 1.0 if manager.is_leader else 0.0)
-        metrics.CONTROLLER_READY.labels(identity).set_function(lambda: 1.0 if synced() else 0.0)
-    await ctx.serve_health(lambda: (synced(), {"synced": synced()}),
-                           routes=lambda app: app.router.add_get("/leader", leader))
-    await ctx.wait_stopped(ctx.start_task(manager.run(), "controller-manager"))
+        metrics.CONTROLLER_READY.labels(identity).set_function(lambda: 1.0 if manager.has_synced() else 0.0)
+    await ctx.run_leader_elected(manager, "controller-manager")
 
 
 SERVICE = ServiceDefinition(

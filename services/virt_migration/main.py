@@ -14,7 +14,6 @@ from __future__ import annotations
 
 
 import click
-from aiohttp import web
 
 from services.virt_migration.controller import DEFAULT_SCHEDULING_TIMEOUT, DEFAULT_TARGET_READY_TIMEOUT
 from services.virt_migration.manager import MigrationManager
@@ -37,13 +36,7 @@ async def run(ctx: ServiceContext) -> None:
                                renew_deadline=params["renew_deadline"], retry_period=params["retry_period"],
                                scheduling_timeout=params["scheduling_timeout"],
                                target_ready_timeout=params["target_ready_timeout"])
-
-    async def leader(_: web.Request) -> web.Response:
-        return web.json_response({"identity": manager.identity, "leader": manager.is_leader})
-
-    await ctx.serve_health(lambda: (manager.has_synced(), {"synced": manager.has_synced()}),
-                           routes=lambda app: app.router.add_get("/leader", leader))
-    await ctx.wait_stopped(ctx.start_task(manager.run(), "migration-manager"))
+    await ctx.run_leader_elected(manager, "migration-manager")
 
 
 SERVICE = ServiceDefinition(

@@ -20,7 +20,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from aiohttp import web
 
 from services.virt_snapshot.manager import SnapshotManager
 from services.virt_snapshot.volume_snapshotter import VolumeSnapshotter
@@ -75,13 +74,7 @@ async def run(ctx: ServiceContext) -> None:
                               snapshotter=snapshotter,
                               lease_duration=params["lease_duration"], renew_deadline=params["renew_deadline"],
                               retry_period=params["retry_period"])
-
-    async def leader(_: web.Request) -> web.Response:
-        return web.json_response({"identity": manager.identity, "leader": manager.is_leader})
-
-    await ctx.serve_health(lambda: (manager.has_synced(), {"synced": manager.has_synced()}),
-                           routes=lambda app: app.router.add_get("/leader", leader))
-    await ctx.wait_stopped(ctx.start_task(manager.run(), "snapshot-manager"))
+    await ctx.run_leader_elected(manager, "snapshot-manager")
 
 
 SERVICE = ServiceDefinition(
