@@ -21,8 +21,14 @@ import libvirt
 
 from services.virt_handler.hypervisor.migration import MigrationOperations
 
-_JOB_NONE = 0
 _NOT_THERE = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID)
+
+
+def _backup_only(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``stats`` when they are a backup job's (or name no operation), else None."""
+    if stats is None or stats.get("operation") not in (None, libvirt.VIR_DOMAIN_JOB_OPERATION_BACKUP):
+        return None
+    return stats
 
 
 class SnapshotOperations(MigrationOperations):
@@ -56,50 +62,13 @@ class SnapshotOperations(MigrationOperations):
     async def backup_job(self, name: str) -> dict[str, Any] | None:
         """The statistics of the domain's running backup job (libvirt keys ``disk_total``,
         ``disk_processed``, ``operation``...), None when no backup job runs or the domain is gone."""
-        def blocking() -> dict[str, Any] | None:
-            try:
-                stats = self._lookup(name).jobStats(0)
-            except libvirt.libvirtError as err:
-                if err.get_error_code() in _NOT_THERE:
-                    return None
-                raise
-            if not stats or stats.get("type", _JOB_NONE) == _JOB_NONE:
-                return None
-            if stats.get("operation") not in (None, libvirt.VIR_DOMAIN_JOB_OPERATION_BACKUP):
-                return None
-            return dict(stats)
-        return await self._call(blocking)
-
-    async def has_job(self, name: str) -> bool:
-        """Whether the domain runs any job now (backup, migration, ...)."""
-        def blocking() -> bool:
-            try:
-                stats = self._lookup(name).jobStats(0)
-            except libvirt.libvirtError as err:
-                if err.get_error_code() in _NOT_THERE:
-                    return False
-                raise
-            return bool(stats) and stats.get("type", _JOB_NONE) != _JOB_NONE
-        return await self._call(blocking)
+        return _backup_only(await self.migration_job_stats(name))
 
     async def completed_backup_job(self, name: str) -> dict[str, Any] | None:
         """The statistics of the domain's last completed job when it was a backup (``type``:
         ``VIR_DOMAIN_JOB_COMPLETED`` 3, ``FAILED`` 4, ``CANCELLED`` 5; ``errmsg`` on failure);
         None when libvirt keeps none. Kept for later readers (``KEEP_COMPLETED``)."""
-        def blocking() -> dict[str, Any] | None:
-            flags = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED
-            try:
-                stats = self._lookup(name).jobStats(flags)
-            except libvirt.libvirtError as err:
-                if err.get_error_code() in (*_NOT_THERE, libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
-                    return None
-                raise
-            if not stats or stats.get("type", _JOB_NONE) == _JOB_NONE:
-                return None
-            if stats.get("operation") not in (None, libvirt.VIR_DOMAIN_JOB_OPERATION_BACKUP):
-                return None
-            return dict(stats)
-        return await self._call(blocking)
+        return _backup_only(await self.completed_job_stats(name))
 
     async def backup_xml(self, name: str) -> str | None:
         """The ``<domainbackup>`` document of the domain's running backup job, None when none runs."""
