@@ -146,12 +146,28 @@ def compute_phase_count_labels(vmi: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-class _PhaseCountCollector(Collector):
-    """``kubevirt_vmi_phase_count``: VMIs per label set, counted at scrape time from every live
-    registered :class:`PhaseSource` (weakly held: a stopped controller simply disappears)."""
+class SourcedCollector(Collector):
+    """A collector whose families are computed at scrape time from the objects registered with it
+    (weakly held: a stopped controller simply disappears). Subclasses implement ``collect``."""
 
     def __init__(self) -> None:
         self.sources: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+    def register(self, source: Any) -> None:
+        """Report ``source`` while it lives."""
+        self.sources.add(source)
+
+    def unregister(self, source: Any) -> None:
+        """Stop reporting ``source`` (no-op when it was not registered)."""
+        self.sources.discard(source)
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []  # collected lazily: never call collect() at registration time
+
+
+class _PhaseCountCollector(SourcedCollector):
+    """``kubevirt_vmi_phase_count``: VMIs per label set, counted at scrape time from every live
+    registered :class:`PhaseSource`."""
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily("kubevirt_vmi_phase_count", "Sum of VMIs per phase and node.",
@@ -166,9 +182,6 @@ class _PhaseCountCollector(Collector):
             family.add_metric(list(labels), count)
         yield family
 
-    def describe(self) -> Iterable[GaugeMetricFamily]:
-        return []  # collected lazily: never call collect() at registration time
-
 
 _PHASE_COUNT = _PhaseCountCollector()
 REGISTRY.register(_PHASE_COUNT)
@@ -176,12 +189,12 @@ REGISTRY.register(_PHASE_COUNT)
 
 def register_phase_source(source: PhaseSource) -> None:
     """Count ``source.metric_vmis()`` in ``kubevirt_vmi_phase_count`` while ``source`` lives."""
-    _PHASE_COUNT.sources.add(source)
+    _PHASE_COUNT.register(source)
 
 
 def unregister_phase_source(source: PhaseSource) -> None:
     """Stop counting ``source`` (no-op when it was not registered)."""
-    _PHASE_COUNT.sources.discard(source)
+    _PHASE_COUNT.unregister(source)
 
 
 class _VmiStatsCollector(Collector):

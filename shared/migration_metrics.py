@@ -18,16 +18,14 @@ and observed on every phase change written:
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import REGISTRY, Histogram
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
-from shared.metrics import PHASE_TRANSITION_BUCKETS
+from shared.metrics import PHASE_TRANSITION_BUCKETS, SourcedCollector
 
 MIGRATION_PHASE_TRANSITION_FROM_CREATION = Histogram(
     "kubevirt_vmi_migration_phase_transition_time_from_creation_seconds",
@@ -65,10 +63,7 @@ class MigrationSource(Protocol):
         """This source's current values."""
 
 
-class _MigrationCollector(Collector):
-    def __init__(self) -> None:
-        self.sources: "weakref.WeakSet[Any]" = weakref.WeakSet()
-
+class _MigrationCollector(SourcedCollector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         samples = [s for s in (src.migration_samples() for src in list(self.sources)) if s is not None]
         for group, (name, doc) in PHASE_GAUGES.items():
@@ -91,9 +86,6 @@ class _MigrationCollector(Collector):
                 family.add_metric(list(labels), value)
         yield family
 
-    def describe(self) -> Iterable[GaugeMetricFamily]:
-        return []  # collected lazily
-
 
 _COLLECTOR = _MigrationCollector()
 REGISTRY.register(_COLLECTOR)
@@ -101,12 +93,12 @@ REGISTRY.register(_COLLECTOR)
 
 def register_migration_source(source: MigrationSource) -> None:
     """Report ``source``'s samples while it lives (weakly held)."""
-    _COLLECTOR.sources.add(source)
+    _COLLECTOR.register(source)
 
 
 def unregister_migration_source(source: MigrationSource) -> None:
     """Stop reporting ``source`` (no-op when it was not registered)."""
-    _COLLECTOR.sources.discard(source)
+    _COLLECTOR.unregister(source)
 
 
 def observe_migration_phase(phase: str, seconds_since_creation: float) -> None:

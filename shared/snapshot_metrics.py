@@ -11,17 +11,16 @@ Counted at scrape time from the leader's cached snapshots (a standby reports not
 
 from __future__ import annotations
 
-import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from shared.api.snapshot import VirtualMachineSnapshot
+from shared.metrics import SourcedCollector
 
 SUCCEEDED_TIMESTAMP = "kubevirt_vmsnapshot_succeeded_timestamp_seconds"
 PHASE_COUNT = "kubevirt_vmsnapshot_phase_count"
@@ -70,10 +69,7 @@ def compute_phase_counts(snapshots: Iterable[VirtualMachineSnapshot]) -> dict[tu
     return dict(counts)
 
 
-class _SnapshotCollector(Collector):
-    def __init__(self) -> None:
-        self.sources: "weakref.WeakSet[Any]" = weakref.WeakSet()
-
+class _SnapshotCollector(SourcedCollector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         snapshots: list[VirtualMachineSnapshot] = []
         for source in list(self.sources):
@@ -91,9 +87,6 @@ class _SnapshotCollector(Collector):
             phases.add_metric([phase, namespace], float(count))
         yield phases
 
-    def describe(self) -> Iterable[GaugeMetricFamily]:
-        return []  # collected lazily
-
 
 _COLLECTOR = _SnapshotCollector()
 REGISTRY.register(_COLLECTOR)
@@ -101,9 +94,9 @@ REGISTRY.register(_COLLECTOR)
 
 def register_snapshot_source(source: SnapshotSource) -> None:
     """Report ``source``'s snapshots while it lives (weakly held)."""
-    _COLLECTOR.sources.add(source)
+    _COLLECTOR.register(source)
 
 
 def unregister_snapshot_source(source: SnapshotSource) -> None:
     """Stop reporting ``source`` (no-op when it was not registered)."""
-    _COLLECTOR.sources.discard(source)
+    _COLLECTOR.unregister(source)
