@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from services.virt_snapshot.handler_client import HandlerClient, HandlerUnavailable
+from services.virt_snapshot.local_volumes import VolumeFileError, claim_disk, copy_path, part_path, run_qemu_img
 from services.virt_snapshot.store_claims import StoreClaims
 from services.virt_snapshot.volume_snapshotter import (
     ClaimState,
@@ -36,23 +37,6 @@ from shared.api.vocabulary import format_time, utc_now
 log = logging.getLogger(__name__)
 
 SERVICE = "virt-snapshot"
-QEMU_IMG = "qemu-img"
-
-
-def claim_disk_path(pvc_root: Path, namespace: str, claim: str) -> Path:
-    """``<pvc_root>/<namespace>/<claim>/disk.img``."""
-    return pvc_root / namespace / claim / "disk.img"
-
-
-def copy_path(copies_dir: Path, namespace: str, volume_snapshot_name: str) -> Path:
-    """``<copies_dir>/<namespace>/<volume_snapshot_name>.qcow2``."""
-    return copies_dir / namespace / f"{volume_snapshot_name}.qcow2"
-
-
-def part_path(final: Path) -> Path:
-    """The in-progress name of ``final``: ``<final>.part``."""
-    return final.with_name(final.name + ".part")
-
 
 class EmbeddedSnapshotter:
     """qcow2 copies of claims (see the module docstring).
@@ -62,17 +46,15 @@ class EmbeddedSnapshotter:
         copies_dir: directory of the copies.
         handlers: HandlerClient for running VMs (None: only stopped VMs can be snapshotted).
         claims: the restored claims in the store (:class:`StoreClaims` on the PVC informer).
-        qemu_img: the qemu-img executable.
     """
 
-    def __init__(self, *, pvc_root: Path, copies_dir: Path, handlers: HandlerClient | None, claims: StoreClaims,
-                 qemu_img: str = QEMU_IMG) -> None:
+    def __init__(self, *, pvc_root: Path, copies_dir: Path, handlers: HandlerClient | None,
+                 claims: StoreClaims) -> None:
         self.claims = claims
         self.claim_poll_interval: float | None = claims.claim_poll_interval
         self.pvc_root = Path(pvc_root)
         self.copies_dir = Path(copies_dir)
         self.handlers = handlers
-        self.qemu_img = qemu_img
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._errors: dict[tuple[str, str], str] = {}
 
@@ -95,30 +77,18 @@ class EmbeddedSnapshotter:
         self._tasks[key] = asyncio.create_task(self._run_copy(namespace, claim, name), name=f"copy-{name}")
 
     async def _run_copy(self, namespace: str, claim: str, name: str) -> None:
-        source = claim_disk_path(self.pvc_root, namespace, claim)
+        source = claim_disk(self.pvc_root, namespace, claim)
         final = self._copy(namespace, name)
         part = part_path(final)
         with tracing.child_span(SERVICE, f"copy {name}", attributes={"kubevirt.claim": claim}):
             try:
                 final.parent.mkdir(parents=True, exist_ok=True)
-                proc = await asyncio.create_subprocess_exec(
-                    self.qemu_img, "convert", "-O", "qcow2", str(source), str(part),
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-                try:
-                    _, err = await proc.communicate()
-                except asyncio.CancelledError:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                    await proc.wait()
-                    part.unlink(missing_ok=True)
-                    raise
-                if proc.returncode != 0:
-                    part.unlink(missing_ok=True)
-                    self._errors[(namespace, name)] = (err.decode(errors="replace").strip()
-                                                       or f"qemu-img exited with {proc.returncode}")
-                    return
+                await run_qemu_img("convert", "-O", "qcow2", str(source), str(part))
                 part.rename(final)
-            except OSError as err:
+            except asyncio.CancelledError:
+                part.unlink(missing_ok=True)
+                raise
+            except (VolumeFileError, OSError) as err:
                 part.unlink(missing_ok=True)
                 self._errors[(namespace, name)] = str(err)
 
@@ -127,7 +97,7 @@ class EmbeddedSnapshotter:
         """Start every copy; the point in time is now (stopped VM) or the handler's answer."""
         if request.node is None:
             for volume in request.volumes:
-                source = claim_disk_path(self.pvc_root, request.namespace, volume.claim_name)
+                source = claim_disk(self.pvc_root, request.namespace, volume.claim_name)
                 if not source.exists():
                     raise SnapshotterError(f"claim {volume.claim_name} has no disk image at {source}")
             for volume in request.volumes:

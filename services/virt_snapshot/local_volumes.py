@@ -18,6 +18,7 @@ Errors: :class:`VolumeFileError` (qemu-img's stderr) when a command fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -68,7 +69,7 @@ def _disown(disk: Path) -> None:
 
 def _own(disk: Path, owner_uid: str) -> None:
     marker = disk.parent / OWNER_FILE
-    part = _part(marker)
+    part = part_path(marker)
     part.write_text(owner_uid + "\n")
     os.replace(part, marker)
 
@@ -91,14 +92,24 @@ def _drop_failed(part: Path) -> None:
         pass
 
 
-def _part(path: Path) -> Path:
+def part_path(path: Path) -> Path:
+    """The in-progress name of ``path``: ``<path>.part``."""
     return path.with_name(path.name + PART_SUFFIX)
 
 
-async def _qemu_img(*args: str) -> str:
+async def run_qemu_img(*args: str) -> str:
+    """``qemu-img <args>``; returns its standard output. Raises :class:`VolumeFileError` with the
+    command and its stderr when it fails; a cancelled caller kills the command (no orphan keeps
+    writing a file after a leader lost its lease)."""
     proc = await asyncio.create_subprocess_exec("qemu-img", *args, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
+    try:
+        out, err = await proc.communicate()
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
     if proc.returncode != 0:
         raise VolumeFileError(f"qemu-img {' '.join(args)}: {err.decode(errors='replace').strip()}")
     return out.decode()
@@ -106,7 +117,7 @@ async def _qemu_img(*args: str) -> str:
 
 async def virtual_size(path: Path) -> int:
     """The virtual size (bytes) of the image at ``path``."""
-    info = json.loads(await _qemu_img("info", "--output=json", "-U", str(path)))
+    info = json.loads(await run_qemu_img("info", "--output=json", "-U", str(path)))
     return int(info["virtual-size"])
 
 
@@ -117,10 +128,10 @@ async def create_disk(path: Path, size_bytes: int, *, owner_uid: str) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     _disown(path)
-    part = _part(path)
+    part = part_path(path)
     part.unlink(missing_ok=True)
     try:
-        await _qemu_img("create", "-q", "-f", "qcow2", str(part), str(size_bytes))
+        await run_qemu_img("create", "-q", "-f", "qcow2", str(part), str(size_bytes))
     except VolumeFileError:
         _drop_failed(part)
         raise
@@ -136,13 +147,13 @@ async def copy_disk(source: Path, path: Path, size_bytes: int, *, owner_uid: str
         return await virtual_size(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _disown(path)
-    part = _part(path)
+    part = part_path(path)
     part.unlink(missing_ok=True)
     try:
-        await _qemu_img("convert", "-q", "-O", "qcow2", str(source), str(part))
+        await run_qemu_img("convert", "-q", "-O", "qcow2", str(source), str(part))
         size = await virtual_size(part)
         if size_bytes > size:
-            await _qemu_img("resize", "-q", str(part), str(size_bytes))
+            await run_qemu_img("resize", "-q", str(part), str(size_bytes))
             size = size_bytes
     except VolumeFileError:
         _drop_failed(part)
