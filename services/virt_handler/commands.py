@@ -161,7 +161,7 @@ class CommandServer:
             return events.CommandResult(code=409, reason="Conflict", message="VMI has no uid")
         name = domain_name(command.namespace, command.name)
         running = vmi.status is not None and vmi.status.phase == Phase.RUNNING
-        armed = self.freezes.files.read_freeze_deadline(uid) is not None
+        armed = self.freezes.deadline_of(uid) is not None
         refused = compute_freeze_refusal(command, domain, running, self.agent_connected.get(name, False),
                                          is_migration_in_flight(vmi), armed)
         if refused is not None:

@@ -8,7 +8,8 @@
 - ``thaw`` (``Unfreeze``): ``virDomainFSThaw``, then the timer and the record go;
 - the timer, at the deadline: thaw, retried (``compute_thaw_retry_delay``) until it works or the
   domain is gone, then the record goes and the VMI is queued (its ``fsFreezeStatus`` follows);
-- ``reconcile`` (each sync of a running VMI) and ``recover_all`` (handler start-up): a record
+- ``reconcile`` (each sync of a running VMI, from the records kept in memory) and
+  ``recover_all`` (handler start-up, which reads the records from disk): a record
   past its deadline -> thaw now (in the background, retried); before it -> arm the timer; the
   domain gone -> drop the record. So a handler killed while a guest is frozen still thaws it
   at the deadline once it runs again.
@@ -62,10 +63,25 @@ class FreezeKeeper:
         self.wall_clock = wall_clock
         self.retry_delay = retry_delay
         self._timers: dict[str, asyncio.Task[None]] = {}  # VMI uid -> its thaw timer
+        # VMI uid -> its recorded deadline: the files' contents, read once at start-up
+        # (recover_all) and kept in step with every write, so a sync reads no file
+        self._deadlines: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _lock(self, uid: str) -> asyncio.Lock:
         return self._locks.setdefault(uid, asyncio.Lock())
+
+    def deadline_of(self, uid: str) -> float | None:
+        """The recorded unfreeze deadline of the VMI ``uid`` (epoch seconds), None when none."""
+        return self._deadlines.get(uid)
+
+    async def _record(self, uid: str, deadline: float) -> None:
+        await asyncio.to_thread(self.files.write_freeze_deadline, uid, deadline)
+        self._deadlines[uid] = deadline
+
+    async def _drop_record(self, uid: str) -> None:
+        self._deadlines.pop(uid, None)
+        await asyncio.to_thread(self.files.remove_freeze_deadline, uid)
 
     # -- commands ----------------------------------------------------------------------------
     async def freeze(self, key: str, name: str, uid: str, unfreeze_timeout_seconds: int) -> None:
@@ -75,7 +91,7 @@ class FreezeKeeper:
         async with self._lock(uid):
             now = self.wall_clock()
             deadline = compute_deadline(now, unfreeze_timeout_seconds)
-            await asyncio.to_thread(self.files.write_freeze_deadline, uid, deadline)
+            await self._record(uid, deadline)
             self._arm(key, name, uid, deadline - now)
             with tracing.child_span(SERVICE, "freeze", attributes={"kubevirt.unfreeze_timeout_seconds":
                                                                    unfreeze_timeout_seconds}):
@@ -88,7 +104,7 @@ class FreezeKeeper:
                     tracing.mark_failed(err.reason, err.message)
                     if err.reason != "Timeout":  # refused: nothing is frozen, nothing to thaw
                         self._disarm(uid)
-                        await asyncio.to_thread(self.files.remove_freeze_deadline, uid)
+                        await self._drop_record(uid)
                     raise
         log.info("froze %s filesystem(s) of %s until %.0f unless unfrozen", count, key, deadline)
 
@@ -103,7 +119,7 @@ class FreezeKeeper:
                     tracing.mark_failed(err.reason, err.message)
                     raise
             self._disarm(uid)
-            await asyncio.to_thread(self.files.remove_freeze_deadline, uid)
+            await self._drop_record(uid)
         log.info("thawed %s", key)
 
     async def _agent_freeze_status(self, name: str) -> str | None:
@@ -121,12 +137,12 @@ class FreezeKeeper:
     async def reconcile(self, key: str, name: str, uid: str, domain_active: bool) -> str | None:
         """Act on the VMI's recorded deadline (module docstring) and return its
         ``status.fsFreezeStatus`` (``"frozen"`` or None)."""
-        deadline = self.files.read_freeze_deadline(uid)
+        deadline = self._deadlines.get(uid)
         now = self.wall_clock()
         decision = compute_freeze_recovery(deadline, now, domain_active)
         if isinstance(decision, DropRecord):
             self._disarm(uid)
-            await asyncio.to_thread(self.files.remove_freeze_deadline, uid)
+            await self._drop_record(uid)
             return None
         if isinstance(decision, (ThawNow, ArmTimer)) and uid not in self._timers:
             self._arm(key, name, uid, decision.delay if isinstance(decision, ArmTimer) else 0.0)
@@ -138,9 +154,12 @@ class FreezeKeeper:
         from services.virt_handler.domain import domain_name
 
         for uid in await asyncio.to_thread(self.files.uids_with_freeze_deadline):
+            deadline = await asyncio.to_thread(self.files.read_freeze_deadline, uid)
+            if deadline is not None:
+                self._deadlines[uid] = deadline
             meta = (self.files.recorded_vmi(uid) or {}).get("metadata") or {}
             if not meta.get("name"):
-                await asyncio.to_thread(self.files.remove_freeze_deadline, uid)
+                await self._drop_record(uid)
                 continue
             key, name = f"{meta.get('namespace', '')}/{meta['name']}", domain_name(meta.get("namespace", ""),
                                                                                   meta["name"])
@@ -186,7 +205,7 @@ class FreezeKeeper:
                     done = await self._try_thaw(key, name, uid)
                 if done:
                     self._timers.pop(uid, None)
-                    await asyncio.to_thread(self.files.remove_freeze_deadline, uid)
+                    await self._drop_record(uid)
                     self.changed(key)
                     return
             failures += 1
