@@ -12,13 +12,13 @@ Failed thaws an online source.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from msgspec.structs import replace
 
 from services.virt_snapshot.indications import SourceState, compute_indications, compute_source_indications
+from shared.admission import go_duration
 from shared.api.meta import Condition
 from shared.api.snapshot import (
     SnapshotError,
@@ -52,26 +52,11 @@ READY = "Ready"
 NOT_READY = "Not ready"
 IN_ERROR_STATE = "In error state"
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_go_duration(text: str) -> float:
-    """Seconds of a Go duration string (``5m``, ``1h30m``, ``0s``, ``1.5s``). Raises ValueError."""
-    text = text.strip()
-    sign = -1.0 if text.startswith("-") else 1.0
-    body = text.lstrip("+-")
-    if body == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(body):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if not body or pos != len(body):
-        raise ValueError(f"time: invalid duration {text!r}")
-    return sign * total
+    """Seconds of a Go duration string (``5m``, ``1h30m``, ``0s``, ``1.5s``), read by
+    :func:`shared.admission.go_duration.parse_go_duration` (the parser virt-api's admission uses).
+    Raises ValueError (``DurationError``, Go's message)."""
+    return float(go_duration.parse_go_duration(text.strip()))
 
 
 def failure_deadline_seconds(snapshot: VirtualMachineSnapshot) -> float:
