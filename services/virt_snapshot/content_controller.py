@@ -41,12 +41,12 @@ from services.virt_snapshot.content_decision import (
 from services.virt_snapshot.handler_client import HandlerUnavailable
 from services.virt_snapshot.indications import SourceState, compute_source_state
 from services.virt_snapshot.parts import SnapshotParts
-from services.virt_snapshot.snapshot_controller import with_finalizer
 from services.virt_snapshot.snapshot_decision import failure_deadline_seconds, is_terminating
 from services.virt_snapshot.volume_snapshotter import SnapshotterError
 from services.virt_snapshot.writes import Writer, as_body
 from shared import events, tracing
 from shared.api.snapshot import VirtualMachineSnapshot, VirtualMachineSnapshotContent
+from shared.api.meta import has_finalizer, with_finalizer
 from shared.api.snapshot_vocabulary import DEFAULT_FAILURE_DEADLINE_SECONDS, SNAPSHOT_CONTENT_FINALIZER
 from shared.api.vocabulary import format_time, object_key
 from shared.workqueue import WorkQueue
@@ -136,9 +136,7 @@ class ContentController:
                 await parts.snapshotter.cancel(request)
             if step == ContentStep.CLEANUP:
                 await parts.snapshotter.delete(ns, [v.volume_snapshot_name for v in request.volumes])
-                await self.writer.write(parts.contents, content, lambda c: replace(c, metadata=with_finalizer(
-                    c.metadata, SNAPSHOT_CONTENT_FINALIZER, False)) if SNAPSHOT_CONTENT_FINALIZER in (
-                    (c.metadata.finalizers if c.metadata else None) or []) else None)
+                await self.writer.write(parts.contents, content, _without_content_finalizer)
             return
         if step == ContentStep.BEGIN:
             assert snap is not None
@@ -219,3 +217,10 @@ class ContentController:
                 return
         if not result.ok:
             log.warning("unfreeze of %s/%s refused: %s", namespace, state.vmi_name, result.message)
+
+
+def _without_content_finalizer(content: VirtualMachineSnapshotContent) -> VirtualMachineSnapshotContent | None:
+    """``content`` without its protection finalizer (None when it has none: nothing to write)."""
+    if not has_finalizer(content.metadata, SNAPSHOT_CONTENT_FINALIZER):
+        return None
+    return replace(content, metadata=with_finalizer(content.metadata, SNAPSHOT_CONTENT_FINALIZER, False))

@@ -43,6 +43,7 @@ from services.virt_snapshot.store_claims import StoreClaims
 from services.virt_snapshot.volume_snapshotter import RestoredClaims, SnapshotterError
 from shared.admission.vmi_defaults import compute_stable_firmware_uuid
 from shared.api.decoding import encode_object
+from shared.api.meta import has_finalizer
 from shared.api.snapshot import (
     VirtualMachineRestore,
     VirtualMachineRestoreStatus,
@@ -349,7 +350,7 @@ class RestoreController:
 
     async def _delete(self, restore: VirtualMachineRestore, target: VirtualMachine | None) -> None:
         """KubeVirt's handleVMRestoreDeletion: unlock the target, note it, drop the finalizer."""
-        if RESTORE_FINALIZER not in ((restore.metadata.finalizers if restore.metadata else None) or []):
+        if not has_finalizer(restore.metadata, RESTORE_FINALIZER):
             return
         name = restore.metadata.name if restore.metadata else None
         if target is not None and target.status is not None and target.status.restore_in_progress == name:

@@ -22,7 +22,7 @@ from services.virt_snapshot.parts import SnapshotParts
 from services.virt_snapshot.snapshot_decision import decide
 from services.virt_snapshot.writes import Writer, as_body
 from shared import events
-from shared.api.meta import ObjectMeta
+from shared.api.meta import has_finalizer, with_finalizer
 from shared.api.snapshot import VirtualMachineSnapshot, VirtualMachineSnapshotContent
 from shared.api.snapshot_vocabulary import SNAPSHOT_FINALIZER, SNAPSHOT_SOURCE_FINALIZER, snapshot_content_name
 from shared.api.storage import PersistentVolumeClaim
@@ -33,17 +33,6 @@ from shared.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 CONTENT_CREATE_EVENT = "SuccessfulVirtualMachineSnapshotContentCreate"
-
-
-def with_finalizer(meta: ObjectMeta | None, name: str, present: bool) -> ObjectMeta:
-    """``meta`` with finalizer ``name`` added (``present``) or removed."""
-    meta = meta or ObjectMeta()
-    current = list(meta.finalizers or [])
-    if present and name not in current:
-        current.append(name)
-    if not present:
-        current = [f for f in current if f != name]
-    return replace(meta, finalizers=current or None)
 
 
 def claims_of(parts: SnapshotParts, namespace: str) -> Mapping[str, PersistentVolumeClaim]:
@@ -175,8 +164,7 @@ class SnapshotController:
 
 
 def _with_snapshot_finalizer(snap: VirtualMachineSnapshot, present: bool) -> VirtualMachineSnapshot | None:
-    has = SNAPSHOT_FINALIZER in ((snap.metadata.finalizers if snap.metadata else None) or [])
-    if has == present:
+    if has_finalizer(snap.metadata, SNAPSHOT_FINALIZER) == present:
         return None
     return replace(snap, metadata=with_finalizer(snap.metadata, SNAPSHOT_FINALIZER, present))
 
@@ -185,8 +173,7 @@ def _locked(vm: VirtualMachine, snapshot_name: str) -> VirtualMachine | None:
     status = vm.status or VirtualMachineStatus()
     if status.snapshot_in_progress not in (None, snapshot_name) or status.restore_in_progress:
         return None  # taken meanwhile: the next reconcile reports it
-    if status.snapshot_in_progress == snapshot_name and SNAPSHOT_SOURCE_FINALIZER in (
-            (vm.metadata.finalizers if vm.metadata else None) or []):
+    if status.snapshot_in_progress == snapshot_name and has_finalizer(vm.metadata, SNAPSHOT_SOURCE_FINALIZER):
         return None
     return replace(vm, metadata=with_finalizer(vm.metadata, SNAPSHOT_SOURCE_FINALIZER, True),
                    status=replace(status, snapshot_in_progress=snapshot_name))

@@ -19,7 +19,7 @@ from msgspec.structs import replace
 
 from services.virt_snapshot.indications import SourceState, compute_indications, compute_source_indications
 from shared.admission import go_duration
-from shared.api.meta import Condition
+from shared.api.meta import Condition, has_finalizer
 from shared.api.snapshot import (
     SnapshotError,
     SnapshotVolumesLists,
@@ -118,11 +118,6 @@ def should_delete_content(snapshot: VirtualMachineSnapshot, content: VirtualMach
     """Delete policy (the default), or a content that is not ready (nothing worth keeping)."""
     policy = snapshot.spec.deletion_policy or DeletionPolicy.DELETE
     return policy == DeletionPolicy.DELETE or not content_ready(content)
-
-
-def has_finalizer(meta: object, name: str) -> bool:
-    """Whether ``meta`` (an ObjectMeta or None) lists finalizer ``name``."""
-    return name in (getattr(meta, "finalizers", None) or [])
 
 
 def is_locked_by(vm: VirtualMachine | None, snapshot_name: str) -> bool:

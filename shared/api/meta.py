@@ -60,6 +60,23 @@ class ObjectMeta(ApiStruct, kw_only=True):
     managed_fields: list[ManagedFieldsEntry] | None = None
 
 
+def has_finalizer(meta: ObjectMeta | None, name: str) -> bool:
+    """Whether ``meta`` lists finalizer ``name``."""
+    return meta is not None and name in (meta.finalizers or ())
+
+
+def with_finalizer(meta: ObjectMeta | None, name: str, present: bool) -> ObjectMeta:
+    """``meta`` with finalizer ``name`` added at the end (``present``, when missing) or removed;
+    an empty list becomes None (omitted, as Kubernetes omits it)."""
+    meta = meta or ObjectMeta()
+    current = list(meta.finalizers or ())
+    if present and name not in current:
+        current.append(name)
+    if not present:
+        current = [f for f in current if f != name]
+    return msgspec.structs.replace(meta, finalizers=current or None)
+
+
 class ListMeta(ApiStruct, kw_only=True):
     """Metadata of a list response."""
 
