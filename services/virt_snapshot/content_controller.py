@@ -33,6 +33,7 @@ from services.virt_snapshot.content_decision import (
     begin_action,
     compute_begin_error,
     compute_created_status,
+    compute_poll_delay,
     compute_polled_status,
     compute_request,
     content_step,
@@ -57,8 +58,6 @@ SERVICE = "virt-snapshot"
 VOLUME_SNAPSHOT_CREATE_EVENT = "SuccessfulVolumeSnapshotCreate"
 #: seconds between attempts after a failed freeze or begin (KubeVirt: 5 s)
 BEGIN_RETRY = 5.0
-#: seconds between polls of running copies
-POLL_INTERVAL = 1.0
 
 
 class ContentController:
@@ -68,6 +67,7 @@ class ContentController:
         self.parts = parts
         self.writer = Writer(parts.store, parts.recorder)
         self.queue = WorkQueue(name="virt-snapshot-content")
+        self._polls: dict[str, int] = {}  # content key -> looks at its unfinished copies so far
         parts.contents.add_handler(lambda old, new: self._enqueue(new or old))
         parts.snapshots.add_handler(lambda old, new: self._on_snapshot(new or old))
 
@@ -154,7 +154,11 @@ class ContentController:
                 await self.writer.write(parts.contents, content, lambda c: replace(c, status=status),
                                         status_only=True)
             if not status.ready_to_use and status.error is None:
-                self.queue.add_after(key, POLL_INTERVAL)
+                polls = self._polls.get(key, 0) + 1
+                self._polls[key] = polls
+                self.queue.add_after(key, compute_poll_delay(polls))
+            else:
+                self._polls.pop(key, None)
 
     async def _begin(self, key: str, content: VirtualMachineSnapshotContent, snap: VirtualMachineSnapshot,
                      state: SourceState | None, request: Any) -> VirtualMachineSnapshotContent | None:

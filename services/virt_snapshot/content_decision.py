@@ -136,6 +136,18 @@ def compute_request(content: VirtualMachineSnapshotContent, snapshot: VirtualMac
                            vmi_uid=state.vmi_uid if online and state else None)
 
 
+FIRST_POLL_DELAY = 0.1
+"""Seconds before the first look at copies that are not complete yet; each further look waits
+twice as long, up to :data:`MAX_POLL_DELAY` (a copy of a small or sparse volume is done in a
+fraction of a second; a big one is not worth a look more than once a second)."""
+MAX_POLL_DELAY = 1.0
+
+
+def compute_poll_delay(polls: int) -> float:
+    """Seconds to wait after the ``polls``-th look (1-based) at unfinished copies."""
+    return min(FIRST_POLL_DELAY * 2.0 ** max(polls - 1, 0), MAX_POLL_DELAY)
+
+
 def content_step(content: VirtualMachineSnapshotContent, snapshot: VirtualMachineSnapshot | None,
                  snapshot_terminating: bool) -> ContentStep:
     """Which :class:`ContentStep` ``content`` is at."""

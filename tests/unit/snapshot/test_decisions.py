@@ -228,3 +228,9 @@ _RUNNING = dict(online=True, node="node01", vmi_name="vm1", vmi_uid="u1")
 ])
 def test_begin_freezes_first_whenever_the_guest_must_be_quiesced(indications, state, want):
     assert begin_action(_snap({"indications": indications}), state) == want
+
+
+@pytest.mark.parametrize("polls,delay", [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (40, 1.0)])
+def test_unfinished_copies_are_looked_at_soon_then_once_a_second(polls, delay):
+    from services.virt_snapshot.content_decision import compute_poll_delay
+    assert compute_poll_delay(polls) == pytest.approx(delay)
