@@ -33,6 +33,7 @@ from shared.store.keys import (
 )
 from shared.store.kv import KvLayer
 from shared.store.mirror import ListMirrors
+from shared.store.own_create import MAX_CREATE_ATTEMPTS, compute_create_retry
 from shared.store.ownership import Ownership
 from shared.store.records import KvRecord, WrongLastRevision
 from shared.store.revcache import RevisionCache
@@ -149,29 +150,43 @@ class ObjectStore:
             name = stored["metadata"]["name"]
             namespace = stored["metadata"].get("namespace") if namespaced else None
             try:
-                revision = await self._create_record(bucket, plural, namespace, name, stored)
+                return await self._create_record(bucket, plural, namespace, name, stored)
             except WrongLastRevision:
                 if generate:
                     continue
                 raise md.already_exists(plural, name, group) from None
-            return md.with_resource_version(stored, revision)
         raise md.already_exists(plural, name, group)
 
     async def _create_record(self, bucket: str, plural: str, namespace: str | None, name: str,
-                             stored: dict[str, Any]) -> int:
+                             stored: dict[str, Any]) -> JsonObject:
+        """Write ``stored`` if the key holds no live object; returns the created object with its
+        resourceVersion — the key's latest state when an earlier attempt of this very create
+        (same ``metadata.uid``) was stored before its ack got lost (:mod:`shared.store.own_create`).
+        Raises WrongLastRevision when another object holds the name."""
         key = compute_key(namespace, name)
         await self._ownership.index(plural, namespace, name, stored)
         payload = _encode(stored)
-        try:
-            revision = await self.kv.write(bucket, key, payload, expected=0, create=True)
-        except WrongLastRevision:
-            # The key has history: allowed only if its latest record is a delete marker.
-            latest = await self.kv.get(bucket, key)
-            if latest is None or not latest.deleted:
-                raise
-            revision = await self.kv.write(bucket, key, payload, expected=latest.revision, create=True)
-        self._seen.remember(bucket, key, revision, payload)
-        return revision
+        expected = 0  # the key has no message at all; else (below) its delete marker's revision
+        for _ in range(MAX_CREATE_ATTEMPTS):
+            try:
+                revision = await self.kv.write(bucket, key, payload, expected=expected, create=True)
+            except WrongLastRevision:
+                latest = await self.kv.get(bucket, key)
+                retry = compute_create_retry(latest, stored["metadata"].get("uid") or "")
+                if retry.action == "ours" and latest is not None:
+                    log.info("create of %s/%s: an earlier attempt was stored (uid %s), its ack was lost",
+                             bucket, key, stored["metadata"].get("uid"))
+                    if latest.deleted:  # created, then deleted by someone else before our retry
+                        gone = decode_object(latest.value) or stored  # not cached: it is no live state
+                        return md.with_resource_version(gone, latest.revision)
+                    return self._decode(bucket, latest)
+                if retry.action == "taken":
+                    raise
+                expected = retry.expected
+                continue
+            self._seen.remember(bucket, key, revision, payload)
+            return md.with_resource_version(stored, revision)
+        raise WrongLastRevision(f"{bucket}/{key}: other writers won {MAX_CREATE_ATTEMPTS} create attempts")
 
     # -- get / list --------------------------------------------------------------------------
     async def get(self, plural: str, namespace: str | None, name: str, *, group: str | None = None) -> JsonObject:
