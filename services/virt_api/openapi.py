@@ -28,7 +28,7 @@ import msgspec
 from msgspec import inspect as mi
 
 from services.virt_api.openapi_names import META, V2_REF, V3_REF, compute_gvk, definition_name
-from services.virt_api.openapi_paths import compute_paths
+from services.virt_api.openapi_paths import TRACE_DEFINITION, compute_paths, compute_trace_paths
 from shared.api import meta
 from shared.api.resources import RESOURCES, ResourceInfo
 from shared.errors import NotFound
@@ -44,6 +44,20 @@ TOP_LEVEL_FIELD_DOCS = {
 }
 
 HAND_WRITTEN: dict[str, dict[str, Any]] = {
+    TRACE_DEFINITION: {
+        "description": "The traces recorded on an object and their spans as stored "
+        "(services/virt_api/trace_subresource.py).",
+        "type": "object",
+        "required": ["traceIds", "documents"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "traceIds": {"type": "array", "items": {"type": "string"}},
+            "documents": {"type": "array", "description": "OTLP JSON ExportTraceServiceRequest documents.",
+                          "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        },
+    },
     f"{META}.Patch": {
         "description": "A JSON patch (application/json-patch+json) or JSON merge patch "
         "(application/merge-patch+json) document.",
@@ -228,6 +242,7 @@ def _v2() -> str:
     paths: dict[str, Any] = {}
     for resource in RESOURCES:
         paths.update(compute_paths(resource, v3=False))
+        paths.update(compute_trace_paths(resource, v3=False))
     doc = {
         "swagger": "2.0",
         "info": {"title": "kubevirt-py", "version": "v1"},

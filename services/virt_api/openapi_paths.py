@@ -5,6 +5,8 @@ collection, get/replace/patch/delete on an object, and the ``/status`` subresour
 kube-apiserver's query parameters (``dryRun``, ``fieldManager``, ``fieldValidation``, list
 options) and ``x-kubernetes-group-version-kind`` on each operation, which is how kubectl decides
 to validate on the server. Swagger 2.0 (``v3=False``) or OpenAPI 3.0 parameter shapes.
+:func:`compute_trace_paths` adds the ``trace`` subresource of ``subresources.kubevirt.io``
+(:mod:`services.virt_api.trace_subresource`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from services.virt_api.openapi_names import META, V2_REF, V3_REF, compute_gvk, definition_name
+from services.virt_api.subresources import SUBRESOURCE_GROUP
+from services.virt_api.trace_subresource import TRACE, TRACE_KIND, TRACED_PLURALS
 from shared.api.resources import ResourceInfo
+
+#: Definition name of the ``trace`` subresource's answer.
+TRACE_DEFINITION = f"io.kubevirt.subresources.v1.{TRACE_KIND}"
 
 
 def _query(name: str, description: str, kind: str = "string") -> dict[str, Any]:
@@ -147,3 +154,17 @@ def compute_paths(resource: ResourceInfo, *, v3: bool) -> dict[str, dict[str, An
                         subresource="Status"),
         }
     return paths
+
+
+def compute_trace_paths(resource: ResourceInfo, *, v3: bool) -> dict[str, dict[str, Any]]:
+    """The ``GET .../<plural>/{name}/trace`` path item of ``subresources.kubevirt.io/v1`` for a
+    resource that has one ({} otherwise); the answer is :data:`TRACE_DEFINITION`."""
+    if resource.plural not in TRACED_PLURALS or not resource.namespaced:
+        return {}
+    path = f"/apis/{SUBRESOURCE_GROUP}/v1/namespaces/{{namespace}}/{resource.plural}/{{name}}/{TRACE}"
+    params = [_path_param("name"), _path_param("namespace")]
+    get = _operation(resource, "get", "get", v3=v3, body=None, response=TRACE_DEFINITION, params=(),
+                     scope="Namespaced", subresource=TRACE.capitalize())
+    get["tags"] = [SUBRESOURCE_GROUP.replace(".", "_") + "_v1"]
+    get["responses"]["404"] = {"description": "Not Found: the object does not exist"}
+    return {path: {"parameters": [_v3_param(p) for p in params] if v3 else params, "get": get}}

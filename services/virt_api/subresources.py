@@ -3,7 +3,8 @@
 KubeVirt serves lifecycle and streaming subresources under
 ``/apis/subresources.kubevirt.io/v1/namespaces/<ns>/<plural>/<name>/<subresource>`` (``start``,
 ``stop``, ``restart``, ``migrate``, ``pause``, ``unpause``, ``console``, ``vnc``, ...; see
-kubevirt-api.md §5). This module owns only the table of handlers and the call object they get;
+kubevirt-api.md §5); kubevirt-py adds ``trace`` (:mod:`services.virt_api.trace_subresource`).
+This module owns only the table of handlers and the call object they get;
 the handlers themselves live with the service that knows the operation.
 
 How another service adds one (one entry each)::
@@ -44,6 +45,7 @@ SUBRESOURCE_MODULES: list[str] = [
     "services.virt_api.console",
     "services.virt_api.guestosinfo",
     "services.virt_api.migrate",
+    "services.virt_api.trace_subresource",
 ]
 
 

@@ -1,32 +1,33 @@
-"""virtctl trace: an object's recent operations as a waterfall, from the installation's trace store.
+"""virtctl trace: an object's recent operations as a waterfall, read through virt-api.
 
-``virtctl trace vm/<name>`` reads the object's ``kubevirt-py.io/trace-id`` annotation (a VM's
-VMI too, when it records another trace; a VMI recording none falls back to its controlling VM;
-``vmim/<name>``, a migration, has one trace of its own: virt-api's create, virt-migration's
-phases, scheduler-bridge's placement, both nodes' handlers and their libvirt calls; so do
-``vmsnapshot/<name>`` — virt-snapshot's reconciles, the freeze, each volume copy and the thaw on
-the node — and ``vmrestore/<name>``)
-and that trace's spans from the JetStream trace stream
-(:mod:`shared.trace_store`), and prints one line per span: start offset and duration in
-milliseconds, a bar, the service, the span name indented under its parent, the status, and the
-error message of failed spans. ``--export FILE`` writes the spans as one OTLP JSON document
-(Jaeger and Tempo import it). Both the object and the spans are read from the installation's
-NATS (``--nats``, default: the one recorded in ``<state-dir>/installation.json``).
+``virtctl trace vm/<name>`` asks virt-api for the object's ``trace`` subresource
+(``GET /apis/subresources.kubevirt.io/v1/namespaces/<ns>/<plural>/<name>/trace``), which answers
+the trace ids recorded on the object (a VM's VMI too, when it records another trace; a VMI
+recording none falls back to its controlling VM; ``vmim/<name>``, a migration, has one trace of
+its own: virt-api's create, virt-migration's phases, scheduler-bridge's placement, both nodes'
+handlers and their libvirt calls; so do ``vmsnapshot/<name>`` — virt-snapshot's reconciles, the
+freeze, each volume copy and the thaw on the node — and ``vmrestore/<name>``) and those traces'
+spans as stored in the installation's trace store (OTLP JSON documents, :mod:`shared.trace_store`).
+It prints one line per span: start offset and duration in milliseconds, a bar, the service, the
+span name indented under its parent, the status, and the error message of failed spans.
+``--export FILE`` writes the spans as one OTLP JSON document (Jaeger and Tempo import it).
+Like every client command it needs only a kubeconfig (``--kubeconfig``, ``$KUBECONFIG``, else
+``<state-dir>/kubeconfig``) and ``-n`` (default: the context's namespace); no NATS access.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from services.virtctl.main import cli, client_options, default_state_dir, selected_namespace, state_dir_option
-from shared import trace_store, tracing
+from services.virtctl.client import ApiClient, resource_path
+from services.virtctl.main import cli, client_options, resolve_kubeconfig, selected_namespace
+from shared import trace_store
 
 #: accepted kind spellings -> store plural (kubectl/virtctl style short names)
 KINDS = {
@@ -42,6 +43,8 @@ KINDS = {
     "vmrestore": "virtualmachinerestores", "vmrestores": "virtualmachinerestores",
     "virtualmachinerestore": "virtualmachinerestores", "virtualmachinerestores": "virtualmachinerestores",
 }
+#: virt-api serves an object's traces as its ``trace`` subresource in this group
+TRACE_GROUP = "subresources.kubevirt.io"
 BAR_WIDTH = 24
 _STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
 
@@ -135,75 +138,28 @@ def format_waterfall(rows: list[WaterfallRow]) -> str:
     return "\n".join(lines)
 
 
-def default_nats_url(state_dir: Path) -> str:
-    """NATS of the embedded installation in ``state_dir`` (its ``installation.json``)."""
-    record = state_dir / "installation.json"
-    try:
-        return f"nats://127.0.0.1:{json.loads(record.read_text())['nats_port']}"
-    except (OSError, ValueError, KeyError) as err:
-        raise click.ClickException(f"no installation in {state_dir} ({err}); pass --nats") from None
-
-
-def _controlling_vm(vmi: dict[str, Any]) -> dict[str, Any] | None:
-    """The VirtualMachine ownerReference with ``controller: true`` of ``vmi``, or None."""
-    for ref in (vmi.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller") and ref.get("kind") == "VirtualMachine":
-            return ref
-    return None
-
-
-async def collect_trace_documents(nats_url: str, prefix: str, plural: str, namespace: str,
-                                  name: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """(trace ids recorded on the object — and on a VM's VMI; for a VMI recording none, on the VM
-    controlling it; a VMIM's alone —, their OTLP JSON documents). Raises NotFound (shared.errors) when the
-    object does not exist."""
-    from shared.errors import NotFound
-    from shared.store import ObjectStore
-    store = await ObjectStore.connect([nats_url], bucket_prefix=prefix, name="virtctl-trace")
-    try:
-        objects = [await store.get(plural, namespace, name)]
-        if plural == "virtualmachines":
-            try:
-                objects.append(await store.get("virtualmachineinstances", namespace, name))
-            except NotFound:
-                pass
-        elif plural == "virtualmachineinstances" and tracing.trace_id_of(objects[0]) is None:
-            # A VMI stamped by nothing (made by an older controller, or in a reconcile that had no
-            # span) belongs to the latest operation on the VM that controls it.
-            owner = _controlling_vm(objects[0])
-            if owner is not None:
-                try:
-                    vm = await store.get("virtualmachines", namespace, owner["name"])
-                except NotFound:
-                    vm = None
-                if vm is not None and vm["metadata"].get("uid") == owner.get("uid"):
-                    objects.append(vm)
-        trace_ids = list(dict.fromkeys(t for t in (tracing.trace_id_of(o) for o in objects) if t))
-        documents: list[dict[str, Any]] = []
-        for trace_id in trace_ids:
-            documents += await trace_store.read_trace(store.bus, prefix, trace_id)
-        return trace_ids, documents
-    finally:
-        await store.close()
+async def fetch_trace(kubeconfig: Path, namespace: str | None, plural: str,
+                      name: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """(trace ids recorded on the object, their OTLP JSON documents) from virt-api's ``trace``
+    subresource (``services/virt_api/trace_subresource.py`` says which traces). ``namespace``
+    None = the kubeconfig context's. Raises NotFound (shared.errors) when the object does not
+    exist, Unauthorized, ServiceUnavailable when virt-api cannot be reached."""
+    async with ApiClient.from_kubeconfig(kubeconfig) as api:
+        body = await api.get(resource_path(TRACE_GROUP, "v1", plural, namespace or api.namespace, name, "trace"))
+    return list(body.get("traceIds") or []), list(body.get("documents") or [])
 
 
 @cli.command(name="trace")
 @client_options
 @click.argument("target")
-@click.option("--nats", "nats_url", default=None, help="NATS URL [default: the installation's]")
-@click.option("--bucket-prefix", default="kv_", show_default=True, help="Store bucket prefix of the installation.")
 @click.option("--export", "export_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the spans as OTLP JSON to this file.")
-@state_dir_option
 @click.pass_context
-def trace_command(ctx: click.Context, target: str, nats_url: str | None, bucket_prefix: str,
-                  export_file: Path | None, state_dir: Path | None) -> None:
+def trace_command(ctx: click.Context, target: str, export_file: Path | None) -> None:
     """Show the recent operations on TARGET (vm/<name>, vmi/<name>, or one operation:
     vmim/<name>, vmsnapshot/<name>, vmrestore/<name>) as a waterfall of spans."""
     plural, name = parse_target(target)
-    namespace = selected_namespace(ctx) or os.environ.get("NAMESPACE") or "default"
-    url = nats_url or default_nats_url(state_dir or default_state_dir())
-    trace_ids, documents = asyncio.run(collect_trace_documents(url, bucket_prefix, plural, namespace, name))
+    trace_ids, documents = asyncio.run(fetch_trace(resolve_kubeconfig(ctx), selected_namespace(ctx), plural, name))
     if not trace_ids:
         raise click.ClickException(f"{target} records no trace (tracing off when it was last written?)")
     rows = compute_waterfall(compute_spans(documents))

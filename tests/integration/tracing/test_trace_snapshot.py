@@ -205,7 +205,7 @@ async def test_a_snapshot_and_a_restore_are_each_one_trace_across_api_snapshot_a
     assert backup.attributes["kubevirt.volume"] == "data" and backup.attributes["kubevirt.stand_in"] is True
     assert all(s.status.is_ok for s in (freeze, backup, *thaws))
 
-    result = await virtctl_trace(nats_server, store, "vmsnapshot/snap1")
+    result = await virtctl_trace(store, "vmsnapshot/snap1")
     print(result.output)  # the waterfall, shown when the test fails
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == f"trace {snap_trace}"
@@ -244,7 +244,7 @@ async def test_a_snapshot_and_a_restore_are_each_one_trace_across_api_snapshot_a
     assert copy.status.is_ok and copy.attributes["kubevirt.claim"].startswith("restore-")
     assert not [s for s in spans if s.resource.attributes["service.name"] == "virt-handler"]  # the VM is stopped
 
-    result = await virtctl_trace(nats_server, store, "vmrestore/r1")
+    result = await virtctl_trace(store, "vmrestore/r1")
     print(result.output)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == f"trace {restore_trace}"

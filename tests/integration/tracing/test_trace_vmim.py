@@ -1,5 +1,6 @@
 """``virtctl trace vmim/<name>``: a migration's own trace, read from the VMIM's trace-id
-annotation and the JetStream trace store (real nats-server)."""
+annotation and the JetStream trace store by virt-api's ``trace`` subresource, fetched the way
+virtctl does with a kubeconfig (real nats-server)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import json
 from shared import trace_store
 from shared.tracing import TRACE_ID_ANNOTATION
 
-from services.virtctl.trace_command import collect_trace_documents, compute_spans, compute_waterfall
+from trace_cli import served_virt_api
+
+from services.virtctl.trace_command import compute_spans, compute_waterfall, fetch_trace
 
 MIGRATION_TRACE = "1" * 32
 VM_TRACE = "2" * 32
@@ -23,7 +26,7 @@ def _document(trace_id: str, service: str, spans: list[tuple[str, str, str | Non
              "status": {}} for i, (span_id, name, parent) in enumerate(spans)]}]}]}
 
 
-async def test_vmim_target_shows_the_migration_trace_only(nats_server, object_store):
+async def test_vmim_target_shows_the_migration_trace_only(object_store):
     store, prefix = object_store, object_store.prefix
     await trace_store.apply_trace_stream(store.bus, prefix)
     js = store.bus.jetstream()
@@ -43,7 +46,8 @@ async def test_vmim_target_shows_the_migration_trace_only(nats_server, object_st
             "spec": {"vmiName": "vm1"}}
     await store.create("virtualmachineinstancemigrations", vmim, namespaced=True)
 
-    trace_ids, documents = await collect_trace_documents(nats_server.url, prefix, "virtualmachineinstancemigrations", "ns", "mig1")
+    async with served_virt_api(store, namespace="ns") as (_, _, kubeconfig):
+        trace_ids, documents = await fetch_trace(kubeconfig, None, "virtualmachineinstancemigrations", "mig1")
     assert trace_ids == [MIGRATION_TRACE]
     rows = compute_waterfall(compute_spans(documents))
     assert [(r.depth, r.service, r.name) for r in rows] == [

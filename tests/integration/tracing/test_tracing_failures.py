@@ -1,20 +1,18 @@
 """A VM that cannot start shows the failing span, its error status and the reason in
 ``virtctl trace vm/<name>``; ``--export`` writes OTLP JSON. Spans travel through the real
-JetStream trace store of the test's buckets."""
+JetStream trace store of the test's buckets; virtctl reads them through virt-api's ``trace``
+subresource with a kubeconfig."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 
 import pytest
-from click.testing import CliRunner
 from loop_helpers import NS, VMS, InProcessNode, get_or_none, make_vm, printable_status, wait_until
+from trace_cli import virtctl_trace  # noqa: F401 - other test modules import it from here
 
 from services.virt_handler.hypervisor import Hypervisor
-import services.virtctl.trace_command  # noqa: F401 - registers `virtctl trace`
-from services.virtctl.main import cli
 from shared import trace_store, tracing
 
 pytestmark = pytest.mark.timeout(120)
@@ -49,18 +47,6 @@ async def status_is(store, name, wanted):
     return printable_status(await get_or_none(store, VMS, name)) in wanted
 
 
-async def virtctl_trace(nats_server, store, target, *extra):
-    """Flush every span to the trace store, then run ``virtctl trace`` (in a thread: it runs its
-    own event loop). Returns the click result."""
-    await asyncio.to_thread(tracing.force_flush)
-    for processor in tracing._state.fanout.processors:  # the JetStream exporters: wait for the publishes
-        exporter = getattr(processor, "span_exporter", None)
-        if isinstance(exporter, trace_store.JetStreamSpanExporter):
-            await exporter.drain()
-    args = ["trace", target, "--nats", nats_server.url, "--bucket-prefix", store.prefix, *extra]
-    return await asyncio.to_thread(CliRunner().invoke, cli, args)
-
-
 def lines_with(output, span_name):
     return [line for line in output.splitlines() if f" {span_name} " in f"{line} "]
 
@@ -69,7 +55,7 @@ async def test_an_unschedulable_vm_shows_the_failed_placement(nats_server, objec
                                                               node):
     trace_id = await create_vm(api, make_vm("big", memory="8Gi"))
     await wait_until(lambda: status_is(object_store, "big", {"ErrorUnschedulable"}))
-    result = await virtctl_trace(nats_server, object_store, "vm/big")
+    result = await virtctl_trace(object_store, "vm/big")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == f"trace {trace_id}"
     placements = lines_with(result.output, "place VirtualMachineInstance")
@@ -82,7 +68,7 @@ async def test_a_missing_image_shows_the_failed_conversion_and_sync(nats_server,
                                                                    bridge, node):
     await create_vm(api, vm_with_missing_image("noimage"))
     await wait_until(lambda: status_is(object_store, "noimage", {"ErrImagePull", "ImagePullBackOff"}))
-    result = await virtctl_trace(nats_server, object_store, "vm/noimage")
+    result = await virtctl_trace(object_store, "vm/noimage")
     assert result.exit_code == 0, result.output
     (sync, *_) = lines_with(result.output, "sync VirtualMachineInstance")
     assert "virt-handler" in sync and "ERROR  ErrImagePull: " in sync and "not-imported" in sync
@@ -101,7 +87,7 @@ async def test_a_libvirt_error_shows_on_the_libvirt_call_and_exports_as_otlp_jso
         trace_id = await create_vm(api, make_vm("crash"))
         await wait_until(lambda: _sync_failed(object_store, "crash"))
         export = tmp_path / "trace.json"
-        result = await virtctl_trace(nats_server, object_store, "vm/crash", "--export", str(export))
+        result = await virtctl_trace(object_store, "vm/crash", "--export", str(export))
     finally:
         await broken.close()
     print(result.output)  # the waterfall, shown when the test fails

@@ -75,7 +75,7 @@ async def test_a_restart_stamps_the_vm_and_its_reconciles_join_the_restart_trace
     assert "virt-api " + RESTART_SPAN not in compute_tree_lines(spans, int(start_trace, 16))
 
     for target in ("vm/rs", "vmi/rs"):  # the tester's two findings, through virtctl
-        result = await virtctl_trace(nats_server, object_store, target)
+        result = await virtctl_trace(object_store, target)
         assert result.exit_code == 0, result.output
         output = result.output.splitlines()
         assert output[0] == f"trace {restart_trace}", result.output
@@ -87,7 +87,7 @@ async def test_virtctl_trace_vmi_prints_the_waterfall_of_the_operation_that_crea
     trace_id, _, _ = await create_vm(api, make_vm("wf"))
     await wait_until(lambda: vm_status_is(object_store, "wf", "Running"))
     await asyncio.sleep(0.3)
-    result = await virtctl_trace(nats_server, object_store, "vmi/wf")
+    result = await virtctl_trace(object_store, "vmi/wf")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"trace {trace_id}"
@@ -112,7 +112,7 @@ async def test_virtctl_trace_vmi_without_a_trace_of_its_own_shows_its_vms(nats_s
            "spec": {"domain": {"devices": {}}}}
     created = await object_store.create(VMIS, vmi)  # written outside any span: no annotations
     assert tracing.trace_id_of(created) is None
-    result = await virtctl_trace(nats_server, object_store, "vmi/legacy")
+    result = await virtctl_trace(object_store, "vmi/legacy")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"trace {trace_id}"
