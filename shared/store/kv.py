@@ -14,7 +14,8 @@ writes are published directly so that
 * every write has a ``Nats-Msg-Id``: a write retried after a timeout (server restart, leader
   election) is de-duplicated by the server while it runs; across a restart the CAS refuses the
   retry, and the writer recognises its own earlier message by that id (then answers with its
-  revision instead of a false conflict).
+  revision instead of a false conflict) while it is the key's latest record; an object create
+  also knows its object by uid once others have updated it (:mod:`shared.store.own_create`).
 
 Object semantics (metadata, resourceVersion strings, errors in Kubernetes' words) are in
 :mod:`shared.store.objectstore`; this module speaks revisions (``int``) and bytes. What a record
