@@ -121,12 +121,13 @@ class Bus:
         return self._nc.jetstream(timeout=timeout)
 
     async def apply_bounded_stream(self, name: str, subjects: list[str], *, max_bytes: int,
-                                   max_age_seconds: float) -> None:
-        """Create the JetStream stream ``name`` on ``subjects`` (file storage, bounded by
-        ``max_bytes`` bytes and ``max_age_seconds`` s, oldest messages dropped first), or update
-        the bounds of the stream that exists. Raises nats-py's errors when neither works."""
+                                   max_age_seconds: float, replicas: int = 1) -> None:
+        """Create the JetStream stream ``name`` on ``subjects`` (file storage, ``replicas``
+        copies on a NATS cluster, bounded by ``max_bytes`` bytes and ``max_age_seconds`` s,
+        oldest messages dropped first), or update the bounds of the stream that exists. Raises
+        nats-py's errors when neither works (e.g. more replicas than servers)."""
         config = StreamConfig(name=name, subjects=subjects, max_bytes=max_bytes, max_age=max_age_seconds,
-                              storage=StorageType.FILE, discard=DiscardPolicy.OLD)
+                              storage=StorageType.FILE, discard=DiscardPolicy.OLD, num_replicas=replicas)
         js = self.jetstream()
         try:
             await js.add_stream(config)

@@ -3,8 +3,9 @@
 Owns what each service used to repeat in its ``main.py``:
 
 * the command-line arguments every service takes (:func:`common_options`): ``--nats`` (repeatable;
-  a cluster), ``--state-dir``, ``--bucket-prefix``, ``--health-port`` (``/healthz`` and
-  ``/metrics``), ``--log-level``, ``--log-format`` (``json``/``text``, default
+  a cluster), ``--state-dir``, ``--bucket-prefix``, ``--store-replicas`` (JetStream replicas of
+  the buckets and streams this process creates: 1 on one server, 3 on a NATS cluster),
+  ``--health-port`` (``/healthz`` and ``/metrics``), ``--log-level``, ``--log-format`` (``json``/``text``, default
   ``$KUBEVIRT_PY_LOG_FORMAT`` else ``json``) and ``--otlp-endpoint`` (sets
   ``OTEL_EXPORTER_OTLP_ENDPOINT`` for this process; tracing itself is :mod:`shared.tracing`);
 * logging (:mod:`shared.logging_setup`) and tracing set-up before the event loop starts;
@@ -78,6 +79,7 @@ class CommonSettings:
     nats_servers: tuple[str, ...]
     state_dir: Path | None = None
     bucket_prefix: str = "kv_"
+    store_replicas: int = 1
     health_port: int | None = None
     log_level: str = "INFO"
     log_format: str = "json"
@@ -106,7 +108,8 @@ class ServiceContext:
     async def connect_store(self, *, name: str | None = None, retry_for: float = 0.0,
                             retry_on: tuple[type[BaseException], ...] = (ApiError,)) -> ObjectStore:
         """The :class:`ObjectStore` on ``--nats`` with ``--bucket-prefix``, as NATS client
-        ``name`` (default: the service's name), closed when the service stops. With
+        ``name`` (default: the service's name), closed when the service stops; buckets and the
+        trace stream it creates have ``--store-replicas`` replicas. With
         ``retry_for`` > 0 seconds, a failure of a type in ``retry_on`` is retried every 0.5 s
         until then (NATS may still be starting); the last failure is raised after that
         (``shared.errors.ServiceUnavailable`` when NATS cannot be reached)."""
@@ -120,10 +123,11 @@ class ServiceContext:
                                            retry=retry_if_exception_type(retry_on), reraise=True):
             with attempt:
                 store = await ObjectStore.connect(list(settings.nats_servers), bucket_prefix=settings.bucket_prefix,
-                                                  name=name or settings.service)
+                                                  replicas=settings.store_replicas, name=name or settings.service)
         assert store is not None
         self.on_exit(store.close)
-        await trace_store.attach_trace_store(store.bus, store.prefix)  # no-op unless tracing is on
+        # no-op unless tracing is on
+        await trace_store.attach_trace_store(store.bus, store.prefix, replicas=settings.store_replicas)
         return store
 
     async def serve_health(self, check: HealthCheck | None = None, *,
@@ -235,6 +239,8 @@ def common_options(definition: ServiceDefinition) -> list[Option]:
         click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
                      required=definition.state_dir_required, default=None, help=definition.state_dir_help),
         click.option("--bucket-prefix", default="kv_", show_default=True, help="Store bucket prefix."),
+        click.option("--store-replicas", type=click.IntRange(1, 5), default=1, show_default=True,
+                     help="JetStream replicas of the buckets and streams this process creates (3 on a NATS cluster)."),
         click.option("--health-port", type=int, default=None, help=definition.health_help),
         click.option("--log-level", default="INFO", show_default=True),
         click.option("--log-format", envvar=LOG_FORMAT_ENV, default="json", show_default=True,
@@ -262,14 +268,16 @@ def leader_election_options() -> list[Option]:
     ]
 
 
-_COMMON = ("nats_servers", "state_dir", "bucket_prefix", "health_port", "log_level", "log_format", "otlp_endpoint")
+_COMMON = ("nats_servers", "state_dir", "bucket_prefix", "store_replicas", "health_port", "log_level", "log_format",
+           "otlp_endpoint")
 
 
 def compute_settings(service: str, values: Mapping[str, Any]) -> CommonSettings:
     """Split click's parsed ``values`` into the common settings and the service's ``params``."""
     params = {k: v for k, v in values.items() if k not in _COMMON}
     return CommonSettings(service=service, nats_servers=tuple(values["nats_servers"]), state_dir=values["state_dir"],
-                          bucket_prefix=values["bucket_prefix"], health_port=values["health_port"],
+                          bucket_prefix=values["bucket_prefix"], store_replicas=values["store_replicas"],
+                          health_port=values["health_port"],
                           log_level=values["log_level"], log_format=str(values["log_format"]).lower(),
                           otlp_endpoint=values["otlp_endpoint"], params=params)
 

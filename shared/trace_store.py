@@ -50,18 +50,20 @@ def merge_otlp_documents(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def apply_trace_stream(bus: Bus, prefix: str, *, max_bytes: int = DEFAULT_MAX_BYTES,
-                             max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS) -> str:
-    """Create (or update the bounds of) the trace stream; returns its name."""
+                             max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS, replicas: int = 1) -> str:
+    """Create (or update the bounds of) the trace stream with ``replicas`` copies; returns its
+    name."""
     name = compute_stream_name(prefix)
     await bus.apply_bounded_stream(name, [f"{prefix}traces.>"], max_bytes=max_bytes,
-                                   max_age_seconds=max_age_seconds)
+                                   max_age_seconds=max_age_seconds, replicas=replicas)
     return name
 
 
 async def attach_trace_store(bus: Bus, prefix: str, *, env: Mapping[str, str] | None = None,
                              **bounds: Any) -> JetStreamSpanExporter | None:
     """Create the trace stream and send this process's spans to it — what each service's ``run``
-    calls once connected. Returns the exporter; None (and nothing done) while tracing is off or
+    calls once connected; ``bounds`` are :func:`apply_trace_stream`'s keywords (``max_bytes``,
+    ``max_age_seconds``, ``replicas``). Returns the exporter; None (and nothing done) while tracing is off or
     with ``KUBEVIRT_PY_TRACE_STORE=off``. A stream that cannot be made is logged, never fatal:
     tracing must not keep a service from running."""
     env = os.environ if env is None else env

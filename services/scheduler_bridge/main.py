@@ -1,9 +1,10 @@
 """``scheduler-bridge``: the process placing VMIs on nodes (embedded installation).
 
-Usage: ``scheduler-bridge --nats nats://127.0.0.1:4222``. Start-up, signals, health endpoint,
-logging and tracing are :mod:`shared.service`'s; this module declares the bridge's own options and
-what it builds (:func:`build_bridge`). Run one per installation: placement is crash-safe (CAS)
-but resource accounting assumes a single bridge.
+Usage: ``scheduler-bridge --nats nats://127.0.0.1:4222 --id bridge-1``. Start-up, signals, health
+endpoint, logging and tracing are :mod:`shared.service`'s; this module declares the bridge's own
+options and what it builds (:func:`build_bridge`). Several may run: one leads (Lease
+``kubevirt/scheduler-bridge``, :mod:`services.scheduler_bridge.manager`) and places, the others
+keep warm caches; ``--health-port`` also serves ``GET /leader``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ from typing import Any
 
 import click
 
+from services.scheduler_bridge.manager import BridgeManager
 from services.scheduler_bridge.service import SchedulerBridge
-from shared.service import ServiceContext, ServiceDefinition, service_command
+from shared.service import (
+    ServiceContext,
+    ServiceDefinition,
+    TracingIdentity,
+    leader_election_options,
+    service_command,
+)
 
 log = logging.getLogger("kubevirt.scheduler_bridge")
 
@@ -27,24 +35,26 @@ def build_bridge(store: Any, params: Mapping[str, Any]) -> SchedulerBridge:
 
 
 async def run(ctx: ServiceContext) -> None:
-    """Place VMIs until the process is asked to stop."""
-    store = await ctx.connect_store(name="scheduler-bridge")
-    bridge = build_bridge(store, ctx.params)
-    ctx.on_exit(bridge.stop)
-    await bridge.start()
-    await ctx.serve_health(lambda: (bridge.synced.is_set(), {
-        "synced": bridge.synced.is_set(), "placements": bridge.placements, "writes": bridge.writes,
-        "waiting": len(bridge.pending()), "migrationTargets": bridge.migrations.targets_written,
-        "migrationsAwaitingTarget": len(bridge.migrations.awaiting())}))
-    log.info("scheduler-bridge placing VMIs (NATS %s)", ",".join(ctx.settings.nats_servers))
-    await ctx.wait_stopped()
+    """Take part in the election and place VMIs while leading, until asked to stop."""
+    params = ctx.params
+    identity = params["identity"]
+    store = await ctx.connect_store(name=f"scheduler-bridge-{identity}")
+    bridge = build_bridge(store, params)
+    ctx.on_exit(bridge.stop)  # in-flight placement writes end with the process
+    manager = BridgeManager(store, bridge, identity, lease_duration=params["lease_duration"],
+                            renew_deadline=params["renew_deadline"], retry_period=params["retry_period"])
+    log.info("scheduler-bridge %s started (NATS %s)", identity, ",".join(ctx.settings.nats_servers))
+    await ctx.run_leader_elected(manager, "bridge-manager")
 
 
 SERVICE = ServiceDefinition(
     name="scheduler-bridge", summary="Place VMIs in phase Scheduling on registered nodes.", run=run,
-    options=[click.option("--heartbeat-timeout", default=40.0, show_default=True,
+    options=[*leader_election_options(),
+             click.option("--heartbeat-timeout", default=40.0, show_default=True,
                           help="Seconds without a node heartbeat before the node is skipped.")],
-    state_dir_help="Accepted for a uniform command line; the bridge keeps no local state.")
+    state_dir_help="Accepted for a uniform command line; the bridge keeps no local state.",
+    health_help="Serve /healthz, /leader and /metrics on this port.",
+    tracing_attributes=lambda settings: TracingIdentity(instance_id=settings.params["identity"]))
 
 main = service_command(SERVICE)
 

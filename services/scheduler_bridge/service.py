@@ -151,23 +151,32 @@ class SchedulerBridge:
         self.wake.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def informers(self) -> list[Informer[Any]]:
+        """The informers whose caches placement reads (VMIs, Nodes, VMIMs)."""
+        return [self.vmi_informer, self.node_informer, self.migrations.informer]
+
     async def start(self, timeout: float = 60.0) -> None:
         """List and watch VMIs and Nodes, then place in the background. Raises
         ``asyncio.TimeoutError`` (after stopping what it started) when the store cannot be
         listed within ``timeout`` seconds."""
-        self.vmi_informer.start()
-        self.node_informer.start()
-        self.migrations.informer.start()
+        for informer in self.informers:
+            informer.start()
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.gather(self.vmi_informer.wait_synced(), self.node_informer.wait_synced(),
-                                     self.migrations.informer.wait_synced())
+                await asyncio.gather(*(informer.wait_synced() for informer in self.informers))
         except TimeoutError:
             await self.stop()
             raise
         self.synced.set()
+        self._tasks = self.start_placing()
+
+    def start_placing(self) -> list[asyncio.Task[None]]:
+        """Start the placement loop and its retry ticker over the (synced) caches; returns their
+        tasks. :meth:`start` calls it; a leader-elected bridge calls it on each gain of the lease."""
         spawn = asyncio.get_running_loop().create_task
-        self._tasks = [spawn(self._loop(), name="bridge-loop"), spawn(self._ticker(), name="bridge-ticker")]
+        self.wake.set()  # a new leader looks at everything waiting at once
+        return [spawn(self._loop(), name="bridge-loop"), spawn(self._ticker(), name="bridge-ticker")]
 
     async def stop(self) -> None:
         """Stop the informers, cancel the loop and in-flight writes, and wait until they ended

@@ -14,7 +14,9 @@ import msgspec
 import pytest
 from loop_helpers import MI, VMIS, conditions_of, make_scheduling_vmi, register_node, wait_until
 
+from services.scheduler_bridge.manager import BridgeManager
 from services.scheduler_bridge.resource_requests import compute_vmi_requests
+from services.scheduler_bridge.service import SchedulerBridge
 from shared.api.vmi import VirtualMachineInstance
 
 pytestmark = pytest.mark.timeout(120)
@@ -64,8 +66,9 @@ async def _placed_name(store, name):
 
 
 def start_bridge_process(nats_url, prefix, log_path):
+    # a stable identity: the restarted bridge takes its own lease back at once
     return subprocess.Popen([sys.executable, "-m", "services.scheduler_bridge.main", "--nats", nats_url,
-                             "--bucket-prefix", prefix, "--log-level", "WARNING"], cwd=ROOT,
+                             "--bucket-prefix", prefix, "--log-level", "WARNING", "--id", "bridge-kill-test"], cwd=ROOT,
                             stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
 
 
@@ -118,3 +121,34 @@ async def test_kill_9_of_the_bridge_places_nothing_twice(object_store, nats_serv
 async def _some_placed(store):
     items, _ = await store.list(VMIS)
     return any((v.get("status") or {}).get("nodeName") for v in items)
+
+
+async def test_only_the_leader_places_and_a_standby_takes_over(object_store):
+    await register_node(object_store, "n1")
+    timings = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.5}
+    managers = [BridgeManager(object_store, SchedulerBridge(object_store, retry_interval=1.0), f"bridge-{i}", **timings)
+                for i in (1, 2)]
+    runs = [asyncio.get_running_loop().create_task(m.run()) for m in managers]
+    try:
+        await wait_until(lambda: all(m.has_synced() for m in managers) and any(m.is_leader for m in managers))
+        leader = next(m for m in managers if m.is_leader)
+        standby = next(m for m in managers if m is not leader)
+        assert not standby.is_leader and standby.bridge.synced.is_set()
+        await object_store.create(VMIS, make_scheduling_vmi("first"))
+        await wait_until(lambda: placed(object_store, "first"))
+        assert leader.bridge.placements == 1 and standby.bridge.placements == 0
+
+        runs[managers.index(leader)].cancel()  # the leader stops and releases the lease
+        await asyncio.gather(runs[managers.index(leader)], return_exceptions=True)
+        await wait_until(lambda: standby.is_leader, timeout=10)
+        await object_store.create(VMIS, make_scheduling_vmi("second"))
+        vmi = await wait_until(lambda: placed(object_store, "second"))
+        assert vmi["status"]["nodeName"] == "n1" and standby.bridge.placements == 1
+        lease = await object_store.get("leases", "kubevirt", "scheduler-bridge")
+        assert lease["spec"]["holderIdentity"] == standby.identity
+    finally:
+        for task in runs:
+            task.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+        for manager in managers:
+            await manager.bridge.stop()

@@ -21,10 +21,11 @@ from shared.service import (
 
 def test_common_and_own_options_are_split():
     values = {"nats_servers": ("nats://a", "nats://b"), "state_dir": None, "bucket_prefix": "p_",
-              "health_port": 9, "log_level": "DEBUG", "log_format": "TEXT", "otlp_endpoint": None, "workers": 3}
+              "store_replicas": 3, "health_port": 9, "log_level": "DEBUG", "log_format": "TEXT", "otlp_endpoint": None, "workers": 3}
     settings = compute_settings("svc", values)
     assert settings.nats_servers == ("nats://a", "nats://b")
     assert settings.bucket_prefix == "p_" and settings.health_port == 9 and settings.log_format == "text"
+    assert settings.store_replicas == 3
     assert dict(settings.params) == {"workers": 3}
 
 
@@ -78,7 +79,31 @@ def test_help_lists_the_common_options_first():
         "svc", "A test service.", run, options=[click.option("--workers", default=1)])), ["--help"])
     assert result.exit_code == 0
     text = result.output
-    for option in ("--nats", "--state-dir", "--bucket-prefix", "--health-port", "--log-level", "--log-format",
+    for option in ("--nats", "--state-dir", "--bucket-prefix", "--store-replicas", "--health-port", "--log-level", "--log-format",
                    "--otlp-endpoint", "--workers"):
         assert option in text
     assert text.index("--nats") < text.index("--workers")
+
+
+@pytest.mark.parametrize(("argv", "expected"), [([], 1), (["--store-replicas", "3"], 3)])
+def test_store_replicas_option(monkeypatch, argv, expected):
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    seen: list[int] = []
+
+    async def run(ctx: ServiceContext) -> None:
+        seen.append(ctx.settings.store_replicas)
+
+    result = CliRunner().invoke(service_command(ServiceDefinition("svc", "A test service.", run)),
+                                ["--nats", "nats://x", "--log-format", "text", *argv])
+    assert result.exit_code == 0, result.output
+    assert seen == [expected]
+
+
+def test_store_replicas_outside_1_to_5_is_a_usage_error():
+    async def run(ctx: ServiceContext) -> None:  # pragma: no cover - never run
+        return None
+
+    result = CliRunner().invoke(service_command(ServiceDefinition("svc", "A test service.", run)),
+                                ["--store-replicas", "0"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--store-replicas'" in result.output
