@@ -22,7 +22,7 @@ if [ ! -f "$stamp" ]; then
   echo "install: python environment in .venv"
   [ -x .venv/bin/python ] || python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[test,supplychain,cli,csi]"
+  .venv/bin/pip install -q -e ".[test,supplychain,cli,csi,installation]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
