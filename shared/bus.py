@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -37,6 +39,18 @@ CONNECT_RETRY_WAIT = 0.2
 RECONNECT_ATTEMPTS = -1
 RECONNECT_WAIT = 0.25
 
+#: nats-server's -ERR for a refused publish or subscription (nats-py hands it to the error
+#: callback lower-cased): ``permissions violation for publish to "<subject>"``.
+_PERMISSIONS_VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.I)
+
+
+def parse_permissions_violation(text: str) -> tuple[str, str] | None:
+    """``(operation, subject)`` of a nats-server permissions violation message (operation
+    ``publish`` or ``subscription``; the subject as the client library reports it, which may be
+    lower-cased), None for any other message."""
+    match = _PERMISSIONS_VIOLATION.search(text)
+    return (match.group(1).lower(), match.group(2)) if match else None
+
 
 class Bus:
     """A connected NATS client. Messages are ``nats.aio.msg.Msg`` (``.subject``, ``.data``,
@@ -46,6 +60,7 @@ class Bus:
         self._nc = nc
         self.name = name
         self._reconnect_listeners = reconnect_listeners if reconnect_listeners is not None else []
+        self._permission_listeners: list[Callable[[str, str], None]] = []
         #: how many times the connection was re-established (watchers compare it to resubscribe)
         self.reconnects = 0
 
@@ -60,6 +75,18 @@ class Bus:
                 listener()
             except Exception:  # noqa: BLE001 - a listener must not break the connection callback
                 log.exception("reconnect listener failed")
+
+    def add_permission_listener(self, listener: Callable[[str, str], None]) -> None:
+        """Call ``listener(operation, subject)`` (plain function) when the server refuses a
+        publish or subscription of this connection (:func:`parse_permissions_violation`)."""
+        self._permission_listeners.append(listener)
+
+    def notify_permission_violation(self, operation: str, subject: str) -> None:
+        for listener in list(self._permission_listeners):
+            try:
+                listener(operation, subject)
+            except Exception:  # noqa: BLE001 - a listener must not break the error callback
+                log.exception("permission listener failed")
 
     @property
     def client(self) -> Client:
@@ -248,8 +275,15 @@ async def connect(
     reconnect_attempts: int = RECONNECT_ATTEMPTS,
     reconnect_wait: float = RECONNECT_WAIT,
     on_reconnected: Callable[[], None] | None = None,
+    credentials: Path | None = None,
+    tls_ca: Path | None = None,
 ) -> Bus:
     """Connect to NATS; ``name`` is the client name shown by the server (``/connz``).
+
+    ``credentials`` is a credentials file of :mod:`shared.nats_auth` (user and password; without
+    it the connection is anonymous); ``tls_ca`` the PEM file of the CA the server's certificate
+    must chain to (TLS then, also for ``nats://`` URLs; ``tls://`` URLs need it). A credentials
+    file that cannot be read is a ``ServiceUnavailable`` naming it.
 
     Fails fast: each server is tried ``CONNECT_ATTEMPTS`` times, each attempt bounded by
     ``connect_timeout`` seconds, then ``ServiceUnavailable("cannot connect to NATS at ...")``.
@@ -260,9 +294,32 @@ async def connect(
     """
     if not servers:
         raise ServiceUnavailable("no NATS server URL given")
+    auth: dict[str, Any] = {}
+    if credentials is not None:
+        from shared.nats_auth import read_credentials  # here: nats_auth imports the store, which imports us
+
+        try:
+            creds = read_credentials(credentials)
+        except (OSError, ValueError) as err:
+            raise ServiceUnavailable(f"cannot read NATS credentials: {err}") from err
+        auth.update(user=creds.user, password=creds.password)
+    if tls_ca is not None:
+        try:
+            auth["tls"] = ssl.create_default_context(cafile=str(tls_ca))
+        except (OSError, ssl.SSLError) as err:
+            raise ServiceUnavailable(f"cannot load the NATS CA {tls_ca}: {err}") from err
+
+    last_error: list[str] = []
 
     async def error_cb(err: Exception) -> None:
-        log.warning("nats %s: %s", name, describe_nats_error(err))
+        text = describe_nats_error(err)
+        log.warning("nats %s: %s", name, text)
+        # the server's refusal or a TLS failure, not the broken pipe that follows it
+        if not last_error or isinstance(err, (nats.errors.Error, ssl.SSLError)):
+            last_error[:] = [text]
+        violation = parse_permissions_violation(text)
+        if violation is not None and holder:
+            holder[0].notify_permission_violation(*violation)
 
     async def disconnected_cb() -> None:
         log.info("nats %s: disconnected", name)
@@ -276,8 +333,11 @@ async def connect(
             holder[0].notify_reconnected()
 
     nc = Client()
+    # nats-py may wait forever after a failed TLS handshake (certificate not trusted): bound the
+    # whole first connect by what its attempts may take
+    limit = len(servers) * CONNECT_ATTEMPTS * (connect_timeout + CONNECT_RETRY_WAIT) + 1.0
     try:
-        await nc.connect(
+        await asyncio.wait_for(nc.connect(
             servers=servers,
             name=name,
             connect_timeout=connect_timeout,  # type: ignore[arg-type]  # nats-py says int; seconds may be fractional
@@ -287,15 +347,17 @@ async def connect(
             disconnected_cb=disconnected_cb,
             reconnected_cb=reconnected_cb,
             allow_reconnect=True,
-        )
+            **auth,
+        ), limit)
     except (nats.errors.Error, OSError, asyncio.TimeoutError) as err:
         try:
             await nc.close()
         except Exception:  # noqa: BLE001 - already failing; the close is best effort
             pass
-        raise ServiceUnavailable(
-            f"cannot connect to NATS at {', '.join(servers)}: {describe_nats_error(err)}"
-        ) from err
+        # the server's own reason (authorization violation, TLS failure) says more than
+        # nats-py's final "no servers available"
+        reason = last_error[0] if last_error else describe_nats_error(err)
+        raise ServiceUnavailable(f"cannot connect to NATS at {', '.join(servers)}: {reason}") from err
     # From now on a lost server is waited for, not given up on after a second.
     nc.options["max_reconnect_attempts"] = reconnect_attempts
     nc.options["reconnect_time_wait"] = reconnect_wait

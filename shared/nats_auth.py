@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,27 @@ def write_credentials(path: Path, credentials: NatsCredentials) -> None:
         fh.write("\n")
 
 
+def apply_credentials(directory: Path, roles: Iterable[str] = ROLES) -> dict[str, Path]:
+    """``<directory>/<role>.json`` for each of ``roles`` (role -> path): a file that exists and
+    reads is kept (running services hold its password), any other is written anew, mode 0600.
+    Raises ValueError for a role not in :data:`ROLES`."""
+    files: dict[str, Path] = {}
+    for role in roles:
+        if role not in ROLES:
+            raise ValueError(f"unknown NATS role {role!r} (known: {', '.join(ROLES)})")
+        path = directory / f"{role}.json"
+        try:
+            if read_credentials(path).user == role:
+                path.chmod(0o600)
+                files[role] = path
+                continue
+        except (OSError, ValueError):
+            pass
+        write_credentials(path, generate_credentials(role))
+        files[role] = path
+    return files
+
+
 def read_credentials(path: Path) -> NatsCredentials:
     """The credentials in ``path`` (as :func:`write_credentials` writes them). Raises OSError
     when unreadable, ValueError naming the file when it is not such a JSON object."""
@@ -188,6 +209,19 @@ class AuthorizationEntry:
     user: str
     password_hash: str
     permissions: dict[str, Any]
+
+
+def hash_authorization_entries(credential_files: Mapping[str, Path], bucket_prefix: str = "kv_"
+                               ) -> list[AuthorizationEntry]:
+    """One :class:`AuthorizationEntry` per role -> credentials file: the file's user, its
+    password bcrypt'd, the role's :func:`compute_permissions`. Raises what
+    :func:`read_credentials` raises."""
+    entries = []
+    for role, path in credential_files.items():
+        creds = read_credentials(path)
+        entries.append(AuthorizationEntry(creds.user, hash_password(creds.password),
+                                          compute_permissions(role, bucket_prefix)))
+    return entries
 
 
 def compute_authorization_config(entries: Sequence[AuthorizationEntry] | Iterable[AuthorizationEntry]) -> str:

@@ -1,7 +1,9 @@
 """Run a local nats-server (JetStream on) as a child process: one node or an R3 loopback cluster.
 
 Owns: writing the server config (JetStream ``store_dir`` with ``sync_interval: always`` so an
-acknowledged write is on disk before the ack, see ecosystem-notes §2.2), choosing free ports,
+acknowledged write is on disk before the ack, see ecosystem-notes §2.2; optionally users and
+permissions from :mod:`shared.nats_auth`, TLS for clients and cluster routes, the monitoring
+port's bind address), choosing free ports,
 waiting for ``/healthz``, and stopping *only* the process this object started. Used by tests,
 benches and ``virtctl up``; nothing here talks the NATS protocol (that is :mod:`shared.bus`).
 
@@ -54,6 +56,16 @@ def pick_free_port(host: str = "127.0.0.1") -> int:
 
 
 @dataclass(frozen=True)
+class NatsTls:
+    """PEM files of a server's TLS: its certificate and key (for clients and routes alike) and
+    the CA that signed every node's certificate (routes verify their peer against it)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True)
 class ClusterMembership:
     """How one node joins a cluster: its route listen port and the routes to every member."""
 
@@ -67,7 +79,13 @@ class NatsServer:
 
     ``port``/``http_port`` 0 means "let the server pick" on first start; the chosen ports are
     kept, so :meth:`start` after :meth:`stop` comes back on the same URL with the same data
-    (clients reconnect by themselves). ``url`` is ``nats://<host>:<port>``.
+    (clients reconnect by themselves). ``url`` is ``nats://<host>:<port>``, ``tls://<host>:<port>``
+    with ``tls``.
+
+    ``authorization`` is the text of an ``authorization`` block
+    (:func:`shared.nats_auth.compute_authorization_config`; without it anyone may connect);
+    ``tls`` makes clients and routes use TLS (routes verify the peer's certificate);
+    ``http_host`` is where the monitoring port (``/healthz``, ``/connz``) listens.
     """
 
     def __init__(
@@ -79,9 +97,15 @@ class NatsServer:
         *,
         server_name: str | None = None,
         cluster: ClusterMembership | None = None,
+        authorization: str | None = None,
+        tls: NatsTls | None = None,
+        http_host: str = "127.0.0.1",
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
+        self.http_host = http_host
+        self.authorization = authorization
+        self.tls = tls
         self.port = port
         self.http_port = http_port
         self.server_name = server_name or f"kvpy-{os.getpid()}-{id(self) & 0xFFFF:x}"
@@ -106,7 +130,7 @@ class NatsServer:
     def url(self) -> str:
         if not self.port:
             raise RuntimeError("nats-server has not been started yet; its port is not known")
-        return f"nats://{self.host}:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -121,7 +145,7 @@ class NatsServer:
         lines = [
             f"server_name: {json.dumps(self.server_name)}",
             f"listen: {self.host}:{self.port or -1}",
-            f"http: {self.host}:{self.http_port or -1}",
+            f"http: {self.http_host}:{self.http_port or -1}",
             f"log_file: {json.dumps(str(self.log_path))}",
             "max_payload: 8MB",
             "jetstream {",
@@ -130,6 +154,10 @@ class NatsServer:
             "  sync_interval: always",
             "}",
         ]
+        if self.tls is not None:
+            lines += ["tls {", *_tls_lines(self.tls, verify=False), "}"]
+        if self.authorization:
+            lines += self.authorization.rstrip("\n").splitlines()
         if self.cluster is not None:
             routes = ", ".join(f"nats-route://{self.host}:{p}" for p in self.cluster.route_ports)
             lines += [
@@ -137,8 +165,11 @@ class NatsServer:
                 f"  name: {json.dumps(self.cluster.name)}",
                 f"  listen: {self.host}:{self.cluster.route_port}",
                 f"  routes: [{routes}]",
-                "}",
             ]
+            if self.tls is not None:
+                # mutual TLS: a route is accepted only from a node holding a certificate of the CA
+                lines += ["  tls {", *("  " + line for line in _tls_lines(self.tls, verify=True)), "  }"]
+            lines.append("}")
         return "\n".join(lines) + "\n"
 
     def start(self, wait: float = 10.0) -> None:
@@ -233,7 +264,7 @@ class NatsServer:
         if not self.http_port:
             return False
         try:
-            with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/healthz", timeout=1) as r:
+            with urllib.request.urlopen(f"http://{self.http_host}:{self.http_port}/healthz", timeout=1) as r:
                 return bool(json.loads(r.read() or b"{}").get("status") == "ok")
         except (urllib.error.URLError, OSError, ValueError):
             return False
@@ -244,14 +275,22 @@ class NatsServer:
         return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def _tls_lines(tls: NatsTls, *, verify: bool) -> list[str]:
+    lines = [f"  cert_file: {json.dumps(str(tls.cert))}", f"  key_file: {json.dumps(str(tls.key))}",
+             f"  ca_file: {json.dumps(str(tls.ca))}", "  timeout: 2"]
+    return lines + (["  verify: true"] if verify else [])
+
+
 class NatsCluster:
     """``size`` nats-server nodes on loopback joined by routes (JetStream R3 when size is 3).
 
     Route ports are picked up front (every node must know all of them); client ports are chosen
     by each server. ``urls`` lists every node's client URL, for ``shared.bus.connect``.
+    ``authorization`` and ``tls`` are every node's (see :class:`NatsServer`).
     """
 
-    def __init__(self, state_dir: Path, size: int = 3, host: str = "127.0.0.1", name: str = "kvpy") -> None:
+    def __init__(self, state_dir: Path, size: int = 3, host: str = "127.0.0.1", name: str = "kvpy", *,
+                 authorization: str | None = None, tls: NatsTls | None = None) -> None:
         route_ports = tuple(pick_free_port(host) for _ in range(size))
         self.nodes = [
             NatsServer(
@@ -259,6 +298,8 @@ class NatsCluster:
                 host=host,
                 server_name=f"{name}-n{i + 1}",
                 cluster=ClusterMembership(name=name, route_port=route_ports[i], route_ports=route_ports),
+                authorization=authorization,
+                tls=tls,
             )
             for i in range(size)
         ]

@@ -3,8 +3,10 @@
 Owns what each service used to repeat in its ``main.py``:
 
 * the command-line arguments every service takes (:func:`common_options`): ``--nats`` (repeatable;
-  a cluster), ``--state-dir``, ``--bucket-prefix``, ``--store-replicas`` (JetStream replicas of
-  the buckets and streams this process creates: 1 on one server, 3 on a NATS cluster),
+  a cluster), ``--nats-credentials`` (this service's NATS user, a :mod:`shared.nats_auth` file),
+  ``--nats-ca`` (the CA of the NATS servers' TLS certificates), ``--state-dir``, ``--bucket-prefix``,
+  ``--store-replicas`` (JetStream replicas of the buckets and streams this process creates: 1 on
+  one server, 3 on a NATS cluster),
   ``--health-port`` (``/healthz`` and ``/metrics``), ``--log-level``, ``--log-format`` (``json``/``text``, default
   ``$KUBEVIRT_PY_LOG_FORMAT`` else ``json``) and ``--otlp-endpoint`` (sets
   ``OTEL_EXPORTER_OTLP_ENDPOINT`` for this process; tracing itself is :mod:`shared.tracing`);
@@ -55,6 +57,9 @@ log = logging.getLogger("kubevirt.service")
 
 #: NATS URL used when ``--nats`` is not given (services whose NATS URL is optional).
 DEFAULT_NATS = "nats://127.0.0.1:4222"
+#: Environment variables of ``--nats-credentials`` and ``--nats-ca`` (e.g. from a Secret's mount).
+NATS_CREDENTIALS_ENV = "KUBEVIRT_PY_NATS_CREDENTIALS"
+NATS_CA_ENV = "KUBEVIRT_PY_NATS_CA"
 #: Signals that ask a service to stop gracefully.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: A readiness check: ``(ready, JSON-serialisable body)``.
@@ -85,6 +90,8 @@ class CommonSettings:
     log_format: str = "json"
     otlp_endpoint: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    nats_credentials: Path | None = None
+    nats_ca: Path | None = None
 
 
 class ServiceContext:
@@ -107,9 +114,10 @@ class ServiceContext:
 
     async def connect_store(self, *, name: str | None = None, retry_for: float = 0.0,
                             retry_on: tuple[type[BaseException], ...] = (ApiError,)) -> ObjectStore:
-        """The :class:`ObjectStore` on ``--nats`` with ``--bucket-prefix``, as NATS client
-        ``name`` (default: the service's name), closed when the service stops; buckets and the
-        trace stream it creates have ``--store-replicas`` replicas. With
+        """The :class:`ObjectStore` on ``--nats`` with ``--bucket-prefix`` (and
+        ``--nats-credentials``, ``--nats-ca``), as NATS client ``name`` (default: the service's
+        name), closed when the service stops; buckets and the trace stream it creates have
+        ``--store-replicas`` replicas. With
         ``retry_for`` > 0 seconds, a failure of a type in ``retry_on`` is retried every 0.5 s
         until then (NATS may still be starting); the last failure is raised after that
         (``shared.errors.ServiceUnavailable`` when NATS cannot be reached)."""
@@ -123,7 +131,8 @@ class ServiceContext:
                                            retry=retry_if_exception_type(retry_on), reraise=True):
             with attempt:
                 store = await ObjectStore.connect(list(settings.nats_servers), bucket_prefix=settings.bucket_prefix,
-                                                  replicas=settings.store_replicas, name=name or settings.service)
+                                                  replicas=settings.store_replicas, name=name or settings.service,
+                                                  credentials=settings.nats_credentials, tls_ca=settings.nats_ca)
         assert store is not None
         self.on_exit(store.close)
         # no-op unless tracing is on
@@ -236,6 +245,11 @@ def common_options(definition: ServiceDefinition) -> list[Option]:
     return [
         click.option("--nats", "nats_servers", multiple=True, **nats_kwargs,
                      help="NATS server URL (repeat for a cluster)."),
+        click.option("--nats-credentials", envvar=NATS_CREDENTIALS_ENV, default=None,
+                     type=click.Path(path_type=Path, dir_okay=False),
+                     help=f"This service's NATS user: JSON file with user and password [env: {NATS_CREDENTIALS_ENV}]."),
+        click.option("--nats-ca", envvar=NATS_CA_ENV, default=None, type=click.Path(path_type=Path, dir_okay=False),
+                     help=f"CA certificate (PEM) of the NATS servers; connect with TLS [env: {NATS_CA_ENV}]."),
         click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
                      required=definition.state_dir_required, default=None, help=definition.state_dir_help),
         click.option("--bucket-prefix", default="kv_", show_default=True, help="Store bucket prefix."),
@@ -268,8 +282,8 @@ def leader_election_options() -> list[Option]:
     ]
 
 
-_COMMON = ("nats_servers", "state_dir", "bucket_prefix", "store_replicas", "health_port", "log_level", "log_format",
-           "otlp_endpoint")
+_COMMON = ("nats_servers", "nats_credentials", "nats_ca", "state_dir", "bucket_prefix", "store_replicas", "health_port",
+           "log_level", "log_format", "otlp_endpoint")
 
 
 def compute_settings(service: str, values: Mapping[str, Any]) -> CommonSettings:
@@ -279,7 +293,8 @@ def compute_settings(service: str, values: Mapping[str, Any]) -> CommonSettings:
                           bucket_prefix=values["bucket_prefix"], store_replicas=values["store_replicas"],
                           health_port=values["health_port"],
                           log_level=values["log_level"], log_format=str(values["log_format"]).lower(),
-                          otlp_endpoint=values["otlp_endpoint"], params=params)
+                          otlp_endpoint=values["otlp_endpoint"], params=params,
+                          nats_credentials=values.get("nats_credentials"), nats_ca=values.get("nats_ca"))
 
 
 async def run_service(definition: ServiceDefinition, settings: CommonSettings,

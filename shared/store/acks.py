@@ -8,7 +8,9 @@ from the OS for each request), the ack is decoded by msgspec into the two fields
 and deadlines are checked by one timer sweep for all pending publishes instead of a timer per
 publish. Errors are nats-py's own: ``nats.js.errors.APIError`` (``err_code`` 10071 = wrong last
 sequence, the failed compare-and-swap), ``nats.js.errors.NoStreamResponseError``,
-``nats.errors.TimeoutError``.
+``nats.errors.TimeoutError``; and :class:`PublishNotPermitted` when the server refused the
+publish itself (the connection's user may not publish to the subject: nats-server answers with
+an asynchronous -ERR, never with an ack, so without it the publish would only time out).
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ class _Ack(msgspec.Struct):
 _decode_ack = msgspec.json.Decoder(_Ack).decode
 
 
+class PublishNotPermitted(Exception):
+    """nats-server refused to take the publish: this connection's user may not publish to
+    ``subject`` (its permissions, :mod:`shared.nats_auth`)."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(f"this NATS user may not publish to {subject}")
+        self.subject = subject
+
+
 class AckedPublisher:
     """Publishes to JetStream-captured subjects and waits for their acks (one connection)."""
 
@@ -46,8 +57,19 @@ class AckedPublisher:
         self._sub: Subscription | None = None
         self._subscribing: asyncio.Lock | None = None
         self._next = 0
-        self._pending: dict[str, tuple[asyncio.Future[Msg], float]] = {}
+        self._pending: dict[str, tuple[asyncio.Future[Msg], float, str]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
+
+    def _on_permission_violation(self, operation: str, subject: str) -> None:
+        # the -ERR names the subject (lower-cased by nats-py), not the publish: fail every
+        # pending publish to it
+        if operation != "publish":
+            return
+        for token, (future, _, pending_subject) in list(self._pending.items()):
+            if pending_subject.lower() == subject.lower():
+                del self._pending[token]
+                if not future.done():
+                    future.set_exception(PublishNotPermitted(pending_subject))
 
     async def _subscribe(self) -> None:
         if self._subscribing is None:
@@ -58,6 +80,7 @@ class AckedPublisher:
                 prefix = nc.new_inbox() + "."
                 self._sub = await nc.subscribe(prefix + "*", cb=self._on_reply)
                 self._prefix = prefix
+                self.bus.add_permission_listener(self._on_permission_violation)
 
     async def _on_reply(self, msg: Msg) -> None:
         waiting = self._pending.pop(msg.subject[len(self._prefix):], None)
@@ -67,7 +90,7 @@ class AckedPublisher:
     def _sweep(self) -> None:
         self._sweeper = None
         now = asyncio.get_running_loop().time()
-        for token, (future, deadline) in list(self._pending.items()):
+        for token, (future, deadline, _) in list(self._pending.items()):
             if deadline <= now:
                 del self._pending[token]
                 if not future.done():
@@ -81,14 +104,14 @@ class AckedPublisher:
     async def publish(self, subject: str, payload: bytes, headers: dict[str, str], timeout: float) -> int:
         """Publish and return the stream sequence the server stored the message at. Raises
         nats-py's APIError (JetStream refused it), NoStreamResponseError, TimeoutError (no
-        answer within ``timeout`` s) or connection errors."""
+        answer within ``timeout`` s) or connection errors, :class:`PublishNotPermitted`."""
         if self._sub is None:
             await self._subscribe()
         self._next += 1
         token = f"{self._next:x}"
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
-        self._pending[token] = (future, loop.time() + timeout)
+        self._pending[token] = (future, loop.time() + timeout, subject)
         self._arm()
         try:
             await self.bus.client.publish(subject, payload, reply=self._prefix + token, headers=headers)

@@ -37,8 +37,8 @@ import nats.js.errors
 
 from shared import metrics
 from shared.bus import Bus, describe_nats_error
-from shared.errors import InternalError, RequestTooLarge, ServiceUnavailable
-from shared.store.acks import AckedPublisher
+from shared.errors import Forbidden, InternalError, RequestTooLarge, ServiceUnavailable
+from shared.store.acks import AckedPublisher, PublishNotPermitted
 from shared.store.consumers import StreamReader
 from shared.store.keys import stream_name, subject_prefix
 from shared.store.records import (
@@ -187,6 +187,8 @@ class KvLayer:
                 return await self._attempt(call, inline=inline)
             except _TRANSIENT as err:
                 failure = err
+            except PublishNotPermitted as err:
+                raise Forbidden(f"NATS refused {what}: {err}") from err
             except nats.errors.MaxPayloadError as err:
                 raise RequestTooLarge(
                     f"the object is larger than the {self.bus.client.max_payload} bytes NATS accepts in one message"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -80,16 +81,18 @@ class ObjectStore:
     @classmethod
     async def connect(cls, servers: list[str], *, replicas: int = 1, history: int = 10,
                       bucket_prefix: str = "kv_", op_timeout: float = 10.0,
-                      name: str = "kubevirt-store", mirror_lists: bool = True) -> ObjectStore:
+                      name: str = "kubevirt-store", mirror_lists: bool = True,
+                      credentials: Path | None = None, tls_ca: Path | None = None) -> ObjectStore:
         """Connect to NATS (fails fast with ServiceUnavailable). ``history`` = revisions kept per
         key (≤ 64); ``replicas`` for buckets made by this store (1 local, 3 on a cluster);
         buckets that already exist keep the settings they were made with. ``op_timeout`` (s)
         bounds each operation including retries while NATS restarts or elects a leader.
         ``mirror_lists`` keeps an in-memory mirror of each listed bucket (:mod:`shared.store.mirror`)
-        so later lists cost one round trip."""
+        so later lists cost one round trip. ``credentials`` (a :mod:`shared.nats_auth` file) and
+        ``tls_ca`` (PEM) are :func:`shared.bus.connect`'s."""
         if not 1 <= history <= 64:
             raise ValueError("history must be between 1 and 64 (JetStream KV limit)")
-        bus = await bus_connect(servers, name=name)
+        bus = await bus_connect(servers, name=name, credentials=credentials, tls_ca=tls_ca)
         return cls(bus, replicas=replicas, history=history, bucket_prefix=bucket_prefix, op_timeout=op_timeout,
                    mirror_lists=mirror_lists)
 

@@ -29,6 +29,24 @@ def test_common_and_own_options_are_split():
     assert dict(settings.params) == {"workers": 3}
 
 
+def test_nats_credentials_and_ca_come_from_options_or_environment(tmp_path, monkeypatch):
+    seen: list[CommonSettings] = []
+
+    async def run(ctx: ServiceContext) -> None:
+        seen.append(ctx.settings)
+
+    command = service_command(ServiceDefinition("svc", "test", run))
+    result = CliRunner().invoke(command, ["--nats-credentials", str(tmp_path / "svc.json"), "--log-format", "text"])
+    assert result.exit_code == 0, result.output
+    assert seen[-1].nats_credentials == tmp_path / "svc.json" and seen[-1].nats_ca is None
+    monkeypatch.setenv("KUBEVIRT_PY_NATS_CREDENTIALS", str(tmp_path / "env.json"))
+    monkeypatch.setenv("KUBEVIRT_PY_NATS_CA", str(tmp_path / "ca.crt"))
+    result = CliRunner().invoke(command, ["--log-format", "text"])
+    assert result.exit_code == 0, result.output
+    assert (seen[-1].nats_credentials, seen[-1].nats_ca) == (tmp_path / "env.json", tmp_path / "ca.crt")
+    assert "nats_credentials" not in seen[-1].params
+
+
 async def test_clean_ups_run_newest_first_once_stopped():
     order: list[str] = []
     stop = asyncio.Event()
