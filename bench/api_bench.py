@@ -145,6 +145,8 @@ async def api_watch(api: Api, clients: int, n: int, watchers: int = 10) -> Resul
 
 
 async def run(api: Api, nats_url: str, quick: bool) -> None:
+    # the raw floor reads and writes the installation's NATS as its admin user, over the same TLS
+    auth = {"credentials": api.layout.nats_credentials("admin"), "tls_ca": api.layout.ca_cert}
     scale = 0.25 if quick else 1.0
     print(f"virt-api {api.layout.api_url} (TLS, token) on {nats_url} (sync_interval: always); "
           "latency ms, throughput ops/s")
@@ -157,9 +159,9 @@ async def run(api: Api, nats_url: str, quick: bool) -> None:
         lists = max(2, int((20 if clients == 1 else 3) * scale))
         watch_n = max(2, int((200 if clients == 1 else 15) * scale))
         cases = [
-            ("create+get", api_create_get(api, clients, per), raw_create_get(nats_url, clients, per)),
-            ("list-1000", api_list(api, clients, lists, 1000), raw_list(nats_url, clients, lists, 1000)),
-            ("watch-fanout", api_watch(api, clients, watch_n), raw_watch(nats_url, clients, watch_n)),
+            ("create+get", api_create_get(api, clients, per), raw_create_get(nats_url, clients, per, auth)),
+            ("list-1000", api_list(api, clients, lists, 1000), raw_list(nats_url, clients, lists, 1000, auth)),
+            ("watch-fanout", api_watch(api, clients, watch_n), raw_watch(nats_url, clients, watch_n, auth=auth)),
         ]
         for label, api_coro, raw_coro in cases:
             a = await api_coro

@@ -156,16 +156,17 @@ async def store_watch(url: str, clients: int, n: int, watchers: int = 10) -> Res
 
 
 # -- raw JetStream KV (nats-py) ------------------------------------------------------------------
-async def raw_bucket(url: str, clients: int):
-    buses = [await connect([url], name="bench-raw") for _ in range(clients)]
+async def raw_bucket(url: str, clients: int, auth: dict | None = None):
+    """``clients`` connections (``auth``: bus.connect's credentials/tls_ca) and a fresh bucket."""
+    buses = [await connect([url], name="bench-raw", **(auth or {})) for _ in range(clients)]
     bucket = f"raw{uuid.uuid4().hex[:6]}"
     await buses[0].jetstream().create_key_value(bucket=bucket, history=10, direct=False)
     kvs = [await b.jetstream().key_value(bucket) for b in buses]
     return buses, kvs
 
 
-async def raw_create_get(url: str, clients: int, n: int) -> Result:
-    buses, kvs = await raw_bucket(url, clients)
+async def raw_create_get(url: str, clients: int, n: int, auth: dict | None = None) -> Result:
+    buses, kvs = await raw_bucket(url, clients, auth)
 
     async def op(c: int, i: int) -> None:
         key = f"default.vm-{c}-{i}"
@@ -191,8 +192,8 @@ async def raw_list_all(kv) -> list[dict]:
     return out
 
 
-async def raw_list(url: str, clients: int, n: int, size: int) -> Result:
-    buses, kvs = await raw_bucket(url, clients)
+async def raw_list(url: str, clients: int, n: int, size: int, auth: dict | None = None) -> Result:
+    buses, kvs = await raw_bucket(url, clients, auth)
     sem = asyncio.Semaphore(32)
 
     async def fill(i: int) -> None:
@@ -213,8 +214,8 @@ async def raw_list(url: str, clients: int, n: int, size: int) -> Result:
             await b.close()
 
 
-async def raw_watch(url: str, clients: int, n: int, watchers: int = 10) -> Result:
-    buses, kvs = await raw_bucket(url, clients)
+async def raw_watch(url: str, clients: int, n: int, watchers: int = 10, auth: dict | None = None) -> Result:
+    buses, kvs = await raw_bucket(url, clients, auth)
     wbuses = [await connect([url], name="bench-raw-w") for _ in range(watchers)]
     wkvs = [await b.jetstream().key_value(kvs[0]._name) for b in wbuses]
     revs = [await kvs[c].create(f"default.vm-{c}", json.dumps(make_vm("x", sent=0.0)).encode()) for c in range(clients)]

@@ -62,7 +62,7 @@ class ExtraNode:
         state = self.directory(layout) / "virt-handler"
 
         def argv(lay: inst.Layout) -> list[str]:
-            return [sys.executable, "-m", "services.virt_handler.main", "--nats", lay.nats_url,
+            return [sys.executable, "-m", "services.virt_handler.main", *lay.nats_client_args("virt-handler"),
                     "--state-dir", str(state), "--node-name", self.name, "--libvirt-uri", uri,
                     "--image-dir", str(lay.images_dir), "--health-port", str(self.health_port),
                     "--pvc-root", str(lay.pvcs_dir)]

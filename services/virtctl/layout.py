@@ -2,9 +2,10 @@
 
 Owns :class:`Layout` (paths under the state directory: ``installation.json`` with the chosen
 ports — API, NATS, each service's health/metrics port —, ``logs/<service>.log``,
-``run/<service>.json`` pid records, ``nats/`` JetStream data, ``api/`` TLS material and token,
-``kubeconfig``, ``images/``, ``virt-handler/``) and
-:func:`load_layout`, which reads and persists it.
+``run/<service>.json`` pid records, ``nats/`` JetStream data with ``nats/pki/`` (nats-server's
+certificate) and ``nats/credentials/<role>.json`` (each service's NATS user, mode 0600), ``api/``
+TLS material (the installation's CA) and token, ``kubeconfig``, ``images/``, ``virt-handler/``)
+and :func:`load_layout`, which reads and persists it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.natsserver import NatsServer, pick_free_port
+from shared.natsserver import NatsServer, NatsTls, pick_free_port
 
 DEFAULT_API_PORT = 8443
 DEFAULT_LIBVIRT_URI = "qemu:///system"
@@ -80,7 +81,28 @@ class Layout:
 
     @property
     def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.nats_port}"
+        """Clients reach nats-server with TLS only."""
+        return f"tls://127.0.0.1:{self.nats_port}"
+
+    @property
+    def nats_tls(self) -> NatsTls:
+        """nats-server's certificate and key (issued by the installation's CA) and that CA."""
+        pki = self.nats_dir / "pki"
+        return NatsTls(cert=pki / "server.crt", key=pki / "server.key", ca=self.ca_cert)
+
+    @property
+    def nats_credentials_dir(self) -> Path:
+        return self.nats_dir / "credentials"
+
+    def nats_credentials(self, role: str) -> Path:
+        """The credentials file of NATS user ``role`` (a :data:`shared.nats_auth.ROLES` entry)."""
+        return self.nats_credentials_dir / f"{role}.json"
+
+    def nats_client_args(self, role: str) -> list[str]:
+        """A service's NATS options as NATS user ``role``: ``--nats <url> --nats-credentials
+        <file> --nats-ca <ca>``."""
+        return ["--nats", self.nats_url, "--nats-credentials", str(self.nats_credentials(role)),
+                "--nats-ca", str(self.ca_cert)]
 
     @property
     def api_url(self) -> str:
@@ -94,10 +116,11 @@ class Layout:
     def token_file(self) -> Path:
         return self.api_dir / "token"
 
-    def nats_server(self) -> NatsServer:
-        """The NatsServer describing this installation's server (config and paths; not started)."""
+    def nats_server(self, authorization: str | None = None) -> NatsServer:
+        """The NatsServer describing this installation's server (config and paths; not started):
+        TLS for clients, monitoring on 127.0.0.1, the users of ``authorization``."""
         return NatsServer(self.nats_dir, port=self.nats_port, http_port=self.nats_http_port,
-                          server_name="kubevirt-py")
+                          server_name="kubevirt-py", authorization=authorization, tls=self.nats_tls)
 
 
 def load_layout(state_dir: Path, api_port: int | None = None, *, libvirt_uri: str | None = None,

@@ -6,8 +6,11 @@ virt-controller, virt-migration, virt-snapshot, scheduler-bridge, virt-handler (
 
     python_service("virt-controller", "services.virt_controller.main")
 
-which runs ``python -m services.virt_controller.main --nats <url> --state-dir <state>/virt-controller``
+which runs ``python -m services.virt_controller.main --nats <url> --nats-credentials
+<state>/nats/credentials/virt-controller.json --nats-ca <ca> --state-dir <state>/virt-controller``
 and counts it healthy once it has stayed up for a moment (pass ``health=`` for a real probe).
+Every service connects as its own NATS user (:meth:`Layout.nats_client_args`); nats-server
+requires TLS and a user (:mod:`services.virtctl.nats_security`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from services.virtctl.host_libvirt import apply_libvirt_daemons
 from services.virtctl.layout import DEFAULT_LIBVIRT_URI, Layout, load_layout
+from services.virtctl.nats_security import apply_nats_security
 from services.virtctl.processes import ServiceSpec, is_our_process, read_record, stays_up
 from shared.natsserver import find_nats_server_binary
 
@@ -61,20 +65,23 @@ def health_port_args(port_of: Callable[[Layout], int]) -> Callable[[Layout], lis
 # -- service specs ---------------------------------------------------------------------------
 def python_service(name: str, module: str, *, extra_args: Callable[[Layout], list[str]] | None = None,
                    health: Callable[[Layout], bool] = stays_up, start_timeout: float = 30.0,
-                   state_dir_arg: bool = True, prepare: Callable[[Layout], None] | None = None) -> ServiceSpec:
-    """A Python service run as ``python -m <module> --nats <url> --state-dir <state>/<name>``
-    (plus ``extra_args(layout)``; ``state_dir_arg=False`` for services without local state)."""
+                   state_dir_arg: bool = True, prepare: Callable[[Layout], None] | None = None,
+                   role: str | None = None) -> ServiceSpec:
+    """A Python service run as ``python -m <module> <NATS options of role> --state-dir
+    <state>/<name>`` (plus ``extra_args(layout)``; ``state_dir_arg=False`` for services without
+    local state; ``role``, the NATS user, defaults to ``name``)."""
 
     def argv(layout: Layout) -> list[str]:
         state = ["--state-dir", str(layout.state_dir / name)] if state_dir_arg else []
-        return [sys.executable, "-m", module, "--nats", layout.nats_url, *state,
+        return [sys.executable, "-m", module, *layout.nats_client_args(role or name), *state,
                 *(extra_args(layout) if extra_args else [])]
 
     return ServiceSpec(name, argv, health, prepare=prepare, start_timeout=start_timeout)
 
 
 def _prepare_nats(layout: Layout) -> None:
-    server = layout.nats_server()
+    security = apply_nats_security(layout.nats_tls, layout.ca_cert.parent, layout.nats_credentials_dir)
+    server = layout.nats_server(security.authorization)
     server.state_dir.mkdir(parents=True, exist_ok=True)
     server.store_dir.mkdir(parents=True, exist_ok=True)
     server.config_path.write_text(server.compute_config())
@@ -85,7 +92,7 @@ def _nats_argv(layout: Layout) -> list[str]:
 
 
 def _api_argv(layout: Layout) -> list[str]:
-    return [sys.executable, "-m", "services.virt_api.main", "--nats", layout.nats_url,
+    return [sys.executable, "-m", "services.virt_api.main", *layout.nats_client_args("virt-api"),
             "--state-dir", str(layout.api_dir), "--port", str(layout.api_port)]
 
 
