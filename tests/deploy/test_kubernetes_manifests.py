@@ -278,3 +278,15 @@ def test_nats_conf_is_accepted_by_nats_server(objects, overlay, tmp_path):
                           env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert ("cluster {" in config) is (overlay == "production")
+
+
+def test_kubevirt_admin_role_covers_every_subresource_virt_api_serves(objects):
+    from services.virt_api.subresources import SubresourceRegistry, apply_subresource_modules
+
+    registry = SubresourceRegistry()
+    apply_subresource_modules(registry)
+    served = {(e.name, verb) for e in registry.discovery_entries() for verb in e.verbs}
+    role = _find(objects["production"], "ClusterRole", "kubevirt.io:admin")
+    granted = {(r, v) for rule in role["rules"] if rule["apiGroups"] == [SUBRESOURCE_GROUP]
+               for r in rule["resources"] for v in rule["verbs"]}
+    assert served and served <= granted
