@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything kubevirt-py needs on a fresh Debian machine (run as root):
-# the Debian packages in scripts/apt-packages.txt and a virtualenv in .venv with
-# the project and its test extras. Idempotent: a second run only checks.
+# the Debian packages in scripts/apt-packages.txt, a virtualenv in .venv with
+# the project and its test extras, and .venv-tools with the tools whose dependencies
+# clash with the project's (scripts/tools-requirements.txt). Idempotent: a second run only checks.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -33,3 +34,14 @@ fi
 hatchling_pin=$(.venv/bin/python -c 'import tomllib; print(next(r for r in tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"] if r.startswith("hatchling==")))')
 [ "$(.venv/bin/python -c 'import importlib.metadata as m; print("hatchling==" + m.version("hatchling"))' 2>/dev/null)" = "$hatchling_pin" ] \
   || .venv/bin/pip install -q "$hatchling_pin"
+
+# tools in their own environment (their pins clash with the project's): checkov for the manifests' policy scan
+tools_stamp=.venv-tools/.installed-$(sha256sum < scripts/tools-requirements.txt | cut -c1-16)
+if [ ! -f "$tools_stamp" ]; then
+  echo "install: tools environment in .venv-tools"
+  [ -x .venv-tools/bin/python ] || python3.11 -m venv .venv-tools 2>/dev/null || python3 -m venv .venv-tools
+  .venv-tools/bin/pip install -q --upgrade pip
+  .venv-tools/bin/pip install -q -r scripts/tools-requirements.txt
+  rm -f .venv-tools/.installed-*
+  touch "$tools_stamp"
+fi

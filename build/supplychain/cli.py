@@ -228,6 +228,19 @@ def release_manifest(out: Path, version: str, images: tuple[str, ...], do_sign: 
     click.echo(f"release manifest {out} ({len(doc)} images)")
 
 
+@cli.command("kustomize-images")
+@click.option("--release-manifest", type=click.Path(path_type=Path), required=True, help="release.json")
+@click.option("--third-party", type=click.Path(path_type=Path), required=True,
+              help="YAML list of images not built here (name, digest, source)")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="kustomize Component to write")
+def kustomize_images(release_manifest: Path, third_party: Path, out: Path) -> None:
+    """Write the kustomize images block (every image by digest) for deploy/kubernetes."""
+    from supplychain.kustomize_images import apply_kustomize_images
+
+    doc = apply_kustomize_images(release_manifest, third_party, out)
+    click.echo(f"{out}: {len(doc['images'])} images by digest")
+
+
 @cli.command()
 @click.option("--layout", type=click.Path(path_type=Path), required=True)
 @click.option("--tag", required=True)

@@ -47,7 +47,7 @@ def test_release_workflow_commands_parse():
         _check(words)
 
 
-@pytest.mark.parametrize("doc", ["docs/supply-chain.md", "SECURITY.md"])
+@pytest.mark.parametrize("doc", ["docs/supply-chain.md", "SECURITY.md", "docs/cluster.md"])
 def test_documented_commands_parse(doc):
     blocks = re.findall(r"```(?:sh|bash|console)?\n(.*?)```", (ROOT / doc).read_text(), re.S)
     found = _invocations("\n".join(blocks))
@@ -91,7 +91,7 @@ def test_local_builds_name_the_local_builder_and_only_the_workflow_names_itself(
     assert builder == "https://github.com/${{ github.repository }}/.github/workflows/release.yml"
 
 
-@pytest.mark.parametrize("doc", ["docs/supply-chain.md", "SECURITY.md"])
+@pytest.mark.parametrize("doc", ["docs/supply-chain.md", "SECURITY.md", "docs/cluster.md"])
 def test_documented_commands_name_the_installed_tool_by_path(doc):
     """install.sh puts kubevirt-build in .venv/bin, not on PATH: commands say .venv/bin/kubevirt-build."""
     blocks = "\n".join(re.findall(r"```(?:sh|bash|console)?\n(.*?)```", (ROOT / doc).read_text(), re.S))
