@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -51,7 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.control_plane_report import report, report_comparison  # noqa: E402
-from bench.control_plane_services import ServiceTree, start_services, wait_ready  # noqa: E402
+from bench.control_plane_services import NODE, ServiceTree, start_services, wait_ready  # noqa: E402
+from bench.control_plane_topology import TOPOLOGIES, apply_topology, compute_readiness  # noqa: E402
 from shared.errors import NotFound  # noqa: E402
 from shared.natsserver import NatsServer  # noqa: E402
 from shared.store import ObjectStore  # noqa: E402
@@ -85,9 +87,25 @@ def proc_usage(pid: int) -> tuple[float, int]:
     return cpu, peak
 
 
-def varz(server: NatsServer) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/varz", timeout=2) as resp:
+def monitor(server: NatsServer, endpoint: str) -> dict:
+    """A nats-server monitoring endpoint (``varz``, ``routez``...) as JSON; the port listens on
+    the server's own address (127.0.0.1, or its host's address on the bridge)."""
+    with urllib.request.urlopen(f"http://{server.host}:{server.http_port}/{endpoint}", timeout=2) as resp:
         return json.load(resp)
+
+
+def bus_counters(servers: list[NatsServer]) -> dict[str, int]:
+    """Messages and bytes the NATS nodes received, summed over ``servers``: ``in_msgs`` from
+    ``/varz`` (every connection, routes included), ``route_msgs``/``route_bytes`` from ``/routez``
+    (what the nodes sent each other: JetStream's RAFT replication, forwarded client messages and
+    interest updates; 0 on one server)."""
+    totals = {"in_msgs": 0, "route_msgs": 0, "route_bytes": 0}
+    for server in servers:
+        totals["in_msgs"] += monitor(server, "varz")["in_msgs"]
+        for route in monitor(server, "routez").get("routes") or []:
+            totals["route_msgs"] += route.get("in_msgs", 0)
+            totals["route_bytes"] += route.get("in_bytes", 0)
+    return totals
 
 
 async def bucket_writes(store: ObjectStore) -> dict[str, int]:
@@ -146,14 +164,15 @@ def make_vmi(name: str) -> dict:
                        "phaseTransitionTimestamps": [{"phase": "Pending", "phaseTransitionTimestamp": micro_now()}]}}
 
 
-async def scenario(server: NatsServer, pids: dict[str, int], count: int, interval: float,
-                   label: str, *, delete: bool = True, stall_timeout: float = 60.0) -> dict:
-    """Create ``count`` VMIs (``interval`` seconds apart, 0 = all at once), wait until all are
-    Running, then (``delete``) delete them all and wait until none is left; returns the figures
-    (seconds, VMIs/s, CPU seconds per process in ``pids``, ...)."""
-    store = await ObjectStore.connect([server.url], bucket_prefix=PREFIX, name="bench-driver")
+async def scenario(servers: list[NatsServer], pids: dict[str, int], count: int, interval: float,
+                   label: str, *, delete: bool = True, stall_timeout: float = 60.0, replicas: int = 1) -> dict:
+    """Create ``count`` VMIs (``interval`` seconds apart, 0 = all at once) through any node of
+    ``servers``, wait until all are Running, then (``delete``) delete them all and wait until none
+    is left; returns the figures (seconds, VMIs/s, CPU seconds per process in ``pids``, ...)."""
+    store = await ObjectStore.connect([server.url for server in servers], replicas=replicas, bucket_prefix=PREFIX,
+                                      name="bench-driver")
     before_writes = await bucket_writes(store)
-    before_msgs = varz(server)["in_msgs"]
+    before_bus = bus_counters(servers)
     before_cpu = {name: proc_usage(pid)[0] for name, pid in pids.items()}
     running: set[str] = set()
     done = asyncio.Event()
@@ -203,13 +222,14 @@ async def scenario(server: NatsServer, pids: dict[str, int], count: int, interva
         first_create = min(first_create or stamps["Pending"], stamps["Pending"])
         last_running = max(last_running or stamps["Running"], stamps["Running"])
     after_writes = await bucket_writes(store)
-    after_msgs = varz(server)["in_msgs"]
+    after_bus = bus_counters(servers)
+    bus = {key: after_bus[key] - before_bus[key] for key in after_bus}
     usage = {name: proc_usage(pid) for name, pid in pids.items()}
     load = os.getloadavg()
     if not delete:
         await store.close()
         return _figures(label, count, interval, latencies, first_create, last_running, start, created_at,
-                        all_running, after_writes, before_writes, after_msgs - before_msgs, usage, before_cpu,
+                        all_running, after_writes, before_writes, bus, usage, before_cpu,
                         load, None, None)
     # deletion
     del_start = time.monotonic()
@@ -236,14 +256,24 @@ async def scenario(server: NatsServer, pids: dict[str, int], count: int, interva
     deleted_in = time.monotonic() - del_start
     await store.close()
     return _figures(label, count, interval, latencies, first_create, last_running, start, created_at, all_running,
-                    after_writes, before_writes, after_msgs - before_msgs, usage, before_cpu, load, deleted_in,
+                    after_writes, before_writes, bus, usage, before_cpu, load, deleted_in,
                     deletes_sent)
 
 
+def compute_service_cpu(cpu_by_process: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per service, summing its replicas (processes named ``<service>@<host>``)."""
+    out: dict[str, float] = {}
+    for name, seconds in cpu_by_process.items():
+        service = name.split("@", 1)[0]
+        out[service] = round(out.get(service, 0.0) + seconds, 2)
+    return out
+
+
 def _figures(label, count, interval, latencies, first_create, last_running, start, created_at, all_running,
-             after_writes, before_writes, msgs, usage, before_cpu, load, deleted_in, deletes_sent) -> dict:
+             after_writes, before_writes, bus, usage, before_cpu, load, deleted_in, deletes_sent) -> dict:
     writes = {k: after_writes[k] - before_writes[k] for k in after_writes}
-    cpu = {name: round(u[0] - before_cpu[name], 2) for name, u in usage.items()}
+    cpu_by_process = {name: round(u[0] - before_cpu[name], 2) for name, u in usage.items()}
+    cpu = compute_service_cpu(cpu_by_process)
     return {
         "label": label, "count": count, "interval_s": interval,
         "p50_s": statistics.median(latencies), "p95_s": pct(latencies, 95), "p99_s": pct(latencies, 99),
@@ -252,8 +282,10 @@ def _figures(label, count, interval, latencies, first_create, last_running, star
         "create_wall_s": created_at - start, "all_running_wall_s": all_running - start,
         "vmi_writes_per_vmi": writes[VMIS] / count,
         "heartbeat_writes": writes["nodes"] + writes["leases"],
-        "bus_msgs_per_vmi": msgs / count,
-        "cpu_s": cpu,
+        "bus_msgs_per_vmi": (bus["in_msgs"] - bus["route_msgs"]) / count,
+        "route_msgs_per_vmi": bus["route_msgs"] / count,
+        "route_kib_per_vmi": bus["route_bytes"] / 1024 / count,
+        "cpu_s": cpu, "cpu_s_by_process": cpu_by_process,
         "cpu_ms_per_vmi": {name: round(1000 * v / count, 3) for name, v in cpu.items()},
         "peak_rss_mib": {name: round(u[1] / 2**20, 1) for name, u in usage.items()},
         "loadavg": [round(x, 2) for x in load],
@@ -261,34 +293,47 @@ def _figures(label, count, interval, latencies, first_create, last_running, star
     }
 
 
-async def run_tree(tree: ServiceTree, args: argparse.Namespace, count: int, interval: float, label: str) -> dict:
-    """One scenario against the services of ``tree``: a fresh nats-server and fresh service
-    processes (so no run inherits another's caches or buckets), stopped afterwards."""
+async def run_tree(tree: ServiceTree, topology_name: str, args: argparse.Namespace, count: int, interval: float,
+                   label: str) -> dict:
+    """One scenario against the services of ``tree`` in topology ``topology_name``: a fresh
+    network (hosts), fresh nats-server(s) and fresh service processes (so no run inherits
+    another's caches or buckets), all stopped and removed afterwards, also on failure."""
     node_cpus, node_gib = compute_node_size(count, args.node_cpus, args.node_memory_gib)
-    with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp:
-        server = NatsServer(Path(tmp) / "nats")
-        server.start()
+    with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp, apply_topology(topology_name, Path(tmp)) as topo:
         services = None
         try:
-            services = start_services(tree, server.url, Path(tmp), prefix=PREFIX, workers=args.workers,
+            services = start_services(tree, topo.urls, Path(tmp), prefix=PREFIX, workers=args.workers,
                                       agents=args.agents, node_cpus=node_cpus, node_memory_gib=node_gib,
-                                      standin=[sys.executable, "-m", "bench.control_plane_standin", server.url])
-            store = await ObjectStore.connect([server.url], bucket_prefix=PREFIX, name="bench-ready")
+                                      standin=[sys.executable, "-m", "bench.control_plane_standin", topo.urls[0]],
+                                      placements=topo.placements, replicas=topo.replicas)
+            leases, nodes = compute_readiness(topology_name, topo.placements)
+            if args.agents != "real":
+                nodes = [NODE]
+            store = await ObjectStore.connect(topo.urls, replicas=topo.replicas, bucket_prefix=PREFIX,
+                                              name="bench-ready")
             try:
-                await wait_ready(store, services)
+                await wait_ready(store, services, leases=leases, nodes=nodes)
             finally:
                 await store.close()
-            pids = {**services.pids(), "nats-server": server.pid or 0}
+            pids = {**services.pids(), **topo.nats_pids()}
             load_before = [round(x, 2) for x in os.getloadavg()]
-            result = await scenario(server, pids, count, interval, f"{label}{count}", delete=not args.no_delete,
-                                    stall_timeout=args.stall_timeout)
+            result = await scenario(topo.servers, pids, count, interval, f"{label}{count}", delete=not args.no_delete,
+                                    stall_timeout=args.stall_timeout, replicas=topo.replicas)
             services.check_alive()
-            result.update(tree=tree.label, tree_path=str(tree.path), loadavg_before=load_before)
+            result.update(tree=tree.label, tree_path=str(tree.path), topology=topology_name,
+                          loadavg_before=load_before)
             return result
         finally:
             if services is not None:
                 services.stop()
-            server.stop()
+
+
+def compute_scenarios(args: argparse.Namespace) -> list[tuple[int, float, str]]:
+    """``(count, interval s, label)`` of each scenario: ``--count`` with ``--interval`` alone, else
+    B1's two (``--paced-count`` 100 ms apart, ``--burst-count`` at once)."""
+    if args.count:
+        return [(args.count, args.interval, "paced" if args.interval > 0 else "burst")]
+    return [(args.paced_count, 0.1, "paced"), (args.burst_count, 0.0, "burst")]
 
 
 async def bench(args: argparse.Namespace) -> None:
@@ -301,36 +346,56 @@ async def bench(args: argparse.Namespace) -> None:
         trees = [baseline, current]
     for tree in trees:
         tree.check_isolation()
-    scenarios = [(args.count, args.interval, "paced" if args.interval > 0 else "burst")] if args.count \
-        else [(100, 0.1, "paced"), (1000, 0.0, "burst")]
+    # SIGTERM as Ctrl-C: cancel, so that every run's finally/exit blocks stop what it started
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    topologies = list(TOPOLOGIES) if args.topology == "both" else [args.topology]
+    # every (topology, tree) pair; the order alternates between repetitions so that no pair
+    # always runs on a warmer (or busier) machine
+    pairs = [(topology, tree) for topology in topologies for tree in trees]
     results = []
-    for count, interval, label in scenarios:
+    for count, interval, label in compute_scenarios(args):
         for rep in range(args.repeat):
-            # alternate the order between repetitions so neither tree always runs on a warmer machine
-            for tree in (trees if rep % 2 == 0 else trees[::-1]):
-                print(f"\n-- {tree.label} ({tree.path}): {count} VMIs, interval {interval} s, run {rep + 1}",
-                      flush=True)
-                result = await run_tree(tree, args, count, interval, label)
+            for topology, tree in (pairs if rep % 2 == 0 else pairs[::-1]):
+                print(f"\n-- {tree.label} ({tree.path}), {topology}: {count} VMIs, interval {interval} s, "
+                      f"run {rep + 1}", flush=True)
+                result = await run_tree(tree, topology, args, count, interval, label)
                 report(result)
                 results.append(result)
     for tree in trees:
         for note in dict.fromkeys(tree.notes):
             print(f"note ({tree.label}): {note}")
     if args.baseline_tree:
-        report_comparison(results, trees[0].label, trees[1].label)
+        for topology in topologies:
+            report_comparison([r for r in results if r["topology"] == topology], "tree", trees[0].label,
+                              trees[1].label, title=f"old vs new ({topology})")
+    if len(topologies) == 2:
+        for tree in trees:
+            report_comparison([r for r in results if r["tree"] == tree.label], "topology", *topologies,
+                              title=f"R3 cluster vs one host ({tree.label} tree)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=0, help="VMIs (0 = the two B1 scenarios)")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``argv``, default ``sys.argv[1:]``); exits 2 with usage on bad input."""
+    parser = argparse.ArgumentParser(prog="bench/control_plane_bench.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=0,
+                        help="VMIs of one scenario paced by --interval (0 = B1's two: --paced-count, --burst-count)")
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between creates (0 = burst)")
+    parser.add_argument("--paced-count", type=int, default=100, help="VMIs of B1's paced scenario (100 ms apart)")
+    parser.add_argument("--burst-count", type=int, default=1000, help="VMIs of B1's burst scenario (all at once)")
+    parser.add_argument("--topology", choices=[*TOPOLOGIES, "both"], default="single",
+                        help="single: one nats-server and one process per service (the single-host installation); "
+                             "hosts3: 3 hosts as network namespaces, a 3-node NATS cluster (R3), 2 replicas of "
+                             "virt-controller and scheduler-bridge, a virt-handler per host (needs root); "
+                             "both: each scenario on both, with a hosts3/single table")
     parser.add_argument("--workers", type=int, default=8, help="controller workers per controller")
     parser.add_argument("--verbose", action="store_true", help="print the deletion progress")
     parser.add_argument("--agents", choices=["real", "standin"], default="real",
                         help="real: scheduler-bridge + virt-handler on libvirt's test driver; "
-                             "standin: one process writing what they write (control plane alone)")
+                             "standin: one process writing what they write (control plane alone; single only)")
     parser.add_argument("--node-cpus", type=int, default=None,
                         help="test-driver host CPUs (real agents; default: room for --count, at least 256)")
     parser.add_argument("--node-memory-gib", type=int, default=None,
@@ -346,10 +411,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per tree and scenario (order alternates)")
     parser.add_argument("--no-delete", action="store_true", help="skip the deletion measurement")
     parser.add_argument("--json", metavar="PATH", help="also write every run's figures to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if min(args.count, args.paced_count, args.burst_count, args.repeat - 1) < 0 or not (args.paced_count and
+                                                                                        args.burst_count):
+        parser.error("counts must be positive (--count 0 means B1's two scenarios) and --repeat at least 1")
+    if args.topology != "single" and args.agents != "real":
+        parser.error("--agents standin runs on one host only (--topology single)")
+    if args.topology != "single" and os.geteuid() != 0:
+        parser.error(f"--topology {args.topology} makes network namespaces: run it as root")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     global args_verbose
     args_verbose = args.verbose
-    asyncio.run(bench(args))
+    try:
+        asyncio.run(bench(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # every run's finally/exit blocks have stopped and removed what it made by now
+        print("interrupted: processes stopped, hosts' network removed", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,20 @@ import statistics
 
 def report(result: dict) -> None:
     """Print one run's figures (the dict ``control_plane_bench.scenario`` returns)."""
-    print(f"\n== {result['label']}: {result['count']} VMIs, interval {result['interval_s']} s ==")
+    print(f"\n== {result['label']}: {result['count']} VMIs, interval {result['interval_s']} s, "
+          f"{result.get('topology', 'single')} ==")
     print(f"create->Running p50 {result['p50_s']*1000:.0f} ms  p95 {result['p95_s']*1000:.0f} ms  "
           f"p99 {result['p99_s']*1000:.0f} ms  max {result['max_s']*1000:.0f} ms")
     print(f"Running throughput {result['running_per_s']:.1f} VMIs/s  (all Running after "
           f"{result['all_running_wall_s']:.2f} s, creates took {result['create_wall_s']:.2f} s)")
     print(f"store writes per VMI {result['vmi_writes_per_vmi']:.2f} (VMI bucket; incl. the driver's create)  "
           f"heartbeat/lease writes {result['heartbeat_writes']}")
-    print(f"bus messages per VMI {result['bus_msgs_per_vmi']:.1f} (nats-server in_msgs, all clients)")
-    print("CPU s  " + "  ".join(f"{k} {v}" for k, v in result["cpu_s"].items()))
-    print("CPU ms per VMI  " + "  ".join(f"{k} {v:.2f}" for k, v in result["cpu_ms_per_vmi"].items()))
+    print(f"bus messages per VMI {result['bus_msgs_per_vmi']:.1f} (nats-server in_msgs from clients, all nodes)")
+    if result.get("route_msgs_per_vmi"):
+        print(f"between NATS nodes per VMI {result['route_msgs_per_vmi']:.1f} messages, "
+              f"{result['route_kib_per_vmi']:.1f} KiB (routes: JetStream replication and forwarded messages)")
+    print("CPU s  " + "  ".join(f"{k} {v}" for k, v in result.get("cpu_s_by_process", result["cpu_s"]).items()))
+    print("CPU ms per VMI (all replicas)  " + "  ".join(f"{k} {v:.2f}" for k, v in result["cpu_ms_per_vmi"].items()))
     print("peak RSS MiB  " + "  ".join(f"{k} {v}" for k, v in result["peak_rss_mib"].items()))
     print("load average (1/5/15 min) when all were Running: " + " ".join(str(x) for x in result["loadavg"]))
     if result["delete_all_s"] is not None:
@@ -36,34 +40,45 @@ def report(result: dict) -> None:
           f"/ KubeVirt ~8.5 = {result['vmi_writes_per_vmi'] / 8.5:.2f}")
 
 
-def report_comparison(results: list[dict], baseline: str, current: str) -> None:
-    """Old vs new per scenario: the median of each figure over the repetitions, and new/old."""
+def compute_comparison_rows(old: list[dict], new: list[dict]) -> list[tuple[str, float, float]]:
+    """``(figure, old, new)`` rows: the median of each figure over the runs of each side (CPU per
+    service sums its replicas; ``total`` is every process, NATS included)."""
+    def median(figure) -> tuple[float, float]:
+        return statistics.median(figure(r) for r in old), statistics.median(figure(r) for r in new)
+
+    rows = [
+        ("VMIs/s (Running throughput)", *median(lambda r: r["running_per_s"])),
+        ("create->Running p50 ms", *median(lambda r: 1000 * r["p50_s"])),
+        ("create->Running p95 ms", *median(lambda r: 1000 * r["p95_s"])),
+    ]
+    services = dict.fromkeys([name for r in old + new for name in r["cpu_ms_per_vmi"]])
+    for name in services:
+        rows.append((f"CPU ms/VMI {name}", *median(lambda r: r["cpu_ms_per_vmi"].get(name, 0.0))))
+    rows.append(("CPU ms/VMI total", *median(lambda r: sum(r["cpu_ms_per_vmi"].values()))))
+    rows.append(("store writes per VMI", *median(lambda r: r["vmi_writes_per_vmi"])))
+    rows.append(("bus messages per VMI", *median(lambda r: r["bus_msgs_per_vmi"])))
+    rows.append(("NATS route messages per VMI", *median(lambda r: r.get("route_msgs_per_vmi", 0.0))))
+    rows.append(("NATS route KiB per VMI", *median(lambda r: r.get("route_kib_per_vmi", 0.0))))
+    return rows
+
+
+def report_comparison(results: list[dict], key: str, baseline: str, current: str, *, title: str = "old vs new") -> None:
+    """``current`` against ``baseline`` per scenario, the runs told apart by ``results[i][key]``
+    (``tree`` or ``topology``): the median of each figure over the repetitions, and the ratio
+    current/baseline."""
     for (count, interval) in dict.fromkeys((r["count"], r["interval_s"]) for r in results):
         runs = [r for r in results if (r["count"], r["interval_s"]) == (count, interval)]
-        old = [r for r in runs if r["tree"] == baseline]
-        new = [r for r in runs if r["tree"] == current]
+        old = [r for r in runs if r[key] == baseline]
+        new = [r for r in runs if r[key] == current]
         if not old or not new:
             continue
-        rows: list[tuple[str, float, float]] = [
-            ("VMIs/s (Running throughput)", *(statistics.median(r["running_per_s"] for r in g) for g in (old, new))),
-            ("create->Running p50 ms", *(1000 * statistics.median(r["p50_s"] for r in g) for g in (old, new))),
-            ("create->Running p95 ms", *(1000 * statistics.median(r["p95_s"] for r in g) for g in (old, new))),
-        ]
-        for name in old[0]["cpu_ms_per_vmi"]:
-            rows.append((f"CPU ms/VMI {name}", *(statistics.median(r["cpu_ms_per_vmi"].get(name, 0.0) for r in g)
-                                                 for g in (old, new))))
-        rows.append(("CPU ms/VMI all four", *(statistics.median(sum(r["cpu_ms_per_vmi"].values()) for r in g)
-                                              for g in (old, new))))
-        rows.append(("store writes per VMI", *(statistics.median(r["vmi_writes_per_vmi"] for r in g)
-                                               for g in (old, new))))
-        rows.append(("bus messages per VMI", *(statistics.median(r["bus_msgs_per_vmi"] for r in g)
-                                               for g in (old, new))))
-        print(f"\n== old vs new: {count} VMIs, interval {interval} s, {len(old)} run(s) each (medians) ==")
-        print(f"{'':32} {'old ' + baseline:>20} {'new ' + current:>20} {'new/old':>8}")
-        for name, o, n in rows:
-            print(f"{name:32} {o:20.2f} {n:20.2f} {n / o if o else float('nan'):8.2f}")
+        print(f"\n== {title}: {count} VMIs, interval {interval} s, {len(old)} run(s) each (medians) ==")
+        ratio = f"{current}/{baseline}"
+        print(f"{'':32} {baseline:>14} {current:>14} {ratio:>14}")
+        for name, o, n in compute_comparison_rows(old, new):
+            print(f"{name:32} {o:14.2f} {n:14.2f} {n / o if o else float('nan'):14.2f}")
         print("  (VMIs/s and latency move with the machine's load; CPU per VMI much less: on a shared "
               "machine, trust the CPU rows and use --repeat)")
         for r in runs:
-            print(f"  run {r['tree']:>12}: {r['running_per_s']:.1f} VMIs/s, load average before "
+            print(f"  run {r[key]:>12}: {r['running_per_s']:.1f} VMIs/s, load average before "
                   f"{r['loadavg_before'][0]} / at all Running {r['loadavg'][0]} (1 min; {os.cpu_count()} CPUs)")

@@ -15,8 +15,9 @@ Owns:
   optional flag a tree does not know is left out (and named in the run's notes), a required one
   is looked up under its known aliases, and a tree offering none of them is refused with a clear
   error instead of a service that dies at start;
-* starting, readiness (the controller holds the leader lease and the node agent's Node exists)
-  and stopping.
+* starting each process where its :class:`bench.control_plane_topology.Placement` puts it (in a
+  host's network namespace for the ``hosts3`` topology), readiness (the leader-elected services
+  hold their leases, every handler's Node exists) and stopping.
 
 The libvirt test-driver host file is written here (a copy of the ``<node>`` format of libvirt's
 ``examples/xml/test/testnode.xml``) so that no module of a tree under test is imported by the
@@ -34,11 +35,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.control_plane_topology import SINGLE_NODE, Placement
 from shared.errors import NotFound
 
-NODE = "bench-node"
-LEASE = ("kubevirt", "virt-controller")  # the controller's leader Lease (namespace, name)
-IDENTITY = "bench"
+NODE = SINGLE_NODE  # the stand-in's Node
+
+MODULES = {"virt-controller": "services.virt_controller.main", "scheduler-bridge": "services.scheduler_bridge.main",
+           "virt-handler": "services.virt_handler.main"}
 
 #: flags the bench passes, with the spellings a tree may use for them (first = today's)
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -47,6 +50,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "--node-name": ("--node-name",),
     "--libvirt-uri": ("--libvirt-uri",),
     "--state-dir": ("--state-dir",),
+    "--store-replicas": ("--store-replicas",),
 }
 #: flags the bench can do without (the service's default is used and the run says so)
 OPTIONAL = ("--id", "--workers", "--log-level")
@@ -155,52 +159,73 @@ class RunningServices:
                 proc.wait(5)
 
 
-def start_services(tree: ServiceTree, nats_url: str, tmp: Path, *, prefix: str, workers: int, agents: str,
-                   node_cpus: int, node_memory_gib: int, standin: list[str]) -> RunningServices:
-    """Start virt-controller and the node agents of ``tree`` (``agents``: ``real`` = its
-    scheduler-bridge and virt-handler on libvirt's test driver; ``standin`` = the bench's own
-    process ``standin`` argv, run from the bench's tree)."""
+def start_services(tree: ServiceTree, nats_urls: list[str], tmp: Path, *, prefix: str, workers: int, agents: str,
+                   node_cpus: int, node_memory_gib: int, standin: list[str], placements: list[Placement],
+                   replicas: int = 1) -> RunningServices:
+    """Start the service processes ``placements`` name, from ``tree``, each where its placement
+    says (inside a host's namespace or not), connected to every URL of ``nats_urls``; with
+    ``replicas`` > 1 they create buckets and streams with that many JetStream replicas (a tree
+    without ``--store-replicas`` is refused). ``agents``: ``real`` = the placements'
+    scheduler-bridge and virt-handler processes, each handler on its own libvirt test driver
+    host of ``node_cpus``/``node_memory_gib``; ``standin`` = instead of them the bench's own
+    process ``standin`` (argv, run from the bench's tree in the root namespace)."""
     log_dir = tmp / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    common = [("--nats", nats_url), ("--bucket-prefix", prefix)]
-    commands: dict[str, tuple[list[str], Path, dict[str, str]]] = {
-        "virt-controller": (tree.command("services.virt_controller.main", common + [
-            ("--id", IDENTITY), ("--workers", str(workers)), ("--log-level", "WARNING")]), tree.path, tree.env())}
-    if agents == "real":
-        uri = apply_test_node_file(tmp / "host.xml", cpus=node_cpus, memory_bytes=node_memory_gib * 2**30)
-        commands["scheduler-bridge"] = (tree.command("services.scheduler_bridge.main", common + [
-            ("--log-level", "WARNING")]), tree.path, tree.env())
-        commands["virt-handler"] = (tree.command("services.virt_handler.main", common + [
-            ("--node-name", NODE), ("--libvirt-uri", uri), ("--state-dir", str(tmp / "handler")),
-            ("--workers", str(workers)), ("--log-level", "WARNING")]), tree.path, tree.env())
-    else:
+    common = [("--nats", url) for url in nats_urls] + [("--bucket-prefix", prefix)]
+    if replicas > 1:
+        common.append(("--store-replicas", str(replicas)))
+    commands: dict[str, tuple[list[str], Path, dict[str, str]]] = {}
+    for place in placements:
+        module = MODULES[place.service]
+        flags = [("--id", place.identity)] if place.identity else []
+        if place.service == "virt-controller":
+            flags.append(("--workers", str(workers)))
+        elif agents != "real":
+            continue
+        elif place.service == "virt-handler":
+            uri = apply_test_node_file(tmp / f"{place.node}.xml", cpus=node_cpus, memory_bytes=node_memory_gib * 2**30)
+            flags += [("--node-name", place.node or NODE), ("--libvirt-uri", uri),
+                      ("--state-dir", str(tmp / "handler" / (place.node or NODE))), ("--workers", str(workers))]
+        argv = tree.command(module, common + flags + [("--log-level", "WARNING")])
+        commands[place.name] = (place.wrap(argv), tree.path, tree.env())
+    if agents != "real":
         bench_root = Path(__file__).resolve().parents[1]
         env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(bench_root)}
         commands["node-agent(stand-in)"] = (standin, bench_root, env)
     procs = {}
-    for name, (argv, cwd, env) in commands.items():
-        with open(log_dir / f"{name}.stderr", "wb") as err:
-            procs[name] = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        for name, (argv, cwd, env) in commands.items():
+            with open(log_dir / f"{name}.stderr", "wb") as err:
+                procs[name] = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    except BaseException:
+        RunningServices(procs, log_dir).stop()
+        raise
     return RunningServices(procs, log_dir)
 
 
-async def wait_ready(store, services: RunningServices, *, timeout: float = 60.0, settle: float = 1.0) -> float:
-    """Wait until the controller leads (its Lease names :data:`IDENTITY`) and the Node exists (the
-    stand-in registers it too), then ``settle`` seconds for the informers; returns seconds waited.
-    Raises RuntimeError when a service exits or ``timeout`` passes."""
+async def wait_ready(store, services: RunningServices, *, leases: dict[tuple[str, str], set[str]], nodes: list[str],
+                     timeout: float = 60.0, settle: float = 1.0) -> float:
+    """Wait until each Lease of ``leases`` ((namespace, name) -> identities) is held by one of its
+    identities (any holder when the set is empty) and every Node of ``nodes`` exists (the
+    stand-in registers :data:`NODE` too), then ``settle`` seconds for the informers; returns
+    seconds waited. Raises RuntimeError when a service exits or ``timeout`` passes."""
     start = time.monotonic()
     while True:
         services.check_alive()
         try:
-            lease = await store.get("leases", *LEASE)
-            leading = (lease.get("spec") or {}).get("holderIdentity") == IDENTITY
-            await store.get("nodes", None, NODE)
-            if leading:
+            held = []
+            for (namespace, name), identities in leases.items():
+                holder = ((await store.get("leases", namespace, name)).get("spec") or {}).get("holderIdentity")
+                held.append(bool(holder) and (not identities or holder in identities))
+            for node in nodes:
+                await store.get("nodes", None, node)
+            if all(held):
                 break
         except NotFound:
             pass
         if time.monotonic() - start > timeout:
-            raise RuntimeError(f"services not ready after {timeout:.0f} s (leader lease or Node {NODE} missing)")
+            raise RuntimeError(f"services not ready after {timeout:.0f} s (a leader lease of {sorted(leases)} "
+                               f"or a Node of {nodes} missing)")
         await asyncio.sleep(0.2)
     await asyncio.sleep(settle)
     services.check_alive()

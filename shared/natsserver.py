@@ -67,11 +67,16 @@ class NatsTls:
 
 @dataclass(frozen=True)
 class ClusterMembership:
-    """How one node joins a cluster: its route listen port and the routes to every member."""
+    """How one node joins a cluster: its route listen port and the routes to every member.
+
+    ``route_hosts`` are the members' addresses in the order of ``route_ports`` (members on
+    different hosts); empty means every member listens on this node's own ``host``.
+    """
 
     name: str
     route_port: int
     route_ports: tuple[int, ...]
+    route_hosts: tuple[str, ...] = ()
 
 
 class NatsServer:
@@ -159,7 +164,8 @@ class NatsServer:
         if self.authorization:
             lines += self.authorization.rstrip("\n").splitlines()
         if self.cluster is not None:
-            routes = ", ".join(f"nats-route://{self.host}:{p}" for p in self.cluster.route_ports)
+            hosts = self.cluster.route_hosts or (self.host,) * len(self.cluster.route_ports)
+            routes = ", ".join(f"nats-route://{h}:{p}" for h, p in zip(hosts, self.cluster.route_ports, strict=True))
             lines += [
                 "cluster {",
                 f"  name: {json.dumps(self.cluster.name)}",
@@ -193,12 +199,17 @@ class NatsServer:
         self.config_path.write_text(self.compute_config())
         with open(self.state_dir / "nats-server.stderr", "ab") as stderr:
             self._process = subprocess.Popen(
-                [str(find_nats_server_binary()), "-c", str(self.config_path)],
+                self.command(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 start_new_session=True,  # a Ctrl-C in the parent's terminal is not the server's signal
             )
+
+    def command(self) -> list[str]:
+        """The argv :meth:`launch` runs (a subclass may wrap it, e.g. to run inside a network
+        namespace; the wrapper must exec the server so that :attr:`pid` stays the server's)."""
+        return [str(find_nats_server_binary()), "-c", str(self.config_path)]
 
     def wait_ready(self, wait: float = 10.0) -> None:
         """Block until the launched process reports its ports and ``/healthz`` is ok.
