@@ -1,21 +1,39 @@
 """B1/B2 control-plane benchmark (performance-anchors.md): create -> Running for many VMIs.
 
-Runs a private nats-server, one ``virt-controller`` process and a node-agent process, then a
-driver creates bare VMIs (as density tests do: 90Mi, 100m CPU) either paced (``--interval``) or
+Runs a private nats-server (or a NATS cluster, see topologies), ``virt-controller`` and the node
+agents, then a driver creates bare VMIs (as density tests do: 90Mi, 100m CPU) either paced (``--interval``) or
 all at once, and waits until every one is Running. Figures:
 
 * create -> Running p50/p95/p99 from each VMI's own ``phaseTransitionTimestamps`` (Pending, set
   at create as virt-api's admission does, to Running; microsecond stamps);
 * Running throughput (VMIs/s) from first create to last Running;
 * store writes per VMI (messages added to each KV bucket's stream; leases and nodes listed
-  apart as heartbeats), bus messages per VMI (nats-server ``/varz`` in_msgs);
-* CPU seconds and peak RSS (VmHWM) of each process;
+  apart as heartbeats), bus messages per VMI (``/varz`` in_msgs of every node less what the
+  nodes received from each other, i.e. what clients published);
+* on a NATS cluster, the traffic between its nodes per VMI (``/routez`` in_msgs/in_bytes:
+  JetStream's RAFT replication of every stream write, forwarded client messages and interest
+  updates, heartbeats of the RAFT groups during the run);
+* CPU seconds and peak RSS (VmHWM) of each process, every replica and NATS node included, and
+  CPU ms per VMI per service (its replicas summed);
 * deletion: all VMIs deleted, time until the store holds none.
 
 By default the real scheduler-bridge and virt-handler run, the handler on libvirt's test driver
 (a simulated host of ``--node-cpus``/``--node-memory-gib``); ``--agents standin`` replaces both
 by one process writing what they write (nodeName + Scheduled, then Running + Ready; Succeeded on
 deletion), which measures the controller's share alone.
+
+Topologies (``--topology``, :mod:`bench.control_plane_topology`): ``single`` (the default:
+the single-host installation, one nats-server R1 and one process per service) and ``hosts3``
+(the cluster of ``virtctl up --hosts 3``: three hosts as network namespaces on a private bridge,
+a nats-server on each host's address joined as one cluster with JetStream R3, the services
+started with ``--store-replicas 3`` and every node's URL, virt-controller and scheduler-bridge
+at two replicas on different hosts (leader + hot standby), a virt-handler on each host; the
+driver connects from the machine's own namespace over the bridge). ``both`` runs each scenario
+on both, alternating, and ends with a table of both and the ratios hosts3/single: the cost of
+R3 replication and of the standbys. ``hosts3`` needs root; the hosts' namespaces, veths and
+bridge and every process are removed at the end of each run, also on failure, Ctrl-C or
+SIGTERM (``--keep DIR`` keeps the logs and data). The default stays ``single`` because a
+cluster run needs root and triples the processes on the machine.
 
 Old against new in one run: ``--baseline-tree PATH`` starts the services of another checkout
 (e.g. ``git worktree add --detach ../bench-old <commit>``) for the same scenarios, alternating
@@ -31,12 +49,14 @@ figures only from one run on one machine. Usage::
     .venv/bin/python bench/control_plane_bench.py --count 100 --interval 0.1
     .venv/bin/python bench/control_plane_bench.py --count 1000 --interval 0 --baseline-tree ../bench-old
     .venv/bin/python bench/control_plane_bench.py --count 8000 --interval 0 --baseline-tree ../bench-old --no-delete
+    sudo .venv/bin/python bench/control_plane_bench.py --topology both --paced-count 200 --burst-count 500
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -146,6 +166,18 @@ async def wait_progress(done: asyncio.Event, running: set[str], count: int, stal
             pass
 
 
+async def stuck_phases(store: ObjectStore, names: set[str]) -> dict[str, int]:
+    """How many of the VMIs ``names`` the store holds in each phase (``Running`` ones the watch
+    missed show up here too), for the message of a stalled run."""
+    items, _ = await store.list(VMIS, NS, label_selector="bench=b1")
+    phases: dict[str, int] = {}
+    for vmi in items:
+        if vmi["metadata"]["name"] in names:
+            phase = (vmi.get("status") or {}).get("phase") or "(none)"
+            phases[phase] = phases.get(phase, 0) + 1
+    return phases
+
+
 def compute_node_size(count: int, cpus: int | None, memory_gib: int | None) -> tuple[int, int]:
     """The test-driver host's (CPUs, GiB): what was asked, else room for ``count`` bench VMIs
     (100m CPU, 90Mi each) plus a margin, at least 256 of each."""
@@ -206,6 +238,11 @@ async def scenario(servers: list[NatsServer], pids: dict[str, int], count: int, 
     created_at = time.monotonic()
     try:
         await wait_progress(done, running, count, stall_timeout)
+    except RuntimeError as stalled:
+        watcher.cancel()
+        phases = await stuck_phases(store, wanted - running)
+        await store.close()
+        raise RuntimeError(f"{stalled}; the others in the store: {phases}") from None
     except BaseException:
         watcher.cancel()
         await store.close()
@@ -299,7 +336,13 @@ async def run_tree(tree: ServiceTree, topology_name: str, args: argparse.Namespa
     network (hosts), fresh nats-server(s) and fresh service processes (so no run inherits
     another's caches or buckets), all stopped and removed afterwards, also on failure."""
     node_cpus, node_gib = compute_node_size(count, args.node_cpus, args.node_memory_gib)
-    with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp, apply_topology(topology_name, Path(tmp)) as topo:
+    with contextlib.ExitStack() as made:
+        if args.keep:
+            Path(args.keep).mkdir(parents=True, exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=f"{label}{count}-{topology_name}-{tree.label}-", dir=Path(args.keep).resolve())
+        else:
+            tmp = made.enter_context(tempfile.TemporaryDirectory(prefix="cp-bench-"))
+        topo = made.enter_context(apply_topology(topology_name, Path(tmp)))
         services = None
         try:
             services = start_services(tree, topo.urls, Path(tmp), prefix=PREFIX, workers=args.workers,
@@ -411,6 +454,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="runs per tree and scenario (order alternates)")
     parser.add_argument("--no-delete", action="store_true", help="skip the deletion measurement")
     parser.add_argument("--json", metavar="PATH", help="also write every run's figures to this file")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="keep each run's logs and data in a new directory under DIR (default: a temporary one, "
+                             "removed)")
     args = parser.parse_args(argv)
     if min(args.count, args.paced_count, args.burst_count, args.repeat - 1) < 0 or not (args.paced_count and
                                                                                         args.burst_count):

@@ -76,7 +76,7 @@ def report_comparison(results: list[dict], key: str, baseline: str, current: str
         ratio = f"{current}/{baseline}"
         print(f"{'':32} {baseline:>14} {current:>14} {ratio:>14}")
         for name, o, n in compute_comparison_rows(old, new):
-            print(f"{name:32} {o:14.2f} {n:14.2f} {n / o if o else float('nan'):14.2f}")
+            print(f"{name:32} {o:14.2f} {n:14.2f} {f'{n / o:.2f}' if o else '-':>14}")
         print("  (VMIs/s and latency move with the machine's load; CPU per VMI much less: on a shared "
               "machine, trust the CPU rows and use --repeat)")
         for r in runs:
