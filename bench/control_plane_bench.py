@@ -108,9 +108,9 @@ def proc_usage(pid: int) -> tuple[float, int]:
 
 
 def monitor(server: NatsServer, endpoint: str) -> dict:
-    """A nats-server monitoring endpoint (``varz``, ``routez``...) as JSON; the port listens on
-    the server's own address (127.0.0.1, or its host's address on the bridge)."""
-    with urllib.request.urlopen(f"http://{server.host}:{server.http_port}/{endpoint}", timeout=2) as resp:
+    """A nats-server monitoring endpoint (``varz``, ``routez``...) as JSON (127.0.0.1, or a
+    cluster node's host address on the bridge)."""
+    with urllib.request.urlopen(f"http://{server.http_host}:{server.http_port}/{endpoint}", timeout=2) as resp:
         return json.load(resp)
 
 

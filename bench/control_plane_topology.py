@@ -97,12 +97,10 @@ class HostNatsServer(NatsServer):
     ``ip netns exec`` execs the server, so :attr:`pid` is the server's own (CPU figures, stop)."""
 
     def __init__(self, host: netns.HostPlan, state_dir: Path, cluster: ClusterMembership) -> None:
+        # monitoring on the host's address too: the driver reads it from the root namespace
         super().__init__(state_dir, port=HOST_CLIENT_PORT, host=str(host.address), http_port=HOST_MONITOR_PORT,
-                         server_name=f"bench-{host.name}", cluster=cluster)
+                         http_host=str(host.address), server_name=f"bench-{host.name}", cluster=cluster)
         self.host_plan = host
-        # monitoring on the host's address, where the driver in the root namespace reaches it
-        # (an ``http_host`` unknown to this NatsServer is simply unused: it then binds ``host``)
-        self.http_host = str(host.address)
 
     def command(self) -> list[str]:
         return netns.netns_argv(self.host_plan, super().command())

@@ -69,14 +69,23 @@ class NatsTls:
 class ClusterMembership:
     """How one node joins a cluster: its route listen port and the routes to every member.
 
-    ``route_hosts`` are the members' addresses in the order of ``route_ports`` (members on
-    different hosts); empty means every member listens on this node's own ``host``.
+    ``route_hosts[i]`` is the address of member ``i`` (whose route port is ``route_ports[i]``);
+    empty means every member listens on this server's own host (a loopback cluster).
     """
 
     name: str
     route_port: int
     route_ports: tuple[int, ...]
     route_hosts: tuple[str, ...] = ()
+
+    def route_urls(self, own_host: str) -> list[str]:
+        """``nats-route://host:port`` of every member (``own_host`` for all without
+        ``route_hosts``). Raises ValueError when ``route_hosts`` and ``route_ports`` differ in
+        length."""
+        hosts = self.route_hosts or (own_host,) * len(self.route_ports)
+        if len(hosts) != len(self.route_ports):
+            raise ValueError(f"{len(hosts)} route hosts for {len(self.route_ports)} route ports")
+        return [f"nats-route://{host}:{port}" for host, port in zip(hosts, self.route_ports)]
 
 
 class NatsServer:
@@ -164,8 +173,7 @@ class NatsServer:
         if self.authorization:
             lines += self.authorization.rstrip("\n").splitlines()
         if self.cluster is not None:
-            hosts = self.cluster.route_hosts or (self.host,) * len(self.cluster.route_ports)
-            routes = ", ".join(f"nats-route://{h}:{p}" for h, p in zip(hosts, self.cluster.route_ports, strict=True))
+            routes = ", ".join(self.cluster.route_urls(self.host))
             lines += [
                 "cluster {",
                 f"  name: {json.dumps(self.cluster.name)}",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from shared.natsserver import ClusterMembership, NatsServer
 
 
@@ -25,3 +27,8 @@ def test_routes_across_hosts_use_each_members_address(tmp_path: Path) -> None:
 def test_command_runs_the_server_on_its_config(tmp_path: Path) -> None:
     argv = NatsServer(tmp_path).command()
     assert Path(argv[0]).name == "nats-server" and argv[1:] == ["-c", str(tmp_path / "nats-server.conf")]
+
+
+def test_route_hosts_must_match_the_ports() -> None:
+    with pytest.raises(ValueError, match="2 route hosts for 3 route ports"):
+        ClusterMembership("c", 6222, (6222, 6222, 6222), route_hosts=("10.0.0.11", "10.0.0.12")).route_urls("x")
