@@ -69,6 +69,7 @@ def compute_auth_options(params: Mapping[str, Any]) -> AuthOptions:
     listener and ``--authorization-mode delegated`` (in token mode every authenticated caller
     may do everything, so no proxy may name users); the ``--requestheader-*`` lists need
     ``--requestheader-client-ca-file``; ``--kubeconfig``/``--in-cluster`` go with delegated.
+    (The files are read at start, not when parsed: a manifest names paths of the pod.)
     List options take repeated or comma-separated values, as kube-apiserver's do."""
     cert, key, ca = params["tls_cert_file"], params["tls_private_key_file"], params["requestheader_client_ca_file"]
     delegated = params["authorization_mode"] == "delegated"
@@ -177,10 +178,10 @@ SERVICE = ServiceDefinition(
         click.option("--port-file", type=click.Path(path_type=Path), default=None,
                      help="Write the bound port here."),
         click.option("--insecure-http", is_flag=True, help="Serve plain HTTP (tests only; TLS is the default)."),
-        click.option("--tls-cert-file", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+        click.option("--tls-cert-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
                      help="Serve this certificate (PEM, with its chain) instead of one issued from the "
                           "installation's CA in the state directory."),
-        click.option("--tls-private-key-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        click.option("--tls-private-key-file", type=click.Path(path_type=Path, dir_okay=False),
                      default=None, help="The private key of --tls-cert-file (PEM)."),
         click.option("--authorization-mode", type=click.Choice(["token", "delegated"]), default="token",
                      show_default=True,
@@ -188,7 +189,7 @@ SERVICE = ServiceDefinition(
                           "an aggregated API server, front-proxied users and TokenReview for bearer tokens, "
                           "SubjectAccessReview for every request, asked of the Kubernetes API server."),
         *kubernetes_client_options("With --authorization-mode delegated"),
-        click.option("--requestheader-client-ca-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        click.option("--requestheader-client-ca-file", type=click.Path(path_type=Path, dir_okay=False),
                      default=None,
                      help="CA (PEM) of the front proxy's client certificate: a request with such a certificate "
                           "is the user its --requestheader-username-headers name (delegated mode; default: "
