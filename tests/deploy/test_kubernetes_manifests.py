@@ -229,7 +229,7 @@ def test_service_arguments_parse_with_each_services_command_line(objects):
                 for var in re.findall(r"\$\((\w+)\)", arg):
                     assert var in env, (workload["metadata"]["name"], arg)
             with cli.make_context(module, list(args)) as ctx:
-                assert ctx.params["nats"], (overlay, module)
+                assert ctx.params["nats_servers"], (overlay, module)
 
 
 def test_store_replicas_and_nats_urls_follow_the_nats_replicas(objects):
