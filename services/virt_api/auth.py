@@ -149,11 +149,6 @@ def auth_middleware(auth: RequestAuth) -> Callable[..., Awaitable[web.StreamResp
     return check
 
 
-def bearer_token_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """:func:`auth_middleware` of ``token`` mode."""
-    return auth_middleware(RequestAuth(token=token))
-
-
 def _peer_certificate(request: web.Request) -> bytes | None:
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
