@@ -1,6 +1,8 @@
-"""A mock Kubernetes API for the CSI VolumeSnapshotter's tests (named a mock: no real API server
-can run here), served by aiohttp on 127.0.0.1 and reached by the real ``kubernetes`` client
-through a kubeconfig (:func:`serve_mock`)."""
+"""A mock Kubernetes API for the tests of the services that call a cluster's API server (named a
+mock: no real API server can run here) — the CSI VolumeSnapshotter, and virt-api's delegated
+authentication and authorization (TokenReview, SubjectAccessReview, the ConfigMap
+kube-system/extension-apiserver-authentication) — served by aiohttp on 127.0.0.1 and reached by
+the real ``kubernetes`` client through a kubeconfig (:func:`serve_mock`)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,13 @@ class MockKubernetesApi:
     Status bodies for 404/409. A created claim gets ``status.phase: Pending`` (as the API server
     sets it); the test plays the CSI driver by binding it (:meth:`bind_claim`). ``cut_on_create`` / ``ready_on_create`` play the external-snapshotter (set
     ``status.creationTime`` / ``readyToUse`` on creation); ``fail`` maps a method+path to an
-    HTTP status answered once; ``requests`` records (method, path)."""
+    HTTP status answered once; ``requests`` records (method, path).
+
+    Reviews, as the Kubernetes API server answers them: a TokenReview is authenticated when its
+    token is a key of ``tokens`` (value: the ``status.user`` object); a SubjectAccessReview is
+    allowed when ``access(spec)`` says so (default: users in ``allowed_users``; a refusal has
+    ``status.reason`` ``denied_reason``). ``token_reviews`` / ``access_reviews`` record the specs
+    received. ``configmaps`` holds ConfigMaps by (namespace, name)."""
 
     def __init__(self) -> None:
         self.claims: dict[tuple[str, str], dict[str, Any]] = {}
@@ -37,6 +45,13 @@ class MockKubernetesApi:
         self.ready_on_create = False
         self.fail: dict[tuple[str, str], int] = {}
         self.requests: list[tuple[str, str]] = []
+        self.tokens: dict[str, dict[str, Any]] = {}
+        self.allowed_users: set[str] = set()
+        self.denied_reason = ""
+        self.access: Any = lambda spec: spec["user"] in self.allowed_users
+        self.token_reviews: list[dict[str, Any]] = []
+        self.access_reviews: list[dict[str, Any]] = []
+        self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
         self.app = web.Application(middlewares=[self._middleware])
         r = self.app.router
         r.add_get("/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}", self._claim)
@@ -48,6 +63,9 @@ class MockKubernetesApi:
         r.add_post(SNAP + "/namespaces/{ns}/volumesnapshots", self._create)
         r.add_get(SNAP + "/namespaces/{ns}/volumesnapshots/{name}", self._get)
         r.add_delete(SNAP + "/namespaces/{ns}/volumesnapshots/{name}", self._delete)
+        r.add_post("/apis/authentication.k8s.io/v1/tokenreviews", self._token_review)
+        r.add_post("/apis/authorization.k8s.io/v1/subjectaccessreviews", self._access_review)
+        r.add_get("/api/v1/namespaces/{ns}/configmaps/{name}", self._configmap)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -141,6 +159,26 @@ class MockKubernetesApi:
         name = request.match_info["name"]
         obj = self.snapshots.pop((request.match_info["ns"], name), None)
         return _found(obj, "volumesnapshots.snapshot.storage.k8s.io", name)
+
+
+    async def _token_review(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.token_reviews.append(body["spec"])
+        user = self.tokens.get(body["spec"].get("token", ""))
+        body["status"] = {"authenticated": True, "user": user} if user is not None else {
+            "authenticated": False, "error": "invalid bearer token"}
+        return web.json_response(body, status=201)
+
+    async def _access_review(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.access_reviews.append(body["spec"])
+        body["status"] = {"allowed": True} if self.access(body["spec"]) else {
+            "allowed": False, **({"reason": self.denied_reason} if self.denied_reason else {})}
+        return web.json_response(body, status=201)
+
+    async def _configmap(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return _found(self.configmaps.get((request.match_info["ns"], name)), "configmaps", name)
 
 
 def _status(code: int, reason: str, message: str) -> web.Response:

@@ -1,7 +1,7 @@
 """The virt-api aiohttp application: routes, middlewares, and the non-resource endpoints.
 
 Owns: wiring — the error middleware (every failure becomes a Kubernetes ``Status`` body, never a
-stack trace), bearer-token authentication (:mod:`services.virt_api.auth`), the discovery
+stack trace), authentication and authorization (:mod:`services.virt_api.auth`), the discovery
 (:mod:`services.virt_api.discovery`) and OpenAPI (:mod:`services.virt_api.openapi`) endpoints,
 health probes, and handing resource URLs to :class:`services.virt_api.routing.ResourceRouter`.
 Process concerns (ports, TLS, NATS connection, signals) are in :mod:`services.virt_api.main`.
@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from services.virt_api import discovery
-from services.virt_api.auth import bearer_token_middleware
+from services.virt_api.auth import RequestAuth, auth_middleware
 from services.virt_api.events_route import EVENTS_DISCOVERY
 from services.virt_api.namespaces import NAMESPACES_DISCOVERY
 from services.virt_api.negotiation import MAX_BODY_BYTES, encode_response
@@ -108,16 +108,21 @@ def create_app(
     server_address: str = "127.0.0.1:8443",
     readiness: Callable[[Any], Awaitable[None]] = default_readiness,
     admit: Any = None,
+    auth: RequestAuth | None = None,
 ) -> web.Application:
     """Build the application around a connected ObjectStore.
 
-    ``token`` None disables authentication (only for tests that need it); ``subresources`` holds
+    ``auth`` decides who may do what (:mod:`services.virt_api.auth`); without it, ``token`` is the
+    installation's bearer token, and None for both disables authentication (only for tests that
+    need it). ``subresources`` holds
     extra subresource handlers (see :mod:`services.virt_api.subresources`); ``server_address`` is
     what ``/api`` advertises. The store is not closed by the app.
     """
     middlewares: list[Any] = [request_spans, api_request_middleware(compute_request_labels), status_errors]
-    if token is not None:
-        middlewares.append(bearer_token_middleware(token))
+    if auth is None and token is not None:
+        auth = RequestAuth(token=token)
+    if auth is not None:
+        middlewares.append(auth_middleware(auth))
     # client_max_size is a backstop; bodies are read with the same limit in negotiation.read_body.
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES + 1)
     apply_request_tracing(app)

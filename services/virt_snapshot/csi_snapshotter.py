@@ -34,11 +34,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
@@ -155,23 +154,11 @@ def claim_state(pvc: Any) -> ClaimState:
                       annotations=dict((meta.annotations if meta is not None else None) or {}))
 
 
-def api_client_from(kubeconfig: Path | None = None, *, in_cluster: bool = False,
-                    context: str | None = None) -> Any:
-    """A ``kubernetes.client.ApiClient``: in-cluster (service account) when ``in_cluster``; else
-    from ``kubeconfig`` (None: ``$KUBECONFIG`` or ``~/.kube/config``). Raises
-    ``kubernetes.config.ConfigException`` when the configuration cannot be loaded."""
-    if in_cluster:
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
-    return config.new_client_from_config(config_file=str(kubeconfig) if kubeconfig else None, context=context)
-
-
 class CsiSnapshotter:
     """VolumeSnapshots through the Kubernetes API (see the module docstring).
 
     Args:
-        api_client: a ``kubernetes.client.ApiClient`` (:func:`api_client_from`).
+        api_client: a ``kubernetes.client.ApiClient`` (:func:`shared.kube_client.api_client_from`).
         request_timeout: seconds per API request.
         creation_timeout: seconds :meth:`begin` waits for every ``status.creationTime`` before it
             raises a retryable error (the content controller calls it again).

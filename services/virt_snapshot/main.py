@@ -24,6 +24,7 @@ import click
 from services.virt_snapshot.manager import SnapshotManager
 from services.virt_snapshot.volume_snapshotter import VolumeSnapshotter
 from shared.errors import ApiError
+from shared.kube_client import apply_api_client, kubernetes_client_options
 from shared.service import (
     ServiceContext,
     ServiceDefinition,
@@ -42,18 +43,12 @@ def volume_snapshotter(ctx: ServiceContext) -> VolumeSnapshotter | None:
         if params["kubeconfig"] is not None or params["in_cluster"]:
             raise click.UsageError("--kubeconfig and --in-cluster go with --volume-snapshotter csi")
         return None
-    if params["kubeconfig"] is not None and params["in_cluster"]:
-        raise click.UsageError("give --kubeconfig or --in-cluster, not both")
     try:  # the kubernetes client is needed only here
-        from kubernetes.config.config_exception import ConfigException
-
-        from services.virt_snapshot.csi_snapshotter import CsiSnapshotter, api_client_from
+        from services.virt_snapshot.csi_snapshotter import CsiSnapshotter
     except ImportError as err:
         raise click.UsageError(f"--volume-snapshotter csi needs the kubernetes package: {err}") from None
-    try:
-        snapshotter = CsiSnapshotter(api_client_from(params["kubeconfig"], in_cluster=params["in_cluster"]))
-    except ConfigException as err:
-        raise click.UsageError(f"Kubernetes configuration: {err}") from None
+    snapshotter = CsiSnapshotter(apply_api_client(params["kubeconfig"], params["in_cluster"],
+                                                  needed_for="--volume-snapshotter csi"))
 
     async def close() -> None:
         snapshotter.close()
@@ -88,11 +83,7 @@ SERVICE = ServiceDefinition(
         click.option("--volume-snapshotter", type=click.Choice(["embedded", "csi"]), default="embedded",
                      show_default=True, help="embedded: qcow2 copies in the state directory; csi: "
                      "snapshot.storage.k8s.io VolumeSnapshots on a Kubernetes cluster."),
-        click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
-                     help="With --volume-snapshotter csi: the cluster's kubeconfig (default: $KUBECONFIG or "
-                          "~/.kube/config)."),
-        click.option("--in-cluster", is_flag=True, default=False,
-                     help="With --volume-snapshotter csi: use the pod's service account."),
+        *kubernetes_client_options("With --volume-snapshotter csi"),
     ],
     state_dir_help="Default for --storage-dir.",
     health_help="Serve /healthz, /leader and /metrics on this port.",

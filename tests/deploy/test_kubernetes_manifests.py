@@ -165,14 +165,21 @@ def test_host_paths_and_service_account_tokens_only_where_written_down(objects):
         pod = workload["spec"]["template"]["spec"]
         host_paths = sorted(v["hostPath"]["path"] for v in pod.get("volumes", []) if "hostPath" in v)
         assert host_paths == (["/run/libvirt", "/var/lib/kubevirt-py"] if name == "virt-handler" else []), name
-        assert pod["automountServiceAccountToken"] is (name == "virt-snapshot"), name
+        assert pod["automountServiceAccountToken"] is (name in ("virt-snapshot", "virt-api")), name
 
 
-def test_only_virt_snapshot_holds_kubernetes_permissions(objects):
+def test_only_virt_snapshot_and_virt_api_hold_kubernetes_permissions(objects):
     docs = objects["production"]
     bindings = [d for d in docs if d["kind"] in ("ClusterRoleBinding", "RoleBinding")]
     subjects = {(s["kind"], s["name"]) for b in bindings for s in b["subjects"]}
-    assert subjects == {("ServiceAccount", "kubevirt-py-snapshot")}
+    assert subjects == {("ServiceAccount", "kubevirt-py-snapshot"), ("ServiceAccount", "kubevirt-api")}
+    # virt-api: what every aggregated API server is bound to, nothing else
+    api_bindings = {(b["kind"], b["metadata"].get("namespace"), b["roleRef"]["kind"], b["roleRef"]["name"])
+                    for b in bindings if any(s["name"] == "kubevirt-api" for s in b["subjects"])}
+    assert api_bindings == {("ClusterRoleBinding", None, "ClusterRole", "system:auth-delegator"),
+                            ("RoleBinding", "kube-system", "Role", "extension-apiserver-authentication-reader")}
+    for b in bindings:
+        assert all(s.get("namespace") == "kubevirt" for s in b["subjects"]), b["metadata"]["name"]
     role = _find(docs, "ClusterRole", "kubevirt-py-snapshot")
     assert {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
             for v in rule["verbs"]} == {
@@ -181,6 +188,21 @@ def test_only_virt_snapshot_holds_kubernetes_permissions(objects):
         ("snapshot.storage.k8s.io", "volumesnapshotclasses", "list"), ("storage.k8s.io", "storageclasses", "get"),
         ("", "persistentvolumeclaims", "get"), ("", "persistentvolumeclaims", "create"),
         ("", "persistentvolumeclaims", "delete")}
+
+
+@pytest.mark.parametrize("overlay", ["production", "single-node"])
+def test_virt_api_is_a_delegating_aggregated_api_server_without_a_ca_key(objects, overlay):
+    pod = _find(objects[overlay], "Deployment", "virt-api")["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    for arg in ("--authorization-mode=delegated", "--in-cluster", "--tls-cert-file=/etc/kubevirt-py/tls/tls.crt",
+                "--tls-private-key-file=/etc/kubevirt-py/tls/tls.key"):
+        assert arg in args, arg
+    mounted = {(v["secret"]["secretName"], i["key"]) for v in pod["volumes"] if "secret" in v
+               for i in v["secret"]["items"]}
+    mounted |= {(s["secret"]["name"], i["key"]) for v in pod["volumes"] if "projected" in v
+                for s in v["projected"]["sources"] for i in s["secret"]["items"]}
+    assert mounted == {("virt-api-tls", "tls.crt"), ("virt-api-tls", "tls.key"),
+                       ("nats-client-virt-api", "credentials.json"), ("kubevirt-py-ca", "ca.crt")}
 
 
 @pytest.mark.parametrize("overlay", ["production", "single-node"])
@@ -207,7 +229,7 @@ def test_service_arguments_parse_with_each_services_command_line(objects):
                 for var in re.findall(r"\$\((\w+)\)", arg):
                     assert var in env, (workload["metadata"]["name"], arg)
             with cli.make_context(module, list(args)) as ctx:
-                assert ctx.params["nats"], (overlay, module)
+                assert ctx.params["nats_servers"], (overlay, module)
 
 
 def test_store_replicas_and_nats_urls_follow_the_nats_replicas(objects):

@@ -28,7 +28,8 @@ from restore_helpers import (
     make_snapshot,
     restore_state,
 )
-from services.virt_snapshot.csi_snapshotter import CsiSnapshotter, api_client_from
+from services.virt_snapshot.csi_snapshotter import CsiSnapshotter
+from shared.kube_client import api_client_from
 from services.virt_snapshot.restore_controller import RestoreController
 from shared.api.snapshot import VirtualMachineRestore, VirtualMachineSnapshot, VirtualMachineSnapshotContent
 from shared.api.storage import PersistentVolumeClaim

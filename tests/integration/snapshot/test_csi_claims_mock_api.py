@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from mock_kubernetes_api import NS, serve_mock
-from services.virt_snapshot.csi_snapshotter import CsiSnapshotter, api_client_from, cluster_claim_body
+from services.virt_snapshot.csi_snapshotter import CsiSnapshotter, cluster_claim_body
+from shared.kube_client import api_client_from
 from services.virt_snapshot.volume_snapshotter import ClaimState, SnapshotterError
 
 CLAIMS = f"/api/v1/namespaces/{NS}/persistentvolumeclaims"

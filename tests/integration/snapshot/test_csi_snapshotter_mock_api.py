@@ -9,7 +9,8 @@ import json
 import pytest
 
 from mock_kubernetes_api import CUT, SNAP, serve_mock
-from services.virt_snapshot.csi_snapshotter import CsiSnapshotter, api_client_from
+from services.virt_snapshot.csi_snapshotter import CsiSnapshotter
+from shared.kube_client import api_client_from
 from services.virt_snapshot.volume_snapshotter import SnapshotRequest, SnapshotterError, VolumeRequest
 from shared.api.storage import TypedLocalObjectReference
 from snapshot_helpers import (
