@@ -17,6 +17,7 @@ import click
 from services.virt_controller.manager import ControllerManager
 from shared import metrics
 from shared.errors import ApiError
+from shared.node_fencing import DEFAULT_FENCE_MARGIN, DEFAULT_HEARTBEAT_TIMEOUT
 from shared.service import (
     ServiceContext,
     ServiceDefinition,
@@ -30,7 +31,8 @@ def build_manager(store: Any, params: Mapping[str, Any]) -> ControllerManager:
     """The controller manager this process runs, from its command-line ``params``."""
     return ControllerManager(store, params["identity"], workers=params["workers"],
                              lease_duration=params["lease_duration"], renew_deadline=params["renew_deadline"],
-                             retry_period=params["retry_period"], heartbeat_timeout=params["heartbeat_timeout"])
+                             retry_period=params["retry_period"], heartbeat_timeout=params["heartbeat_timeout"],
+                             fence_margin=params["fence_margin"])
 
 
 async def run(ctx: ServiceContext) -> None:
@@ -49,8 +51,13 @@ SERVICE = ServiceDefinition(
     options=[
         *leader_election_options(),
         click.option("--workers", default=4, show_default=True, help="Worker tasks per controller."),
-        click.option("--heartbeat-timeout", default=40.0, show_default=True,
-                     help="Seconds without node heartbeat before its VMIs become Unknown."),
+        click.option("--heartbeat-timeout", default=DEFAULT_HEARTBEAT_TIMEOUT, show_default=True, type=float,
+                     help="Seconds without a node heartbeat before the VMIs of a self-fencing node become "
+                          "Failed (NodeUnresponsive) and are restarted per run strategy; a node that does not "
+                          "fence leaves them Unknown."),
+        click.option("--fence-margin", default=DEFAULT_FENCE_MARGIN, show_default=True, type=float,
+                     help="Seconds a node's advertised --fence-after must stay below --heartbeat-timeout for its "
+                          "silence to count as fenced (destroy calls, check periods, clock skew)."),
     ],
     state_dir_help="Accepted for the embedded installation's uniform command line; the controller keeps "
                    "no local state (everything is in the store).",

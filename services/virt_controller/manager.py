@@ -24,7 +24,7 @@ from services.virt_controller.replicaset_controller import (
 )
 from services.virt_controller.vm_controller import VMS, VMController
 from services.virt_controller.vmi_controller import VMIS, VMIController
-from services.virt_controller.vmi_lifecycle import DEFAULT_HEARTBEAT_TIMEOUT
+from shared.node_fencing import DEFAULT_FENCE_MARGIN, DEFAULT_HEARTBEAT_TIMEOUT
 from shared.leader_process import LeaderElectedProcess
 from shared.workers import start_workers
 from shared.api.pool import VirtualMachinePool
@@ -45,12 +45,15 @@ class ControllerManager(LeaderElectedProcess):
         identity: this replica's id (lease holder identity).
         workers: worker tasks per controller.
         lease_duration, renew_deadline, retry_period: leader election timing (seconds).
-        heartbeat_timeout: seconds without node heartbeat before its VMIs become Unknown.
+        heartbeat_timeout: seconds without node heartbeat before the VMIs of a fencing node become
+            Failed (``shared.node_fencing``).
+        fence_margin: seconds a node's ``fence_after`` must stay below ``heartbeat_timeout``.
     """
 
     def __init__(self, store: Any, identity: str, *, workers: int = 4, clock: Clock | None = None,
                  lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
-                 heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT, lease_namespace: str = "kubevirt") -> None:
+                 heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT, fence_margin: float = DEFAULT_FENCE_MARGIN,
+                 lease_namespace: str = "kubevirt") -> None:
         self.store = store
         self.identity = identity
         self.workers = workers
@@ -65,7 +68,7 @@ class ControllerManager(LeaderElectedProcess):
         self.vm_controller = VMController(store, self.vm_informer, self.vmi_informer, clock=self.clock,
                                           report=self._report_vm)
         self.vmi_controller = VMIController(store, self.vmi_informer, self.node_informer, clock=self.clock,
-                                            heartbeat_timeout=heartbeat_timeout)
+                                            heartbeat_timeout=heartbeat_timeout, fence_margin=fence_margin)
         self.rs_controller = ReplicaSetController(store, self.rs_informer, self.vmi_informer, clock=self.clock)
         self.pool_controller = PoolController(store, self.pool_informer, self.vm_informer, clock=self.clock)
         self.elector = LeaderElector(store, identity, namespace=lease_namespace, lease_duration=lease_duration,

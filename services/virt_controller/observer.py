@@ -29,6 +29,9 @@ PHASE_EVENTS: dict[str, tuple[str, str, str]] = {
     Phase.FAILED: (WARNING, "Stopped", "The VirtualMachineInstance crashed."),
     Phase.UNKNOWN: (WARNING, "NodeNotReady", "The node {node} of the VirtualMachineInstance stopped reporting."),
 }
+#: the Event of a VMI failed because its node was lost (KubeVirt's node controller records it)
+NODE_LOST_EVENT = (NORMAL, Reason.NODE_UNRESPONSIVE,
+                   "virt-handler on node {node} is not responsive, marking VMI as failed")
 
 
 def _pod_scheduled(status: Any) -> object:
@@ -72,7 +75,7 @@ def _transition_view(vmi: VirtualMachineInstance) -> dict[str, Any]:
         view["metadata"] = msgspec.to_builtins(vmi.metadata)
     status = vmi.status
     if status is not None:
-        view["status"] = {"phase": status.phase, "nodeName": status.node_name,
+        view["status"] = {"phase": status.phase, "nodeName": status.node_name, "reason": status.reason,
                           "conditions": msgspec.to_builtins(status.conditions),
                           "phaseTransitionTimestamps": msgspec.to_builtins(status.phase_transition_timestamps)}
     return view
@@ -88,7 +91,8 @@ def _unschedulable_message(vmi: dict[str, Any] | None) -> str | None:
 
 def compute_vmi_transition_events(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     """The Events (type, reason, message) a VMI change from ``old`` to ``new`` deserves: one per
-    phase entered (:data:`PHASE_EVENTS`), ``ShuttingDown`` when deletion starts, a Warning
+    phase entered (:data:`PHASE_EVENTS`; :data:`NODE_LOST_EVENT` for ``Failed`` with reason
+    ``NodeUnresponsive``), ``ShuttingDown`` when deletion starts, a Warning
     ``FailedScheduling`` when the scheduler's Unschedulable condition appears or changes. Nothing
     for an object first seen (old None) or deleted (new None)."""
     if old is None or new is None:
@@ -105,7 +109,8 @@ def compute_vmi_transition_events(old: dict[str, Any] | None, new: dict[str, Any
         events.append((NORMAL, "ShuttingDown", "Signaled Graceful Shutdown"))
     phase = status.get("phase") or ""
     if phase and phase != ((old.get("status") or {}).get("phase") or ""):
-        spec = PHASE_EVENTS.get(phase)
+        spec = NODE_LOST_EVENT if phase == Phase.FAILED and status.get("reason") == Reason.NODE_UNRESPONSIVE \
+            else PHASE_EVENTS.get(phase)
         if spec is not None:
             event_type, reason, template = spec
             events.append((event_type, reason, template.format(**fields)))

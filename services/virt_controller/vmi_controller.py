@@ -3,8 +3,9 @@
 Rules are the pure :func:`vmi_lifecycle.compute_vmi_update`; this module feeds it from the
 caches and writes the result with one compare-and-swap update of the whole object (finalizers
 and status together, so a VMI start costs one controller write). Node heartbeats are checked
-every ``heartbeat_timeout / 4`` seconds by :meth:`VMIController.monitor_nodes`, which enqueues
-the VMIs of nodes that stopped reporting (a stopped heartbeat makes no event by itself). The
+every ``heartbeat_timeout / 8`` seconds by :meth:`VMIController.monitor_nodes`, which enqueues
+the VMIs of nodes that stopped reporting or are lost (:mod:`node_loss`; a stopped heartbeat makes
+no event by itself). The
 VMIs of a node come from an index (:class:`key_index.KeyIndex` by ``status.nodeName``), so a
 node event or a heartbeat check costs the node's VMIs, not a scan of every VMI.
 """
@@ -19,11 +20,9 @@ from services.virt_controller import phases
 from shared.clock import Clock, SystemClock
 from services.virt_controller.key_index import KeyIndex
 from shared.api.decoding import encode_object
-from services.virt_controller.vmi_lifecycle import (
-    DEFAULT_HEARTBEAT_TIMEOUT,
-    compute_vmi_update,
-    is_node_responsive,
-)
+from services.virt_controller.node_loss import NodeHealth, compute_node_health
+from services.virt_controller.vmi_lifecycle import compute_vmi_update
+from shared.node_fencing import DEFAULT_FENCE_MARGIN, DEFAULT_HEARTBEAT_TIMEOUT
 from shared.api.vmi import VirtualMachineInstance
 from shared.api.vocabulary import Phase
 from shared.errors import NotFound
@@ -48,18 +47,23 @@ class VMIController:
         store: ObjectStore.
         vmis: typed informer of ``virtualmachineinstances`` (``decode=VirtualMachineInstance``).
         nodes: informer of ``nodes`` (JSON-ready dicts).
-        heartbeat_timeout: seconds without a node heartbeat before its VMIs become Unknown.
+        heartbeat_timeout: seconds without a node heartbeat before the VMIs of a fencing node
+            become Failed (of a node that does not fence: Unknown).
+        fence_margin: seconds a node's advertised ``fence_after`` must stay below
+            ``heartbeat_timeout`` for its silence to count as fenced (:mod:`shared.node_fencing`).
     """
 
     def __init__(self, store: Any, vmis: Informer[VirtualMachineInstance], nodes: Informer[dict[str, Any]],
                  queue: WorkQueue | None = None, *, clock: Clock | None = None,
-                 heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT) -> None:
+                 heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+                 fence_margin: float = DEFAULT_FENCE_MARGIN) -> None:
         self.store = store
         self.vmis = vmis
         self.nodes = nodes
         self.queue = queue or WorkQueue(name="vmi")
         self.clock = clock or SystemClock()
         self.heartbeat_timeout = heartbeat_timeout
+        self.fence_margin = fence_margin
         self.by_node: KeyIndex[VirtualMachineInstance] = KeyIndex(vmis, node_of)
         vmis.add_handler(self._on_vmi)
         nodes.add_handler(self._on_node)
@@ -74,11 +78,15 @@ class VMIController:
         node = new or old
         if node is None:
             return
-        now = self.clock.now()
-        if old is not None and new is not None and is_node_responsive(new, now, self.heartbeat_timeout) \
-                and is_node_responsive(old, now, self.heartbeat_timeout):
+        if old is not None and new is not None and self.health_of(new) == NodeHealth.RESPONSIVE \
+                and self.health_of(old) == NodeHealth.RESPONSIVE:
             return
         self.enqueue_node_vmis(node["metadata"]["name"])
+
+    def health_of(self, node: dict[str, Any] | None) -> NodeHealth:
+        """The health of ``node`` (JSON-ready Node, None: deleted) now."""
+        return compute_node_health(node, self.clock.now(), heartbeat_timeout=self.heartbeat_timeout,
+                                   margin=self.fence_margin)
 
     def enqueue_node_vmis(self, node_name: str) -> None:
         """Queue the VMIs placed on ``node_name``."""
@@ -90,11 +98,11 @@ class VMIController:
         for key in self.vmis.keys():
             self.queue.add(key)
 
-    def _node_responsive(self, vmi: VirtualMachineInstance) -> bool:
+    def _node_health(self, vmi: VirtualMachineInstance) -> NodeHealth:
         node_name = node_of(vmi)
         if not node_name:
-            return True
-        return is_node_responsive(self.nodes.get(node_name), self.clock.now(), self.heartbeat_timeout)
+            return NodeHealth.RESPONSIVE
+        return self.health_of(self.nodes.get(node_name))
 
     async def reconcile(self, key: str) -> None:
         """Write the VMI's next controller-owned state, if any. Conflict propagates (requeue).
@@ -103,7 +111,7 @@ class VMIController:
         vmi = self.vmis.get(key)
         if vmi is None:
             return
-        wanted = compute_vmi_update(vmi, node_responsive=self._node_responsive(vmi), now=self.clock.now())
+        wanted = compute_vmi_update(vmi, node_health=self._node_health(vmi), now=self.clock.now())
         if wanted is None:
             return
         try:
@@ -113,26 +121,28 @@ class VMIController:
         self.vmis.assume_written(vmi, stored)
 
     def check_heartbeats(self) -> int:
-        """Queue VMIs on nodes that stopped reporting; returns how many were queued.
+        """Queue the VMIs that must change because their node went silent (to ``Unknown``) or
+        was lost (to ``Failed``); returns how many were queued.
 
-        Only the nodes that have VMIs are checked, and only the VMIs of stale nodes are read."""
-        now = self.clock.now()
+        Only the nodes that have VMIs are checked, and only the VMIs of silent nodes are read."""
         queued = 0
         for node_name in self.by_node.values():
-            if is_node_responsive(self.nodes.get(node_name), now, self.heartbeat_timeout):
+            health = self.health_of(self.nodes.get(node_name))
+            if health == NodeHealth.RESPONSIVE:
                 continue
             for key in self.by_node.keys(node_name):
                 vmi = self.vmis.get(key)
                 if vmi is None or phases.phase_of(vmi) not in ON_NODE_PHASES:
                     continue
-                if phases.phase_of(vmi) != Phase.UNKNOWN or phases.is_marked_for_deletion(vmi):
+                if health == NodeHealth.LOST or phases.phase_of(vmi) != Phase.UNKNOWN:
                     self.queue.add(key)
                     queued += 1
         return queued
 
     async def monitor_nodes(self) -> None:
-        """Run :meth:`check_heartbeats` every ``heartbeat_timeout / 4`` seconds, forever."""
-        period = max(self.heartbeat_timeout / 4, 0.1)
+        """Run :meth:`check_heartbeats` every ``heartbeat_timeout / 8`` seconds, forever (the
+        period adds to how late a lost node's VMIs become Failed, never makes it earlier)."""
+        period = max(self.heartbeat_timeout / 8, 0.1)
         while True:
             await asyncio.sleep(period)
             self.check_heartbeats()

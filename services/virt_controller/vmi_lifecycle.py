@@ -8,10 +8,13 @@ pkg/virt-controller/watch/vmi/lifecycle.go`` and ``pkg/virt-controller/watch/nod
   mirrored status does not change and costs no write);
   scheduler-bridge then sets ``nodeName`` and ``Scheduled``;
 * unset/Pending/Scheduling and being deleted (never reached a node) -> ``Failed``;
-* Scheduled/Running on a node whose heartbeat stopped -> ``Unknown`` (condition
-  ``Ready=False/NodeUnresponsive``); if the VMI is also being deleted -> ``Failed`` with
-  ``reason: NodeUnresponsive``, so deleting never waits on a dead node. virt-handler sets
-  Running again when it comes back (it owns the status of VMIs on its node);
+* Scheduled/Running on an ``UNRESPONSIVE`` node (:mod:`node_loss`) -> ``Unknown`` (condition
+  ``Ready=False/NodeUnresponsive``), also when the VMI is being deleted: its guest may still run,
+  so neither a replacement nor the end of the deletion may happen yet. virt-handler sets Running
+  again when it comes back (it owns the status of VMIs on its node);
+* Scheduled/Running/Unknown on a ``LOST`` node (silent past the heartbeat timeout and fenced, or
+  deleted) -> ``Failed`` with ``reason: NodeUnresponsive`` (KubeVirt's node controller), the
+  finalizer removed; the VM controller then restarts it as its run strategy says;
 * final (Succeeded/Failed) -> the controller's finalizer is removed.
 
 Who writes what: this controller the transitions above; scheduler-bridge ``nodeName``, label
@@ -22,7 +25,6 @@ Running/Succeeded/Failed and the guest status.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
@@ -38,52 +40,11 @@ from shared.api.vocabulary import (
     Reason,
     format_micro_time,
     format_time,
-    parse_time,
 )
+from services.virt_controller.node_loss import NodeHealth
 
-HEARTBEAT_ANNOTATION = "kubevirt.io/heartbeat"
-DEFAULT_HEARTBEAT_TIMEOUT = 40.0
 DELETED_BEFORE_START = "DeletedBeforeStart"
 DELETED_WHILE_SCHEDULING = "DeletedWhileScheduling"
-
-
-def _node_ready(node: dict[str, Any]) -> dict[str, Any] | None:
-    for cond in (node.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == ConditionType.READY:
-            return dict(cond)
-    return None
-
-
-def compute_last_heartbeat(node: dict[str, Any] | None) -> datetime | None:
-    """Latest heartbeat of a Node (a JSON-ready ``v1`` Node): ``Ready`` condition
-    ``lastHeartbeatTime`` or the ``kubevirt.io/heartbeat`` annotation, whichever is newer
-    (None when neither)."""
-    if not node:
-        return None
-    stamps: list[datetime] = []
-    ready = _node_ready(node)
-    for text in ((ready or {}).get("lastHeartbeatTime"),
-                 ((node.get("metadata") or {}).get("annotations") or {}).get(HEARTBEAT_ANNOTATION)):
-        try:
-            parsed = parse_time(text)
-        except ValueError:
-            parsed = None
-        if parsed is not None:
-            stamps.append(parsed)
-    return max(stamps) if stamps else None
-
-
-def is_node_responsive(node: dict[str, Any] | None, now: datetime,
-                       timeout: float = DEFAULT_HEARTBEAT_TIMEOUT) -> bool:
-    """The node exists, its ``Ready`` condition (if any) is not False/Unknown, and its last
-    heartbeat is at most ``timeout`` seconds old."""
-    if not node:
-        return False
-    ready = _node_ready(node)
-    if ready is not None and ready.get("status") != ConditionStatus.TRUE:
-        return False
-    beat = compute_last_heartbeat(node)
-    return beat is not None and (now - beat).total_seconds() <= timeout
 
 
 def _with_finalizer(meta: ObjectMeta, add: bool) -> ObjectMeta:
@@ -93,14 +54,14 @@ def _with_finalizer(meta: ObjectMeta, add: bool) -> ObjectMeta:
     return msgspec.structs.replace(meta, finalizers=finalizers or None)
 
 
-def compute_vmi_update(vmi: VirtualMachineInstance, *, node_responsive: bool,
+def compute_vmi_update(vmi: VirtualMachineInstance, *, node_health: NodeHealth,
                        now: datetime) -> VirtualMachineInstance | None:
     """The VMI as this controller wants it, or None when there is nothing to write.
 
     Args:
         vmi: the cached VMI.
-        node_responsive: for a VMI with ``status.nodeName``, whether that node's heartbeat is
-            current (see :func:`is_node_responsive`); ignored otherwise.
+        node_health: for a VMI with ``status.nodeName``, that node's health
+            (:func:`node_loss.compute_node_health`); ignored otherwise.
         now: current time; phase transitions are stamped with microseconds (so start-up
             latency can be measured from the objects), conditions with seconds.
     """
@@ -111,6 +72,7 @@ def compute_vmi_update(vmi: VirtualMachineInstance, *, node_responsive: bool,
     status = old_status
     meta = vmi.metadata or ObjectMeta()
     new_meta = meta
+    on_node = phase in (Phase.SCHEDULED, Phase.RUNNING, Phase.UNKNOWN) and bool(status.node_name)
     if phases.is_final(vmi):
         new_meta = _with_finalizer(meta, add=False)
     elif phase in ("", Phase.PENDING, Phase.SCHEDULING) and deleting:
@@ -120,18 +82,21 @@ def compute_vmi_update(vmi: VirtualMachineInstance, *, node_responsive: bool,
     elif phase in ("", Phase.PENDING):
         status = phases.with_phase(status, Phase.SCHEDULING, precise)
         new_meta = _with_finalizer(meta, add=True)
-    elif phase in (Phase.SCHEDULED, Phase.RUNNING, Phase.UNKNOWN) and status.node_name \
-            and not node_responsive:
-        if deleting:
-            status = msgspec.structs.replace(phases.with_phase(status, Phase.FAILED, precise),
-                                             reason=Reason.NODE_UNRESPONSIVE)
-            new_meta = _with_finalizer(meta, add=False)
-        elif phase != Phase.UNKNOWN:
-            status = phases.with_phase(status, Phase.UNKNOWN, precise)
-        if not deleting:
-            status = msgspec.structs.replace(status, conditions=with_condition(status.conditions, Condition(
-                type=ConditionType.READY, status=ConditionStatus.FALSE, reason=Reason.NODE_UNRESPONSIVE,
-                message=f"node {status.node_name} stopped reporting"), format_time(now)))
+    elif on_node and node_health == NodeHealth.LOST:
+        status = msgspec.structs.replace(phases.with_phase(status, Phase.FAILED, precise),
+                                         reason=Reason.NODE_UNRESPONSIVE)
+        status = _with_unresponsive_ready(status, f"node {status.node_name} was lost; its guest is gone", now)
+        new_meta = _with_finalizer(meta, add=False)
+    elif on_node and node_health == NodeHealth.UNRESPONSIVE:
+        status = _with_unresponsive_ready(phases.with_phase(status, Phase.UNKNOWN, precise),
+                                          f"node {status.node_name} stopped reporting", now)
     if status == old_status and new_meta == meta:
         return None
     return msgspec.structs.replace(vmi, metadata=new_meta, status=status)
+
+
+def _with_unresponsive_ready(status: VirtualMachineInstanceStatus, message: str,
+                             now: datetime) -> VirtualMachineInstanceStatus:
+    return msgspec.structs.replace(status, conditions=with_condition(status.conditions, Condition(
+        type=ConditionType.READY, status=ConditionStatus.FALSE, reason=Reason.NODE_UNRESPONSIVE,
+        message=message), format_time(now)))

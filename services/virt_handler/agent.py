@@ -20,6 +20,8 @@
   other alone).
 
 Stopping leaves every domain as it is; a restarted agent adopts them without restarting any.
+While ``fenced`` (set by the self-fence, ``fencing``: the node could not write its heartbeat) no
+VMI is synced: every key is looked at again after ``FENCED_RECHECK_SECONDS``.
 Node registration and heartbeat are ``node.py``; domain XML is ``domain/``.
 """
 
@@ -64,6 +66,9 @@ __all__ = ["AgentConfig", "VmiAgent", "compute_domain_type",
            "compute_grace_seconds", "compute_item_delay", "compute_key_of_domain", "describe"]
 
 log = logging.getLogger(__name__)
+
+#: while fenced, a key is looked at again after this many seconds (and then skipped again)
+FENCED_RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ class VmiAgent:
         self.executor = SyncExecutor(store, hypervisor, config, self.files, self.state, self.queue,
                                      lookup=self.vmis.get,
                                      observe=lambda vmi: self._observe(vmi, enqueue=False),
-                                     record_event=self._record_event, clock=self.clock)
+                                     record_event=self.record_event, clock=self.clock)
         self.migrations = MigrationExecutor(self.executor, release=self._release, enqueue=self.queue.add)
         self.executor.migrations = self.migrations
         self.freezes = FreezeKeeper(hypervisor, self.files, changed=self.queue.add, lookup=self.vmis.get)
@@ -144,11 +149,12 @@ class VmiAgent:
                                       freezes=self.freezes, backups=self.backups)
         self.domain_events = DomainEventRelay(
             config.node_name, self.state, bus=bus, publish=config.publish_domain_events, enqueue=self.queue.add,
-            enqueue_everything=self._enqueue_everything, clock=self.clock,
+            enqueue_everything=self.enqueue_everything, clock=self.clock,
             uid_of=lambda key: ((self.vmis.get(key) or {}).get("metadata") or {}).get("uid", ""))
         self._tasks: list[asyncio.Task[None]] = []
         self._event_tasks: set[asyncio.Task[Any]] = set()
         self.synced = asyncio.Event()
+        self.fenced = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -158,7 +164,7 @@ class VmiAgent:
         self._tasks = [self.informer.start()]
         await self.informer.wait_synced()
         await self.freezes.recover_all()  # a guest frozen before a restart is thawed at its deadline
-        await self._enqueue_everything()
+        await self.enqueue_everything()
         self.synced.set()
         spawn = asyncio.get_running_loop().create_task
         self._tasks += [spawn(self.domain_events.run(subscription), name="handler-domain-events"),
@@ -241,7 +247,8 @@ class VmiAgent:
         obj = self.vmis.get(key)
         return decode_vmi(obj) if obj is not None else None
 
-    async def _enqueue_everything(self) -> None:
+    async def enqueue_everything(self) -> None:
+        """Queue every VMI of this node and every domain this handler made."""
         for key in list(self.vmis):
             self.queue.add(key)
         try:
@@ -255,12 +262,15 @@ class VmiAgent:
     async def _resync(self) -> None:
         while True:
             await asyncio.sleep(self.config.resync_interval)
-            await self._enqueue_everything()
+            await self.enqueue_everything()
 
     # -- work --------------------------------------------------------------------------------
     async def reconcile(self, key: str) -> float | None:
         """Converge one VMI and its domain (``SyncExecutor.sync``): seconds after which to look
-        again (None: only when something changes). Raises on failures to retry with backoff."""
+        again (None: only when something changes). Raises on failures to retry with backoff.
+        Nothing is synced while fenced."""
+        if self.fenced:
+            return FENCED_RECHECK_SECONDS
         return await self.executor.sync(key)
 
     def _sync_span(self, key: str) -> contextlib.AbstractContextManager[Any]:
@@ -292,7 +302,7 @@ class VmiAgent:
             if delay is not None:
                 self.queue.add_after(key, delay)
 
-    def _record_event(self, vmi: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+    def record_event(self, vmi: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         """Record a Kubernetes Event about ``vmi`` in the background (never delays the sync)."""
         obj = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", **vmi}
         task = asyncio.get_running_loop().create_task(self.recorder.record(obj, event_type, reason, message))

@@ -8,8 +8,9 @@ Usage::
 Start-up, signals, health endpoint, logging and tracing are :mod:`shared.service`'s. This module
 opens libvirt and the store (one readable line and exit code 1 when either is unreachable),
 decides the domain type (:mod:`services.virt_handler.domain_type`), and runs what
-:func:`build_node` builds (Node heartbeat, the VMI agent, the serial-console server) until
-SIGTERM/SIGINT. Stopping leaves every domain running: the next handler adopts them.
+:func:`build_node` builds (Node heartbeat, the VMI agent, the serial-console server, the
+self-fence) until SIGTERM/SIGINT. Stopping leaves every domain running: the next handler adopts
+them (the stop first hands the fence over, :meth:`SelfFence.retire`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,18 @@ from services.virt_handler.console import ConsoleServer
 from services.virt_handler.domain import DEFAULT_PVC_ROOT
 from services.virt_handler.domain_stats import DomainStatsSnapshot
 from services.virt_handler.domain_type import ACCELERATION_RECORD, decide_domain_type
+from services.virt_handler.fencing import SelfFence
 from services.virt_handler.hypervisor import Hypervisor, HypervisorError
 from services.virt_handler.node import NodeHeartbeat, default_node_name
 from shared.api.migration_vocabulary import NODE_MIGRATION_URI_ANNOTATION, NODE_VMI_STATE_DIR_ANNOTATION
 from shared.errors import ApiError
+from shared.node_fencing import (
+    DEFAULT_FENCE_AFTER,
+    DEFAULT_HEARTBEAT_INTERVAL,
+    FENCE_AFTER_ANNOTATION,
+    compute_timing_problem,
+    format_fence_after,
+)
 from shared.service import CommonSettings, ServiceContext, ServiceDefinition, TracingIdentity, service_command
 from shared.tasks import cancel_and_wait
 
@@ -58,7 +67,8 @@ class HandlerSettings:
     image_dir: Path | None = None
     bucket_prefix: str = "kv_"
     domain_type: str = "auto"
-    heartbeat_interval: float = 5.0
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    fence_after: float = DEFAULT_FENCE_AFTER
     workers: int = 8
     connect_timeout: float = 30.0
     health_port: int | None = None
@@ -75,6 +85,7 @@ def compute_handler_settings(common: CommonSettings) -> HandlerSettings:
     return HandlerSettings(nats_servers=common.nats_servers, node_name=p["node_name"], libvirt_uri=p["libvirt_uri"],
                            state_dir=common.state_dir, image_dir=p["image_dir"], bucket_prefix=common.bucket_prefix,
                            domain_type=p["domain_type"], heartbeat_interval=p["heartbeat_interval"],
+                           fence_after=p.get("fence_after", DEFAULT_FENCE_AFTER),
                            workers=p["workers"], health_port=common.health_port,
                            migration_uri=p.get("migration_uri"),
                            stand_in_migration_seconds=p.get("stand_in_migration_seconds", 1.0),
@@ -92,14 +103,19 @@ def compute_migration_uri(settings: HandlerSettings) -> str:
 
 
 def compute_node_annotations(settings: HandlerSettings) -> dict[str, str]:
-    """The annotations the handler keeps on its Node for migrations (URI and VMI state dir)."""
-    return {NODE_MIGRATION_URI_ANNOTATION: compute_migration_uri(settings),
-            NODE_VMI_STATE_DIR_ANNOTATION: str(settings.state_dir / "vmis")}
+    """The annotations the handler keeps on its Node: for migrations (URI and VMI state dir) and,
+    when it fences itself, its ``fence_after`` (``shared.node_fencing.FENCE_AFTER_ANNOTATION``)."""
+    annotations = {NODE_MIGRATION_URI_ANNOTATION: compute_migration_uri(settings),
+                   NODE_VMI_STATE_DIR_ANNOTATION: str(settings.state_dir / "vmis")}
+    if settings.fence_after > 0:
+        annotations[FENCE_AFTER_ANNOTATION] = format_fence_after(settings.fence_after)
+    return annotations
 
 
 def build_node(store: Any, hypervisor: Hypervisor, settings: HandlerSettings,
-               domain_type: str) -> tuple[NodeHeartbeat, VmiAgent, ConsoleServer]:
-    """What this node runs: its heartbeat, the VMI agent and the serial-console server (not started)."""
+               domain_type: str) -> tuple[NodeHeartbeat, VmiAgent, ConsoleServer, SelfFence]:
+    """What this node runs: its heartbeat, the VMI agent, the serial-console server and the
+    self-fence (none started)."""
     from shared.images import ImageStore
 
     images = ImageStore(settings.image_dir or settings.state_dir / "images")
@@ -110,26 +126,32 @@ def build_node(store: Any, hypervisor: Hypervisor, settings: HandlerSettings,
         images=images, pvc_root=settings.pvc_root, workers=settings.workers,
         stand_in_migration_seconds=settings.stand_in_migration_seconds),
         bus=store.bus)
-    return heartbeat, agent, ConsoleServer(store.bus, hypervisor, settings.node_name)
+    fence = SelfFence(heartbeat, agent, fence_after=settings.fence_after)
+    return heartbeat, agent, ConsoleServer(store.bus, hypervisor, settings.node_name), fence
 
 
 async def run(ctx: ServiceContext) -> None:
     """Run the node until the process is asked to stop. Raises ``HypervisorError`` (libvirt
     unreachable) or ``ApiError`` (NATS unreachable)."""
     settings = compute_handler_settings(ctx.settings)
+    problem = compute_timing_problem(heartbeat_interval=settings.heartbeat_interval, fence_after=settings.fence_after,
+                                     heartbeat_timeout=None)
+    if problem is not None:
+        raise ValueError(problem)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     hypervisor = Hypervisor(settings.libvirt_uri)
     await hypervisor.open()
     ctx.on_exit(hypervisor.close)
     store = await ctx.connect_store(name=f"virt-handler-{settings.node_name}", retry_for=settings.connect_timeout)
     domain_type = decide_domain_type(settings)
-    heartbeat, agent, console = build_node(store, hypervisor, settings, domain_type)
+    heartbeat, agent, console, fence = build_node(store, hypervisor, settings, domain_type)
     await heartbeat.register()
+    ctx.on_exit(fence.retire)  # after the agent and the tasks stopped: the last write of this handler
     ctx.on_exit(agent.stop)
     await agent.start()
     ctx.on_exit(console.stop)
     await console.start()
-    tasks = [ctx.start_task(heartbeat.run(), "node-heartbeat")]
+    tasks = [ctx.start_task(heartbeat.run(), "node-heartbeat"), ctx.start_task(fence.run(), "self-fence")]
     if settings.health_port is not None:
         from shared.metrics import register_vmi_stats_source, unregister_vmi_stats_source
 
@@ -172,7 +194,13 @@ SERVICE = ServiceDefinition(
                      help="Local OCI image store (default: <state-dir>/images)."),
         click.option("--domain-type", type=click.Choice(["auto", "kvm", "qemu", "test"]), default="auto",
                      show_default=True, help="Domain type; auto = test for test://, KVM when usable, else TCG."),
-        click.option("--heartbeat-interval", default=5.0, show_default=True, help="Seconds between Node heartbeats."),
+        click.option("--heartbeat-interval", default=DEFAULT_HEARTBEAT_INTERVAL, show_default=True, type=float,
+                     help="Seconds between Node heartbeats."),
+        click.option("--fence-after", default=DEFAULT_FENCE_AFTER, show_default=True, type=float,
+                     help="Seconds without a heartbeat the store acknowledged after which this handler destroys its "
+                          "guests (self-fence: virt-controller may replace them after its --heartbeat-timeout, which "
+                          "must exceed this plus its --fence-margin); 0 turns it off (its VMIs are then never "
+                          "declared lost)."),
         click.option("--workers", default=8, show_default=True, help="VMIs reconciled concurrently."),
         click.option("--migration-uri", default=None,
                      help="libvirt URI by which other nodes' libvirtd reach this node's for live migration "
@@ -183,7 +211,7 @@ SERVICE = ServiceDefinition(
         click.option("--stand-in-migration-seconds", default=1.0, show_default=True, type=float,
                      help="Duration of a STAND-IN migration on the test driver (which cannot migrate)."),
     ],
-    failures=(HypervisorError, ApiError), describe=_describe_failure,
+    failures=(HypervisorError, ApiError, ValueError), describe=_describe_failure,
     tracing_attributes=lambda settings: TracingIdentity(node_name=settings.params["node_name"]))
 
 main = service_command(SERVICE)

@@ -9,7 +9,10 @@ Owns the Node object's fields the handler is responsible for (KubeVirt's virt-ha
   ``cpu-feature.node.kubevirt.io/<feature>`` (all ``"true"``); other labels are kept.
 - ``metadata.annotations["kubevirt.io/heartbeat"]``: RFC 3339 time of the last beat;
   ``kubevirt-py.io/libvirt-migration-uri`` (how other nodes' libvirtd reach this node's) and
-  ``kubevirt-py.io/vmi-state-dir`` (this node's per-VMI directory root), given by the handler.
+  ``kubevirt-py.io/vmi-state-dir`` (this node's per-VMI directory root), given by the handler;
+  ``kubevirt-py.io/fence-after-seconds`` while the handler fences itself
+  (``shared.node_fencing``; removed by the last write of a handler that stops cleanly, whose
+  guests keep running for the next handler to adopt).
 - ``status.capacity`` / ``status.allocatable``: ``cpu`` (logical CPUs), ``memory``
   (``<n>Ki``), ``pods``; allocatable equals capacity (no system reservation here).
 - ``status.conditions[type=Ready]``: ``True``/``KubeletReady`` with ``lastHeartbeatTime``
@@ -27,7 +30,8 @@ import logging
 import os
 import platform
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from services.virt_handler.hypervisor_types import NodeInfo
@@ -71,10 +75,12 @@ def compute_node_labels(node_name: str, info: NodeInfo) -> dict[str, str]:
 
 
 def compute_node(existing: dict | None, node_name: str, info: NodeInfo, now: datetime,
-                 *, ready: bool = True, annotations: dict[str, str] | None = None) -> dict:
+                 *, ready: bool = True, annotations: dict[str, str] | None = None,
+                 drop_annotations: Iterable[str] = ()) -> dict:
     """The Node to store: ``existing`` (or a new object) with the handler's labels, heartbeat,
-    capacity, Ready condition and ``annotations`` (the migration URI and VMI state directory)
-    applied; everything else in ``existing`` is kept."""
+    capacity, Ready condition and ``annotations`` (the migration URI, the VMI state directory,
+    the fence deadline) applied and ``drop_annotations`` removed; everything else in
+    ``existing`` is kept."""
     node = dict(existing or {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name}, "spec": {}})
     meta = dict(node.get("metadata") or {})
     labels = {k: v for k, v in (meta.get("labels") or {}).items()
@@ -83,7 +89,9 @@ def compute_node(existing: dict | None, node_name: str, info: NodeInfo, now: dat
     labels.update(compute_node_labels(node_name, info))
     meta["labels"] = labels
     stamp = format_time(now)
-    meta["annotations"] = {**(meta.get("annotations") or {}), **(annotations or {}), HEARTBEAT_ANNOTATION: stamp}
+    dropped = set(drop_annotations)
+    meta["annotations"] = {k: v for k, v in {**(meta.get("annotations") or {}), **(annotations or {}),
+                                             HEARTBEAT_ANNOTATION: stamp}.items() if k not in dropped}
     node["metadata"] = meta
     status = dict(node.get("status") or {})
     capacity = {"cpu": str(info.cpus), "memory": format_memory(info.memory_bytes),
@@ -112,9 +120,12 @@ def compute_node(existing: dict | None, node_name: str, info: NodeInfo, now: dat
 
 
 async def apply_node_status(store, node_name: str, info: NodeInfo, *, now: datetime | None = None,
-                            ready: bool = True, attempts: int = 5, annotations: dict[str, str] | None = None) -> dict:
-    """Create or update the Node (compare-and-swap on its resourceVersion, re-read on conflict).
-    Returns the stored Node. Raises ``shared.errors.Conflict`` after ``attempts`` lost races."""
+                            ready: bool = True, attempts: int = 5, annotations: dict[str, str] | None = None,
+                            drop_annotations: Iterable[str] = ()) -> dict:
+    """Create or update the Node (compare-and-swap on its resourceVersion, re-read on conflict;
+    ``compute_node`` says what changes). Returns the stored Node. Raises
+    ``shared.errors.Conflict`` after ``attempts`` lost races."""
+    drop_annotations = tuple(drop_annotations)
     for _ in range(attempts):
         moment = now or _now()
         try:
@@ -122,10 +133,12 @@ async def apply_node_status(store, node_name: str, info: NodeInfo, *, now: datet
         except NotFound:
             try:
                 return await store.create(NODES, compute_node(None, node_name, info, moment, ready=ready,
-                                                              annotations=annotations), namespaced=False)
+                                                              annotations=annotations,
+                                                              drop_annotations=drop_annotations), namespaced=False)
             except (AlreadyExists, Conflict):  # someone created it meanwhile
                 continue
-        updated = compute_node(existing, node_name, info, moment, ready=ready, annotations=annotations)
+        updated = compute_node(existing, node_name, info, moment, ready=ready, annotations=annotations,
+                               drop_annotations=drop_annotations)
         try:
             return await store.update(NODES, updated, has_status_subresource=False)
         except Conflict:
@@ -137,38 +150,48 @@ class NodeHeartbeat:
     """Registers the Node, then renews its heartbeat every ``interval`` seconds until stopped.
 
     ``info`` is read again from libvirt at every beat (capacity may change, e.g. memory
-    hot-plug); a failed beat is logged and retried at the next interval.
+    hot-plug); a failed beat is logged and retried at the next interval; a beat that takes
+    longer than ``max(interval, 1)`` seconds counts as failed. ``last_beat`` is the monotonic
+    start of the last beat the store acknowledged (what the self-fence measures from).
     """
 
     def __init__(self, store, node_name: str, read_info: Callable, *, interval: float = 5.0,
-                 clock: Callable[[], datetime] = _now, annotations: dict[str, str] | None = None):
+                 clock: Callable[[], datetime] = _now, annotations: dict[str, str] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.store = store
         self.node_name = node_name
         self.read_info = read_info
         self.interval = interval
         self.clock = clock
         self.annotations = annotations
+        self.monotonic = monotonic
         self.beats = 0
+        self.last_beat = monotonic()
+
+    async def beat(self, *, drop_annotations: Iterable[str] = ()) -> dict:
+        """One heartbeat write; raises on failure (including ``TimeoutError``)."""
+        started = self.monotonic()
+        async with asyncio.timeout(max(self.interval, 1.0)):
+            node = await apply_node_status(self.store, self.node_name, await self.read_info(), now=self.clock(),
+                                           annotations=self.annotations, drop_annotations=drop_annotations)
+        self.last_beat = max(self.last_beat, started)
+        self.beats += 1
+        return node
 
     async def register(self) -> dict:
         """First beat; raises on failure (a handler that cannot register must not start)."""
-        node = await apply_node_status(self.store, self.node_name, await self.read_info(), now=self.clock(),
-                                      annotations=self.annotations)
-        self.beats += 1
-        return node
+        return await self.beat()
 
     async def run(self) -> None:
         """Beat forever (cancel the task to stop)."""
         while True:
             await asyncio.sleep(self.interval)
             try:
-                await apply_node_status(self.store, self.node_name, await self.read_info(), now=self.clock(),
-                                      annotations=self.annotations)
-                self.beats += 1
+                await self.beat()
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # noqa: BLE001 - keep beating through transient store/libvirt failures
-                log.warning("heartbeat of node %s failed: %s", self.node_name, err)
+                log.warning("heartbeat of node %s failed: %s", self.node_name, str(err) or type(err).__name__)
 
 
 def default_node_name() -> str:

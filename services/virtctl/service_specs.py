@@ -28,6 +28,11 @@ from services.virtctl.layout import DEFAULT_LIBVIRT_URI, Layout, load_layout
 from services.virtctl.nats_security import apply_nats_security
 from services.virtctl.processes import ServiceSpec, is_our_process, read_record, stays_up
 from shared.natsserver import find_nats_server_binary
+from shared.node_fencing import FailureTiming
+
+#: when a silent node's VMIs are replaced: the handlers fence after 20 s without a heartbeat, the
+#: controller declares their VMIs Failed after 40 s (checked on construction: 40 >= 20 + 10)
+FAILURE_TIMING = FailureTiming()
 
 
 # -- health probes ---------------------------------------------------------------------------
@@ -99,7 +104,7 @@ def _api_argv(layout: Layout) -> list[str]:
 def _handler_args(layout: Layout) -> list[str]:
     return ["--node-name", layout.node_name, "--libvirt-uri", layout.libvirt_uri,
             "--image-dir", str(layout.images_dir), "--health-port", str(layout.handler_health_port),
-            "--pvc-root", str(layout.pvcs_dir)]
+            "--pvc-root", str(layout.pvcs_dir), *FAILURE_TIMING.handler_args()]
 
 
 def _prepare_handler(layout: Layout) -> None:
@@ -120,7 +125,8 @@ NATS_SERVER = ServiceSpec("nats-server", _nats_argv, is_nats_healthy, prepare=_p
 VIRT_API = ServiceSpec("virt-api", _api_argv, is_api_ready, start_timeout=45.0)
 VIRT_CONTROLLER = python_service(
     "virt-controller", "services.virt_controller.main",
-    extra_args=health_port_args(lambda layout: layout.controller_health_port),
+    extra_args=lambda layout: [*health_port_args(lambda lay: lay.controller_health_port)(layout),
+                               *FAILURE_TIMING.controller_args()],
     health=healthz_probe(lambda layout: layout.controller_health_port))
 VIRT_MIGRATION = python_service(
     "virt-migration", "services.virt_migration.main",

@@ -1,7 +1,10 @@
 """VMI phases that depend on nodes: unschedulable (scheduler's condition mirrored on the VM) and
 Unknown when a node's heartbeat stops, Running again when its handler reports back."""
+import asyncio
+
 import pytest
 
+from shared.api.vocabulary import parse_time
 from controller_harness import (
     NS, VMIS, VMS, make_node, make_vm, now_text, running, running_manager, scheduled, update_vmi_status, wait_for,
 )
@@ -76,3 +79,54 @@ async def beat(store, name):
     node = await store.get("nodes", None, name)
     node["status"]["conditions"][0]["lastHeartbeatTime"] = now_text()
     await store.update("nodes", node, subresource="status")
+
+
+async def test_vmi_of_a_fencing_node_is_unknown_then_failed_after_the_timeout_and_its_vm_restarts(object_store):
+    """A node that fences itself after 1 s: its silent VMI reports Unknown once the fence is due,
+    becomes Failed (NodeUnresponsive) only after --heartbeat-timeout, and only then does the VM
+    (runStrategy Always) get a new VMI."""
+    store = object_store
+    node = make_node("n1")
+    node["metadata"]["annotations"] = {"kubevirt-py.io/fence-after-seconds": "1"}
+    await store.create("nodes", node, namespaced=False)
+    seen: list[tuple[str, str, str | None, str | None]] = []  # uid, phase, reason, transition time
+
+    async def record():
+        async for event in store.watch(VMIS, NS):
+            status = event.object.get("status") or {}
+            stamps = {s["phase"]: s["phaseTransitionTimestamp"] for s in status.get("phaseTransitionTimestamps") or []}
+            phase_now = status.get("phase") or ""
+            seen.append((event.object["metadata"]["uid"], phase_now, status.get("reason"), stamps.get(phase_now)))
+
+    recorder = asyncio.create_task(record())
+    try:
+        async with running_manager(store, heartbeat_timeout=4.0, fence_margin=2.0):
+            await store.create(VMS, make_vm("lost"))
+            await wait_for(lambda: _is(phase(store, "lost"), "Scheduling"))
+            await beat(store, "n1")
+            await update_vmi_status(store, "lost", scheduled("n1"))
+            await update_vmi_status(store, "lost", running)
+            first = (await store.get(VMIS, NS, "lost"))["metadata"]["uid"]
+            silent_since = parse_time(
+                (await store.get("nodes", None, "n1"))["status"]["conditions"][0]["lastHeartbeatTime"])
+            await wait_for(lambda: _is(phase(store, "lost"), "Unknown"), timeout=10, what="Unknown")
+            await wait_for(lambda: _uid_changed(store, "lost", first), timeout=15, what="a new VMI")
+            events, _ = await store.list("events", NS)
+    finally:
+        recorder.cancel()
+    old = [(p, r, t) for uid, p, r, t in seen if uid == first]
+    phases = [p for p, _, _ in old]
+    assert phases.index("Unknown") < phases.index("Failed"), phases
+    _, reason, failed_at = next(entry for entry in old if entry[0] == "Failed")
+    assert reason == "NodeUnresponsive"
+    assert (parse_time(failed_at) - silent_since).total_seconds() > 4.0, "Failed only after the timeout"
+    new_uids = {uid for uid, *_ in seen} - {first}
+    assert len(new_uids) == 1
+    first_new = min(i for i, entry in enumerate(seen) if entry[0] in new_uids)
+    assert "Failed" in [p for uid, p, _, _ in seen[:first_new] if uid == first], "no replacement before Failed"
+    lost = [e for e in events if e["reason"] == "NodeUnresponsive" and e["involvedObject"]["uid"] == first]
+    assert [e["message"] for e in lost] == ["virt-handler on node n1 is not responsive, marking VMI as failed"]
+
+
+async def _uid_changed(store, name, old_uid):
+    return (await store.get(VMIS, NS, name))["metadata"]["uid"] != old_uid

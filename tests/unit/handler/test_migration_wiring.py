@@ -46,7 +46,8 @@ def test_node_annotations_for_migration():
                                state_dir=Path("/var/lib/n2"))
     annotations = compute_node_annotations(settings)
     assert annotations == {"kubevirt-py.io/libvirt-migration-uri": "qemu+unix:///system?socket=/run/x/sock",
-                           "kubevirt-py.io/vmi-state-dir": "/var/lib/n2/vmis"}
+                           "kubevirt-py.io/vmi-state-dir": "/var/lib/n2/vmis",
+                           "kubevirt-py.io/fence-after-seconds": "20"}
     info = NodeInfo(cpus=2, memory_bytes=2**30, cpu_model="m", cpu_vendor="", cpu_features=(), arch="x86_64",
                     hostname="n2", mhz=1)
     node = compute_node(None, "n2", info, NOW, annotations=annotations)
@@ -55,3 +56,9 @@ def test_node_annotations_for_migration():
     explicit = HandlerSettings(nats_servers=(), node_name="n1", libvirt_uri="qemu:///system", state_dir=Path("/s"),
                                migration_uri="qemu+tcp://h/system")
     assert compute_node_annotations(explicit)["kubevirt-py.io/libvirt-migration-uri"] == "qemu+tcp://h/system"
+    unfenced = HandlerSettings(nats_servers=(), node_name="n1", libvirt_uri="qemu:///system", state_dir=Path("/s"),
+                               fence_after=0)
+    assert "kubevirt-py.io/fence-after-seconds" not in compute_node_annotations(unfenced)
+    handed_over = compute_node(node, "n2", info, NOW, annotations={},
+                               drop_annotations=("kubevirt-py.io/fence-after-seconds",))
+    assert "kubevirt-py.io/fence-after-seconds" not in handed_over["metadata"]["annotations"]
