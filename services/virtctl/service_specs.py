@@ -84,6 +84,13 @@ def python_service(name: str, module: str, *, extra_args: Callable[[Layout], lis
     return ServiceSpec(name, argv, health, prepare=prepare, start_timeout=start_timeout)
 
 
+def leader_identity_args(service: str) -> Callable[[Layout], list[str]]:
+    """``["--id", "<service>-<node>"]``: a replica's identity stays the same across restarts, so a
+    leader that was killed takes its own Lease back at once (``shared.leader``: holder == identity)
+    instead of waiting for it to lapse."""
+    return lambda layout: ["--id", f"{service}-{layout.node_name}"]
+
+
 def _prepare_nats(layout: Layout) -> None:
     security = apply_nats_security(layout.nats_tls, layout.ca_cert.parent, layout.nats_credentials_dir)
     server = layout.nats_server(security.authorization)
@@ -125,20 +132,24 @@ NATS_SERVER = ServiceSpec("nats-server", _nats_argv, is_nats_healthy, prepare=_p
 VIRT_API = ServiceSpec("virt-api", _api_argv, is_api_ready, start_timeout=45.0)
 VIRT_CONTROLLER = python_service(
     "virt-controller", "services.virt_controller.main",
-    extra_args=lambda layout: [*health_port_args(lambda lay: lay.controller_health_port)(layout),
+    extra_args=lambda layout: [*leader_identity_args("virt-controller")(layout),
+                               *health_port_args(lambda lay: lay.controller_health_port)(layout),
                                *FAILURE_TIMING.controller_args()],
     health=healthz_probe(lambda layout: layout.controller_health_port))
 VIRT_MIGRATION = python_service(
     "virt-migration", "services.virt_migration.main",
-    extra_args=health_port_args(migration_health_port), health=healthz_probe(migration_health_port))
+    extra_args=lambda layout: [*leader_identity_args("virt-migration")(layout),
+                               *health_port_args(migration_health_port)(layout)],
+    health=healthz_probe(migration_health_port))
 VIRT_SNAPSHOT = python_service(
     "virt-snapshot", "services.virt_snapshot.main",
-    extra_args=lambda layout: ["--storage-dir", str(layout.state_dir),
+    extra_args=lambda layout: ["--storage-dir", str(layout.state_dir), *leader_identity_args("virt-snapshot")(layout),
                                *health_port_args(lambda lay: lay.snapshot_health_port)(layout)],
     health=healthz_probe(lambda layout: layout.snapshot_health_port))
 SCHEDULER_BRIDGE = python_service(
     "scheduler-bridge", "services.scheduler_bridge.main", state_dir_arg=False,
-    extra_args=health_port_args(lambda layout: layout.bridge_health_port),
+    extra_args=lambda layout: [*leader_identity_args("scheduler-bridge")(layout),
+                               *health_port_args(lambda lay: lay.bridge_health_port)(layout)],
     health=healthz_probe(lambda layout: layout.bridge_health_port))
 VIRT_HANDLER = python_service("virt-handler", "services.virt_handler.main", extra_args=_handler_args,
                               prepare=_prepare_handler,
