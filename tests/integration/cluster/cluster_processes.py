@@ -5,7 +5,9 @@ alone stops.
 
 :class:`Cluster` builds the command lines (short leases, stable ``--id <service>-r<i>``),
 starts, signals and restarts replicas, and answers who leads (the Lease) and who is healthy
-(``/healthz``). :class:`History` watches buckets from the start and keeps every version of every
+(``/healthz``). A handler may run on a private libvirtd serving the test driver
+(``test+unix:///default?socket=...``), so the test reads its domains through a second connection
+(:meth:`Cluster.guests`). :class:`History` watches buckets from the start and keeps every version of every
 object it saw, so a test can tell what was done how often.
 """
 
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 import urllib.error
 import urllib.request
 from collections import defaultdict
@@ -24,7 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from history_check import Guest
+from services.virt_handler.hypervisor import Hypervisor
 from services.virt_handler.simulated_node import apply_test_node_file
+from shared import libvirtd
 from shared.errors import NotFound
 from shared.natsserver import pick_free_port
 
@@ -95,11 +103,15 @@ class Replica:
             return 0, None
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}{path}", timeout=1) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
+                status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as err:
             return err.code, None
-        except (urllib.error.URLError, OSError, ValueError):
+        except (urllib.error.URLError, OSError):
             return 0, None
+        try:
+            return status, json.loads(raw or b"null")
+        except ValueError:
+            return status, raw.decode(errors="replace")  # plain text (virt-api's "ok")
 
     def is_healthy(self) -> bool:
         return self.is_running() and self.get("/healthz")[0] == 200
@@ -116,6 +128,7 @@ class Cluster:
     nats_urls: list[str]
     prefix: str
     replicas: dict[str, Replica] = field(default_factory=dict)
+    daemons: dict[str, libvirtd.NodeDaemons] = field(default_factory=dict)  # node -> its private libvirtd
 
     def common(self, *, log_level: str = "INFO") -> list[str]:
         nats = [arg for url in self.nats_urls for arg in ("--nats", url)]
@@ -142,17 +155,43 @@ class Cluster:
             added.append(self._add(service, name, argv, port))
         return added
 
-    def add_handler(self, node: str, extra: list[str] | None = None) -> Replica:
-        """A virt-handler of Node ``node`` on a private libvirt test-driver host."""
-        uri = apply_test_node_file(self.tmp / node / "host.xml", cpus=16, memory_bytes=64 * 2**30)
+    def add_handler(self, node: str, extra: list[str] | None = None, *, daemon: bool = False) -> Replica:
+        """A virt-handler of Node ``node`` on a private libvirt test-driver host (``daemon``: served
+        by a libvirtd of its own, so :meth:`guests` sees its domains; a short base path, since a
+        unix socket path has at most 107 bytes)."""
+        if daemon:
+            base = Path(tempfile.mkdtemp(prefix=f"kvf-{node}-"))
+            self.daemons[node] = libvirtd.apply_node_daemons(base, node, str(uuid.uuid4()))
+            uri = f"test+unix:///default?socket={self.daemons[node].socket}"
+        else:
+            uri = apply_test_node_file(self.tmp / node / "host.xml", cpus=16, memory_bytes=64 * 2**30)
         port = pick_free_port()
         argv = [sys.executable, "-m", "services.virt_handler.main", *self.common(), "--node-name", node,
-                "--libvirt-uri", uri, "--state-dir", str(self.tmp / node / "state"), "--health-port", str(port),
-                "--pvc-root", str(self.tmp / "storage" / "pvcs"), *(extra or [])]
+                "--libvirt-uri", uri, "--domain-type", "test", "--state-dir", str(self.tmp / node / "state"),
+                "--health-port", str(port), "--pvc-root", str(self.tmp / "storage" / "pvcs"), *(extra or [])]
         return self._add("virt-handler", f"virt-handler-{node}", argv, port)
 
+    async def guests(self) -> list[Guest]:
+        """Every kubevirt-py domain on the nodes with a private libvirtd (name ``<ns>_<vm>``)."""
+        found = []
+        for node, daemons in self.daemons.items():
+            hypervisor = Hypervisor(f"test+unix:///default?socket={daemons.socket}")
+            await hypervisor.open()
+            try:
+                for domain in await hypervisor.list_domains():
+                    if domain.uid and "_" in domain.name:
+                        found.append(Guest(domain.name.split("_", 1)[1], node, domain.uid, domain.is_active))
+            finally:
+                await hypervisor.close()
+        return found
+
     def add_api(self, count: int = 2) -> list[Replica]:
-        """``count`` virt-api replicas serving plain HTTP (one state dir: the same token)."""
+        """``count`` virt-api replicas serving plain HTTP (one state dir: the same token, written
+        here first so that the replicas do not race to create it)."""
+        token_file = self.tmp / "virt-api" / "token"
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.touch(mode=0o600)
+        token_file.write_text(uuid.uuid4().hex + "\n")
         added = []
         for i in range(1, count + 1):
             port = pick_free_port()
@@ -162,6 +201,14 @@ class Cluster:
             replica.health_port = port  # the API port serves /healthz too
             added.append(replica)
         return added
+
+    @property
+    def api_token(self) -> str:
+        return (self.tmp / "virt-api" / "token").read_text().strip()
+
+    @property
+    def api_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{r.health_port}" for r in self.of("virt-api")]
 
     def of(self, service: str) -> list[Replica]:
         return [r for r in self.replicas.values() if r.service == service]
@@ -177,6 +224,10 @@ class Cluster:
                 replica.proc.send_signal(signal.SIGTERM)
         for replica in self.replicas.values():
             replica.terminate(timeout=10)
+        for daemons in self.daemons.values():
+            libvirtd.apply_stop_node(daemons)
+            shutil.rmtree(daemons.base, ignore_errors=True)
+        self.daemons.clear()
 
     def check_alive(self) -> None:
         """Raise AssertionError with its log tail when a process that should run has exited."""
