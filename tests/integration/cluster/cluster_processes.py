@@ -32,7 +32,7 @@ from typing import Any
 from history_check import Guest
 from services.virt_handler.hypervisor import Hypervisor
 from services.virt_handler.simulated_node import apply_test_node_file
-from shared import libvirtd
+from shared import libvirtd, netns
 from shared.errors import NotFound
 from shared.natsserver import pick_free_port
 
@@ -114,6 +114,9 @@ class Replica:
             return status, raw.decode(errors="replace")  # plain text (virt-api's "ok")
 
     def is_healthy(self) -> bool:
+        """Running and /healthz 200 (running is all a process without a reachable port can show)."""
+        if self.health_port is None:
+            return self.is_running()
         return self.is_running() and self.get("/healthz")[0] == 200
 
     def log_tail(self, lines: int = 15) -> str:
@@ -155,10 +158,12 @@ class Cluster:
             added.append(self._add(service, name, argv, port))
         return added
 
-    def add_handler(self, node: str, extra: list[str] | None = None, *, daemon: bool = False) -> Replica:
+    def add_handler(self, node: str, extra: list[str] | None = None, *, daemon: bool = False,
+                    host: netns.HostPlan | None = None) -> Replica:
         """A virt-handler of Node ``node`` on a private libvirt test-driver host (``daemon``: served
         by a libvirtd of its own, so :meth:`guests` sees its domains; a short base path, since a
-        unix socket path has at most 107 bytes)."""
+        unix socket path has at most 107 bytes); ``host``: run it inside that network namespace
+        (its libvirtd socket is a file, reached from any namespace; its health port is not)."""
         if daemon:
             base = Path(tempfile.mkdtemp(prefix=f"kvf-{node}-"))
             self.daemons[node] = libvirtd.apply_node_daemons(base, node, str(uuid.uuid4()))
@@ -169,6 +174,8 @@ class Cluster:
         argv = [sys.executable, "-m", "services.virt_handler.main", *self.common(), "--node-name", node,
                 "--libvirt-uri", uri, "--domain-type", "test", "--state-dir", str(self.tmp / node / "state"),
                 "--health-port", str(port), "--pvc-root", str(self.tmp / "storage" / "pvcs"), *(extra or [])]
+        if host is not None:
+            return self._add("virt-handler", f"virt-handler-{node}", netns.netns_argv(host, argv), None)
         return self._add("virt-handler", f"virt-handler-{node}", argv, port)
 
     async def guests(self) -> list[Guest]:

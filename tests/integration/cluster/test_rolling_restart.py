@@ -13,46 +13,16 @@ import uuid
 
 import pytest
 
-from churn import ChurnLog, FailoverClient, churn, value_of
-from cluster_processes import NS, VMIS, VMS, Cluster
-from history_check import FinalState, Instance, check_history
+from churn import ChurnLog, FailoverClient, churn
+from cluster_processes import NS, Cluster
+from convergence import wait_converged
+from history_check import check_history
 from shared.store import ObjectStore
 
 pytestmark = pytest.mark.timeout(420)
 
 CONTROL_PLANE = ("virt-api", "virt-controller", "scheduler-bridge", "virt-migration", "virt-snapshot")
 CLIENTS = 3
-
-
-async def read_final_state(store, cluster) -> tuple[FinalState, list[str]]:
-    """The VMs' values, the VMIs, the guests; and what has not converged yet (empty when done)."""
-    vms, _ = await store.list(VMS, NS)
-    vmis, _ = await store.list(VMIS, NS)
-    guests = await cluster.guests()
-    pending = []
-    running = {g.key for g in guests if g.active}
-    vmi_by_name = {v["metadata"]["name"]: v for v in vmis}
-    for vm in vms:
-        name = vm["metadata"]["name"]
-        status = vm.get("status") or {}
-        if vm["metadata"].get("deletionTimestamp"):
-            pending.append(f"{name} still being deleted")
-        elif vm["spec"]["runStrategy"] == "Always":
-            vmi = vmi_by_name.get(name)
-            if status.get("printableStatus") != "Running" or vmi is None or name not in running \
-                    or (vmi.get("status") or {}).get("phase") != "Running":
-                pending.append(f"{name} not Running yet ({status.get('printableStatus')})")
-        elif name in vmi_by_name or name in running or status.get("printableStatus") != "Stopped":
-            pending.append(f"{name} not Stopped yet ({status.get('printableStatus')})")
-    names = {vm["metadata"]["name"] for vm in vms}
-    pending += [f"VMI {n} of a deleted VM" for n in vmi_by_name if n not in names]
-    pending += [f"guest {g.key} on {g.node} of a deleted VM" for g in guests if g.active and g.key not in names]
-    final = FinalState(values={vm["metadata"]["name"]: value_of(vm) for vm in vms if not
-                               vm["metadata"].get("deletionTimestamp")},
-                       instances=[Instance(v["metadata"]["name"], v["metadata"]["uid"],
-                                           (v.get("status") or {}).get("phase") or "") for v in vmis],
-                       guests=guests)
-    return final, pending
 
 
 async def test_rolling_restart_of_the_control_plane_during_vm_churn(nats_server, tmp_path):
@@ -103,15 +73,3 @@ async def test_rolling_restart_of_the_control_plane_during_vm_churn(nats_server,
     assert sum(api.retried.values()) > 0, "the restarts were seen by the clients (and retried)"
     should_run = sorted(k for k, v in final.values.items() if v.startswith("Always|"))
     assert sorted(g.key for g in final.guests if g.active) == should_run, "each running VM has one running domain"
-
-
-async def wait_converged(store, cluster, timeout: float) -> FinalState:
-    """The final state once nothing is pending; AssertionError naming what is after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        final, pending = await read_final_state(store, cluster)
-        if not pending:
-            return final
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not converged after {timeout:.0f}s: {pending}")
-        await asyncio.sleep(0.5)
