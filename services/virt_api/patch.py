@@ -83,6 +83,22 @@ def apply_patch(current: dict[str, Any], raw: bytes, content_type: str | None,
     return result
 
 
+def compute_patch_precondition(current: dict[str, Any], raw: bytes, content_type: str | None,
+                               group: str | None = None) -> str | None:
+    """The ``metadata.resourceVersion`` the patch itself sets (a precondition, as in Kubernetes),
+    or None when it sets none: the patch applied to ``current`` without its resourceVersion. A
+    patch that cannot be applied that way (e.g. a JSON-patch ``test`` of the version) sets none
+    here; applying it to the real object decides. Raises what :func:`apply_patch` raises for a
+    patch type or document it refuses."""
+    meta = {k: v for k, v in (current.get("metadata") or {}).items() if k != "resourceVersion"}
+    try:
+        probe = apply_patch({**current, "metadata": meta}, raw, content_type, group)
+    except Invalid:
+        return None
+    version = (probe.get("metadata") or {}).get("resourceVersion") if isinstance(probe.get("metadata"), dict) else None
+    return str(version) if version else None
+
+
 def compute_patch_failure(op: dict[str, Any], err: Exception) -> str:
     """One line on why JSON patch operation ``op`` failed, naming its paths (worded like
     kube-apiserver's JSON patch errors). The library's own message is not used as is: for a

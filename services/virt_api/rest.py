@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from aiohttp import web
 from services.virt_api.negotiation import (Accept, decode_object, decode_object_with_duplicates, encode_response,
                                            parse_accept, read_body)
 from services.virt_api.object_meta import apply_metadata_rules, clear_server_owned_fields
-from services.virt_api.patch import apply_patch, check_patch_type
+from services.virt_api.patch import apply_patch, check_patch_type, compute_patch_precondition
 from services.virt_api.printers import to_table
 from services.virt_api.safe_decoding import duplicate_field_message
 from services.virt_api.store_admission import admit_create_against_store
@@ -39,8 +40,12 @@ PROPAGATION_POLICIES = ("Orphan", "Background", "Foreground")
 #: Groups whose objects carry the trace of the operation that wrote them (KubeVirt's core objects;
 #: snapshots and restores, whose trace virt-snapshot's reconciles join).
 TRACED_GROUPS = ("kubevirt.io", "snapshot.kubevirt.io")
-#: How often a patch without a resourceVersion is retried when a concurrent write wins the CAS.
-PATCH_RETRIES = 8
+#: How long (seconds) a patch without a resourceVersion is re-applied while concurrent writes win
+#: the CAS: like the Kubernetes API server's GuaranteedUpdate, an unconditional patch does not
+#: answer 409 because someone else wrote (e.g. a controller's status) — it is applied again to the
+#: new version, after a short random pause growing to PATCH_RETRY_PAUSE_MAX so writers spread out.
+PATCH_CONFLICT_BUDGET = 20.0
+PATCH_RETRY_PAUSE_MAX = 0.5
 
 
 @dataclass(frozen=True)
@@ -250,8 +255,14 @@ class ResourceHandlers:
         check_patch_type(content_type, info.group)
         opts = compute_write_options(request.query)
         raw = await read_body(request)
-        for attempt in range(PATCH_RETRIES):
+        deadline = asyncio.get_running_loop().time() + PATCH_CONFLICT_BUDGET
+        attempt = 0
+        pinned: str | None = None  # the resourceVersion the patch itself sets (a precondition)
+        while True:
+            attempt += 1
             current = await self.store.get(info.plural, target.namespace, target.name)
+            if attempt == 1:
+                pinned = compute_patch_precondition(current, raw, content_type, info.group)
             patched = apply_patch(current, raw, content_type, info.group)
             check_kind(patched, info)
             metadata = patched.get("metadata")
@@ -261,7 +272,6 @@ class ResourceHandlers:
                 if metadata.get(key) != current["metadata"].get(key):
                     raise BadRequest(f"metadata.{key} cannot be changed by a patch")
             current_rv = current["metadata"]["resourceVersion"]
-            pinned = metadata.get("resourceVersion")
             if pinned and pinned != current_rv:
                 raise Conflict(
                     f'Operation cannot be fulfilled on {info.plural}.{info.group or "core"} "{target.name}": '
@@ -282,11 +292,12 @@ class ResourceHandlers:
                     has_status_subresource="status" in info.subresources,
                 ))
             except Conflict:
-                if pinned or attempt == PATCH_RETRIES - 1:
+                if pinned or asyncio.get_running_loop().time() >= deadline:
                     raise
-                continue  # someone wrote in between: re-apply the patch to the new version
+                # someone wrote in between: re-apply the patch to the new version, a moment later
+                await asyncio.sleep(random.uniform(0, min(PATCH_RETRY_PAUSE_MAX, 0.01 * 2 ** attempt)))
+                continue
             return encode_response(updated, warnings=result.warnings)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def delete(self, request: web.Request, target: Target) -> web.StreamResponse:
         info = target.resource

@@ -4,6 +4,7 @@ OpenAPI and health endpoints."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -206,6 +207,24 @@ async def test_patch_with_a_stale_resource_version_is_a_conflict(http, namespace
     async with http.patch(vms_url(namespace, "p"), data=bad,
                           headers={"Content-Type": "application/json-patch+json"}) as resp:
         await expect_status(resp, 422, "Invalid")
+
+
+async def test_concurrent_patches_without_a_resource_version_all_apply(http, namespace):
+    """As the Kubernetes API server's GuaranteedUpdate: an unconditional patch losing the CAS to
+    another writer is applied again to the new version, never answered 409 (30 at once here)."""
+    async with http.post(vms_url(namespace), json=make_vm("many")) as resp:
+        assert resp.status == 201
+
+    async def label(i: int) -> int:
+        body = json.dumps({"metadata": {"labels": {f"k{i}": str(i)}}})
+        async with http.patch(vms_url(namespace, "many"), data=body,
+                              headers={"Content-Type": "application/merge-patch+json"}) as resp:
+            return resp.status
+
+    assert await asyncio.gather(*(label(i) for i in range(30))) == [200] * 30
+    async with http.get(vms_url(namespace, "many")) as resp:
+        labels = (await resp.json())["metadata"]["labels"]
+    assert {f"k{i}": str(i) for i in range(30)}.items() <= labels.items()
 
 
 async def test_delete_options_precondition_and_deletecollection_with_selector(http, namespace):
