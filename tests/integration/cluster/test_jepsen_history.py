@@ -43,7 +43,7 @@ PARTITION_SECONDS = 30.0
 
 def jsz(server, query: str = "") -> dict:
     """nats-server's JetStream monitoring (``/jsz``) of one cluster node."""
-    with urllib.request.urlopen(f"http://{server.host}:{server.http_port}/jsz{query}", timeout=2) as resp:
+    with urllib.request.urlopen(f"http://{server.http_host}:{server.http_port}/jsz{query}", timeout=2) as resp:
         return json.loads(resp.read())
 
 
