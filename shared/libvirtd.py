@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,14 +266,17 @@ def compute_node_qemu_config(qemu_conf: str, ports: tuple[int, int]) -> str:
     return "\n".join([*lines, f"migration_port_min = {ports[0]}", f"migration_port_max = {ports[1]}", ""])
 
 
-def apply_node_daemons(base: Path, name: str, host_uuid: str, timeout: float = 20.0) -> NodeDaemons:
+def apply_node_daemons(base: Path, name: str, host_uuid: str, timeout: float = 20.0, *,
+                       launch_prefix: Sequence[str] = ()) -> NodeDaemons:
     """Start a simulated node's ``virtlogd`` and ``libvirtd`` (facts: feasibility notes §1).
 
     The daemons run in a private mount + UTS namespace (hostname ``name``) where per-node
     directories under ``base`` are bind-mounted over libvirt's config, runtime, state, cache
     and log directories. The config is a copy of ``/etc/libvirt`` without domain and network
     definitions, with ``host_uuid`` set and a migration port range of its own
-    (:func:`compute_node_migration_ports`). Idempotent: when the node's daemons already run, they
+    (:func:`compute_node_migration_ports`). ``launch_prefix`` is put before the start command,
+    e.g. ``shared.netns.netns_argv(host, [])`` so that the daemons (and the guests they start)
+    live in a host's network namespace. Idempotent: when the node's daemons already run, they
     are returned as they are. Raises :class:`LibvirtdError` when they do not come up.
     """
     base = Path(base)
@@ -303,7 +306,8 @@ def apply_node_daemons(base: Path, name: str, host_uuid: str, timeout: float = 2
     mounts = "; ".join(f"mount --bind {base / sub} {target}" for target, sub in LIBVIRT_DIRS.items())
     script = (f"set -e; hostname {name}; mkdir -p /run/libvirt /var/cache/libvirt /var/log/libvirt; {mounts}; "
               f"virtlogd -d --pid-file {pid_files['virtlogd']}; libvirtd -d --pid-file {pid_files['libvirtd']}")
-    result = subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", script],
+    result = subprocess.run([*launch_prefix, "unshare", "--mount", "--uts", "--propagation", "private",
+                             "sh", "-c", script],
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise LibvirtdError(f"node {name}: daemons did not start: {result.stderr.strip()}")

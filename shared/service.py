@@ -7,7 +7,8 @@ Owns what each service used to repeat in its ``main.py``:
   ``--nats-ca`` (the CA of the NATS servers' TLS certificates), ``--state-dir``, ``--bucket-prefix``,
   ``--store-replicas`` (JetStream replicas of the buckets and streams this process creates: 1 on
   one server, 3 on a NATS cluster),
-  ``--health-port`` (``/healthz`` and ``/metrics``), ``--log-level``, ``--log-format`` (``json``/``text``, default
+  ``--health-port`` (``/healthz`` and ``/metrics``) on ``--health-host`` (default 127.0.0.1),
+  ``--log-level``, ``--log-format`` (``json``/``text``, default
   ``$KUBEVIRT_PY_LOG_FORMAT`` else ``json``) and ``--otlp-endpoint`` (sets
   ``OTEL_EXPORTER_OTLP_ENDPOINT`` for this process; tracing itself is :mod:`shared.tracing`);
 * logging (:mod:`shared.logging_setup`) and tracing set-up before the event loop starts;
@@ -86,6 +87,7 @@ class CommonSettings:
     bucket_prefix: str = "kv_"
     store_replicas: int = 1
     health_port: int | None = None
+    health_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_format: str = "json"
     otlp_endpoint: str | None = None
@@ -142,7 +144,7 @@ class ServiceContext:
     async def serve_health(self, check: HealthCheck | None = None, *,
                            routes: Callable[[web.Application], object] | None = None) -> None:
         """Serve ``/healthz`` (``check()``: 200 when ready, else 503; plain ``ok`` without a
-        check), ``/metrics`` and ``routes(app)`` on ``127.0.0.1:<--health-port>`` until the
+        check), ``/metrics`` and ``routes(app)`` on ``<--health-host>:<--health-port>`` until the
         service stops. Does nothing without ``--health-port``."""
         port = self.settings.health_port
         if port is None:
@@ -162,7 +164,7 @@ class ServiceContext:
             if routes is not None:
                 routes(app)
 
-        runner = await apply_metrics_server(port, extra_routes=add_routes)
+        runner = await apply_metrics_server(port, self.settings.health_host, extra_routes=add_routes)
         self.on_exit(runner.cleanup)
 
     def start_task(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
@@ -256,6 +258,8 @@ def common_options(definition: ServiceDefinition) -> list[Option]:
         click.option("--store-replicas", type=click.IntRange(1, 5), default=1, show_default=True,
                      help="JetStream replicas of the buckets and streams this process creates (3 on a NATS cluster)."),
         click.option("--health-port", type=int, default=None, help=definition.health_help),
+        click.option("--health-host", default="127.0.0.1", show_default=True,
+                     help="Address the health and metrics port listens on (a host's own address on a cluster)."),
         click.option("--log-level", default="INFO", show_default=True),
         click.option("--log-format", envvar=LOG_FORMAT_ENV, default="json", show_default=True,
                      help=f"Log lines as 'json' or as 'text' [env: {LOG_FORMAT_ENV}]."),
@@ -283,7 +287,7 @@ def leader_election_options() -> list[Option]:
 
 
 _COMMON = ("nats_servers", "nats_credentials", "nats_ca", "state_dir", "bucket_prefix", "store_replicas", "health_port",
-           "log_level", "log_format", "otlp_endpoint")
+           "health_host", "log_level", "log_format", "otlp_endpoint")
 
 
 def compute_settings(service: str, values: Mapping[str, Any]) -> CommonSettings:
@@ -291,7 +295,7 @@ def compute_settings(service: str, values: Mapping[str, Any]) -> CommonSettings:
     params = {k: v for k, v in values.items() if k not in _COMMON}
     return CommonSettings(service=service, nats_servers=tuple(values["nats_servers"]), state_dir=values["state_dir"],
                           bucket_prefix=values["bucket_prefix"], store_replicas=values["store_replicas"],
-                          health_port=values["health_port"],
+                          health_port=values["health_port"], health_host=values.get("health_host") or "127.0.0.1",
                           log_level=values["log_level"], log_format=str(values["log_format"]).lower(),
                           otlp_endpoint=values["otlp_endpoint"], params=params,
                           nats_credentials=values.get("nats_credentials"), nats_ca=values.get("nats_ca"))

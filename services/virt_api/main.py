@@ -141,7 +141,7 @@ async def run(ctx: ServiceContext) -> None:
     if options.tls_cert_file is not None and options.tls_private_key_file is not None:
         ssl_ctx = server_ssl_context(options.tls_cert_file, options.tls_private_key_file, client_ca)
     elif not params["insecure_http"]:
-        hosts = DEFAULT_HOSTS if host in DEFAULT_HOSTS else (*DEFAULT_HOSTS, host)
+        hosts = tuple(dict.fromkeys([*DEFAULT_HOSTS, host, *params["tls_san"]]))
         ssl_ctx = apply_serving_pki(state_dir / "pki", hosts).server_ssl_context(client_ca)
     store = await ctx.connect_store(name="virt-api", retry_for=CONNECT_TIMEOUT, retry_on=(Exception,))
     # handler_cancellation: a watch whose client went away ends at once (writes are shielded).
@@ -177,6 +177,9 @@ SERVICE = ServiceDefinition(
         click.option("--port", default=8443, show_default=True, type=int, help="Port (0 = pick a free one)."),
         click.option("--port-file", type=click.Path(path_type=Path), default=None,
                      help="Write the bound port here."),
+        click.option("--tls-san", multiple=True, default=(),
+                     help="Another address or name the serving certificate covers (repeatable; e.g. every "
+                          "host of a cluster, so that replicas share one certificate)."),
         click.option("--insecure-http", is_flag=True, help="Serve plain HTTP (tests only; TLS is the default)."),
         click.option("--tls-cert-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
                      help="Serve this certificate (PEM, with its chain) instead of one issued from the "

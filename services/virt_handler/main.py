@@ -55,7 +55,9 @@ class HandlerSettings:
     ``domain_type`` ``auto`` decides from the URI and the KVM probe; ``image_dir`` is the local
     OCI image store for containerDisk/kernelBoot images (default ``<state_dir>/images``);
     ``migration_uri``: how other nodes' libvirtd reach this node's (None: computed,
-    :func:`compute_migration_uri`); ``stand_in_migration_seconds``: the fixed duration of a
+    :func:`compute_migration_uri`); ``migration_address``: the address migration data to this
+    node goes to (the VMI's ``migrationState.targetNodeAddress``; KubeVirt: the handler pod's IP);
+    ``stand_in_migration_seconds``: the fixed duration of a
     stand-in migration on the test driver; ``pvc_root``: where a claim's
     ``<namespace>/<claim>/disk.img`` lives (the local provisioner's directory).
     """
@@ -74,6 +76,7 @@ class HandlerSettings:
     health_port: int | None = None
     stats_interval: float = 10.0
     migration_uri: str | None = None
+    migration_address: str = "127.0.0.1"
     stand_in_migration_seconds: float = 1.0
     pvc_root: Path = DEFAULT_PVC_ROOT
 
@@ -88,6 +91,7 @@ def compute_handler_settings(common: CommonSettings) -> HandlerSettings:
                            fence_after=p.get("fence_after", DEFAULT_FENCE_AFTER),
                            workers=p["workers"], health_port=common.health_port,
                            migration_uri=p.get("migration_uri"),
+                           migration_address=p.get("migration_address") or "127.0.0.1",
                            stand_in_migration_seconds=p.get("stand_in_migration_seconds", 1.0),
                            pvc_root=p.get("pvc_root") or DEFAULT_PVC_ROOT)
 
@@ -124,7 +128,8 @@ def build_node(store: Any, hypervisor: Hypervisor, settings: HandlerSettings,
     agent = VmiAgent(store, hypervisor, AgentConfig(
         node_name=settings.node_name, state_dir=settings.state_dir, domain_type=domain_type,
         images=images, pvc_root=settings.pvc_root, workers=settings.workers,
-        stand_in_migration_seconds=settings.stand_in_migration_seconds),
+        stand_in_migration_seconds=settings.stand_in_migration_seconds,
+        migration_address=settings.migration_address),
         bus=store.bus)
     fence = SelfFence(heartbeat, agent, fence_after=settings.fence_after)
     return heartbeat, agent, ConsoleServer(store.bus, hypervisor, settings.node_name), fence
@@ -206,6 +211,9 @@ SERVICE = ServiceDefinition(
                      help="libvirt URI by which other nodes' libvirtd reach this node's for live migration "
                           "(default: from --libvirt-uri; qemu:///system becomes the system daemon's socket "
                           "through /proc/<pid>/root)."),
+        click.option("--migration-address", default="127.0.0.1", show_default=True,
+                     help="This node's address for incoming migration data (the VMI's "
+                          "migrationState.targetNodeAddress; a host's own address on a cluster)."),
         click.option("--pvc-root", type=click.Path(path_type=Path), default=DEFAULT_PVC_ROOT, show_default=True,
                      help="Directory of PersistentVolumeClaim disks: <pvc-root>/<namespace>/<claim>/disk.img."),
         click.option("--stand-in-migration-seconds", default=1.0, show_default=True, type=float,

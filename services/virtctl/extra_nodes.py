@@ -2,7 +2,7 @@
 
 Node 1 is the installation's own virt-handler (:mod:`services.virtctl.installation`, the system
 libvirt). Nodes 2..N are named ``<node-name>-node<i>``; each gets a private ``virtlogd`` +
-``libvirtd`` from :func:`shared.libvirtd.apply_node_daemons` (own mount + UTS namespace, own
+``libvirtd`` (:mod:`services.virtctl.node_libvirt`: own mount + UTS namespace, own
 state under ``<state>/nodes/<name>/libvirt``, its own random host UUID, so that migration between
 nodes sees distinct hosts) and a virt-handler process on that daemon's URI, health port and state
 dir ``<state>/nodes/<name>/virt-handler``. ``<state>/nodes/nodes.json`` records every extra node
@@ -14,7 +14,6 @@ command, so virtctl never talks to libvirt itself), then their daemons.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import uuid
@@ -23,10 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from services.virtctl import installation as inst
+from services.virtctl.node_libvirt import NodeLibvirt, apply_node_libvirt, apply_stop_node_libvirt
 from shared import libvirtd
 from shared.natsserver import pick_free_port
-
-SHORT_LINKS = Path("/run/kubevirt-py/nodes")
 
 
 @dataclass(frozen=True)
@@ -41,20 +39,21 @@ class ExtraNode:
     def directory(self, layout: inst.Layout) -> Path:
         return layout.state_dir / "nodes" / self.name
 
+    def libvirt(self, layout: inst.Layout) -> NodeLibvirt:
+        """The node's private libvirt (:mod:`services.virtctl.node_libvirt`)."""
+        return NodeLibvirt(self.name, self.host_uuid, self.directory(layout))
+
     def daemons(self, layout: inst.Layout) -> libvirtd.NodeDaemons:
         """The node's daemons as :mod:`shared.libvirtd` addresses them (not started by this)."""
-        return libvirtd.NodeDaemons(name=self.name, base=self.directory(layout) / "libvirt",
-                                    host_uuid=self.host_uuid)
+        return self.libvirt(layout).daemons()
 
     def short_run_dir(self, layout: inst.Layout) -> Path:
-        """A short symlink to the daemons' runtime directory: a unix socket path must fit in 108
-        bytes (``sun_path``), which ``<state>/nodes/<name>/libvirt/run/libvirt-sock`` may not."""
-        key = hashlib.sha256(f"{layout.state_dir}\0{self.name}".encode()).hexdigest()[:12]
-        return SHORT_LINKS / key
+        """The short symlink to the daemons' runtime directory (see :class:`NodeLibvirt`)."""
+        return self.libvirt(layout).short_run_dir(layout)
 
     def uri(self, layout: inst.Layout) -> str:
         """The node's libvirt URI (through :meth:`short_run_dir`)."""
-        return f"qemu+unix:///system?socket={self.short_run_dir(layout) / 'libvirt-sock'}"
+        return self.libvirt(layout).uri(layout)
 
     def handler_spec(self, layout: inst.Layout) -> inst.ServiceSpec:
         """The node's virt-handler process (run record ``run/virt-handler-<name>.json``)."""
@@ -128,8 +127,7 @@ def apply_extra_nodes(layout: inst.Layout, count: int | None, echo: Callable[[st
     count, nodes = compute_extra_nodes(layout, count)
     wanted = [n for n in nodes if n.name in {f"{layout.node_name}-node{i}" for i in range(2, count + 1)}]
     for node in wanted:
-        daemons = libvirtd.apply_node_daemons(node.directory(layout) / "libvirt", node.name, node.host_uuid)
-        _apply_link(node.short_run_dir(layout), daemons.socket.parent)
+        daemons = apply_node_libvirt(layout, node.libvirt(layout))
         spec = node.handler_spec(layout)
         record = inst.running_record(layout, spec)
         if record is not None:
@@ -150,15 +148,8 @@ def apply_stop_extra_nodes(layout: inst.Layout, echo: Callable[[str], None]) -> 
         spec = node.handler_spec(layout)
         if inst.stop(layout, spec):
             echo(f"{spec.name:<16} stopped")
-        daemons = node.daemons(layout)
-        if not daemons.socket.exists():
-            continue
-        _apply_link(node.short_run_dir(layout), daemons.socket.parent)
-        for name in inst.apply_destroy_all_guests(node.uri(layout)):
-            echo(f"{'guest':<16} {name} destroyed (node {node.name})")
-        libvirtd.apply_stop_node(daemons)
-        node.short_run_dir(layout).unlink(missing_ok=True)
-        echo(f"{'libvirtd':<16} of node {node.name} stopped")
+        if apply_stop_node_libvirt(layout, node.libvirt(layout), echo):
+            echo(f"{'libvirtd':<16} of node {node.name} stopped")
 
 
 def apply_wipe(layout: inst.Layout) -> None:
@@ -168,10 +159,3 @@ def apply_wipe(layout: inst.Layout) -> None:
 
     shutil.rmtree(layout.state_dir / "nodes", ignore_errors=True)
 
-
-def _apply_link(link: Path, target: Path) -> None:
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() and Path(link.readlink()) == target:
-        return
-    link.unlink(missing_ok=True)
-    link.symlink_to(target)

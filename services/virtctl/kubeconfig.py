@@ -1,9 +1,11 @@
 """Kubeconfig files: writing the one ``virtctl up`` produces and reading any for client commands.
 
 Owns: the kubeconfig document (one cluster with the server URL and the CA as
-``certificate-authority-data``, one user with a bearer ``token``, one context, current), written
+``certificate-authority-data``, one user with a bearer ``token``, one context, current; on hosts
+one more cluster and context per further virt-api replica, ``<name>-<host>``), written
 atomically with mode 0600 because it carries the token; and resolving the current context of a
-kubeconfig into what a client needs (:class:`ClusterAccess`). Format: Kubernetes'
+kubeconfig into what a client needs (:class:`ClusterAccess`), with the other clusters of the same
+file as fail-over candidates (:func:`load_failover_access`). Format: Kubernetes'
 ``clientcmd/api/v1`` ``Config``; kubectl and the ``kubernetes`` client read it unchanged.
 """
 
@@ -13,6 +15,7 @@ import base64
 import os
 import ssl
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,18 +26,26 @@ DEFAULT_NAME = "kubevirt-py"
 
 
 def compute_kubeconfig(server: str, ca_pem: bytes | None, token: str, *, name: str = DEFAULT_NAME,
-                       namespace: str = "default") -> dict[str, Any]:
-    """A kubeconfig with one cluster/user/context named ``name``. ``ca_pem`` None = plain HTTP
-    server (no CA)."""
-    cluster: dict[str, Any] = {"server": server}
-    if ca_pem is not None:
-        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+                       namespace: str = "default",
+                       alternates: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """A kubeconfig with one cluster/user/context named ``name`` (current), plus a cluster and a
+    context ``<name>-<suffix>`` for each ``(suffix, server)`` of ``alternates`` (other replicas
+    of the same API, same CA and user). ``ca_pem`` None = plain HTTP server (no CA)."""
+
+    def cluster(url: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {"server": url}
+        if ca_pem is not None:
+            entry["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+        return entry
+
+    names = [(name, server), *((f"{name}-{suffix}", url) for suffix, url in alternates)]
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": cluster}],
+        "clusters": [{"name": n, "cluster": cluster(url)} for n, url in names],
         "users": [{"name": f"{name}-admin", "user": {"token": token}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin", "namespace": namespace}}],
+        "contexts": [{"name": n, "context": {"cluster": n, "user": f"{name}-admin", "namespace": namespace}}
+                     for n, _ in names],
         "current-context": name,
         "preferences": {},
     }
@@ -70,14 +81,7 @@ class ClusterAccess:
     namespace: str
 
 
-def load_cluster_access(path: Path, context: str | None = None) -> ClusterAccess:
-    """Resolve ``context`` (default: current-context) of the kubeconfig at ``path``.
-
-    Raises FileNotFoundError (with a hint to run ``virtctl up``) or ValueError naming what is
-    missing or that the file is not YAML (one line, with the line number); supports
-    ``certificate-authority(-data)``, ``insecure-skip-tls-verify``, ``token``
-    and ``tokenFile``.
-    """
+def _read_kubeconfig(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"kubeconfig {path} not found; run 'virtctl up' or pass --kubeconfig")
     try:
@@ -89,9 +93,52 @@ def load_cluster_access(path: Path, context: str | None = None) -> ClusterAccess
         raise ValueError(f"kubeconfig {path} is not valid YAML{where}: {problem}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"kubeconfig {path} is not a YAML mapping")
+    return doc
+
+
+def load_cluster_access(path: Path, context: str | None = None) -> ClusterAccess:
+    """Resolve ``context`` (default: current-context) of the kubeconfig at ``path``.
+
+    Raises FileNotFoundError (with a hint to run ``virtctl up``) or ValueError naming what is
+    missing or that the file is not YAML (one line, with the line number); supports
+    ``certificate-authority(-data)``, ``insecure-skip-tls-verify``, ``token``
+    and ``tokenFile``.
+    """
+    doc = _read_kubeconfig(path)
     name = context or doc.get("current-context")
     if not name:
         raise ValueError(f"kubeconfig {path} has no current-context")
+    return _access_of(doc, name, path)
+
+
+def load_failover_access(path: Path, context: str | None = None) -> list[ClusterAccess]:
+    """The access of ``context`` (default: current-context) first, then that of every other
+    context of the same file that uses the same user on another server (in file order): the
+    replicas a client may turn to when the first cannot be reached. Raises as
+    :func:`load_cluster_access` for the first; other contexts that do not resolve are skipped.
+    """
+    doc = _read_kubeconfig(path)
+    name = context or doc.get("current-context")
+    if not name:
+        raise ValueError(f"kubeconfig {path} has no current-context")
+    first = _access_of(doc, name, path)
+    user = _named(doc, "contexts", name, path)["context"].get("user")
+    accesses, servers = [first], {first.server}
+    for entry in doc.get("contexts") or []:
+        other = entry.get("name")
+        if other == name or (entry.get("context") or {}).get("user") != user:
+            continue
+        try:
+            access = _access_of(doc, other, path)
+        except (ValueError, OSError):
+            continue
+        if access.server not in servers:
+            servers.add(access.server)
+            accesses.append(access)
+    return accesses
+
+
+def _access_of(doc: dict[str, Any], name: str, path: Path) -> ClusterAccess:
     ctx = _named(doc, "contexts", name, path)["context"]
     cluster = _named(doc, "clusters", ctx.get("cluster"), path)["cluster"]
     user = _named(doc, "users", ctx.get("user"), path).get("user", {}) if ctx.get("user") else {}

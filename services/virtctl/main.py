@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import click
 
-from services.virtctl import extra_nodes
+from services.virtctl import extra_nodes, hosts
 from services.virtctl import installation as inst
 from services.virtctl.kubevirt_object import apply_kubevirt_object
 from services.virtctl.kubeconfig import apply_kubeconfig, compute_kubeconfig
@@ -142,13 +142,22 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--node-name", default=None, help="Node name of this host's virt-handler [default: the host name]")
 @click.option("--nodes", type=click.IntRange(1, 16), default=None,
               help="Nodes to run: 2..N each get their own libvirtd [default: the recorded count, else 1]")
+@click.option("--hosts", "host_count", type=click.IntRange(1, 16), default=None,
+              help="Run a cluster of N hosts on this machine, each a network namespace with its own address, "
+                   "libvirtd, virt-handler; NATS on hosts 1-3; two replicas of each control-plane service "
+                   "[default: the recorded count]")
 def up(state_dir: Path | None, api_port: int | None, libvirt_uri: str | None, node_name: str | None,
-       nodes: int | None) -> None:
+       nodes: int | None, host_count: int | None) -> None:
     """Start the embedded installation (nats-server, virt-api, virt-controller, scheduler-bridge,
     virt-handler) and write the kubeconfig. libvirtd/virtlogd are started when not running.
+    With --hosts N: the same as a cluster of N hosts on this machine (see docs/cluster.md).
 
     Idempotent: services already running and healthy are left alone.
     """
+    directory = (state_dir or default_state_dir()).resolve()
+    if host_count is not None or (directory / "hosts" / "hosts.json").exists():
+        _up_hosts(directory, host_count, libvirt_uri, api_port=api_port, node_name=node_name, nodes=nodes)
+        return
     try:
         inst.check_api_port_change(state_dir or default_state_dir(), api_port)
     except ValueError as err:
@@ -203,6 +212,9 @@ def down(state_dir: Path | None, wipe: bool) -> None:
         click.echo(f"no installation in {directory}; nothing to stop")
         return
     layout = inst.load_layout(directory)
+    if (directory / "hosts" / "hosts.json").exists():
+        _down_hosts(layout, wipe)
+        return
     extra_nodes.apply_stop_extra_nodes(layout, click.echo)
     for spec in reversed(inst.SERVICES):
         if inst.stop(layout, spec):
@@ -233,6 +245,10 @@ def status(state_dir: Path | None) -> None:
     if not (directory / "installation.json").exists():
         raise click.ClickException(f"no installation in {directory}; run 'virtctl up'")
     layout = inst.load_layout(directory)
+    hosts_record = hosts.load_hosts_record(layout)
+    if hosts_record is not None:
+        _status_hosts(layout, hosts_record)
+        return
     healthy = True
     for spec in [*inst.SERVICES, *extra_nodes.compute_running_specs(layout)]:
         record = inst.running_record(layout, spec)
@@ -249,6 +265,86 @@ def status(state_dir: Path | None) -> None:
     click.echo("metrics (Prometheus text; virt-api needs the bearer token in <state-dir>/api/token):")
     for name, url in compute_metrics_urls(layout).items():
         click.echo(f"  {name:<16} {url}")
+    if not healthy:
+        sys.exit(1)
+
+
+def _up_hosts(directory: Path, count: int | None, libvirt_uri: str | None, *, api_port: int | None,
+              node_name: str | None, nodes: int | None) -> None:
+    """``up --hosts N`` (or ``up`` of a recorded hosts installation)."""
+    if nodes is not None:
+        raise click.UsageError("--hosts and --nodes exclude each other (every host is a node)")
+    if api_port is not None or node_name is not None:
+        raise click.UsageError("--api-port and --node-name do not apply to --hosts (hosts are host1..hostN, "
+                               f"virt-api listens on port {hosts.API_PORT} of each)")
+    if (directory / "installation.json").exists() and not (directory / "hosts" / "hosts.json").exists():
+        layout = inst.load_layout(directory)
+        running = [spec.name for spec in inst.SERVICES if inst.running_record(layout, spec) is not None]
+        if running:
+            raise click.ClickException(f"a single-host installation runs in {directory} ({', '.join(running)}); "
+                                       "run 'virtctl down' first")
+    layout = inst.load_layout(directory)
+    try:
+        record = hosts.apply_hosts_up(layout, count, libvirt_uri, click.echo)
+    except hosts.HostsError as err:
+        raise click.ClickException(str(err)) from None
+    (first_host, first_url), *others = hosts.compute_api_urls(record)
+    token = layout.token_file.read_text().strip()
+    config = compute_kubeconfig(first_url, layout.ca_cert.read_bytes(), token, alternates=others)
+    changed = apply_kubeconfig(layout.kubeconfig, config)
+    click.echo(f"{'kubevirt':<24} {asyncio.run(apply_kubevirt_object(layout.kubeconfig))}")
+    click.echo("")
+    click.echo(f"hosts:      {', '.join(f'{h.name} {h.address}' for h in record.plan.hosts)} "
+               f"(bridge {record.plan.bridge})")
+    click.echo(f"API:        {first_url} ({first_host}; context {hosts.CLUSTER_NAME})")
+    for host, url in others:
+        click.echo(f"            {url} ({host}; context {hosts.CLUSTER_NAME}-{host})")
+    click.echo(f"kubeconfig: {layout.kubeconfig}{'' if changed else ' (unchanged)'}")
+    click.echo(f"logs:       {layout.logs_dir}/<service>-<host>.log")
+    click.echo("")
+    click.echo("Use it with:")
+    click.echo(f"  kubectl --kubeconfig {layout.kubeconfig} get nodes")
+    click.echo(f"  virtctl status --state-dir {layout.state_dir}")
+    click.echo(f"Stop with:  virtctl down --state-dir {layout.state_dir}   (add --wipe to delete the data)")
+
+
+def _down_hosts(layout: inst.Layout, wipe: bool) -> None:
+    """``down`` of a hosts installation: every process, guest, daemon, then the network."""
+    hosts.apply_hosts_down(layout, click.echo)
+    if not wipe:
+        click.echo(f"data kept in {layout.state_dir}")
+        return
+    import shutil
+
+    shutil.rmtree(hosts.hosts_dir(layout), ignore_errors=True)
+    left = inst.wipe(layout, [])
+    for line in left:
+        click.echo(f"could not remove {line}", err=True)
+    if left:
+        raise click.ClickException(f"wipe of {layout.state_dir} incomplete: {len(left)} path(s) left")
+    click.echo(f"wiped {layout.state_dir}")
+
+
+def _status_hosts(layout: inst.Layout, record: hosts.HostsRecord) -> None:
+    """``status`` of a hosts installation: each host and its processes (exit 1 unless all healthy)."""
+    healthy = True
+    for host, rows in hosts.compute_hosts_status(layout, record).items():
+        plan_host = record.plan.host(host)
+        nats = f", NATS {hosts.CLUSTER_NAME}-{host}" if host in record.placement.nats_hosts else ""
+        click.echo(f"{host:<8} {plan_host.address}  netns {plan_host.netns}{nats}")
+        for row in rows:
+            if row.pid is None:
+                state, healthy = "not running", False
+            elif row.healthy:
+                state = f"running (pid {row.pid}), healthy"
+            else:
+                state, healthy = f"running (pid {row.pid}), NOT healthy", False
+            role = "" if row.leader is None or row.pid is None else (", leader" if row.leader else ", standby")
+            click.echo(f"  {row.service:<18} {state}{role}")
+    click.echo("kubeconfig contexts (virt-api replicas):")
+    for index, (host, url) in enumerate(hosts.compute_api_urls(record)):
+        name = hosts.CLUSTER_NAME if index == 0 else f"{hosts.CLUSTER_NAME}-{host}"
+        click.echo(f"  {name:<22} {url}")
     if not healthy:
         sys.exit(1)
 

@@ -28,7 +28,9 @@ class ServiceSpec:
 
     ``argv(layout)`` is its command line; ``health(layout)`` one quick probe (True = healthy);
     ``prepare(layout)`` runs before a start (write configs, make dirs). ``start_timeout`` seconds
-    to become healthy.
+    to become healthy. ``wrap(argv)`` is the command line actually run, for a launcher that
+    executes ``argv`` in place (same pid, e.g. ``shared.netns.netns_argv``: ``ip netns exec``
+    ends in ``execvp``), so the record and the live command line are still ``argv``.
     """
 
     name: str
@@ -37,6 +39,7 @@ class ServiceSpec:
     prepare: Callable[[Layout], None] | None = None
     start_timeout: float = 30.0
     env: dict[str, str] = field(default_factory=dict)
+    wrap: Callable[[list[str]], list[str]] | None = None
 
 
 def stays_up(layout: Layout) -> bool:
@@ -101,7 +104,8 @@ def log_path(layout: Layout, name: str) -> Path:
 
 
 def launch(layout: Layout, spec: ServiceSpec) -> ProcessRecord:
-    """Start ``spec`` detached (new session, stdin closed, output appended to its log) and record it."""
+    """Start ``spec`` detached (new session, stdin closed, output appended to its log; through
+    ``spec.wrap`` when set) and record it."""
     if spec.prepare is not None:
         spec.prepare(layout)
     layout.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +113,8 @@ def launch(layout: Layout, spec: ServiceSpec) -> ProcessRecord:
     argv = spec.argv(layout)
     env = {**os.environ, **spec.env, "PYTHONUNBUFFERED": "1"}
     with open(log_path(layout, spec.name), "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        command = spec.wrap(argv) if spec.wrap else argv
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env, cwd=str(layout.state_dir))
     record = ProcessRecord(proc.pid, argv)
     _record_path(layout, spec.name).write_text(json.dumps(asdict(record)) + "\n")
