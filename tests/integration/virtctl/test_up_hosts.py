@@ -1,0 +1,182 @@
+"""``virtctl up --hosts 3`` as a user runs it: three network namespaces on a private bridge, a
+NATS cluster with R3 buckets, two replicas of each control-plane service, a virt-handler per host
+(on libvirt's test driver: this test is about hosts and processes, not guests); the API through
+either virt-api replica; a VM Running and migrated with the target's bridge address; client
+fail-over; ``down`` leaves no namespace, link or process."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from services.virtctl.hosts import compute_specs, load_hosts_record
+from services.virtctl.installation import load_layout, stop
+from shared import netns
+
+pytestmark = pytest.mark.timeout(300)
+ROOT = Path(__file__).resolve().parents[3]
+VMS = ("kubevirt.io", "v1", "default", "virtualmachines")
+VMIS = ("kubevirt.io", "v1", "default", "virtualmachineinstances")
+
+
+def virtctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "services.virtctl.main", *args], capture_output=True, text=True,
+                          timeout=180, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"virtctl {' '.join(args)}: {proc.returncode}: {proc.stdout}{proc.stderr}")
+    return proc
+
+
+def wait_for(check, timeout: float = 30.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def recorded_pids(state: Path) -> dict[str, int]:
+    return {p.stem: json.loads(p.read_text())["pid"] for p in sorted((state / "run").glob("*.json"))}
+
+
+def is_running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def api_of(kubeconfig: Path, context: str | None = None) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig), context=context))
+
+
+def ready_nodes(kubeconfig: Path, context: str) -> dict[str, str]:
+    core = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig), context=context))
+    # raw JSON: the client's models insist on nodeInfo fields a kubelet fills (bootID, ...)
+    items = json.loads(core.list_node(_preload_content=False).data)["items"]
+    return {n["metadata"]["name"]: next(c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready")
+            for n in items}
+
+
+def jetstream_replicas(address: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://{address}:8222/jsz?streams=1&config=1", timeout=5) as resp:
+        data = json.loads(resp.read())
+    return {s["name"]: s["config"]["num_replicas"] for a in data["account_details"] for s in a["stream_detail"]}
+
+
+@pytest.fixture
+def state(tmp_path: Path):
+    directory = tmp_path / "state"
+    yield directory
+    if (directory / "hosts" / "hosts.json").exists():
+        virtctl("down", "--state-dir", str(directory), check=False)
+
+
+def test_three_hosts_up_serve_migrate_fail_over_and_down(state: Path):
+    up = virtctl("up", "--state-dir", str(state), "--hosts", "3", "--libvirt-uri", "test:///default")
+    layout = load_layout(state)
+    record = load_hosts_record(layout)
+    assert record is not None
+    addresses = {h.name: str(h.address) for h in record.plan.hosts}
+    for host in ("host1", "host2", "host3"):
+        assert re.search(rf"nats-server-{host} +started \(pid \d+\)", up.stdout), up.stdout
+        assert re.search(rf"virt-handler-{host} +started \(pid \d+\)", up.stdout), up.stdout
+    assert f"API:        https://{addresses['host1']}:8443 (host1; context kubevirt-py)" in up.stdout
+    assert f"https://{addresses['host2']}:8443 (host2; context kubevirt-py-host2)" in up.stdout
+
+    # every process runs inside its host's namespace, the one its name says
+    pids = recorded_pids(state)
+    assert len(pids) == 16
+    host_netns = {host.name: Path(f"/run/netns/{host.netns}").stat().st_ino for host in record.plan.hosts}
+    for name, pid in pids.items():
+        host = name.rsplit("-", 1)[1]
+        assert Path(f"/proc/{pid}/ns/net").stat().st_ino == host_netns[host], name
+
+    kubeconfig = state / "kubeconfig"
+    for context in ("kubevirt-py", "kubevirt-py-host2"):
+        nodes = wait_for(lambda c=context: (r := ready_nodes(kubeconfig, c)) == dict.fromkeys(addresses, "True") and r)
+        assert sorted(nodes) == ["host1", "host2", "host3"]
+    assert set(jetstream_replicas(addresses["host1"]).values()) == {3}
+
+    status = virtctl("status", "--state-dir", str(state)).stdout
+    assert f"host2    {addresses['host2']}  netns {record.plan.host('host2').netns}, NATS kubevirt-py-host2" in status
+    for service in ("virt-controller", "virt-migration", "virt-snapshot", "scheduler-bridge"):
+        roles = wait_for(lambda s=service: _roles(virtctl("status", "--state-dir", str(state)).stdout, s))
+        assert sorted(roles) == ["leader", "standby"], (service, status)
+
+    # a VM created through host2's virt-api runs on some host; a migration's target address is the
+    # target host's bridge address
+    api2 = api_of(kubeconfig, "kubevirt-py-host2")
+    api2.create_namespaced_custom_object(*VMS, {
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "vm-hosts"},
+        "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {
+            "devices": {"autoattachPodInterface": False}, "resources": {"requests": {"memory": "64Mi"}}}}}}})
+    vmi = wait_for(lambda: _vmi_running(api2), timeout=60)
+    source = vmi["status"]["nodeName"]
+    assert source in addresses
+    api2.create_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachineinstancemigrations", {
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+        "metadata": {"name": "move-it"}, "spec": {"vmiName": "vm-hosts"}})
+    migrated = wait_for(lambda: _migrated(api2), timeout=90)
+    target = migrated["status"]["migrationState"]["targetNode"]
+    assert target != source and migrated["status"]["nodeName"] == target
+    assert migrated["status"]["migrationState"]["targetNodeAddress"] == addresses[target]
+
+    # host1's virt-api stopped: virtctl's client turns to host2's; a second up starts only it again
+    specs = {spec.name: spec for spec in compute_specs(record)}
+    assert stop(layout, specs["virt-api-host1"])
+    stopped = virtctl("--kubeconfig", str(kubeconfig), "stop", "vm-hosts")
+    assert stopped.stdout.strip() == "VM vm-hosts was scheduled to stop"
+    again = virtctl("up", "--state-dir", str(state))
+    assert re.search(r"virt-api-host1 +started", again.stdout), again.stdout
+    assert len(re.findall(r"already running", again.stdout)) == 15
+    assert "kubeconfig: " in again.stdout and "(unchanged)" in again.stdout
+
+    down = virtctl("down", "--state-dir", str(state))
+    assert f"network                  bridge {record.plan.bridge} and 3 hosts removed" in down.stdout
+    assert not any(is_running(pid) for pid in recorded_pids(state).values())
+    assert not any(is_running(pid) for pid in pids.values() if pid != pids["virt-api-host1"])
+    assert not {h.netns for h in record.plan.hosts} & netns.list_netns()
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
+    assert f"kvpy{record.plan.key}" not in links
+    assert virtctl("down", "--state-dir", str(state), "--wipe").returncode == 0
+    assert not state.exists()
+
+
+def _roles(status: str, service: str) -> list[str] | None:
+    roles = re.findall(rf"^  {service} +running \(pid \d+\), healthy, (leader|standby)$", status, re.MULTILINE)
+    return roles if sorted(roles) == ["leader", "standby"] else None
+
+
+def _vmi_running(api: client.CustomObjectsApi):
+    try:
+        vmi = api.get_namespaced_custom_object(*VMIS, "vm-hosts")
+    except client.ApiException:
+        return None
+    return vmi if (vmi.get("status") or {}).get("phase") == "Running" else None
+
+
+def _migrated(api: client.CustomObjectsApi):
+    vmi = api.get_namespaced_custom_object(*VMIS, "vm-hosts")
+    state = (vmi.get("status") or {}).get("migrationState") or {}
+    return vmi if state.get("completed") and vmi["status"].get("nodeName") == state.get("targetNode") else None
+
+
+def test_hosts_and_nodes_exclude_each_other(tmp_path: Path):
+    result = virtctl("up", "--state-dir", str(tmp_path / "s"), "--hosts", "2", "--nodes", "2", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "virtctl: error: --hosts and --nodes exclude each other (every host is a node)")
+    assert not (tmp_path / "s" / "hosts").exists()
