@@ -17,9 +17,12 @@ host and are reached from the machine at the host's address: nats-server (client
 (:data:`API_PORT`), the others' health and metrics (:data:`HEALTH_PORTS`). Each host has its own
 libvirtd (started inside the namespace, so its guests and their migration traffic are the
 host's) unless ``--libvirt-uri`` names another libvirt for every handler (``test:///default``).
-Shared between hosts, as a shared file system would be: the image store, the claims' disks and
+Shared between hosts, as a shared file system would be: the image store, the claims' disks,
 virt-api's TLS material and token (``<state>/api``, so both replicas present one certificate
-covering every host address and accept one token).
+covering every host address and accept one token) and the NATS users' credentials
+(``<state>/nats/credentials``). NATS is secured as on one host (TLS for clients and routes from
+the installation's CA, one user per service role, no anonymous access); each nats-server has its
+own certificate (covering every host address).
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ from typing import Any
 
 from services.virtctl.host_placement import CONTROL_PLANE, Placement, compute_placement
 from services.virtctl.layout import Layout
+from services.virtctl.nats_security import apply_nats_security
 from services.virtctl.node_libvirt import NodeLibvirt, apply_node_libvirt, apply_stop_node_libvirt
 from services.virtctl.processes import ServiceSpec, is_alive, launch, running_record, stop, wait_healthy
 from services.virtctl.service_specs import is_http_ok
 from shared import libvirtd, netns
-from shared.natsserver import ClusterMembership, NatsServer, find_nats_server_binary
+from shared.natsserver import ClusterMembership, NatsServer, NatsTls, find_nats_server_binary
 
 NATS_PORT = 4222
 NATS_ROUTE_PORT = 6222
@@ -159,13 +163,16 @@ def apply_hosts_record(layout: Layout, record: HostsRecord) -> None:
 
 # -- command lines -------------------------------------------------------------------------------
 def compute_nats_urls(record: HostsRecord) -> list[str]:
-    """Client URLs of every nats-server of the cluster."""
-    return [f"nats://{record.address(host)}:{NATS_PORT}" for host in record.placement.nats_hosts]
+    """Client URLs of every nats-server of the cluster (TLS only)."""
+    return [f"tls://{record.address(host)}:{NATS_PORT}" for host in record.placement.nats_hosts]
 
 
 def compute_nats_client_args(layout: Layout, record: HostsRecord, role: str) -> list[str]:
-    """How a process of ``role`` (a service name) connects to NATS: ``--nats`` for every server."""
-    return [arg for url in compute_nats_urls(record) for arg in ("--nats", url)]
+    """How a process of ``role`` (a service name, its NATS user) connects: ``--nats`` for every
+    server, the role's credentials (shared by the role's replicas, as on one host:
+    ``<state>/nats/credentials/<role>.json``) and the installation's CA."""
+    urls = [arg for url in compute_nats_urls(record) for arg in ("--nats", url)]
+    return [*urls, "--nats-credentials", str(layout.nats_credentials(role)), "--nats-ca", str(layout.ca_cert)]
 
 
 def handler_libvirt(layout: Layout, record: HostsRecord, host: str) -> NodeLibvirt:
@@ -204,9 +211,18 @@ def compute_service_argv(layout: Layout, record: HostsRecord, role: str, host: s
     return argv
 
 
-def nats_server(layout: Layout, record: HostsRecord, host: str) -> NatsServer:
+def nats_tls(layout: Layout, host: str) -> NatsTls:
+    """``host``'s nats-server certificate and key (``<state>/hosts/<host>/nats/pki``, for every
+    host address and 127.0.0.1, from the installation's CA) and that CA."""
+    pki = host_dir(layout, host) / "nats" / "pki"
+    return NatsTls(cert=pki / "server.crt", key=pki / "server.key", ca=layout.ca_cert)
+
+
+def nats_server(layout: Layout, record: HostsRecord, host: str, authorization: str | None = None) -> NatsServer:
     """The nats-server of ``host`` as :class:`shared.natsserver.NatsServer` describes it (config
-    and paths; it is started by :func:`nats_spec`'s process, not by this object)."""
+    and paths; it is started by :func:`nats_spec`'s process, not by this object): TLS for
+    clients and routes, the users of ``authorization``, everything (monitoring too) on the
+    host's address, which only this machine reaches."""
     address = record.address(host)
     nats_hosts = record.placement.nats_hosts
     cluster = None
@@ -215,7 +231,8 @@ def nats_server(layout: Layout, record: HostsRecord, host: str) -> NatsServer:
                                     route_ports=(NATS_ROUTE_PORT,) * len(nats_hosts),
                                     route_hosts=tuple(record.address(h) for h in nats_hosts))
     return NatsServer(host_dir(layout, host) / "nats", port=NATS_PORT, host=address, http_port=NATS_HTTP_PORT,
-                      server_name=f"{CLUSTER_NAME}-{host}", cluster=cluster)
+                      server_name=f"{CLUSTER_NAME}-{host}", cluster=cluster, authorization=authorization,
+                      tls=nats_tls(layout, host), http_host=address)
 
 
 # -- the processes -------------------------------------------------------------------------------
@@ -226,10 +243,16 @@ def _in_host(record: HostsRecord, host: str) -> Callable[[list[str]], list[str]]
 
 def nats_spec(record: HostsRecord, host: str) -> ServiceSpec:
     """``nats-server-<host>``: runs inside the host, healthy when its ``/healthz`` says so (a
-    cluster member only once a meta leader is elected)."""
+    cluster member only once a meta leader is elected). Before a start: its certificate, the
+    users' credentials (kept when they exist) and its config with their authorization."""
 
     def prepare(layout: Layout) -> None:
-        server = nats_server(layout, record, host)
+        # every host address: a client that learnt a server from the cluster's INFO (an IP) checks
+        # it against the name it first dialled (nats-py and the Go client reuse that name)
+        names = (*(str(h.address) for h in record.plan.hosts), "127.0.0.1", "localhost")
+        security = apply_nats_security(nats_tls(layout, host), layout.ca_cert.parent, layout.nats_credentials_dir,
+                                       hosts=names)
+        server = nats_server(layout, record, host, security.authorization)
         server.store_dir.mkdir(parents=True, exist_ok=True)
         server.config_path.write_text(server.compute_config())
 

@@ -1,11 +1,12 @@
 """``virtctl up --hosts 3`` as a user runs it: three network namespaces on a private bridge, a
 NATS cluster with R3 buckets, two replicas of each control-plane service, a virt-handler per host
 (on libvirt's test driver: this test is about hosts and processes, not guests); the API through
-either virt-api replica; a VM Running and migrated with the target's bridge address; client
+either virt-api replica; NATS with TLS and one user per service; a VM Running and migrated with the target's bridge address; client
 fail-over; ``down`` leaves no namespace, link or process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -19,7 +20,9 @@ from kubernetes import client, config
 
 from services.virtctl.hosts import compute_specs, load_hosts_record
 from services.virtctl.installation import load_layout, stop
-from shared import netns
+from shared import bus, netns
+from shared.errors import ServiceUnavailable
+from shared.nats_auth import ROLES
 
 pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parents[3]
@@ -70,6 +73,11 @@ def ready_nodes(kubeconfig: Path, context: str) -> dict[str, str]:
             for n in items}
 
 
+def connections(address: str) -> list[dict]:
+    with urllib.request.urlopen(f"http://{address}:8222/connz?auth=true", timeout=5) as resp:
+        return json.loads(resp.read())["connections"]
+
+
 def jetstream_replicas(address: str) -> dict[str, int]:
     with urllib.request.urlopen(f"http://{address}:8222/jsz?streams=1&config=1", timeout=5) as resp:
         data = json.loads(resp.read())
@@ -109,6 +117,15 @@ def test_three_hosts_up_serve_migrate_fail_over_and_down(state: Path):
         nodes = wait_for(lambda c=context: (r := ready_nodes(kubeconfig, c)) == dict.fromkeys(addresses, "True") and r)
         assert sorted(nodes) == ["host1", "host2", "host3"]
     assert set(jetstream_replicas(addresses["host1"]).values()) == {3}
+
+    # NATS is secured as on one host: each service over TLS as its own user; no anonymous client
+    for host in ("host1", "host2", "host3"):
+        for connection in connections(addresses[host]):
+            role = connection["authorized_user"]
+            assert role in ROLES and connection["name"].startswith(role), connection
+            assert connection["tls_version"] == "1.3", connection
+    with pytest.raises(ServiceUnavailable, match="[Aa]uthorization"):
+        asyncio.run(bus.connect([f"tls://{addresses['host1']}:4222"], name="anonymous", tls_ca=layout.ca_cert))
 
     status = virtctl("status", "--state-dir", str(state)).stdout
     assert f"host2    {addresses['host2']}  netns {record.plan.host('host2').netns}, NATS kubevirt-py-host2" in status

@@ -51,11 +51,13 @@ def test_recorded_installation_keeps_its_count_and_libvirt(layout: Layout, recor
 
 
 def test_every_python_service_connects_to_every_nats_server(layout: Layout, record: HostsRecord) -> None:
-    urls = [f"nats://{address(record, h)}:4222" for h in ("host1", "host2", "host3")]
+    urls = [f"tls://{address(record, h)}:4222" for h in ("host1", "host2", "host3")]
     assert compute_nats_urls(record) == urls
     argv = compute_service_argv(layout, record, "virt-controller", "host3")
     assert argv[:3] == [sys.executable, "-m", "services.virt_controller.main"]
-    assert argv[3:] == ["--nats", urls[0], "--nats", urls[1], "--nats", urls[2], "--store-replicas", "3",
+    assert argv[3:] == ["--nats", urls[0], "--nats", urls[1], "--nats", urls[2],
+                        "--nats-credentials", str(layout.state_dir / "nats/credentials/virt-controller.json"),
+                        "--nats-ca", str(layout.state_dir / "api/pki/ca.crt"), "--store-replicas", "3",
                         "--health-host", address(record, "host3"), "--health-port", "8181",
                         "--id", "virt-controller-host3", "--state-dir", str(layout.state_dir / "hosts/host3/virt-controller")]
 
@@ -79,6 +81,8 @@ def test_nats_cluster_routes_over_the_host_addresses(layout: Layout, record: Hos
     assert f"listen: {here}:4222" in config and "name: \"kubevirt-py\"" in config
     routes = ", ".join(f"nats-route://{address(record, h)}:6222" for h in ("host1", "host2", "host3"))
     assert f"routes: [{routes}]" in config
+    assert f"http: {here}:8222" in config
+    assert str(layout.state_dir / "hosts/host2/nats/pki/server.crt") in config
 
 
 def test_specs_in_start_order_run_inside_their_host(record: HostsRecord) -> None:
