@@ -39,6 +39,11 @@ SUBRESOURCES = "subresources.kubevirt.io"
 VMIMS = "virtualmachineinstancemigrations"
 #: The watch's ``timeoutSeconds``: the server ends it then and the follower opens the next one.
 WATCH_SECONDS = 300
+#: Seconds the follower keeps re-opening its watch while the API answers 503 (a virt-api
+#: replica or a store leader changing); the migration itself goes on meanwhile.
+UNAVAILABLE_RETRY_SECONDS = 60.0
+#: Seconds between those attempts.
+UNAVAILABLE_RETRY_INTERVAL = 1.0
 
 
 def parse_node_selector(text: str | None) -> dict[str, str]:
@@ -109,7 +114,9 @@ async def _follow(api: ApiClient, path: str, vmim: dict[str, Any], rv: str, disp
 
     One watch (``fieldSelector`` on the name) carries every change; it is reopened only when it
     really ends (the server's ``timeoutSeconds``), from the last resourceVersion seen — or, when
-    that version is too old (410 Gone), from a fresh read of the VMIM."""
+    that version is too old (410 Gone), from a fresh read of the VMIM. While the API is
+    unavailable (503, unreachable) it is re-opened every :data:`UNAVAILABLE_RETRY_INTERVAL` s for up to
+    :data:`UNAVAILABLE_RETRY_SECONDS`; then that error is raised."""
     name = vmim["metadata"]["name"]
     state = FollowState()
     current = vmim
@@ -125,12 +132,15 @@ async def _follow(api: ApiClient, path: str, vmim: dict[str, Any], rv: str, disp
 
     if show(current):
         return current
+    unavailable_since: float | None = None
+    loop = asyncio.get_running_loop()
     while True:
         params = {"fieldSelector": f"metadata.name={name}", "resourceVersion": rv,
                   "timeoutSeconds": str(WATCH_SECONDS)}
         try:
             async with contextlib.aclosing(api.watch(path, params)) as events:
                 async for event in events:
+                    unavailable_since = None
                     obj = event.get("object") or {}
                     rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
                     kind = event.get("type")
@@ -146,6 +156,11 @@ async def _follow(api: ApiClient, path: str, vmim: dict[str, Any], rv: str, disp
             rv = current["metadata"]["resourceVersion"]
             if show(current):
                 return current
+        except errors.ServiceUnavailable:
+            unavailable_since = loop.time() if unavailable_since is None else unavailable_since
+            if loop.time() - unavailable_since > UNAVAILABLE_RETRY_SECONDS:
+                raise
+            await asyncio.sleep(UNAVAILABLE_RETRY_INTERVAL)
 
 
 async def _migrate(ctx_values: dict[str, Any], name: str, body: dict[str, Any], wait: bool,
