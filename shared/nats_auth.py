@@ -35,6 +35,7 @@ from typing import Any
 from shared.api.resources import RESOURCES
 from shared.events import SUBJECT_PREFIX
 from shared.events_recorder import EVENTS_PLURAL
+from shared.store.compaction import META
 from shared.store.keys import stream_name
 from shared.store.ownership import OWNERS
 from shared.trace_store import compute_stream_name
@@ -117,7 +118,8 @@ def compute_permissions(role: str, bucket_prefix: str = "kv_") -> dict[str, Any]
     traces = compute_stream_name(bucket_prefix)
     publish = [
         *(f"$KV.{bucket_prefix}{plural}.>" for plural in WRITTEN_PLURALS[role]),
-        *(f"$JS.API.STREAM.CREATE.{stream_name(bucket_prefix + plural)}" for plural in ALL_PLURALS),
+        # the compaction watermark bucket too: every watch from a resourceVersion reads it
+        *(f"$JS.API.STREAM.CREATE.{stream_name(bucket_prefix + plural)}" for plural in (*ALL_PLURALS, META)),
         f"$JS.API.STREAM.CREATE.{traces}", f"$JS.API.STREAM.UPDATE.{traces}", f"{bucket_prefix}traces.>",
         *_JS_READS,
         *BUS_PUBLISH.get(role, ()),
