@@ -146,6 +146,10 @@ async def apply_node_status(store, node_name: str, info: NodeInfo, *, now: datet
     raise Conflict(f"could not update node {node_name}: too many concurrent writers")
 
 
+REGISTER_TIMEOUT = 30.0
+"""Seconds the first heartbeat (the Node's registration) may take."""
+
+
 class NodeHeartbeat:
     """Registers the Node, then renews its heartbeat every ``interval`` seconds until stopped.
 
@@ -168,19 +172,23 @@ class NodeHeartbeat:
         self.beats = 0
         self.last_beat = monotonic()
 
-    async def beat(self, *, drop_annotations: Iterable[str] = ()) -> dict:
-        """One heartbeat write; raises on failure (including ``TimeoutError``)."""
+    async def beat(self, *, drop_annotations: Iterable[str] = (), timeout: float | None = None) -> dict:
+        """One heartbeat write, bounded by ``timeout`` seconds (default ``max(interval, 1)``);
+        raises on failure (including ``TimeoutError``)."""
         started = self.monotonic()
-        async with asyncio.timeout(max(self.interval, 1.0)):
+        async with asyncio.timeout(timeout if timeout is not None else max(self.interval, 1.0)):
             node = await apply_node_status(self.store, self.node_name, await self.read_info(), now=self.clock(),
                                            annotations=self.annotations, drop_annotations=drop_annotations)
         self.last_beat = max(self.last_beat, started)
         self.beats += 1
         return node
 
-    async def register(self) -> dict:
-        """First beat; raises on failure (a handler that cannot register must not start)."""
-        return await self.beat()
+    async def register(self, timeout: float = REGISTER_TIMEOUT) -> dict:
+        """First beat, bounded by ``timeout`` seconds rather than the interval: it may wait for a
+        fresh libvirtd's first capabilities probe and for the Node bucket to be created (three
+        servers agreeing on a replicated stream). Raises on failure (a handler that cannot
+        register must not start)."""
+        return await self.beat(timeout=timeout)
 
     async def run(self) -> None:
         """Beat forever (cancel the task to stop)."""

@@ -42,7 +42,7 @@ from services.virtctl.layout import Layout
 from services.virtctl.nats_security import apply_nats_security
 from services.virtctl.node_libvirt import NodeLibvirt, apply_node_libvirt, apply_stop_node_libvirt
 from services.virtctl.processes import ServiceSpec, is_alive, launch, running_record, stop, wait_healthy
-from services.virtctl.service_specs import is_http_ok
+from services.virtctl.service_specs import FAILURE_TIMING, is_http_ok
 from shared import libvirtd, netns
 from shared.natsserver import ClusterMembership, NatsServer, NatsTls, find_nats_server_binary
 
@@ -189,7 +189,9 @@ def compute_service_argv(layout: Layout, record: HostsRecord, role: str, host: s
     """The command line of the Python service ``role`` (a key of :data:`MODULES`) on ``host``:
     NATS (every server of the cluster), the store's replicas, health on the host's address,
     and the service's own arguments (leader identity ``<role>-<host>``; virt-api's listen
-    address and certificate names; the handler's node, libvirt, migration address). Raises
+    address and certificate names; the handler's node, libvirt, migration address; the
+    installation's one failure timing, :data:`services.virtctl.service_specs.FAILURE_TIMING`,
+    for handlers and controllers). Raises
     KeyError for an unknown role."""
     address = record.address(host)
     argv = [sys.executable, "-m", MODULES[role], *compute_nats_client_args(layout, record, role),
@@ -201,8 +203,11 @@ def compute_service_argv(layout: Layout, record: HostsRecord, role: str, host: s
     if role == "virt-handler":
         return [*argv, "--state-dir", str(host_dir(layout, host) / "virt-handler"), "--node-name", host,
                 "--libvirt-uri", handler_uri(layout, record, host), "--migration-address", address,
-                "--image-dir", str(layout.images_dir), "--pvc-root", str(layout.pvcs_dir)]
+                "--image-dir", str(layout.images_dir), "--pvc-root", str(layout.pvcs_dir),
+                *FAILURE_TIMING.handler_args()]
     argv += ["--id", f"{role}-{host}"]
+    if role == "virt-controller":
+        argv += FAILURE_TIMING.controller_args()
     if role == "scheduler-bridge":
         return argv
     argv += ["--state-dir", str(host_dir(layout, host) / role)]

@@ -59,7 +59,8 @@ def test_every_python_service_connects_to_every_nats_server(layout: Layout, reco
                         "--nats-credentials", str(layout.state_dir / "nats/credentials/virt-controller.json"),
                         "--nats-ca", str(layout.state_dir / "api/pki/ca.crt"), "--store-replicas", "3",
                         "--health-host", address(record, "host3"), "--health-port", "8181",
-                        "--id", "virt-controller-host3", "--state-dir", str(layout.state_dir / "hosts/host3/virt-controller")]
+                        "--id", "virt-controller-host3", "--heartbeat-timeout", "40", "--fence-margin", "10",
+                        "--state-dir", str(layout.state_dir / "hosts/host3/virt-controller")]
 
 
 def test_handler_and_api_arguments(layout: Layout, record: HostsRecord) -> None:
@@ -68,6 +69,7 @@ def test_handler_and_api_arguments(layout: Layout, record: HostsRecord) -> None:
     assert tail[:4] == ["--state-dir", str(layout.state_dir / "hosts/host2/virt-handler"), "--node-name", "host2"]
     assert tail[tail.index("--libvirt-uri") + 1].startswith("qemu+unix:///system?socket=/run/kubevirt-py/nodes/")
     assert tail[tail.index("--migration-address") + 1] == address(record, "host2")
+    assert tail[-4:] == ["--heartbeat-interval", "5", "--fence-after", "20"]  # the installation's one timing
     api = compute_service_argv(layout, record, "virt-api", "host2")
     assert api[api.index("--host") + 1] == address(record, "host2") and api[api.index("--port") + 1] == "8443"
     assert [api[i + 1] for i, a in enumerate(api) if a == "--tls-san"] == [
