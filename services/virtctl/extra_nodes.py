@@ -23,6 +23,7 @@ from pathlib import Path
 
 from services.virtctl import installation as inst
 from services.virtctl.node_libvirt import NodeLibvirt, apply_node_libvirt, apply_stop_node_libvirt
+from services.virtctl.service_specs import SINGLE_MACHINE_TIMING
 from shared import libvirtd
 from shared.natsserver import pick_free_port
 
@@ -64,7 +65,7 @@ class ExtraNode:
             return [sys.executable, "-m", "services.virt_handler.main", *lay.nats_client_args("virt-handler"),
                     "--state-dir", str(state), "--node-name", self.name, "--libvirt-uri", uri,
                     "--image-dir", str(lay.images_dir), "--health-port", str(self.health_port),
-                    "--pvc-root", str(lay.pvcs_dir)]
+                    "--pvc-root", str(lay.pvcs_dir), *SINGLE_MACHINE_TIMING.handler_args()]
 
         def prepare(lay: inst.Layout) -> None:
             for directory in (lay.state_dir, lay.state_dir / "nodes", self.directory(lay), state, lay.images_dir):

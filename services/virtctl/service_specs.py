@@ -30,9 +30,14 @@ from services.virtctl.processes import ServiceSpec, is_our_process, read_record,
 from shared.natsserver import find_nats_server_binary
 from shared.node_fencing import FailureTiming
 
-#: when a silent node's VMIs are replaced: the handlers fence after 20 s without a heartbeat, the
-#: controller declares their VMIs Failed after 40 s (checked on construction: 40 >= 20 + 10)
+#: ``up --hosts``: when a silent host's VMIs are replaced: the handlers fence after 20 s without a
+#: heartbeat, the controller declares their VMIs Failed after 40 s (checked on construction: 40 >= 20 + 10)
 FAILURE_TIMING = FailureTiming()
+#: one machine (``up``, ``up --nodes N``): every node shares the one nats-server and the one machine,
+#: so no other host could take a cut-off node's guests over; fencing would only turn a nats-server
+#: outage into lost guests. Without a fence the controller never fails a silent node's VMIs (they
+#: stay Unknown until the handler reports again), as KubeVirt without node remediation does.
+SINGLE_MACHINE_TIMING = FailureTiming(fence_after=0.0)
 
 
 # -- health probes ---------------------------------------------------------------------------
@@ -111,7 +116,7 @@ def _api_argv(layout: Layout) -> list[str]:
 def _handler_args(layout: Layout) -> list[str]:
     return ["--node-name", layout.node_name, "--libvirt-uri", layout.libvirt_uri,
             "--image-dir", str(layout.images_dir), "--health-port", str(layout.handler_health_port),
-            "--pvc-root", str(layout.pvcs_dir), *FAILURE_TIMING.handler_args()]
+            "--pvc-root", str(layout.pvcs_dir), *SINGLE_MACHINE_TIMING.handler_args()]
 
 
 def _prepare_handler(layout: Layout) -> None:
@@ -134,7 +139,7 @@ VIRT_CONTROLLER = python_service(
     "virt-controller", "services.virt_controller.main",
     extra_args=lambda layout: [*leader_identity_args("virt-controller")(layout),
                                *health_port_args(lambda lay: lay.controller_health_port)(layout),
-                               *FAILURE_TIMING.controller_args()],
+                               *SINGLE_MACHINE_TIMING.controller_args()],
     health=healthz_probe(lambda layout: layout.controller_health_port))
 VIRT_MIGRATION = python_service(
     "virt-migration", "services.virt_migration.main",
