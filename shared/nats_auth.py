@@ -51,6 +51,9 @@ _NODES, _LEASES, _PVCS = "nodes", "leases", "persistentvolumeclaims"
 #: Every bucket (resource plural) an installation holds: the API's resources, Events and the
 #: owner index.
 ALL_PLURALS: tuple[str, ...] = (*(r.plural for r in RESOURCES), EVENTS_PLURAL, OWNERS)
+#: Every bucket a service may have to make on first use: :data:`ALL_PLURALS` and compaction's
+#: watermark bucket, which every watch from a resourceVersion reads (written by compaction only).
+CREATED_PLURALS: tuple[str, ...] = (*ALL_PLURALS, META)
 
 #: The buckets each service writes (docs/architecture.md, "The services and what each owns").
 #: Every writer records Events and may index owners (a hint bucket checked against the
@@ -118,8 +121,7 @@ def compute_permissions(role: str, bucket_prefix: str = "kv_") -> dict[str, Any]
     traces = compute_stream_name(bucket_prefix)
     publish = [
         *(f"$KV.{bucket_prefix}{plural}.>" for plural in WRITTEN_PLURALS[role]),
-        # the compaction watermark bucket too: every watch from a resourceVersion reads it
-        *(f"$JS.API.STREAM.CREATE.{stream_name(bucket_prefix + plural)}" for plural in (*ALL_PLURALS, META)),
+        *(f"$JS.API.STREAM.CREATE.{stream_name(bucket_prefix + plural)}" for plural in CREATED_PLURALS),
         f"$JS.API.STREAM.CREATE.{traces}", f"$JS.API.STREAM.UPDATE.{traces}", f"{bucket_prefix}traces.>",
         *_JS_READS,
         *BUS_PUBLISH.get(role, ()),

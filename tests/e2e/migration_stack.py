@@ -30,7 +30,15 @@ from pathlib import Path
 
 import yaml
 
-from e2e_helpers import ROOT, needs_qemu, qemu_pids, virtctl, wait_for  # noqa: F401 (re-exported)
+from e2e_helpers import (  # noqa: F401 (re-exported)
+    ROOT,
+    apply_keep_logs,
+    needs_qemu,
+    permission_violations,
+    qemu_pids,
+    virtctl,
+    wait_for,
+)
 CACHE = Path(os.environ.get("KUBEVIRT_PY_TEST_CACHE", "/var/tmp/kubevirt-py-test-cache"))
 BOOT_TIMEOUT = 180
 VMIMS = "virtualmachineinstancemigrations"
@@ -323,6 +331,8 @@ def two_node_installation(prefix: str) -> Iterator[MigStack]:
     finally:
         if stack is not None:
             stack.resume_all()
+        apply_keep_logs(state)
+        violations = permission_violations(state)
         down = virtctl("down", "--state-dir", str(state), "--wipe", check=False)
         leftovers: list = []
         if stack is not None:
@@ -331,6 +341,7 @@ def two_node_installation(prefix: str) -> Iterator[MigStack]:
         shutil.rmtree(state, ignore_errors=True)
         assert down.returncode == 0, down.stdout + down.stderr
         assert not leftovers, f"domains left after virtctl down: {leftovers}"
+        assert not violations, "NATS permissions violations:\n" + "\n".join(violations)
 
 
 def _safe_domains(stack: MigStack, node: str) -> list[str]:

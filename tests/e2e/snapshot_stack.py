@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import yaml
 
-from tests.e2e.e2e_helpers import ROOT, qemu_pids, virtctl, wait_for
+from tests.e2e.e2e_helpers import ROOT, apply_keep_logs, permission_violations, qemu_pids, virtctl, wait_for
 from tests.e2e.migration_stack import BOOT_TIMEOUT, CACHE, VMIS, Console, MigStack
 
 GROUP, VERSION = "snapshot.kubevirt.io", "v1beta1"
@@ -258,12 +258,15 @@ def one_node_installation(prefix: str, vm: str) -> Iterator[SnapStack]:
     finally:
         if stack is not None:
             stack.resume_all()
+        apply_keep_logs(state)
+        violations = permission_violations(state)
         down = virtctl("down", "--state-dir", str(state), "--wipe", check=False)
         domains = _domains(namespace)
         leftovers = [(d, p) for d in domains for p in qemu_pids(d)]
         shutil.rmtree(state, ignore_errors=True)
         assert down.returncode == 0, down.stdout + down.stderr
         assert not domains and not leftovers, f"left after virtctl down: {domains} {leftovers}"
+        assert not violations, "NATS permissions violations:\n" + "\n".join(violations)
 
 
 def _domains(namespace: str) -> list[str]:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_helpers import ROOT, needs_qemu, qemu_pids, virtctl, wait_for
+from e2e_helpers import ROOT, apply_keep_logs, needs_qemu, permission_violations, qemu_pids, virtctl, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -175,10 +175,13 @@ def stack(system_libvirtd):
         apply_demo_guest_import(ImageStore(load_layout(state).images_dir), guest)
         yield Stack(state, namespace)
     finally:
+        apply_keep_logs(state)
+        violations = permission_violations(state)
         down = virtctl("down", "--state-dir", str(state), "--wipe", check=False)
         shutil.rmtree(state, ignore_errors=True)
         assert down.returncode == 0, down.stderr
         assert f"{namespace}_vm-demo" not in virsh_domains()
+        assert not violations, "NATS permissions violations:\n" + "\n".join(violations)
 
 
 @needs_qemu
