@@ -150,11 +150,18 @@ def pct(values: list[float], p: float) -> float:
 args_verbose = False
 
 
-async def wait_progress(done: asyncio.Event, running: set[str], count: int, stall_timeout: float) -> None:
+async def wait_progress(done: asyncio.Event, running: set[str], count: int, stall_timeout: float,
+                        watcher: asyncio.Task[None] | None = None) -> None:
     """Wait for ``done``; raise RuntimeError when no further VMI became Running for
-    ``stall_timeout`` seconds (a full node, a dead service) instead of waiting for ever."""
+    ``stall_timeout`` seconds (a full node, a dead service) instead of waiting for ever, or at
+    once when ``watcher`` (the driver's watch that fills ``running``) ended without it: a
+    failed watch must not pass for a stalled cluster."""
     seen, since = -1, time.monotonic()
     while not done.is_set():
+        if watcher is not None and watcher.done() and not done.is_set():
+            failure = None if watcher.cancelled() else watcher.exception()
+            raise RuntimeError(f"the driver's watch ended at {len(running)} of {count} VMIs Running: "
+                               f"{failure!r}")
         if len(running) != seen:
             seen, since = len(running), time.monotonic()
         elif time.monotonic() - since > stall_timeout:
@@ -237,7 +244,7 @@ async def scenario(servers: list[NatsServer], pids: dict[str, int], count: int, 
         await asyncio.gather(*(one(n) for n in names))
     created_at = time.monotonic()
     try:
-        await wait_progress(done, running, count, stall_timeout)
+        await wait_progress(done, running, count, stall_timeout, watcher)
     except RuntimeError as stalled:
         watcher.cancel()
         phases = await stuck_phases(store, wanted - running)

@@ -71,6 +71,23 @@ class _Delivery:
 
 
 
+def compute_snapshot_revision(newest_record: int, stream_last: int, scanned: int | None) -> int:
+    """The revision a "last per subject" snapshot is the bucket's state at.
+
+    ``newest_record`` is the newest revision among the snapshot's records (0: none),
+    ``stream_last`` the stream's last revision as its leader reported it before the consumer
+    was made, ``scanned`` the consumer's delivered stream sequence read after its messages
+    (None when the consumer runs on that same leader's server). nats-server places an R1
+    ephemeral consumer on any peer of the stream (``createGroupForConsumer`` shuffles the
+    active peers) and it reads that server's own copy, which may lag the leader: the snapshot
+    is then the state at the consumer's position, not at ``stream_last``. On the server that
+    reported ``stream_last`` its copy already held it (a server's copy only grows), and nothing
+    under the filter changed between the newest record and then (it would be in the set)."""
+    if scanned is None:
+        return max(stream_last, newest_record)
+    return max(scanned, newest_record)
+
+
 class StreamReader:
     """Snapshots and tails of the buckets of one :class:`~shared.store.kv.KvLayer` (its
     connection, retries and timeouts)."""
@@ -123,27 +140,52 @@ class StreamReader:
 
     async def snapshot(self, bucket: str, filter_subject: str) -> tuple[list[KvRecord], int]:
         """The latest record of every key under ``filter_subject`` (delete markers included) and
-        a revision at which exactly this set was the bucket's state (for list-then-watch)."""
+        a revision at which exactly this set was the bucket's state (for list-then-watch).
+
+        The consumer reads the copy of the stream held by the server nats-server placed it on
+        (any peer of an R3 stream, see :func:`compute_snapshot_revision`); when that is not the
+        server whose last revision was read first, the consumer's own position names the
+        revision. Raises ServiceUnavailable when the stream stays unreachable."""
         prefix = subject_prefix(bucket)
 
         async def attempt() -> tuple[list[KvRecord], int] | None:
-            _, last_before = await self.kv.stream_bounds(bucket)
+            last_before, stream_server = await self.kv.stream_position(bucket)
             delivery, info = await self._open(bucket, filter_subject, api.DeliverPolicy.LAST_PER_SUBJECT, None, None)
-            try:
-                records: list[KvRecord] = []
-                for expected_cseq in range(1, (info.num_pending or 0) + 1):
+            latest: dict[str, KvRecord] = {}
+            received = 0
+
+            async def receive(through_cseq: int) -> bool:
+                """Take the consumer's messages up to consumer sequence ``through_cseq``
+                (a later record of a key replaces the earlier); False if one was dropped."""
+                nonlocal received
+                while received < through_cseq:
                     msg = await delivery.next(self.kv.request_timeout)
                     md = msg.metadata
-                    if md.sequence.consumer != expected_cseq:
-                        return None  # a message was dropped client-side: start over
-                    records.append(parse_record(prefix, msg.subject, md.sequence.stream, msg.headers, msg.data,
-                                           md.timestamp.timestamp()))
+                    if md.sequence.consumer != received + 1:
+                        return False
+                    received += 1
+                    rec = parse_record(prefix, msg.subject, md.sequence.stream, msg.headers, msg.data,
+                                       md.timestamp.timestamp())
+                    latest[rec.key] = rec
+                return True
+
+            try:
+                if not await receive(info.num_pending or 0):
+                    return None  # a message was dropped client-side: start over
+                consumer_server = info.cluster.leader if info.cluster else None
+                scanned = None
+                if consumer_server != stream_server:
+                    # another copy of the stream, possibly behind: where has this consumer looked?
+                    position = await self.kv._js._jsm.consumer_info(stream_name(bucket), info.name,
+                                                                    timeout=self.kv.request_timeout)
+                    if position.delivered is None or not await receive(position.delivered.consumer_seq or 0):
+                        return None
+                    scanned = position.delivered.stream_seq or 0
             finally:
                 await self._close(bucket, delivery, info.name)
-            # Nothing under the filter changed between the snapshot's newest record and
-            # last_before (it would be in the set), so the larger of the two is a valid revision.
-            revision = max([last_before] + [r.revision for r in records])
-            return records, revision
+            records = list(latest.values())
+            newest = max((r.revision for r in records), default=0)
+            return records, compute_snapshot_revision(newest, last_before, scanned)
 
         deadline = time.monotonic() + self.kv.op_timeout
         while True:

@@ -256,6 +256,13 @@ class KvLayer:
         info = await self._retrying(f"info {bucket}", lambda: self._js.stream_info(stream_name(bucket)))
         return info.state.first_seq, info.state.last_seq
 
+    async def stream_position(self, bucket: str) -> tuple[int, str | None]:
+        """``(last_seq, server)``: the bucket stream's last revision and the name of the server
+        that reported it (the stream leader; None when the server gives no cluster details).
+        That server's copy of the stream holds every revision up to ``last_seq`` from then on."""
+        info = await self._retrying(f"info {bucket}", lambda: self._js.stream_info(stream_name(bucket)))
+        return info.state.last_seq, info.cluster.leader if info.cluster else None
+
     # -- reads -------------------------------------------------------------------------------
     async def get(self, bucket: str, key: str) -> KvRecord | None:
         """Latest record of ``key`` (a delete marker included), or None if the key never existed
