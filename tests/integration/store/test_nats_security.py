@@ -10,41 +10,22 @@ import json
 import socket
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from secured_nats import Secured, make_secured, store_as
 from store_objects import make_vm
 
 from shared.bus import connect
 from shared.errors import Forbidden, ServiceUnavailable
 from shared.nats_auth import (
     NatsCredentials,
-    apply_credentials,
-    compute_authorization_config,
-    hash_authorization_entries,
     write_credentials,
 )
-from shared.natsserver import NatsCluster, NatsServer, NatsTls
-from shared.pki import apply_ca, apply_server_certificate
+from shared.natsserver import NatsCluster, NatsServer
 from shared.store import ObjectStore
 
 VMS, VMIS = "virtualmachines", "virtualmachineinstances"
-
-
-@dataclass(frozen=True)
-class Secured:
-    tls: NatsTls
-    authorization: str
-    credentials: dict[str, Path]
-
-
-def make_secured(directory: Path) -> Secured:
-    ca = apply_ca(directory / "ca")
-    tls = NatsTls(cert=directory / "server.crt", key=directory / "server.key", ca=ca.cert_path)
-    apply_server_certificate(ca, tls.cert, tls.key, ("127.0.0.1", "localhost"), common_name="nats-server")
-    credentials = apply_credentials(directory / "credentials")
-    return Secured(tls, compute_authorization_config(hash_authorization_entries(credentials)), credentials)
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +42,6 @@ def server(secured: Secured, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield nats
     finally:
         nats.stop()
-
-
-async def store_as(server: NatsServer, secured: Secured, role: str) -> ObjectStore:
-    return await ObjectStore.connect([server.url], name=role, credentials=secured.credentials[role],
-                                     tls_ca=secured.tls.ca, op_timeout=3.0)
 
 
 async def test_a_client_without_credentials_is_refused(server: NatsServer, secured: Secured):
