@@ -3,7 +3,7 @@
 Same rules as client-go's ``leaderelection`` (``k8s.io/client-go/tools/leaderelection``):
 
 * one Lease per leader-elected service (``leases`` bucket: ``kubevirt/virt-controller``,
-  ``kubevirt/virt-migration``) with ``spec.holderIdentity``,
+  ``kubevirt/virt-migration``, virt-api's ``kubevirt/virt-api-store-maintenance``) with ``spec.holderIdentity``,
   ``leaseDurationSeconds``, ``acquireTime``, ``renewTime``, ``leaseTransitions``;
 * candidates try every ``retry_period``; the holder renews by a compare-and-swap update on the
   Lease's resourceVersion, so two candidates can never both win the same revision;

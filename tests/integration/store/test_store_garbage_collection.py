@@ -53,8 +53,8 @@ class Refusals:
 
 
 @pytest.fixture
-async def refusals() -> AsyncIterator[Refusals]:
-    yield Refusals()
+def refusals() -> Refusals:
+    return Refusals()
 
 
 @pytest.fixture
