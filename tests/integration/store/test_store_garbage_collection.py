@@ -20,6 +20,7 @@ from shared.errors import NotFound
 from shared.natsserver import NatsServer
 from shared.store import ObjectStore
 from shared.store.keys import compute_bucket, compute_key
+from shared.tasks import cancel_and_wait
 
 VMS, VMIS = "virtualmachines", "virtualmachineinstances"
 RESTORES, PVCS = "virtualmachinerestores", "persistentvolumeclaims"
@@ -151,8 +152,7 @@ async def test_maintenance_finishes_a_half_done_cascade_and_compacts_with_virt_a
                     or await api.compaction_watermark(VMS) == 0:
                 await asyncio.sleep(0.05)
     finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
+        await cancel_and_wait([running])
     assert not await exists(api, VMIS, "vm-b")
     assert await api.get(PVCS, "default", "alive-disk") == kept
     # the first pass compacted: the delete markers are purged and the watermark raised
@@ -201,16 +201,13 @@ async def test_one_virt_api_replica_maintains_at_a_time(
         assert count(second) == 0
 
         # the maintaining replica stops (releases the lease): the other takes over at once
-        tasks[first].cancel()
-        await asyncio.gather(tasks[first], return_exceptions=True)
+        await cancel_and_wait([tasks[first]])
         async with asyncio.timeout(5):
             while count(second) < 3:
                 await asyncio.sleep(0.05)
         assert replicas[second].is_leader
     finally:
-        for task in tasks.values():
-            task.cancel()
-        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await cancel_and_wait(tasks.values())
         await other.close()
 
     # never two passes at once: the replicas' passes do not overlap in time
