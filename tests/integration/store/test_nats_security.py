@@ -160,10 +160,15 @@ async def test_cluster_routes_require_mutual_tls_and_replicate_an_r3_bucket(secu
                                           credentials=secured.credentials["virt-api"], tls_ca=secured.tls.ca)
         try:
             created = await store.create(VMS, make_vm("vm-r3"))
-            info = await store.bus.jetstream().stream_info("KV_kv_virtualmachines")
+            # an R3 write is acknowledged by a quorum: the third peer may lag a moment behind
+            async with asyncio.timeout(10):
+                while True:
+                    info = await store.bus.jetstream().stream_info("KV_kv_virtualmachines")
+                    peers = info.cluster.replicas or []
+                    if len(peers) == 2 and all(p.current for p in peers):
+                        break
+                    await asyncio.sleep(0.1)
             assert info.config.num_replicas == 3
-            peers = info.cluster.replicas or []
-            assert len(peers) == 2 and all(p.current for p in peers)
         finally:
             await store.close()
         # every node holds the write: read it through each node alone
