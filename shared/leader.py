@@ -3,7 +3,7 @@
 Same rules as client-go's ``leaderelection`` (``k8s.io/client-go/tools/leaderelection``):
 
 * one Lease per leader-elected service (``leases`` bucket: ``kubevirt/virt-controller``,
-  ``kubevirt/virt-migration``) with ``spec.holderIdentity``,
+  ``kubevirt/virt-migration``, virt-api's ``kubevirt/virt-api-store-maintenance``) with ``spec.holderIdentity``,
   ``leaseDurationSeconds``, ``acquireTime``, ``renewTime``, ``leaseTransitions``;
 * candidates try every ``retry_period``; the holder renews by a compare-and-swap update on the
   Lease's resourceVersion, so two candidates can never both win the same revision;
@@ -26,6 +26,7 @@ from typing import Any
 from shared.clock import Clock, SystemClock
 from shared.api.vocabulary import format_micro_time
 from shared.errors import AlreadyExists, ApiError, Conflict, NotFound
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +178,8 @@ class LeaderElector:
                 try:
                     done, _ = await asyncio.wait({leading, holding}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    for task in (leading, holding):
-                        if not task.done():
-                            task.cancel()
-                    await asyncio.gather(leading, holding, return_exceptions=True)
+                    # again until they end: one cancel can be lost in nats-py's wait_for (shared.tasks)
+                    await cancel_and_wait((leading, holding))
                 if leading in done and not leading.cancelled() and leading.exception() is not None:
                     log.error("leading task failed: %r", leading.exception())
                 if self.is_leader:  # lead() returned by itself: hand the lease over

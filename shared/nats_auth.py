@@ -9,8 +9,10 @@ Owns:
   column of docs/architecture.md at bucket granularity: a KV write is a publish to
   ``$KV.<bucket>.<key>`` (a delete is a marker published there too), so a role may publish only
   to the buckets its service writes; reads (JetStream API lookups, consumers delivering to the
-  client's inbox) are open to every role; deleting, purging or re-configuring a bucket's stream
-  is ``admin``'s alone (no service does it);
+  client's inbox) are open to every role; deleting or re-configuring a bucket's stream is
+  ``admin``'s alone; purging (compaction) is ``admin``'s and virt-api's (:data:`MAINTAINERS`);
+* :func:`compute_writable_plurals` - what a role's store may write, so that a deletion's cascade
+  leaves other buckets' dependents to the garbage collector instead of being refused;
 * :class:`NatsCredentials` and their file (JSON, mode 0600: :func:`write_credentials`,
   :func:`read_credentials`);
 * :func:`compute_authorization_config` - nats-server's ``authorization`` block with bcrypt'd
@@ -70,6 +72,13 @@ WRITTEN_PLURALS: dict[str, tuple[str, ...]] = {
     "virt-handler": (_VMIS, _NODES, EVENTS_PLURAL, OWNERS),
 }
 
+#: Roles that run the store's maintenance (:meth:`shared.store.ObjectStore.maintain`): compaction
+#: purges old delete markers from every bucket's stream and raises the watermark in
+#: ``<prefix>_meta``; the garbage collector deletes dependents of gone owners in any bucket.
+#: virt-api is the store's gatekeeper (the only service writing every bucket), as
+#: kube-apiserver is etcd's and compacts it (``--etcd-compaction-interval``).
+MAINTAINERS = frozenset({"virt-api"})
+
 _HANDLER_COMMAND = f"{SUBJECT_PREFIX}.handler.*.command"
 _HANDLER_CONSOLE = f"{SUBJECT_PREFIX}.handler.*.console"
 
@@ -112,7 +121,10 @@ def compute_permissions(role: str, bucket_prefix: str = "kv_") -> dict[str, Any]
     installation's buckets (a service makes a missing bucket on first use), create and update
     the trace stream and publish its spans, make the read-only JetStream API requests, use its
     bus subjects (:data:`BUS_PUBLISH`, :data:`BUS_SUBSCRIBE`) and receive on ``_INBOX.>``
-    (replies, consumer deliveries). Raises ValueError for a role not in :data:`ROLES`.
+    (replies, consumer deliveries). A maintainer (:data:`MAINTAINERS`: virt-api) may also
+    purge the streams of the installation's buckets and write ``<prefix>_meta``, what
+    compaction does (virt-api is the store's gatekeeper, as kube-apiserver compacts etcd).
+    Raises ValueError for a role not in :data:`ROLES`.
     """
     if role not in ROLES:
         raise ValueError(f"unknown NATS role {role!r} (known: {', '.join(ROLES)})")
@@ -126,6 +138,9 @@ def compute_permissions(role: str, bucket_prefix: str = "kv_") -> dict[str, Any]
         *_JS_READS,
         *BUS_PUBLISH.get(role, ()),
     ]
+    if role in MAINTAINERS:
+        publish += [f"$KV.{bucket_prefix}{META}.>",
+                    *(f"$JS.API.STREAM.PURGE.{stream_name(bucket_prefix + plural)}" for plural in ALL_PLURALS)]
     permissions: dict[str, Any] = {
         "publish": {"allow": publish},
         "subscribe": {"allow": ["_INBOX.>", *BUS_SUBSCRIBE.get(role, ())]},
@@ -133,6 +148,15 @@ def compute_permissions(role: str, bucket_prefix: str = "kv_") -> dict[str, Any]
     if role in REPLIERS:
         permissions["allow_responses"] = True
     return permissions
+
+
+def compute_writable_plurals(user: str) -> frozenset[str] | None:
+    """The resource plurals (buckets without prefix) NATS user ``user`` may write: a service
+    role's :data:`WRITTEN_PLURALS`; None (no limit known) for ``admin`` and for a user that is
+    not one of :data:`ROLES`."""
+    if user == ADMIN or user not in WRITTEN_PLURALS:
+        return None
+    return frozenset(WRITTEN_PLURALS[user])
 
 
 @dataclass(frozen=True)

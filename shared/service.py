@@ -125,16 +125,21 @@ class ServiceContext:
         (``shared.errors.ServiceUnavailable`` when NATS cannot be reached)."""
         from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+        from shared.nats_auth import compute_writable_plurals, read_credentials
         from shared.store import ObjectStore
 
         settings = self.settings
+        writable = None  # what a cascade may delete itself (shared.nats_auth); the rest is collected
+        if settings.nats_credentials is not None:
+            writable = compute_writable_plurals(read_credentials(settings.nats_credentials).user)
         store: ObjectStore | None = None
         async for attempt in AsyncRetrying(stop=stop_after_delay(retry_for), wait=wait_fixed(0.5),
                                            retry=retry_if_exception_type(retry_on), reraise=True):
             with attempt:
                 store = await ObjectStore.connect(list(settings.nats_servers), bucket_prefix=settings.bucket_prefix,
                                                   replicas=settings.store_replicas, name=name or settings.service,
-                                                  credentials=settings.nats_credentials, tls_ca=settings.nats_ca)
+                                                  credentials=settings.nats_credentials, tls_ca=settings.nats_ca,
+                                                  writable_plurals=writable)
         assert store is not None
         self.on_exit(store.close)
         # no-op unless tracing is on

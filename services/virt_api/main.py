@@ -6,8 +6,11 @@ authorization by ``--authorization-mode`` (:mod:`services.virt_api.auth`: ``toke
 token in the state directory; ``delegated``, an aggregated API server of a Kubernetes cluster with
 kube-apiserver's ``--requestheader-*`` options, reached with ``--kubeconfig`` or ``--in-cluster``),
 the subresource modules, and serving HTTPS (HTTP only with ``--insecure-http``, for tests) until
-SIGTERM/SIGINT. The store connection is retried for 30 s (NATS may still be starting). Failures
-print one readable line and exit non-zero.
+SIGTERM/SIGINT. Every replica serves; the one holding the Lease
+``kubevirt/virt-api-store-maintenance`` also runs the store maintenance
+(:mod:`services.virt_api.store_maintenance`: compaction, garbage collection). The store
+connection is retried for 30 s (NATS may still be starting). Failures print one readable line
+and exit non-zero.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from services.virt_api.authentication import (
     RequestHeaderConfig,
 )
 from services.virt_api.delegation import KubernetesDelegate
+from services.virt_api.store_maintenance import MaintenanceSettings, StoreMaintenance
 from services.virt_api.subresources import SubresourceRegistry, apply_subresource_modules
 from services.virt_api.tls import DEFAULT_HOSTS, apply_serving_pki, server_ssl_context
 from shared.kube_client import apply_api_client, kubernetes_client_options
-from shared.service import ServiceContext, ServiceDefinition, service_command
+from shared.service import ServiceContext, ServiceDefinition, leader_election_options, service_command
 
 log = logging.getLogger("kubevirt.virt_api")
 
@@ -153,6 +157,14 @@ async def run(ctx: ServiceContext) -> None:
     if params["port_file"] is not None:
         params["port_file"].write_text(f"{port}\n")
     await ctx.serve_health()
+    if params["store_maintenance_interval"] > 0:
+        maintenance = StoreMaintenance(
+            store, params["identity"],
+            MaintenanceSettings(interval=params["store_maintenance_interval"],
+                                compaction_interval=params["store_compaction_interval"]),
+            lease_duration=params["lease_duration"], renew_deadline=params["renew_deadline"],
+            retry_period=params["retry_period"])
+        ctx.start_task(maintenance.run(), "store-maintenance")
     log.info("virt-api serving on %s://%s:%s (NATS %s, authorization %s)",
              "http" if params["insecure_http"] else "https", host, port, ",".join(ctx.settings.nats_servers),
              options.mode)
@@ -181,6 +193,14 @@ SERVICE = ServiceDefinition(
                      help="Another address or name the serving certificate covers (repeatable; e.g. every "
                           "host of a cluster, so that replicas share one certificate)."),
         click.option("--insecure-http", is_flag=True, help="Serve plain HTTP (tests only; TLS is the default)."),
+        *leader_election_options(),
+        click.option("--store-maintenance-interval", type=click.FloatRange(min=0), default=30.0, show_default=True,
+                     help="Seconds between store maintenance passes, each collecting the dependents of deleted "
+                          "owners (Kubernetes' garbage collector); one replica at a time maintains (Lease "
+                          "kubevirt/virt-api-store-maintenance). 0: this replica never maintains."),
+        click.option("--store-compaction-interval", type=click.FloatRange(min=0), default=300.0, show_default=True,
+                     help="Seconds between compactions of the store (purge of delete markers older than an hour; "
+                          "kube-apiserver's --etcd-compaction-interval), done by the maintaining replica."),
         click.option("--tls-cert-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
                      help="Serve this certificate (PEM, with its chain) instead of one issued from the "
                           "installation's CA in the state directory."),

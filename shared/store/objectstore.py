@@ -57,6 +57,12 @@ JsonObjects = list[JsonObject]
 Records = list[KvRecord]
 
 
+def compute_compaction_due(now: float, last_compaction: float | None, compaction_interval: float) -> bool:
+    """Whether a maintenance pass at ``now`` (monotonic s) compacts: the first pass does, later
+    ones once ``compaction_interval`` s have passed since ``last_compaction``."""
+    return last_compaction is None or now - last_compaction >= compaction_interval
+
+
 class ObjectStore:
     """Kubernetes-style objects (plain dicts) in one KV bucket per resource plural.
 
@@ -66,13 +72,14 @@ class ObjectStore:
     """
 
     def __init__(self, bus: Bus, *, replicas: int = 1, history: int = 10, bucket_prefix: str = "kv_",
-                 op_timeout: float = 10.0, owns_bus: bool = True, mirror_lists: bool = True) -> None:
+                 op_timeout: float = 10.0, owns_bus: bool = True, mirror_lists: bool = True,
+                 writable_plurals: frozenset[str] | None = None) -> None:
         self.bus = bus
         self.prefix = bucket_prefix
         self.kv = KvLayer(bus, replicas=replicas, history=history, op_timeout=op_timeout)
         self._owns_bus = owns_bus
         self._seen = RevisionCache()
-        self._ownership = Ownership(self)
+        self._ownership = Ownership(self, writable_plurals)
         self._compaction = Compaction(self)
         self._mirror_lists = mirror_lists
         self._mirrors = ListMirrors(self.kv)
@@ -82,19 +89,23 @@ class ObjectStore:
     async def connect(cls, servers: list[str], *, replicas: int = 1, history: int = 10,
                       bucket_prefix: str = "kv_", op_timeout: float = 10.0,
                       name: str = "kubevirt-store", mirror_lists: bool = True,
-                      credentials: Path | None = None, tls_ca: Path | None = None) -> ObjectStore:
+                      credentials: Path | None = None, tls_ca: Path | None = None,
+                      writable_plurals: frozenset[str] | None = None) -> ObjectStore:
         """Connect to NATS (fails fast with ServiceUnavailable). ``history`` = revisions kept per
         key (≤ 64); ``replicas`` for buckets made by this store (1 local, 3 on a cluster);
         buckets that already exist keep the settings they were made with. ``op_timeout`` (s)
         bounds each operation including retries while NATS restarts or elects a leader.
         ``mirror_lists`` keeps an in-memory mirror of each listed bucket (:mod:`shared.store.mirror`)
         so later lists cost one round trip. ``credentials`` (a :mod:`shared.nats_auth` file) and
-        ``tls_ca`` (PEM) are :func:`shared.bus.connect`'s."""
+        ``tls_ca`` (PEM) are :func:`shared.bus.connect`'s. ``writable_plurals``: the resources
+        the credentials' NATS user may write (None: all,
+        :func:`shared.nats_auth.compute_writable_plurals`); a deletion's cascade leaves
+        dependents of other resources to :meth:`collect_garbage` instead of being refused."""
         if not 1 <= history <= 64:
             raise ValueError("history must be between 1 and 64 (JetStream KV limit)")
         bus = await bus_connect(servers, name=name, credentials=credentials, tls_ca=tls_ca)
         return cls(bus, replicas=replicas, history=history, bucket_prefix=bucket_prefix, op_timeout=op_timeout,
-                   mirror_lists=mirror_lists)
+                   mirror_lists=mirror_lists, writable_plurals=writable_plurals)
 
     async def close(self) -> None:
         """Stop the list mirrors and close the connection (when this store opened it)."""
@@ -378,20 +389,42 @@ class ObjectStore:
         """:meth:`compact` every bucket of this store; returns the number of markers purged."""
         return await self._compaction.compact_all(older_than=older_than)
 
-    async def run_maintenance(self, *, interval: float = 300.0, keep_deleted: float = 3600.0) -> None:
-        """Forever (until cancelled): every ``interval`` s compact delete markers older than
-        ``keep_deleted`` s and collect garbage left by interrupted cascades. Meant for one
-        process at a time (e.g. the virt-controller leader); failures are logged and retried."""
-        while True:
-            await asyncio.sleep(interval)
+    async def maintain(self, *, compact: bool = True, keep_deleted: float = 3600.0) -> tuple[int, int]:
+        """One maintenance pass: with ``compact``, purge delete markers older than
+        ``keep_deleted`` s (:meth:`compact_all`), then :meth:`collect_garbage`. A failing step
+        is logged and does not keep the other from running. Returns (markers purged, owners
+        whose dependents were collected). Needs a NATS user that may purge the buckets' streams
+        and write every bucket (virt-api's or admin's, :mod:`shared.nats_auth`)."""
+        purged = collected = 0
+        if compact:
             try:
                 purged = await self.compact_all(older_than=keep_deleted)
-                collected = await self.collect_garbage()
-                if purged or collected:
-                    log.info("store maintenance: %d delete markers purged, %d dead owners' dependents collected",
-                             purged, collected)
             except ApiError as err:
-                log.warning("store maintenance failed: %s", err)
+                log.warning("store compaction failed: %s", err)
+        try:
+            collected = await self.collect_garbage()
+        except ApiError as err:
+            log.warning("store garbage collection failed: %s", err)
+        if purged or collected:
+            log.info("store maintenance: %d delete markers purged, %d dead owners' dependents collected",
+                     purged, collected)
+        return purged, collected
+
+    async def run_maintenance(self, *, interval: float = 30.0, compaction_interval: float = 300.0,
+                              keep_deleted: float = 3600.0) -> None:
+        """Forever (until cancelled): a :meth:`maintain` pass at once and every ``interval`` s,
+        compacting in the first pass and then once ``compaction_interval`` s have passed since
+        the last compaction (kube-apiserver's ``--etcd-compaction-interval``, default 5 min);
+        the garbage collection runs every pass. Meant for one process at a time (virt-api's
+        elected maintenance replica); failures are logged and retried next pass."""
+        last_compaction: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            compact = compute_compaction_due(loop.time(), last_compaction, compaction_interval)
+            if compact:
+                last_compaction = loop.time()
+            await self.maintain(compact=compact, keep_deleted=keep_deleted)
+            await asyncio.sleep(interval)
 
     # -- watch -------------------------------------------------------------------------------
     def watch(self, plural: str, namespace: str | None = None, *, resource_version: str | None = None,

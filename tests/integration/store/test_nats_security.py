@@ -10,41 +10,22 @@ import json
 import socket
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from secured_nats import Secured, make_secured, store_as
 from store_objects import make_vm
 
 from shared.bus import connect
 from shared.errors import Forbidden, ServiceUnavailable
 from shared.nats_auth import (
     NatsCredentials,
-    apply_credentials,
-    compute_authorization_config,
-    hash_authorization_entries,
     write_credentials,
 )
-from shared.natsserver import NatsCluster, NatsServer, NatsTls
-from shared.pki import apply_ca, apply_server_certificate
+from shared.natsserver import NatsCluster, NatsServer
 from shared.store import ObjectStore
 
 VMS, VMIS = "virtualmachines", "virtualmachineinstances"
-
-
-@dataclass(frozen=True)
-class Secured:
-    tls: NatsTls
-    authorization: str
-    credentials: dict[str, Path]
-
-
-def make_secured(directory: Path) -> Secured:
-    ca = apply_ca(directory / "ca")
-    tls = NatsTls(cert=directory / "server.crt", key=directory / "server.key", ca=ca.cert_path)
-    apply_server_certificate(ca, tls.cert, tls.key, ("127.0.0.1", "localhost"), common_name="nats-server")
-    credentials = apply_credentials(directory / "credentials")
-    return Secured(tls, compute_authorization_config(hash_authorization_entries(credentials)), credentials)
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +42,6 @@ def server(secured: Secured, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield nats
     finally:
         nats.stop()
-
-
-async def store_as(server: NatsServer, secured: Secured, role: str) -> ObjectStore:
-    return await ObjectStore.connect([server.url], name=role, credentials=secured.credentials[role],
-                                     tls_ca=secured.tls.ca, op_timeout=3.0)
 
 
 async def test_a_client_without_credentials_is_refused(server: NatsServer, secured: Secured):
@@ -184,10 +160,15 @@ async def test_cluster_routes_require_mutual_tls_and_replicate_an_r3_bucket(secu
                                           credentials=secured.credentials["virt-api"], tls_ca=secured.tls.ca)
         try:
             created = await store.create(VMS, make_vm("vm-r3"))
-            info = await store.bus.jetstream().stream_info("KV_kv_virtualmachines")
+            # an R3 write is acknowledged by a quorum: the third peer may lag a moment behind
+            async with asyncio.timeout(10):
+                while True:
+                    info = await store.bus.jetstream().stream_info("KV_kv_virtualmachines")
+                    peers = info.cluster.replicas or []
+                    if len(peers) == 2 and all(p.current for p in peers):
+                        break
+                    await asyncio.sleep(0.1)
             assert info.config.num_replicas == 3
-            peers = info.cluster.replicas or []
-            assert len(peers) == 2 and all(p.current for p in peers)
         finally:
             await store.close()
         # every node holds the write: read it through each node alone

@@ -16,6 +16,7 @@ from shared.nats_auth import (
     NatsCredentials,
     compute_authorization_config,
     compute_permissions,
+    compute_writable_plurals,
     generate_credentials,
     hash_password,
     read_credentials,
@@ -89,18 +90,52 @@ def test_bucket_prefix_names_the_installation():
 @pytest.mark.parametrize("role", [r for r in ROLES if r != "admin"])
 @pytest.mark.parametrize("subject", [
     "$JS.API.STREAM.DELETE.KV_kv_virtualmachines",
-    "$JS.API.STREAM.PURGE.KV_kv_virtualmachines",
     "$JS.API.STREAM.UPDATE.KV_kv_virtualmachines",
     "$JS.API.STREAM.MSG.DELETE.KV_kv_virtualmachines",
     "$JS.API.STREAM.CREATE.OTHER",
+    "$JS.API.STREAM.PURGE.KV_TRACES",
+    "$JS.API.STREAM.PURGE.OTHER",
     "$JS.API.CONSUMER.DURABLE.CREATE.KV_kv_virtualmachines.d",
-    "$KV.kv__meta.compact.bm9kZXM",  # the watermark is compaction's (an operator's tool) alone
     "kubevirt.v1.unknown",
     "$SYS.REQ.SERVER.PING",
 ])
 def test_only_admin_reshapes_streams_or_leaves_the_known_subjects(role, subject):
     assert not may_publish(role, subject)
     assert may_publish("admin", subject)
+
+
+#: What compaction publishes (shared.store.compaction): purges of the buckets' streams and the
+#: watermark in <prefix>_meta.
+COMPACTION_SUBJECTS = [
+    "$JS.API.STREAM.PURGE.KV_kv_virtualmachines",
+    "$JS.API.STREAM.PURGE.KV_kv_events",
+    "$JS.API.STREAM.PURGE.KV_kv__owners",
+    "$KV.kv__meta.compact.bm9kZXM",
+]
+
+
+@pytest.mark.parametrize("subject", COMPACTION_SUBJECTS)
+@pytest.mark.parametrize("role", ROLES)
+def test_only_virt_api_and_admin_compact_the_store(role, subject):
+    # virt-api runs the store maintenance (the store's gatekeeper, as kube-apiserver compacts etcd)
+    assert may_publish(role, subject) is (role in ("virt-api", "admin"))
+
+
+def test_compaction_rights_follow_the_bucket_prefix():
+    assert may_publish("virt-api", "$JS.API.STREAM.PURGE.KV_test1_nodes", prefix="test1_")
+    assert may_publish("virt-api", "$KV.test1__meta.compact.x", prefix="test1_")
+    assert not may_publish("virt-api", "$JS.API.STREAM.PURGE.KV_kv_nodes", prefix="test1_")
+    assert not may_publish("virt-api", "$KV.kv__meta.compact.x", prefix="test1_")
+
+
+@pytest.mark.parametrize("role", sorted(WRITES))
+def test_a_role_store_knows_the_buckets_it_may_write(role):
+    assert compute_writable_plurals(role) == frozenset(WRITES[role])
+
+
+def test_admin_and_foreign_users_have_no_known_limit():
+    assert compute_writable_plurals("admin") is None
+    assert compute_writable_plurals("someone-else") is None
 
 
 @pytest.mark.parametrize("role", [r for r in ROLES if r != "admin"])
