@@ -198,7 +198,8 @@ def compute_service_argv(layout: Layout, record: HostsRecord, role: str, host: s
             "--store-replicas", str(record.placement.store_replicas), "--health-host", address]
     if role == "virt-api":
         sans = [arg for other in record.plan.hosts for arg in ("--tls-san", str(other.address))]
-        return [*argv, "--state-dir", str(layout.api_dir), "--host", address, "--port", str(API_PORT), *sans]
+        return [*argv, "--state-dir", str(layout.api_dir), "--host", address, "--port", str(API_PORT), *sans,
+                "--id", f"{role}-{host}"]  # the store maintenance's Lease: a restarted replica takes it back
     argv += ["--health-port", str(HEALTH_PORTS[role])]
     if role == "virt-handler":
         return [*argv, "--state-dir", str(host_dir(layout, host) / "virt-handler"), "--node-name", host,

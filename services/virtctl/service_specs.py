@@ -110,7 +110,8 @@ def _nats_argv(layout: Layout) -> list[str]:
 
 def _api_argv(layout: Layout) -> list[str]:
     return [sys.executable, "-m", "services.virt_api.main", *layout.nats_client_args("virt-api"),
-            "--state-dir", str(layout.api_dir), "--port", str(layout.api_port)]
+            "--state-dir", str(layout.api_dir), "--port", str(layout.api_port),
+            *leader_identity_args("virt-api")(layout)]  # the store maintenance's Lease
 
 
 def _handler_args(layout: Layout) -> list[str]:
