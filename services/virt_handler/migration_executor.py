@@ -12,12 +12,16 @@ again and the change recomputed, so no other writer's field is lost.
 The target marks the per-VMI directory it prepared with ``migration-incoming`` until it owns the
 VMI: only such a domain (never the guest of a VMI that moved here) is destroyed when the
 migration fails.
+
+Every migration write goes through :meth:`MigrationExecutor.write_migration_status` (or the
+claim), which records the Events of the transition it made (``migration_events``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from services.virt_handler.migratability import compute_migration_method
@@ -43,6 +47,7 @@ from services.virt_handler.migration_decision import (
     is_started_not_ended,
     migration_state_of,
 )
+from services.virt_handler.migration_events import compute_migration_events
 from services.virt_handler.migration_plan import compute_progress
 from services.virt_handler.migration_runner import Outcome, SourceTransfer, migration_span
 from shared import handler_migration_metrics as migration_metrics
@@ -82,6 +87,27 @@ class MigrationExecutor:
 
     def incoming_marker(self, uid: str) -> Any:
         return self.files.vmi_dir(uid) / INCOMING_RECORD
+
+    async def write_migration_status(self, key: str, obj: dict[str, Any],
+                                     compute: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any] | None:
+        """``SyncExecutor.write_status`` (compare-and-swap; returns the stored VMI, None when gone),
+        then the migration Events of the change it wrote (the last VMI ``compute`` saw is what the
+        write replaced; no write, no Events)."""
+        bases: list[dict[str, Any]] = []
+
+        def tracked(vmi: dict[str, Any]) -> dict[str, Any]:
+            bases.append(vmi)
+            return compute(vmi)
+
+        stored = await self.sync.write_status(key, obj, tracked)
+        if stored is not None and bases:
+            self.record_transition(bases[-1], stored)
+        return stored
+
+    def record_transition(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+        """Record (in the background) the Events of this node's write ``before`` -> ``after``."""
+        for event in compute_migration_events(before, after, self.config.node_name):
+            self.sync.record_event(after, event.type, event.reason, event.message)
 
     async def compute_facts(self, vmi: VirtualMachineInstance, domain: DomainInfo | None, role: str) -> MigrationFacts:
         """The node's facts (files, runner, and libvirt's job only where the decision needs it)."""
@@ -135,7 +161,7 @@ class MigrationExecutor:
             return None
         if isinstance(action, StartSource):
             with migration_span(obj, "start migration on the source"):
-                stored = await self.sync.write_status(key, obj, lambda v: migration_status.compute_source_started(
+                stored = await self.write_migration_status(key, obj, lambda v: migration_status.compute_source_started(
                     v, migration_uid, self.clock()))
             started = ((stored or {}).get("status") or {}).get("migrationState") or {}
             if started.get("migrationUid") == migration_uid and started.get("startTimestamp"):
@@ -181,7 +207,7 @@ class MigrationExecutor:
             return
         log.info("migration of %s %s%s", key, "completed" if outcome.succeeded else "failed",
                  "" if outcome.succeeded else f": {outcome.reason}")
-        await self.sync.write_status(key, obj, lambda v: migration_status.compute_source_outcome(
+        await self.write_migration_status(key, obj, lambda v: migration_status.compute_source_outcome(
             v, migration_uid, succeeded=outcome.succeeded, reason=outcome.reason, abort_status=outcome.abort_status,
             now=self.clock(), progress=outcome.progress))
         migration_metrics.observe_migration((*key.split("/", 1), self.config.node_name), end=self.clock().timestamp())
@@ -199,7 +225,7 @@ class MigrationExecutor:
             self.sync.state.own_events.pop(dname, None)
             log.warning("cannot prepare the migration target of %s: %s", key, err)
             raise
-        await self.sync.write_status(key, obj, lambda v: migration_status.compute_target_ready(
+        await self.write_migration_status(key, obj, lambda v: migration_status.compute_target_ready(
             v, migration_uid, self.config.migration_address))
         return None
 
@@ -230,6 +256,7 @@ class MigrationExecutor:
             except NotFound:
                 return None
             log.info("VMI %s now runs on this node (migration %s)", key, migration_uid)
+            self.record_transition(current, stored)
             self.sync.state.agent_connected.pop(dname, None)  # adopt: ask the agent on this side
             self.sync.observe(stored)
             migration_metrics.observe_migration((*key.split("/", 1), self.config.node_name), downtime_ms=downtime)

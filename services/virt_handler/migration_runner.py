@@ -10,7 +10,8 @@ three modes:
 - ``resume``: a restarted handler follows libvirt's migration job that outlived it;
 - ``stand-in``: the STAND-IN MIGRATION of the test driver (which cannot migrate): no data moves;
   it reports synthetic progress for ``stand_in_seconds``, then destroys and undefines the
-  source domain (the target resumes its paused copy when it sees ``completed``).
+  source domain (the target resumes its paused copy when it sees ``completed``); an abort writes
+  ``abortStatus: Aborting`` (as a real transfer does) and ends it at once.
 
 While it runs it samples the job statistics every ``SAMPLE_SECONDS`` (progress into
 ``migrationState.progress`` at most once per ``WRITE_SECONDS``; the migration gauges of
@@ -18,7 +19,8 @@ While it runs it samples the job statistics every ``SAMPLE_SECONDS`` (progress i
 ``migration_plan.compute_initial_max_downtime``) once the job exists, the timeouts of
 ``migration_plan.compute_timeout_step`` and an ``abortRequested`` (``abortJob``; ``abortStatus``
 ``Aborting``, then ``Succeeded`` when the guest stayed, ``Failed`` when the migration completed
-anyway). Its outcome is written by ``MigrationExecutor.write_outcome``. Everything runs under
+anyway). Its outcome is written by ``MigrationExecutor.write_outcome``; every write goes
+through ``MigrationExecutor.write_migration_status``, which records the migration Events. Everything runs under
 the migration's trace (the VMI annotation ``kubevirt-py.io/migration-traceparent``).
 """
 
@@ -127,7 +129,7 @@ class SourceTransfer:
     async def _write(self, compute: Any) -> None:
         obj = self.ex.lookup(self.key)
         if obj is not None:
-            await self.ex.sync.write_status(self.key, obj, compute)
+            await self.ex.write_migration_status(self.key, obj, compute)
 
     async def _sample(self, stats: dict[str, Any], *, force: bool = False) -> None:
         progress = plan.compute_progress(stats, format_time(self.ex.clock()))
@@ -170,7 +172,10 @@ class SourceTransfer:
         total = compute_memory_bytes(self.ex.lookup(self.key) or {})
         started = time.monotonic()
         while True:
-            if self._abort_requested():
+            if self._abort_requested():  # cancelled at once; Aborting first, as a real transfer reports it
+                self._aborting = True
+                await self._write(lambda v: migration_status.compute_abort_status(
+                    v, self.migration_uid, MigrationAbortStatus.ABORTING))
                 return Outcome(False, ABORTED, MigrationAbortStatus.SUCCEEDED)
             elapsed = time.monotonic() - started
             await self._sample(plan.compute_stand_in_stats(elapsed, duration, total), force=elapsed >= duration)

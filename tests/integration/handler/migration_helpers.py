@@ -19,6 +19,9 @@ from shared.api.migration_vocabulary import (
     NODE_VMI_STATE_DIR_ANNOTATION,
 )
 from shared.errors import Conflict
+from shared.events_recorder import EVENTS_PLURAL
+
+MIGRATION_REASONS = ("PreparingTarget", "Migrating", "Migrated")
 
 
 class MigrationNode:
@@ -106,3 +109,26 @@ async def wait_state(store, name, predicate, timeout=15.0):
         vmi = await get_vmi(store, name)
         return vmi if vmi is not None and predicate(vmi) else None
     return await wait_until(check, timeout)
+
+
+async def migration_events(store, name="vm1", namespace="default"):
+    """The migration Events about VMI ``name``, oldest first (the store lists Events by name, which
+    carries the time): ``(source.host, type, reason, message, count)``."""
+    items, _ = await store.list(EVENTS_PLURAL, namespace)
+    return [(e["source"].get("host"), e["type"], e["reason"], e["message"], e["count"]) for e in items
+            if e["involvedObject"]["kind"] == "VirtualMachineInstance" and e["involvedObject"]["name"] == name
+            and e["reason"] in MIGRATION_REASONS]
+
+
+async def wait_migration_events(store, expected, name="vm1", timeout=10.0):
+    """Wait until the migration Events about ``name`` are exactly ``expected`` (they are recorded in
+    the background); the failure shows the last list seen."""
+    seen = []
+
+    async def check():
+        seen[:] = await migration_events(store, name)
+        return seen == expected
+    try:
+        await wait_until(check, timeout)
+    except AssertionError:
+        raise AssertionError(f"migration Events {seen} are not {expected}") from None

@@ -8,10 +8,26 @@ from __future__ import annotations
 
 import pytest
 from handler_helpers import VMIS, get_vmi, make_vmi, phase_of
-from migration_helpers import MigrationNode, hand_off, state_of, update_migration_state, wait_state
+from migration_helpers import (
+    MigrationNode,
+    hand_off,
+    state_of,
+    update_migration_state,
+    wait_migration_events,
+    wait_state,
+)
 from polling import cancel_and_wait, wait_until
 
 DOMAIN = "default_vm1"
+PREPARED = ("node-b", "Normal", "PreparingTarget", "VirtualMachineInstance Migration Target Prepared.", 1)
+MIGRATING = ("node-a", "Normal", "Migrating", "VirtualMachineInstance is migrating.", 1)
+ABORTING = ("node-a", "Normal", "Migrating", "VirtualMachineInstance is aborting migration.", 1)
+MIGRATED = ("node-b", "Normal", "Migrated", "The VirtualMachineInstance migrated to node node-b.", 1)
+
+
+def failed_event(reason, migration_uid="mig-1"):
+    return ("node-a", "Warning", "Migrated",
+            f"VirtualMachineInstance migration uid {migration_uid} failed. reason:{reason}", 1)
 
 
 @pytest.fixture
@@ -85,6 +101,8 @@ async def test_stand_in_migration_moves_domain_and_node_name_in_one_write(object
     vmi = await wait_state(object_store, "vm1", lambda v: any(
         c["type"] == "Ready" and c["status"] == "True" for c in v["status"].get("conditions") or []))
     assert phase_of(vmi) == "Running"
+    # KubeVirt's migration Events on the VMI, each once, from the handler that made the step
+    await wait_migration_events(object_store, [PREPARED, MIGRATING, MIGRATED])
 
 
 async def test_abort_during_the_stand_in_delay_keeps_the_guest_on_the_source(object_store, nodes):
@@ -105,6 +123,8 @@ async def test_abort_during_the_stand_in_delay_keeps_the_guest_on_the_source(obj
     await wait_until(lambda: not b.vmi_dir(uid).exists())
     await wait_until(lambda: _no_domains(b))
     await assert_one_running_domain(a, b)
+    await wait_migration_events(object_store, [PREPARED, MIGRATING, ABORTING,
+                                               failed_event("Live migration aborted")])
 
 
 async def _no_domains(node):
@@ -126,6 +146,8 @@ async def test_abort_before_start_fails_the_migration_without_moving(object_stor
     assert (ms["failed"], ms["abortStatus"], ms.get("startTimestamp")) == (True, "Succeeded", None)
     await wait_until(lambda: _no_domains(b))
     await assert_one_running_domain(a, b)
+    # no transfer ran, so no abort was sent: only the failure
+    await wait_migration_events(object_store, [PREPARED, failed_event("Migration aborted before it started")])
 
 
 # -- a handler restart in each step ---------------------------------------------------------------------------
@@ -182,6 +204,7 @@ async def test_restart_of_either_handler_ends_with_one_running_domain(object_sto
         assert state_of(vmi)["completed"] is True and not state_of(vmi).get("failed")
         await wait_until(lambda: not a.vmi_dir(uid).exists())
         await assert_one_running_domain(b, a)
+        expected = [PREPARED, MIGRATING, MIGRATED]
     else:
         vmi = await wait_state(object_store, "vm1", lambda v: state_of(v).get("completed"))
         ms = state_of(vmi)
@@ -190,7 +213,10 @@ async def test_restart_of_either_handler_ends_with_one_running_domain(object_sto
         await wait_until(lambda: not b.vmi_dir(uid).exists())
         await wait_until(lambda: _no_domains(b))
         await assert_one_running_domain(a, b)
+        expected = [PREPARED, MIGRATING, failed_event(ms["failureReason"])]
     assert phase_of(await get_vmi(object_store, "vm1")) == "Running"
+    # a restarted handler finds its steps written: no Event is recorded twice
+    await wait_migration_events(object_store, expected)
 
 
 async def test_spans_join_the_migration_trace_and_the_source_exports_metrics(object_store, nodes):
