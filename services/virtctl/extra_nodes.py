@@ -152,11 +152,3 @@ def apply_stop_extra_nodes(layout: inst.Layout, echo: Callable[[str], None]) -> 
         if apply_stop_node_libvirt(layout, node.libvirt(layout), echo):
             echo(f"{'libvirtd':<16} of node {node.name} stopped")
 
-
-def apply_wipe(layout: inst.Layout) -> None:
-    """Remove ``<state>/nodes`` (node daemons' state, handlers' state, the record); call after
-    :func:`apply_stop_extra_nodes`."""
-    import shutil
-
-    shutil.rmtree(layout.state_dir / "nodes", ignore_errors=True)
-
