@@ -83,6 +83,26 @@ def _node_roles(node: dict[str, Any]) -> str:
     return ",".join(roles) or "<none>"
 
 
+def _node_address(kind: str) -> Callable[[dict[str, Any]], str]:
+    """The first ``status.addresses`` entry of type ``kind``, else ``<none>`` (printers.go
+    getNodeInternalIP / getNodeExternalIP)."""
+
+    def cell(node: dict[str, Any]) -> str:
+        addresses = (node.get("status") or {}).get("addresses") or []
+        return next((str(a.get("address")) for a in addresses if a.get("type") == kind), "<none>")
+
+    return cell
+
+
+def _node_info(field: str) -> Callable[[dict[str, Any]], str]:
+    """``status.nodeInfo.<field>``, ``<unknown>`` when empty (printers.go printNode, wide)."""
+
+    def cell(node: dict[str, Any]) -> str:
+        return str(((node.get("status") or {}).get("nodeInfo") or {}).get(field) or "<unknown>")
+
+    return cell
+
+
 #: kubectl's short access-mode names, in its order (GetAccessModesAsString).
 ACCESS_MODE_NAMES = (("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"),
                      ("ReadWriteOncePod", "RWOP"))
@@ -155,6 +175,15 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("Roles", "string", value=_node_roles, description="Roles from node-role.kubernetes.io/ labels"),
         AGE,
         Column("Version", "string", ".status.nodeInfo.kubeletVersion", "Kubelet version"),
+        Column("Internal-IP", "string", value=_node_address("InternalIP"), priority=1,
+               description="The node's first InternalIP address"),
+        Column("External-IP", "string", value=_node_address("ExternalIP"), priority=1,
+               description="The node's first ExternalIP address"),
+        Column("OS-Image", "string", value=_node_info("osImage"), priority=1, description="OS image of the node"),
+        Column("Kernel-Version", "string", value=_node_info("kernelVersion"), priority=1,
+               description="Kernel version of the node"),
+        Column("Container-Runtime", "string", value=_node_info("containerRuntimeVersion"), priority=1,
+               description="Container runtime of the node"),
     ),
     "Lease": (Column("Holder", "string", ".spec.holderIdentity", "Current holder of the lease"), AGE),
     "VirtualMachineSnapshot": (

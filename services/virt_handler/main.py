@@ -124,7 +124,8 @@ def build_node(store: Any, hypervisor: Hypervisor, settings: HandlerSettings,
 
     images = ImageStore(settings.image_dir or settings.state_dir / "images")
     heartbeat = NodeHeartbeat(store, settings.node_name, hypervisor.node_info, interval=settings.heartbeat_interval,
-                              annotations=compute_node_annotations(settings))
+                              annotations=compute_node_annotations(settings),
+                              internal_ip=settings.migration_address)
     agent = VmiAgent(store, hypervisor, AgentConfig(
         node_name=settings.node_name, state_dir=settings.state_dir, domain_type=domain_type,
         images=images, pvc_root=settings.pvc_root, workers=settings.workers,
@@ -213,7 +214,8 @@ SERVICE = ServiceDefinition(
                           "through /proc/<pid>/root)."),
         click.option("--migration-address", default="127.0.0.1", show_default=True,
                      help="This node's address for incoming migration data (the VMI's "
-                          "migrationState.targetNodeAddress; a host's own address on a cluster)."),
+                          "migrationState.targetNodeAddress; a host's own address on a cluster); also the "
+                          "Node's InternalIP address."),
         click.option("--pvc-root", type=click.Path(path_type=Path), default=DEFAULT_PVC_ROOT, show_default=True,
                      help="Directory of PersistentVolumeClaim disks: <pvc-root>/<namespace>/<claim>/disk.img."),
         click.option("--stand-in-migration-seconds", default=1.0, show_default=True, type=float,

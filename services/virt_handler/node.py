@@ -17,7 +17,8 @@ Owns the Node object's fields the handler is responsible for (KubeVirt's virt-ha
   (``<n>Ki``), ``pods``; allocatable equals capacity (no system reservation here).
 - ``status.conditions[type=Ready]``: ``True``/``KubeletReady`` with ``lastHeartbeatTime``
   renewed on every beat; ``lastTransitionTime`` only when the status changes.
-- ``status.nodeInfo`` and ``status.addresses``.
+- ``status.nodeInfo`` and ``status.addresses`` (``InternalIP`` and ``Hostname``, as kubelet
+  reports them; :func:`compute_node_addresses`).
 
 ``spec`` (taints, ``unschedulable``) belongs to the administrator and is never touched.
 Who reacts to a silent node (VMIs Unknown/Failed) is virt-controller's node controller.
@@ -74,13 +75,23 @@ def compute_node_labels(node_name: str, info: NodeInfo) -> dict[str, str]:
     return labels
 
 
+def compute_node_addresses(node_name: str, internal_ip: str) -> list[dict[str, str]]:
+    """``status.addresses`` of the Node: ``[{"type": "InternalIP", "address": internal_ip},
+    {"type": "Hostname", "address": node_name}]``, kubelet's order (Kubernetes
+    pkg/kubelet/nodestatus ``NodeAddress``: the node IP first, then the host name). The handler's
+    ``internal_ip`` is its ``--migration-address``, the address other nodes reach it on (a host's
+    bridge address under ``virtctl up --hosts``; 127.0.0.1 when everything runs on one machine),
+    which is what ``kubectl get nodes -o wide`` shows as INTERNAL-IP."""
+    return [{"type": "InternalIP", "address": internal_ip}, {"type": "Hostname", "address": node_name}]
+
+
 def compute_node(existing: dict | None, node_name: str, info: NodeInfo, now: datetime,
                  *, ready: bool = True, annotations: dict[str, str] | None = None,
-                 drop_annotations: Iterable[str] = ()) -> dict:
+                 drop_annotations: Iterable[str] = (), internal_ip: str = "127.0.0.1") -> dict:
     """The Node to store: ``existing`` (or a new object) with the handler's labels, heartbeat,
-    capacity, Ready condition and ``annotations`` (the migration URI, the VMI state directory,
-    the fence deadline) applied and ``drop_annotations`` removed; everything else in
-    ``existing`` is kept."""
+    capacity, Ready condition, addresses (:func:`compute_node_addresses` of ``internal_ip``) and
+    ``annotations`` (the migration URI, the VMI state directory, the fence deadline) applied and
+    ``drop_annotations`` removed; everything else in ``existing`` is kept."""
     node = dict(existing or {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name}, "spec": {}})
     meta = dict(node.get("metadata") or {})
     labels = {k: v for k, v in (meta.get("labels") or {}).items()
@@ -113,18 +124,17 @@ def compute_node(existing: dict | None, node_name: str, info: NodeInfo, now: dat
     status["nodeInfo"] = {"architecture": _ARCH.get(info.arch, info.arch), "operatingSystem": "linux",
                           "kernelVersion": platform.release(), "osImage": platform.platform(),
                           "kubeletVersion": "kubevirt-py", "machineID": "", "systemUUID": ""}
-    status["addresses"] = [{"type": "Hostname", "address": node_name},
-                           {"type": "InternalIP", "address": "127.0.0.1"}]
+    status["addresses"] = compute_node_addresses(node_name, internal_ip)
     node["status"] = status
     return node
 
 
 async def apply_node_status(store, node_name: str, info: NodeInfo, *, now: datetime | None = None,
                             ready: bool = True, attempts: int = 5, annotations: dict[str, str] | None = None,
-                            drop_annotations: Iterable[str] = ()) -> dict:
+                            drop_annotations: Iterable[str] = (), internal_ip: str = "127.0.0.1") -> dict:
     """Create or update the Node (compare-and-swap on its resourceVersion, re-read on conflict;
-    ``compute_node`` says what changes). Returns the stored Node. Raises
-    ``shared.errors.Conflict`` after ``attempts`` lost races."""
+    ``compute_node`` says what changes; ``internal_ip``: its InternalIP address). Returns the
+    stored Node. Raises ``shared.errors.Conflict`` after ``attempts`` lost races."""
     drop_annotations = tuple(drop_annotations)
     for _ in range(attempts):
         moment = now or _now()
@@ -134,11 +144,12 @@ async def apply_node_status(store, node_name: str, info: NodeInfo, *, now: datet
             try:
                 return await store.create(NODES, compute_node(None, node_name, info, moment, ready=ready,
                                                               annotations=annotations,
-                                                              drop_annotations=drop_annotations), namespaced=False)
+                                                              drop_annotations=drop_annotations,
+                                                              internal_ip=internal_ip), namespaced=False)
             except (AlreadyExists, Conflict):  # someone created it meanwhile
                 continue
         updated = compute_node(existing, node_name, info, moment, ready=ready, annotations=annotations,
-                               drop_annotations=drop_annotations)
+                               drop_annotations=drop_annotations, internal_ip=internal_ip)
         try:
             return await store.update(NODES, updated, has_status_subresource=False)
         except Conflict:
@@ -161,8 +172,9 @@ class NodeHeartbeat:
 
     def __init__(self, store, node_name: str, read_info: Callable, *, interval: float = 5.0,
                  clock: Callable[[], datetime] = _now, annotations: dict[str, str] | None = None,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic, internal_ip: str = "127.0.0.1"):
         self.store = store
+        self.internal_ip = internal_ip
         self.node_name = node_name
         self.read_info = read_info
         self.interval = interval
@@ -178,7 +190,8 @@ class NodeHeartbeat:
         started = self.monotonic()
         async with asyncio.timeout(timeout if timeout is not None else max(self.interval, 1.0)):
             node = await apply_node_status(self.store, self.node_name, await self.read_info(), now=self.clock(),
-                                           annotations=self.annotations, drop_annotations=drop_annotations)
+                                           annotations=self.annotations, drop_annotations=drop_annotations,
+                                           internal_ip=self.internal_ip)
         self.last_beat = max(self.last_beat, started)
         self.beats += 1
         return node

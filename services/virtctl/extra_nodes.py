@@ -40,6 +40,10 @@ class ExtraNode:
     def directory(self, layout: inst.Layout) -> Path:
         return layout.state_dir / "nodes" / self.name
 
+    def handler_dir(self, layout: inst.Layout) -> Path:
+        """The node's virt-handler state (``vmis/<uid>/`` per guest)."""
+        return self.directory(layout) / "virt-handler"
+
     def libvirt(self, layout: inst.Layout) -> NodeLibvirt:
         """The node's private libvirt (:mod:`services.virtctl.node_libvirt`)."""
         return NodeLibvirt(self.name, self.host_uuid, self.directory(layout))
@@ -59,7 +63,7 @@ class ExtraNode:
     def handler_spec(self, layout: inst.Layout) -> inst.ServiceSpec:
         """The node's virt-handler process (run record ``run/virt-handler-<name>.json``)."""
         uri = self.uri(layout)
-        state = self.directory(layout) / "virt-handler"
+        state = self.handler_dir(layout)
 
         def argv(lay: inst.Layout) -> list[str]:
             return [sys.executable, "-m", "services.virt_handler.main", *lay.nats_client_args("virt-handler"),
@@ -151,12 +155,4 @@ def apply_stop_extra_nodes(layout: inst.Layout, echo: Callable[[str], None]) -> 
             echo(f"{spec.name:<16} stopped")
         if apply_stop_node_libvirt(layout, node.libvirt(layout), echo):
             echo(f"{'libvirtd':<16} of node {node.name} stopped")
-
-
-def apply_wipe(layout: inst.Layout) -> None:
-    """Remove ``<state>/nodes`` (node daemons' state, handlers' state, the record); call after
-    :func:`apply_stop_extra_nodes`."""
-    import shutil
-
-    shutil.rmtree(layout.state_dir / "nodes", ignore_errors=True)
 

@@ -106,6 +106,12 @@ def host_dir(layout: Layout, host: str) -> Path:
     return hosts_dir(layout) / host
 
 
+def handler_dir(layout: Layout, host: str) -> Path:
+    """``<state>/hosts/<host>/virt-handler``: ``host``'s virt-handler state (``vmis/<uid>/`` per
+    guest: overlay, ISOs, console log)."""
+    return host_dir(layout, host) / "virt-handler"
+
+
 def record_path(layout: Layout) -> Path:
     return hosts_dir(layout) / "hosts.json"
 
@@ -202,7 +208,7 @@ def compute_service_argv(layout: Layout, record: HostsRecord, role: str, host: s
                 "--id", f"{role}-{host}"]  # the store maintenance's Lease: a restarted replica takes it back
     argv += ["--health-port", str(HEALTH_PORTS[role])]
     if role == "virt-handler":
-        return [*argv, "--state-dir", str(host_dir(layout, host) / "virt-handler"), "--node-name", host,
+        return [*argv, "--state-dir", str(handler_dir(layout, host)), "--node-name", host,
                 "--libvirt-uri", handler_uri(layout, record, host), "--migration-address", address,
                 "--image-dir", str(layout.images_dir), "--pvc-root", str(layout.pvcs_dir),
                 *FAILURE_TIMING.handler_args()]
@@ -290,7 +296,7 @@ def service_spec(record: HostsRecord, role: str, host: str) -> ServiceSpec:
     def prepare(layout: Layout) -> None:
         directories = [layout.state_dir, hosts_dir(layout), host_dir(layout, host), layout.images_dir]
         if role == "virt-handler":
-            directories.append(host_dir(layout, host) / "virt-handler")
+            directories.append(handler_dir(layout, host))
         for directory in directories:  # QEMU (libvirt-qemu) traverses down to each VMI's files
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(directory.stat().st_mode | 0o755)

@@ -15,7 +15,8 @@ One name for what ``up`` / ``down`` / ``status`` and the tests use, split by con
   domain: the handler marks them Failed and the VM controller starts them again as the run
   strategy says, as after a node reboot in KubeVirt).
 
-This module adds :func:`wipe` (``down --wipe``).
+This module adds :func:`wipe` (``down --wipe``, of either kind of installation:
+:mod:`services.virtctl.installation_kind`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from services.virtctl.host_libvirt import (
     apply_stop_guests,
     apply_stop_libvirt_daemons,
 )
+from services.virtctl.installation_kind import compute_written_paths
 from services.virtctl.layout import DEFAULT_API_PORT, DEFAULT_LIBVIRT_URI, Layout, load_layout
 from services.virtctl.processes import (
     ProcessRecord,
@@ -64,10 +66,13 @@ __all__ = [
 ]
 
 
-def wipe(layout: Layout, services: list[ServiceSpec]) -> list[str]:
-    """Remove what the installation wrote (data — claims' disks under ``pvcs/`` and volume copies
-    under ``volume-snapshots/`` included —, TLS material, token, logs, records, kubeconfig), never
-    anything else in the state directory; the directory itself goes when left empty.
+def wipe(layout: Layout) -> list[str]:
+    """Remove what either kind of installation wrote (data — claims' disks under ``pvcs/`` and
+    volume copies under ``volume-snapshots/`` included —, TLS material, token, logs, records,
+    kubeconfig, the hosts' and extra nodes' directories;
+    :func:`services.virtctl.installation_kind.compute_written_paths`), never anything else in
+    the state directory; the directory itself goes when left empty. Call after everything is
+    stopped.
 
     Returns one line per path that could not be removed (``<path>: <error>``; empty when all went),
     so the caller never claims a wipe that left data behind.
@@ -77,12 +82,11 @@ def wipe(layout: Layout, services: list[ServiceSpec]) -> list[str]:
     def _failed(_func: object, path: str, exc_info: tuple[type[BaseException], BaseException, object]) -> None:
         failed.append(f"{path}: {exc_info[1]}")
 
-    for sub in [layout.nats_dir, layout.api_dir, layout.logs_dir, layout.run_dir, layout.images_dir,
-                layout.pvcs_dir, layout.volume_snapshots_dir,
-                layout.state_dir / "guest-build", *[layout.state_dir / s.name for s in services]]:
+    directories, files = compute_written_paths(layout)
+    for sub in directories:
         if sub.is_dir():
             shutil.rmtree(sub, onerror=_failed)
-    for f in (layout.kubeconfig, layout.state_dir / "installation.json"):
+    for f in files:
         try:
             f.unlink(missing_ok=True)
         except OSError as exc:

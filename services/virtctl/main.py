@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import click
 
-from services.virtctl import extra_nodes, hosts
+from services.virtctl import extra_nodes, hosts, installation_kind
 from services.virtctl import installation as inst
 from services.virtctl.kubevirt_object import apply_kubevirt_object
 from services.virtctl.kubeconfig import apply_kubeconfig, compute_kubeconfig
@@ -155,8 +155,19 @@ def up(state_dir: Path | None, api_port: int | None, libvirt_uri: str | None, no
     Idempotent: services already running and healthy are left alone.
     """
     directory = (state_dir or default_state_dir()).resolve()
-    if host_count is not None or (directory / "hosts" / "hosts.json").exists():
-        _up_hosts(directory, host_count, libvirt_uri, api_port=api_port, node_name=node_name, nodes=nodes)
+    # the kind already there decides (a kind started over the other's data would not see its VMs);
+    # paths only: load_layout would write installation.json, and a refusal writes nothing
+    found = inst.Layout(directory, 0, 0, 0)
+    try:
+        kind = installation_kind.compute_up_kind(
+            installation_kind.recorded_host_count(found), bool(installation_kind.find_one_machine_data(found)),
+            hosts=host_count, nodes=nodes, api_port=api_port, node_name=node_name)
+    except installation_kind.ExcludedOptions as err:
+        raise click.UsageError(str(err)) from None
+    except (installation_kind.InstallationKindError, hosts.HostsError) as err:
+        raise click.ClickException(str(err)) from None
+    if kind == installation_kind.UpKind.HOSTS:
+        _up_hosts(directory, host_count, libvirt_uri)
         return
     try:
         inst.check_api_port_change(state_dir or default_state_dir(), api_port)
@@ -212,7 +223,7 @@ def down(state_dir: Path | None, wipe: bool) -> None:
         click.echo(f"no installation in {directory}; nothing to stop")
         return
     layout = inst.load_layout(directory)
-    if (directory / "hosts" / "hosts.json").exists():
+    if (directory / installation_kind.HOSTS_RECORD).exists():
         _down_hosts(layout, wipe)
         return
     extra_nodes.apply_stop_extra_nodes(layout, click.echo)
@@ -226,8 +237,7 @@ def down(state_dir: Path | None, wipe: bool) -> None:
     for name in inst.apply_stop_libvirt_daemons(layout):
         click.echo(f"{name:<16} stopped (started by an 'up', no other user left)")
     if wipe:
-        extra_nodes.apply_wipe(layout)
-        left = inst.wipe(layout, inst.SERVICES)
+        left = inst.wipe(layout)
         for line in left:
             click.echo(f"could not remove {line}", err=True)
         if left:
@@ -269,20 +279,9 @@ def status(state_dir: Path | None) -> None:
         sys.exit(1)
 
 
-def _up_hosts(directory: Path, count: int | None, libvirt_uri: str | None, *, api_port: int | None,
-              node_name: str | None, nodes: int | None) -> None:
-    """``up --hosts N`` (or ``up`` of a recorded hosts installation)."""
-    if nodes is not None:
-        raise click.UsageError("--hosts and --nodes exclude each other (every host is a node)")
-    if api_port is not None or node_name is not None:
-        raise click.UsageError("--api-port and --node-name do not apply to --hosts (hosts are host1..hostN, "
-                               f"virt-api listens on port {hosts.API_PORT} of each)")
-    if (directory / "installation.json").exists() and not (directory / "hosts" / "hosts.json").exists():
-        layout = inst.load_layout(directory)
-        running = [spec.name for spec in inst.SERVICES if inst.running_record(layout, spec) is not None]
-        if running:
-            raise click.ClickException(f"a single-host installation runs in {directory} ({', '.join(running)}); "
-                                       "run 'virtctl down' first")
+def _up_hosts(directory: Path, count: int | None, libvirt_uri: str | None) -> None:
+    """``up --hosts N`` (or ``up`` of a recorded hosts installation); the options were checked
+    by :func:`installation_kind.compute_up_kind`."""
     layout = inst.load_layout(directory)
     try:
         record = hosts.apply_hosts_up(layout, count, libvirt_uri, click.echo)
@@ -314,10 +313,7 @@ def _down_hosts(layout: inst.Layout, wipe: bool) -> None:
     if not wipe:
         click.echo(f"data kept in {layout.state_dir}")
         return
-    import shutil
-
-    shutil.rmtree(hosts.hosts_dir(layout), ignore_errors=True)
-    left = inst.wipe(layout, [])
+    left = inst.wipe(layout)
     for line in left:
         click.echo(f"could not remove {line}", err=True)
     if left:

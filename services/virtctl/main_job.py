@@ -6,7 +6,9 @@ does not already hold this very build), applying the demo manifest (``kubectl ap
 kubectl is installed, else a create through virt-api), waiting until the VM's
 ``status.printableStatus`` is ``Running`` (one readable line and a pointer to the logs when it
 is not within the timeout), and showing ``kubectl get vm,vmi`` and the guest's first console
-lines (read from the console log the handler's domain writes, ``<state>/virt-handler/vmis/<uid>/console.log``).
+lines (read from the console log the domain of the VMI's node's handler writes,
+``<handler state>/vmis/<uid>/console.log``; :func:`compute_handler_place` says where that
+handler keeps its state and log, for a one-machine installation, its ``--nodes``, or ``--hosts``).
 
 Usage: ``python -m services.virtctl.main_job --state-dir DIR [--manifest examples/vm-demo.yaml]``.
 Exit code 0 when the VM runs, 1 with ``main-job: error: ...`` otherwise.
@@ -22,12 +24,15 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from services.virtctl.client import ApiClient, compute_error, resource_path
+from services.virtctl.extra_nodes import ExtraNode, compute_running_nodes
+from services.virtctl.hosts import HostsRecord, handler_dir, load_hosts_record
 from services.virtctl.installation import Layout, load_layout, log_path
 from shared import errors
 from shared.api.vocabulary import ConditionStatus, PrintableStatus
@@ -122,9 +127,73 @@ def compute_failure_hint(vm: dict[str, Any] | None, vmi: dict[str, Any] | None) 
     return ""
 
 
-async def wait_running(layout: Layout, namespace: str | None, name: str, timeout: float) -> dict[str, Any]:
-    """Poll until VM ``name`` shows ``printableStatus: Running``; returns its VMI.
-    Raises MainJobError naming the last status, the likely reason and the logs."""
+@dataclass(frozen=True)
+class HandlerPlace:
+    """Where the virt-handler of ``node`` keeps its state (``state_dir``: ``vmis/<uid>/`` per
+    guest) and writes its ``log``."""
+
+    node: str
+    state_dir: Path
+    log: Path
+
+
+def compute_handler_place(layout: Layout, hosts: HostsRecord | None, extra_nodes: list[ExtraNode],
+                          node: str) -> HandlerPlace | None:
+    """The handler of ``node`` (a VMI's ``status.nodeName``) in this installation: host ``node``
+    of a hosts installation (``<state>/hosts/<node>/virt-handler``, log
+    ``virt-handler-<node>.log``), an extra node of ``up --nodes``
+    (``<state>/nodes/<node>/virt-handler``), or the one-machine installation's own node
+    (``<state>/virt-handler``, log ``virt-handler.log``). None when the installation runs no such
+    node."""
+    if hosts is not None:
+        if node not in {host.name for host in hosts.plan.hosts}:
+            return None
+        return HandlerPlace(node, handler_dir(layout, node), log_path(layout, f"virt-handler-{node}"))
+    for extra in extra_nodes:
+        if extra.name == node:
+            return HandlerPlace(node, extra.handler_dir(layout), log_path(layout, f"virt-handler-{node}"))
+    if node == layout.node_name:
+        return HandlerPlace(node, layout.handler_dir, log_path(layout, "virt-handler"))
+    return None
+
+
+def compute_handler_logs(layout: Layout, hosts: HostsRecord | None, extra_nodes: list[ExtraNode]) -> list[Path]:
+    """Every handler log of the installation (where to look before a VMI has a node)."""
+    if hosts is not None:
+        return [log_path(layout, f"virt-handler-{host.name}") for host in hosts.plan.hosts]
+    return [log_path(layout, "virt-handler"), *(log_path(layout, f"virt-handler-{n.name}") for n in extra_nodes)]
+
+
+def compute_timeout_message(name: str, status: str, timeout: float, hint: str, vmi: dict[str, Any] | None,
+                            place: HandlerPlace | None, logs: list[Path]) -> str:
+    """The one line when VM ``name`` (last ``status``, a :func:`compute_failure_hint` ``hint``)
+    is not Running with its files on its node after ``timeout`` s; ``place``: the handler of
+    ``vmi``'s node (None: no node, or one this installation does not run); ``logs``: every
+    handler log (named when no node's is known)."""
+    node = ((vmi or {}).get("status") or {}).get("nodeName")
+    where = f"see {place.log if place else ', '.join(str(log) for log in logs)}"
+    if status != PrintableStatus.RUNNING:
+        return f"VM {name} is {status}, not Running, after {timeout:.0f} s" + (f" ({hint})" if hint else "") + \
+            f"; {where}"
+    if place is None:
+        return (f"VM {name} is Running on node {node or '(none)'}, which this installation does not run, after "
+                f"{timeout:.0f} s; {where}")
+    return (f"VM {name} is Running but node {node}'s virt-handler has no files for it in {place.state_dir} after "
+            f"{timeout:.0f} s (a VMI left Running by 'virtctl down' that its handler has not failed yet); {where}")
+
+
+def _handler_place(layout: Layout, vmi: dict[str, Any] | None) -> HandlerPlace | None:
+    node = ((vmi or {}).get("status") or {}).get("nodeName")
+    if not node:
+        return None
+    return compute_handler_place(layout, load_hosts_record(layout), compute_running_nodes(layout), node)
+
+
+async def wait_running(layout: Layout, namespace: str | None, name: str,
+                       timeout: float) -> tuple[dict[str, Any], HandlerPlace]:
+    """Poll until VM ``name`` shows ``printableStatus: Running`` and its VMI's node's handler has
+    its files; returns the VMI and that handler's place. Raises MainJobError naming the last status, the likely reason
+    and the handler's log (:func:`compute_timeout_message`)."""
     deadline = time.monotonic() + timeout
     status, vm, vmi = "", None, None
     async with ApiClient.from_kubeconfig(layout.kubeconfig) as api:
@@ -141,22 +210,22 @@ async def wait_running(layout: Layout, namespace: str | None, name: str, timeout
             if new_status != status:
                 status = new_status
                 say(f"  VM {name}: {status}")
-            # a VMI left Running in the store by 'virtctl down' has no files on this node any
+            # a VMI left Running in the store by 'virtctl down' has no files on its node any
             # more: wait for the handler to fail it and for its successor
-            if status == PrintableStatus.RUNNING and vmi is not None and console_log(layout, vmi).parent.is_dir():
-                return vmi
+            place = _handler_place(layout, vmi)
+            if status == PrintableStatus.RUNNING and vmi is not None and place is not None \
+                    and console_log(place, vmi).parent.is_dir():
+                return vmi, place
             if time.monotonic() > deadline:
-                hint = compute_failure_hint(vm, vmi)
-                raise MainJobError(
-                    f"VM {name} is {status}, not Running, after {timeout:.0f} s"
-                    + (f" ({hint})" if hint else "")
-                    + f"; see {log_path(layout, 'virt-handler')} and {layout.logs_dir}/*.log")
+                raise MainJobError(compute_timeout_message(
+                    name, status, timeout, compute_failure_hint(vm, vmi), vmi, place,
+                    compute_handler_logs(layout, load_hosts_record(layout), compute_running_nodes(layout))))
             await asyncio.sleep(1.0)
 
 
-def console_log(layout: Layout, vmi: dict[str, Any]) -> Path:
-    """Where the handler's domain logs this VMI's serial console."""
-    return layout.handler_dir / "vmis" / vmi["metadata"]["uid"] / "console.log"
+def console_log(place: HandlerPlace, vmi: dict[str, Any]) -> Path:
+    """Where the domain of ``place``'s handler logs this VMI's serial console."""
+    return place.state_dir / "vmis" / vmi["metadata"]["uid"] / "console.log"
 
 
 def wait_console(path: Path, timeout: float) -> bytes:
@@ -227,9 +296,9 @@ def run(state_dir: Path, manifest: Path, timeout: float, console_lines: int) -> 
     doc = apply_manifest(layout, manifest)
     name = doc["metadata"]["name"]
     namespace = (doc.get("metadata") or {}).get("namespace")
-    vmi = asyncio.run(wait_running(layout, namespace, name, timeout))
+    vmi, place = asyncio.run(wait_running(layout, namespace, name, timeout))
     print_tables(layout)
-    path = console_log(layout, vmi)
+    path = console_log(place, vmi)
     data = wait_console(path, timeout=120)
     say("")
     say(f"== first console lines of {name} ({path})")
@@ -242,8 +311,10 @@ def run(state_dir: Path, manifest: Path, timeout: float, console_lines: int) -> 
     say(f"VM {name} is Running; the installation keeps running.")
     say(f"  console:  {virtctl} --kubeconfig {layout.kubeconfig} console {name}    (Ctrl-] leaves)")
     say(f"  kubectl:  export KUBECONFIG={layout.kubeconfig}; kubectl get vm,vmi")
-    say(f"  migrate:  {virtctl} up --nodes 2 --state-dir {layout.state_dir}; "
-        f"{virtctl} --kubeconfig {layout.kubeconfig} migrate {name} --wait")
+    migrate = f"{virtctl} --kubeconfig {layout.kubeconfig} migrate {name} --wait"
+    if load_hosts_record(layout) is None:  # hosts are nodes already; one machine needs a second node
+        migrate = f"{virtctl} up --nodes 2 --state-dir {layout.state_dir}; {migrate}"
+    say(f"  migrate:  {migrate}")
     say(f"  stop:     {virtctl} down --state-dir {layout.state_dir}    (--wipe also deletes the data)")
 
 

@@ -75,10 +75,19 @@ def test_node_lease_and_policy_columns():
     node = obj("node-1", spec={"unschedulable": True},
                status={"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v0.1"}})
     node["metadata"]["labels"] = {"node-role.kubernetes.io/control-plane": "", "node-role.kubernetes.io/worker": ""}
+    node["status"]["addresses"] = [{"type": "InternalIP", "address": "10.64.0.2"},
+                                   {"type": "Hostname", "address": "node-1"}]
+    node["status"]["nodeInfo"].update({"osImage": "Linux-6.1", "kernelVersion": "6.1.0"})
     table = to_table(NODE, [node, obj("node-2")], now=NOW)
-    assert [h[0] for h in headers(table)] == ["Name", "Status", "Roles", "Age", "Version"]
-    assert table["rows"][0]["cells"] == ["node-1", "Ready,SchedulingDisabled", "control-plane,worker", "5m", "v0.1"]
-    assert table["rows"][1]["cells"] == ["node-2", "Unknown", "<none>", "5m", None]
+    # kube-apiserver's Node columns; the wide ones (priority 1) are what 'kubectl get nodes -o wide' adds
+    assert headers(table) == [("Name", "string", 0), ("Status", "string", 0), ("Roles", "string", 0),
+                              ("Age", "date", 0), ("Version", "string", 0), ("Internal-IP", "string", 1),
+                              ("External-IP", "string", 1), ("OS-Image", "string", 1),
+                              ("Kernel-Version", "string", 1), ("Container-Runtime", "string", 1)]
+    assert table["rows"][0]["cells"] == ["node-1", "Ready,SchedulingDisabled", "control-plane,worker", "5m", "v0.1",
+                                         "10.64.0.2", "<none>", "Linux-6.1", "6.1.0", "<unknown>"]
+    assert table["rows"][1]["cells"] == ["node-2", "Unknown", "<none>", "5m", None,
+                                         "<none>", "<none>", "<unknown>", "<unknown>", "<unknown>"]
     lease = to_table(LEASE, [obj("l", spec={"holderIdentity": "virt-controller-1"})], now=NOW)
     assert lease["rows"][0]["cells"] == ["l", "virt-controller-1", "5m"]
     assert to_table(MIGRATION_POLICY, [obj("p")], now=NOW)["rows"][0]["cells"] == ["p", "5m"]

@@ -73,6 +73,12 @@ def ready_nodes(kubeconfig: Path, context: str) -> dict[str, str]:
             for n in items}
 
 
+def node_addresses(kubeconfig: Path) -> dict[str, list[dict[str, str]]]:
+    core = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    items = json.loads(core.list_node(_preload_content=False).data)["items"]
+    return {n["metadata"]["name"]: n["status"]["addresses"] for n in items}
+
+
 def connections(address: str) -> list[dict]:
     with urllib.request.urlopen(f"http://{address}:8222/connz?auth=true", timeout=5) as resp:
         return json.loads(resp.read())["connections"]
@@ -117,6 +123,14 @@ def test_three_hosts_up_serve_migrate_fail_over_and_down(state: Path):
         nodes = wait_for(lambda c=context: (r := ready_nodes(kubeconfig, c)) == dict.fromkeys(addresses, "True") and r)
         assert sorted(nodes) == ["host1", "host2", "host3"]
     assert set(jetstream_replicas(addresses["host1"]).values()) == {3}
+    # each Node's addresses as kubelet's: the host's own address (INTERNAL-IP of -o wide), its name
+    assert node_addresses(kubeconfig) == {host: [{"type": "InternalIP", "address": address},
+                                                 {"type": "Hostname", "address": host}]
+                                          for host, address in addresses.items()}
+    # a one-machine option on these hosts is refused, naming them; nothing changes
+    refused = virtctl("up", "--state-dir", str(state), "--nodes", "2", check=False)
+    assert refused.returncode == 1 and refused.stderr.startswith(
+        "virtctl: error: this installation has 3 hosts (each one a node), so --nodes does not apply"), refused.stderr
 
     # NATS is secured as on one host: each service over TLS as its own user; no anonymous client
     for host in ("host1", "host2", "host3"):
@@ -197,3 +211,15 @@ def test_hosts_and_nodes_exclude_each_other(tmp_path: Path):
     assert result.stderr.strip().splitlines()[-1].startswith(
         "virtctl: error: --hosts and --nodes exclude each other (every host is a node)")
     assert not (tmp_path / "s" / "hosts").exists()
+
+
+def test_hosts_never_start_over_a_one_machine_installations_data(tmp_path: Path):
+    # what 'virtctl down' (without --wipe) of a one-machine installation leaves
+    state = tmp_path / "s"
+    (state / "nats" / "jetstream").mkdir(parents=True)
+    (state / "virt-handler" / "vmis").mkdir(parents=True)
+    result = virtctl("up", "--state-dir", str(state), "--hosts", "3", check=False)
+    assert (result.returncode, result.stderr) == (
+        1, "virtctl: error: this state directory holds a one-machine installation's data; "
+           "'virtctl down --wipe' it or use another --state-dir\n")
+    assert sorted(p.name for p in state.iterdir()) == ["nats", "virt-handler"]  # nothing written
