@@ -131,7 +131,7 @@ class RequestAuth:
 
 
 #: Where the middleware leaves the authenticated :class:`UserInfo` on the request.
-USER_KEY = "kubevirt.user"
+USER_KEY: web.RequestKey[UserInfo] = web.RequestKey("kubevirt.user", UserInfo)
 
 
 def auth_middleware(auth: RequestAuth) -> Callable[..., Awaitable[web.StreamResponse]]:
