@@ -236,15 +236,7 @@ def down(state_dir: Path | None, wipe: bool) -> None:
         click.echo(f"{'guest':<16} {name} shut down")
     for name in inst.apply_stop_libvirt_daemons(layout):
         click.echo(f"{name:<16} stopped (started by an 'up', no other user left)")
-    if wipe:
-        left = inst.wipe(layout)
-        for line in left:
-            click.echo(f"could not remove {line}", err=True)
-        if left:
-            raise click.ClickException(f"wipe of {directory} incomplete: {len(left)} path(s) left")
-        click.echo(f"wiped {directory}")
-    else:
-        click.echo(f"data kept in {directory}")
+    _finish_down(layout, wipe)
 
 
 @cli.command()
@@ -310,6 +302,12 @@ def _up_hosts(directory: Path, count: int | None, libvirt_uri: str | None) -> No
 def _down_hosts(layout: inst.Layout, wipe: bool) -> None:
     """``down`` of a hosts installation: every process, guest, daemon, then the network."""
     hosts.apply_hosts_down(layout, click.echo)
+    _finish_down(layout, wipe)
+
+
+def _finish_down(layout: inst.Layout, wipe: bool) -> None:
+    """The end of every ``down``: keep the data, or wipe it and say what could not be removed
+    (a ClickException, so an incomplete wipe is never reported as done)."""
     if not wipe:
         click.echo(f"data kept in {layout.state_dir}")
         return
