@@ -5,7 +5,8 @@
 makes sure the system ``virtlogd``/``libvirtd`` run for the whole session and stops at the end
 only the ones test runs started, once no other run still uses them (two runs share a machine), so a ``virtctl down`` inside one test (which stops only what its ``up``
 started) never takes the daemons away from the tests after it. ``fresh_nats_server`` (function)
-is a private server for tests that kill or restart it. Servers run from ``.venv/bin/nats-server``
+is a private server for tests that kill or restart it. ``hosts_state`` (function) is the state
+directory of a ``virtctl up --hosts N`` of the test, taken down after it. Servers run from ``.venv/bin/nats-server``
 on free loopback ports with state in pytest's temporary directories; a fixture stops only the
 process it started.
 """
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from hosts_installation import virtctl
 from shared import libvirtd, libvirtd_users
 from shared.natsserver import NatsCluster, NatsServer
 from shared.store import ObjectStore
@@ -44,6 +47,16 @@ def system_libvirtd() -> Iterator[libvirtd.DaemonState]:
         yield state
     finally:
         libvirtd_users.apply_leave_shared_system_daemons()
+
+
+@pytest.fixture
+def hosts_state(tmp_path: Path) -> Iterator[Path]:
+    """A state directory for ``virtctl up --hosts N``; ``virtctl down`` of it after the test (its
+    processes, guests, daemons, namespaces, links), when the test made hosts there."""
+    directory = tmp_path / "state"
+    yield directory
+    if (directory / "hosts" / "hosts.json").exists():
+        virtctl("down", "--state-dir", str(directory), check=False)
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ from shared.informer import Informer
 from shared.tasks import cancel_and_wait
 from shared.workqueue import WorkQueue, compute_item_delay
 
-__all__ = ["AgentConfig", "VmiAgent", "compute_domain_type",
+__all__ = ["AgentConfig", "VmiAgent", "compute_domain_type", "is_test_driver_uri",
            "compute_grace_seconds", "compute_item_delay", "compute_key_of_domain", "describe"]
 
 log = logging.getLogger(__name__)
@@ -310,10 +310,16 @@ class VmiAgent:
         task.add_done_callback(self._event_tasks.discard)
 
 
+def is_test_driver_uri(uri: str) -> bool:
+    """True for a URI of libvirt's test driver, in-process (``test:///default``) or served by a
+    libvirtd (``test+unix:///default?socket=...``; libvirt's URI scheme is ``driver[+transport]``)."""
+    return uri.split(":", 1)[0].split("+", 1)[0] == "test"
+
+
 def compute_domain_type(uri: str, kvm_usable: bool) -> str:
     """``test`` for libvirt's test driver, else ``kvm`` when KVM works, else ``qemu`` (TCG,
     KubeVirt's ``useEmulation``)."""
-    if uri.startswith("test:"):
+    if is_test_driver_uri(uri):
         return "test"
     return "kvm" if kvm_usable else "qemu"
 

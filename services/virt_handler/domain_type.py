@@ -1,6 +1,6 @@
 """Which ``<domain type>`` this node's guests get: ``test``, ``kvm`` or ``qemu`` (TCG).
 
-``auto`` decides from the libvirt URI (``test`` for ``test://``) and the KVM probe (``kvm`` when
+``auto`` decides from the libvirt URI (``test`` for ``test://`` and ``test+unix://``) and the KVM probe (``kvm`` when
 usable, else ``qemu``, KubeVirt's ``useEmulation``). The probe's answer is recorded in
 ``<state_dir>/domain-type`` so a restarted handler does not probe again.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from services.virt_handler import kvm_probe
-from services.virt_handler.agent import compute_domain_type
+from services.virt_handler.agent import compute_domain_type, is_test_driver_uri
 
 log = logging.getLogger("kubevirt.virt_handler")
 
@@ -39,7 +39,7 @@ def decide_domain_type(settings: DomainTypeSettings) -> str:
     machine a probe's QEMU can stay stuck in the kernel, so probes must be rare)."""
     if settings.domain_type != "auto":
         return settings.domain_type
-    if settings.libvirt_uri.startswith("test:"):
+    if is_test_driver_uri(settings.libvirt_uri):
         return "test"
     record = settings.state_dir / ACCELERATION_RECORD
     try:

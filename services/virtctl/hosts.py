@@ -1,9 +1,9 @@
 """``virtctl up --hosts N``: a cluster of N hosts on one machine, each a network namespace.
 
 Owns: the record of such an installation (``<state>/hosts/hosts.json``: network plan, host
-UUIDs, libvirt choice), the processes of each host as :class:`ServiceSpec` data (every Python
-service's command line comes from :func:`compute_service_argv`), bringing them up in order and
-taking everything down again, and what ``virtctl status`` shows of them.
+UUIDs, libvirt choice, failure timing), the processes of each host as :class:`ServiceSpec` data
+(every Python service's command line comes from :func:`compute_service_argv`), bringing them up
+in order and taking everything down again, and what ``virtctl status`` shows of them.
 Deliberately elsewhere: the network (:mod:`shared.netns`), which process runs where
 (:mod:`services.virtctl.host_placement`, pure), a node's private libvirt
 (:mod:`services.virtctl.node_libvirt`), starting and stopping one process
@@ -45,6 +45,7 @@ from services.virtctl.processes import ServiceSpec, is_alive, launch, running_re
 from services.virtctl.service_specs import FAILURE_TIMING, is_http_ok
 from shared import libvirtd, netns
 from shared.natsserver import ClusterMembership, NatsServer, NatsTls, find_nats_server_binary
+from shared.node_fencing import FailureTiming
 
 NATS_PORT = 4222
 NATS_ROUTE_PORT = 6222
@@ -69,15 +70,24 @@ class HostsError(RuntimeError):
     """``up``/``down`` of hosts cannot go on; the message says why (one line)."""
 
 
+LIBVIRT_DRIVERS = ("qemu", "test")
+"""Drivers a host's own libvirtd serves its handler: QEMU guests, or libvirt's test driver
+(simulated guests that a test reads through the host's libvirtd socket)."""
+
+
 @dataclass(frozen=True)
 class HostsRecord:
     """What ``<state>/hosts/hosts.json`` holds: the network ``plan``, each host's libvirt
-    ``host_uuids`` and the ``libvirt_uri`` every handler uses (None: each host's own libvirtd).
-    The placement follows from the host count."""
+    ``host_uuids``, the ``libvirt_uri`` every handler uses (None: each host's own libvirtd,
+    through its ``libvirt_driver``, one of :data:`LIBVIRT_DRIVERS`) and the ``failure_timing``
+    of handlers, controllers and schedulers (default :data:`FAILURE_TIMING`; tests shorten it
+    with ``up``'s hidden ``--testing-failure-timing``). The placement follows from the host count."""
 
     plan: netns.NetworkPlan
     host_uuids: dict[str, str]
     libvirt_uri: str | None
+    libvirt_driver: str = "qemu"
+    failure_timing: FailureTiming = FAILURE_TIMING
 
     @property
     def placement(self) -> Placement:
@@ -88,11 +98,22 @@ class HostsRecord:
         return str(self.plan.host(host).address)
 
     def to_json(self) -> dict[str, Any]:
-        return {"network": self.plan.to_json(), "hostUUIDs": self.host_uuids, "libvirtURI": self.libvirt_uri}
+        timing = self.failure_timing
+        return {"network": self.plan.to_json(), "hostUUIDs": self.host_uuids, "libvirtURI": self.libvirt_uri,
+                "libvirtDriver": self.libvirt_driver,
+                "failureTiming": {"heartbeatInterval": timing.heartbeat_interval, "fenceAfter": timing.fence_after,
+                                  "heartbeatTimeout": timing.heartbeat_timeout, "fenceMargin": timing.fence_margin}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> HostsRecord:
-        return cls(netns.NetworkPlan.from_json(data["network"]), dict(data["hostUUIDs"]), data.get("libvirtURI"))
+        """The record of :meth:`to_json` (a record without the later fields gets their defaults).
+        Raises KeyError, TypeError or ValueError for a malformed one."""
+        timing = data.get("failureTiming")
+        return cls(netns.NetworkPlan.from_json(data["network"]), dict(data["hostUUIDs"]), data.get("libvirtURI"),
+                   data.get("libvirtDriver", "qemu"),
+                   FAILURE_TIMING if timing is None else FailureTiming(
+                       heartbeat_interval=float(timing["heartbeatInterval"]), fence_after=float(timing["fenceAfter"]),
+                       heartbeat_timeout=float(timing["heartbeatTimeout"]), fence_margin=float(timing["fenceMargin"])))
 
 
 # -- the record ----------------------------------------------------------------------------------
@@ -135,11 +156,15 @@ def load_hosts_record(layout: Layout) -> HostsRecord | None:
 
 
 def compute_hosts_record(layout: Layout, recorded: HostsRecord | None, count: int | None, libvirt_uri: str | None,
-                         taken: list[Any]) -> HostsRecord:
-    """The record ``up`` works with: the recorded one (``count`` None or equal, ``libvirt_uri``
-    None or equal), else a new plan of ``count`` hosts avoiding the ``taken`` networks, with new
-    host UUIDs. Raises HostsError when the recorded installation has another count or libvirt
-    (``down`` first) or no count is known."""
+                         taken: list[Any], *, libvirt_driver: str | None = None,
+                         failure_timing: FailureTiming | None = None) -> HostsRecord:
+    """The record ``up`` works with: the recorded one (``count``, ``libvirt_uri``,
+    ``libvirt_driver``, ``failure_timing`` each None or equal), else a new plan of ``count``
+    hosts avoiding the ``taken`` networks, with new host UUIDs. Raises HostsError when the
+    recorded installation has another count, libvirt or timing (``down`` first), no count is
+    known, or the driver is none of :data:`LIBVIRT_DRIVERS`."""
+    if libvirt_driver is not None and libvirt_driver not in LIBVIRT_DRIVERS:
+        raise HostsError(f"unknown libvirt driver {libvirt_driver!r} (one of {', '.join(LIBVIRT_DRIVERS)})")
     if recorded is not None:
         recorded_count = len(recorded.plan.hosts)
         if count is not None and count != recorded_count:
@@ -147,6 +172,11 @@ def compute_hosts_record(layout: Layout, recorded: HostsRecord | None, count: in
         if libvirt_uri is not None and libvirt_uri != recorded.libvirt_uri:
             raise HostsError(f"this installation's handlers use {recorded.libvirt_uri or 'a libvirtd per host'}; "
                              "run 'virtctl down' first to change --libvirt-uri")
+        if libvirt_driver is not None and libvirt_driver != recorded.libvirt_driver:
+            raise HostsError(f"this installation's libvirtds serve the {recorded.libvirt_driver} driver; "
+                             "run 'virtctl down' first to change it")
+        if failure_timing is not None and failure_timing != recorded.failure_timing:
+            raise HostsError("this installation has another failure timing; run 'virtctl down' first to change it")
         return recorded
     if count is None:
         raise HostsError("no hosts recorded here; give --hosts N")
@@ -155,7 +185,8 @@ def compute_hosts_record(layout: Layout, recorded: HostsRecord | None, count: in
         plan = netns.compute_network_plan(compute_network_key(layout.state_dir), count, taken)
     except netns.NetworkError as err:
         raise HostsError(str(err)) from None
-    return HostsRecord(plan, {host.name: str(uuid.uuid4()) for host in plan.hosts}, libvirt_uri)
+    return HostsRecord(plan, {host.name: str(uuid.uuid4()) for host in plan.hosts}, libvirt_uri,
+                       libvirt_driver or "qemu", failure_timing or FAILURE_TIMING)
 
 
 def apply_hosts_record(layout: Layout, record: HostsRecord) -> None:
@@ -188,7 +219,7 @@ def handler_libvirt(layout: Layout, record: HostsRecord, host: str) -> NodeLibvi
 
 def handler_uri(layout: Layout, record: HostsRecord, host: str) -> str:
     """The libvirt URI of ``host``'s virt-handler."""
-    return record.libvirt_uri or handler_libvirt(layout, record, host).uri(layout)
+    return record.libvirt_uri or handler_libvirt(layout, record, host).uri(layout, record.libvirt_driver)
 
 
 def compute_service_argv(layout: Layout, record: HostsRecord, role: str, host: str) -> list[str]:
@@ -196,9 +227,9 @@ def compute_service_argv(layout: Layout, record: HostsRecord, role: str, host: s
     NATS (every server of the cluster), the store's replicas, health on the host's address,
     and the service's own arguments (leader identity ``<role>-<host>``; virt-api's listen
     address and certificate names; the handler's node, libvirt, migration address; the
-    installation's one failure timing, :data:`services.virtctl.service_specs.FAILURE_TIMING`,
-    for handlers and controllers). Raises
-    KeyError for an unknown role."""
+    installation's one failure timing, ``record.failure_timing``, for handlers, controllers and
+    the scheduler, whose ``--heartbeat-timeout`` is the controller's). Raises KeyError for an
+    unknown role."""
     address = record.address(host)
     argv = [sys.executable, "-m", MODULES[role], *compute_nats_client_args(layout, record, role),
             "--store-replicas", str(record.placement.store_replicas), "--health-host", address]
@@ -211,12 +242,12 @@ def compute_service_argv(layout: Layout, record: HostsRecord, role: str, host: s
         return [*argv, "--state-dir", str(handler_dir(layout, host)), "--node-name", host,
                 "--libvirt-uri", handler_uri(layout, record, host), "--migration-address", address,
                 "--image-dir", str(layout.images_dir), "--pvc-root", str(layout.pvcs_dir),
-                *FAILURE_TIMING.handler_args()]
+                *record.failure_timing.handler_args()]
     argv += ["--id", f"{role}-{host}"]
     if role == "virt-controller":
-        argv += FAILURE_TIMING.controller_args()
+        argv += record.failure_timing.controller_args()
     if role == "scheduler-bridge":
-        return argv
+        return [*argv, "--heartbeat-timeout", f"{record.failure_timing.heartbeat_timeout:g}"]
     argv += ["--state-dir", str(host_dir(layout, host) / role)]
     if role == "virt-snapshot":
         argv += ["--storage-dir", str(layout.state_dir)]
@@ -322,20 +353,23 @@ def compute_specs(record: HostsRecord) -> list[ServiceSpec]:
 
 # -- up ------------------------------------------------------------------------------------------
 def apply_hosts_up(layout: Layout, count: int | None, libvirt_uri: str | None,
-                   echo: Callable[[str], None]) -> HostsRecord:
+                   echo: Callable[[str], None], *, libvirt_driver: str | None = None,
+                   failure_timing: FailureTiming | None = None) -> HostsRecord:
     """Make the hosts and start every process (idempotent: what exists and runs is kept).
 
     Order: record, network, nats-servers (all launched, then waited for: a cluster forms only
     with its peers), each host's libvirtd, the first virt-api (it makes the shared TLS material
     and token), then every other process launched at once and waited for. On a failure the
     processes this call started are stopped again (newest first) and, when this call made the
-    network, the hosts' daemons and the network are removed. Raises HostsError (or the
-    failure's own error) with a readable message.
+    network, the hosts' daemons and the network are removed. ``libvirt_driver`` and
+    ``failure_timing``: see :func:`compute_hosts_record`. Raises HostsError (or the failure's
+    own error) with a readable message.
     """
     recorded = load_hosts_record(layout)
     taken = netns.read_taken_networks(recorded.plan.bridge if recorded else None)
     try:
-        record = compute_hosts_record(layout, recorded, count, libvirt_uri, taken)
+        record = compute_hosts_record(layout, recorded, count, libvirt_uri, taken, libvirt_driver=libvirt_driver,
+                                      failure_timing=failure_timing)
     except ValueError as err:
         raise HostsError(str(err)) from None
     apply_hosts_record(layout, record)

@@ -24,6 +24,7 @@ from services.virtctl import extra_nodes, hosts, installation_kind
 from services.virtctl import installation as inst
 from services.virtctl.kubevirt_object import apply_kubevirt_object
 from services.virtctl.kubeconfig import apply_kubeconfig, compute_kubeconfig
+from shared.node_fencing import FailureTiming
 
 #: Modules that add commands to :data:`cli` when imported (one line per module).
 COMMAND_MODULES: list[str] = [
@@ -133,6 +134,22 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
                         help="Kubeconfig [default: $KUBECONFIG or <state-dir>/kubeconfig]")(command)
 
 
+def _failure_timing_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> FailureTiming | None:
+    """``--testing-failure-timing 1,6,12,4``: handlers' heartbeat interval and fence, controllers'
+    heartbeat timeout and fence margin (seconds), checked as :class:`FailureTiming` checks them."""
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) != 4:
+        raise click.BadParameter(f"{value!r}: expected INTERVAL,FENCE_AFTER,HEARTBEAT_TIMEOUT,MARGIN (seconds)")
+    try:
+        interval, fence_after, timeout, margin = (float(part) for part in parts)
+        return FailureTiming(heartbeat_interval=interval, fence_after=fence_after, heartbeat_timeout=timeout,
+                             fence_margin=margin)
+    except ValueError as err:
+        raise click.BadParameter(f"{value!r}: {err}") from None
+
+
 @cli.command()
 @state_dir_option
 @click.option("--api-port", type=click.IntRange(1, 65535), default=None,
@@ -146,8 +163,14 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
               help="Run a cluster of N hosts on this machine, each a network namespace with its own address, "
                    "libvirtd, virt-handler; NATS on hosts 1-3; two replicas of each control-plane service "
                    "[default: the recorded count]")
+# for tests of --hosts (docs/cluster.md, "For tests"): each host's libvirtd serves libvirt's test
+# driver (guests a test reads per host), and shorter failure timings (a partition test in minutes)
+@click.option("--testing-libvirt-driver", type=click.Choice(hosts.LIBVIRT_DRIVERS), default=None, hidden=True)
+@click.option("--testing-failure-timing", default=None, hidden=True, callback=_failure_timing_option,
+              metavar="INTERVAL,FENCE_AFTER,HEARTBEAT_TIMEOUT,MARGIN")
 def up(state_dir: Path | None, api_port: int | None, libvirt_uri: str | None, node_name: str | None,
-       nodes: int | None, host_count: int | None) -> None:
+       nodes: int | None, host_count: int | None, testing_libvirt_driver: str | None,
+       testing_failure_timing: FailureTiming | None) -> None:
     """Start the embedded installation (nats-server, virt-api, virt-controller, scheduler-bridge,
     virt-handler) and write the kubeconfig. libvirtd/virtlogd are started when not running.
     With --hosts N: the same as a cluster of N hosts on this machine (see docs/cluster.md).
@@ -167,8 +190,11 @@ def up(state_dir: Path | None, api_port: int | None, libvirt_uri: str | None, no
     except (installation_kind.InstallationKindError, hosts.HostsError) as err:
         raise click.ClickException(str(err)) from None
     if kind == installation_kind.UpKind.HOSTS:
-        _up_hosts(directory, host_count, libvirt_uri)
+        _up_hosts(directory, host_count, libvirt_uri, libvirt_driver=testing_libvirt_driver,
+                  failure_timing=testing_failure_timing)
         return
+    if testing_libvirt_driver is not None or testing_failure_timing is not None:
+        raise click.UsageError("--testing-libvirt-driver and --testing-failure-timing apply to --hosts only")
     try:
         inst.check_api_port_change(state_dir or default_state_dir(), api_port)
     except ValueError as err:
@@ -271,12 +297,14 @@ def status(state_dir: Path | None) -> None:
         sys.exit(1)
 
 
-def _up_hosts(directory: Path, count: int | None, libvirt_uri: str | None) -> None:
+def _up_hosts(directory: Path, count: int | None, libvirt_uri: str | None, *, libvirt_driver: str | None,
+              failure_timing: FailureTiming | None) -> None:
     """``up --hosts N`` (or ``up`` of a recorded hosts installation); the options were checked
     by :func:`installation_kind.compute_up_kind`."""
     layout = inst.load_layout(directory)
     try:
-        record = hosts.apply_hosts_up(layout, count, libvirt_uri, click.echo)
+        record = hosts.apply_hosts_up(layout, count, libvirt_uri, click.echo, libvirt_driver=libvirt_driver,
+                                      failure_timing=failure_timing)
     except hosts.HostsError as err:
         raise click.ClickException(str(err)) from None
     (first_host, first_url), *others = hosts.compute_api_urls(record)

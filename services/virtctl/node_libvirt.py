@@ -41,9 +41,12 @@ class NodeLibvirt:
         key = hashlib.sha256(f"{layout.state_dir}\0{self.name}".encode()).hexdigest()[:12]
         return SHORT_LINKS / key
 
-    def uri(self, layout: Layout) -> str:
-        """The node's libvirt URI (through :meth:`short_run_dir`; a path every namespace sees)."""
-        return f"qemu+unix:///system?socket={self.short_run_dir(layout) / 'libvirt-sock'}"
+    def uri(self, layout: Layout, driver: str = "qemu") -> str:
+        """The node's libvirt URI (through :meth:`short_run_dir`; a path every namespace sees) for
+        ``driver``: ``qemu`` (its QEMU guests) or ``test`` (libvirt's test driver, served by the
+        same daemon: simulated guests that anyone with the socket reads)."""
+        path = "system" if driver == "qemu" else "default"
+        return f"{driver}+unix:///{path}?socket={self.short_run_dir(layout) / 'libvirt-sock'}"
 
 
 def apply_node_libvirt(layout: Layout, node: NodeLibvirt, launch_prefix: Sequence[str] = ()) -> libvirtd.NodeDaemons:

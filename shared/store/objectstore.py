@@ -186,7 +186,8 @@ class ObjectStore:
                 revision = await self.kv.write(bucket, key, payload, expected=expected, create=True)
             except WrongLastRevision:
                 latest = await self.kv.get(bucket, key)
-                retry = compute_create_retry(latest, stored["metadata"].get("uid") or "")
+                retry = compute_create_retry(latest, stored["metadata"].get("uid") or "",
+                                             stored["metadata"].get("creationTimestamp") or "")
                 if retry.action == "ours" and latest is not None:
                     log.info("create of %s/%s: an earlier attempt was stored (uid %s), its ack was lost",
                              bucket, key, stored["metadata"].get("uid"))

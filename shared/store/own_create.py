@@ -39,10 +39,14 @@ class CreateRetry:
     expected: int = 0
 
 
-def compute_create_retry(latest: KvRecord | None, candidate_uid: str) -> CreateRetry:
-    """Decide from the key's latest record (None: no message left, its history was purged) and
-    the uid the store gave the candidate. A delete marker carries the object's last state, so a
-    create whose object was deleted again before the retry is still recognised as done."""
+def compute_create_retry(latest: KvRecord | None, candidate_uid: str, candidate_created: str = "") -> CreateRetry:
+    """Decide from the key's latest record (None: no message left, its history was purged), the
+    uid the store gave the candidate and its ``creationTimestamp`` (RFC 3339, seconds). A delete
+    marker carries the object's last state, so a create whose object was deleted again before the
+    retry is still recognised as done. A marker of an object created in a later second than the
+    candidate is another create of the name that won and was deleted while this one waited (a
+    create retried after a partition): writing over it would bring a deleted name back, so the
+    name counts as taken (409, as for two racing creates in Kubernetes)."""
     state = decode_object(latest.value) if latest is not None else None
     meta = (state or {}).get("metadata")
     uid = meta.get("uid") if isinstance(meta, dict) else None
@@ -51,5 +55,8 @@ def compute_create_retry(latest: KvRecord | None, candidate_uid: str) -> CreateR
     if latest is None:
         return CreateRetry("write", 0)
     if latest.deleted:
+        created = meta.get("creationTimestamp") if isinstance(meta, dict) else None
+        if candidate_created and isinstance(created, str) and created > candidate_created:
+            return CreateRetry("taken")
         return CreateRetry("write", latest.revision)
     return CreateRetry("taken")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,10 +44,12 @@ class Reply:
 
 @dataclass
 class FailoverClient:
-    """A client of several virt-api replicas (``urls``) with bearer ``token`` (see module docstring)."""
+    """A client of several virt-api replicas (``urls``) with bearer ``token`` (see module
+    docstring); ``ssl``: how to check the replicas' certificate for https URLs (None: default)."""
 
     urls: list[str]
     token: str
+    ssl: ssl.SSLContext | None = None
     attempts: int = 80
     retried: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
@@ -54,8 +57,10 @@ class FailoverClient:
     session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> "FailoverClient":
+        # a replica cut off from the network answers nothing: give up its connect after 3 s
         self.session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"},
-                                             timeout=aiohttp.ClientTimeout(total=15))
+                                             connector=aiohttp.TCPConnector(ssl=self.ssl if self.ssl else True),
+                                             timeout=aiohttp.ClientTimeout(total=15, sock_connect=3))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -68,7 +73,8 @@ class FailoverClient:
         assert self.session is not None
         resent = False
         for _ in range(self.attempts):
-            url = self.urls[self.preferred % len(self.urls)]
+            index = self.preferred % len(self.urls)
+            url = self.urls[index]
             try:
                 async with self.session.request(method, url + path, json=body,
                                                 headers={"Content-Type": content_type}) as resp:
@@ -76,14 +82,14 @@ class FailoverClient:
                     data = await resp.json(content_type=None)
             except aiohttp.ClientConnectorError:
                 self.retried["connection refused"] += 1
-                self.preferred += 1
+                self.preferred = index + 1  # not += 1: concurrent failures at one replica all move on
                 await asyncio.sleep(0.05)
                 continue
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError,
                     asyncio.TimeoutError):
                 self.retried["connection dropped"] += 1
                 resent = True
-                self.preferred += 1
+                self.preferred = index + 1
                 await asyncio.sleep(0.05)
                 continue
             if status in RETRIABLE_STATUSES:

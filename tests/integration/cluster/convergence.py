@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
 from churn import value_of
-from cluster_processes import NS, VMIS, VMS, Cluster
-from history_check import FinalState, Instance
+from cluster_processes import NS, VMIS, VMS
+from history_check import FinalState, Guest, Instance
 
 
-async def read_final_state(store, cluster: Cluster) -> tuple[FinalState, list[str]]:
-    """The VMs' values, the VMIs, the guests; and what has not converged yet (empty when done)."""
+class GuestSource(Protocol):
+    """What reads every node's guests (:class:`cluster_processes.Cluster`, ``hosts_installation.HostGuests``)."""
+
+    async def guests(self) -> list[Guest]: ...
+
+
+async def read_final_state(store, cluster: GuestSource) -> tuple[FinalState, list[str]]:
+    """The VMs' values, the VMIs, the guests of ``cluster``; and what has not converged yet
+    (empty when done)."""
     vms, _ = await store.list(VMS, NS)
     vmis, _ = await store.list(VMIS, NS)
     guests = await cluster.guests()
@@ -41,7 +49,7 @@ async def read_final_state(store, cluster: Cluster) -> tuple[FinalState, list[st
     return final, pending
 
 
-async def wait_converged(store, cluster, timeout: float) -> FinalState:
+async def wait_converged(store, cluster: GuestSource, timeout: float) -> FinalState:
     """The final state once nothing is pending; AssertionError naming what is after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:

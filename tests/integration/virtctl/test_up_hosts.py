@@ -10,14 +10,12 @@ import asyncio
 import json
 import re
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
+from hosts_installation import is_running, monitoring, recorded_pids, virtctl, wait_for
 from services.virtctl.hosts import compute_specs, load_hosts_record
 from services.virtctl.installation import load_layout, stop
 from shared import bus, netns
@@ -25,40 +23,8 @@ from shared.errors import ServiceUnavailable
 from shared.nats_auth import ROLES
 
 pytestmark = pytest.mark.timeout(300)
-ROOT = Path(__file__).resolve().parents[3]
 VMS = ("kubevirt.io", "v1", "default", "virtualmachines")
 VMIS = ("kubevirt.io", "v1", "default", "virtualmachineinstances")
-
-
-def virtctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "services.virtctl.main", *args], capture_output=True, text=True,
-                          timeout=180, cwd=ROOT)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"virtctl {' '.join(args)}: {proc.returncode}: {proc.stdout}{proc.stderr}")
-    return proc
-
-
-def wait_for(check, timeout: float = 30.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-
-
-def recorded_pids(state: Path) -> dict[str, int]:
-    return {p.stem: json.loads(p.read_text())["pid"] for p in sorted((state / "run").glob("*.json"))}
-
-
-def is_running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def api_of(kubeconfig: Path, context: str | None = None) -> client.CustomObjectsApi:
@@ -80,25 +46,16 @@ def node_addresses(kubeconfig: Path) -> dict[str, list[dict[str, str]]]:
 
 
 def connections(address: str) -> list[dict]:
-    with urllib.request.urlopen(f"http://{address}:8222/connz?auth=true", timeout=5) as resp:
-        return json.loads(resp.read())["connections"]
+    return monitoring(address, "/connz?auth=true")["connections"]
 
 
 def jetstream_replicas(address: str) -> dict[str, int]:
-    with urllib.request.urlopen(f"http://{address}:8222/jsz?streams=1&config=1", timeout=5) as resp:
-        data = json.loads(resp.read())
+    data = monitoring(address, "/jsz?streams=1&config=1")
     return {s["name"]: s["config"]["num_replicas"] for a in data["account_details"] for s in a["stream_detail"]}
 
 
-@pytest.fixture
-def state(tmp_path: Path):
-    directory = tmp_path / "state"
-    yield directory
-    if (directory / "hosts" / "hosts.json").exists():
-        virtctl("down", "--state-dir", str(directory), check=False)
-
-
-def test_three_hosts_up_serve_migrate_fail_over_and_down(state: Path):
+def test_three_hosts_up_serve_migrate_fail_over_and_down(hosts_state: Path):
+    state = hosts_state
     up = virtctl("up", "--state-dir", str(state), "--hosts", "3", "--libvirt-uri", "test:///default")
     layout = load_layout(state)
     record = load_hosts_record(layout)
@@ -223,3 +180,19 @@ def test_hosts_never_start_over_a_one_machine_installations_data(tmp_path: Path)
         1, "virtctl: error: this state directory holds a one-machine installation's data; "
            "'virtctl down --wipe' it or use another --state-dir\n")
     assert sorted(p.name for p in state.iterdir()) == ["nats", "virt-handler"]  # nothing written
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hosts", "2", "--testing-failure-timing", "1,2,3,4"],
+     "Invalid value for '--testing-failure-timing': '1,2,3,4': --heartbeat-timeout 3 s must be at least "
+     "--fence-after 2 s + margin 4 s"),
+    (["--hosts", "2", "--testing-failure-timing", "1,6,12"],
+     "Invalid value for '--testing-failure-timing': '1,6,12': expected INTERVAL,FENCE_AFTER,HEARTBEAT_TIMEOUT,MARGIN"),
+    (["--testing-libvirt-driver", "test"],
+     "--testing-libvirt-driver and --testing-failure-timing apply to --hosts only"),
+])
+def test_testing_options_are_checked_before_anything_is_made(tmp_path: Path, args: list[str], message: str):
+    result = virtctl("up", "--state-dir", str(tmp_path / "s"), *args, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"virtctl: error: {message}"), result.stderr
+    assert not (tmp_path / "s" / "hosts").exists() and not (tmp_path / "s" / "installation.json").exists()

@@ -47,6 +47,8 @@ def test_retry_delay_doubles_up_to_the_cap(failures, expected):
 
 @pytest.mark.parametrize("uri, kvm, expected", [
     pytest.param("test:///default", True, "test", id="test-driver"),
+    pytest.param("test+unix:///default?socket=/run/x/libvirt-sock", True, "test", id="test-driver-of-a-libvirtd"),
+    pytest.param("qemu+unix:///system?socket=/run/x/libvirt-sock", True, "kvm", id="kvm-of-a-libvirtd"),
     pytest.param("qemu:///system", True, "kvm", id="kvm"),
     pytest.param("qemu:///system", False, "qemu", id="tcg"),
 ])

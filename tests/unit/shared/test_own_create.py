@@ -31,3 +31,17 @@ def test_create_retry_decision(latest, expected):
 
 def test_an_empty_candidate_uid_never_matches():
     assert compute_create_retry(record(""), "") == CreateRetry("taken")
+
+
+def marker(created: str, *, revision: int = 9) -> KvRecord:
+    body = json.dumps({"metadata": {"name": "vm", "uid": "theirs", "creationTimestamp": created}}).encode()
+    return KvRecord("default.vm", revision, 0, True, body)
+
+
+@pytest.mark.parametrize(("created", "expected"), [
+    ("2026-01-01T10:00:00Z", CreateRetry("write", 9)),   # an older object's marker: the name is free again
+    ("2026-01-01T10:00:05Z", CreateRetry("write", 9)),   # same second: a quick delete and create again
+    ("2026-01-01T10:00:20Z", CreateRetry("taken")),      # created and deleted while this create waited
+])
+def test_a_marker_of_a_later_create_is_not_written_over(created, expected):
+    assert compute_create_retry(marker(created), "mine", "2026-01-01T10:00:05Z") == expected

@@ -17,6 +17,7 @@ from services.virtctl.hosts import (
     nats_server,
 )
 from services.virtctl.layout import Layout
+from shared.node_fencing import FailureTiming
 
 
 @pytest.fixture
@@ -95,6 +96,32 @@ def test_specs_in_start_order_run_inside_their_host(record: HostsRecord) -> None
     assert len(names) == 3 + 10 + 3
     spec = specs[names.index("virt-handler-host2")]
     assert spec.wrap is not None and spec.wrap(["x"]) == ["ip", "netns", "exec", record.plan.host("host2").netns, "x"]
+
+
+def test_testing_knobs_recorded_and_passed_on(layout: Layout) -> None:
+    timing = FailureTiming(heartbeat_interval=1, fence_after=6, heartbeat_timeout=12, fence_margin=4)
+    record = compute_hosts_record(layout, None, 3, None, [], libvirt_driver="test", failure_timing=timing)
+    assert HostsRecord.from_json(record.to_json()) == record
+    handler = compute_service_argv(layout, record, "virt-handler", "host2")
+    assert handler[handler.index("--libvirt-uri") + 1].startswith("test+unix:///default?socket=/run/kubevirt-py/nodes/")
+    assert handler[-4:] == ["--heartbeat-interval", "1", "--fence-after", "6"]
+    controller = compute_service_argv(layout, record, "virt-controller", "host2")
+    assert controller[controller.index("--heartbeat-timeout"):][:4] == [
+        "--heartbeat-timeout", "12", "--fence-margin", "4"]
+    assert compute_service_argv(layout, record, "scheduler-bridge", "host2")[-2:] == ["--heartbeat-timeout", "12"]
+    assert compute_hosts_record(layout, record, 3, None, [], libvirt_driver="test", failure_timing=timing) is record
+    with pytest.raises(HostsError, match="another failure timing"):
+        compute_hosts_record(layout, record, None, None, [], failure_timing=FailureTiming())
+    with pytest.raises(HostsError, match="serve the test driver"):
+        compute_hosts_record(layout, record, None, None, [], libvirt_driver="qemu")
+    with pytest.raises(HostsError, match="unknown libvirt driver 'xen'"):
+        compute_hosts_record(layout, None, 3, None, [], libvirt_driver="xen")
+
+
+def test_record_of_an_older_up_gets_the_defaults(record: HostsRecord) -> None:
+    data = record.to_json()
+    del data["libvirtDriver"], data["failureTiming"]
+    assert HostsRecord.from_json(data) == record
 
 
 def test_test_driver_for_every_handler(layout: Layout) -> None:
