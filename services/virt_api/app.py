@@ -65,10 +65,14 @@ def compute_status_for_exception(err: BaseException) -> ApiError:
 
 
 def status_response(err: ApiError) -> web.Response:
-    """The JSON Status response for ``err`` (with ``Retry-After`` when it says so)."""
+    """The JSON Status response for ``err`` (with ``Retry-After`` when it says so, and 1 s for every
+    503 and 504: the store is briefly unavailable or the outcome unknown, and a client that honours
+    ``Retry-After`` — client-go does for 503/429 — should come back soon rather than give up)."""
     resp = encode_response(err.to_status(), status=err.code)
-    if err.retry_after_seconds is not None:
-        resp.headers["Retry-After"] = str(err.retry_after_seconds)
+    retry_after = err.retry_after_seconds if err.retry_after_seconds is not None else (
+        1 if err.code in (503, 504) else None)
+    if retry_after is not None:
+        resp.headers["Retry-After"] = str(retry_after)
     if err.code == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="kubevirt-py"'
     return resp

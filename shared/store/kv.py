@@ -323,7 +323,7 @@ class KvLayer:
                     latest = await self._get_raw(bucket, key)
                     if latest is not None and latest[1].get(MSG_ID) == headers[MSG_ID]:
                         return latest[0]
-                raise WrongLastRevision(err.description or "wrong last sequence") from err
+                raise WrongLastRevision(err.description or "wrong last sequence", ambiguous=attempts > 1) from err
             return seq
 
         return await self._retrying(f"write {bucket}/{key}", publish, inline=True)

@@ -23,7 +23,7 @@ import msgspec
 
 from shared.bus import Bus
 from shared.bus import connect as bus_connect
-from shared.errors import ApiError, BadRequest, NotFound
+from shared.errors import ApiError, BadRequest, NotFound, Timeout
 from shared.store import metadata as md
 from shared.store.compaction import Compaction
 from shared.store.keys import (
@@ -184,10 +184,14 @@ class ObjectStore:
         for _ in range(MAX_CREATE_ATTEMPTS):
             try:
                 revision = await self.kv.write(bucket, key, payload, expected=expected, create=True)
-            except WrongLastRevision:
+            except WrongLastRevision as failed:
                 latest = await self.kv.get(bucket, key)
                 retry = compute_create_retry(latest, stored["metadata"].get("uid") or "",
-                                             stored["metadata"].get("creationTimestamp") or "")
+                                             stored["metadata"].get("creationTimestamp") or "",
+                                             ambiguous=failed.ambiguous)
+                if retry.action == "unknown":
+                    raise Timeout(f"the create of {plural} {key} may or may not have been stored before NATS "
+                                  f"stopped answering (the name was deleted since); get the object to find out")
                 if retry.action == "ours" and latest is not None:
                     log.info("create of %s/%s: an earlier attempt was stored (uid %s), its ack was lost",
                              bucket, key, stored["metadata"].get("uid"))

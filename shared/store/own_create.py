@@ -32,26 +32,35 @@ class CreateRetry:
     deleted since): the create happened, answer with that record; ``"taken"`` — another object
     lives under the name (AlreadyExists); ``"write"`` — the key holds no live object, write the
     candidate again expecting revision ``expected`` (0 = a key with no message at all; otherwise
-    the delete marker's revision).
+    the delete marker's revision); ``"unknown"`` — the key holds another object's delete marker
+    after an attempt of this create went unacknowledged: that attempt may have been stored and
+    deleted before the other object came and went, so neither "created" nor "free" is known, and
+    writing again could bring back an object whose deletion was acknowledged (504 Timeout, as
+    kube-apiserver answers a write whose outcome it does not know).
     """
 
-    action: Literal["ours", "taken", "write"]
+    action: Literal["ours", "taken", "write", "unknown"]
     expected: int = 0
 
 
-def compute_create_retry(latest: KvRecord | None, candidate_uid: str, candidate_created: str = "") -> CreateRetry:
+def compute_create_retry(latest: KvRecord | None, candidate_uid: str, candidate_created: str = "", *,
+                         ambiguous: bool = False) -> CreateRetry:
     """Decide from the key's latest record (None: no message left, its history was purged), the
     uid the store gave the candidate and its ``creationTimestamp`` (RFC 3339, seconds). A delete
     marker carries the object's last state, so a create whose object was deleted again before the
     retry is still recognised as done. A marker of an object created in a later second than the
     candidate is another create of the name that won and was deleted while this one waited (a
     create retried after a partition): writing over it would bring a deleted name back, so the
-    name counts as taken (409, as for two racing creates in Kubernetes)."""
+    name counts as taken (409, as for two racing creates in Kubernetes). ``ambiguous``: an earlier
+    publish of this create went unacknowledged (:class:`shared.store.records.WrongLastRevision`);
+    then a foreign marker or a purged history gives ``"unknown"``, never ``"write"``."""
     state = decode_object(latest.value) if latest is not None else None
     meta = (state or {}).get("metadata")
     uid = meta.get("uid") if isinstance(meta, dict) else None
     if latest is not None and candidate_uid and uid == candidate_uid:
         return CreateRetry("ours")
+    if ambiguous and (latest is None or latest.deleted):
+        return CreateRetry("unknown")
     if latest is None:
         return CreateRetry("write", 0)
     if latest.deleted:

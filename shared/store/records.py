@@ -27,7 +27,16 @@ class Progress:
 
 
 class WrongLastRevision(Exception):
-    """The CAS failed: the key's latest revision is not the expected one."""
+    """The CAS failed: the key's latest revision is not the expected one.
+
+    ``ambiguous`` is True when an earlier publish of the same write went unacknowledged (a
+    timeout, a server restart): that attempt may have been stored and then changed or deleted by
+    others, so the failure does not prove the write never happened.
+    """
+
+    def __init__(self, message: str = "wrong last sequence", *, ambiguous: bool = False) -> None:
+        super().__init__(message)
+        self.ambiguous = ambiguous
 
 
 class Compacted(Exception):

@@ -45,3 +45,17 @@ def marker(created: str, *, revision: int = 9) -> KvRecord:
 ])
 def test_a_marker_of_a_later_create_is_not_written_over(created, expected):
     assert compute_create_retry(marker(created), "mine", "2026-01-01T10:00:05Z") == expected
+
+
+@pytest.mark.parametrize(("latest", "expected"), [
+    (record("mine", deleted=True), CreateRetry("ours")),             # our unacknowledged attempt, deleted since
+    (record("mine"), CreateRetry("ours")),
+    (record("theirs"), CreateRetry("taken")),                        # a live object is someone's: 409 either way
+    (record("theirs", revision=9, deleted=True), CreateRetry("unknown")),  # ours may be under that history
+    (None, CreateRetry("unknown")),                                  # history purged: nothing to tell by
+])
+def test_after_an_unacknowledged_attempt_a_foreign_marker_is_never_written_over(latest, expected):
+    """A create whose first publish went unacknowledged may have been stored, deleted (acknowledged
+    to its deleter) and followed by another create and delete of the name; writing again would
+    bring the acknowledged-deleted object back, so the outcome is reported unknown instead."""
+    assert compute_create_retry(latest, "mine", ambiguous=True) == expected
