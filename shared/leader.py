@@ -120,21 +120,26 @@ class LeaderElector:
         self._observed_at = self.monotonic()
 
     async def release(self) -> None:
-        """Give the lease up if this process holds it (empty holder, so others take over now)."""
+        """Give the lease up if this process holds it (empty holder, so others take over now).
+
+        Best effort, bounded by ``retry_period`` seconds (client-go's ReleaseOnCancel is best effort
+        too): with the store unreachable a stopping process must still stop promptly; the lease
+        then simply expires after its duration."""
         if not self.is_leader:
             return
         self.is_leader = False
         try:
-            lease = await self.store.get(LEASES, self.namespace, self.name)
-            spec = dict(lease.get("spec") or {})
-            if spec.get("holderIdentity") != self.identity:
-                return
-            spec["holderIdentity"] = ""
-            spec["leaseDurationSeconds"] = 1
-            spec["renewTime"] = format_micro_time(self.clock.now())
-            await self.store.update(LEASES, {**lease, "spec": spec}, has_status_subresource=False)
-        except ApiError as err:
-            log.info("lease release failed: %s", err)
+            async with asyncio.timeout(self.retry_period):
+                lease = await self.store.get(LEASES, self.namespace, self.name)
+                spec = dict(lease.get("spec") or {})
+                if spec.get("holderIdentity") != self.identity:
+                    return
+                spec["holderIdentity"] = ""
+                spec["leaseDurationSeconds"] = 1
+                spec["renewTime"] = format_micro_time(self.clock.now())
+                await self.store.update(LEASES, {**lease, "spec": spec}, has_status_subresource=False)
+        except (ApiError, TimeoutError, OSError) as err:
+            log.info("lease release failed: %s", str(err) or type(err).__name__)
 
     # -- loops -------------------------------------------------------------------------------
     async def _attempt(self) -> bool:
