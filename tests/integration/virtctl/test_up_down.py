@@ -17,28 +17,11 @@ from kubernetes import client, config
 from services.virtctl.installation import SERVICES
 from shared.natsserver import pick_free_port
 
+from hosts_installation import is_running, virtctl
+from hosts_installation import recorded_pids as pids
+
 # the handler on libvirt's test driver: these tests are about processes, not guests
 TEST_NODE = ("--libvirt-uri", "test:///default")
-
-
-def virtctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "services.virtctl.main", *args], capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).resolve().parents[3])
-    if check and proc.returncode != 0:
-        raise AssertionError(f"virtctl {' '.join(args)}: {proc.returncode}: {proc.stdout}{proc.stderr}")
-    return proc
-
-
-def pids(state: Path) -> dict[str, int]:
-    return {p.stem: json.loads(p.read_text())["pid"] for p in sorted((state / "run").glob("*.json"))}
-
-
-def is_running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture
