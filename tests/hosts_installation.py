@@ -93,14 +93,19 @@ class HostGuests:
         self.uris = {host.name: handler_uri(layout, record, host.name) for host in record.plan.hosts}
 
     async def guests(self) -> list[Guest]:
-        found = []
-        for host, uri in self.uris.items():
-            hypervisor = Hypervisor(uri)
-            await hypervisor.open()
-            try:
-                for domain in await hypervisor.list_domains():
-                    if domain.uid and "_" in domain.name:
-                        found.append(Guest(domain.name.split("_", 1)[1], host, domain.uid, domain.is_active))
-            finally:
-                await hypervisor.close()
-        return found
+        return await read_guests(self.uris)
+
+
+async def read_guests(uris: dict[str, str]) -> list[Guest]:
+    """Every kubevirt-py domain (name ``<ns>_<vm>``) of each node's libvirt (node name -> URI)."""
+    found = []
+    for node, uri in uris.items():
+        hypervisor = Hypervisor(uri)
+        await hypervisor.open()
+        try:
+            for domain in await hypervisor.list_domains():
+                if domain.uid and "_" in domain.name:
+                    found.append(Guest(domain.name.split("_", 1)[1], node, domain.uid, domain.is_active))
+        finally:
+            await hypervisor.close()
+    return found

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from history_check import Guest
-from services.virt_handler.hypervisor import Hypervisor
+from hosts_installation import read_guests
 from services.virt_handler.simulated_node import apply_test_node_file
 from shared import libvirtd, netns
 from shared.errors import NotFound
@@ -180,17 +180,8 @@ class Cluster:
 
     async def guests(self) -> list[Guest]:
         """Every kubevirt-py domain on the nodes with a private libvirtd (name ``<ns>_<vm>``)."""
-        found = []
-        for node, daemons in self.daemons.items():
-            hypervisor = Hypervisor(f"test+unix:///default?socket={daemons.socket}")
-            await hypervisor.open()
-            try:
-                for domain in await hypervisor.list_domains():
-                    if domain.uid and "_" in domain.name:
-                        found.append(Guest(domain.name.split("_", 1)[1], node, domain.uid, domain.is_active))
-            finally:
-                await hypervisor.close()
-        return found
+        return await read_guests({node: f"test+unix:///default?socket={daemons.socket}"
+                                  for node, daemons in self.daemons.items()})
 
     def add_api(self, count: int = 2) -> list[Replica]:
         """``count`` virt-api replicas serving plain HTTP (one state dir: the same token, written
